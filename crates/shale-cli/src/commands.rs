@@ -1,0 +1,356 @@
+//! One function per command: open the pool, call the engine, print.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use serde_json::json;
+use shale_core::diff::DiffStat;
+use shale_core::export::ExportOptions;
+use shale_core::import::{ImportOptions, ImportReport};
+use shale_core::size::{format_size, parse_size};
+use shale_core::volumes::rfc3339;
+use shale_core::Pool;
+
+use crate::output::{self, print_json, table};
+use crate::{Cli, Command, DiffArgs, ExportArgs, PoolCmd, SnapshotCmd, VolumeCmd};
+
+/// The pool path: --pool, $SHALE_POOL (via clap), else the XDG data directory.
+fn pool_path(cli: &Cli) -> Result<PathBuf> {
+    if let Some(p) = &cli.pool {
+        return Ok(p.clone());
+    }
+    let data = match std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        Some(d) => PathBuf::from(d),
+        None => {
+            let home = std::env::var_os("HOME")
+                .filter(|v| !v.is_empty())
+                .context("no pool given: use --pool PATH or set SHALE_POOL (HOME is not set)")?;
+            PathBuf::from(home).join(".local/share")
+        }
+    };
+    Ok(data.join("shale/pool"))
+}
+
+fn open(cli: &Cli) -> Result<Pool> {
+    Ok(Pool::open_or_init(&pool_path(cli)?)?)
+}
+
+/// Runs the parsed command line.
+pub fn run(cli: &Cli) -> Result<()> {
+    match &cli.command {
+        Command::Pool(PoolCmd::Init { path }) => {
+            let path = match path {
+                Some(p) => p.clone(),
+                None => pool_path(cli)?,
+            };
+            let pool = Pool::init(&path)?;
+            if cli.json {
+                print_json(
+                    &json!({"path": path, "id": pool.description().id, "version": pool.description().version}),
+                );
+            } else if !cli.quiet {
+                println!("created pool at {}", path.display());
+            }
+            Ok(())
+        }
+        Command::Pool(PoolCmd::Info) => pool_info(cli),
+        Command::Volume(cmd) => volume(cli, cmd),
+        Command::Snapshot(cmd) => snapshot(cli, cmd),
+        Command::Diff(args) => diff(cli, args),
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        1.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+fn pool_info(cli: &Cli) -> Result<()> {
+    let pool = open(cli)?;
+    let t = pool.totals()?;
+    let dedup = ratio(t.logical_bytes, t.unique_bytes);
+    let compression = ratio(t.unique_bytes, t.compressed_bytes);
+    let saved = t.logical_bytes.saturating_sub(t.stored_bytes);
+    if cli.json {
+        print_json(&json!({
+            "path": pool.root(),
+            "id": pool.description().id,
+            "format_version": pool.description().version,
+            "volumes": t.volumes,
+            "snapshots": t.snapshots,
+            "logical_bytes": t.logical_bytes,
+            "unique_bytes": t.unique_bytes,
+            "stored_bytes": t.stored_bytes,
+            "packs": t.packs,
+            "dedup_ratio": dedup,
+            "compression_ratio": compression,
+            "saved_bytes": saved,
+        }));
+    } else if !cli.quiet {
+        println!("pool:              {}", pool.root().display());
+        println!("volumes:           {}", t.volumes);
+        println!("snapshots:         {}", t.snapshots);
+        println!(
+            "logical size:      {} (volumes and snapshots as plain copies)",
+            format_size(t.logical_bytes)
+        );
+        println!("unique data:       {}", format_size(t.unique_bytes));
+        println!(
+            "stored:            {} in {} packs",
+            format_size(t.stored_bytes),
+            t.packs
+        );
+        println!("dedup ratio:       {dedup:.2}x");
+        println!("compression ratio: {compression:.2}x");
+        println!("space saved:       {}", format_size(saved));
+    }
+    Ok(())
+}
+
+fn print_import(cli: &Cli, verb: &str, name: &str, r: &ImportReport, secs: f64) {
+    if cli.json {
+        let mut v = serde_json::to_value(r).unwrap_or_default();
+        v["volume"] = json!(name);
+        v["seconds"] = json!(secs);
+        print_json(&v);
+        return;
+    }
+    for s in &r.skipped {
+        eprintln!("shale: skipped {}: {}", s.path, s.reason);
+    }
+    if !cli.quiet {
+        println!(
+            "{verb} {name}: {} files ({} read, {} unchanged), {} dirs, {} symlinks; {} read, {} new data stored; volume now {} in {} files ({secs:.2}s)",
+            r.files,
+            r.files_read,
+            r.files_unchanged,
+            r.dirs,
+            r.symlinks,
+            format_size(r.bytes_read),
+            format_size(r.written_bytes),
+            format_size(r.volume_bytes),
+            r.volume_files,
+        );
+    }
+}
+
+fn volume(cli: &Cli, cmd: &VolumeCmd) -> Result<()> {
+    let pool = open(cli)?;
+    match cmd {
+        VolumeCmd::Create { name, from, size } => {
+            let quota = size.as_deref().map(parse_size).transpose()?;
+            let start = Instant::now();
+            match from {
+                Some(dir) => {
+                    let r = pool.create_volume_from(name, dir, quota)?;
+                    print_import(
+                        cli,
+                        "created volume",
+                        name,
+                        &r,
+                        start.elapsed().as_secs_f64(),
+                    );
+                }
+                None => {
+                    let v = pool.create_volume(name, quota)?;
+                    if cli.json {
+                        print_json(&output::volume_json(&pool.volume_info(&v.name)?));
+                    } else if !cli.quiet {
+                        println!("created volume {name}");
+                    }
+                }
+            }
+        }
+        VolumeCmd::List => {
+            let vols = pool.list_volumes()?;
+            if cli.json {
+                print_json(&vols.iter().map(output::volume_json).collect::<Vec<_>>());
+            } else if !cli.quiet {
+                let rows: Vec<Vec<String>> = vols
+                    .iter()
+                    .map(|v| {
+                        vec![
+                            v.row.name.clone(),
+                            format_size(v.row.bytes),
+                            v.row.files.to_string(),
+                            v.snapshots.to_string(),
+                            v.row.origin.clone().unwrap_or_else(|| "-".into()),
+                            v.row.root.short(),
+                        ]
+                    })
+                    .collect();
+                table(
+                    &["NAME", "SIZE", "FILES", "SNAPSHOTS", "ORIGIN", "ID"],
+                    &rows,
+                );
+            }
+        }
+        VolumeCmd::Info { name } => {
+            let v = pool.volume_info(name)?;
+            if cli.json {
+                print_json(&output::volume_json(&v));
+            } else if !cli.quiet {
+                println!("name:      {}", v.row.name);
+                println!("id:        {}", v.row.root);
+                println!(
+                    "size:      {} ({} bytes)",
+                    format_size(v.row.bytes),
+                    v.row.bytes
+                );
+                println!("files:     {}", v.row.files);
+                println!("snapshots: {}", v.snapshots);
+                println!("origin:    {}", v.row.origin.as_deref().unwrap_or("-"));
+                println!(
+                    "quota:     {}",
+                    v.row
+                        .quota
+                        .map(format_size)
+                        .unwrap_or_else(|| "none".into())
+                );
+                println!("created:   {}", rfc3339(v.row.created));
+                println!("updated:   {}", rfc3339(v.row.updated));
+            }
+        }
+        VolumeCmd::Delete { name } => {
+            pool.delete_volume(name)?;
+            if cli.json {
+                print_json(&json!({"deleted": name}));
+            } else if !cli.quiet {
+                println!("deleted volume {name}");
+            }
+        }
+        VolumeCmd::Clone { new, from } => {
+            let v = pool.clone_volume(new, from)?;
+            if cli.json {
+                print_json(&output::volume_json(&pool.volume_info(&v.name)?));
+            } else if !cli.quiet {
+                println!(
+                    "created volume {new} from {}",
+                    v.origin.as_deref().unwrap_or(from)
+                );
+            }
+        }
+        VolumeCmd::Import {
+            name,
+            dir,
+            to,
+            delete,
+            checksum,
+        } => {
+            let opts = ImportOptions {
+                to: to.clone(),
+                delete: *delete,
+                checksum: *checksum,
+            };
+            let start = Instant::now();
+            let r = pool.import(name, dir, &opts)?;
+            print_import(
+                cli,
+                "imported into",
+                name,
+                &r,
+                start.elapsed().as_secs_f64(),
+            );
+        }
+        VolumeCmd::Export(args) => export(cli, &pool, args)?,
+    }
+    Ok(())
+}
+
+fn export(cli: &Cli, pool: &Pool, args: &ExportArgs) -> Result<()> {
+    let opts = ExportOptions {
+        path: args.path.clone(),
+        force: args.force,
+    };
+    let start = Instant::now();
+    let r = pool.export(&args.spec, &args.dir, &opts)?;
+    let secs = start.elapsed().as_secs_f64();
+    if cli.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["seconds"] = json!(secs);
+        print_json(&v);
+    } else if !cli.quiet {
+        println!(
+            "exported {} to {}: {} files, {} dirs, {} symlinks, {} ({secs:.2}s)",
+            args.spec,
+            args.dir.display(),
+            r.files,
+            r.dirs,
+            r.symlinks,
+            format_size(r.bytes)
+        );
+    }
+    Ok(())
+}
+
+fn snapshot(cli: &Cli, cmd: &SnapshotCmd) -> Result<()> {
+    let pool = open(cli)?;
+    match cmd {
+        SnapshotCmd::Create { volume, name } => {
+            let s = pool.create_snapshot(volume, name.as_deref())?;
+            if cli.json {
+                print_json(&output::snapshot_json(&s));
+            } else if !cli.quiet {
+                println!("created snapshot {}@{} (id {})", s.volume, s.name, s.root);
+            }
+        }
+        SnapshotCmd::List { volume } => {
+            let snaps = pool.list_snapshots(volume.as_deref())?;
+            if cli.json {
+                print_json(&snaps.iter().map(output::snapshot_json).collect::<Vec<_>>());
+            } else if !cli.quiet {
+                let rows: Vec<Vec<String>> = snaps.iter().map(output::snapshot_row).collect();
+                table(&output::SNAPSHOT_HEADER, &rows);
+            }
+        }
+        SnapshotCmd::Delete { volume, name } => {
+            pool.delete_snapshot(volume, name)?;
+            if cli.json {
+                print_json(&json!({"deleted": format!("{volume}@{name}")}));
+            } else if !cli.quiet {
+                println!("deleted snapshot {volume}@{name}");
+            }
+        }
+        SnapshotCmd::Restore { volume, name } => {
+            let s = pool.restore_snapshot(volume, name)?;
+            if cli.json {
+                print_json(&output::snapshot_json(&s));
+            } else if !cli.quiet {
+                println!("restored {volume} to snapshot {name} (id {})", s.root);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn diff(cli: &Cli, args: &DiffArgs) -> Result<()> {
+    let pool = open(cli)?;
+    let changes = pool.diff(&args.a, &args.b)?;
+    if args.stat {
+        let s = DiffStat::of(&changes);
+        if cli.json {
+            print_json(&s);
+        } else if !cli.quiet {
+            println!(
+                "{} added, {} removed, {} modified; +{} -{}",
+                s.added,
+                s.removed,
+                s.modified,
+                format_size(s.bytes_added),
+                format_size(s.bytes_removed)
+            );
+        }
+    } else if cli.json {
+        print_json(&changes);
+    } else if !cli.quiet {
+        for c in &changes {
+            let suffix = if c.kind == "dir" { "/" } else { "" };
+            println!("{} {}{suffix}", c.change.letter(), c.path);
+        }
+    }
+    Ok(())
+}

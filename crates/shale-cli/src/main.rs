@@ -1,0 +1,191 @@
+//! `shale`: the command-line interface to Shale pools.
+//!
+//! This crate only parses arguments, calls `shale-core` and prints results;
+//! it holds no storage logic.
+
+mod commands;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Versioned data volumes with constant-time snapshots and clones.
+#[derive(Parser, Debug)]
+#[command(name = "shale", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Pool directory [default: $SHALE_POOL, else $XDG_DATA_HOME/shale/pool]
+    #[arg(long, global = true, env = "SHALE_POOL", value_name = "PATH")]
+    pub pool: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create or describe a pool.
+    #[command(subcommand)]
+    Pool(PoolCmd),
+    /// Create, list, clone, import into and export volumes.
+    #[command(subcommand)]
+    Volume(VolumeCmd),
+    /// Create, list, delete and restore snapshots.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+    /// Show what changed between two volumes or snapshots.
+    Diff(DiffArgs),
+}
+
+/// `shale pool …`
+#[derive(Subcommand, Debug)]
+pub enum PoolCmd {
+    /// Create a new, empty pool.
+    Init {
+        /// Where to create it [default: the --pool path].
+        path: Option<PathBuf>,
+    },
+    /// Volumes, snapshots, and the space saved by sharing.
+    Info,
+}
+
+/// `shale volume …`
+#[derive(Subcommand, Debug)]
+pub enum VolumeCmd {
+    /// Create a volume, empty or holding a copy of a directory.
+    Create {
+        /// Volume name.
+        name: String,
+        /// Directory to copy in.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        /// Quota (e.g. 500GiB, 2T).
+        #[arg(long, value_name = "SIZE")]
+        size: Option<String>,
+    },
+    /// List volumes.
+    List,
+    /// Describe one volume.
+    Info {
+        /// Volume name.
+        name: String,
+    },
+    /// Delete a volume and its snapshots (clones of it are unaffected).
+    Delete {
+        /// Volume name.
+        name: String,
+    },
+    /// Make a new volume that shares all data with a volume or snapshot.
+    Clone {
+        /// New volume name.
+        new: String,
+        /// Source: VOLUME or VOLUME@SNAPSHOT.
+        #[arg(long, value_name = "VOLUME[@SNAPSHOT]")]
+        from: String,
+    },
+    /// Copy a directory's contents into a volume.
+    Import {
+        /// Volume name.
+        name: String,
+        /// Source directory.
+        dir: PathBuf,
+        /// Directory inside the volume to import into.
+        #[arg(long, value_name = "PATH")]
+        to: Option<String>,
+        /// Also remove what DIR does not have (exact mirror).
+        #[arg(long)]
+        delete: bool,
+        /// Compare file contents, not size, mtime and mode.
+        #[arg(long)]
+        checksum: bool,
+    },
+    /// Write a volume or snapshot out to a directory.
+    Export(ExportArgs),
+}
+
+/// Arguments of `volume export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// VOLUME or VOLUME@SNAPSHOT.
+    pub spec: String,
+    /// Target directory (new or empty).
+    pub dir: PathBuf,
+    /// Export only this path inside the volume.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Write into a non-empty directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `shale snapshot …`
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCmd {
+    /// Take a snapshot (default name shale.YYYYMMDDhhmmss, UTC).
+    Create {
+        /// Volume name.
+        volume: String,
+        /// Snapshot name.
+        name: Option<String>,
+    },
+    /// List snapshots of one volume or of all.
+    List {
+        /// Volume name.
+        volume: Option<String>,
+    },
+    /// Delete a snapshot.
+    Delete {
+        /// Volume name.
+        volume: String,
+        /// Snapshot name.
+        name: String,
+    },
+    /// Put a volume back to a snapshot.
+    Restore {
+        /// Volume name.
+        volume: String,
+        /// Snapshot name.
+        name: String,
+    },
+}
+
+/// Arguments of `diff`.
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// VOLUME or VOLUME@SNAPSHOT.
+    pub a: String,
+    /// VOLUME or VOLUME@SNAPSHOT.
+    pub b: String,
+    /// Print counts and bytes instead of paths.
+    #[arg(long)]
+    pub stat: bool,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHALE_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new(if cli.quiet { "error" } else { "warn" })
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .init();
+    match commands::run(&cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let msg = format!("{err:#}").replace('\n', " ");
+            eprintln!("shale: error: {msg}");
+            ExitCode::FAILURE
+        }
+    }
+}

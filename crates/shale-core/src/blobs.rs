@@ -1,0 +1,410 @@
+//! The chunk layer: deduplicated, compressed blobs packed into pack objects.
+//!
+//! [`BlobStore`] reads blobs by id through the catalog's index and checks
+//! every read against the id (invariant 1). [`BlobWriter`] is one writing
+//! session: it skips blobs the pool already has, compresses those where it
+//! pays, appends them to a pack buffer, and hands full packs to a background
+//! thread that makes them durable. Nothing it wrote is visible until the
+//! caller commits the packs' index rows with its own state change.
+
+use std::collections::HashSet;
+use std::sync::mpsc::{sync_channel, SyncSender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+
+use crate::catalog::{Catalog, SealedPack};
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::objects::ObjectStore;
+use crate::pack::{self, BlobKind, Compression, EntryHead};
+
+/// A pack is sealed once its buffer reaches this many bytes.
+pub const PACK_TARGET: usize = 32 << 20;
+/// Blobs shorter than this are never compressed.
+const MIN_COMPRESS: usize = 256;
+/// Bytes of a data chunk test-compressed to decide whether compressing pays.
+const SAMPLE: usize = 16 << 10;
+/// zstd level for blobs that pass the sample test.
+const ZSTD_LEVEL: i32 = 3;
+
+/// Read access to the blobs of a pool.
+#[derive(Clone)]
+pub struct BlobStore {
+    objects: Arc<dyn ObjectStore>,
+    catalog: Arc<Catalog>,
+}
+
+impl BlobStore {
+    /// Joins an object store and the catalog that indexes it.
+    pub fn new(objects: Arc<dyn ObjectStore>, catalog: Arc<Catalog>) -> Self {
+        BlobStore { objects, catalog }
+    }
+
+    /// The catalog.
+    pub fn catalog(&self) -> &Arc<Catalog> {
+        &self.catalog
+    }
+
+    /// The object store.
+    pub fn objects(&self) -> &Arc<dyn ObjectStore> {
+        &self.objects
+    }
+
+    /// Reads, decompresses and checks one blob.
+    pub fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        let loc = self
+            .catalog
+            .locate_blob(id)?
+            .ok_or(Error::MissingObject(*id))?;
+        let key = pack::key(&loc.pack);
+        let what = || format!("object {id} in pack {}", loc.pack);
+        let stored = self
+            .objects
+            .get_range(&key, loc.head.offset, loc.head.stored_len as usize)
+            .map_err(|e| match e {
+                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    Error::corrupt(what(), "its pack is missing")
+                }
+                Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
+                    Error::corrupt(what(), "its pack is truncated")
+                }
+                other => other,
+            })?;
+        let plain = match loc.head.compression {
+            Compression::None => stored,
+            Compression::Zstd => zstd::bulk::decompress(&stored, loc.head.raw_len as usize)
+                .map_err(|e| Error::corrupt(what(), format!("cannot decompress: {e}")))?,
+        };
+        if plain.len() != loc.head.raw_len as usize || ObjectId::of(&plain) != *id {
+            return Err(Error::corrupt(what(), "content does not match its hash"));
+        }
+        Ok(plain)
+    }
+
+    /// Starts a writing session.
+    pub fn writer(&self) -> BlobWriter {
+        BlobWriter::new(self.clone())
+    }
+}
+
+/// Counters of one writing session.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteStats {
+    /// Blobs offered.
+    pub blobs: u64,
+    /// Blobs that were new to the pool.
+    pub new_blobs: u64,
+    /// Plaintext bytes of new blobs.
+    pub new_bytes: u64,
+    /// Bytes of new blobs as stored.
+    pub stored_bytes: u64,
+    /// Bytes of packs written (including heads).
+    pub pack_bytes: u64,
+}
+
+struct Open {
+    buf: Vec<u8>,
+    entries: Vec<EntryHead>,
+}
+
+struct State {
+    open: Open,
+    /// Ids written in this session, not yet in the catalog.
+    pending: HashSet<ObjectId>,
+    stats: WriteStats,
+}
+
+/// One session of writing blobs; see the module docs.
+pub struct BlobWriter {
+    store: BlobStore,
+    state: Mutex<State>,
+    uploads: Mutex<Option<SyncSender<Open>>>,
+    uploader: Mutex<Option<JoinHandle<Result<Vec<SealedPack>>>>>,
+}
+
+thread_local! {
+    static COMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Compressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+fn zstd_compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
+    COMPRESSOR.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.is_none() {
+            *c = zstd::bulk::Compressor::new(level).ok();
+        }
+        let comp = c.as_mut()?;
+        comp.set_compression_level(level).ok()?;
+        comp.compress(data).ok()
+    })
+}
+
+/// Compresses `data` when that saves at least 1/16 of it.
+///
+/// Data chunks first compress a 16 KiB sample at level 1: incompressible
+/// content (images, archives, shards) is then stored raw after paying only
+/// for the sample, not for a full compression attempt.
+fn encode(kind: BlobKind, data: &[u8]) -> (Compression, Option<Vec<u8>>) {
+    if data.len() < MIN_COMPRESS {
+        return (Compression::None, None);
+    }
+    if kind == BlobKind::Data && data.len() > 2 * SAMPLE {
+        match zstd_compress(&data[..SAMPLE], 1) {
+            Some(s) if s.len() < SAMPLE - SAMPLE / 8 => {}
+            _ => return (Compression::None, None),
+        }
+    }
+    match zstd_compress(data, ZSTD_LEVEL) {
+        Some(c) if c.len() <= data.len() - data.len() / 16 => (Compression::Zstd, Some(c)),
+        _ => (Compression::None, None),
+    }
+}
+
+fn upload(objects: &dyn ObjectStore, open: Open) -> Result<SealedPack> {
+    let name = ObjectId::of(&open.buf);
+    objects.put(&pack::key(&name), &open.buf)?;
+    Ok(SealedPack {
+        name,
+        size: open.buf.len() as u64,
+        entries: open.entries,
+    })
+}
+
+impl BlobWriter {
+    fn new(store: BlobStore) -> Self {
+        let (tx, rx) = sync_channel::<Open>(1);
+        let objects = store.objects.clone();
+        let uploader = std::thread::spawn(move || {
+            let mut sealed = Vec::new();
+            let mut first_error = None;
+            for open in rx {
+                if first_error.is_some() {
+                    continue;
+                }
+                match upload(objects.as_ref(), open) {
+                    Ok(p) => sealed.push(p),
+                    Err(e) => first_error = Some(e),
+                }
+            }
+            match first_error {
+                Some(e) => Err(e),
+                None => Ok(sealed),
+            }
+        });
+        BlobWriter {
+            store,
+            state: Mutex::new(State {
+                open: Open {
+                    buf: pack::new_pack(),
+                    entries: Vec::new(),
+                },
+                pending: HashSet::new(),
+                stats: WriteStats::default(),
+            }),
+            uploads: Mutex::new(Some(tx)),
+            uploader: Mutex::new(Some(uploader)),
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Stores a blob unless the pool or this session has it; returns its id.
+    pub fn put(&self, kind: BlobKind, data: &[u8]) -> Result<ObjectId> {
+        let id = ObjectId::of(data);
+        self.put_with_id(id, kind, data)?;
+        Ok(id)
+    }
+
+    /// Like [`put`](Self::put) for a caller that already hashed `data`.
+    pub fn put_with_id(&self, id: ObjectId, kind: BlobKind, data: &[u8]) -> Result<()> {
+        {
+            let mut st = self.state();
+            st.stats.blobs += 1;
+            if st.pending.contains(&id) || self.store.catalog.has_blob(&id)? {
+                return Ok(());
+            }
+            st.pending.insert(id);
+        }
+        let (compression, compressed) = encode(kind, data);
+        let stored = compressed.as_deref().unwrap_or(data);
+        let full = {
+            let mut st = self.state();
+            let head = pack::append(
+                &mut st.open.buf,
+                id,
+                kind,
+                compression,
+                data.len() as u32,
+                stored,
+            );
+            st.open.entries.push(head);
+            st.stats.new_blobs += 1;
+            st.stats.new_bytes += data.len() as u64;
+            st.stats.stored_bytes += stored.len() as u64;
+            if st.open.buf.len() >= PACK_TARGET {
+                Some(self.take_open(&mut st))
+            } else {
+                None
+            }
+        };
+        if let Some(open) = full {
+            self.send(open)?;
+        }
+        Ok(())
+    }
+
+    fn take_open(&self, st: &mut State) -> Open {
+        st.stats.pack_bytes += st.open.buf.len() as u64;
+        std::mem::replace(
+            &mut st.open,
+            Open {
+                buf: pack::new_pack(),
+                entries: Vec::new(),
+            },
+        )
+    }
+
+    fn send(&self, open: Open) -> Result<()> {
+        let sender = self
+            .uploads
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let Some(sender) = sender else {
+            return Err(Error::InvalidArgument(
+                "blob writer already finished".into(),
+            ));
+        };
+        if sender.send(open).is_err() {
+            // The uploader stopped early: its error is reported by finish().
+            return self.finish_uploads().map(|_| ());
+        }
+        Ok(())
+    }
+
+    fn finish_uploads(&self) -> Result<Vec<SealedPack>> {
+        drop(
+            self.uploads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        let handle = self
+            .uploader
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match handle {
+            Some(h) => h
+                .join()
+                .map_err(|_| Error::InvalidArgument("pack uploader thread panicked".into()))?,
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Counters so far.
+    pub fn stats(&self) -> WriteStats {
+        self.state().stats
+    }
+
+    /// Seals the last pack and waits until every pack is durable. The
+    /// caller commits the returned packs with [`crate::catalog::insert_packs`]
+    /// in the same transaction as the state change that references them.
+    pub fn finish(self) -> Result<(Vec<SealedPack>, WriteStats)> {
+        let last = {
+            let mut st = self.state();
+            if st.open.entries.is_empty() {
+                None
+            } else {
+                Some(self.take_open(&mut st))
+            }
+        };
+        if let Some(open) = last {
+            self.send(open)?;
+        }
+        let packs = self.finish_uploads()?;
+        Ok((packs, self.stats()))
+    }
+}
+
+impl Drop for BlobWriter {
+    fn drop(&mut self) {
+        let _ = self.finish_uploads();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::objects::Memory;
+
+    fn store() -> (BlobStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::create(&dir.path().join("c.db")).unwrap();
+        (
+            BlobStore::new(Arc::new(Memory::default()), Arc::new(catalog)),
+            dir,
+        )
+    }
+
+    #[test]
+    fn write_commit_read() {
+        let (store, _dir) = store();
+        let w = store.writer();
+        let text = b"compressible ".repeat(1000);
+        let noise: Vec<u8> = (0..100_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
+        let a = w.put(BlobKind::Data, &text).unwrap();
+        let b = w.put(BlobKind::Data, &noise).unwrap();
+        assert_eq!(w.put(BlobKind::Data, &text).unwrap(), a);
+        let (packs, stats) = w.finish().unwrap();
+        assert_eq!(stats.blobs, 3);
+        assert_eq!(stats.new_blobs, 2);
+        assert!(stats.stored_bytes < (text.len() + noise.len()) as u64);
+        assert!(matches!(store.get(&a), Err(Error::MissingObject(_))));
+        store
+            .catalog
+            .write(|tx| crate::catalog::insert_packs(tx, &packs))
+            .unwrap();
+        assert_eq!(store.get(&a).unwrap(), text);
+        assert_eq!(store.get(&b).unwrap(), noise);
+        // a second session skips what the pool has
+        let w = store.writer();
+        w.put(BlobKind::Data, &text).unwrap();
+        assert_eq!(w.finish().unwrap().1.new_blobs, 0);
+    }
+
+    #[test]
+    fn detects_corruption() {
+        let (store, _dir) = store();
+        let w = store.writer();
+        let id = w.put(BlobKind::Data, b"some data to damage later").unwrap();
+        let (packs, _) = w.finish().unwrap();
+        store
+            .catalog
+            .write(|tx| crate::catalog::insert_packs(tx, &packs))
+            .unwrap();
+        let key = pack::key(&packs[0].name);
+        let mut bytes = store.objects.get(&key).unwrap();
+        let last = bytes.len() - 1;
+        bytes[last] ^= 1;
+        store.objects.put(&key, &bytes).unwrap();
+        let err = store.get(&id).unwrap_err().to_string();
+        assert!(err.contains("does not match its hash"), "{err}");
+    }
+
+    #[test]
+    fn incompressible_data_is_stored_raw() {
+        let noise: Vec<u8> = (0..200_000u64)
+            .map(|i| (i.wrapping_mul(0x9E3779B97F4A7C15) >> 56) as u8)
+            .collect();
+        assert_eq!(encode(BlobKind::Data, &noise).0, Compression::None);
+        assert_eq!(
+            encode(BlobKind::Data, &vec![7u8; 100_000]).0,
+            Compression::Zstd
+        );
+    }
+}

@@ -1,0 +1,487 @@
+//! Importing a directory into a volume.
+//!
+//! The source tree is walked in parallel (rayon), directory by directory.
+//! A file whose size, mtime and mode match the volume's entry at the same
+//! path is taken over without being read (unless `checksum` is set); other
+//! files are chunked, hashed and written through one [`BlobWriter`]. New
+//! directory nodes are built bottom-up; unchanged ones hash to ids the pool
+//! already has and are not written again. The volume's root moves to the new
+//! tree in one catalog transaction, after every pack is durable.
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::fs::{self, File, Metadata};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::blobs::{BlobWriter, WriteStats};
+use crate::catalog;
+use crate::chunker::chunk_stream;
+use crate::error::{Error, IoContext, Result};
+use crate::id::ObjectId;
+use crate::names::check_name;
+use crate::pack::BlobKind;
+use crate::pool::Pool;
+use crate::tree::{build_dir, read_dir, split_path, ChunkRef, Content, DirRef, Entry};
+
+/// How to import.
+#[derive(Clone, Debug, Default)]
+pub struct ImportOptions {
+    /// Directory inside the volume to import into (created if missing).
+    pub to: Option<String>,
+    /// Remove what the source lacks, making the target an exact mirror.
+    pub delete: bool,
+    /// Read and hash every file instead of trusting size, mtime and mode.
+    pub checksum: bool,
+}
+
+/// Something in the source that was not imported, and why.
+#[derive(Clone, Debug, Serialize)]
+pub struct Skipped {
+    /// Path relative to the source directory.
+    pub path: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// What an import did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct ImportReport {
+    /// Regular files found in the source.
+    pub files: u64,
+    /// Files read and chunked.
+    pub files_read: u64,
+    /// Files recognised as unchanged without reading.
+    pub files_unchanged: u64,
+    /// Directories found.
+    pub dirs: u64,
+    /// Symbolic links found.
+    pub symlinks: u64,
+    /// Bytes read from the source.
+    pub bytes_read: u64,
+    /// Entries not imported.
+    pub skipped: Vec<Skipped>,
+    /// New chunks and tree nodes written.
+    pub new_objects: u64,
+    /// Plaintext bytes of new chunks and tree nodes.
+    pub new_bytes: u64,
+    /// Bytes of packs written.
+    pub written_bytes: u64,
+    /// Logical size of the volume afterwards.
+    pub volume_bytes: u64,
+    /// Regular files in the volume afterwards.
+    pub volume_files: u64,
+    /// The volume's new root id.
+    pub root: String,
+}
+
+#[derive(Default)]
+struct Counters {
+    files: AtomicU64,
+    files_read: AtomicU64,
+    files_unchanged: AtomicU64,
+    dirs: AtomicU64,
+    symlinks: AtomicU64,
+    bytes_read: AtomicU64,
+    source_bytes: AtomicU64,
+}
+
+struct Importer<'a> {
+    pool: &'a Pool,
+    writer: &'a BlobWriter,
+    opts: &'a ImportOptions,
+    root: PathBuf,
+    volume: String,
+    quota: Option<u64>,
+    counters: Counters,
+    skipped: Mutex<Vec<Skipped>>,
+    /// Hard-linked files already chunked: (dev, ino) → (mtime, chunks).
+    links: Mutex<HashMap<(u64, u64), (i64, Vec<ChunkRef>)>>,
+}
+
+fn mtime_ns(md: &Metadata) -> i64 {
+    md.mtime()
+        .saturating_mul(1_000_000_000)
+        .saturating_add(md.mtime_nsec())
+}
+
+impl Importer<'_> {
+    fn rel(&self, path: &Path) -> String {
+        path.strip_prefix(&self.root)
+            .unwrap_or(path)
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    fn skip(&self, path: &Path, reason: impl Into<String>) {
+        let s = Skipped {
+            path: self.rel(path),
+            reason: reason.into(),
+        };
+        tracing::warn!("skipped {}: {}", s.path, s.reason);
+        self.skipped
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(s);
+    }
+
+    fn add_source_bytes(&self, n: u64) -> Result<()> {
+        let total = self.counters.source_bytes.fetch_add(n, Ordering::Relaxed) + n;
+        match self.quota {
+            // The volume holds at least every file of the source.
+            Some(q) if total > q => Err(Error::QuotaExceeded {
+                volume: self.volume.clone(),
+                needed: total,
+                quota: q,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Builds the tree of directory `path`, reusing what `old` has.
+    fn import_dir(&self, path: &Path, old: Option<&ObjectId>) -> Result<DirRef> {
+        let mut names = Vec::new();
+        for entry in fs::read_dir(path).at(path)? {
+            names.push(entry.at(path)?.file_name());
+        }
+        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        let old_entries = match old {
+            Some(tree) => read_dir(&self.pool.store, tree)?,
+            None => Vec::new(),
+        };
+        let find_old = |name: &[u8]| {
+            old_entries
+                .binary_search_by(|e| e.name.as_slice().cmp(name))
+                .ok()
+                .map(|i| &old_entries[i])
+        };
+        let imported: Vec<Option<Entry>> = names
+            .par_iter()
+            .map(|name| self.import_entry(path, name, find_old(name.as_bytes())))
+            .collect::<Result<_>>()?;
+        let mut entries: Vec<Entry> = imported.into_iter().flatten().collect();
+        if !self.opts.delete && !old_entries.is_empty() {
+            let mut kept: Vec<Entry> = old_entries
+                .iter()
+                .filter(|o| {
+                    entries
+                        .binary_search_by(|e| e.name.as_slice().cmp(&o.name))
+                        .is_err()
+                })
+                .cloned()
+                .collect();
+            if !kept.is_empty() {
+                entries.append(&mut kept);
+                entries.sort_by(|a, b| a.name.cmp(&b.name));
+            }
+        }
+        build_dir(self.writer, entries)
+    }
+
+    fn import_entry(&self, dir: &Path, name: &OsStr, old: Option<&Entry>) -> Result<Option<Entry>> {
+        let path = dir.join(name);
+        let md = match fs::symlink_metadata(&path) {
+            Ok(md) => md,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                self.skip(&path, "vanished while importing");
+                return Ok(None);
+            }
+            Err(e) => return Err(Error::io(&path, e)),
+        };
+        let ft = md.file_type();
+        let mut entry = Entry {
+            name: name.as_bytes().to_vec(),
+            mode: md.mode() & 0o7777,
+            uid: md.uid(),
+            gid: md.gid(),
+            mtime_ns: mtime_ns(&md),
+            content: Content::Symlink(Vec::new()),
+        };
+        if ft.is_file() {
+            self.counters.files.fetch_add(1, Ordering::Relaxed);
+            self.add_source_bytes(md.len())?;
+            let unchanged = match old {
+                Some(Entry {
+                    content: Content::File { size, chunks },
+                    mode,
+                    mtime_ns,
+                    ..
+                }) if !self.opts.checksum
+                    && *size == md.len()
+                    && *mtime_ns == entry.mtime_ns
+                    && *mode == entry.mode =>
+                {
+                    Some(Content::File {
+                        size: *size,
+                        chunks: chunks.clone(),
+                    })
+                }
+                _ => None,
+            };
+            entry.content = match unchanged {
+                Some(c) => {
+                    self.counters
+                        .files_unchanged
+                        .fetch_add(1, Ordering::Relaxed);
+                    c
+                }
+                None => match self.read_file(&path, &md) {
+                    Ok(c) => c,
+                    Err(Error::Io { source, .. })
+                        if source.kind() == std::io::ErrorKind::NotFound =>
+                    {
+                        self.skip(&path, "vanished while importing");
+                        return Ok(None);
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+        } else if ft.is_dir() {
+            self.counters.dirs.fetch_add(1, Ordering::Relaxed);
+            let old_tree = match old {
+                Some(Entry {
+                    content: Content::Dir(d),
+                    ..
+                }) => Some(d.tree),
+                _ => None,
+            };
+            entry.content = Content::Dir(self.import_dir(&path, old_tree.as_ref())?);
+        } else if ft.is_symlink() {
+            self.counters.symlinks.fetch_add(1, Ordering::Relaxed);
+            let target = fs::read_link(&path).at(&path)?;
+            entry.content = Content::Symlink(target.as_os_str().as_bytes().to_vec());
+        } else {
+            let what = if ft.is_fifo() {
+                "FIFO"
+            } else if ft.is_socket() {
+                "socket"
+            } else if ft.is_block_device() {
+                "block device"
+            } else if ft.is_char_device() {
+                "character device"
+            } else {
+                "special file"
+            };
+            self.skip(&path, format!("{what}s are not stored in volumes"));
+            return Ok(None);
+        }
+        Ok(Some(entry))
+    }
+
+    fn read_file(&self, path: &Path, md: &Metadata) -> Result<Content> {
+        let link_key = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
+        if let Some(key) = link_key {
+            let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((mtime, chunks)) = links.get(&key) {
+                if *mtime == mtime_ns(md) {
+                    let size = chunks.iter().map(|c| c.len as u64).sum();
+                    return Ok(Content::File {
+                        size,
+                        chunks: chunks.clone(),
+                    });
+                }
+            }
+        }
+        let file = File::options()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(path)
+            .at(path)?;
+        let mut chunks = Vec::new();
+        chunk_stream(&file, md.len(), path, |data| {
+            let id = ObjectId::of(data);
+            self.writer.put_with_id(id, BlobKind::Data, data)?;
+            chunks.push(ChunkRef {
+                id,
+                len: data.len() as u32,
+            });
+            Ok(())
+        })?;
+        let size: u64 = chunks.iter().map(|c| c.len as u64).sum();
+        self.counters.files_read.fetch_add(1, Ordering::Relaxed);
+        self.counters.bytes_read.fetch_add(size, Ordering::Relaxed);
+        if size > md.len() {
+            self.add_source_bytes(size - md.len())?;
+        }
+        if let Some(key) = link_key {
+            self.links
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(key, (mtime_ns(md), chunks.clone()));
+        }
+        Ok(Content::File { size, chunks })
+    }
+
+    /// Rebuilds the directories along `path` with `f` applied at its end.
+    fn splice(&self, base: Option<&ObjectId>, path: &[Vec<u8>], src: &Path) -> Result<DirRef> {
+        let Some((first, rest)) = path.split_first() else {
+            return self.import_dir(src, base);
+        };
+        let mut entries = match base {
+            Some(tree) => read_dir(&self.pool.store, tree)?,
+            None => Vec::new(),
+        };
+        match entries.binary_search_by(|e| e.name.as_slice().cmp(first)) {
+            Ok(i) => {
+                let Content::Dir(d) = &entries[i].content else {
+                    return Err(Error::BadPath(format!(
+                        "'{}' in volume '{}' is a {}, not a directory",
+                        String::from_utf8_lossy(first),
+                        self.volume,
+                        entries[i].kind_name()
+                    )));
+                };
+                let sub = self.splice(Some(&d.tree), rest, src)?;
+                entries[i].content = Content::Dir(sub);
+            }
+            Err(i) => {
+                let sub = self.splice(None, rest, src)?;
+                // SAFETY: geteuid/getegid cannot fail.
+                let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+                entries.insert(
+                    i,
+                    Entry {
+                        name: first.clone(),
+                        mode: 0o755,
+                        uid,
+                        gid,
+                        mtime_ns: catalog::now_ns(),
+                        content: Content::Dir(sub),
+                    },
+                );
+            }
+        }
+        build_dir(self.writer, entries)
+    }
+
+    /// The report, less what only the finished writer knows.
+    fn into_report(self, root: DirRef) -> ImportReport {
+        let c = &self.counters;
+        ImportReport {
+            files: c.files.load(Ordering::Relaxed),
+            files_read: c.files_read.load(Ordering::Relaxed),
+            files_unchanged: c.files_unchanged.load(Ordering::Relaxed),
+            dirs: c.dirs.load(Ordering::Relaxed),
+            symlinks: c.symlinks.load(Ordering::Relaxed),
+            bytes_read: c.bytes_read.load(Ordering::Relaxed),
+            skipped: self.skipped.into_inner().unwrap_or_else(|p| p.into_inner()),
+            new_objects: 0,
+            new_bytes: 0,
+            written_bytes: 0,
+            volume_bytes: root.bytes,
+            volume_files: root.files,
+            root: root.tree.to_hex(),
+        }
+    }
+}
+
+fn with_stats(mut report: ImportReport, stats: WriteStats) -> ImportReport {
+    report.new_objects = stats.new_blobs;
+    report.new_bytes = stats.new_bytes;
+    report.written_bytes = stats.pack_bytes;
+    report
+}
+
+fn check_source(src: &Path) -> Result<()> {
+    match fs::metadata(src) {
+        Ok(md) if md.is_dir() => Ok(()),
+        Ok(_) => Err(Error::InvalidArgument(format!(
+            "source {} is not a directory",
+            src.display()
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::InvalidArgument(format!(
+            "source directory {} does not exist",
+            src.display()
+        ))),
+        Err(e) => Err(Error::io(src, e)),
+    }
+}
+
+impl Pool {
+    fn importer<'a>(
+        &'a self,
+        writer: &'a BlobWriter,
+        opts: &'a ImportOptions,
+        src: &Path,
+        volume: &str,
+        quota: Option<u64>,
+    ) -> Importer<'a> {
+        Importer {
+            pool: self,
+            writer,
+            opts,
+            root: src.to_path_buf(),
+            volume: volume.to_string(),
+            quota,
+            counters: Counters::default(),
+            skipped: Mutex::new(Vec::new()),
+            links: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Creates a volume holding a copy of directory `src`.
+    pub fn create_volume_from(
+        &self,
+        name: &str,
+        src: &Path,
+        quota: Option<u64>,
+    ) -> Result<ImportReport> {
+        check_name(name)?;
+        check_source(src)?;
+        if self.catalog().volume(name).is_ok() {
+            return Err(Error::VolumeExists(name.to_string()));
+        }
+        let opts = ImportOptions {
+            delete: true,
+            ..Default::default()
+        };
+        let writer = self.store.writer();
+        let imp = self.importer(&writer, &opts, src, name, quota);
+        let root = imp.import_dir(src, None)?;
+        let report = imp.into_report(root);
+        let (packs, stats) = writer.finish()?;
+        self.commit_new_volume(name, root, &packs, quota)?;
+        Ok(with_stats(report, stats))
+    }
+
+    /// Copies directory `src` into volume `name`; see [`ImportOptions`].
+    /// If anything fails, the volume is left as it was.
+    pub fn import(&self, name: &str, src: &Path, opts: &ImportOptions) -> Result<ImportReport> {
+        check_name(name)?;
+        check_source(src)?;
+        let volume = self.catalog().volume(name)?;
+        let to = split_path(opts.to.as_deref().unwrap_or(""))?;
+        let writer = self.store.writer();
+        let imp = self.importer(&writer, opts, src, name, volume.quota);
+        let root = imp.splice(Some(&volume.root), &to, src)?;
+        if let Some(q) = volume.quota {
+            if root.bytes > q {
+                return Err(Error::QuotaExceeded {
+                    volume: name.to_string(),
+                    needed: root.bytes,
+                    quota: q,
+                });
+            }
+        }
+        let report = imp.into_report(root);
+        let (packs, stats) = writer.finish()?;
+        self.catalog().write(|tx| {
+            catalog::insert_packs(tx, &packs)?;
+            catalog::set_root(
+                tx,
+                name,
+                Some(&volume.root),
+                &root.tree,
+                root.bytes,
+                root.files,
+            )
+        })?;
+        Ok(with_stats(report, stats))
+    }
+}

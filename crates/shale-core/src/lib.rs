@@ -1,0 +1,31 @@
+//! Shale's storage engine: content-addressed volumes with constant-time
+//! snapshots and clones.
+//!
+//! Layers, bottom up (see `docs/ARCHITECTURE.md`):
+//! - [`objects`]: immutable named objects (a local directory; memory for tests);
+//! - [`pack`] and [`blobs`]: deduplicated, compressed blobs packed into objects;
+//! - [`chunker`]: content-defined chunking of files;
+//! - [`tree`]: Merkle trees of directories;
+//! - [`catalog`]: transactional records (SQLite);
+//! - [`Pool`] and its operations: volumes, snapshots, clones, import,
+//!   export, diff.
+
+pub mod blobs;
+pub mod catalog;
+pub mod chunker;
+pub mod diff;
+pub mod error;
+pub mod export;
+pub mod id;
+pub mod import;
+pub mod names;
+pub mod objects;
+pub mod pack;
+pub mod pool;
+pub mod size;
+pub mod tree;
+pub mod volumes;
+
+pub use error::{Error, Result};
+pub use id::ObjectId;
+pub use pool::Pool;

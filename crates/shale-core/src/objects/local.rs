@@ -1,0 +1,169 @@
+//! Objects as files under a local directory.
+//!
+//! A put writes a temporary file in `tmp/`, fsyncs it, renames it to its key
+//! and fsyncs the directory, so an object is either absent or complete.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::ObjectStore;
+use crate::error::{Error, IoContext, Result};
+
+/// An object store rooted at a directory.
+pub struct LocalDir {
+    root: PathBuf,
+    counter: AtomicU64,
+}
+
+impl LocalDir {
+    /// Opens (and creates if needed) a store rooted at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
+        let root = root.into();
+        fs::create_dir_all(root.join("tmp")).at(root.join("tmp"))?;
+        Ok(LocalDir {
+            root,
+            counter: AtomicU64::new(0),
+        })
+    }
+
+    /// The file that holds `key`.
+    pub fn path_of(&self, key: &str) -> PathBuf {
+        self.root.join(key)
+    }
+
+    fn check_key(key: &str) -> Result<()> {
+        let ok = !key.is_empty()
+            && !key.starts_with('/')
+            && key
+                .split('/')
+                .all(|c| !c.is_empty() && c != "." && c != "..");
+        if ok {
+            Ok(())
+        } else {
+            Err(Error::InvalidArgument(format!(
+                "invalid object key {key:?}"
+            )))
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    File::open(dir).and_then(|d| d.sync_all()).at(dir)
+}
+
+impl ObjectStore for LocalDir {
+    fn put(&self, key: &str, data: &[u8]) -> Result<()> {
+        Self::check_key(key)?;
+        let target = self.path_of(key);
+        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).at(&dir)?;
+            sync_dir(dir.parent().unwrap_or(&self.root))?;
+        }
+        let n = self.counter.fetch_add(1, Ordering::Relaxed);
+        let tmp = self.root.join("tmp").join(format!(
+            "{}.{}.{n}.tmp",
+            std::process::id(),
+            key.replace('/', "_")
+        ));
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .at(&tmp)?;
+        let written = file.write_all(data).and_then(|_| file.sync_all());
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&tmp, e));
+        }
+        drop(file);
+        fs::rename(&tmp, &target).at(&target)?;
+        sync_dir(&dir)
+    }
+
+    fn get(&self, key: &str) -> Result<Vec<u8>> {
+        Self::check_key(key)?;
+        let path = self.path_of(key);
+        let mut data = Vec::new();
+        File::open(&path)
+            .and_then(|mut f| f.read_to_end(&mut data))
+            .at(&path)?;
+        Ok(data)
+    }
+
+    fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        Self::check_key(key)?;
+        let path = self.path_of(key);
+        let file = File::open(&path).at(&path)?;
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, offset).at(&path)?;
+        Ok(buf)
+    }
+
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let (dir_part, _) = prefix.rsplit_once('/').unwrap_or(("", prefix));
+        let start = self.root.join(dir_part);
+        if !start.is_dir() {
+            return Ok(out);
+        }
+        let mut stack = vec![start];
+        while let Some(dir) = stack.pop() {
+            for entry in fs::read_dir(&dir).at(&dir)? {
+                let entry = entry.at(&dir)?;
+                let path = entry.path();
+                let rel = path
+                    .strip_prefix(&self.root)
+                    .map_err(|_| {
+                        Error::InvalidArgument(format!("{} outside store", path.display()))
+                    })?
+                    .to_string_lossy()
+                    .into_owned();
+                if entry.file_type().at(&path)?.is_dir() {
+                    stack.push(path);
+                } else if rel.starts_with(prefix) {
+                    out.push(rel);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn delete(&self, key: &str) -> Result<()> {
+        Self::check_key(key)?;
+        let path = self.path_of(key);
+        match fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(Error::io(path, e)),
+        }
+    }
+
+    fn size(&self, key: &str) -> Result<u64> {
+        Self::check_key(key)?;
+        let path = self.path_of(key);
+        Ok(fs::metadata(&path).at(&path)?.len())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn conformance() {
+        let dir = tempfile::tempdir().unwrap();
+        super::super::conformance::run(&super::LocalDir::new(dir.path()).unwrap());
+    }
+
+    #[test]
+    fn rejects_escaping_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = super::LocalDir::new(dir.path()).unwrap();
+        use super::ObjectStore;
+        assert!(store.put("../evil", b"x").is_err());
+        assert!(store.put("/abs", b"x").is_err());
+        assert!(store.get("a/../../b").is_err());
+    }
+}

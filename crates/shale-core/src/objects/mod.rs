@@ -1,0 +1,57 @@
+//! The object layer: immutable, named byte strings.
+//!
+//! Everything the pool stores lives here as an object whose key is a
+//! `/`-separated path such as `packs/ab/ab12….pack`. Objects are written once
+//! and never changed (invariant 1). This layer knows nothing of files,
+//! trees or volumes.
+
+mod local;
+mod memory;
+
+pub use local::LocalDir;
+pub use memory::Memory;
+
+use crate::error::Result;
+
+/// A place that stores immutable objects.
+pub trait ObjectStore: Send + Sync {
+    /// Stores `data` under `key`. When this returns, the object is durable.
+    fn put(&self, key: &str, data: &[u8]) -> Result<()>;
+    /// Reads a whole object.
+    fn get(&self, key: &str) -> Result<Vec<u8>>;
+    /// Reads `len` bytes at `offset` of an object.
+    fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+    /// Lists the keys that start with `prefix`, in no particular order.
+    fn list(&self, prefix: &str) -> Result<Vec<String>>;
+    /// Removes an object; removing an absent object is not an error.
+    fn delete(&self, key: &str) -> Result<()>;
+    /// Size of an object in bytes.
+    fn size(&self, key: &str) -> Result<u64>;
+}
+
+#[cfg(test)]
+pub(crate) mod conformance {
+    //! Behaviour every backend must show.
+    use super::*;
+    use crate::error::Error;
+
+    pub fn run(store: &dyn ObjectStore) {
+        store.put("packs/aa/one", b"hello world").unwrap();
+        store.put("packs/bb/two", b"").unwrap();
+        assert_eq!(store.get("packs/aa/one").unwrap(), b"hello world");
+        assert_eq!(store.get("packs/bb/two").unwrap(), b"");
+        assert_eq!(store.get_range("packs/aa/one", 6, 5).unwrap(), b"world");
+        assert_eq!(store.size("packs/aa/one").unwrap(), 11);
+        assert!(
+            store.get_range("packs/aa/one", 8, 10).is_err(),
+            "short read must fail"
+        );
+        let mut keys = store.list("packs/").unwrap();
+        keys.sort();
+        assert_eq!(keys, vec!["packs/aa/one", "packs/bb/two"]);
+        assert!(store.list("nothing/").unwrap().is_empty());
+        store.delete("packs/aa/one").unwrap();
+        store.delete("packs/aa/one").unwrap();
+        assert!(matches!(store.get("packs/aa/one"), Err(Error::Io { .. })));
+    }
+}

@@ -1,0 +1,207 @@
+//! The pack format: many blobs appended into one immutable object.
+//!
+//! ```text
+//! pack    = header entry*
+//! header  = "SHPK" version:u8 0:u8 0:u8 0:u8           (8 bytes)
+//! entry   = id:[u8;32] kind:u8 compression:u8 0:u8 0:u8
+//!           raw_len:u32le stored_len:u32le data:[u8; stored_len]   (44-byte head)
+//! ```
+//!
+//! A pack's object key is `packs/<first two hex digits>/<blake3 of the pack>.pack`.
+//! The catalog's index maps a blob id to (pack, offset of its data, lengths), so a
+//! read needs one ranged get; the entry heads make every pack self-describing so
+//! that the index can be checked or rebuilt from the packs alone.
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+
+/// Magic bytes at the start of every pack.
+pub const MAGIC: &[u8; 4] = b"SHPK";
+/// The pack format version this build writes and reads.
+pub const VERSION: u8 = 1;
+/// Length of the pack header.
+pub const HEADER_LEN: usize = 8;
+/// Length of an entry head.
+pub const ENTRY_HEAD_LEN: usize = 44;
+
+/// What a blob holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobKind {
+    /// A chunk of file content.
+    Data = 0,
+    /// An encoded tree node.
+    Tree = 1,
+}
+
+impl BlobKind {
+    /// Decodes the kind byte.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(BlobKind::Data),
+            1 => Some(BlobKind::Tree),
+            _ => None,
+        }
+    }
+}
+
+/// How a blob's bytes are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Compression {
+    /// Stored as is.
+    None = 0,
+    /// A zstd frame.
+    Zstd = 1,
+}
+
+impl Compression {
+    /// Decodes the compression byte.
+    pub fn from_u8(b: u8) -> Option<Self> {
+        match b {
+            0 => Some(Compression::None),
+            1 => Some(Compression::Zstd),
+            _ => None,
+        }
+    }
+}
+
+/// Where and how one blob is stored inside its pack.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EntryHead {
+    /// BLAKE3 of the plaintext.
+    pub id: ObjectId,
+    /// Data or tree.
+    pub kind: BlobKind,
+    /// How the stored bytes are encoded.
+    pub compression: Compression,
+    /// Plaintext length.
+    pub raw_len: u32,
+    /// Stored length.
+    pub stored_len: u32,
+    /// Offset of the stored bytes from the start of the pack.
+    pub offset: u64,
+}
+
+/// Starts a new pack buffer with its header.
+pub fn new_pack() -> Vec<u8> {
+    let mut buf = Vec::with_capacity(crate::blobs::PACK_TARGET + (4 << 20));
+    buf.extend_from_slice(MAGIC);
+    buf.extend_from_slice(&[VERSION, 0, 0, 0]);
+    buf
+}
+
+/// Appends one entry to a pack buffer and returns its head.
+pub fn append(
+    pack: &mut Vec<u8>,
+    id: ObjectId,
+    kind: BlobKind,
+    compression: Compression,
+    raw_len: u32,
+    stored: &[u8],
+) -> EntryHead {
+    pack.extend_from_slice(&id.0);
+    pack.extend_from_slice(&[kind as u8, compression as u8, 0, 0]);
+    pack.extend_from_slice(&raw_len.to_le_bytes());
+    pack.extend_from_slice(&(stored.len() as u32).to_le_bytes());
+    let offset = pack.len() as u64;
+    pack.extend_from_slice(stored);
+    EntryHead {
+        id,
+        kind,
+        compression,
+        raw_len,
+        stored_len: stored.len() as u32,
+        offset,
+    }
+}
+
+/// Parses a whole pack and returns the heads of its entries.
+pub fn parse(pack: &[u8]) -> Result<Vec<EntryHead>> {
+    let bad = |reason: String| Error::corrupt("pack", reason);
+    if pack.len() < HEADER_LEN || &pack[..4] != MAGIC {
+        return Err(bad("missing pack header".into()));
+    }
+    if pack[4] != VERSION {
+        return Err(bad(format!("unknown pack version {}", pack[4])));
+    }
+    let mut heads = Vec::new();
+    let mut pos = HEADER_LEN;
+    while pos < pack.len() {
+        let head = pack
+            .get(pos..pos + ENTRY_HEAD_LEN)
+            .ok_or_else(|| bad(format!("truncated entry head at offset {pos}")))?;
+        let id = ObjectId::from_slice(&head[..32]).expect("32 bytes");
+        let kind = BlobKind::from_u8(head[32])
+            .ok_or_else(|| bad(format!("unknown blob kind {} at offset {pos}", head[32])))?;
+        let compression = Compression::from_u8(head[33])
+            .ok_or_else(|| bad(format!("unknown compression {} at offset {pos}", head[33])))?;
+        let raw_len = u32::from_le_bytes(head[36..40].try_into().expect("4 bytes"));
+        let stored_len = u32::from_le_bytes(head[40..44].try_into().expect("4 bytes"));
+        let offset = pos + ENTRY_HEAD_LEN;
+        let end = offset
+            .checked_add(stored_len as usize)
+            .filter(|&e| e <= pack.len())
+            .ok_or_else(|| bad(format!("entry at offset {pos} runs past the end")))?;
+        heads.push(EntryHead {
+            id,
+            kind,
+            compression,
+            raw_len,
+            stored_len,
+            offset: offset as u64,
+        });
+        pos = end;
+    }
+    Ok(heads)
+}
+
+/// The object key of a pack named by its hash.
+pub fn key(name: &ObjectId) -> String {
+    let hex = name.to_hex();
+    format!("packs/{}/{hex}.pack", &hex[..2])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let mut pack = new_pack();
+        let a = append(
+            &mut pack,
+            ObjectId::of(b"a"),
+            BlobKind::Data,
+            Compression::None,
+            1,
+            b"a",
+        );
+        let b = append(
+            &mut pack,
+            ObjectId::of(b"bb"),
+            BlobKind::Tree,
+            Compression::Zstd,
+            2,
+            b"xyz",
+        );
+        assert_eq!(parse(&pack).unwrap(), vec![a.clone(), b]);
+        assert_eq!(&pack[a.offset as usize..][..1], b"a");
+    }
+
+    #[test]
+    fn rejects_damage() {
+        let mut pack = new_pack();
+        append(
+            &mut pack,
+            ObjectId::of(b"a"),
+            BlobKind::Data,
+            Compression::None,
+            1,
+            b"a",
+        );
+        assert!(parse(&pack[..pack.len() - 1]).is_err());
+        assert!(parse(b"XXXX").is_err());
+        let mut bad_kind = pack.clone();
+        bad_kind[HEADER_LEN + 32] = 9;
+        assert!(parse(&bad_kind).is_err());
+    }
+}

@@ -1,0 +1,112 @@
+//! Building a directory's nodes from its sorted entries.
+
+use super::node::{encode, Child, DirRef, Entry, Node};
+use crate::blobs::BlobWriter;
+use crate::error::Result;
+use crate::pack::BlobKind;
+
+/// Average number of entries per leaf (a leaf ends after an entry whose name
+/// hash is 0 modulo this).
+const LEAF_TARGET: u32 = 64;
+/// Hard cap on entries per node, against pathological names.
+const NODE_MAX: usize = 512;
+/// Average number of children per interior node.
+const FANOUT: u32 = 64;
+
+/// Whether a node ends after the item named `name` at `level`.
+///
+/// The boundary depends on the name alone, so inserting or changing one
+/// entry moves no boundary but its own: the other nodes keep their bytes
+/// and their ids, and are not written again.
+fn is_boundary(level: u8, name: &[u8], target: u32) -> bool {
+    let mut h = blake3::Hasher::new();
+    h.update(&[level]);
+    h.update(name);
+    let b = h.finalize();
+    let word = u32::from_le_bytes([
+        b.as_bytes()[0],
+        b.as_bytes()[1],
+        b.as_bytes()[2],
+        b.as_bytes()[3],
+    ]);
+    word % target == 0
+}
+
+fn store_node(w: &BlobWriter, node: &Node) -> Result<crate::id::ObjectId> {
+    w.put(BlobKind::Tree, &encode(node))
+}
+
+/// Stores the nodes of a directory holding `entries` (sorted by name,
+/// unique) and returns a reference to its root node.
+pub fn build_dir(w: &BlobWriter, entries: Vec<Entry>) -> Result<DirRef> {
+    let count = entries.len() as u64;
+    let mut level: Vec<Child> = Vec::new();
+    let mut leaf: Vec<Entry> = Vec::new();
+    let flush_leaf = |leaf: &mut Vec<Entry>, level: &mut Vec<Child>| -> Result<()> {
+        let first = leaf[0].name.clone();
+        let bytes = leaf.iter().map(Entry::bytes).sum();
+        let files = leaf.iter().map(Entry::files).sum();
+        let entries = leaf.len() as u64;
+        let node = store_node(w, &Node::Leaf(std::mem::take(leaf)))?;
+        level.push(Child {
+            first,
+            node,
+            entries,
+            bytes,
+            files,
+        });
+        Ok(())
+    };
+    for e in entries {
+        let cut = is_boundary(0, &e.name, LEAF_TARGET);
+        leaf.push(e);
+        if cut || leaf.len() >= NODE_MAX {
+            flush_leaf(&mut leaf, &mut level)?;
+        }
+    }
+    if !leaf.is_empty() {
+        flush_leaf(&mut leaf, &mut level)?;
+    }
+    if level.is_empty() {
+        let tree = store_node(w, &Node::Leaf(Vec::new()))?;
+        return Ok(DirRef {
+            tree,
+            bytes: 0,
+            files: 0,
+            entries: 0,
+        });
+    }
+    let mut depth = 1u8;
+    while level.len() > 1 {
+        let mut upper = Vec::new();
+        let mut group: Vec<Child> = Vec::new();
+        let last = level.len() - 1;
+        for (i, child) in level.into_iter().enumerate() {
+            let cut = is_boundary(depth, &child.first, FANOUT);
+            group.push(child);
+            if cut || group.len() >= NODE_MAX || i == last {
+                let first = group[0].first.clone();
+                let entries = group.iter().map(|c| c.entries).sum();
+                let bytes = group.iter().map(|c| c.bytes).sum();
+                let files = group.iter().map(|c| c.files).sum();
+                let node = store_node(w, &Node::Interior(std::mem::take(&mut group)))?;
+                upper.push(Child {
+                    first,
+                    node,
+                    entries,
+                    bytes,
+                    files,
+                });
+            }
+        }
+        level = upper;
+        depth = depth.saturating_add(1);
+    }
+    let root = level.pop().expect("one node remains");
+    Ok(DirRef {
+        tree: root.node,
+        bytes: root.bytes,
+        files: root.files,
+        entries: count,
+    })
+}

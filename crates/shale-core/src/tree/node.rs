@@ -1,0 +1,271 @@
+//! Tree node types and their encoding.
+//!
+//! A node is encoded as `b"ST"`, a version byte, then the node in the
+//! postcard format (see `docs/FORMAT.md`). Its id is the BLAKE3 hash of
+//! that encoding.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+
+/// The tree node format version this build writes and reads.
+pub const TREE_VERSION: u8 = 1;
+const MAGIC: &[u8; 2] = b"ST";
+
+/// One node of a directory's tree.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Node {
+    /// Directory entries, sorted by name bytes.
+    Leaf(Vec<Entry>),
+    /// Children covering consecutive runs of entries, sorted by first name.
+    Interior(Vec<Child>),
+}
+
+/// A child of an interior node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Child {
+    /// Name of the first entry below it.
+    pub first: Vec<u8>,
+    /// The child node.
+    pub node: ObjectId,
+    /// Directory entries below it.
+    pub entries: u64,
+    /// Logical bytes of regular files below it (recursively).
+    pub bytes: u64,
+    /// Regular files below it (recursively).
+    pub files: u64,
+}
+
+/// One name in a directory.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// File name bytes (any bytes but `/` and NUL; never `.` or `..`).
+    pub name: Vec<u8>,
+    /// Permission bits (`mode & 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, ns since the Unix epoch.
+    pub mtime_ns: i64,
+    /// What the name holds.
+    pub content: Content,
+}
+
+/// The content of an entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Content {
+    /// A regular file: its chunks in order.
+    File {
+        /// Length in bytes (the sum of the chunk lengths).
+        size: u64,
+        /// Chunks, in file order.
+        chunks: Vec<ChunkRef>,
+    },
+    /// A directory.
+    Dir(DirRef),
+    /// A symbolic link and its target bytes (never followed).
+    Symlink(Vec<u8>),
+}
+
+/// A chunk of a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChunkRef {
+    /// Chunk id.
+    pub id: ObjectId,
+    /// Chunk length.
+    pub len: u32,
+}
+
+/// A directory tree by its root node, with totals.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirRef {
+    /// Root node of the directory.
+    pub tree: ObjectId,
+    /// Logical bytes of regular files, recursively.
+    pub bytes: u64,
+    /// Regular files, recursively.
+    pub files: u64,
+    /// Direct entries.
+    pub entries: u64,
+}
+
+impl Entry {
+    /// Logical bytes of regular files under this entry.
+    pub fn bytes(&self) -> u64 {
+        match &self.content {
+            Content::File { size, .. } => *size,
+            Content::Dir(d) => d.bytes,
+            Content::Symlink(_) => 0,
+        }
+    }
+
+    /// Regular files under this entry (1 for a file).
+    pub fn files(&self) -> u64 {
+        match &self.content {
+            Content::File { .. } => 1,
+            Content::Dir(d) => d.files,
+            Content::Symlink(_) => 0,
+        }
+    }
+
+    /// Short word for the entry's type.
+    pub fn kind_name(&self) -> &'static str {
+        match self.content {
+            Content::File { .. } => "file",
+            Content::Dir(_) => "dir",
+            Content::Symlink(_) => "symlink",
+        }
+    }
+}
+
+/// Whether `name` may appear in a directory.
+pub fn valid_name(name: &[u8]) -> bool {
+    !name.is_empty() && name != b"." && name != b".." && !name.contains(&b'/') && !name.contains(&0)
+}
+
+/// Encodes a node.
+pub fn encode(node: &Node) -> Vec<u8> {
+    let mut out = Vec::with_capacity(256);
+    out.extend_from_slice(MAGIC);
+    out.push(TREE_VERSION);
+    // Serialising plain data into a Vec cannot fail.
+    postcard::to_extend(node, out).unwrap_or_default()
+}
+
+/// Decodes and checks a node: names valid and strictly ascending, sizes
+/// consistent with chunk lists.
+pub fn decode(bytes: &[u8]) -> Result<Node> {
+    let bad = |reason: String| Error::corrupt("tree node", reason);
+    if bytes.len() < 3 || &bytes[..2] != MAGIC {
+        return Err(bad("missing tree node header".into()));
+    }
+    if bytes[2] != TREE_VERSION {
+        return Err(bad(format!("unknown tree node version {}", bytes[2])));
+    }
+    let (node, rest): (Node, &[u8]) =
+        postcard::take_from_bytes(&bytes[3..]).map_err(|e| bad(format!("undecodable: {e}")))?;
+    if !rest.is_empty() {
+        return Err(bad(format!("{} trailing bytes", rest.len())));
+    }
+    match &node {
+        Node::Leaf(entries) => {
+            for (i, e) in entries.iter().enumerate() {
+                if !valid_name(&e.name) {
+                    return Err(bad(format!(
+                        "invalid entry name {:?}",
+                        String::from_utf8_lossy(&e.name)
+                    )));
+                }
+                if i > 0 && entries[i - 1].name >= e.name {
+                    return Err(bad("entries not in strictly ascending order".into()));
+                }
+                if let Content::File { size, chunks } = &e.content {
+                    let sum: u64 = chunks.iter().map(|c| c.len as u64).sum();
+                    if sum != *size || chunks.iter().any(|c| c.len == 0) {
+                        return Err(bad(format!(
+                            "file {:?} size {size} does not match its chunks",
+                            String::from_utf8_lossy(&e.name)
+                        )));
+                    }
+                }
+            }
+        }
+        Node::Interior(children) => {
+            if children.is_empty() {
+                return Err(bad("empty interior node".into()));
+            }
+            for (i, c) in children.iter().enumerate() {
+                if i > 0 && children[i - 1].first >= c.first {
+                    return Err(bad("children not in strictly ascending order".into()));
+                }
+            }
+        }
+    }
+    Ok(node)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(name: &str, content: Content) -> Entry {
+        Entry {
+            name: name.as_bytes().to_vec(),
+            mode: 0o644,
+            uid: 1000,
+            gid: 1000,
+            mtime_ns: 1_700_000_000_123_456_789,
+            content,
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let leaf = Node::Leaf(vec![
+            entry(
+                "a",
+                Content::File {
+                    size: 3,
+                    chunks: vec![ChunkRef {
+                        id: ObjectId::of(b"abc"),
+                        len: 3,
+                    }],
+                },
+            ),
+            entry(
+                "b",
+                Content::Dir(DirRef {
+                    tree: ObjectId::of(b"t"),
+                    bytes: 9,
+                    files: 2,
+                    entries: 2,
+                }),
+            ),
+            entry("c", Content::Symlink(b"../x".to_vec())),
+            entry(
+                "d",
+                Content::File {
+                    size: 0,
+                    chunks: vec![],
+                },
+            ),
+        ]);
+        assert_eq!(decode(&encode(&leaf)).unwrap(), leaf);
+        let interior = Node::Interior(vec![Child {
+            first: b"a".to_vec(),
+            node: ObjectId::of(b"n"),
+            entries: 4,
+            bytes: 12,
+            files: 3,
+        }]);
+        assert_eq!(decode(&encode(&interior)).unwrap(), interior);
+    }
+
+    #[test]
+    fn rejects_hostile_nodes() {
+        for name in ["..", ".", "a/b", ""] {
+            let n = Node::Leaf(vec![entry(name, Content::Symlink(vec![]))]);
+            assert!(decode(&encode(&n)).is_err(), "{name:?} accepted");
+        }
+        let unsorted = Node::Leaf(vec![
+            entry("b", Content::Symlink(vec![])),
+            entry("a", Content::Symlink(vec![])),
+        ]);
+        assert!(decode(&encode(&unsorted)).is_err());
+        let lying = Node::Leaf(vec![entry(
+            "f",
+            Content::File {
+                size: 10,
+                chunks: vec![],
+            },
+        )]);
+        assert!(decode(&encode(&lying)).is_err());
+        let mut bytes = encode(&Node::Leaf(vec![]));
+        bytes[2] = 99;
+        assert!(decode(&bytes).is_err());
+        assert!(decode(b"ST").is_err());
+    }
+}

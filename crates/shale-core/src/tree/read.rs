@@ -1,0 +1,210 @@
+//! Reading directories back from their nodes.
+
+use super::node::{decode, Content, Entry, Node};
+use crate::blobs::BlobStore;
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+
+/// Loads and decodes one node, naming it in any error.
+pub fn load_node(store: &BlobStore, id: &ObjectId) -> Result<Node> {
+    let bytes = store.get(id)?;
+    decode(&bytes).map_err(|e| match e {
+        Error::Corrupt { reason, .. } => Error::corrupt(format!("tree node {id}"), reason),
+        other => other,
+    })
+}
+
+/// All entries of the directory whose root node is `tree`, in name order.
+pub fn read_dir(store: &BlobStore, tree: &ObjectId) -> Result<Vec<Entry>> {
+    let mut out = Vec::new();
+    for leaf in dir_leaves(store, tree)? {
+        out.extend(leaf_entries(store, &leaf)?);
+    }
+    Ok(out)
+}
+
+/// The leaf node ids of a directory, in order (reads interior nodes only).
+pub fn dir_leaves(store: &BlobStore, tree: &ObjectId) -> Result<Vec<ObjectId>> {
+    let mut leaves = Vec::new();
+    collect_leaves(store, tree, &mut leaves, 0)?;
+    Ok(leaves)
+}
+
+fn collect_leaves(
+    store: &BlobStore,
+    id: &ObjectId,
+    out: &mut Vec<ObjectId>,
+    depth: u32,
+) -> Result<()> {
+    if depth > 64 {
+        return Err(Error::corrupt(
+            format!("tree node {id}"),
+            "directory tree deeper than 64 levels",
+        ));
+    }
+    match load_node(store, id)? {
+        Node::Leaf(_) => out.push(*id),
+        Node::Interior(children) => {
+            for c in children {
+                collect_leaves(store, &c.node, out, depth + 1)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The entries of one leaf node.
+pub fn leaf_entries(store: &BlobStore, leaf: &ObjectId) -> Result<Vec<Entry>> {
+    match load_node(store, leaf)? {
+        Node::Leaf(entries) => Ok(entries),
+        Node::Interior(_) => Err(Error::corrupt(
+            format!("tree node {leaf}"),
+            "expected a leaf",
+        )),
+    }
+}
+
+/// Finds one name in a directory, reading O(log n) nodes.
+fn find(store: &BlobStore, tree: &ObjectId, name: &[u8]) -> Result<Option<Entry>> {
+    let mut id = *tree;
+    for _ in 0..64 {
+        match load_node(store, &id)? {
+            Node::Leaf(entries) => {
+                return Ok(entries
+                    .binary_search_by(|e| e.name.as_slice().cmp(name))
+                    .ok()
+                    .map(|i| entries[i].clone()));
+            }
+            Node::Interior(children) => {
+                let idx = children.partition_point(|c| c.first.as_slice() <= name);
+                if idx == 0 {
+                    return Ok(None);
+                }
+                id = children[idx - 1].node;
+            }
+        }
+    }
+    Err(Error::corrupt(
+        format!("tree node {tree}"),
+        "directory tree deeper than 64 levels",
+    ))
+}
+
+/// Looks up a path (as components) below the directory `root`.
+pub fn lookup(store: &BlobStore, root: &ObjectId, path: &[Vec<u8>]) -> Result<Option<Entry>> {
+    let mut dir = *root;
+    let mut found = None;
+    for (i, comp) in path.iter().enumerate() {
+        let Some(entry) = find(store, &dir, comp)? else {
+            return Ok(None);
+        };
+        if i + 1 < path.len() {
+            match &entry.content {
+                Content::Dir(d) => dir = d.tree,
+                _ => return Ok(None),
+            }
+        }
+        found = Some(entry);
+    }
+    Ok(found)
+}
+
+/// Splits a path inside a volume into components. `.` and empty components
+/// are dropped; `..` is refused.
+pub fn split_path(path: &str) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for comp in path.split('/') {
+        match comp {
+            "" | "." => {}
+            ".." => {
+                return Err(Error::BadPath(format!(
+                    "path '{path}' inside a volume may not contain '..'"
+                )))
+            }
+            c if c.contains('\0') => {
+                return Err(Error::BadPath(format!("path {path:?} contains a NUL byte")))
+            }
+            c => out.push(c.as_bytes().to_vec()),
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{build_dir, Content, Entry};
+    use super::*;
+    use crate::catalog::{insert_packs, Catalog};
+    use crate::objects::Memory;
+    use std::sync::Arc;
+
+    fn store() -> (BlobStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let catalog = Catalog::create(&dir.path().join("c.db")).unwrap();
+        (
+            BlobStore::new(Arc::new(Memory::default()), Arc::new(catalog)),
+            dir,
+        )
+    }
+
+    fn link(name: String) -> Entry {
+        Entry {
+            name: name.into_bytes(),
+            mode: 0o777,
+            uid: 0,
+            gid: 0,
+            mtime_ns: 0,
+            content: Content::Symlink(b"t".to_vec()),
+        }
+    }
+
+    #[test]
+    fn big_directory_splits_and_changes_locally() {
+        let (store, _d) = store();
+        let names: Vec<String> = (0..20_000).map(|i| format!("file{i:06}")).collect();
+        let w = store.writer();
+        let dir = build_dir(&w, names.iter().cloned().map(link).collect()).unwrap();
+        let (packs, first) = w.finish().unwrap();
+        store
+            .catalog()
+            .write(|tx| insert_packs(tx, &packs))
+            .unwrap();
+        assert_eq!(dir.entries, 20_000);
+        let leaves = dir_leaves(&store, &dir.tree).unwrap();
+        assert!(leaves.len() > 100, "only {} leaves", leaves.len());
+        let back = read_dir(&store, &dir.tree).unwrap();
+        assert_eq!(back.len(), 20_000);
+        assert_eq!(
+            lookup(&store, &dir.tree, &[b"file012345".to_vec()])
+                .unwrap()
+                .unwrap()
+                .name,
+            b"file012345"
+        );
+        assert!(lookup(&store, &dir.tree, &[b"nope".to_vec()])
+            .unwrap()
+            .is_none());
+
+        // change one entry: only a leaf and its ancestors are new
+        let mut changed = back.clone();
+        changed[777].mtime_ns = 42;
+        let w = store.writer();
+        build_dir(&w, changed).unwrap();
+        let (_, second) = w.finish().unwrap();
+        assert!(second.new_blobs <= 4, "{} new nodes", second.new_blobs);
+        assert!(
+            second.new_bytes * 50 < first.new_bytes,
+            "{second:?} vs {first:?}"
+        );
+    }
+
+    #[test]
+    fn paths() {
+        assert_eq!(
+            split_path("/a//b/./c/").unwrap(),
+            vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
+        );
+        assert!(split_path("a/../b").is_err());
+        assert!(split_path("").unwrap().is_empty());
+    }
+}

@@ -1,0 +1,224 @@
+//! Volumes, snapshots, clones and restore: catalog updates that move
+//! pointers to trees, constant time whatever the data size (invariant 5).
+
+use crate::catalog::{self, SnapshotRow, Totals, VolumeRow};
+use crate::error::{Error, Result};
+use crate::id::ObjectId;
+use crate::names::{check_name, Spec};
+use crate::pool::Pool;
+use crate::tree::{build_dir, DirRef};
+
+/// A resolved `VOLUME[@SNAPSHOT]`: the tree it names.
+#[derive(Clone, Debug)]
+pub struct Resolved {
+    /// What was asked for.
+    pub spec: Spec,
+    /// Its root tree.
+    pub root: ObjectId,
+    /// Logical bytes.
+    pub bytes: u64,
+    /// Regular files.
+    pub files: u64,
+}
+
+/// A volume with the facts `volume info` shows.
+#[derive(Clone, Debug)]
+pub struct VolumeInfo {
+    /// The catalog row.
+    pub row: VolumeRow,
+    /// Number of snapshots.
+    pub snapshots: u64,
+}
+
+/// Formats ns since the epoch as RFC 3339 (UTC).
+pub fn rfc3339(ns: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_nanos(ns.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// The default snapshot name: `shale.YYYYMMDDhhmmss` (UTC).
+pub fn default_snapshot_name() -> String {
+    let stamp: String = rfc3339(catalog::now_ns())
+        .chars()
+        .filter(char::is_ascii_digit)
+        .take(14)
+        .collect();
+    format!("shale.{stamp}")
+}
+
+impl Pool {
+    /// Resolves a `VOLUME[@SNAPSHOT]` spec to its tree.
+    pub fn resolve(&self, spec: &str) -> Result<Resolved> {
+        let spec = Spec::parse(spec)?;
+        let (root, bytes, files) = match &spec.snapshot {
+            None => {
+                let v = self.catalog().volume(&spec.volume)?;
+                (v.root, v.bytes, v.files)
+            }
+            Some(s) => {
+                let snap = self.catalog().snapshot(&spec.volume, s)?;
+                (snap.root, snap.bytes, snap.files)
+            }
+        };
+        Ok(Resolved {
+            spec,
+            root,
+            bytes,
+            files,
+        })
+    }
+
+    /// Creates an empty volume.
+    pub fn create_volume(&self, name: &str, quota: Option<u64>) -> Result<VolumeRow> {
+        check_name(name)?;
+        let w = self.store.writer();
+        let empty = build_dir(&w, Vec::new())?;
+        let (packs, _) = w.finish()?;
+        self.catalog().write(|tx| {
+            catalog::insert_packs(tx, &packs)?;
+            catalog::insert_volume(tx, name, &empty.tree, 0, 0, None, quota)?;
+            catalog::volume_by_name(tx, name)
+        })
+    }
+
+    /// Commits a new volume whose tree has been built by `w`.
+    pub(crate) fn commit_new_volume(
+        &self,
+        name: &str,
+        root: DirRef,
+        packs: &[catalog::SealedPack],
+        quota: Option<u64>,
+    ) -> Result<VolumeRow> {
+        self.catalog().write(|tx| {
+            catalog::insert_packs(tx, packs)?;
+            catalog::insert_volume(tx, name, &root.tree, root.bytes, root.files, None, quota)?;
+            catalog::volume_by_name(tx, name)
+        })
+    }
+
+    /// All volumes with their snapshot counts.
+    pub fn list_volumes(&self) -> Result<Vec<VolumeInfo>> {
+        let snaps = self.catalog().snapshots(None)?;
+        Ok(self
+            .catalog()
+            .volumes()?
+            .into_iter()
+            .map(|row| {
+                let snapshots = snaps.iter().filter(|s| s.volume == row.name).count() as u64;
+                VolumeInfo { row, snapshots }
+            })
+            .collect())
+    }
+
+    /// One volume with its snapshot count.
+    pub fn volume_info(&self, name: &str) -> Result<VolumeInfo> {
+        check_name(name)?;
+        let row = self.catalog().volume(name)?;
+        let snapshots = self.catalog().snapshots(Some(name))?.len() as u64;
+        Ok(VolumeInfo { row, snapshots })
+    }
+
+    /// Deletes a volume and its snapshots. Clones made from it keep their
+    /// data: it is shared by content, not owned.
+    pub fn delete_volume(&self, name: &str) -> Result<()> {
+        check_name(name)?;
+        self.catalog().write(|tx| {
+            let v = catalog::volume_by_name(tx, name)?;
+            tx.execute("DELETE FROM snapshots WHERE volume = ?1", [v.id])?;
+            tx.execute("DELETE FROM volumes WHERE id = ?1", [v.id])?;
+            Ok(())
+        })
+    }
+
+    /// Makes `new` a writable volume sharing all data with `from`
+    /// (`VOLUME@SNAPSHOT`, or `VOLUME`, in which case a snapshot of the
+    /// volume's current state is taken first to record the origin, as
+    /// ONTAP's FlexClone does).
+    pub fn clone_volume(&self, new: &str, from: &str) -> Result<VolumeRow> {
+        check_name(new)?;
+        let spec = Spec::parse(from)?;
+        self.catalog().write(|tx| {
+            let source = catalog::volume_by_name(tx, &spec.volume)?;
+            let snap = match &spec.snapshot {
+                Some(s) => catalog::snapshot_by_name(tx, &spec.volume, s)?,
+                None => {
+                    if catalog::volume_by_name(tx, new).is_ok() {
+                        return Err(Error::VolumeExists(new.to_string()));
+                    }
+                    let base = format!("clone.{new}");
+                    let base: String = base.chars().take(crate::names::MAX_NAME - 4).collect();
+                    let mut name = base.clone();
+                    let mut n = 1;
+                    while catalog::snapshot_by_name(tx, &spec.volume, &name).is_ok() {
+                        n += 1;
+                        name = format!("{base}.{n}");
+                    }
+                    catalog::insert_snapshot(tx, &source, &name)?
+                }
+            };
+            let origin = format!("{}@{}", snap.volume, snap.name);
+            catalog::insert_volume(
+                tx,
+                new,
+                &snap.root,
+                snap.bytes,
+                snap.files,
+                Some(&origin),
+                source.quota,
+            )?;
+            catalog::volume_by_name(tx, new)
+        })
+    }
+
+    /// Takes a snapshot of a volume's current state.
+    pub fn create_snapshot(&self, volume: &str, name: Option<&str>) -> Result<SnapshotRow> {
+        check_name(volume)?;
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(default_snapshot_name);
+        check_name(&name)?;
+        self.catalog().write(|tx| {
+            let v = catalog::volume_by_name(tx, volume)?;
+            catalog::insert_snapshot(tx, &v, &name)
+        })
+    }
+
+    /// Snapshots of one volume, or of every volume.
+    pub fn list_snapshots(&self, volume: Option<&str>) -> Result<Vec<SnapshotRow>> {
+        if let Some(v) = volume {
+            check_name(v)?;
+        }
+        self.catalog().snapshots(volume)
+    }
+
+    /// Deletes one snapshot.
+    pub fn delete_snapshot(&self, volume: &str, name: &str) -> Result<()> {
+        check_name(volume)?;
+        check_name(name)?;
+        self.catalog().write(|tx| {
+            catalog::snapshot_by_name(tx, volume, name)?;
+            let v = catalog::volume_by_name(tx, volume)?;
+            tx.execute(
+                "DELETE FROM snapshots WHERE volume = ?1 AND name = ?2",
+                rusqlite::params![v.id, name],
+            )?;
+            Ok(())
+        })
+    }
+
+    /// Puts a volume back to one of its snapshots. Later snapshots are kept.
+    pub fn restore_snapshot(&self, volume: &str, name: &str) -> Result<SnapshotRow> {
+        check_name(volume)?;
+        check_name(name)?;
+        self.catalog().write(|tx| {
+            let snap = catalog::snapshot_by_name(tx, volume, name)?;
+            catalog::set_root(tx, volume, None, &snap.root, snap.bytes, snap.files)?;
+            Ok(snap)
+        })
+    }
+
+    /// Pool-wide totals.
+    pub fn totals(&self) -> Result<Totals> {
+        self.catalog().totals()
+    }
+}
