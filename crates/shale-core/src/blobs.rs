@@ -8,6 +8,10 @@
 //! caller commits the packs' index rows with its own state change.
 
 use std::collections::HashSet;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -23,7 +27,7 @@ pub const PACK_TARGET: usize = 32 << 20;
 /// Blobs shorter than this are never compressed.
 const MIN_COMPRESS: usize = 256;
 /// Bytes of a data chunk test-compressed to decide whether compressing pays.
-const SAMPLE: usize = 16 << 10;
+const SAMPLE: usize = 4 << 10;
 /// zstd level for blobs that pass the sample test.
 const ZSTD_LEVEL: i32 = 3;
 
@@ -102,21 +106,27 @@ pub struct WriteStats {
     pub pack_bytes: u64,
 }
 
+/// A pack being filled, staged in a local file.
 struct Open {
-    buf: Vec<u8>,
+    file: BufWriter<File>,
+    path: PathBuf,
+    len: u64,
     entries: Vec<EntryHead>,
 }
 
 struct State {
-    open: Open,
+    open: Option<Open>,
     /// Ids written in this session, not yet in the catalog.
     pending: HashSet<ObjectId>,
     stats: WriteStats,
+    staged: u64,
 }
 
 /// One session of writing blobs; see the module docs.
 pub struct BlobWriter {
     store: BlobStore,
+    staging: PathBuf,
+    nonce: [u8; 16],
     state: Mutex<State>,
     uploads: Mutex<Option<SyncSender<Open>>>,
     uploader: Mutex<Option<JoinHandle<Result<Vec<SealedPack>>>>>,
@@ -141,14 +151,14 @@ fn zstd_compress(data: &[u8], level: i32) -> Option<Vec<u8>> {
 
 /// Compresses `data` when that saves at least 1/16 of it.
 ///
-/// Data chunks first compress a 16 KiB sample at level 1: incompressible
+/// Data chunks first compress a 4 KiB sample at level 1: incompressible
 /// content (images, archives, shards) is then stored raw after paying only
 /// for the sample, not for a full compression attempt.
 fn encode(kind: BlobKind, data: &[u8]) -> (Compression, Option<Vec<u8>>) {
     if data.len() < MIN_COMPRESS {
         return (Compression::None, None);
     }
-    if kind == BlobKind::Data && data.len() > 2 * SAMPLE {
+    if kind == BlobKind::Data && data.len() > 4 * SAMPLE {
         match zstd_compress(&data[..SAMPLE], 1) {
             Some(s) if s.len() < SAMPLE - SAMPLE / 8 => {}
             _ => return (Compression::None, None),
@@ -160,30 +170,69 @@ fn encode(kind: BlobKind, data: &[u8]) -> (Compression, Option<Vec<u8>>) {
     }
 }
 
-fn upload(objects: &dyn ObjectStore, open: Open) -> Result<SealedPack> {
-    let name = ObjectId::of(&open.buf);
-    objects.put(&pack::key(&name), &open.buf)?;
-    Ok(SealedPack {
-        name,
-        size: open.buf.len() as u64,
-        entries: open.entries,
-    })
+/// Names a sealed pack: the hash of its entry heads and of the writer's
+/// random nonce. The heads pin every blob's id and placement; the nonce
+/// keeps two writers that happen to pack the same blobs from picking one
+/// name for two different files. (Hashing heads instead of the whole pack
+/// spares a second pass over every byte; each blob is checked by its own id.)
+fn pack_name(nonce: &[u8; 16], entries: &[EntryHead]) -> ObjectId {
+    let mut h = blake3::Hasher::new();
+    h.update(nonce);
+    for e in entries {
+        h.update(&e.id.0);
+        h.update(&[e.kind as u8, e.compression as u8]);
+        h.update(&e.raw_len.to_le_bytes());
+        h.update(&e.stored_len.to_le_bytes());
+        h.update(&e.offset.to_le_bytes());
+    }
+    ObjectId(*h.finalize().as_bytes())
+}
+
+fn upload(objects: &dyn ObjectStore, nonce: &[u8; 16], open: Open) -> Result<SealedPack> {
+    let Open { file, path, len, entries } = open;
+    let file = file
+        .into_inner()
+        .map_err(|e| Error::io(&path, e.into_error()))?;
+    drop(file);
+    let name = pack_name(nonce, &entries);
+    objects.put_file(&pack::key(&name), &path)?;
+    Ok(SealedPack { name, size: len, entries })
+}
+
+fn new_nonce() -> [u8; 16] {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let seed = format!(
+        "{:?}{}{}{:?}",
+        std::time::SystemTime::now(),
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::Relaxed),
+        std::thread::current().id()
+    );
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&blake3::hash(seed.as_bytes()).as_bytes()[..16]);
+    out
 }
 
 impl BlobWriter {
     fn new(store: BlobStore) -> Self {
         let (tx, rx) = sync_channel::<Open>(1);
         let objects = store.objects.clone();
+        let nonce = new_nonce();
         let uploader = std::thread::spawn(move || {
             let mut sealed = Vec::new();
             let mut first_error = None;
             for open in rx {
                 if first_error.is_some() {
+                    let _ = std::fs::remove_file(&open.path);
                     continue;
                 }
-                match upload(objects.as_ref(), open) {
+                let path = open.path.clone();
+                match upload(objects.as_ref(), &nonce, open) {
                     Ok(p) => sealed.push(p),
-                    Err(e) => first_error = Some(e),
+                    Err(e) => {
+                        let _ = std::fs::remove_file(&path);
+                        first_error = Some(e)
+                    }
                 }
             }
             match first_error {
@@ -191,15 +240,19 @@ impl BlobWriter {
                 None => Ok(sealed),
             }
         });
+        let staging = store
+            .objects
+            .staging_dir()
+            .unwrap_or_else(|| std::env::temp_dir().join("shale-staging"));
         BlobWriter {
             store,
+            staging,
+            nonce,
             state: Mutex::new(State {
-                open: Open {
-                    buf: pack::new_pack(),
-                    entries: Vec::new(),
-                },
+                open: None,
                 pending: HashSet::new(),
                 stats: WriteStats::default(),
+                staged: 0,
             }),
             uploads: Mutex::new(Some(tx)),
             uploader: Mutex::new(Some(uploader)),
@@ -231,20 +284,26 @@ impl BlobWriter {
         let stored = compressed.as_deref().unwrap_or(data);
         let full = {
             let mut st = self.state();
-            let head = pack::append(
-                &mut st.open.buf,
-                id,
-                kind,
-                compression,
-                data.len() as u32,
-                stored,
-            );
-            st.open.entries.push(head);
+            let seq = st.staged;
+            if st.open.is_none() {
+                st.staged += 1;
+                st.open = Some(self.open_pack(seq)?);
+            }
+            let open = st.open.as_mut().expect("opened above");
+            let mut head = [0u8; pack::ENTRY_HEAD_LEN];
+            let entry = pack::entry_head(&mut head, id, kind, compression, data.len() as u32, stored.len() as u32, open.len);
+            open.file
+                .write_all(&head)
+                .and_then(|_| open.file.write_all(stored))
+                .map_err(|e| Error::io(&open.path, e))?;
+            open.len = entry.offset + stored.len() as u64;
+            open.entries.push(entry);
+            let full = open.len >= PACK_TARGET as u64;
             st.stats.new_blobs += 1;
             st.stats.new_bytes += data.len() as u64;
             st.stats.stored_bytes += stored.len() as u64;
-            if st.open.buf.len() >= PACK_TARGET {
-                Some(self.take_open(&mut st))
+            if full {
+                self.take_open(&mut st)
             } else {
                 None
             }
@@ -255,15 +314,27 @@ impl BlobWriter {
         Ok(())
     }
 
-    fn take_open(&self, st: &mut State) -> Open {
-        st.stats.pack_bytes += st.open.buf.len() as u64;
-        std::mem::replace(
-            &mut st.open,
-            Open {
-                buf: pack::new_pack(),
-                entries: Vec::new(),
-            },
-        )
+    fn open_pack(&self, seq: u64) -> Result<Open> {
+        std::fs::create_dir_all(&self.staging).map_err(|e| Error::io(&self.staging, e))?;
+        let path = self.staging.join(format!(
+            "{}-{}-{seq}.pack",
+            std::process::id(),
+            hex::encode(&self.nonce[..6])
+        ));
+        let file = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&path)
+            .map_err(|e| Error::io(&path, e))?;
+        let mut file = BufWriter::with_capacity(64 << 10, file);
+        file.write_all(&pack::header()).map_err(|e| Error::io(&path, e))?;
+        Ok(Open { file, path, len: pack::HEADER_LEN as u64, entries: Vec::new() })
+    }
+
+    fn take_open(&self, st: &mut State) -> Option<Open> {
+        let open = st.open.take()?;
+        st.stats.pack_bytes += open.len;
+        Some(open)
     }
 
     fn send(&self, open: Open) -> Result<()> {
@@ -273,24 +344,19 @@ impl BlobWriter {
             .unwrap_or_else(|p| p.into_inner())
             .clone();
         let Some(sender) = sender else {
-            return Err(Error::InvalidArgument(
-                "blob writer already finished".into(),
-            ));
+            let _ = std::fs::remove_file(&open.path);
+            return Err(Error::InvalidArgument("blob writer already finished".into()));
         };
-        if sender.send(open).is_err() {
-            // The uploader stopped early: its error is reported by finish().
+        if let Err(returned) = sender.send(open) {
+            let _ = std::fs::remove_file(&returned.0.path);
+            // The uploader stopped early: report its error.
             return self.finish_uploads().map(|_| ());
         }
         Ok(())
     }
 
     fn finish_uploads(&self) -> Result<Vec<SealedPack>> {
-        drop(
-            self.uploads
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .take(),
-        );
+        drop(self.uploads.lock().unwrap_or_else(|p| p.into_inner()).take());
         let handle = self
             .uploader
             .lock()
@@ -315,11 +381,7 @@ impl BlobWriter {
     pub fn finish(self) -> Result<(Vec<SealedPack>, WriteStats)> {
         let last = {
             let mut st = self.state();
-            if st.open.entries.is_empty() {
-                None
-            } else {
-                Some(self.take_open(&mut st))
-            }
+            self.take_open(&mut st)
         };
         if let Some(open) = last {
             self.send(open)?;
@@ -331,6 +393,11 @@ impl BlobWriter {
 
 impl Drop for BlobWriter {
     fn drop(&mut self) {
+        // An abandoned session leaves no staged file behind; packs already
+        // moved into the store are unreferenced and left to `gc`.
+        if let Some(open) = self.state().open.take() {
+            let _ = std::fs::remove_file(&open.path);
+        }
         let _ = self.finish_uploads();
     }
 }
@@ -398,9 +465,7 @@ mod tests {
 
     #[test]
     fn incompressible_data_is_stored_raw() {
-        let noise: Vec<u8> = (0..200_000u64)
-            .map(|i| (i.wrapping_mul(0x9E3779B97F4A7C15) >> 56) as u8)
-            .collect();
+        let noise = crate::test_noise(1, 200_000);
         assert_eq!(encode(BlobKind::Data, &noise).0, Compression::None);
         assert_eq!(
             encode(BlobKind::Data, &vec![7u8; 100_000]).0,

@@ -71,9 +71,7 @@ mod tests {
     fn small_empty_and_large() {
         assert!(chunks(b"").is_empty());
         assert_eq!(chunks(b"abc"), vec![b"abc".to_vec()]);
-        let big: Vec<u8> = (0..9_000_000u64)
-            .map(|i| (i.wrapping_mul(0x9E3779B97F4A7C15) >> 57) as u8)
-            .collect();
+        let big = crate::test_noise(3, 9_000_000);
         let parts = chunks(&big);
         assert!(parts.len() >= 3);
         assert!(parts.iter().all(|p| p.len() <= MAX_CHUNK as usize));

@@ -29,3 +29,14 @@ pub mod volumes;
 pub use error::{Error, Result};
 pub use id::ObjectId;
 pub use pool::Pool;
+
+/// Deterministic incompressible bytes for tests.
+#[cfg(test)]
+pub(crate) fn test_noise(seed: u64, len: usize) -> Vec<u8> {
+    let mut out = vec![0u8; len];
+    blake3::Hasher::new()
+        .update(&seed.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut out);
+    out
+}

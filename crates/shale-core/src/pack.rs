@@ -7,7 +7,8 @@
 //!           raw_len:u32le stored_len:u32le data:[u8; stored_len]   (44-byte head)
 //! ```
 //!
-//! A pack's object key is `packs/<first two hex digits>/<blake3 of the pack>.pack`.
+//! A pack's object key is `packs/<first two hex digits>/<pack name>.pack`, where
+//! the name is a hash of its entry heads and a per-writer nonce.
 //! The catalog's index maps a blob id to (pack, offset of its data, lengths), so a
 //! read needs one ranged get; the entry heads make every pack self-describing so
 //! that the index can be checked or rebuilt from the packs alone.
@@ -81,15 +82,37 @@ pub struct EntryHead {
     pub offset: u64,
 }
 
-/// Starts a new pack buffer with its header.
-pub fn new_pack() -> Vec<u8> {
-    let mut buf = Vec::with_capacity(crate::blobs::PACK_TARGET + (4 << 20));
-    buf.extend_from_slice(MAGIC);
-    buf.extend_from_slice(&[VERSION, 0, 0, 0]);
-    buf
+/// The 8-byte pack header.
+pub fn header() -> [u8; HEADER_LEN] {
+    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], VERSION, 0, 0, 0]
 }
 
-/// Appends one entry to a pack buffer and returns its head.
+/// Fills `out` with the head of an entry whose head starts at `at`, and
+/// returns the entry as the index records it.
+pub fn entry_head(
+    out: &mut [u8; ENTRY_HEAD_LEN],
+    id: ObjectId,
+    kind: BlobKind,
+    compression: Compression,
+    raw_len: u32,
+    stored_len: u32,
+    at: u64,
+) -> EntryHead {
+    out[..32].copy_from_slice(&id.0);
+    out[32..36].copy_from_slice(&[kind as u8, compression as u8, 0, 0]);
+    out[36..40].copy_from_slice(&raw_len.to_le_bytes());
+    out[40..44].copy_from_slice(&stored_len.to_le_bytes());
+    EntryHead {
+        id,
+        kind,
+        compression,
+        raw_len,
+        stored_len,
+        offset: at + ENTRY_HEAD_LEN as u64,
+    }
+}
+
+/// Appends one entry to an in-memory pack and returns its head.
 pub fn append(
     pack: &mut Vec<u8>,
     id: ObjectId,
@@ -98,20 +121,11 @@ pub fn append(
     raw_len: u32,
     stored: &[u8],
 ) -> EntryHead {
-    pack.extend_from_slice(&id.0);
-    pack.extend_from_slice(&[kind as u8, compression as u8, 0, 0]);
-    pack.extend_from_slice(&raw_len.to_le_bytes());
-    pack.extend_from_slice(&(stored.len() as u32).to_le_bytes());
-    let offset = pack.len() as u64;
+    let mut head = [0u8; ENTRY_HEAD_LEN];
+    let e = entry_head(&mut head, id, kind, compression, raw_len, stored.len() as u32, pack.len() as u64);
+    pack.extend_from_slice(&head);
     pack.extend_from_slice(stored);
-    EntryHead {
-        id,
-        kind,
-        compression,
-        raw_len,
-        stored_len: stored.len() as u32,
-        offset,
-    }
+    e
 }
 
 /// Parses a whole pack and returns the heads of its entries.
@@ -166,7 +180,7 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let mut pack = new_pack();
+        let mut pack = header().to_vec();
         let a = append(
             &mut pack,
             ObjectId::of(b"a"),
@@ -189,7 +203,7 @@ mod tests {
 
     #[test]
     fn rejects_damage() {
-        let mut pack = new_pack();
+        let mut pack = header().to_vec();
         append(
             &mut pack,
             ObjectId::of(b"a"),

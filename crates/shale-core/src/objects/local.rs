@@ -84,6 +84,31 @@ impl ObjectStore for LocalDir {
         sync_dir(&dir)
     }
 
+    fn put_file(&self, key: &str, path: &Path) -> Result<()> {
+        Self::check_key(key)?;
+        let target = self.path_of(key);
+        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).at(&dir)?;
+            sync_dir(dir.parent().unwrap_or(&self.root))?;
+        }
+        File::open(path).and_then(|f| f.sync_all()).at(path)?;
+        match fs::rename(path, &target) {
+            Ok(()) => {}
+            Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
+                let data = fs::read(path).at(path)?;
+                self.put(key, &data)?;
+                return fs::remove_file(path).at(path);
+            }
+            Err(e) => return Err(Error::io(&target, e)),
+        }
+        sync_dir(&dir)
+    }
+
+    fn staging_dir(&self) -> Option<PathBuf> {
+        Some(self.root.join("tmp"))
+    }
+
     fn get(&self, key: &str) -> Result<Vec<u8>> {
         Self::check_key(key)?;
         let path = self.path_of(key);

@@ -27,6 +27,20 @@ pub trait ObjectStore: Send + Sync {
     fn delete(&self, key: &str) -> Result<()>;
     /// Size of an object in bytes.
     fn size(&self, key: &str) -> Result<u64>;
+    /// Stores the contents of the local file `path` under `key` and removes
+    /// the file. Backends on the same file system move it instead of copying.
+    fn put_file(&self, key: &str, path: &std::path::Path) -> Result<()> {
+        use crate::error::IoContext;
+        let data = std::fs::read(path).at(path)?;
+        self.put(key, &data)?;
+        std::fs::remove_file(path).at(path)
+    }
+    /// A local directory on the same file system as the store, where
+    /// objects can be staged before [`put_file`](Self::put_file); `None` if
+    /// the store has no such place.
+    fn staging_dir(&self) -> Option<std::path::PathBuf> {
+        None
+    }
 }
 
 #[cfg(test)]
@@ -52,6 +66,13 @@ pub(crate) mod conformance {
         assert!(store.list("nothing/").unwrap().is_empty());
         store.delete("packs/aa/one").unwrap();
         store.delete("packs/aa/one").unwrap();
+        let staging = tempfile::tempdir().unwrap();
+        let dir = store.staging_dir().unwrap_or_else(|| staging.path().to_path_buf());
+        let file = dir.join("staged.tmp");
+        std::fs::write(&file, b"staged").unwrap();
+        store.put_file("packs/cc/three", &file).unwrap();
+        assert!(!file.exists(), "put_file must consume the file");
+        assert_eq!(store.get("packs/cc/three").unwrap(), b"staged");
         assert!(matches!(store.get("packs/aa/one"), Err(Error::Io { .. })));
     }
 }

@@ -1,0 +1,370 @@
+//! Runs the real `shale` binary through every command and every error.
+
+use std::fs;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+use serde_json::Value;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn new() -> Env {
+        Env { dir: tempfile::tempdir().unwrap() }
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn pool(&self) -> PathBuf {
+        self.path("pool")
+    }
+
+    fn cmd(&self) -> Command {
+        let mut c = Command::cargo_bin("shale").unwrap();
+        c.env_remove("SHALE_POOL").arg("--pool").arg(self.pool());
+        c
+    }
+
+    /// Runs and expects success; returns stdout.
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.cmd().args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "shale {args:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+
+    /// Runs and expects failure with a one-line error containing `needle`.
+    fn fails(&self, args: &[&str], needle: &str) -> Output {
+        let out = self.cmd().args(args).output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "shale {args:?} succeeded");
+        assert!(err.starts_with("shale: error: "), "unexpected stderr for {args:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "error is not one line: {err}");
+        assert!(err.contains(needle), "stderr for {args:?} lacks {needle:?}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        out
+    }
+
+    fn s(&self, rel: &str) -> String {
+        self.path(rel).to_str().unwrap().to_string()
+    }
+}
+
+fn write(path: &Path, data: &[u8]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, data).unwrap();
+}
+
+/// A small tree with every kind of entry the volumes keep.
+fn sample_tree(root: &Path) {
+    write(&root.join("train/cat/1.jpg"), &vec![1u8; 300_000]);
+    write(&root.join("train/cat/2.jpg"), b"two");
+    write(&root.join("train/dog/1.jpg"), &[7u8; 5000]);
+    write(&root.join("labels.csv"), b"file,label\n1.jpg,cat\n");
+    write(&root.join("empty-file"), b"");
+    fs::create_dir_all(root.join("empty-dir")).unwrap();
+    symlink("train/cat/1.jpg", root.join("link-to-cat")).unwrap();
+    symlink("/etc/passwd", root.join("outside-link")).unwrap();
+    fs::set_permissions(root.join("labels.csv"), fs::Permissions::from_mode(0o640)).unwrap();
+    filetime::set_file_mtime(root.join("train/cat/2.jpg"), filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789)).unwrap();
+}
+
+/// path → (kind, mode, mtime ns, content or link target) for every entry below `root`.
+fn snapshot_of(root: &Path) -> Vec<(String, String, u32, i64, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            let p = e.path();
+            let md = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
+            let (kind, data, mtime) = if md.file_type().is_symlink() {
+                ("link", fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes(), mtime)
+            } else if md.is_dir() {
+                stack.push(p.clone());
+                ("dir", vec![], 0)
+            } else {
+                ("file", fs::read(&p).unwrap(), mtime)
+            };
+            out.push((rel, kind.to_string(), md.mode() & 0o7777, mtime, data));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_whole_workflow() {
+    let env = Env::new();
+    sample_tree(&env.path("src"));
+    env.ok(&["volume", "create", "ds", "--from", &env.s("src")]);
+    let snap = env.json(&["snapshot", "create", "ds", "before"]);
+    assert_eq!(snap["volume"], "ds");
+    assert_eq!(snap["name"], "before");
+    assert_eq!(snap["id"].as_str().unwrap().len(), 64);
+    assert!(snap["created"].as_str().unwrap().ends_with('Z'));
+
+    // export is bit-identical, metadata included
+    env.ok(&["volume", "export", "ds", &env.s("out1")]);
+    assert_eq!(snapshot_of(&env.path("src")), snapshot_of(&env.path("out1")));
+
+    // clone, then change the clone under a sub-path with --delete
+    env.ok(&["volume", "clone", "exp", "--from", "ds@before"]);
+    write(&env.path("relabel/1.jpg"), b"relabelled");
+    write(&env.path("relabel/3.jpg"), b"new");
+    env.ok(&["volume", "import", "exp", &env.s("relabel"), "--to", "train/cat", "--delete"]);
+    let diff = env.ok(&["diff", "ds@before", "exp"]);
+    assert_eq!(diff, "M train/cat/1.jpg\nD train/cat/2.jpg\nA train/cat/3.jpg\n");
+    let stat = env.json(&["diff", "--stat", "ds@before", "exp"]);
+    assert_eq!((stat["added"].as_u64(), stat["removed"].as_u64(), stat["modified"].as_u64()), (Some(1), Some(1), Some(1)));
+    assert_eq!(env.ok(&["diff", "ds", "ds@before"]), "");
+
+    // the origin is untouched; the clone exports what was imported
+    env.ok(&["volume", "export", "exp", &env.s("out2"), "--path", "train/cat"]);
+    let mut names: Vec<_> = fs::read_dir(env.path("out2")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    assert_eq!(names, ["1.jpg", "3.jpg"]);
+    assert_eq!(fs::read(env.path("out2/1.jpg")).unwrap(), b"relabelled");
+
+    // import without --delete adds and replaces, keeps the rest
+    write(&env.path("more/extra.txt"), b"extra");
+    env.ok(&["volume", "import", "ds", &env.s("more")]);
+    let diff = env.ok(&["diff", "ds@before", "ds"]);
+    assert_eq!(diff, "A extra.txt\n");
+
+    // restore puts the volume back, in one step
+    env.ok(&["snapshot", "restore", "ds", "before"]);
+    assert_eq!(env.ok(&["diff", "ds@before", "ds"]), "");
+    let info = env.json(&["volume", "info", "exp"]);
+    assert_eq!(info["origin"], "ds@before");
+    assert_eq!(info["name"], "exp");
+    assert!(info["logical_bytes"].as_u64().unwrap() > 5000);
+
+    let list = env.json(&["volume", "list"]);
+    let names: Vec<&str> = list.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["ds", "exp"]);
+    assert_eq!(list[0]["origin"], Value::Null);
+    let snaps = env.json(&["snapshot", "list"]);
+    assert_eq!(snaps.as_array().unwrap().len(), 1);
+    let snaps = env.json(&["snapshot", "list", "exp"]);
+    assert!(snaps.as_array().unwrap().is_empty());
+
+    // pool info counts sharing: two copies of the data (ds and its snapshot), stored once
+    let info = env.json(&["pool", "info"]);
+    assert_eq!(info["volumes"], 2);
+    assert_eq!(info["snapshots"], 1);
+    assert!(info["dedup_ratio"].as_f64().unwrap() > 1.9, "{info}");
+    assert!(info["compression_ratio"].as_f64().unwrap() > 1.0, "{info}");
+    assert!(info["stored_bytes"].as_u64().unwrap() < info["logical_bytes"].as_u64().unwrap());
+
+    // deleting the origin leaves the clone whole
+    env.ok(&["volume", "delete", "ds"]);
+    env.fails(&["volume", "info", "ds"], "volume 'ds' not found");
+    env.ok(&["volume", "export", "exp", &env.s("out3")]);
+    assert_eq!(fs::read(env.path("out3/labels.csv")).unwrap(), b"file,label\n1.jpg,cat\n");
+    assert!(env.json(&["snapshot", "list"]).as_array().unwrap().is_empty());
+}
+
+#[test]
+fn snapshots_and_clones_of_live_volumes() {
+    let env = Env::new();
+    env.ok(&["volume", "create", "ws"]);
+    let snap = env.json(&["snapshot", "create", "ws"]);
+    let name = snap["name"].as_str().unwrap();
+    assert!(name.starts_with("shale.") && name.len() == "shale.".len() + 14, "{name}");
+    env.ok(&["snapshot", "delete", "ws", name]);
+    env.fails(&["snapshot", "delete", "ws", name], "not found");
+    // a clone of a live volume records a snapshot as its origin
+    let clone = env.json(&["volume", "clone", "ws2", "--from", "ws"]);
+    let origin = clone["origin"].as_str().unwrap();
+    assert!(origin.starts_with("ws@"), "{origin}");
+    let snaps = env.json(&["snapshot", "list", "ws"]);
+    assert_eq!(snaps[0]["name"].as_str().unwrap(), origin.trim_start_matches("ws@"));
+    // same data, same id
+    assert_eq!(env.json(&["volume", "info", "ws2"])["id"], snaps[0]["id"]);
+}
+
+#[test]
+fn unchanged_files_are_not_read_again() {
+    let env = Env::new();
+    sample_tree(&env.path("src"));
+    env.ok(&["volume", "create", "ds", "--from", &env.s("src")]);
+    let again = env.json(&["volume", "import", "ds", &env.s("src")]);
+    assert_eq!(again["files_read"], 0);
+    assert_eq!(again["files_unchanged"], again["files"]);
+    assert_eq!(again["written_bytes"], 0);
+    let checked = env.json(&["volume", "import", "ds", &env.s("src"), "--checksum"]);
+    assert_eq!(checked["files_read"], checked["files"]);
+    assert_eq!(checked["written_bytes"], 0, "content already stored");
+}
+
+#[test]
+fn hard_links_are_stored_once_and_special_files_are_skipped() {
+    let env = Env::new();
+    write(&env.path("src/a"), &vec![9u8; 100_000]);
+    fs::hard_link(env.path("src/a"), env.path("src/b")).unwrap();
+    let fifo = env.path("src/pipe");
+    let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+    let out = env.cmd().args(["volume", "create", "ds", "--from", &env.s("src")]).output().unwrap();
+    assert!(out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("skipped pipe: FIFOs are not stored"), "{err}");
+    let info = env.json(&["pool", "info"]);
+    assert_eq!(info["unique_bytes"], 100_000);
+    assert_eq!(env.json(&["volume", "info", "ds"])["logical_bytes"], 200_000);
+}
+
+#[test]
+fn quota_is_enforced_and_leaves_the_volume_unchanged() {
+    let env = Env::new();
+    write(&env.path("small/f"), &[1u8; 1000]);
+    write(&env.path("big/g"), &[2u8; 5000]);
+    env.ok(&["volume", "create", "q", "--size", "4KiB", "--from", &env.s("small")]);
+    let before = env.json(&["volume", "info", "q"]);
+    assert_eq!(before["quota"], 4096);
+    env.fails(&["volume", "import", "q", &env.s("big")], "quota exceeded on volume 'q'");
+    assert_eq!(env.json(&["volume", "info", "q"])["id"], before["id"]);
+    env.fails(&["volume", "create", "q2", "--size", "1K", "--from", &env.s("big")], "quota exceeded");
+    env.fails(&["volume", "info", "q2"], "not found");
+    env.fails(&["volume", "create", "q3", "--size", "lots"], "invalid size 'lots'");
+}
+
+#[test]
+fn every_user_error_is_named() {
+    let env = Env::new();
+    sample_tree(&env.path("src"));
+    env.ok(&["volume", "create", "ds", "--from", &env.s("src")]);
+    env.ok(&["snapshot", "create", "ds", "s1"]);
+    env.fails(&["volume", "info", "nope"], "volume 'nope' not found");
+    env.fails(&["volume", "export", "nope", &env.s("x")], "volume 'nope' not found");
+    env.fails(&["volume", "clone", "c", "--from", "ds@nope"], "snapshot 'ds@nope' not found");
+    env.fails(&["snapshot", "restore", "ds", "nope"], "snapshot 'ds@nope' not found");
+    env.fails(&["diff", "ds@nope", "ds"], "snapshot 'ds@nope' not found");
+    env.fails(&["volume", "create", "ds"], "volume 'ds' already exists");
+    env.fails(&["volume", "clone", "ds", "--from", "ds@s1"], "volume 'ds' already exists");
+    env.fails(&["snapshot", "create", "ds", "s1"], "snapshot 'ds@s1' already exists");
+    let long = "x".repeat(129);
+    for (bad, why) in [
+        ("a/b", "'/' is reserved"),
+        ("a@b", "'@' is reserved"),
+        ("..", "must start with a letter or a digit"),
+        ("_x", "must start with a letter or a digit"),
+        ("a\u{1}b", "control characters"),
+        (long.as_str(), "at most 128"),
+        ("", "may not be empty"),
+    ] {
+        env.fails(&["volume", "create", bad], why);
+        env.fails(&["snapshot", "create", "ds", bad], why);
+    }
+    // export refuses a non-empty directory unless forced
+    write(&env.path("busy/keep"), b"mine");
+    env.fails(&["volume", "export", "ds", &env.s("busy")], "is not empty");
+    env.ok(&["volume", "export", "ds", &env.s("busy"), "--force"]);
+    assert_eq!(fs::read(env.path("busy/keep")).unwrap(), b"mine");
+    assert_eq!(fs::read(env.path("busy/labels.csv")).unwrap(), b"file,label\n1.jpg,cat\n");
+    env.fails(&["volume", "export", "ds", &env.s("x"), "--path", "no/such"], "no 'no/such' in ds");
+    env.fails(&["volume", "export", "ds", &env.s("x"), "--path", "../etc"], "may not contain '..'");
+    // missing source directory
+    env.fails(&["volume", "create", "v", "--from", &env.s("missing")], "does not exist");
+    env.fails(&["volume", "import", "ds", &env.s("missing")], "does not exist");
+    env.fails(&["volume", "import", "ds", &env.s("src"), "--to", "labels.csv"], "is a file, not a directory");
+    assert!(!env.path("x").join("etc").exists());
+}
+
+#[test]
+fn unreadable_file_fails_cleanly() {
+    let env = Env::new();
+    write(&env.path("src/ok"), b"fine");
+    write(&env.path("src/secret"), b"hidden");
+    fs::set_permissions(env.path("src/secret"), fs::Permissions::from_mode(0o000)).unwrap();
+    let is_root = unsafe { libc::geteuid() } == 0;
+    let mut cmd = if is_root {
+        // root reads everything: run as nobody, on a pool nobody may write
+        for p in [env.dir.path().to_path_buf(), env.path("src")] {
+            fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).unwrap();
+        }
+        let mut c = std::process::Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(assert_cmd::cargo::cargo_bin("shale"));
+        c
+    } else {
+        std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
+    };
+    let out = cmd
+        .env_remove("SHALE_POOL")
+        .arg("--pool")
+        .arg(env.pool())
+        .args(["volume", "create", "v", "--from", &env.s("src")])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("src/secret") && err.contains("ermission denied"), "{err}");
+    let list = env.json(&["volume", "list"]);
+    assert!(list.as_array().unwrap().is_empty(), "no volume may be created: {list}");
+}
+
+#[test]
+fn pools_are_found_created_and_versioned() {
+    let env = Env::new();
+    // the XDG default, created on first use
+    let out = Command::cargo_bin("shale")
+        .unwrap()
+        .env_remove("SHALE_POOL")
+        .env("XDG_DATA_HOME", env.path("xdg"))
+        .args(["volume", "create", "v"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(env.path("xdg/shale/pool/pool.json").is_file());
+    // $SHALE_POOL
+    let out = Command::cargo_bin("shale")
+        .unwrap()
+        .env("SHALE_POOL", env.path("xdg/shale/pool"))
+        .args(["--json", "volume", "list"])
+        .output()
+        .unwrap();
+    let list: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(list[0]["name"], "v");
+
+    env.ok(&["pool", "init"]);
+    env.fails(&["pool", "init"], "already exists");
+    let info = env.json(&["pool", "info"]);
+    assert_eq!(info["volumes"], 0);
+    assert_eq!(info["format_version"], 1);
+
+    // a pool from a future Shale is refused with advice
+    let desc = env.pool().join("pool.json");
+    let text = fs::read_to_string(&desc).unwrap().replace("\"version\": 1", "\"version\": 99");
+    fs::write(&desc, text).unwrap();
+    env.fails(&["volume", "list"], "format version 99");
+    env.fails(&["volume", "list"], "upgrade shale");
+
+    // a directory that is not a pool is not taken over
+    write(&env.path("notapool/file"), b"x");
+    let out = Command::cargo_bin("shale")
+        .unwrap()
+        .args(["--pool", &env.s("notapool"), "volume", "list"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no Shale pool at"));
+}
