@@ -10,6 +10,10 @@
 # kernel lets us (echo 3 > /proc/sys/vm/drop_caches), so reads are cold.
 set -euo pipefail
 
+# The whole script is one function, so that bash reads it all before it
+# runs any of it (editing a running script cannot then derail it).
+main() {
+
 FILES=20000          # the standard ImageNet-like set (~2.1 GB)
 SCALE_FILES=200000   # the scale set (same layout, files 1/10 the size)
 FLAT_FILES=1000000   # entries in the one huge directory
@@ -40,7 +44,10 @@ GEN="python3 $HERE/gen_dataset.py"
 log() { echo "[bench] $*" >&2; }
 settle() { sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true; }
 # secs CMD…: wall seconds of one run, after settling
-secs() { settle; local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
+secs() { settle; warm "$@"; }
+# warm CMD…: wall seconds of one run, without settling (for commands that
+# touch no file data: snapshot and clone)
+warm() { local s e; s=$(date +%s.%N); "$@" >/dev/null 2>&1; e=$(date +%s.%N); echo "$e - $s" | bc -l; }
 median() { sort -g | awk '{a[NR]=$1} END {if (NR==0) print "nan"; else if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 fmt() { printf "%.3f" "$1"; }
 ratio() { if [ "$2" = "n/a" ] || [ "$1" = "n/a" ]; then echo "n/a"; else printf "%.2f" "$(echo "$1 / $2" | bc -l)"; fi; }
@@ -73,8 +80,8 @@ snap_clone_times() { # pool volume label
   local pool=$1 vol=$2 label=$3 i st ct
   st=(); ct=()
   for i in $(seq 10); do
-    st+=("$(secs "$SHALE" -q --pool "$pool" snapshot create "$vol" "bs$i")")
-    ct+=("$(secs "$SHALE" -q --pool "$pool" volume clone "bc$i" --from "$vol@bs$i")")
+    st+=("$(warm "$SHALE" -q --pool "$pool" snapshot create "$vol" "bs$i")")
+    ct+=("$(warm "$SHALE" -q --pool "$pool" volume clone "bc$i" --from "$vol@bs$i")")
   done
   SNAP=$(printf "%s\n" "${st[@]}" | median); CLONE=$(printf "%s\n" "${ct[@]}" | median)
   echo "$SNAP $CLONE"
@@ -86,8 +93,9 @@ if command -v mkfs.btrfs >/dev/null && truncate -s $((DS_BYTES * 3 / 1000000000 
    && mkfs.btrfs -q "$WORK/btrfs.img" >/dev/null 2>&1 && mkdir -p "$WORK/btr" && mount -o loop "$WORK/btrfs.img" "$WORK/btr" 2>/dev/null; then
   btrfs subvolume create "$WORK/btr/ds" >/dev/null
   cp -a "$WORK/ds/." "$WORK/btr/ds/"
-  BTRFS_REFLINK=$(secs cp -a --reflink=always "$WORK/btr/ds" "$WORK/btr/reflink")
-  BTRFS_SNAP=$(secs btrfs subvolume snapshot "$WORK/btr/ds" "$WORK/btr/snap")
+  sync
+  BTRFS_REFLINK=$(warm cp -a --reflink=always "$WORK/btr/ds" "$WORK/btr/reflink")
+  BTRFS_SNAP=$(warm btrfs subvolume snapshot "$WORK/btr/ds" "$WORK/btr/snap")
   umount "$WORK/btr" || true
 fi
 JFS_CLONE=n/a
@@ -96,7 +104,8 @@ if command -v juicefs >/dev/null && [ -e /dev/fuse ]; then
   if juicefs format --storage file --bucket "$WORK/jfs-data/" "sqlite3://$WORK/jfs.db" bench >/dev/null 2>&1 \
      && juicefs mount -d "sqlite3://$WORK/jfs.db" "$WORK/jfs" >/dev/null 2>&1; then
     cp -a "$WORK/ds" "$WORK/jfs/ds"
-    JFS_CLONE=$(secs juicefs clone "$WORK/jfs/ds" "$WORK/jfs/ds-clone")
+    sync
+    JFS_CLONE=$(warm juicefs clone "$WORK/jfs/ds" "$WORK/jfs/ds-clone")
     juicefs umount "$WORK/jfs" >/dev/null 2>&1 || umount "$WORK/jfs" || true
   fi
 fi
@@ -172,7 +181,8 @@ row "re-import after changing 1 file in a directory of $FLAT_FILES entries | $SE
   echo "# Shale benchmark results"
   echo
   echo "Run on $(date -u +%Y-%m-%d) on $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB RAM; median of $REPS runs where repeated,"
-  echo "10 runs for snapshot/clone; \`sync\` and a page-cache drop before every timed command."
+  echo "10 runs for snapshot/clone. \`sync\` and a page-cache drop before every timed data-moving command (cold reads);"
+  echo "snapshot, clone and their peers (btrfs, JuiceFS) are timed warm, as a user runs them: they move no file data."
   echo "Shale makes every pack durable (fsync) before it commits; \`cp -a\` does not, so \`cp -a+sync\` is shown too."
   echo
   echo "| measure | shale | peers | ratios | goal |"
@@ -181,3 +191,6 @@ row "re-import after changing 1 file in a directory of $FLAT_FILES entries | $SE
 } > "$OUT"
 cat "$OUT"
 "$SHALE" --pool "$WORK/pool" pool info >&2
+}
+
+main "$@"

@@ -14,7 +14,9 @@ struct Env {
 
 impl Env {
     fn new() -> Env {
-        Env { dir: tempfile::tempdir().unwrap() }
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
 
     fn path(&self, rel: &str) -> PathBuf {
@@ -53,9 +55,19 @@ impl Env {
         let out = self.cmd().args(args).output().unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success(), "shale {args:?} succeeded");
-        assert!(err.starts_with("shale: error: "), "unexpected stderr for {args:?}: {err}");
-        assert_eq!(err.trim_end().lines().count(), 1, "error is not one line: {err}");
-        assert!(err.contains(needle), "stderr for {args:?} lacks {needle:?}: {err}");
+        assert!(
+            err.starts_with("shale: error: "),
+            "unexpected stderr for {args:?}: {err}"
+        );
+        assert_eq!(
+            err.trim_end().lines().count(),
+            1,
+            "error is not one line: {err}"
+        );
+        assert!(
+            err.contains(needle),
+            "stderr for {args:?} lacks {needle:?}: {err}"
+        );
         assert!(!err.contains("panicked"), "{err}");
         out
     }
@@ -81,7 +93,11 @@ fn sample_tree(root: &Path) {
     symlink("train/cat/1.jpg", root.join("link-to-cat")).unwrap();
     symlink("/etc/passwd", root.join("outside-link")).unwrap();
     fs::set_permissions(root.join("labels.csv"), fs::Permissions::from_mode(0o640)).unwrap();
-    filetime::set_file_mtime(root.join("train/cat/2.jpg"), filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789)).unwrap();
+    filetime::set_file_mtime(
+        root.join("train/cat/2.jpg"),
+        filetime::FileTime::from_unix_time(1_600_000_000, 123_456_789),
+    )
+    .unwrap();
 }
 
 /// path → (kind, mode, mtime ns, content or link target) for every entry below `root`.
@@ -96,7 +112,14 @@ fn snapshot_of(root: &Path) -> Vec<(String, String, u32, i64, Vec<u8>)> {
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
             let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
             let (kind, data, mtime) = if md.file_type().is_symlink() {
-                ("link", fs::read_link(&p).unwrap().into_os_string().into_encoded_bytes(), mtime)
+                (
+                    "link",
+                    fs::read_link(&p)
+                        .unwrap()
+                        .into_os_string()
+                        .into_encoded_bytes(),
+                    mtime,
+                )
             } else if md.is_dir() {
                 stack.push(p.clone());
                 ("dir", vec![], 0)
@@ -123,22 +146,53 @@ fn the_whole_workflow() {
 
     // export is bit-identical, metadata included
     env.ok(&["volume", "export", "ds", &env.s("out1")]);
-    assert_eq!(snapshot_of(&env.path("src")), snapshot_of(&env.path("out1")));
+    assert_eq!(
+        snapshot_of(&env.path("src")),
+        snapshot_of(&env.path("out1"))
+    );
 
     // clone, then change the clone under a sub-path with --delete
     env.ok(&["volume", "clone", "exp", "--from", "ds@before"]);
     write(&env.path("relabel/1.jpg"), b"relabelled");
     write(&env.path("relabel/3.jpg"), b"new");
-    env.ok(&["volume", "import", "exp", &env.s("relabel"), "--to", "train/cat", "--delete"]);
+    env.ok(&[
+        "volume",
+        "import",
+        "exp",
+        &env.s("relabel"),
+        "--to",
+        "train/cat",
+        "--delete",
+    ]);
     let diff = env.ok(&["diff", "ds@before", "exp"]);
-    assert_eq!(diff, "M train/cat/1.jpg\nD train/cat/2.jpg\nA train/cat/3.jpg\n");
+    assert_eq!(
+        diff,
+        "M train/cat/1.jpg\nD train/cat/2.jpg\nA train/cat/3.jpg\n"
+    );
     let stat = env.json(&["diff", "--stat", "ds@before", "exp"]);
-    assert_eq!((stat["added"].as_u64(), stat["removed"].as_u64(), stat["modified"].as_u64()), (Some(1), Some(1), Some(1)));
+    assert_eq!(
+        (
+            stat["added"].as_u64(),
+            stat["removed"].as_u64(),
+            stat["modified"].as_u64()
+        ),
+        (Some(1), Some(1), Some(1))
+    );
     assert_eq!(env.ok(&["diff", "ds", "ds@before"]), "");
 
     // the origin is untouched; the clone exports what was imported
-    env.ok(&["volume", "export", "exp", &env.s("out2"), "--path", "train/cat"]);
-    let mut names: Vec<_> = fs::read_dir(env.path("out2")).unwrap().map(|e| e.unwrap().file_name()).collect();
+    env.ok(&[
+        "volume",
+        "export",
+        "exp",
+        &env.s("out2"),
+        "--path",
+        "train/cat",
+    ]);
+    let mut names: Vec<_> = fs::read_dir(env.path("out2"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
     names.sort();
     assert_eq!(names, ["1.jpg", "3.jpg"]);
     assert_eq!(fs::read(env.path("out2/1.jpg")).unwrap(), b"relabelled");
@@ -158,7 +212,12 @@ fn the_whole_workflow() {
     assert!(info["logical_bytes"].as_u64().unwrap() > 5000);
 
     let list = env.json(&["volume", "list"]);
-    let names: Vec<&str> = list.as_array().unwrap().iter().map(|v| v["name"].as_str().unwrap()).collect();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].as_str().unwrap())
+        .collect();
     assert_eq!(names, ["ds", "exp"]);
     assert_eq!(list[0]["origin"], Value::Null);
     let snaps = env.json(&["snapshot", "list"]);
@@ -178,8 +237,15 @@ fn the_whole_workflow() {
     env.ok(&["volume", "delete", "ds"]);
     env.fails(&["volume", "info", "ds"], "volume 'ds' not found");
     env.ok(&["volume", "export", "exp", &env.s("out3")]);
-    assert_eq!(fs::read(env.path("out3/labels.csv")).unwrap(), b"file,label\n1.jpg,cat\n");
-    assert!(env.json(&["snapshot", "list"]).as_array().unwrap().is_empty());
+    assert_eq!(
+        fs::read(env.path("out3/labels.csv")).unwrap(),
+        b"file,label\n1.jpg,cat\n"
+    );
+    assert!(env
+        .json(&["snapshot", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
 }
 
 #[test]
@@ -188,7 +254,10 @@ fn snapshots_and_clones_of_live_volumes() {
     env.ok(&["volume", "create", "ws"]);
     let snap = env.json(&["snapshot", "create", "ws"]);
     let name = snap["name"].as_str().unwrap();
-    assert!(name.starts_with("shale.") && name.len() == "shale.".len() + 14, "{name}");
+    assert!(
+        name.starts_with("shale.") && name.len() == "shale.".len() + 14,
+        "{name}"
+    );
     env.ok(&["snapshot", "delete", "ws", name]);
     env.fails(&["snapshot", "delete", "ws", name], "not found");
     // a clone of a live volume records a snapshot as its origin
@@ -196,7 +265,10 @@ fn snapshots_and_clones_of_live_volumes() {
     let origin = clone["origin"].as_str().unwrap();
     assert!(origin.starts_with("ws@"), "{origin}");
     let snaps = env.json(&["snapshot", "list", "ws"]);
-    assert_eq!(snaps[0]["name"].as_str().unwrap(), origin.trim_start_matches("ws@"));
+    assert_eq!(
+        snaps[0]["name"].as_str().unwrap(),
+        origin.trim_start_matches("ws@")
+    );
     // same data, same id
     assert_eq!(env.json(&["volume", "info", "ws2"])["id"], snaps[0]["id"]);
 }
@@ -223,13 +295,20 @@ fn hard_links_are_stored_once_and_special_files_are_skipped() {
     let fifo = env.path("src/pipe");
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
-    let out = env.cmd().args(["volume", "create", "ds", "--from", &env.s("src")]).output().unwrap();
+    let out = env
+        .cmd()
+        .args(["volume", "create", "ds", "--from", &env.s("src")])
+        .output()
+        .unwrap();
     assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("skipped pipe: FIFOs are not stored"), "{err}");
     let info = env.json(&["pool", "info"]);
     assert_eq!(info["unique_bytes"], 100_000);
-    assert_eq!(env.json(&["volume", "info", "ds"])["logical_bytes"], 200_000);
+    assert_eq!(
+        env.json(&["volume", "info", "ds"])["logical_bytes"],
+        200_000
+    );
 }
 
 #[test]
@@ -237,14 +316,39 @@ fn quota_is_enforced_and_leaves_the_volume_unchanged() {
     let env = Env::new();
     write(&env.path("small/f"), &[1u8; 1000]);
     write(&env.path("big/g"), &[2u8; 5000]);
-    env.ok(&["volume", "create", "q", "--size", "4KiB", "--from", &env.s("small")]);
+    env.ok(&[
+        "volume",
+        "create",
+        "q",
+        "--size",
+        "4KiB",
+        "--from",
+        &env.s("small"),
+    ]);
     let before = env.json(&["volume", "info", "q"]);
     assert_eq!(before["quota"], 4096);
-    env.fails(&["volume", "import", "q", &env.s("big")], "quota exceeded on volume 'q'");
+    env.fails(
+        &["volume", "import", "q", &env.s("big")],
+        "quota exceeded on volume 'q'",
+    );
     assert_eq!(env.json(&["volume", "info", "q"])["id"], before["id"]);
-    env.fails(&["volume", "create", "q2", "--size", "1K", "--from", &env.s("big")], "quota exceeded");
+    env.fails(
+        &[
+            "volume",
+            "create",
+            "q2",
+            "--size",
+            "1K",
+            "--from",
+            &env.s("big"),
+        ],
+        "quota exceeded",
+    );
     env.fails(&["volume", "info", "q2"], "not found");
-    env.fails(&["volume", "create", "q3", "--size", "lots"], "invalid size 'lots'");
+    env.fails(
+        &["volume", "create", "q3", "--size", "lots"],
+        "invalid size 'lots'",
+    );
 }
 
 #[test]
@@ -254,13 +358,28 @@ fn every_user_error_is_named() {
     env.ok(&["volume", "create", "ds", "--from", &env.s("src")]);
     env.ok(&["snapshot", "create", "ds", "s1"]);
     env.fails(&["volume", "info", "nope"], "volume 'nope' not found");
-    env.fails(&["volume", "export", "nope", &env.s("x")], "volume 'nope' not found");
-    env.fails(&["volume", "clone", "c", "--from", "ds@nope"], "snapshot 'ds@nope' not found");
-    env.fails(&["snapshot", "restore", "ds", "nope"], "snapshot 'ds@nope' not found");
+    env.fails(
+        &["volume", "export", "nope", &env.s("x")],
+        "volume 'nope' not found",
+    );
+    env.fails(
+        &["volume", "clone", "c", "--from", "ds@nope"],
+        "snapshot 'ds@nope' not found",
+    );
+    env.fails(
+        &["snapshot", "restore", "ds", "nope"],
+        "snapshot 'ds@nope' not found",
+    );
     env.fails(&["diff", "ds@nope", "ds"], "snapshot 'ds@nope' not found");
     env.fails(&["volume", "create", "ds"], "volume 'ds' already exists");
-    env.fails(&["volume", "clone", "ds", "--from", "ds@s1"], "volume 'ds' already exists");
-    env.fails(&["snapshot", "create", "ds", "s1"], "snapshot 'ds@s1' already exists");
+    env.fails(
+        &["volume", "clone", "ds", "--from", "ds@s1"],
+        "volume 'ds' already exists",
+    );
+    env.fails(
+        &["snapshot", "create", "ds", "s1"],
+        "snapshot 'ds@s1' already exists",
+    );
     let long = "x".repeat(129);
     for (bad, why) in [
         ("a/b", "'/' is reserved"),
@@ -279,13 +398,38 @@ fn every_user_error_is_named() {
     env.fails(&["volume", "export", "ds", &env.s("busy")], "is not empty");
     env.ok(&["volume", "export", "ds", &env.s("busy"), "--force"]);
     assert_eq!(fs::read(env.path("busy/keep")).unwrap(), b"mine");
-    assert_eq!(fs::read(env.path("busy/labels.csv")).unwrap(), b"file,label\n1.jpg,cat\n");
-    env.fails(&["volume", "export", "ds", &env.s("x"), "--path", "no/such"], "no 'no/such' in ds");
-    env.fails(&["volume", "export", "ds", &env.s("x"), "--path", "../etc"], "may not contain '..'");
+    assert_eq!(
+        fs::read(env.path("busy/labels.csv")).unwrap(),
+        b"file,label\n1.jpg,cat\n"
+    );
+    env.fails(
+        &["volume", "export", "ds", &env.s("x"), "--path", "no/such"],
+        "no 'no/such' in ds",
+    );
+    env.fails(
+        &["volume", "export", "ds", &env.s("x"), "--path", "../etc"],
+        "may not contain '..'",
+    );
     // missing source directory
-    env.fails(&["volume", "create", "v", "--from", &env.s("missing")], "does not exist");
-    env.fails(&["volume", "import", "ds", &env.s("missing")], "does not exist");
-    env.fails(&["volume", "import", "ds", &env.s("src"), "--to", "labels.csv"], "is a file, not a directory");
+    env.fails(
+        &["volume", "create", "v", "--from", &env.s("missing")],
+        "does not exist",
+    );
+    env.fails(
+        &["volume", "import", "ds", &env.s("missing")],
+        "does not exist",
+    );
+    env.fails(
+        &[
+            "volume",
+            "import",
+            "ds",
+            &env.s("src"),
+            "--to",
+            "labels.csv",
+        ],
+        "is a file, not a directory",
+    );
     assert!(!env.path("x").join("etc").exists());
 }
 
@@ -317,9 +461,15 @@ fn unreadable_file_fails_cleanly() {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("src/secret") && err.contains("ermission denied"), "{err}");
+    assert!(
+        err.contains("src/secret") && err.contains("ermission denied"),
+        "{err}"
+    );
     let list = env.json(&["volume", "list"]);
-    assert!(list.as_array().unwrap().is_empty(), "no volume may be created: {list}");
+    assert!(
+        list.as_array().unwrap().is_empty(),
+        "no volume may be created: {list}"
+    );
 }
 
 #[test]
@@ -333,7 +483,11 @@ fn pools_are_found_created_and_versioned() {
         .args(["volume", "create", "v"])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(env.path("xdg/shale/pool/pool.json").is_file());
     // $SHALE_POOL
     let out = Command::cargo_bin("shale")
@@ -353,7 +507,9 @@ fn pools_are_found_created_and_versioned() {
 
     // a pool from a future Shale is refused with advice
     let desc = env.pool().join("pool.json");
-    let text = fs::read_to_string(&desc).unwrap().replace("\"version\": 1", "\"version\": 99");
+    let text = fs::read_to_string(&desc)
+        .unwrap()
+        .replace("\"version\": 1", "\"version\": 99");
     fs::write(&desc, text).unwrap();
     env.fails(&["volume", "list"], "format version 99");
     env.fails(&["volume", "list"], "upgrade shale");

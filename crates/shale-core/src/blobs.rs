@@ -189,14 +189,23 @@ fn pack_name(nonce: &[u8; 16], entries: &[EntryHead]) -> ObjectId {
 }
 
 fn upload(objects: &dyn ObjectStore, nonce: &[u8; 16], open: Open) -> Result<SealedPack> {
-    let Open { file, path, len, entries } = open;
+    let Open {
+        file,
+        path,
+        len,
+        entries,
+    } = open;
     let file = file
         .into_inner()
         .map_err(|e| Error::io(&path, e.into_error()))?;
     drop(file);
     let name = pack_name(nonce, &entries);
     objects.put_file(&pack::key(&name), &path)?;
-    Ok(SealedPack { name, size: len, entries })
+    Ok(SealedPack {
+        name,
+        size: len,
+        entries,
+    })
 }
 
 fn new_nonce() -> [u8; 16] {
@@ -291,7 +300,15 @@ impl BlobWriter {
             }
             let open = st.open.as_mut().expect("opened above");
             let mut head = [0u8; pack::ENTRY_HEAD_LEN];
-            let entry = pack::entry_head(&mut head, id, kind, compression, data.len() as u32, stored.len() as u32, open.len);
+            let entry = pack::entry_head(
+                &mut head,
+                id,
+                kind,
+                compression,
+                data.len() as u32,
+                stored.len() as u32,
+                open.len,
+            );
             open.file
                 .write_all(&head)
                 .and_then(|_| open.file.write_all(stored))
@@ -327,8 +344,14 @@ impl BlobWriter {
             .open(&path)
             .map_err(|e| Error::io(&path, e))?;
         let mut file = BufWriter::with_capacity(64 << 10, file);
-        file.write_all(&pack::header()).map_err(|e| Error::io(&path, e))?;
-        Ok(Open { file, path, len: pack::HEADER_LEN as u64, entries: Vec::new() })
+        file.write_all(&pack::header())
+            .map_err(|e| Error::io(&path, e))?;
+        Ok(Open {
+            file,
+            path,
+            len: pack::HEADER_LEN as u64,
+            entries: Vec::new(),
+        })
     }
 
     fn take_open(&self, st: &mut State) -> Option<Open> {
@@ -345,7 +368,9 @@ impl BlobWriter {
             .clone();
         let Some(sender) = sender else {
             let _ = std::fs::remove_file(&open.path);
-            return Err(Error::InvalidArgument("blob writer already finished".into()));
+            return Err(Error::InvalidArgument(
+                "blob writer already finished".into(),
+            ));
         };
         if let Err(returned) = sender.send(open) {
             let _ = std::fs::remove_file(&returned.0.path);
@@ -356,7 +381,12 @@ impl BlobWriter {
     }
 
     fn finish_uploads(&self) -> Result<Vec<SealedPack>> {
-        drop(self.uploads.lock().unwrap_or_else(|p| p.into_inner()).take());
+        drop(
+            self.uploads
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
         let handle = self
             .uploader
             .lock()

@@ -92,6 +92,9 @@ struct Counters {
     source_bytes: AtomicU64,
 }
 
+/// (device, inode) of a file with several hard links.
+type Inode = (u64, u64);
+
 struct Importer<'a> {
     pool: &'a Pool,
     writer: &'a BlobWriter,
@@ -101,8 +104,8 @@ struct Importer<'a> {
     quota: Option<u64>,
     counters: Counters,
     skipped: Mutex<Vec<Skipped>>,
-    /// Hard-linked files already chunked: (dev, ino) → (mtime, chunks).
-    links: Mutex<HashMap<(u64, u64), (i64, Vec<ChunkRef>)>>,
+    /// Hard-linked files already chunked.
+    links: Mutex<HashMap<Inode, (i64, Vec<ChunkRef>)>>,
 }
 
 fn mtime_ns(md: &Metadata) -> i64 {

@@ -122,7 +122,15 @@ pub fn append(
     stored: &[u8],
 ) -> EntryHead {
     let mut head = [0u8; ENTRY_HEAD_LEN];
-    let e = entry_head(&mut head, id, kind, compression, raw_len, stored.len() as u32, pack.len() as u64);
+    let e = entry_head(
+        &mut head,
+        id,
+        kind,
+        compression,
+        raw_len,
+        stored.len() as u32,
+        pack.len() as u64,
+    );
     pack.extend_from_slice(&head);
     pack.extend_from_slice(stored);
     e

@@ -26,9 +26,19 @@ type Tree = BTreeMap<String, Node>;
 #[derive(Clone, Debug)]
 enum Op {
     Create(usize),
-    Import { vol: usize, tree: Tree, to: Option<String>, delete: bool, checksum: bool },
+    Import {
+        vol: usize,
+        tree: Tree,
+        to: Option<String>,
+        delete: bool,
+        checksum: bool,
+    },
     Snapshot(usize, usize),
-    Clone { new: usize, from: usize, snap: Option<usize> },
+    Clone {
+        new: usize,
+        from: usize,
+        snap: Option<usize>,
+    },
     Restore(usize, usize),
     DeleteVolume(usize),
     DeleteSnapshot(usize, usize),
@@ -142,7 +152,13 @@ fn model_import(vol: &Tree, src: &Tree, to: Option<&str>, delete: bool) -> Optio
             }
         }
     }
-    let full = |k: &str| if base.is_empty() { k.to_string() } else { format!("{base}/{k}") };
+    let full = |k: &str| {
+        if base.is_empty() {
+            k.to_string()
+        } else {
+            format!("{base}/{k}")
+        }
+    };
     let remove_below = |t: &mut Tree, p: &str| t.retain(|k, _| !k.starts_with(&format!("{p}/")));
     if delete {
         if base.is_empty() {
@@ -170,11 +186,12 @@ struct Model {
 
 fn check(pool: &Pool, model: &Model, scratch: &Path) {
     let mut n = 0;
-    let specs = model
-        .vols
-        .iter()
-        .map(|(v, t)| (v.clone(), t))
-        .chain(model.snaps.iter().map(|((v, s), t)| (format!("{v}@{s}"), t)));
+    let specs = model.vols.iter().map(|(v, t)| (v.clone(), t)).chain(
+        model
+            .snaps
+            .iter()
+            .map(|((v, s), t)| (format!("{v}@{s}"), t)),
+    );
     for (spec, tree) in specs {
         n += 1;
         let out = scratch.join(format!("export{n}"));
@@ -182,7 +199,12 @@ fn check(pool: &Pool, model: &Model, scratch: &Path) {
         assert_eq!(&read_back(&out), tree, "{spec} differs from the model");
         fs::remove_dir_all(&out).unwrap();
     }
-    let listed: Vec<String> = pool.list_volumes().unwrap().into_iter().map(|v| v.row.name).collect();
+    let listed: Vec<String> = pool
+        .list_volumes()
+        .unwrap()
+        .into_iter()
+        .map(|v| v.row.name)
+        .collect();
     assert_eq!(listed, model.vols.keys().cloned().collect::<Vec<_>>());
 }
 
@@ -194,11 +216,21 @@ fn apply(pool: &Pool, model: &mut Model, op: &Op, scratch: &Path, step: usize) {
             assert_eq!(r.is_ok(), !model.vols.contains_key(name), "{r:?}");
             model.vols.entry(name.into()).or_default();
         }
-        Op::Import { vol, tree, to, delete, checksum } => {
+        Op::Import {
+            vol,
+            tree,
+            to,
+            delete,
+            checksum,
+        } => {
             let name = VOLS[*vol];
             let src = scratch.join(format!("src{step}"));
             materialise(tree, &src);
-            let opts = ImportOptions { to: to.clone(), delete: *delete, checksum: *checksum };
+            let opts = ImportOptions {
+                to: to.clone(),
+                delete: *delete,
+                checksum: *checksum,
+            };
             let r = pool.import(name, &src, &opts);
             match model.vols.get(name) {
                 None => assert!(r.is_err()),
@@ -231,7 +263,10 @@ fn apply(pool: &Pool, model: &mut Model, op: &Op, scratch: &Path, step: usize) {
             };
             let r = pool.clone_volume(nn, &spec);
             let source = match snap {
-                Some(s) => model.snaps.get(&(fv.to_string(), SNAPS[*s].to_string())).cloned(),
+                Some(s) => model
+                    .snaps
+                    .get(&(fv.to_string(), SNAPS[*s].to_string()))
+                    .cloned(),
                 None => model.vols.get(fv).cloned(),
             };
             match source {

@@ -67,7 +67,9 @@ pub(crate) mod conformance {
         store.delete("packs/aa/one").unwrap();
         store.delete("packs/aa/one").unwrap();
         let staging = tempfile::tempdir().unwrap();
-        let dir = store.staging_dir().unwrap_or_else(|| staging.path().to_path_buf());
+        let dir = store
+            .staging_dir()
+            .unwrap_or_else(|| staging.path().to_path_buf());
         let file = dir.join("staged.tmp");
         std::fs::write(&file, b"staged").unwrap();
         store.put_file("packs/cc/three", &file).unwrap();

@@ -29,7 +29,7 @@ fn is_boundary(level: u8, name: &[u8], target: u32) -> bool {
         b.as_bytes()[2],
         b.as_bytes()[3],
     ]);
-    word % target == 0
+    word.is_multiple_of(target)
 }
 
 fn store_node(w: &BlobWriter, node: &Node) -> Result<crate::id::ObjectId> {
