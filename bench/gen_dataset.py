@@ -3,7 +3,7 @@
 
     gen_dataset.py images OUT [--files 20000] [--per-class 200] [--seed 1]
     gen_dataset.py checkpoints OUT [--count 4] [--size-mib 64]
-    gen_dataset.py mutate OUT [--fraction 0.01] [--seed 2]
+    gen_dataset.py mutate OUT [--fraction 0.01] [--seed 2] [--what both|images|checkpoints]
     gen_dataset.py flat OUT [--files 1000000]
 
 `images`: class directories (n01440764, …) of files with log-normal sizes
@@ -67,6 +67,10 @@ def mutate(args):
     files.sort()
     images = [f for f in files if "/checkpoints/" not in f]
     ckpts = [f for f in files if "/checkpoints/" in f]
+    if args.what == "checkpoints":
+        images = []
+    if args.what == "images":
+        ckpts = []
     chosen = rng.sample(images, max(1, int(len(images) * args.fraction))) if images else []
     changed = 0
     for path in chosen:
@@ -112,6 +116,7 @@ def main():
     a.add_argument("out")
     a.add_argument("--fraction", type=float, default=0.01)
     a.add_argument("--seed", type=int, default=2)
+    a.add_argument("--what", choices=["both", "images", "checkpoints"], default="both")
     a.set_defaults(fn=mutate)
     a = sub.add_parser("flat")
     a.add_argument("out")

@@ -5,9 +5,11 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::json;
+use shale_core::chunker::ChunkParams;
 use shale_core::diff::DiffStat;
 use shale_core::export::ExportOptions;
 use shale_core::import::{ImportOptions, ImportReport};
+use shale_core::pool::PoolSettings;
 use shale_core::size::{format_size, parse_size};
 use shale_core::volumes::rfc3339;
 use shale_core::Pool;
@@ -39,12 +41,13 @@ fn open(cli: &Cli) -> Result<Pool> {
 /// Runs the parsed command line.
 pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
-        Command::Pool(PoolCmd::Init { path }) => {
+        Command::Pool(PoolCmd::Init { path, chunk_size }) => {
             let path = match path {
                 Some(p) => p.clone(),
                 None => pool_path(cli)?,
             };
-            let pool = Pool::init(&path)?;
+            let chunking = ChunkParams::new(parse_size(chunk_size)?)?;
+            let pool = Pool::init_with(&path, &PoolSettings { chunking })?;
             if cli.json {
                 print_json(
                     &json!({"path": path, "id": pool.description().id, "version": pool.description().version}),
@@ -80,6 +83,7 @@ fn pool_info(cli: &Cli) -> Result<()> {
             "path": pool.root(),
             "id": pool.description().id,
             "format_version": pool.description().version,
+            "chunk_size": pool.chunking().avg,
             "volumes": t.volumes,
             "snapshots": t.snapshots,
             "logical_bytes": t.logical_bytes,
@@ -92,6 +96,10 @@ fn pool_info(cli: &Cli) -> Result<()> {
         }));
     } else if !cli.quiet {
         println!("pool:              {}", pool.root().display());
+        println!(
+            "chunk size:        {} average",
+            format_size(pool.chunking().avg as u64)
+        );
         println!("volumes:           {}", t.volumes);
         println!("snapshots:         {}", t.snapshots);
         println!(

@@ -51,6 +51,9 @@ pub enum PoolCmd {
     Init {
         /// Where to create it [default: the --pool path].
         path: Option<PathBuf>,
+        /// Average chunk size for file content (power of two, 16KiB to 4MiB).
+        #[arg(long, value_name = "SIZE", default_value = "1MiB")]
+        chunk_size: String,
     },
     /// Volumes, snapshots, and the space saved by sharing.
     Info,

@@ -4,8 +4,10 @@
 //! every read against the id (invariant 1). [`BlobWriter`] is one writing
 //! session: it skips blobs the pool already has, compresses those where it
 //! pays, appends them to a pack buffer, and hands full packs to a background
-//! thread that makes them durable. Nothing it wrote is visible until the
-//! caller commits the packs' index rows with its own state change.
+//! thread that makes them durable and then lists them in the catalog's
+//! index. Indexed blobs are reachable from nothing until the caller commits
+//! the state change that uses them (after [`BlobWriter::finish`]); a crash
+//! before that leaves them unreferenced, for `gc`.
 
 use std::collections::HashSet;
 use std::fs::File;
@@ -16,7 +18,7 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::catalog::{Catalog, SealedPack};
+use crate::catalog::{insert_packs, Catalog, SealedPack};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::objects::ObjectStore;
@@ -24,6 +26,9 @@ use crate::pack::{self, BlobKind, Compression, EntryHead};
 
 /// A pack is sealed once its buffer reaches this many bytes.
 pub const PACK_TARGET: usize = 32 << 20;
+/// A pack is also sealed once it holds this many blobs, which bounds the
+/// session's set of not-yet-indexed ids when blobs are tiny.
+pub const PACK_MAX_BLOBS: usize = 65_536;
 /// Blobs shorter than this are never compressed.
 const MIN_COMPRESS: usize = 256;
 /// Bytes of a data chunk test-compressed to decide whether compressing pays.
@@ -127,9 +132,9 @@ pub struct BlobWriter {
     store: BlobStore,
     staging: PathBuf,
     nonce: [u8; 16],
-    state: Mutex<State>,
+    state: Arc<Mutex<State>>,
     uploads: Mutex<Option<SyncSender<Open>>>,
-    uploader: Mutex<Option<JoinHandle<Result<Vec<SealedPack>>>>>,
+    uploader: Mutex<Option<JoinHandle<Result<()>>>>,
 }
 
 thread_local! {
@@ -188,24 +193,47 @@ fn pack_name(nonce: &[u8; 16], entries: &[EntryHead]) -> ObjectId {
     ObjectId(*h.finalize().as_bytes())
 }
 
-fn upload(objects: &dyn ObjectStore, nonce: &[u8; 16], open: Open) -> Result<SealedPack> {
+/// Makes a full pack durable, then lists its blobs in the catalog's index,
+/// then forgets them from the session's pending set. The blobs stay
+/// unreferenced until the caller commits the state change that uses them.
+fn seal(store: &BlobStore, state: &Mutex<State>, nonce: &[u8; 16], open: Open) -> Result<()> {
     let Open {
         file,
         path,
         len,
         entries,
     } = open;
-    let file = file
+    let moved = file
         .into_inner()
-        .map_err(|e| Error::io(&path, e.into_error()))?;
-    drop(file);
-    let name = pack_name(nonce, &entries);
-    objects.put_file(&pack::key(&name), &path)?;
-    Ok(SealedPack {
+        .map_err(|e| Error::io(&path, e.into_error()))
+        .and_then(|f| {
+            drop(f);
+            let name = pack_name(nonce, &entries);
+            store
+                .objects
+                .put_file(&pack::key(&name), &path)
+                .map(|_| name)
+        });
+    let name = match moved {
+        Ok(name) => name,
+        Err(e) => {
+            let _ = std::fs::remove_file(&path);
+            return Err(e);
+        }
+    };
+    let sealed = SealedPack {
         name,
         size: len,
         entries,
-    })
+    };
+    store
+        .catalog
+        .write(|tx| insert_packs(tx, std::slice::from_ref(&sealed)))?;
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    for e in &sealed.entries {
+        st.pending.remove(&e.id);
+    }
+    Ok(())
 }
 
 fn new_nonce() -> [u8; 16] {
@@ -225,30 +253,30 @@ fn new_nonce() -> [u8; 16] {
 impl BlobWriter {
     fn new(store: BlobStore) -> Self {
         let (tx, rx) = sync_channel::<Open>(1);
-        let objects = store.objects.clone();
         let nonce = new_nonce();
-        let uploader = std::thread::spawn(move || {
-            let mut sealed = Vec::new();
-            let mut first_error = None;
-            for open in rx {
-                if first_error.is_some() {
-                    let _ = std::fs::remove_file(&open.path);
-                    continue;
-                }
-                let path = open.path.clone();
-                match upload(objects.as_ref(), &nonce, open) {
-                    Ok(p) => sealed.push(p),
-                    Err(e) => {
-                        let _ = std::fs::remove_file(&path);
-                        first_error = Some(e)
+        let state = Arc::new(Mutex::new(State {
+            open: None,
+            pending: HashSet::new(),
+            stats: WriteStats::default(),
+            staged: 0,
+        }));
+        let uploader = {
+            let store = store.clone();
+            let state = state.clone();
+            std::thread::spawn(move || {
+                let mut first_error = None;
+                for open in rx {
+                    if first_error.is_some() {
+                        let _ = std::fs::remove_file(&open.path);
+                        continue;
+                    }
+                    if let Err(e) = seal(&store, &state, &nonce, open) {
+                        first_error = Some(e);
                     }
                 }
-            }
-            match first_error {
-                Some(e) => Err(e),
-                None => Ok(sealed),
-            }
-        });
+                first_error.map_or(Ok(()), Err)
+            })
+        };
         let staging = store
             .objects
             .staging_dir()
@@ -257,12 +285,7 @@ impl BlobWriter {
             store,
             staging,
             nonce,
-            state: Mutex::new(State {
-                open: None,
-                pending: HashSet::new(),
-                stats: WriteStats::default(),
-                staged: 0,
-            }),
+            state,
             uploads: Mutex::new(Some(tx)),
             uploader: Mutex::new(Some(uploader)),
         }
@@ -315,7 +338,7 @@ impl BlobWriter {
                 .map_err(|e| Error::io(&open.path, e))?;
             open.len = entry.offset + stored.len() as u64;
             open.entries.push(entry);
-            let full = open.len >= PACK_TARGET as u64;
+            let full = open.len >= PACK_TARGET as u64 || open.entries.len() >= PACK_MAX_BLOBS;
             st.stats.new_blobs += 1;
             st.stats.new_bytes += data.len() as u64;
             st.stats.stored_bytes += stored.len() as u64;
@@ -375,12 +398,12 @@ impl BlobWriter {
         if let Err(returned) = sender.send(open) {
             let _ = std::fs::remove_file(&returned.0.path);
             // The uploader stopped early: report its error.
-            return self.finish_uploads().map(|_| ());
+            return self.finish_uploads();
         }
         Ok(())
     }
 
-    fn finish_uploads(&self) -> Result<Vec<SealedPack>> {
+    fn finish_uploads(&self) -> Result<()> {
         drop(
             self.uploads
                 .lock()
@@ -396,7 +419,7 @@ impl BlobWriter {
             Some(h) => h
                 .join()
                 .map_err(|_| Error::InvalidArgument("pack uploader thread panicked".into()))?,
-            None => Ok(Vec::new()),
+            None => Ok(()),
         }
     }
 
@@ -405,10 +428,10 @@ impl BlobWriter {
         self.state().stats
     }
 
-    /// Seals the last pack and waits until every pack is durable. The
-    /// caller commits the returned packs with [`crate::catalog::insert_packs`]
-    /// in the same transaction as the state change that references them.
-    pub fn finish(self) -> Result<(Vec<SealedPack>, WriteStats)> {
+    /// Seals the last pack and waits until every pack is durable and
+    /// indexed. Only then may the caller commit a state change that
+    /// references what was written.
+    pub fn finish(self) -> Result<WriteStats> {
         let last = {
             let mut st = self.state();
             self.take_open(&mut st)
@@ -416,8 +439,8 @@ impl BlobWriter {
         if let Some(open) = last {
             self.send(open)?;
         }
-        let packs = self.finish_uploads()?;
-        Ok((packs, self.stats()))
+        self.finish_uploads()?;
+        Ok(self.stats())
     }
 }
 
@@ -451,27 +474,24 @@ mod tests {
         let (store, _dir) = store();
         let w = store.writer();
         let text = b"compressible ".repeat(1000);
-        let noise: Vec<u8> = (0..100_000u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
+        let noise = crate::test_noise(2, 100_000);
         let a = w.put(BlobKind::Data, &text).unwrap();
         let b = w.put(BlobKind::Data, &noise).unwrap();
         assert_eq!(w.put(BlobKind::Data, &text).unwrap(), a);
-        let (packs, stats) = w.finish().unwrap();
+        assert!(
+            matches!(store.get(&a), Err(Error::MissingObject(_))),
+            "indexed only once durable"
+        );
+        let stats = w.finish().unwrap();
         assert_eq!(stats.blobs, 3);
         assert_eq!(stats.new_blobs, 2);
         assert!(stats.stored_bytes < (text.len() + noise.len()) as u64);
-        assert!(matches!(store.get(&a), Err(Error::MissingObject(_))));
-        store
-            .catalog
-            .write(|tx| crate::catalog::insert_packs(tx, &packs))
-            .unwrap();
         assert_eq!(store.get(&a).unwrap(), text);
         assert_eq!(store.get(&b).unwrap(), noise);
         // a second session skips what the pool has
         let w = store.writer();
         w.put(BlobKind::Data, &text).unwrap();
-        assert_eq!(w.finish().unwrap().1.new_blobs, 0);
+        assert_eq!(w.finish().unwrap().new_blobs, 0);
     }
 
     #[test]
@@ -479,12 +499,8 @@ mod tests {
         let (store, _dir) = store();
         let w = store.writer();
         let id = w.put(BlobKind::Data, b"some data to damage later").unwrap();
-        let (packs, _) = w.finish().unwrap();
-        store
-            .catalog
-            .write(|tx| crate::catalog::insert_packs(tx, &packs))
-            .unwrap();
-        let key = pack::key(&packs[0].name);
+        w.finish().unwrap();
+        let key = store.objects.list("packs/").unwrap().pop().unwrap();
         let mut bytes = store.objects.get(&key).unwrap();
         let last = bytes.len() - 1;
         bytes[last] ^= 1;

@@ -20,7 +20,7 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::pool::Pool;
-use crate::tree::{lookup, read_dir, split_path, Content, Entry};
+use crate::tree::{dir_leaves, leaf_entries, lookup, split_path, Content, Entry};
 
 /// How to export.
 #[derive(Clone, Debug, Default)]
@@ -70,11 +70,16 @@ fn at_path(rel: &str, e: Error) -> Error {
 }
 
 impl Exporter<'_> {
+    /// Writes a directory's entries, one leaf node at a time (memory stays
+    /// bounded however large the directory).
     fn export_dir(&self, tree: &ObjectId, dest: &Path, rel: &str) -> Result<()> {
-        let entries = read_dir(&self.pool.store, tree).map_err(|e| at_path(rel, e))?;
-        entries
-            .par_iter()
-            .try_for_each(|e| self.export_entry(e, dest, rel))
+        let leaves = dir_leaves(&self.pool.store, tree).map_err(|e| at_path(rel, e))?;
+        leaves.par_iter().try_for_each(|leaf| {
+            let entries = leaf_entries(&self.pool.store, leaf).map_err(|e| at_path(rel, e))?;
+            entries
+                .par_iter()
+                .try_for_each(|e| self.export_entry(e, dest, rel))
+        })
     }
 
     /// Removes what is at `path` unless it is a directory and `keep_dir`.

@@ -22,13 +22,14 @@ use serde::Serialize;
 
 use crate::blobs::{BlobWriter, WriteStats};
 use crate::catalog;
-use crate::chunker::chunk_stream;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::names::check_name;
 use crate::pack::BlobKind;
 use crate::pool::Pool;
-use crate::tree::{build_dir, read_dir, split_path, ChunkRef, Content, DirRef, Entry};
+use crate::tree::{
+    build_dir, read_dir, split_path, ChunkRef, Content, DirBuilder, DirCursor, DirRef, Entry,
+};
 
 /// How to import.
 #[derive(Clone, Debug, Default)]
@@ -92,6 +93,17 @@ struct Counters {
     source_bytes: AtomicU64,
 }
 
+/// Source names handled together: the unit of parallel work and of memory.
+const BATCH: usize = 1024;
+
+/// One position in a directory being rebuilt.
+enum Slot<'n> {
+    /// An old entry the source does not have, kept (no `--delete`).
+    Kept(Entry),
+    /// A source name, with the old entry of the same name if any.
+    Source(&'n OsStr, Option<Entry>),
+}
+
 /// (device, inode) of a file with several hard links.
 type Inode = (u64, u64);
 
@@ -148,43 +160,58 @@ impl Importer<'_> {
     }
 
     /// Builds the tree of directory `path`, reusing what `old` has.
+    ///
+    /// Names are taken in sorted batches; the old directory is read through a
+    /// cursor, one leaf at a time, and new nodes are written as leaves fill,
+    /// so memory holds the names plus one batch, whatever the directory size.
     fn import_dir(&self, path: &Path, old: Option<&ObjectId>) -> Result<DirRef> {
         let mut names = Vec::new();
         for entry in fs::read_dir(path).at(path)? {
             names.push(entry.at(path)?.file_name());
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
-        let old_entries = match old {
-            Some(tree) => read_dir(&self.pool.store, tree)?,
-            None => Vec::new(),
-        };
-        let find_old = |name: &[u8]| {
-            old_entries
-                .binary_search_by(|e| e.name.as_slice().cmp(name))
-                .ok()
-                .map(|i| &old_entries[i])
-        };
-        let imported: Vec<Option<Entry>> = names
-            .par_iter()
-            .map(|name| self.import_entry(path, name, find_old(name.as_bytes())))
-            .collect::<Result<_>>()?;
-        let mut entries: Vec<Entry> = imported.into_iter().flatten().collect();
-        if !self.opts.delete && !old_entries.is_empty() {
-            let mut kept: Vec<Entry> = old_entries
-                .iter()
-                .filter(|o| {
-                    entries
-                        .binary_search_by(|e| e.name.as_slice().cmp(&o.name))
-                        .is_err()
+        let mut cursor = DirCursor::new(&self.pool.store, old)?;
+        let mut builder = DirBuilder::new(self.writer);
+        let keep = !self.opts.delete;
+        for batch in names.chunks(BATCH) {
+            let mut slots = Vec::with_capacity(batch.len());
+            for name in batch {
+                let name_bytes = name.as_bytes();
+                // Old entries that sort before this name are absent from the source.
+                while cursor
+                    .peek()?
+                    .is_some_and(|o| o.name.as_slice() < name_bytes)
+                {
+                    if let Some(o) = cursor.next_entry()? {
+                        if keep {
+                            slots.push(Slot::Kept(o));
+                        }
+                    }
+                }
+                let old = if cursor.peek()?.is_some_and(|o| o.name == name_bytes) {
+                    cursor.next_entry()?
+                } else {
+                    None
+                };
+                slots.push(Slot::Source(name, old));
+            }
+            let done: Vec<Option<Entry>> = slots
+                .into_par_iter()
+                .map(|slot| match slot {
+                    Slot::Kept(e) => Ok(Some(e)),
+                    Slot::Source(name, old) => self.import_entry(path, name, old.as_ref()),
                 })
-                .cloned()
-                .collect();
-            if !kept.is_empty() {
-                entries.append(&mut kept);
-                entries.sort_by(|a, b| a.name.cmp(&b.name));
+                .collect::<Result<_>>()?;
+            for e in done.into_iter().flatten() {
+                builder.push(e)?;
             }
         }
-        build_dir(self.writer, entries)
+        while let Some(o) = cursor.next_entry()? {
+            if keep {
+                builder.push(o)?;
+            }
+        }
+        builder.finish()
     }
 
     fn import_entry(&self, dir: &Path, name: &OsStr, old: Option<&Entry>) -> Result<Option<Entry>> {
@@ -297,15 +324,17 @@ impl Importer<'_> {
             .open(path)
             .at(path)?;
         let mut chunks = Vec::new();
-        chunk_stream(&file, md.len(), path, |data| {
-            let id = ObjectId::of(data);
-            self.writer.put_with_id(id, BlobKind::Data, data)?;
-            chunks.push(ChunkRef {
-                id,
-                len: data.len() as u32,
-            });
-            Ok(())
-        })?;
+        self.pool
+            .chunking()
+            .chunk_stream(&file, md.len(), path, |data| {
+                let id = ObjectId::of(data);
+                self.writer.put_with_id(id, BlobKind::Data, data)?;
+                chunks.push(ChunkRef {
+                    id,
+                    len: data.len() as u32,
+                });
+                Ok(())
+            })?;
         let size: u64 = chunks.iter().map(|c| c.len as u64).sum();
         self.counters.files_read.fetch_add(1, Ordering::Relaxed);
         self.counters.bytes_read.fetch_add(size, Ordering::Relaxed);
@@ -448,8 +477,8 @@ impl Pool {
         let imp = self.importer(&writer, &opts, src, name, quota);
         let root = imp.import_dir(src, None)?;
         let report = imp.into_report(root);
-        let (packs, stats) = writer.finish()?;
-        self.commit_new_volume(name, root, &packs, quota)?;
+        let stats = writer.finish()?;
+        self.commit_new_volume(name, root, quota)?;
         Ok(with_stats(report, stats))
     }
 
@@ -473,9 +502,8 @@ impl Pool {
             }
         }
         let report = imp.into_report(root);
-        let (packs, stats) = writer.finish()?;
+        let stats = writer.finish()?;
         self.catalog().write(|tx| {
-            catalog::insert_packs(tx, &packs)?;
             catalog::set_root(
                 tx,
                 name,

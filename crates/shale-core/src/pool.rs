@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::blobs::BlobStore;
 use crate::catalog::Catalog;
+use crate::chunker::ChunkParams;
 use crate::error::{Error, IoContext, Result};
 use crate::objects::LocalDir;
 
@@ -36,6 +37,16 @@ pub struct PoolDescription {
     pub id: String,
     /// Creation time (RFC 3339).
     pub created: String,
+    /// How file content is cut into chunks (1 MiB average if absent).
+    #[serde(default)]
+    pub chunking: ChunkParams,
+}
+
+/// Settings chosen when a pool is created.
+#[derive(Clone, Debug, Default)]
+pub struct PoolSettings {
+    /// Chunk sizes.
+    pub chunking: ChunkParams,
 }
 
 /// An open pool.
@@ -48,6 +59,11 @@ pub struct Pool {
 impl Pool {
     /// Creates a pool in `root`, which must be absent or an empty directory.
     pub fn init(root: &Path) -> Result<Pool> {
+        Pool::init_with(root, &PoolSettings::default())
+    }
+
+    /// Creates a pool with explicit settings.
+    pub fn init_with(root: &Path, settings: &PoolSettings) -> Result<Pool> {
         if root.join(POOL_FILE).exists() {
             return Err(Error::PoolExists(root.to_path_buf()));
         }
@@ -70,6 +86,7 @@ impl Pool {
             version: POOL_VERSION,
             id: blake3::hash(seed.as_bytes()).to_hex()[..32].to_string(),
             created,
+            chunking: settings.chunking,
         };
         // pool.json is written last: a pool is complete once it exists.
         let json = serde_json::to_vec_pretty(&description)
@@ -119,6 +136,8 @@ impl Pool {
         }
         let description: PoolDescription = serde_json::from_value(value)
             .map_err(|e| Error::corrupt(desc_path.display().to_string(), e.to_string()))?;
+        ChunkParams::new(description.chunking.avg as u64)
+            .map_err(|e| Error::corrupt(desc_path.display().to_string(), e.to_string()))?;
         let objects = LocalDir::new(root)?;
         let catalog = Catalog::open(&root.join(CATALOG_FILE))?;
         Ok(Pool {
@@ -155,6 +174,11 @@ impl Pool {
     /// The pool's description.
     pub fn description(&self) -> &PoolDescription {
         &self.description
+    }
+
+    /// How this pool chunks file content.
+    pub fn chunking(&self) -> ChunkParams {
+        self.description.chunking
     }
 
     /// The catalog.

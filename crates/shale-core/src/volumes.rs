@@ -73,24 +73,21 @@ impl Pool {
         check_name(name)?;
         let w = self.store.writer();
         let empty = build_dir(&w, Vec::new())?;
-        let (packs, _) = w.finish()?;
+        w.finish()?;
         self.catalog().write(|tx| {
-            catalog::insert_packs(tx, &packs)?;
             catalog::insert_volume(tx, name, &empty.tree, 0, 0, None, quota)?;
             catalog::volume_by_name(tx, name)
         })
     }
 
-    /// Commits a new volume whose tree has been built by `w`.
+    /// Commits a new volume whose tree is durable.
     pub(crate) fn commit_new_volume(
         &self,
         name: &str,
         root: DirRef,
-        packs: &[catalog::SealedPack],
         quota: Option<u64>,
     ) -> Result<VolumeRow> {
         self.catalog().write(|tx| {
-            catalog::insert_packs(tx, packs)?;
             catalog::insert_volume(tx, name, &root.tree, root.bytes, root.files, None, quota)?;
             catalog::volume_by_name(tx, name)
         })

@@ -36,19 +36,58 @@ fn store_node(w: &BlobWriter, node: &Node) -> Result<crate::id::ObjectId> {
     w.put(BlobKind::Tree, &encode(node))
 }
 
-/// Stores the nodes of a directory holding `entries` (sorted by name,
-/// unique) and returns a reference to its root node.
-pub fn build_dir(w: &BlobWriter, entries: Vec<Entry>) -> Result<DirRef> {
-    let count = entries.len() as u64;
-    let mut level: Vec<Child> = Vec::new();
-    let mut leaf: Vec<Entry> = Vec::new();
-    let flush_leaf = |leaf: &mut Vec<Entry>, level: &mut Vec<Child>| -> Result<()> {
+/// Builds a directory's nodes from entries pushed in name order, holding
+/// only the current leaf and one [`Child`] per finished leaf in memory.
+pub struct DirBuilder<'a> {
+    writer: &'a BlobWriter,
+    leaf: Vec<Entry>,
+    leaves: Vec<Child>,
+    count: u64,
+}
+
+impl<'a> DirBuilder<'a> {
+    /// Starts an empty directory.
+    pub fn new(writer: &'a BlobWriter) -> Self {
+        DirBuilder {
+            writer,
+            leaf: Vec::new(),
+            leaves: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// Adds the next entry; its name must sort after every earlier one.
+    pub fn push(&mut self, entry: Entry) -> Result<()> {
+        if let Some(last) = self
+            .leaf
+            .last()
+            .map(|e| &e.name)
+            .or(self.leaves.last().map(|c| &c.first))
+        {
+            if *last >= entry.name {
+                return Err(crate::error::Error::InvalidArgument(format!(
+                    "directory entries out of order at {:?}",
+                    String::from_utf8_lossy(&entry.name)
+                )));
+            }
+        }
+        let cut = is_boundary(0, &entry.name, LEAF_TARGET);
+        self.leaf.push(entry);
+        self.count += 1;
+        if cut || self.leaf.len() >= NODE_MAX {
+            self.flush_leaf()?;
+        }
+        Ok(())
+    }
+
+    fn flush_leaf(&mut self) -> Result<()> {
+        let leaf = std::mem::take(&mut self.leaf);
         let first = leaf[0].name.clone();
         let bytes = leaf.iter().map(Entry::bytes).sum();
         let files = leaf.iter().map(Entry::files).sum();
         let entries = leaf.len() as u64;
-        let node = store_node(w, &Node::Leaf(std::mem::take(leaf)))?;
-        level.push(Child {
+        let node = store_node(self.writer, &Node::Leaf(leaf))?;
+        self.leaves.push(Child {
             first,
             node,
             entries,
@@ -56,57 +95,67 @@ pub fn build_dir(w: &BlobWriter, entries: Vec<Entry>) -> Result<DirRef> {
             files,
         });
         Ok(())
-    };
-    for e in entries {
-        let cut = is_boundary(0, &e.name, LEAF_TARGET);
-        leaf.push(e);
-        if cut || leaf.len() >= NODE_MAX {
-            flush_leaf(&mut leaf, &mut level)?;
+    }
+
+    /// Stores the remaining nodes and returns the directory's root.
+    pub fn finish(mut self) -> Result<DirRef> {
+        if !self.leaf.is_empty() {
+            self.flush_leaf()?;
         }
-    }
-    if !leaf.is_empty() {
-        flush_leaf(&mut leaf, &mut level)?;
-    }
-    if level.is_empty() {
-        let tree = store_node(w, &Node::Leaf(Vec::new()))?;
-        return Ok(DirRef {
-            tree,
-            bytes: 0,
-            files: 0,
-            entries: 0,
-        });
-    }
-    let mut depth = 1u8;
-    while level.len() > 1 {
-        let mut upper = Vec::new();
-        let mut group: Vec<Child> = Vec::new();
-        let last = level.len() - 1;
-        for (i, child) in level.into_iter().enumerate() {
-            let cut = is_boundary(depth, &child.first, FANOUT);
-            group.push(child);
-            if cut || group.len() >= NODE_MAX || i == last {
-                let first = group[0].first.clone();
-                let entries = group.iter().map(|c| c.entries).sum();
-                let bytes = group.iter().map(|c| c.bytes).sum();
-                let files = group.iter().map(|c| c.files).sum();
-                let node = store_node(w, &Node::Interior(std::mem::take(&mut group)))?;
-                upper.push(Child {
-                    first,
-                    node,
-                    entries,
-                    bytes,
-                    files,
-                });
+        let count = self.count;
+        let w = self.writer;
+        let mut level = self.leaves;
+        if level.is_empty() {
+            let tree = store_node(w, &Node::Leaf(Vec::new()))?;
+            return Ok(DirRef {
+                tree,
+                bytes: 0,
+                files: 0,
+                entries: 0,
+            });
+        }
+        let mut depth = 1u8;
+        while level.len() > 1 {
+            let mut upper = Vec::new();
+            let mut group: Vec<Child> = Vec::new();
+            let last = level.len() - 1;
+            for (i, child) in level.into_iter().enumerate() {
+                let cut = is_boundary(depth, &child.first, FANOUT);
+                group.push(child);
+                if cut || group.len() >= NODE_MAX || i == last {
+                    let first = group[0].first.clone();
+                    let entries = group.iter().map(|c| c.entries).sum();
+                    let bytes = group.iter().map(|c| c.bytes).sum();
+                    let files = group.iter().map(|c| c.files).sum();
+                    let node = store_node(w, &Node::Interior(std::mem::take(&mut group)))?;
+                    upper.push(Child {
+                        first,
+                        node,
+                        entries,
+                        bytes,
+                        files,
+                    });
+                }
             }
+            level = upper;
+            depth = depth.saturating_add(1);
         }
-        level = upper;
-        depth = depth.saturating_add(1);
+        let root = level.pop().expect("one node remains");
+        Ok(DirRef {
+            tree: root.node,
+            bytes: root.bytes,
+            files: root.files,
+            entries: count,
+        })
     }
-    let root = level.pop().expect("one node remains");
-    Ok(DirRef {
-        tree: root.node,
-        bytes: root.bytes,
-        files: root.files,
-        entries: count,
-    })
+}
+
+/// Stores the nodes of a directory holding `entries` (sorted by name,
+/// unique) and returns a reference to its root node.
+pub fn build_dir(w: &BlobWriter, entries: Vec<Entry>) -> Result<DirRef> {
+    let mut b = DirBuilder::new(w);
+    for e in entries {
+        b.push(e)?;
+    }
+    b.finish()
 }

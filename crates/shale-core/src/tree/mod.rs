@@ -9,6 +9,6 @@ mod build;
 mod node;
 mod read;
 
-pub use build::build_dir;
+pub use build::{build_dir, DirBuilder};
 pub use node::{decode, encode, Child, ChunkRef, Content, DirRef, Entry, Node, TREE_VERSION};
-pub use read::{dir_leaves, leaf_entries, lookup, read_dir, split_path};
+pub use read::{dir_leaves, leaf_entries, lookup, read_dir, split_path, DirCursor};
