@@ -15,6 +15,7 @@ use shale_core::volumes::rfc3339;
 use shale_core::Pool;
 
 use crate::output::{self, print_json, table};
+use crate::progress::Bar;
 use crate::{Cli, Command, DiffArgs, ExportArgs, PoolCmd, SnapshotCmd, VolumeCmd};
 
 /// The pool path: --pool, $SHALE_POOL (via clap), else the XDG data directory.
@@ -154,7 +155,10 @@ fn volume(cli: &Cli, cmd: &VolumeCmd) -> Result<()> {
             let start = Instant::now();
             match from {
                 Some(dir) => {
-                    let r = pool.create_volume_from(name, dir, quota)?;
+                    let (progress, bar) = Bar::start(cli.quiet || cli.json, "importing", None);
+                    let r = pool.create_volume_from(name, dir, quota, progress);
+                    drop(bar);
+                    let r = r?;
                     print_import(
                         cli,
                         "created volume",
@@ -249,13 +253,17 @@ fn volume(cli: &Cli, cmd: &VolumeCmd) -> Result<()> {
             delete,
             checksum,
         } => {
+            let (progress, bar) = Bar::start(cli.quiet || cli.json, "importing", None);
             let opts = ImportOptions {
                 to: to.clone(),
                 delete: *delete,
                 checksum: *checksum,
+                progress,
             };
             let start = Instant::now();
-            let r = pool.import(name, dir, &opts)?;
+            let r = pool.import(name, dir, &opts);
+            drop(bar);
+            let r = r?;
             print_import(
                 cli,
                 "imported into",
@@ -270,12 +278,20 @@ fn volume(cli: &Cli, cmd: &VolumeCmd) -> Result<()> {
 }
 
 fn export(cli: &Cli, pool: &Pool, args: &ExportArgs) -> Result<()> {
+    let total = match args.path {
+        None => Some(pool.resolve(&args.spec)?.bytes),
+        Some(_) => None,
+    };
+    let (progress, bar) = Bar::start(cli.quiet || cli.json, "exporting", total);
     let opts = ExportOptions {
         path: args.path.clone(),
         force: args.force,
+        progress,
     };
     let start = Instant::now();
-    let r = pool.export(&args.spec, &args.dir, &opts)?;
+    let r = pool.export(&args.spec, &args.dir, &opts);
+    drop(bar);
+    let r = r?;
     let secs = start.elapsed().as_secs_f64();
     if cli.json {
         let mut v = serde_json::to_value(&r)?;

@@ -12,6 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use filetime::FileTime;
 use rayon::prelude::*;
@@ -20,6 +21,7 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::pool::Pool;
+use crate::progress::Progress;
 use crate::tree::{dir_leaves, leaf_entries, lookup, split_path, Content, Entry};
 
 /// How to export.
@@ -29,6 +31,8 @@ pub struct ExportOptions {
     pub path: Option<String>,
     /// Write into a non-empty directory, replacing what is in the way.
     pub force: bool,
+    /// Advanced after each file.
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// What an export wrote.
@@ -54,6 +58,7 @@ struct Counters {
 
 struct Exporter<'a> {
     pool: &'a Pool,
+    progress: Option<Arc<Progress>>,
     force: bool,
     as_root: bool,
     counters: Counters,
@@ -137,6 +142,9 @@ impl Exporter<'_> {
                 filetime::set_file_handle_times(&file, None, Some(mtime)).at(&path)?;
                 self.counters.files.fetch_add(1, Ordering::Relaxed);
                 self.counters.bytes.fetch_add(*size, Ordering::Relaxed);
+                if let Some(p) = &self.progress {
+                    p.add_file(*size);
+                }
             }
             Content::Dir(d) => {
                 if !self.clear(&path, true)? {
@@ -201,6 +209,7 @@ impl Pool {
         }
         let exporter = Exporter {
             pool: self,
+            progress: opts.progress.clone(),
             force: opts.force,
             // SAFETY: geteuid cannot fail.
             as_root: unsafe { libc::geteuid() } == 0,

@@ -15,7 +15,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rayon::prelude::*;
 use serde::Serialize;
@@ -27,6 +27,7 @@ use crate::id::ObjectId;
 use crate::names::check_name;
 use crate::pack::BlobKind;
 use crate::pool::Pool;
+use crate::progress::Progress;
 use crate::tree::{
     build_dir, read_dir, split_path, ChunkRef, Content, DirBuilder, DirCursor, DirRef, Entry,
 };
@@ -40,6 +41,8 @@ pub struct ImportOptions {
     pub delete: bool,
     /// Read and hash every file instead of trusting size, mtime and mode.
     pub checksum: bool,
+    /// Advanced after each file.
+    pub progress: Option<Arc<Progress>>,
 }
 
 /// Something in the source that was not imported, and why.
@@ -235,6 +238,9 @@ impl Importer<'_> {
         };
         if ft.is_file() {
             self.counters.files.fetch_add(1, Ordering::Relaxed);
+            if let Some(p) = &self.opts.progress {
+                p.add_file(md.len());
+            }
             self.add_source_bytes(md.len())?;
             let unchanged = match old {
                 Some(Entry {
@@ -463,6 +469,7 @@ impl Pool {
         name: &str,
         src: &Path,
         quota: Option<u64>,
+        progress: Option<Arc<Progress>>,
     ) -> Result<ImportReport> {
         check_name(name)?;
         check_source(src)?;
@@ -471,6 +478,7 @@ impl Pool {
         }
         let opts = ImportOptions {
             delete: true,
+            progress,
             ..Default::default()
         };
         let writer = self.store.writer();

@@ -22,6 +22,7 @@ pub mod names;
 pub mod objects;
 pub mod pack;
 pub mod pool;
+pub mod progress;
 pub mod size;
 pub mod tree;
 pub mod volumes;
