@@ -410,6 +410,13 @@ fn every_user_error_is_named() {
         &["volume", "export", "ds", &env.s("x"), "--path", "../etc"],
         "may not contain '..'",
     );
+    // usage errors are one line too
+    env.fails(&["volume", "create"], "required");
+    env.fails(&["frobnicate"], "unrecognized subcommand 'frobnicate'");
+    env.fails(
+        &["volume", "create", "x", "--bogus"],
+        "unexpected argument '--bogus'",
+    );
     // missing source directory
     env.fails(
         &["volume", "create", "v", "--from", &env.s("missing")],
@@ -441,13 +448,17 @@ fn unreadable_file_fails_cleanly() {
     fs::set_permissions(env.path("src/secret"), fs::Permissions::from_mode(0o000)).unwrap();
     let is_root = unsafe { libc::geteuid() } == 0;
     let mut cmd = if is_root {
-        // root reads everything: run as nobody, on a pool nobody may write
+        // root reads everything: run as nobody, on a pool nobody may write,
+        // with a copy of the binary nobody may run wherever the build is
         for p in [env.dir.path().to_path_buf(), env.path("src")] {
             fs::set_permissions(&p, fs::Permissions::from_mode(0o777)).unwrap();
         }
+        let bin = env.path("shale");
+        fs::copy(assert_cmd::cargo::cargo_bin("shale"), &bin).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
         let mut c = std::process::Command::new("setpriv");
         c.args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-            .arg(assert_cmd::cargo::cargo_bin("shale"));
+            .arg(bin);
         c
     } else {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
