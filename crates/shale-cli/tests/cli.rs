@@ -100,8 +100,9 @@ fn sample_tree(root: &Path) {
     .unwrap();
 }
 
-/// path → (kind, mode, mtime ns, content or link target) for every entry below `root`.
-fn snapshot_of(root: &Path) -> Vec<(String, String, u32, i64, Vec<u8>)> {
+/// path → (kind, mode, owner, mtime ns, content or link target) for every entry below `root`.
+#[allow(clippy::type_complexity)]
+fn snapshot_of(root: &Path) -> Vec<(String, String, u32, (u32, u32), i64, Vec<u8>)> {
     let mut out = Vec::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(dir) = stack.pop() {
@@ -111,22 +112,28 @@ fn snapshot_of(root: &Path) -> Vec<(String, String, u32, i64, Vec<u8>)> {
             let md = fs::symlink_metadata(&p).unwrap();
             let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
             let mtime = md.mtime() * 1_000_000_000 + md.mtime_nsec();
-            let (kind, data, mtime) = if md.file_type().is_symlink() {
-                (
-                    "link",
-                    fs::read_link(&p)
-                        .unwrap()
-                        .into_os_string()
-                        .into_encoded_bytes(),
-                    mtime,
-                )
+            let (kind, data) = if md.file_type().is_symlink() {
+                let target = fs::read_link(&p).unwrap();
+                ("link", target.into_os_string().into_encoded_bytes())
             } else if md.is_dir() {
                 stack.push(p.clone());
-                ("dir", vec![], 0)
+                ("dir", vec![])
             } else {
-                ("file", fs::read(&p).unwrap(), mtime)
+                ("file", fs::read(&p).unwrap())
             };
-            out.push((rel, kind.to_string(), md.mode() & 0o7777, mtime, data));
+            let mode = if kind == "link" {
+                0
+            } else {
+                md.mode() & 0o7777
+            };
+            out.push((
+                rel,
+                kind.to_string(),
+                mode,
+                (md.uid(), md.gid()),
+                mtime,
+                data,
+            ));
         }
     }
     out.sort();
