@@ -11,6 +11,7 @@ use shale_core::export::ExportOptions;
 use shale_core::import::{ImportOptions, ImportReport};
 use shale_core::pool::PoolSettings;
 use shale_core::size::{format_size, parse_size};
+use shale_core::verify::VerifyOptions;
 use shale_core::volumes::rfc3339;
 use shale_core::Pool;
 
@@ -62,6 +63,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Volume(cmd) => volume(cli, cmd),
         Command::Snapshot(cmd) => snapshot(cli, cmd),
         Command::Diff(args) => diff(cli, args),
+        Command::Verify { read_data, volume } => verify(cli, *read_data, volume.clone()),
     }
 }
 
@@ -377,4 +379,56 @@ fn diff(cli: &Cli, args: &DiffArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn verify(cli: &Cli, read_data: bool, volume: Option<String>) -> Result<()> {
+    let pool = open(cli)?;
+    let (progress, bar) = Bar::start(cli.quiet || cli.json, "verifying", None);
+    let opts = VerifyOptions {
+        read_data,
+        volume,
+        progress,
+    };
+    let report = pool.verify(&opts);
+    drop(bar);
+    let report = report?;
+    if cli.json {
+        print_json(&report);
+    } else if !cli.quiet {
+        for p in &report.problems {
+            println!("damaged {} object {}: {}", p.kind, p.object, p.error);
+            for a in &p.affected {
+                println!(
+                    "  affects {}:{}",
+                    a.spec,
+                    if a.path.is_empty() { "/" } else { &a.path }
+                );
+            }
+        }
+        println!(
+            "checked {} volumes and snapshots: {} tree nodes, {} chunks{}; {} problems",
+            report.roots,
+            report.tree_nodes,
+            report.chunks,
+            if read_data {
+                format!(
+                    ", {} packs ({}) re-read",
+                    report.packs_read,
+                    format_size(report.bytes_read)
+                )
+            } else {
+                String::new()
+            },
+            report.problems.len()
+        );
+    }
+    if report.problems.is_empty() {
+        Ok(())
+    } else {
+        let paths: usize = report.problems.iter().map(|p| p.affected.len()).sum();
+        anyhow::bail!(
+            "verify found {} damaged objects affecting {paths} paths",
+            report.problems.len()
+        )
+    }
 }

@@ -43,6 +43,15 @@ pub enum Command {
     Snapshot(SnapshotCmd),
     /// Show what changed between two volumes or snapshots.
     Diff(DiffArgs),
+    /// Check that every object the volumes and snapshots reach is present and sound.
+    Verify {
+        /// Also re-read and re-hash every stored byte.
+        #[arg(long)]
+        read_data: bool,
+        /// Check only this volume and its snapshots.
+        #[arg(long, value_name = "NAME")]
+        volume: Option<String>,
+    },
 }
 
 /// `shale pool …`

@@ -79,21 +79,42 @@ impl BlobStore {
                 }
                 other => other,
             })?;
-        let plain = match loc.head.compression {
-            Compression::None => stored,
-            Compression::Zstd => zstd::bulk::decompress(&stored, loc.head.raw_len as usize)
-                .map_err(|e| Error::corrupt(what(), format!("cannot decompress: {e}")))?,
-        };
-        if plain.len() != loc.head.raw_len as usize || ObjectId::of(&plain) != *id {
-            return Err(Error::corrupt(what(), "content does not match its hash"));
-        }
-        Ok(plain)
+        decode_blob(&loc.head, &loc.pack, stored)
     }
 
     /// Starts a writing session.
     pub fn writer(&self) -> BlobWriter {
         BlobWriter::new(self.clone())
     }
+}
+
+/// Turns a blob's stored bytes back into its plaintext and checks the hash.
+fn decode_blob(head: &EntryHead, pack: &ObjectId, stored: Vec<u8>) -> Result<Vec<u8>> {
+    let what = || format!("object {} in pack {pack}", head.id);
+    let plain = match head.compression {
+        Compression::None => stored,
+        Compression::Zstd => zstd::bulk::decompress(&stored, head.raw_len as usize)
+            .map_err(|e| Error::corrupt(what(), format!("cannot decompress: {e}")))?,
+    };
+    if plain.len() != head.raw_len as usize || ObjectId::of(&plain) != head.id {
+        return Err(Error::corrupt(what(), "content does not match its hash"));
+    }
+    Ok(plain)
+}
+
+/// Checks one indexed blob inside the bytes of its whole pack.
+pub fn check_in_pack(head: &EntryHead, pack: &ObjectId, data: &[u8]) -> Result<()> {
+    let start = head.offset as usize;
+    let Some(stored) = start
+        .checked_add(head.stored_len as usize)
+        .and_then(|end| data.get(start..end))
+    else {
+        return Err(Error::corrupt(
+            format!("object {} in pack {pack}", head.id),
+            "its pack is truncated",
+        ));
+    };
+    decode_blob(head, pack, stored.to_vec()).map(|_| ())
 }
 
 /// Counters of one writing session.

@@ -328,6 +328,50 @@ impl Catalog {
         }))
     }
 
+    /// Every pack: (catalog key, name).
+    pub fn packs(&self) -> Result<Vec<(i64, ObjectId)>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare("SELECT id, name FROM packs ORDER BY id")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, id_col(r, 1)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// The index entries of one pack, in pack order.
+    pub fn blobs_in_pack(&self, pack: i64) -> Result<Vec<EntryHead>> {
+        let conn = self.lock();
+        let mut stmt = conn.prepare_cached(
+            "SELECT id, offset, stored_len, raw_len, kind, compression FROM blobs \
+             WHERE pack = ?1 ORDER BY offset",
+        )?;
+        let rows = stmt.query_map([pack], |r| {
+            Ok((
+                id_col(r, 0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, i64>(3)?,
+                r.get::<_, u8>(4)?,
+                r.get::<_, u8>(5)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (id, offset, stored_len, raw_len, kind, compression) = row?;
+            let what = || format!("index entry of object {id}");
+            out.push(EntryHead {
+                id,
+                kind: BlobKind::from_u8(kind)
+                    .ok_or_else(|| Error::corrupt(what(), format!("unknown kind {kind}")))?,
+                compression: Compression::from_u8(compression).ok_or_else(|| {
+                    Error::corrupt(what(), format!("unknown compression {compression}"))
+                })?,
+                raw_len: raw_len as u32,
+                stored_len: stored_len as u32,
+                offset: offset as u64,
+            });
+        }
+        Ok(out)
+    }
+
     /// One volume by name.
     pub fn volume(&self, name: &str) -> Result<VolumeRow> {
         self.read(|c| volume_by_name(c, name))

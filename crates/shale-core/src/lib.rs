@@ -25,6 +25,7 @@ pub mod pool;
 pub mod progress;
 pub mod size;
 pub mod tree;
+pub mod verify;
 pub mod volumes;
 
 pub use error::{Error, Result};
