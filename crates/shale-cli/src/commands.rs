@@ -8,6 +8,7 @@ use serde_json::json;
 use shale_core::chunker::ChunkParams;
 use shale_core::diff::DiffStat;
 use shale_core::export::ExportOptions;
+use shale_core::gc::GcOptions;
 use shale_core::import::{ImportOptions, ImportReport};
 use shale_core::pool::PoolSettings;
 use shale_core::size::{format_size, parse_size};
@@ -64,6 +65,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Snapshot(cmd) => snapshot(cli, cmd),
         Command::Diff(args) => diff(cli, args),
         Command::Verify { read_data, volume } => verify(cli, *read_data, volume.clone()),
+        Command::Gc { dry_run } => gc(cli, *dry_run),
     }
 }
 
@@ -78,6 +80,7 @@ fn ratio(a: u64, b: u64) -> f64 {
 fn pool_info(cli: &Cli) -> Result<()> {
     let pool = open(cli)?;
     let t = pool.totals()?;
+    let space = pool.space()?;
     let dedup = ratio(t.logical_bytes, t.unique_bytes);
     let compression = ratio(t.unique_bytes, t.compressed_bytes);
     let saved = t.logical_bytes.saturating_sub(t.stored_bytes);
@@ -96,6 +99,8 @@ fn pool_info(cli: &Cli) -> Result<()> {
             "dedup_ratio": dedup,
             "compression_ratio": compression,
             "saved_bytes": saved,
+            "reclaimable_bytes": space.reclaimable_bytes,
+            "unused_bytes": space.unused_bytes,
         }));
     } else if !cli.quiet {
         println!("pool:              {}", pool.root().display());
@@ -118,6 +123,11 @@ fn pool_info(cli: &Cli) -> Result<()> {
         println!("dedup ratio:       {dedup:.2}x");
         println!("compression ratio: {compression:.2}x");
         println!("space saved:       {}", format_size(saved));
+        println!(
+            "reclaimable:       {} (freed by `shale gc`; {} unused in all)",
+            format_size(space.reclaimable_bytes),
+            format_size(space.unused_bytes)
+        );
     }
     Ok(())
 }
@@ -203,10 +213,19 @@ fn volume(cli: &Cli, cmd: &VolumeCmd) -> Result<()> {
                 );
             }
         }
-        VolumeCmd::Info { name } => {
+        VolumeCmd::Info { name, space } => {
             let v = pool.volume_info(name)?;
+            let used = if *space {
+                Some(pool.exclusive_bytes(name, None)?)
+            } else {
+                None
+            };
             if cli.json {
-                print_json(&output::volume_json(&v));
+                let mut j = output::volume_json(&v);
+                if let Some(u) = used {
+                    j["used_bytes"] = json!(u);
+                }
+                print_json(&j);
             } else if !cli.quiet {
                 println!("name:      {}", v.row.name);
                 println!("id:        {}", v.row.root);
@@ -227,6 +246,12 @@ fn volume(cli: &Cli, cmd: &VolumeCmd) -> Result<()> {
                 );
                 println!("created:   {}", rfc3339(v.row.created));
                 println!("updated:   {}", rfc3339(v.row.updated));
+                if let Some(u) = used {
+                    println!(
+                        "used:      {} (freed by deleting it and its snapshots, then gc)",
+                        format_size(u)
+                    );
+                }
             }
         }
         VolumeCmd::Delete { name } => {
@@ -324,13 +349,46 @@ fn snapshot(cli: &Cli, cmd: &SnapshotCmd) -> Result<()> {
                 println!("created snapshot {}@{} (id {})", s.volume, s.name, s.root);
             }
         }
-        SnapshotCmd::List { volume } => {
+        SnapshotCmd::List { volume, space } => {
             let snaps = pool.list_snapshots(volume.as_deref())?;
+            let used: Vec<Option<u64>> = snaps
+                .iter()
+                .map(|s| {
+                    space
+                        .then(|| pool.exclusive_bytes(&s.volume, Some(&s.name)))
+                        .transpose()
+                })
+                .collect::<Result<_, _>>()?;
             if cli.json {
-                print_json(&snaps.iter().map(output::snapshot_json).collect::<Vec<_>>());
+                let list: Vec<_> = snaps
+                    .iter()
+                    .zip(&used)
+                    .map(|(s, u)| {
+                        let mut j = output::snapshot_json(s);
+                        if let Some(u) = u {
+                            j["used_bytes"] = json!(u);
+                        }
+                        j
+                    })
+                    .collect();
+                print_json(&list);
             } else if !cli.quiet {
-                let rows: Vec<Vec<String>> = snaps.iter().map(output::snapshot_row).collect();
-                table(&output::SNAPSHOT_HEADER, &rows);
+                let mut header = output::SNAPSHOT_HEADER.to_vec();
+                let rows: Vec<Vec<String>> = snaps
+                    .iter()
+                    .zip(&used)
+                    .map(|(s, u)| {
+                        let mut row = output::snapshot_row(s);
+                        if let Some(u) = u {
+                            row.push(format_size(*u));
+                        }
+                        row
+                    })
+                    .collect();
+                if *space {
+                    header.push("USED");
+                }
+                table(&header, &rows);
             }
         }
         SnapshotCmd::Delete { volume, name } => {
@@ -431,4 +489,28 @@ fn verify(cli: &Cli, read_data: bool, volume: Option<String>) -> Result<()> {
             report.problems.len()
         )
     }
+}
+
+fn gc(cli: &Cli, dry_run: bool) -> Result<()> {
+    let pool = open(cli)?;
+    let start = Instant::now();
+    let r = pool.gc(&GcOptions { dry_run })?;
+    let secs = start.elapsed().as_secs_f64();
+    if cli.json {
+        let mut v = serde_json::to_value(&r)?;
+        v["seconds"] = json!(secs);
+        print_json(&v);
+    } else if !cli.quiet {
+        let verb = if dry_run { "would free" } else { "freed" };
+        println!(
+            "{verb} {} in {} unreachable objects: {} packs deleted, {} repacked ({} rewritten); {} orphaned files removed ({secs:.2}s)",
+            format_size(r.freed_bytes.saturating_sub(r.written_bytes)),
+            r.freed_blobs,
+            r.deleted_packs,
+            r.repacked_packs,
+            format_size(r.written_bytes),
+            r.orphans_removed,
+        );
+    }
+    Ok(())
 }

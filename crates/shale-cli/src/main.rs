@@ -43,6 +43,12 @@ pub enum Command {
     Snapshot(SnapshotCmd),
     /// Show what changed between two volumes or snapshots.
     Diff(DiffArgs),
+    /// Free what no volume, snapshot or running operation can reach.
+    Gc {
+        /// Report what would be freed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Check that every object the volumes and snapshots reach is present and sound.
     Verify {
         /// Also re-read and re-hash every stored byte.
@@ -65,7 +71,7 @@ pub enum PoolCmd {
         #[arg(long, value_name = "SIZE", default_value = "1MiB")]
         chunk_size: String,
     },
-    /// Volumes, snapshots, and the space saved by sharing.
+    /// Volumes, snapshots, the space saved by sharing, and what gc would reclaim.
     Info,
 }
 
@@ -89,6 +95,9 @@ pub enum VolumeCmd {
     Info {
         /// Volume name.
         name: String,
+        /// Also compute the bytes deleting it (with its snapshots) would free.
+        #[arg(long)]
+        space: bool,
     },
     /// Delete a volume and its snapshots (clones of it are unaffected).
     Delete {
@@ -152,6 +161,9 @@ pub enum SnapshotCmd {
     List {
         /// Volume name.
         volume: Option<String>,
+        /// Also compute the bytes deleting each snapshot would free.
+        #[arg(long)]
+        space: bool,
     },
     /// Delete a snapshot.
     Delete {

@@ -13,7 +13,9 @@ struct Pool {
 
 impl Pool {
     fn new() -> Pool {
-        Pool { dir: tempfile::tempdir().unwrap() }
+        Pool {
+            dir: tempfile::tempdir().unwrap(),
+        }
     }
     fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
@@ -30,7 +32,11 @@ impl Pool {
     }
     fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
-        assert!(out.status.success(), "{args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap()
     }
     fn verify(&self, read_data: bool) -> (bool, Value, String) {
@@ -41,7 +47,11 @@ impl Pool {
         let out = self.run(&args);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(!stderr.contains("panicked"), "{stderr}");
-        (out.status.success(), serde_json::from_slice(&out.stdout).unwrap(), stderr)
+        (
+            out.status.success(),
+            serde_json::from_slice(&out.stdout).unwrap(),
+            stderr,
+        )
     }
     fn packs(&self) -> Vec<PathBuf> {
         let mut out = Vec::new();
@@ -79,14 +89,29 @@ fn write(path: &Path, data: &[u8]) {
 fn two_volumes(p: &Pool) -> Vec<PathBuf> {
     write(&p.path("good/a.bin"), &noise(1, 50_000));
     write(&p.path("good/sub/b.bin"), &noise(2, 70_000));
-    p.ok(&["volume", "create", "good", "--from", p.path("good").to_str().unwrap()]);
+    p.ok(&[
+        "volume",
+        "create",
+        "good",
+        "--from",
+        p.path("good").to_str().unwrap(),
+    ]);
     let before = p.packs();
     write(&p.path("bad/x.bin"), &noise(3, 60_000));
     write(&p.path("bad/dir/y.bin"), &noise(4, 80_000));
     write(&p.path("bad/dir/z.bin"), &noise(5, 90_000));
-    p.ok(&["volume", "create", "bad", "--from", p.path("bad").to_str().unwrap()]);
+    p.ok(&[
+        "volume",
+        "create",
+        "bad",
+        "--from",
+        p.path("bad").to_str().unwrap(),
+    ]);
     p.ok(&["snapshot", "create", "bad", "s"]);
-    p.packs().into_iter().filter(|f| !before.contains(f)).collect()
+    p.packs()
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect()
 }
 
 fn affected(report: &Value) -> Vec<String> {
@@ -95,7 +120,13 @@ fn affected(report: &Value) -> Vec<String> {
         .unwrap()
         .iter()
         .flat_map(|p| p["affected"].as_array().unwrap().iter())
-        .map(|a| format!("{}:{}", a["spec"].as_str().unwrap(), a["path"].as_str().unwrap()))
+        .map(|a| {
+            format!(
+                "{}:{}",
+                a["spec"].as_str().unwrap(),
+                a["path"].as_str().unwrap()
+            )
+        })
         .collect();
     out.sort();
     out
@@ -131,20 +162,42 @@ fn flipped_bytes_are_found_and_named() {
     assert!(p.verify(false).0);
     let (ok, report, stderr) = p.verify(true);
     assert!(!ok);
-    assert!(stderr.contains("verify found 1 damaged objects affecting 2 paths"), "{stderr}");
+    assert!(
+        stderr.contains("verify found 1 damaged objects affecting 2 paths"),
+        "{stderr}"
+    );
     assert_eq!(affected(&report), ["bad:dir/y.bin", "bad@s:dir/y.bin"]);
-    assert!(report["problems"][0]["error"].as_str().unwrap().contains("does not match its hash"));
+    assert!(report["problems"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("does not match its hash"));
 
     // reading the file fails naming it and the object; the rest still reads
     let out = p.run(&["volume", "export", "bad", p.path("out").to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(err.contains("dir/y.bin") && err.contains("is corrupt"), "{err}");
-    assert!(err.contains(report["problems"][0]["object"].as_str().unwrap()), "{err}");
-    p.ok(&["volume", "export", "bad", p.path("out2").to_str().unwrap(), "--path", "x.bin"]);
+    assert!(
+        err.contains("dir/y.bin") && err.contains("is corrupt"),
+        "{err}"
+    );
+    assert!(
+        err.contains(report["problems"][0]["object"].as_str().unwrap()),
+        "{err}"
+    );
+    p.ok(&[
+        "volume",
+        "export",
+        "bad",
+        p.path("out2").to_str().unwrap(),
+        "--path",
+        "x.bin",
+    ]);
     assert_eq!(fs::read(p.path("out2/x.bin")).unwrap(), noise(3, 60_000));
     p.ok(&["volume", "export", "good", p.path("out3").to_str().unwrap()]);
-    assert_eq!(fs::read(p.path("out3/sub/b.bin")).unwrap(), noise(2, 70_000));
+    assert_eq!(
+        fs::read(p.path("out3/sub/b.bin")).unwrap(),
+        noise(2, 70_000)
+    );
 }
 
 #[test]
@@ -153,14 +206,23 @@ fn a_truncated_pack_is_found_without_reading_data() {
     let packs = two_volumes(&p);
     for f in &packs {
         let len = fs::metadata(f).unwrap().len();
-        fs::OpenOptions::new().write(true).open(f).unwrap().set_len(len / 2).unwrap();
+        fs::OpenOptions::new()
+            .write(true)
+            .open(f)
+            .unwrap()
+            .set_len(len / 2)
+            .unwrap();
     }
     let (ok, report, _) = p.verify(false);
     assert!(!ok);
     let paths = affected(&report);
     assert!(!paths.is_empty());
     assert!(paths.iter().all(|a| a.starts_with("bad")), "{paths:?}");
-    assert!(report["problems"].as_array().unwrap().iter().all(|p| p["error"].as_str().unwrap().contains("truncated")));
+    assert!(report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["error"].as_str().unwrap().contains("truncated")));
     let (ok, report2, _) = p.verify(true);
     assert!(!ok);
     assert_eq!(affected(&report2), paths);
@@ -178,13 +240,20 @@ fn a_deleted_pack_is_found() {
     assert!(!ok);
     // the bad volume's root node was in the deleted pack: its root is affected
     assert_eq!(affected(&report), ["bad:", "bad@s:"]);
-    assert!(report["problems"][0]["error"].as_str().unwrap().contains("pack is missing"));
+    assert!(report["problems"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("pack is missing"));
     let out = p.run(&["volume", "export", "bad", p.path("out").to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("its pack is missing"));
     p.ok(&["volume", "export", "good", p.path("out2").to_str().unwrap()]);
     // --volume narrows the check
     let out = p.run(&["verify", "--volume", "good"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 #[test]
@@ -201,7 +270,10 @@ fn a_damaged_catalog_is_reported_not_panicked_on() {
         let out = p.run(args);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success());
-        assert!(err.contains("catalog") && err.contains("is corrupt"), "{args:?}: {err}");
+        assert!(
+            err.contains("catalog") && err.contains("is corrupt"),
+            "{args:?}: {err}"
+        );
         assert!(!err.contains("panicked"));
     }
 }

@@ -23,12 +23,15 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::objects::ObjectStore;
 use crate::pack::{self, BlobKind, Compression, EntryHead};
+use crate::session::Session;
 
 /// A pack is sealed once its buffer reaches this many bytes.
 pub const PACK_TARGET: usize = 32 << 20;
 /// A pack is also sealed once it holds this many blobs, which bounds the
 /// session's set of not-yet-indexed ids when blobs are tiny.
 pub const PACK_MAX_BLOBS: usize = 65_536;
+/// The reason given when a blob's pack is gone.
+const PACK_MISSING: &str = "its pack is missing";
 /// Blobs shorter than this are never compressed.
 const MIN_COMPRESS: usize = 256;
 /// Bytes of a data chunk test-compressed to decide whether compressing pays.
@@ -61,6 +64,15 @@ impl BlobStore {
 
     /// Reads, decompresses and checks one blob.
     pub fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
+        match self.get_once(id) {
+            // `gc` may have moved the blob to a new pack between our index
+            // lookup and our read: look it up again once.
+            Err(Error::Corrupt { reason, .. }) if reason == PACK_MISSING => self.get_once(id),
+            other => other,
+        }
+    }
+
+    fn get_once(&self, id: &ObjectId) -> Result<Vec<u8>> {
         let loc = self
             .catalog
             .locate_blob(id)?
@@ -72,7 +84,7 @@ impl BlobStore {
             .get_range(&key, loc.head.offset, loc.head.stored_len as usize)
             .map_err(|e| match e {
                 Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
-                    Error::corrupt(what(), "its pack is missing")
+                    Error::corrupt(what(), PACK_MISSING)
                 }
                 Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {
                     Error::corrupt(what(), "its pack is truncated")
@@ -82,9 +94,11 @@ impl BlobStore {
         decode_blob(&loc.head, &loc.pack, stored)
     }
 
-    /// Starts a writing session.
-    pub fn writer(&self) -> BlobWriter {
-        BlobWriter::new(self.clone())
+    /// Starts a writing session, registered in the catalog until the
+    /// writer is dropped: drop it only after committing what it wrote.
+    pub fn writer(&self, what: &str) -> Result<BlobWriter> {
+        let session = Session::begin(self.catalog.clone(), what)?;
+        Ok(BlobWriter::new(self.clone(), session))
     }
 }
 
@@ -151,6 +165,8 @@ struct State {
 /// One session of writing blobs; see the module docs.
 pub struct BlobWriter {
     store: BlobStore,
+    /// Registered until the writer is dropped (after the uploader is done).
+    _session: Session,
     staging: PathBuf,
     nonce: [u8; 16],
     state: Arc<Mutex<State>>,
@@ -217,7 +233,13 @@ fn pack_name(nonce: &[u8; 16], entries: &[EntryHead]) -> ObjectId {
 /// Makes a full pack durable, then lists its blobs in the catalog's index,
 /// then forgets them from the session's pending set. The blobs stay
 /// unreferenced until the caller commits the state change that uses them.
-fn seal(store: &BlobStore, state: &Mutex<State>, nonce: &[u8; 16], open: Open) -> Result<()> {
+fn seal(
+    store: &BlobStore,
+    state: &Mutex<State>,
+    nonce: &[u8; 16],
+    session: i64,
+    open: Open,
+) -> Result<()> {
     let Open {
         file,
         path,
@@ -249,7 +271,7 @@ fn seal(store: &BlobStore, state: &Mutex<State>, nonce: &[u8; 16], open: Open) -
     };
     store
         .catalog
-        .write(|tx| insert_packs(tx, std::slice::from_ref(&sealed)))?;
+        .write(|tx| insert_packs(tx, std::slice::from_ref(&sealed), Some(session)))?;
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
     for e in &sealed.entries {
         st.pending.remove(&e.id);
@@ -272,7 +294,7 @@ fn new_nonce() -> [u8; 16] {
 }
 
 impl BlobWriter {
-    fn new(store: BlobStore) -> Self {
+    fn new(store: BlobStore, session: Session) -> Self {
         let (tx, rx) = sync_channel::<Open>(1);
         let nonce = new_nonce();
         let state = Arc::new(Mutex::new(State {
@@ -284,6 +306,7 @@ impl BlobWriter {
         let uploader = {
             let store = store.clone();
             let state = state.clone();
+            let session_id = session.id();
             std::thread::spawn(move || {
                 let mut first_error = None;
                 for open in rx {
@@ -291,7 +314,7 @@ impl BlobWriter {
                         let _ = std::fs::remove_file(&open.path);
                         continue;
                     }
-                    if let Err(e) = seal(&store, &state, &nonce, open) {
+                    if let Err(e) = seal(&store, &state, &nonce, session_id, open) {
                         first_error = Some(e);
                     }
                 }
@@ -304,6 +327,7 @@ impl BlobWriter {
             .unwrap_or_else(|| std::env::temp_dir().join("shale-staging"));
         BlobWriter {
             store,
+            _session: session,
             staging,
             nonce,
             state,
@@ -452,7 +476,7 @@ impl BlobWriter {
     /// Seals the last pack and waits until every pack is durable and
     /// indexed. Only then may the caller commit a state change that
     /// references what was written.
-    pub fn finish(self) -> Result<WriteStats> {
+    pub fn finish(&self) -> Result<WriteStats> {
         let last = {
             let mut st = self.state();
             self.take_open(&mut st)
@@ -493,7 +517,7 @@ mod tests {
     #[test]
     fn write_commit_read() {
         let (store, _dir) = store();
-        let w = store.writer();
+        let w = store.writer("test").unwrap();
         let text = b"compressible ".repeat(1000);
         let noise = crate::test_noise(2, 100_000);
         let a = w.put(BlobKind::Data, &text).unwrap();
@@ -510,7 +534,7 @@ mod tests {
         assert_eq!(store.get(&a).unwrap(), text);
         assert_eq!(store.get(&b).unwrap(), noise);
         // a second session skips what the pool has
-        let w = store.writer();
+        let w = store.writer("test").unwrap();
         w.put(BlobKind::Data, &text).unwrap();
         assert_eq!(w.finish().unwrap().new_blobs, 0);
     }
@@ -518,7 +542,7 @@ mod tests {
     #[test]
     fn detects_corruption() {
         let (store, _dir) = store();
-        let w = store.writer();
+        let w = store.writer("test").unwrap();
         let id = w.put(BlobKind::Data, b"some data to damage later").unwrap();
         w.finish().unwrap();
         let key = store.objects.list("packs/").unwrap().pop().unwrap();

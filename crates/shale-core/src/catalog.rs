@@ -23,7 +23,9 @@ CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE packs (
     id INTEGER PRIMARY KEY,
     name BLOB NOT NULL UNIQUE,
-    size INTEGER NOT NULL
+    size INTEGER NOT NULL,
+    created INTEGER NOT NULL,
+    session INTEGER
 );
 CREATE TABLE blobs (
     id BLOB PRIMARY KEY,
@@ -32,7 +34,8 @@ CREATE TABLE blobs (
     stored_len INTEGER NOT NULL,
     raw_len INTEGER NOT NULL,
     kind INTEGER NOT NULL,
-    compression INTEGER NOT NULL
+    compression INTEGER NOT NULL,
+    condemned INTEGER NOT NULL DEFAULT 0
 ) WITHOUT ROWID;
 CREATE INDEX blobs_by_pack ON blobs(pack);
 CREATE TABLE volumes (
@@ -45,6 +48,14 @@ CREATE TABLE volumes (
     quota INTEGER,
     created INTEGER NOT NULL,
     updated INTEGER NOT NULL
+);
+CREATE TABLE sessions (
+    id INTEGER PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    proc_start INTEGER NOT NULL,
+    started INTEGER NOT NULL,
+    what TEXT NOT NULL
 );
 CREATE TABLE snapshots (
     volume INTEGER NOT NULL REFERENCES volumes(id) ON DELETE CASCADE,
@@ -282,10 +293,12 @@ impl Catalog {
         f(&conn)
     }
 
-    /// Whether the index knows a blob.
+    /// Whether the index knows a blob that a writer may share (one that
+    /// `gc` has not condemned).
     pub fn has_blob(&self, id: &ObjectId) -> Result<bool> {
         let conn = self.lock();
-        let mut stmt = conn.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1")?;
+        let mut stmt =
+            conn.prepare_cached("SELECT 1 FROM blobs WHERE id = ?1 AND condemned = 0")?;
         Ok(stmt.exists([&id.0[..]])?)
     }
 
@@ -451,17 +464,33 @@ pub fn snapshot_by_name(conn: &Connection, volume: &str, name: &str) -> Result<S
     })
 }
 
-/// Records durable packs and their blobs in the index.
-pub fn insert_packs(tx: &Transaction<'_>, packs: &[SealedPack]) -> Result<()> {
-    let mut pack_stmt =
-        tx.prepare_cached("INSERT OR IGNORE INTO packs (name, size) VALUES (?1, ?2)")?;
+/// Records durable packs and their blobs in the index. A blob already
+/// indexed keeps its place, unless `gc` condemned it: then this new copy
+/// replaces it (the writer chose to write it because it was condemned).
+pub fn insert_packs(
+    tx: &Transaction<'_>,
+    packs: &[SealedPack],
+    session: Option<i64>,
+) -> Result<()> {
+    let mut pack_stmt = tx.prepare_cached(
+        "INSERT OR IGNORE INTO packs (name, size, created, session) VALUES (?1, ?2, ?3, ?4)",
+    )?;
     let mut id_stmt = tx.prepare_cached("SELECT id FROM packs WHERE name = ?1")?;
     let mut blob_stmt = tx.prepare_cached(
-        "INSERT OR IGNORE INTO blobs (id, pack, offset, stored_len, raw_len, kind, compression) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        "INSERT INTO blobs (id, pack, offset, stored_len, raw_len, kind, compression) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+         ON CONFLICT (id) DO UPDATE SET pack = excluded.pack, offset = excluded.offset, \
+           stored_len = excluded.stored_len, raw_len = excluded.raw_len, kind = excluded.kind, \
+           compression = excluded.compression, condemned = 0 \
+         WHERE blobs.condemned = 1",
     )?;
     for pack in packs {
-        pack_stmt.execute(params![&pack.name.0[..], pack.size as i64])?;
+        pack_stmt.execute(params![
+            &pack.name.0[..],
+            pack.size as i64,
+            now_ns(),
+            session
+        ])?;
         let pack_id: i64 = id_stmt.query_row([&pack.name.0[..]], |r| r.get(0))?;
         for e in &pack.entries {
             blob_stmt.execute(params![

@@ -481,7 +481,7 @@ impl Pool {
             progress,
             ..Default::default()
         };
-        let writer = self.store.writer();
+        let writer = self.store.writer("import")?;
         let imp = self.importer(&writer, &opts, src, name, quota);
         let root = imp.import_dir(src, None)?;
         let report = imp.into_report(root);
@@ -497,7 +497,7 @@ impl Pool {
         check_source(src)?;
         let volume = self.catalog().volume(name)?;
         let to = split_path(opts.to.as_deref().unwrap_or(""))?;
-        let writer = self.store.writer();
+        let writer = self.store.writer("import")?;
         let imp = self.importer(&writer, opts, src, name, volume.quota);
         let root = imp.splice(Some(&volume.root), &to, src)?;
         if let Some(q) = volume.quota {

@@ -71,7 +71,7 @@ impl Pool {
     /// Creates an empty volume.
     pub fn create_volume(&self, name: &str, quota: Option<u64>) -> Result<VolumeRow> {
         check_name(name)?;
-        let w = self.store.writer();
+        let w = self.store.writer("volume create")?;
         let empty = build_dir(&w, Vec::new())?;
         w.finish()?;
         self.catalog().write(|tx| {

@@ -201,7 +201,7 @@ mod tests {
     fn big_directory_splits_and_changes_locally() {
         let (store, _d) = store();
         let names: Vec<String> = (0..20_000).map(|i| format!("file{i:06}")).collect();
-        let w = store.writer();
+        let w = store.writer("test").unwrap();
         let dir = build_dir(&w, names.iter().cloned().map(link).collect()).unwrap();
         let first = w.finish().unwrap();
         assert_eq!(dir.entries, 20_000);
@@ -223,7 +223,7 @@ mod tests {
         // change one entry: only a leaf and its ancestors are new
         let mut changed = back.clone();
         changed[777].mtime_ns = 42;
-        let w = store.writer();
+        let w = store.writer("test").unwrap();
         build_dir(&w, changed).unwrap();
         let second = w.finish().unwrap();
         assert!(second.new_blobs <= 4, "{} new nodes", second.new_blobs);

@@ -1,0 +1,130 @@
+//! Writing sessions: each operation that writes blobs registers itself in
+//! the catalog for as long as it may still commit, so that `gc` never frees
+//! what it wrote or what it decided to share instead of writing.
+//!
+//! A session row records the process (host, pid and the process's start
+//! time, so a reused pid is not mistaken for the writer). A session whose
+//! process is gone from this host is stale: `gc` removes it.
+
+use std::sync::Arc;
+
+use rusqlite::params;
+
+use crate::catalog::{now_ns, Catalog};
+use crate::error::Result;
+
+/// A registered writing session; unregistered on drop.
+pub struct Session {
+    catalog: Arc<Catalog>,
+    id: i64,
+}
+
+/// A session as recorded in the catalog.
+#[derive(Clone, Debug)]
+pub struct SessionRow {
+    /// Catalog key.
+    pub id: i64,
+    /// Host name of the writer.
+    pub host: String,
+    /// Process id of the writer.
+    pub pid: u32,
+    /// The writer's process start time (clock ticks since boot), 0 if unknown.
+    pub proc_start: u64,
+    /// When the session began, ns since the epoch.
+    pub started: i64,
+    /// What it is doing.
+    pub what: String,
+}
+
+/// This machine's host name.
+pub fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Start time of a process in clock ticks since boot (field 22 of
+/// `/proc/PID/stat`), if it exists.
+pub fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may contain spaces.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+impl SessionRow {
+    /// Whether the writing process certainly no longer exists.
+    pub fn is_stale(&self, this_host: &str) -> bool {
+        self.host == this_host && process_start(self.pid) != Some(self.proc_start)
+    }
+}
+
+impl Session {
+    /// Registers a session of this process.
+    pub fn begin(catalog: Arc<Catalog>, what: &str) -> Result<Session> {
+        let pid = std::process::id();
+        let id = catalog.write(|tx| {
+            tx.execute(
+                "INSERT INTO sessions (host, pid, proc_start, started, what) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![host_name(), pid, process_start(pid).unwrap_or(0) as i64, now_ns(), what],
+            )?;
+            Ok(tx.last_insert_rowid())
+        })?;
+        Ok(Session { catalog, id })
+    }
+
+    /// Catalog key of this session.
+    pub fn id(&self) -> i64 {
+        self.id
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let id = self.id;
+        if let Err(e) = self.catalog.write(|tx| {
+            tx.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+            Ok(())
+        }) {
+            tracing::warn!("could not unregister writing session {id}: {e} (gc will remove it)");
+        }
+    }
+}
+
+/// Every registered session.
+pub fn sessions(catalog: &Catalog) -> Result<Vec<SessionRow>> {
+    catalog.read(|c| {
+        let mut stmt =
+            c.prepare("SELECT id, host, pid, proc_start, started, what FROM sessions ORDER BY id")?;
+        let rows = stmt.query_map([], |r| {
+            Ok(SessionRow {
+                id: r.get(0)?,
+                host: r.get(1)?,
+                pid: r.get::<_, i64>(2)? as u32,
+                proc_start: r.get::<_, i64>(3)? as u64,
+                started: r.get(4)?,
+                what: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    })
+}
+
+/// Removes the sessions whose writers are gone; returns how many.
+pub fn remove_stale(catalog: &Catalog) -> Result<usize> {
+    let host = host_name();
+    let stale: Vec<i64> = sessions(catalog)?
+        .into_iter()
+        .filter(|s| s.is_stale(&host))
+        .map(|s| s.id)
+        .collect();
+    if !stale.is_empty() {
+        catalog.write(|tx| {
+            for id in &stale {
+                tx.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(stale.len())
+}
