@@ -264,6 +264,7 @@ fn seal(
             return Err(e);
         }
     };
+    crate::failpoint::fail_point("pack.stored");
     let sealed = SealedPack {
         name,
         size: len,
@@ -272,6 +273,7 @@ fn seal(
     store
         .catalog
         .write(|tx| insert_packs(tx, std::slice::from_ref(&sealed), Some(session)))?;
+    crate::failpoint::fail_point("pack.indexed");
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
     for e in &sealed.entries {
         st.pending.remove(&e.id);

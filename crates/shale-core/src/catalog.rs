@@ -283,7 +283,9 @@ impl Catalog {
         let mut conn = self.lock();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let out = f(&tx)?;
+        crate::failpoint::fail_point("commit.before");
         tx.commit()?;
+        crate::failpoint::fail_point("commit.after");
         Ok(out)
     }
 

@@ -310,6 +310,9 @@ impl Pool {
             Ok((candidates, active))
         })?;
         report.live_blobs = marks.blobs.len() as u64;
+        if !opts.dry_run {
+            crate::failpoint::fail_point("gc.condemned");
+        }
 
         // 3. wait for sessions that may have shared a condemned blob
         if !opts.dry_run && !waiting_for.is_empty() {
@@ -358,6 +361,9 @@ impl Pool {
             }
         }
         let moved = self.repack(&repack, &mut report)?;
+        if !moved.is_empty() {
+            crate::failpoint::fail_point("gc.repacked");
+        }
         let mut doomed: Vec<(ObjectId, u64)> = Vec::new();
         self.catalog().write(|tx| {
             for (id, name, size) in &empty {
@@ -400,6 +406,7 @@ impl Pool {
             }
             Ok(())
         })?;
+        crate::failpoint::fail_point("gc.swept");
         for (name, size) in doomed {
             self.store.objects().delete(&pack::key(&name))?;
             report.freed_bytes += size;

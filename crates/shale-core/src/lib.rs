@@ -16,6 +16,7 @@ pub mod chunker;
 pub mod diff;
 pub mod error;
 pub mod export;
+pub mod failpoint;
 pub mod gc;
 pub mod id;
 pub mod import;
