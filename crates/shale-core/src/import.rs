@@ -107,6 +107,17 @@ enum Slot<'n> {
     Source(&'n OsStr, Option<Entry>),
 }
 
+/// Times a file that keeps changing is read before it is given up on.
+const READ_ATTEMPTS: usize = 3;
+
+/// What reading one source file gave.
+enum ReadOutcome {
+    /// Its content, and its metadata as of the read.
+    Read(Content, Metadata),
+    /// It could not be read in a consistent state.
+    Unstable(&'static str),
+}
+
 /// (device, inode) of a file with several hard links.
 type Inode = (u64, u64);
 
@@ -268,7 +279,23 @@ impl Importer<'_> {
                     c
                 }
                 None => match self.read_file(&path, &md) {
-                    Ok(c) => c,
+                    Ok(ReadOutcome::Read(c, now)) => {
+                        entry.mode = now.mode() & 0o7777;
+                        entry.uid = now.uid();
+                        entry.gid = now.gid();
+                        entry.mtime_ns = mtime_ns(&now);
+                        c
+                    }
+                    Ok(ReadOutcome::Unstable(why)) => {
+                        let kept = old.filter(|o| matches!(o.content, Content::File { .. }));
+                        let what = if kept.is_some() {
+                            "the previous version is kept"
+                        } else {
+                            "not imported"
+                        };
+                        self.skip(&path, format!("{why}; {what}"));
+                        return Ok(kept.cloned());
+                    }
                     Err(Error::Io { source, .. })
                         if source.kind() == std::io::ErrorKind::NotFound =>
                     {
@@ -310,50 +337,72 @@ impl Importer<'_> {
         Ok(Some(entry))
     }
 
-    fn read_file(&self, path: &Path, md: &Metadata) -> Result<Content> {
+    /// Reads and chunks a file. The file's metadata is taken from the open
+    /// handle before reading and checked again after: if size, mtime or
+    /// ctime moved, the file changed under us and is read again.
+    fn read_file(&self, path: &Path, md: &Metadata) -> Result<ReadOutcome> {
         let link_key = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
         if let Some(key) = link_key {
             let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
             if let Some((mtime, chunks)) = links.get(&key) {
                 if *mtime == mtime_ns(md) {
                     let size = chunks.iter().map(|c| c.len as u64).sum();
-                    return Ok(Content::File {
+                    let content = Content::File {
                         size,
                         chunks: chunks.clone(),
-                    });
+                    };
+                    return Ok(ReadOutcome::Read(content, md.clone()));
                 }
             }
         }
-        let file = File::options()
-            .read(true)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-            .open(path)
-            .at(path)?;
-        let mut chunks = Vec::new();
-        self.pool
-            .chunking()
-            .chunk_stream(&file, md.len(), path, |data| {
-                let id = ObjectId::of(data);
-                self.writer.put_with_id(id, BlobKind::Data, data)?;
-                chunks.push(ChunkRef {
-                    id,
-                    len: data.len() as u32,
-                });
-                Ok(())
-            })?;
-        let size: u64 = chunks.iter().map(|c| c.len as u64).sum();
-        self.counters.files_read.fetch_add(1, Ordering::Relaxed);
-        self.counters.bytes_read.fetch_add(size, Ordering::Relaxed);
-        if size > md.len() {
-            self.add_source_bytes(size - md.len())?;
+        for _ in 0..READ_ATTEMPTS {
+            let file = File::options()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+                .open(path)
+                .at(path)?;
+            let before = file.metadata().at(path)?;
+            if !before.is_file() {
+                return Ok(ReadOutcome::Unstable(
+                    "was replaced by something that is not a regular file",
+                ));
+            }
+            let mut chunks = Vec::new();
+            self.pool
+                .chunking()
+                .chunk_stream(&file, before.len(), path, |data| {
+                    let id = ObjectId::of(data);
+                    self.writer.put_with_id(id, BlobKind::Data, data)?;
+                    chunks.push(ChunkRef {
+                        id,
+                        len: data.len() as u32,
+                    });
+                    Ok(())
+                })?;
+            let size: u64 = chunks.iter().map(|c| c.len as u64).sum();
+            self.counters.bytes_read.fetch_add(size, Ordering::Relaxed);
+            let after = file.metadata().at(path)?;
+            let stable = size == after.len()
+                && mtime_ns(&after) == mtime_ns(&before)
+                && (after.ctime(), after.ctime_nsec()) == (before.ctime(), before.ctime_nsec());
+            if !stable {
+                continue;
+            }
+            self.counters.files_read.fetch_add(1, Ordering::Relaxed);
+            if size > md.len() {
+                self.add_source_bytes(size - md.len())?;
+            }
+            if let Some(key) = link_key {
+                self.links
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(key, (mtime_ns(&before), chunks.clone()));
+            }
+            return Ok(ReadOutcome::Read(Content::File { size, chunks }, before));
         }
-        if let Some(key) = link_key {
-            self.links
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, (mtime_ns(md), chunks.clone()));
-        }
-        Ok(Content::File { size, chunks })
+        Ok(ReadOutcome::Unstable(
+            "changed while being read, 3 times in a row",
+        ))
     }
 
     /// Rebuilds the directories along `path` with `f` applied at its end.
