@@ -113,7 +113,7 @@ const READ_ATTEMPTS: usize = 3;
 /// What reading one source file gave.
 enum ReadOutcome {
     /// Its content, and its metadata as of the read.
-    Read(Content, Metadata),
+    Read(Content, Box<Metadata>),
     /// It could not be read in a consistent state.
     Unstable(&'static str),
 }
@@ -351,7 +351,7 @@ impl Importer<'_> {
                         size,
                         chunks: chunks.clone(),
                     };
-                    return Ok(ReadOutcome::Read(content, md.clone()));
+                    return Ok(ReadOutcome::Read(content, Box::new(md.clone())));
                 }
             }
         }
@@ -398,7 +398,10 @@ impl Importer<'_> {
                     .unwrap_or_else(|p| p.into_inner())
                     .insert(key, (mtime_ns(&before), chunks.clone()));
             }
-            return Ok(ReadOutcome::Read(Content::File { size, chunks }, before));
+            return Ok(ReadOutcome::Read(
+                Content::File { size, chunks },
+                Box::new(before),
+            ));
         }
         Ok(ReadOutcome::Unstable(
             "changed while being read, 3 times in a row",
