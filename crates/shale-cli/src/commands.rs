@@ -80,7 +80,9 @@ fn ratio(a: u64, b: u64) -> f64 {
 fn pool_info(cli: &Cli) -> Result<()> {
     let pool = open(cli)?;
     let t = pool.totals()?;
-    let space = pool.space()?;
+    // Space accounting walks every tree; on a damaged pool it cannot, and
+    // the rest of the report is still worth showing.
+    let space = pool.space().map_err(|e| e.to_string());
     let dedup = ratio(t.logical_bytes, t.unique_bytes);
     let compression = ratio(t.unique_bytes, t.compressed_bytes);
     let saved = t.logical_bytes.saturating_sub(t.stored_bytes);
@@ -99,8 +101,8 @@ fn pool_info(cli: &Cli) -> Result<()> {
             "dedup_ratio": dedup,
             "compression_ratio": compression,
             "saved_bytes": saved,
-            "reclaimable_bytes": space.reclaimable_bytes,
-            "unused_bytes": space.unused_bytes,
+            "reclaimable_bytes": space.as_ref().ok().map(|s| s.reclaimable_bytes),
+            "unused_bytes": space.as_ref().ok().map(|s| s.unused_bytes),
         }));
     } else if !cli.quiet {
         println!("pool:              {}", pool.root().display());
@@ -123,11 +125,14 @@ fn pool_info(cli: &Cli) -> Result<()> {
         println!("dedup ratio:       {dedup:.2}x");
         println!("compression ratio: {compression:.2}x");
         println!("space saved:       {}", format_size(saved));
-        println!(
-            "reclaimable:       {} (freed by `shale gc`; {} unused in all)",
-            format_size(space.reclaimable_bytes),
-            format_size(space.unused_bytes)
-        );
+        match &space {
+            Ok(space) => println!(
+                "reclaimable:       {} (freed by `shale gc`; {} unused in all)",
+                format_size(space.reclaimable_bytes),
+                format_size(space.unused_bytes)
+            ),
+            Err(e) => println!("reclaimable:       unknown ({e}; run `shale verify`)"),
+        }
     }
     Ok(())
 }

@@ -247,6 +247,14 @@ fn a_deleted_pack_is_found() {
     let out = p.run(&["volume", "export", "bad", p.path("out").to_str().unwrap()]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("its pack is missing"));
     p.ok(&["volume", "export", "good", p.path("out2").to_str().unwrap()]);
+    // pool info still reports, with reclaimable space unknown
+    let info: Value = serde_json::from_str(&p.ok(&["--json", "pool", "info"])).unwrap();
+    assert_eq!(info["volumes"], 2);
+    assert_eq!(info["reclaimable_bytes"], Value::Null);
+    // gc refuses to collect a pool it cannot fully see
+    let out = p.run(&["gc"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("gc stopped, nothing was freed"));
     // --volume narrows the check
     let out = p.run(&["verify", "--volume", "good"]);
     assert!(

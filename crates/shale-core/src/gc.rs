@@ -273,7 +273,11 @@ impl Pool {
         let first_roots = roots(self)?;
         let mut marks = Marks::default();
         for root in &first_roots {
-            marks.walk(self, root)?;
+            marks.walk(self, root).map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "gc stopped, nothing was freed: it cannot read every tree ({e}); run `shale verify`"
+                ))
+            })?;
         }
 
         // 2. condemn

@@ -10,7 +10,9 @@ use shale_core::size::parse_size;
 use shale_core::tree::{decode, encode, split_path};
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/regressions").join(target);
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/regressions")
+        .join(target);
     let mut out: Vec<(String, Vec<u8>)> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| {
@@ -37,7 +39,10 @@ fn pack_inputs() {
     for (name, data) in inputs("pack") {
         if let Ok(entries) = parse(&data) {
             for e in entries {
-                assert!(e.offset as usize + e.stored_len as usize <= data.len(), "{name}");
+                assert!(
+                    e.offset as usize + e.stored_len as usize <= data.len(),
+                    "{name}"
+                );
             }
         }
     }
