@@ -285,3 +285,30 @@ fn a_damaged_catalog_is_reported_not_panicked_on() {
         assert!(!err.contains("panicked"));
     }
 }
+
+#[test]
+fn a_lost_index_row_is_found_and_named() {
+    let p = Pool::new();
+    two_volumes(&p);
+    let db = rusqlite::Connection::open(p.path("pool/catalog.db")).unwrap();
+    // bad/dir/z.bin is the only 90,000-byte blob
+    assert_eq!(
+        db.execute("DELETE FROM blobs WHERE raw_len = 90000", [])
+            .unwrap(),
+        1
+    );
+    drop(db);
+    let (ok, report, _) = p.verify(false);
+    assert!(!ok);
+    assert_eq!(affected(&report), ["bad:dir/z.bin", "bad@s:dir/z.bin"]);
+    assert!(report["problems"][0]["error"]
+        .as_str()
+        .unwrap()
+        .contains("missing from the pool"));
+    let out = p.run(&["volume", "export", "bad", p.path("out").to_str().unwrap()]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dir/z.bin") && err.contains("missing from the pool"),
+        "{err}"
+    );
+}
