@@ -215,14 +215,14 @@ impl Pool {
             as_root: unsafe { libc::geteuid() } == 0,
             counters: Counters::default(),
         };
-        match &target {
-            None => exporter.export_dir(&resolved.root, dest, "")?,
+        crate::pool::with_io_threads(|| match &target {
+            None => exporter.export_dir(&resolved.root, dest, ""),
             Some(Entry {
                 content: Content::Dir(d),
                 ..
-            }) => exporter.export_dir(&d.tree, dest, opts.path.as_deref().unwrap_or(""))?,
-            Some(entry) => exporter.export_entry(entry, dest, "")?,
-        }
+            }) => exporter.export_dir(&d.tree, dest, opts.path.as_deref().unwrap_or("")),
+            Some(entry) => exporter.export_entry(entry, dest, ""),
+        })?;
         let c = &exporter.counters;
         Ok(ExportReport {
             files: c.files.load(Ordering::Relaxed),

@@ -535,7 +535,7 @@ impl Pool {
         };
         let writer = self.store.writer("import")?;
         let imp = self.importer(&writer, &opts, src, name, quota);
-        let root = imp.import_dir(src, None)?;
+        let root = crate::pool::with_io_threads(|| imp.import_dir(src, None))?;
         let report = imp.into_report(root);
         let stats = writer.finish()?;
         self.commit_new_volume(name, root, quota)?;
@@ -551,7 +551,7 @@ impl Pool {
         let to = split_path(opts.to.as_deref().unwrap_or(""))?;
         let writer = self.store.writer("import")?;
         let imp = self.importer(&writer, opts, src, name, volume.quota);
-        let root = imp.splice(Some(&volume.root), &to, src)?;
+        let root = crate::pool::with_io_threads(|| imp.splice(Some(&volume.root), &to, src))?;
         if let Some(q) = volume.quota {
             if root.bytes > q {
                 return Err(Error::QuotaExceeded {

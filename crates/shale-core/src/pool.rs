@@ -191,3 +191,23 @@ impl Pool {
         &self.store
     }
 }
+
+/// Runs `f` on a thread pool sized for file I/O rather than for CPU: with
+/// cold caches, reading and writing many files is bound by how many requests
+/// are in flight, not by cores (measured: importing 20,000 files cold took
+/// 4.9–7.0 s with 2 threads, 3.4–4.1 s with 8, on 2 cores). Set
+/// `SHALE_IO_THREADS` to override.
+pub(crate) fn with_io_threads<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(2);
+    let threads = std::env::var("SHALE_IO_THREADS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or((cores * 4).clamp(8, 64));
+    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
+        Ok(pool) => pool.install(f),
+        // Could not start threads: run on the global pool.
+        Err(_) => f(),
+    }
+}
