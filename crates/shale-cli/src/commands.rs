@@ -21,7 +21,7 @@ use crate::progress::Bar;
 use crate::{Cli, Command, DiffArgs, ExportArgs, PoolCmd, SnapshotCmd, VolumeCmd};
 
 /// The pool path: --pool, $SHALE_POOL (via clap), else the XDG data directory.
-fn pool_path(cli: &Cli) -> Result<PathBuf> {
+pub fn pool_path(cli: &Cli) -> Result<PathBuf> {
     if let Some(p) = &cli.pool {
         return Ok(p.clone());
     }
@@ -37,7 +37,7 @@ fn pool_path(cli: &Cli) -> Result<PathBuf> {
     Ok(data.join("shale/pool"))
 }
 
-fn open(cli: &Cli) -> Result<Pool> {
+pub fn open(cli: &Cli) -> Result<Pool> {
     Ok(Pool::open_or_init(&pool_path(cli)?)?)
 }
 
@@ -66,6 +66,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Diff(args) => diff(cli, args),
         Command::Verify { read_data, volume } => verify(cli, *read_data, volume.clone()),
         Command::Gc { dry_run } => gc(cli, *dry_run),
+        Command::Mount(args) => crate::mount::mount(cli, &pool_path(cli)?, args),
+        Command::Unmount { mountpoint } => crate::mount::unmount(cli, mountpoint),
     }
 }
 

@@ -4,6 +4,7 @@
 //! it holds no storage logic.
 
 mod commands;
+mod mount;
 mod output;
 mod progress;
 
@@ -43,6 +44,13 @@ pub enum Command {
     Snapshot(SnapshotCmd),
     /// Show what changed between two volumes or snapshots.
     Diff(DiffArgs),
+    /// Mount the pool, a volume or a snapshot as a directory (read-only for now).
+    Mount(MountArgs),
+    /// Unmount a directory mounted by `shale mount`.
+    Unmount {
+        /// The mount point.
+        mountpoint: PathBuf,
+    },
     /// Free what no volume, snapshot or running operation can reach.
     Gc {
         /// Report what would be freed, change nothing.
@@ -179,6 +187,25 @@ pub enum SnapshotCmd {
         /// Snapshot name.
         name: String,
     },
+}
+
+/// Arguments of `mount`.
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// An empty directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Mount one volume or snapshot instead of the whole pool.
+    #[arg(long, value_name = "VOLUME[@SNAPSHOT]")]
+    pub volume: Option<String>,
+    /// Mount read-only (required for now: read-write mounts are not built yet).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Stay in the foreground (for containers) instead of detaching.
+    #[arg(long)]
+    pub foreground: bool,
+    /// List `.snapshot` in volume roots (it is always reachable by name).
+    #[arg(long)]
+    pub show_snapshot_dir: bool,
 }
 
 /// Arguments of `diff`.

@@ -1,0 +1,167 @@
+//! `shale mount` and `shale unmount`.
+
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use shale_core::names::Spec;
+use shale_fuse::{ShaleFs, Target};
+
+use crate::{Cli, MountArgs};
+
+/// Whether `path` is a mount point, by /proc/self/mountinfo.
+fn is_mounted(path: &Path) -> bool {
+    let Ok(canon) = path.canonicalize() else {
+        return false;
+    };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let want = canon.to_string_lossy().replace(' ', "\\040");
+    info.lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+}
+
+fn check_mountpoint(mountpoint: &Path) -> Result<()> {
+    match std::fs::metadata(mountpoint) {
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => bail!(
+            "{} is a stale mount (its server is gone): run `shale unmount {0}` first",
+            mountpoint.display()
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("mount point {} does not exist", mountpoint.display())
+        }
+        Err(e) => bail!("mount point {}: {e}", mountpoint.display()),
+        Ok(md) if !md.is_dir() => bail!("mount point {} is not a directory", mountpoint.display()),
+        Ok(_) => {}
+    }
+    if is_mounted(mountpoint) {
+        bail!("{} is already a mount point", mountpoint.display());
+    }
+    if std::fs::read_dir(mountpoint)?.next().is_some() {
+        bail!("mount point {} is not empty", mountpoint.display());
+    }
+    if !Path::new("/dev/fuse").exists() {
+        bail!("FUSE is not available on this machine (no /dev/fuse); install the fuse3 package and load the fuse module");
+    }
+    Ok(())
+}
+
+/// Mounts, in the foreground or as a detached child that this process
+/// waits for until the mount is up.
+pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
+    if !args.read_only {
+        bail!("read-write mounts are not built yet; use --read-only for a read-only view of volumes and snapshots");
+    }
+    check_mountpoint(&args.mountpoint)?;
+    let pool = crate::commands::open(cli)?;
+    let target = match &args.volume {
+        None => Target::Pool,
+        Some(spec) => {
+            let spec = Spec::parse(spec)?;
+            Target::Volume {
+                volume: spec.volume,
+                snapshot: spec.snapshot,
+            }
+        }
+    };
+    let fs = ShaleFs::new(pool, target, args.show_snapshot_dir)?;
+    if args.foreground {
+        let name = format!("shale:{}", pool_path.display());
+        return shale_fuse::mount(fs, &args.mountpoint, &name)
+            .with_context(|| format!("mounting on {}", args.mountpoint.display()));
+    }
+    drop(fs);
+    let log_path = pool_path.join("mount.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&log_path)
+        .with_context(|| format!("opening {}", log_path.display()))?;
+    let mut child = std::process::Command::new(std::env::current_exe()?);
+    child
+        .arg("--pool")
+        .arg(pool_path)
+        .arg("mount")
+        .arg(&args.mountpoint)
+        .arg("--read-only")
+        .arg("--foreground");
+    if let Some(v) = &args.volume {
+        child.arg("--volume").arg(v);
+    }
+    if args.show_snapshot_dir {
+        child.arg("--show-snapshot-dir");
+    }
+    child
+        .stdin(std::process::Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    // SAFETY: setsid is async-signal-safe; it detaches the server from our terminal.
+    unsafe {
+        child.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = child.spawn().context("starting the mount server")?;
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(15) {
+        if is_mounted(&args.mountpoint) {
+            if !cli.quiet && !cli.json {
+                println!(
+                    "mounted on {} (read-only; log in {})",
+                    args.mountpoint.display(),
+                    log_path.display()
+                );
+            }
+            return Ok(());
+        }
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let last = log
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("no message");
+            bail!("the mount server exited ({status}): {last}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    bail!(
+        "the mount did not come up within 15 s; see {}",
+        log_path.display()
+    )
+}
+
+/// Unmounts a FUSE mount point.
+pub fn unmount(cli: &Cli, mountpoint: &PathBuf) -> Result<()> {
+    let stale =
+        matches!(std::fs::metadata(mountpoint), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN));
+    if !stale && !is_mounted(mountpoint) {
+        bail!("{} is not mounted", mountpoint.display());
+    }
+    let out = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(mountpoint)
+        .output();
+    let ok = match out {
+        Ok(o) if o.status.success() => true,
+        _ => std::process::Command::new("umount")
+            .arg(mountpoint)
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false),
+    };
+    if !ok {
+        bail!(
+            "could not unmount {} (is a process still using it?)",
+            mountpoint.display()
+        );
+    }
+    if !cli.quiet && !cli.json {
+        println!("unmounted {}", mountpoint.display());
+    }
+    Ok(())
+}

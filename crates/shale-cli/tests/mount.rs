@@ -1,0 +1,204 @@
+//! Read-only FUSE mounts of the pool, a volume and a snapshot, driven with
+//! ordinary file APIs. Needs /dev/fuse and the right to mount (root in CI);
+//! elsewhere the test says so and stops.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use assert_cmd::Command;
+
+struct Env {
+    dir: tempfile::TempDir,
+}
+
+impl Env {
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+    fn run(&self, args: &[&str]) -> Output {
+        Command::cargo_bin("shale")
+            .unwrap()
+            .env_remove("SHALE_POOL")
+            .arg("--pool")
+            .arg(self.path("pool"))
+            .args(args)
+            .output()
+            .unwrap()
+    }
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+}
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Mounted(PathBuf);
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.0)
+            .output();
+    }
+}
+
+fn fuse_usable() -> bool {
+    Path::new("/dev/fuse").exists() && unsafe { libc::geteuid() } == 0
+}
+
+fn write(path: &Path, data: &[u8]) {
+    fs::create_dir_all(path.parent().unwrap()).unwrap();
+    fs::write(path, data).unwrap();
+}
+
+#[test]
+fn read_only_mounts_show_volumes_and_snapshots() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env {
+        dir: tempfile::tempdir().unwrap(),
+    };
+    let big: Vec<u8> = (0..3_000_000u32)
+        .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
+        .collect();
+    write(&env.path("src/train/cat/1.jpg"), &big);
+    write(&env.path("src/labels.csv"), b"1.jpg,cat\n");
+    fs::set_permissions(
+        env.path("src/labels.csv"),
+        fs::Permissions::from_mode(0o640),
+    )
+    .unwrap();
+    symlink("train/cat/1.jpg", env.path("src/link")).unwrap();
+    fs::create_dir_all(env.path("src/empty")).unwrap();
+    env.ok(&[
+        "volume",
+        "create",
+        "ds",
+        "--from",
+        env.path("src").to_str().unwrap(),
+    ]);
+    env.ok(&["snapshot", "create", "ds", "v1"]);
+    write(&env.path("more/new.txt"), b"new");
+    env.ok(&["volume", "import", "ds", env.path("more").to_str().unwrap()]);
+
+    // errors first: missing, non-empty, read-write not built yet
+    let out = env.run(&["mount", env.path("nope").to_str().unwrap(), "--read-only"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    write(&env.path("busy/x"), b"x");
+    let out = env.run(&["mount", env.path("busy").to_str().unwrap(), "--read-only"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not empty"));
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let mnt = env.path("mnt");
+    let m = mnt.to_str().unwrap();
+    let out = env.run(&["mount", m]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read-write mounts are not built yet"));
+    let out = env.run(&["mount", m, "--read-only", "--volume", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("volume 'nope' not found"));
+
+    // the pool root
+    env.ok(&["mount", m, "--read-only"]);
+    let _guard = Mounted(mnt.clone());
+    let mut names: Vec<String> = fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ds"]);
+    assert_eq!(fs::read(mnt.join("ds/train/cat/1.jpg")).unwrap(), big);
+    assert_eq!(fs::read(mnt.join("ds/new.txt")).unwrap(), b"new");
+    let md = fs::metadata(mnt.join("ds/labels.csv")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o640);
+    assert_eq!(
+        md.mtime(),
+        fs::metadata(env.path("src/labels.csv")).unwrap().mtime()
+    );
+    assert_eq!(
+        fs::read_link(mnt.join("ds/link")).unwrap(),
+        Path::new("train/cat/1.jpg")
+    );
+    assert!(fs::read_dir(mnt.join("ds/empty")).unwrap().next().is_none());
+    // .snapshot: hidden from listings, there by name, read-only
+    let listed: Vec<String> = fs::read_dir(mnt.join("ds"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(!listed.contains(&".snapshot".to_string()), "{listed:?}");
+    let snaps: Vec<String> = fs::read_dir(mnt.join("ds/.snapshot"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(snaps, ["v1"]);
+    assert!(!mnt.join("ds/.snapshot/v1/new.txt").exists());
+    assert_eq!(
+        fs::read(mnt.join("ds/.snapshot/v1/labels.csv")).unwrap(),
+        b"1.jpg,cat\n"
+    );
+    // writes are refused with EROFS
+    let err = fs::write(mnt.join("ds/new.txt"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let err = fs::create_dir(mnt.join("ds/newdir")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let err = fs::OpenOptions::new()
+        .append(true)
+        .open(mnt.join("ds/.snapshot/v1/labels.csv"))
+        .unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    // changes made by other processes show at once: a restore, a new snapshot
+    env.ok(&["snapshot", "restore", "ds", "v1"]);
+    env.ok(&["snapshot", "create", "ds", "v2"]);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(
+        !mnt.join("ds/new.txt").exists(),
+        "the restore is not visible"
+    );
+    assert!(mnt.join("ds/.snapshot/v2/labels.csv").exists());
+    // a second mount on the same point is refused
+    let out = env.run(&["mount", m, "--read-only"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already a mount point"));
+    env.ok(&["unmount", m]);
+    assert!(fs::read_dir(&mnt).unwrap().next().is_none());
+    let out = env.run(&["unmount", m]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("is not mounted"));
+
+    // one snapshot alone, in the foreground (as in a container)
+    let mut server = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .arg("--pool")
+        .arg(env.path("pool"))
+        .args([
+            "mount",
+            m,
+            "--read-only",
+            "--foreground",
+            "--volume",
+            "ds@v1",
+        ])
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !mnt.join("labels.csv").exists() && start.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(fs::read(mnt.join("labels.csv")).unwrap(), b"1.jpg,cat\n");
+    assert!(
+        !mnt.join(".snapshot").exists(),
+        "a snapshot has no .snapshot"
+    );
+    let mut f = fs::File::open(mnt.join("train/cat/1.jpg")).unwrap();
+    let mut back = Vec::new();
+    std::io::Read::read_to_end(&mut f, &mut back).unwrap();
+    assert_eq!(back, big);
+    drop(f);
+    let _ = std::io::stdout().flush();
+    env.ok(&["unmount", m]);
+    assert!(server.wait().unwrap().success());
+}
