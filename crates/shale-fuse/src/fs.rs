@@ -10,14 +10,18 @@ use fuser::{
     FileAttr, FileType, Filesystem, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen,
     ReplyStatfs, Request,
 };
-use shale_core::tree::{encode, lookup, read_dir, Content, Entry, Node as TreeNode};
+use shale_core::tree::{encode, load_node, Content, Entry, Node as TreeNode};
 use shale_core::{Error, ObjectId, Pool};
 
 use crate::inodes::{Inodes, Node};
 
-/// How long the kernel may cache names and attributes. Short, because a
-/// live volume can be restored or re-imported by another process.
+/// How long the kernel may cache names and attributes of a live volume:
+/// short, because another process can restore or re-import it.
 const TTL: Duration = Duration::from_secs(1);
+/// The same inside a snapshot, which never changes.
+const FROZEN_TTL: Duration = Duration::from_secs(3600);
+/// Decoded tree nodes kept in memory (about 10 KB each at most).
+const NODE_CACHE: usize = 20_000;
 /// The hidden per-volume snapshot directory.
 const SNAPSHOT_DIR: &[u8] = b".snapshot";
 
@@ -44,6 +48,8 @@ pub struct ShaleFs {
     next_fh: u64,
     /// The last chunk read, for the run of kernel reads that hit it.
     last_chunk: Option<(ObjectId, Arc<Vec<u8>>)>,
+    /// Decoded tree nodes (immutable, so never stale).
+    nodes: HashMap<ObjectId, Arc<TreeNode>>,
     mounted_at: SystemTime,
 }
 
@@ -59,6 +65,15 @@ fn time_of(ns: i64) -> SystemTime {
         UNIX_EPOCH + Duration::from_nanos(ns as u64)
     } else {
         UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
+    }
+}
+
+/// Whether everything below this node is inside a snapshot.
+fn is_frozen(node: &Node) -> bool {
+    match node {
+        Node::VolumeRoot { snapshot, .. } => snapshot.is_some(),
+        Node::Entry { frozen, .. } => *frozen,
+        _ => false,
     }
 }
 
@@ -86,8 +101,16 @@ impl ShaleFs {
             listings: HashMap::new(),
             next_fh: 1,
             last_chunk: None,
+            nodes: HashMap::new(),
             mounted_at: SystemTime::now(),
         })
+    }
+
+    fn ttl(&self, ino: u64) -> Duration {
+        match self.inodes.get(ino) {
+            Some(n) if is_frozen(n) => FROZEN_TTL,
+            _ => TTL,
+        }
     }
 
     fn dir_attr(&self, ino: u64, mtime: SystemTime) -> FileAttr {
@@ -122,7 +145,7 @@ impl ShaleFs {
                 .map_err(|e| errno(&e))?;
                 self.dir_attr(ino, time_of(t))
             }
-            Node::Entry(e) => {
+            Node::Entry { entry: e, .. } => {
                 let (kind, size) = match &e.content {
                     Content::File { size, .. } => (FileType::RegularFile, *size),
                     Content::Dir(_) => (FileType::Directory, 4096),
@@ -161,7 +184,7 @@ impl ShaleFs {
                 volume,
                 snapshot: None,
             } => Some(self.pool.catalog().volume(volume)?.root),
-            Node::Entry(e) => match &e.content {
+            Node::Entry { entry: e, .. } => match &e.content {
                 Content::Dir(d) => Some(d.tree),
                 _ => None,
             },
@@ -207,17 +230,23 @@ impl ShaleFs {
                 },
             ),
             other => {
+                let frozen = is_frozen(other);
                 let tree = self
                     .tree_of(other)
                     .map_err(|e| errno(&e))?
                     .ok_or(libc::ENOTDIR)?;
-                let entry = lookup(self.pool.blobs(), &tree, &[name.to_vec()])
+                let entry = self
+                    .find(&tree, name)
                     .map_err(|e| {
                         tracing::error!("lookup of {:?}: {e}", String::from_utf8_lossy(name));
                         errno(&e)
                     })?
                     .ok_or(libc::ENOENT)?;
-                (Some(version_of(&entry)), Node::Entry(Arc::new(entry)))
+                let node = Node::Entry {
+                    entry: Arc::new(entry.clone()),
+                    frozen,
+                };
+                (Some(version_of(&entry)), node)
             }
         };
         Ok(self.inodes.intern(parent, name, found.0, found.1))
@@ -281,11 +310,12 @@ impl ShaleFs {
                         out.push((child, FileType::Directory, SNAPSHOT_DIR.to_vec()));
                     }
                 }
+                let frozen = is_frozen(other);
                 let tree = self
                     .tree_of(other)
                     .map_err(|e| errno(&e))?
                     .ok_or(libc::ENOTDIR)?;
-                for e in read_dir(self.pool.blobs(), &tree).map_err(|e| errno(&e))? {
+                for e in self.entries(&tree).map_err(|e| errno(&e))? {
                     let kind = match e.content {
                         Content::File { .. } => FileType::RegularFile,
                         Content::Dir(_) => FileType::Directory,
@@ -296,10 +326,65 @@ impl ShaleFs {
                         ino,
                         &name,
                         Some(version_of(&e)),
-                        Node::Entry(Arc::new(e)),
+                        Node::Entry {
+                            entry: Arc::new(e),
+                            frozen,
+                        },
                     );
                     out.push((child, kind, name));
                 }
+            }
+        }
+        Ok(out)
+    }
+
+    fn node(&mut self, id: &ObjectId) -> Result<Arc<TreeNode>, Error> {
+        if let Some(n) = self.nodes.get(id) {
+            return Ok(n.clone());
+        }
+        let n = Arc::new(load_node(self.pool.blobs(), id)?);
+        if self.nodes.len() >= NODE_CACHE {
+            self.nodes.clear();
+        }
+        self.nodes.insert(*id, n.clone());
+        Ok(n)
+    }
+
+    /// One name in a directory tree, through the node cache.
+    fn find(&mut self, tree: &ObjectId, name: &[u8]) -> Result<Option<Entry>, Error> {
+        let mut id = *tree;
+        for _ in 0..64 {
+            let node = self.node(&id)?;
+            match node.as_ref() {
+                TreeNode::Leaf(entries) => {
+                    return Ok(entries
+                        .binary_search_by(|e| e.name.as_slice().cmp(name))
+                        .ok()
+                        .map(|i| entries[i].clone()))
+                }
+                TreeNode::Interior(children) => {
+                    let i = children.partition_point(|c| c.first.as_slice() <= name);
+                    if i == 0 {
+                        return Ok(None);
+                    }
+                    id = children[i - 1].node;
+                }
+            }
+        }
+        Err(Error::corrupt(
+            format!("tree node {tree}"),
+            "directory tree deeper than 64 levels",
+        ))
+    }
+
+    /// Every entry of a directory tree, through the node cache.
+    fn entries(&mut self, tree: &ObjectId) -> Result<Vec<Entry>, Error> {
+        let mut out = Vec::new();
+        let mut stack = vec![*tree];
+        while let Some(id) = stack.pop() {
+            match self.node(&id)?.as_ref() {
+                TreeNode::Leaf(entries) => out.extend(entries.iter().cloned()),
+                TreeNode::Interior(children) => stack.extend(children.iter().rev().map(|c| c.node)),
             }
         }
         Ok(out)
@@ -333,14 +418,14 @@ impl Filesystem for ShaleFs {
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
         match self.attr(ino) {
-            Ok(attr) => reply.attr(&TTL, &attr),
+            Ok(attr) => reply.attr(&self.ttl(ino), &attr),
             Err(e) => reply.error(e),
         }
     }
 
     fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
         match self.inodes.get(ino) {
-            Some(Node::Entry(e)) => match &e.content {
+            Some(Node::Entry { entry: e, .. }) => match &e.content {
                 Content::Symlink(t) => reply.data(t),
                 _ => reply.error(libc::EINVAL),
             },
@@ -353,7 +438,7 @@ impl Filesystem for ShaleFs {
             return reply.error(libc::EROFS);
         }
         match self.inodes.get(ino) {
-            Some(Node::Entry(e)) if matches!(e.content, Content::File { .. }) => {
+            Some(Node::Entry { entry: e, .. }) if matches!(e.content, Content::File { .. }) => {
                 // Snapshot content never changes: let the kernel keep it cached.
                 reply.opened(0, fuser::consts::FOPEN_KEEP_CACHE)
             }
@@ -374,7 +459,7 @@ impl Filesystem for ShaleFs {
         _lock: Option<u64>,
         reply: ReplyData,
     ) {
-        let Some(Node::Entry(e)) = self.inodes.get(ino).cloned() else {
+        let Some(Node::Entry { entry: e, .. }) = self.inodes.get(ino).cloned() else {
             return reply.error(libc::ENOENT);
         };
         let Content::File {

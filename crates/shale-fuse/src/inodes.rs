@@ -19,8 +19,9 @@ pub enum Node {
     },
     /// A volume's `.snapshot` directory.
     SnapshotDir { volume: String },
-    /// A directory, file or symlink inside a tree.
-    Entry(Arc<Entry>),
+    /// A directory, file or symlink inside a tree; `frozen` when it is
+    /// inside a snapshot, whose names can never change.
+    Entry { entry: Arc<Entry>, frozen: bool },
 }
 
 /// Inode numbers, given out on lookup and kept for the life of the mount.
