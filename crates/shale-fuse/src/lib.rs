@@ -19,12 +19,17 @@ use std::path::Path;
 
 /// Mounts `fs` at `mountpoint` and serves it until unmounted.
 pub fn mount(fs: ShaleFs, mountpoint: &Path, fs_name: &str) -> std::io::Result<()> {
-    let options = [
+    let mut options = vec![
         fuser::MountOption::RO,
         fuser::MountOption::FSName(fs_name.to_string()),
         fuser::MountOption::Subtype("shale".into()),
         fuser::MountOption::DefaultPermissions,
-        fuser::MountOption::AllowOther,
     ];
+    // Other users may read a root-owned mount (permissions still apply);
+    // for an ordinary user that needs user_allow_other in /etc/fuse.conf.
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        options.push(fuser::MountOption::AllowOther);
+    }
     fuser::mount2(fs, mountpoint, &options)
 }
