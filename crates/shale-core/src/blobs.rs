@@ -505,16 +505,8 @@ impl Drop for BlobWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::objects::Memory;
 
-    fn store() -> (BlobStore, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::create(&dir.path().join("c.db")).unwrap();
-        (
-            BlobStore::new(Arc::new(Memory::default()), Arc::new(catalog)),
-            dir,
-        )
-    }
+    use crate::test_store as store;
 
     #[test]
     fn write_commit_read() {

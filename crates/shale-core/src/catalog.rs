@@ -181,6 +181,38 @@ fn id_col(row: &rusqlite::Row<'_>, idx: usize) -> rusqlite::Result<ObjectId> {
     })
 }
 
+/// The index columns `offset, stored_len, raw_len, kind, compression`,
+/// read from `row` starting at column `at`, checked into an entry head.
+fn head_from_row(
+    id: ObjectId,
+    row: &rusqlite::Row<'_>,
+    at: usize,
+) -> rusqlite::Result<Result<EntryHead>> {
+    let offset: i64 = row.get(at)?;
+    let stored_len: i64 = row.get(at + 1)?;
+    let raw_len: i64 = row.get(at + 2)?;
+    let kind: u8 = row.get(at + 3)?;
+    let compression: u8 = row.get(at + 4)?;
+    let what = || format!("index entry of object {id}");
+    let Some(kind) = BlobKind::from_u8(kind) else {
+        return Ok(Err(Error::corrupt(what(), format!("unknown kind {kind}"))));
+    };
+    let Some(compression) = Compression::from_u8(compression) else {
+        return Ok(Err(Error::corrupt(
+            what(),
+            format!("unknown compression {compression}"),
+        )));
+    };
+    Ok(Ok(EntryHead {
+        id,
+        kind,
+        compression,
+        raw_len: raw_len as u32,
+        stored_len: stored_len as u32,
+        offset: offset as u64,
+    }))
+}
+
 fn volume_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VolumeRow> {
     Ok(VolumeRow {
         id: row.get(0)?,
@@ -313,34 +345,13 @@ impl Catalog {
         )?;
         let row = stmt
             .query_row([&id.0[..]], |r| {
-                Ok((
-                    id_col(r, 0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, i64>(3)?,
-                    r.get::<_, u8>(4)?,
-                    r.get::<_, u8>(5)?,
-                ))
+                Ok((id_col(r, 0)?, head_from_row(*id, r, 1)?))
             })
             .optional()?;
-        let Some((pack, offset, stored_len, raw_len, kind, compression)) = row else {
+        let Some((pack, head)) = row else {
             return Ok(None);
         };
-        let what = || format!("index entry of object {id}");
-        Ok(Some(BlobLocation {
-            pack,
-            head: EntryHead {
-                id: *id,
-                kind: BlobKind::from_u8(kind)
-                    .ok_or_else(|| Error::corrupt(what(), format!("unknown kind {kind}")))?,
-                compression: Compression::from_u8(compression).ok_or_else(|| {
-                    Error::corrupt(what(), format!("unknown compression {compression}"))
-                })?,
-                raw_len: raw_len as u32,
-                stored_len: stored_len as u32,
-                offset: offset as u64,
-            },
-        }))
+        Ok(Some(BlobLocation { pack, head: head? }))
     }
 
     /// Every pack: (catalog key, name).
@@ -358,31 +369,10 @@ impl Catalog {
             "SELECT id, offset, stored_len, raw_len, kind, compression FROM blobs \
              WHERE pack = ?1 ORDER BY offset",
         )?;
-        let rows = stmt.query_map([pack], |r| {
-            Ok((
-                id_col(r, 0)?,
-                r.get::<_, i64>(1)?,
-                r.get::<_, i64>(2)?,
-                r.get::<_, i64>(3)?,
-                r.get::<_, u8>(4)?,
-                r.get::<_, u8>(5)?,
-            ))
-        })?;
+        let rows = stmt.query_map([pack], |r| head_from_row(id_col(r, 0)?, r, 1))?;
         let mut out = Vec::new();
         for row in rows {
-            let (id, offset, stored_len, raw_len, kind, compression) = row?;
-            let what = || format!("index entry of object {id}");
-            out.push(EntryHead {
-                id,
-                kind: BlobKind::from_u8(kind)
-                    .ok_or_else(|| Error::corrupt(what(), format!("unknown kind {kind}")))?,
-                compression: Compression::from_u8(compression).ok_or_else(|| {
-                    Error::corrupt(what(), format!("unknown compression {compression}"))
-                })?,
-                raw_len: raw_len as u32,
-                stored_len: stored_len as u32,
-                offset: offset as u64,
-            });
+            out.push(row??);
         }
         Ok(out)
     }

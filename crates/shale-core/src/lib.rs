@@ -45,3 +45,15 @@ pub(crate) fn test_noise(seed: u64, len: usize) -> Vec<u8> {
         .fill(&mut out);
     out
 }
+
+/// A blob store over memory with a catalog in a temporary directory, for tests.
+#[cfg(test)]
+pub(crate) fn test_store() -> (blobs::BlobStore, tempfile::TempDir) {
+    let dir = tempfile::tempdir().expect("temporary directory");
+    let catalog = catalog::Catalog::create(&dir.path().join("c.db")).expect("catalog");
+    let store = blobs::BlobStore::new(
+        std::sync::Arc::new(objects::Memory::default()),
+        std::sync::Arc::new(catalog),
+    );
+    (store, dir)
+}

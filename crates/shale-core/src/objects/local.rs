@@ -34,6 +34,16 @@ impl LocalDir {
         self.root.join(key)
     }
 
+    /// Creates (durably) the directory an object goes in; returns it.
+    fn ensure_parent(&self, target: &Path) -> Result<PathBuf> {
+        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
+        if !dir.is_dir() {
+            fs::create_dir_all(&dir).at(&dir)?;
+            sync_dir(dir.parent().unwrap_or(&self.root))?;
+        }
+        Ok(dir)
+    }
+
     fn check_key(key: &str) -> Result<()> {
         let ok = !key.is_empty()
             && !key.starts_with('/')
@@ -58,11 +68,7 @@ impl ObjectStore for LocalDir {
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
         Self::check_key(key)?;
         let target = self.path_of(key);
-        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-        if !dir.is_dir() {
-            fs::create_dir_all(&dir).at(&dir)?;
-            sync_dir(dir.parent().unwrap_or(&self.root))?;
-        }
+        let dir = self.ensure_parent(&target)?;
         let n = self.counter.fetch_add(1, Ordering::Relaxed);
         let tmp = self.root.join("tmp").join(format!(
             "{}.{}.{n}.tmp",
@@ -87,11 +93,7 @@ impl ObjectStore for LocalDir {
     fn put_file(&self, key: &str, path: &Path) -> Result<()> {
         Self::check_key(key)?;
         let target = self.path_of(key);
-        let dir = target.parent().unwrap_or(&self.root).to_path_buf();
-        if !dir.is_dir() {
-            fs::create_dir_all(&dir).at(&dir)?;
-            sync_dir(dir.parent().unwrap_or(&self.root))?;
-        }
+        let dir = self.ensure_parent(&target)?;
         File::open(path).and_then(|f| f.sync_all()).at(path)?;
         match fs::rename(path, &target) {
             Ok(()) => {}

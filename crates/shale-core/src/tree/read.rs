@@ -173,18 +173,8 @@ pub fn split_path(path: &str) -> Result<Vec<Vec<u8>>> {
 mod tests {
     use super::super::{build_dir, Content, Entry};
     use super::*;
-    use crate::catalog::Catalog;
-    use crate::objects::Memory;
-    use std::sync::Arc;
 
-    fn store() -> (BlobStore, tempfile::TempDir) {
-        let dir = tempfile::tempdir().unwrap();
-        let catalog = Catalog::create(&dir.path().join("c.db")).unwrap();
-        (
-            BlobStore::new(Arc::new(Memory::default()), Arc::new(catalog)),
-            dir,
-        )
-    }
+    use crate::test_store as store;
 
     fn link(name: String) -> Entry {
         Entry {
