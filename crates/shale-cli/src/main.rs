@@ -247,7 +247,14 @@ fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHALE_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new(if cli.quiet { "error" } else { "warn" })
+                // fuser logs an error when the mount it serves is unmounted
+                // from outside, the normal way to stop it: quiet unless
+                // SHALE_LOG asks for it.
+                tracing_subscriber::EnvFilter::new(if cli.quiet {
+                    "error,fuser::mnt=off"
+                } else {
+                    "warn,fuser::mnt=off"
+                })
             }),
         )
         .with_writer(std::io::stderr)

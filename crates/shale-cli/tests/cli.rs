@@ -2,84 +2,35 @@
 
 use std::fs;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 
 use assert_cmd::Command;
 use serde_json::Value;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::{write, Env};
 
-impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn pool(&self) -> PathBuf {
-        self.path("pool")
-    }
-
-    fn cmd(&self) -> Command {
-        let mut c = Command::cargo_bin("shale").unwrap();
-        c.env_remove("SHALE_POOL").arg("--pool").arg(self.pool());
-        c
-    }
-
-    /// Runs and expects success; returns stdout.
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.cmd().args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "shale {args:?} failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-
-    /// Runs and expects failure with a one-line error containing `needle`.
-    fn fails(&self, args: &[&str], needle: &str) -> Output {
-        let out = self.cmd().args(args).output().unwrap();
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success(), "shale {args:?} succeeded");
-        assert!(
-            err.starts_with("shale: error: "),
-            "unexpected stderr for {args:?}: {err}"
-        );
-        assert_eq!(
-            err.trim_end().lines().count(),
-            1,
-            "error is not one line: {err}"
-        );
-        assert!(
-            err.contains(needle),
-            "stderr for {args:?} lacks {needle:?}: {err}"
-        );
-        assert!(!err.contains("panicked"), "{err}");
-        out
-    }
-
-    fn s(&self, rel: &str) -> String {
-        self.path(rel).to_str().unwrap().to_string()
-    }
-}
-
-fn write(path: &Path, data: &[u8]) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
+/// Runs and expects failure with a one-line error containing `needle`.
+fn fails(env: &Env, args: &[&str], needle: &str) -> Output {
+    let out = env.run(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "shale {args:?} succeeded");
+    assert!(
+        err.starts_with("shale: error: "),
+        "unexpected stderr for {args:?}: {err}"
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "error is not one line: {err}"
+    );
+    assert!(
+        err.contains(needle),
+        "stderr for {args:?} lacks {needle:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    out
 }
 
 /// A small tree with every kind of entry the volumes keep.
@@ -242,7 +193,7 @@ fn the_whole_workflow() {
 
     // deleting the origin leaves the clone whole
     env.ok(&["volume", "delete", "ds"]);
-    env.fails(&["volume", "info", "ds"], "volume 'ds' not found");
+    fails(&env, &["volume", "info", "ds"], "volume 'ds' not found");
     env.ok(&["volume", "export", "exp", &env.s("out3")]);
     assert_eq!(
         fs::read(env.path("out3/labels.csv")).unwrap(),
@@ -266,7 +217,7 @@ fn snapshots_and_clones_of_live_volumes() {
         "{name}"
     );
     env.ok(&["snapshot", "delete", "ws", name]);
-    env.fails(&["snapshot", "delete", "ws", name], "not found");
+    fails(&env, &["snapshot", "delete", "ws", name], "not found");
     // a clone of a live volume records a snapshot as its origin
     let clone = env.json(&["volume", "clone", "ws2", "--from", "ws"]);
     let origin = clone["origin"].as_str().unwrap();
@@ -303,7 +254,7 @@ fn hard_links_are_stored_once_and_special_files_are_skipped() {
     let c = std::ffi::CString::new(fifo.to_str().unwrap()).unwrap();
     assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
     let out = env
-        .cmd()
+        .command()
         .args(["volume", "create", "ds", "--from", &env.s("src")])
         .output()
         .unwrap();
@@ -334,12 +285,14 @@ fn quota_is_enforced_and_leaves_the_volume_unchanged() {
     ]);
     let before = env.json(&["volume", "info", "q"]);
     assert_eq!(before["quota"], 4096);
-    env.fails(
+    fails(
+        &env,
         &["volume", "import", "q", &env.s("big")],
         "quota exceeded on volume 'q'",
     );
     assert_eq!(env.json(&["volume", "info", "q"])["id"], before["id"]);
-    env.fails(
+    fails(
+        &env,
         &[
             "volume",
             "create",
@@ -351,8 +304,9 @@ fn quota_is_enforced_and_leaves_the_volume_unchanged() {
         ],
         "quota exceeded",
     );
-    env.fails(&["volume", "info", "q2"], "not found");
-    env.fails(
+    fails(&env, &["volume", "info", "q2"], "not found");
+    fails(
+        &env,
         &["volume", "create", "q3", "--size", "lots"],
         "invalid size 'lots'",
     );
@@ -364,26 +318,39 @@ fn every_user_error_is_named() {
     sample_tree(&env.path("src"));
     env.ok(&["volume", "create", "ds", "--from", &env.s("src")]);
     env.ok(&["snapshot", "create", "ds", "s1"]);
-    env.fails(&["volume", "info", "nope"], "volume 'nope' not found");
-    env.fails(
+    fails(&env, &["volume", "info", "nope"], "volume 'nope' not found");
+    fails(
+        &env,
         &["volume", "export", "nope", &env.s("x")],
         "volume 'nope' not found",
     );
-    env.fails(
+    fails(
+        &env,
         &["volume", "clone", "c", "--from", "ds@nope"],
         "snapshot 'ds@nope' not found",
     );
-    env.fails(
+    fails(
+        &env,
         &["snapshot", "restore", "ds", "nope"],
         "snapshot 'ds@nope' not found",
     );
-    env.fails(&["diff", "ds@nope", "ds"], "snapshot 'ds@nope' not found");
-    env.fails(&["volume", "create", "ds"], "volume 'ds' already exists");
-    env.fails(
+    fails(
+        &env,
+        &["diff", "ds@nope", "ds"],
+        "snapshot 'ds@nope' not found",
+    );
+    fails(
+        &env,
+        &["volume", "create", "ds"],
+        "volume 'ds' already exists",
+    );
+    fails(
+        &env,
         &["volume", "clone", "ds", "--from", "ds@s1"],
         "volume 'ds' already exists",
     );
-    env.fails(
+    fails(
+        &env,
         &["snapshot", "create", "ds", "s1"],
         "snapshot 'ds@s1' already exists",
     );
@@ -397,43 +364,57 @@ fn every_user_error_is_named() {
         (long.as_str(), "at most 128"),
         ("", "may not be empty"),
     ] {
-        env.fails(&["volume", "create", bad], why);
-        env.fails(&["snapshot", "create", "ds", bad], why);
+        fails(&env, &["volume", "create", bad], why);
+        fails(&env, &["snapshot", "create", "ds", bad], why);
     }
     // export refuses a non-empty directory unless forced
     write(&env.path("busy/keep"), b"mine");
-    env.fails(&["volume", "export", "ds", &env.s("busy")], "is not empty");
+    fails(
+        &env,
+        &["volume", "export", "ds", &env.s("busy")],
+        "is not empty",
+    );
     env.ok(&["volume", "export", "ds", &env.s("busy"), "--force"]);
     assert_eq!(fs::read(env.path("busy/keep")).unwrap(), b"mine");
     assert_eq!(
         fs::read(env.path("busy/labels.csv")).unwrap(),
         b"file,label\n1.jpg,cat\n"
     );
-    env.fails(
+    fails(
+        &env,
         &["volume", "export", "ds", &env.s("x"), "--path", "no/such"],
         "no 'no/such' in ds",
     );
-    env.fails(
+    fails(
+        &env,
         &["volume", "export", "ds", &env.s("x"), "--path", "../etc"],
         "may not contain '..'",
     );
     // usage errors are one line too
-    env.fails(&["volume", "create"], "required");
-    env.fails(&["frobnicate"], "unrecognized subcommand 'frobnicate'");
-    env.fails(
+    fails(&env, &["volume", "create"], "required");
+    fails(
+        &env,
+        &["frobnicate"],
+        "unrecognized subcommand 'frobnicate'",
+    );
+    fails(
+        &env,
         &["volume", "create", "x", "--bogus"],
         "unexpected argument '--bogus'",
     );
     // missing source directory
-    env.fails(
+    fails(
+        &env,
         &["volume", "create", "v", "--from", &env.s("missing")],
         "does not exist",
     );
-    env.fails(
+    fails(
+        &env,
         &["volume", "import", "ds", &env.s("missing")],
         "does not exist",
     );
-    env.fails(
+    fails(
+        &env,
         &[
             "volume",
             "import",
@@ -518,7 +499,7 @@ fn pools_are_found_created_and_versioned() {
     assert_eq!(list[0]["name"], "v");
 
     env.ok(&["pool", "init"]);
-    env.fails(&["pool", "init"], "already exists");
+    fails(&env, &["pool", "init"], "already exists");
     let info = env.json(&["pool", "info"]);
     assert_eq!(info["volumes"], 0);
     assert_eq!(info["format_version"], 1);
@@ -529,8 +510,8 @@ fn pools_are_found_created_and_versioned() {
         .unwrap()
         .replace("\"version\": 1", "\"version\": 99");
     fs::write(&desc, text).unwrap();
-    env.fails(&["volume", "list"], "format version 99");
-    env.fails(&["volume", "list"], "upgrade shale");
+    fails(&env, &["volume", "list"], "format version 99");
+    fails(&env, &["volume", "list"], "upgrade shale");
 
     // a directory that is not a pool is not taken over
     write(&env.path("notapool/file"), b"x");

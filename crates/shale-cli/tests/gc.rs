@@ -2,101 +2,48 @@
 //! also while other processes write to the pool.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Stdio};
 
-use assert_cmd::Command;
-use serde_json::Value;
+mod common;
+use common::{noise, write, Env};
 
-struct Pool {
-    dir: tempfile::TempDir,
+fn spawn(p: &Env, args: &[&str]) -> Child {
+    p.command()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
 }
 
-fn noise(seed: u64, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len + 8);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed.wrapping_mul(0x2545_F491_4F6C_DD1D);
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
-    out
+fn verify_clean(p: &Env) {
+    let out = p.ok(&["verify", "--read-data"]);
+    assert!(out.contains("0 problems"), "{out}");
 }
 
-fn write(path: &Path, data: &[u8]) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
-}
-
-impl Pool {
-    fn new() -> Pool {
-        Pool {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn s(&self, rel: &str) -> String {
-        self.path(rel).to_str().unwrap().to_string()
-    }
-    fn cmd(&self) -> std::process::Command {
-        let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"));
-        c.env_remove("SHALE_POOL")
-            .arg("--pool")
-            .arg(self.path("pool"));
-        c
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = Command::from_std(self.cmd()).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_str(&self.ok(&all)).unwrap()
-    }
-    fn spawn(&self, args: &[&str]) -> Child {
-        self.cmd()
-            .args(args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap()
-    }
-    fn verify_clean(&self) {
-        let out = self.ok(&["verify", "--read-data"]);
-        assert!(out.contains("0 problems"), "{out}");
-    }
-    fn exports_as(&self, spec: &str, expected: &Path) {
-        let out = self.path(&format!("check-{}", spec.replace('@', "_")));
-        let _ = fs::remove_dir_all(&out);
-        self.ok(&["volume", "export", spec, out.to_str().unwrap()]);
-        let diff = std::process::Command::new("diff")
-            .arg("-r")
-            .arg(expected)
-            .arg(&out)
-            .output()
-            .unwrap();
-        assert!(
-            diff.status.success(),
-            "{spec} differs: {}",
-            String::from_utf8_lossy(&diff.stdout)
-        );
-        fs::remove_dir_all(&out).unwrap();
-    }
+/// Exports `spec` and compares it with the directory `expected`.
+fn exports_as(p: &Env, spec: &str, expected: &Path) {
+    let out = p.path(&format!("check-{}", spec.replace('@', "_")));
+    let _ = fs::remove_dir_all(&out);
+    p.ok(&["volume", "export", spec, out.to_str().unwrap()]);
+    let diff = std::process::Command::new("diff")
+        .arg("-r")
+        .arg(expected)
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert!(
+        diff.status.success(),
+        "{spec} differs: {}",
+        String::from_utf8_lossy(&diff.stdout)
+    );
+    fs::remove_dir_all(&out).unwrap();
 }
 
 #[test]
 fn create_clone_modify_delete_then_gc_frees_exactly_the_garbage() {
-    let p = Pool::new();
+    let p = Env::new();
     for i in 0..20 {
         write(
             &p.path(&format!("v1/class{}/img{i}.jpg", i % 4)),
@@ -150,15 +97,15 @@ fn create_clone_modify_delete_then_gc_frees_exactly_the_garbage() {
     );
     assert_eq!(after["reclaimable_bytes"], 0, "{after}");
     assert!(after["unused_bytes"].as_u64().unwrap() < 4096, "{after}");
-    p.verify_clean();
-    p.exports_as("exp", &p.path("v2"));
+    verify_clean(&p);
+    exports_as(&p, "exp", &p.path("v2"));
     // nothing left to do
     assert_eq!(p.json(&["gc"])["freed_blobs"], 0);
 }
 
 #[test]
 fn mostly_garbage_packs_are_repacked() {
-    let p = Pool::new();
+    let p = Env::new();
     write(&p.path("src/keep.bin"), &noise(1, 30_000));
     write(&p.path("src/drop.bin"), &noise(2, 3_000_000));
     p.ok(&["volume", "create", "v", "--from", &p.s("src")]);
@@ -170,8 +117,8 @@ fn mostly_garbage_packs_are_repacked() {
         report["freed_bytes"].as_u64().unwrap() >= 3_000_000,
         "{report}"
     );
-    p.verify_clean();
-    p.exports_as("v", &p.path("src"));
+    verify_clean(&p);
+    exports_as(&p, "v", &p.path("src"));
     let used = p.json(&["volume", "info", "v", "--space"])["used_bytes"]
         .as_u64()
         .unwrap();
@@ -180,7 +127,7 @@ fn mostly_garbage_packs_are_repacked() {
 
 #[test]
 fn space_shows_what_deleting_would_free() {
-    let p = Pool::new();
+    let p = Env::new();
     write(&p.path("a/shared.bin"), &noise(1, 100_000));
     p.ok(&["volume", "create", "v", "--from", &p.s("a")]);
     p.ok(&["snapshot", "create", "v", "s1"]);
@@ -200,7 +147,7 @@ fn space_shows_what_deleting_would_free() {
 
 #[test]
 fn gc_while_other_processes_write_loses_nothing() {
-    let p = Pool::new();
+    let p = Env::new();
     // garbage for gc to chew on
     write(&p.path("junk/j.bin"), &noise(9, 2_000_000));
     p.ok(&["volume", "create", "junk", "--from", &p.s("junk")]);
@@ -221,23 +168,29 @@ fn gc_while_other_processes_write_loses_nothing() {
             children.push((
                 format!("v{round}-{w}"),
                 dir.clone(),
-                p.spawn(&[
-                    "volume",
-                    "create",
-                    &format!("v{round}-{w}"),
-                    "--from",
-                    dir.to_str().unwrap(),
-                ]),
+                spawn(
+                    &p,
+                    &[
+                        "volume",
+                        "create",
+                        &format!("v{round}-{w}"),
+                        "--from",
+                        dir.to_str().unwrap(),
+                    ],
+                ),
             ));
         }
-        let gc = p.spawn(&["gc"]);
+        let gc = spawn(&p, &["gc"]);
         let snap = if round > 0 {
-            Some(p.spawn(&[
-                "snapshot",
-                "create",
-                &format!("v{}-0", round - 1),
-                &format!("s{round}"),
-            ]))
+            Some(spawn(
+                &p,
+                &[
+                    "snapshot",
+                    "create",
+                    &format!("v{}-0", round - 1),
+                    &format!("s{round}"),
+                ],
+            ))
         } else {
             None
         };
@@ -254,11 +207,11 @@ fn gc_while_other_processes_write_loses_nothing() {
         if let Some(s) = snap {
             assert!(s.wait_with_output().unwrap().status.success());
         }
-        p.verify_clean();
+        verify_clean(&p);
         for (name, dir, _) in &children {
-            p.exports_as(name, dir);
+            exports_as(&p, name, dir);
         }
     }
     p.ok(&["gc"]);
-    p.verify_clean();
+    verify_clean(&p);
 }

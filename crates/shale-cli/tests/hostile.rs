@@ -8,61 +8,23 @@ use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-struct Env {
-    dir: tempfile::TempDir,
-}
+mod common;
+use common::{write, Env};
 
 fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
 }
 
-impl Env {
-    fn new() -> Env {
-        Env {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn s(&self, rel: &str) -> String {
-        self.path(rel).to_str().unwrap().to_string()
-    }
-    fn run_pool(&self, pool: &Path, args: &[&str]) -> Output {
-        Command::cargo_bin("shale")
-            .unwrap()
-            .env_remove("SHALE_POOL")
-            .arg("--pool")
-            .arg(pool)
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        self.run_pool(&self.path("pool"), args)
-    }
-    fn ok(&self, args: &[&str]) -> Output {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        out
-    }
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        serde_json::from_slice(&self.ok(&all).stdout).unwrap()
-    }
-}
-
-fn write(path: &Path, data: &[u8]) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
+fn run_pool(pool: &Path, args: &[&str]) -> Output {
+    std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .env_remove("SHALE_POOL")
+        .arg("--pool")
+        .arg(pool)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 #[test]
@@ -380,21 +342,20 @@ fn a_full_disk_leaves_the_pool_consistent_and_the_volume_unchanged() {
     let _guard = Unmount(mnt.clone());
     let pool = mnt.join("pool");
     write(&env.path("small-src/a"), &vec![1u8; 10_000]);
-    assert!(env
-        .run_pool(
-            &pool,
-            &["volume", "create", "v", "--from", &env.s("small-src")]
-        )
-        .status
-        .success());
-    let id = |e: &Env| -> String {
-        let out = e.run_pool(&pool, &["--json", "volume", "info", "v"]);
+    assert!(run_pool(
+        &pool,
+        &["volume", "create", "v", "--from", &env.s("small-src")]
+    )
+    .status
+    .success());
+    let id = || -> String {
+        let out = run_pool(&pool, &["--json", "volume", "info", "v"]);
         serde_json::from_slice::<Value>(&out.stdout).unwrap()["id"]
             .as_str()
             .unwrap()
             .to_string()
     };
-    let before = id(&env);
+    let before = id();
     // 12 MB of incompressible data into a 6 MB file system
     let mut x: u64 = 88172645463325252;
     let big: Vec<u8> = (0..12 << 20)
@@ -406,27 +367,23 @@ fn a_full_disk_leaves_the_pool_consistent_and_the_volume_unchanged() {
         })
         .collect();
     write(&env.path("big-src/big.bin"), &big);
-    let out = env.run_pool(&pool, &["volume", "import", "v", &env.s("big-src")]);
+    let out = run_pool(&pool, &["volume", "import", "v", &env.s("big-src")]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("No space left on device"), "{err}");
     assert!(!err.contains("panicked"));
-    assert_eq!(id(&env), before, "the volume must be unchanged");
-    let out = env.run_pool(&pool, &["verify", "--read-data"]);
+    assert_eq!(id(), before, "the volume must be unchanged");
+    let out = run_pool(&pool, &["verify", "--read-data"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stdout)
     );
     // gc gives the space back, and the pool works again
-    assert!(env.run_pool(&pool, &["gc"]).status.success());
+    assert!(run_pool(&pool, &["gc"]).status.success());
     write(&env.path("after/b"), b"after");
-    assert!(env
-        .run_pool(&pool, &["volume", "import", "v", &env.s("after")])
+    assert!(run_pool(&pool, &["volume", "import", "v", &env.s("after")])
         .status
         .success());
-    assert!(env
-        .run_pool(&pool, &["verify", "--read-data"])
-        .status
-        .success());
+    assert!(run_pool(&pool, &["verify", "--read-data"]).status.success());
 }

@@ -2,91 +2,44 @@
 //! reads, `verify` lists exactly the affected paths, nothing panics.
 
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
-use assert_cmd::Command;
 use serde_json::Value;
 
-struct Pool {
-    dir: tempfile::TempDir,
+mod common;
+use common::{noise, write, Env};
+
+/// Runs `verify` with `--json`: (success, report, stderr).
+fn verify(p: &Env, read_data: bool) -> (bool, Value, String) {
+    let mut args = vec!["--json", "verify"];
+    if read_data {
+        args.push("--read-data");
+    }
+    let out = p.run(&args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (
+        out.status.success(),
+        serde_json::from_slice(&out.stdout).unwrap(),
+        stderr,
+    )
 }
 
-impl Pool {
-    fn new() -> Pool {
-        Pool {
-            dir: tempfile::tempdir().unwrap(),
+/// Every pack file of the pool.
+fn packs(p: &Env) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for d in fs::read_dir(p.path("pool/packs")).unwrap() {
+        for f in fs::read_dir(d.unwrap().path()).unwrap() {
+            out.push(f.unwrap().path());
         }
     }
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn run(&self, args: &[&str]) -> std::process::Output {
-        Command::cargo_bin("shale")
-            .unwrap()
-            .env_remove("SHALE_POOL")
-            .arg("--pool")
-            .arg(self.path("pool"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-    fn verify(&self, read_data: bool) -> (bool, Value, String) {
-        let mut args = vec!["--json", "verify"];
-        if read_data {
-            args.push("--read-data");
-        }
-        let out = self.run(&args);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(!stderr.contains("panicked"), "{stderr}");
-        (
-            out.status.success(),
-            serde_json::from_slice(&out.stdout).unwrap(),
-            stderr,
-        )
-    }
-    fn packs(&self) -> Vec<PathBuf> {
-        let mut out = Vec::new();
-        for d in fs::read_dir(self.path("pool/packs")).unwrap() {
-            for f in fs::read_dir(d.unwrap().path()).unwrap() {
-                out.push(f.unwrap().path());
-            }
-        }
-        out.sort();
-        out
-    }
-}
-
-/// Deterministic incompressible bytes.
-fn noise(seed: u8, len: usize) -> Vec<u8> {
-    let mut out = Vec::with_capacity(len);
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15 ^ seed as u64;
-    while out.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        out.extend_from_slice(&x.to_le_bytes());
-    }
-    out.truncate(len);
+    out.sort();
     out
-}
-
-fn write(path: &Path, data: &[u8]) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
 }
 
 /// A pool with volume `good` and volume `bad` (with a snapshot `s`); `bad`'s
 /// data lives in packs of its own. Returns those packs.
-fn two_volumes(p: &Pool) -> Vec<PathBuf> {
+fn two_volumes(p: &Env) -> Vec<PathBuf> {
     write(&p.path("good/a.bin"), &noise(1, 50_000));
     write(&p.path("good/sub/b.bin"), &noise(2, 70_000));
     p.ok(&[
@@ -96,7 +49,7 @@ fn two_volumes(p: &Pool) -> Vec<PathBuf> {
         "--from",
         p.path("good").to_str().unwrap(),
     ]);
-    let before = p.packs();
+    let before = packs(p);
     write(&p.path("bad/x.bin"), &noise(3, 60_000));
     write(&p.path("bad/dir/y.bin"), &noise(4, 80_000));
     write(&p.path("bad/dir/z.bin"), &noise(5, 90_000));
@@ -108,7 +61,7 @@ fn two_volumes(p: &Pool) -> Vec<PathBuf> {
         p.path("bad").to_str().unwrap(),
     ]);
     p.ok(&["snapshot", "create", "bad", "s"]);
-    p.packs()
+    packs(p)
         .into_iter()
         .filter(|f| !before.contains(f))
         .collect()
@@ -134,9 +87,9 @@ fn affected(report: &Value) -> Vec<String> {
 
 #[test]
 fn a_healthy_pool_verifies() {
-    let p = Pool::new();
+    let p = Env::new();
     two_volumes(&p);
-    let (ok, report, _) = p.verify(true);
+    let (ok, report, _) = verify(&p, true);
     assert!(ok);
     assert_eq!(report["roots"], 3);
     assert!(report["packs_read"].as_u64().unwrap() >= 2);
@@ -145,7 +98,7 @@ fn a_healthy_pool_verifies() {
 
 #[test]
 fn flipped_bytes_are_found_and_named() {
-    let p = Pool::new();
+    let p = Env::new();
     let packs = two_volumes(&p);
     // flip one byte inside the stored content of bad/dir/y.bin
     let needle = &noise(4, 80_000)[1000..1032];
@@ -159,8 +112,8 @@ fn flipped_bytes_are_found_and_named() {
     fs::write(pack, bytes).unwrap();
 
     // structure alone looks fine; re-reading the data finds it
-    assert!(p.verify(false).0);
-    let (ok, report, stderr) = p.verify(true);
+    assert!(verify(&p, false).0);
+    let (ok, report, stderr) = verify(&p, true);
     assert!(!ok);
     assert!(
         stderr.contains("verify found 1 damaged objects affecting 2 paths"),
@@ -202,7 +155,7 @@ fn flipped_bytes_are_found_and_named() {
 
 #[test]
 fn a_truncated_pack_is_found_without_reading_data() {
-    let p = Pool::new();
+    let p = Env::new();
     let packs = two_volumes(&p);
     for f in &packs {
         let len = fs::metadata(f).unwrap().len();
@@ -213,7 +166,7 @@ fn a_truncated_pack_is_found_without_reading_data() {
             .set_len(len / 2)
             .unwrap();
     }
-    let (ok, report, _) = p.verify(false);
+    let (ok, report, _) = verify(&p, false);
     assert!(!ok);
     let paths = affected(&report);
     assert!(!paths.is_empty());
@@ -223,7 +176,7 @@ fn a_truncated_pack_is_found_without_reading_data() {
         .unwrap()
         .iter()
         .all(|p| p["error"].as_str().unwrap().contains("truncated")));
-    let (ok, report2, _) = p.verify(true);
+    let (ok, report2, _) = verify(&p, true);
     assert!(!ok);
     assert_eq!(affected(&report2), paths);
     p.ok(&["volume", "export", "good", p.path("out").to_str().unwrap()]);
@@ -231,12 +184,12 @@ fn a_truncated_pack_is_found_without_reading_data() {
 
 #[test]
 fn a_deleted_pack_is_found() {
-    let p = Pool::new();
+    let p = Env::new();
     let packs = two_volumes(&p);
     for f in &packs {
         fs::remove_file(f).unwrap();
     }
-    let (ok, report, _) = p.verify(false);
+    let (ok, report, _) = verify(&p, false);
     assert!(!ok);
     // the bad volume's root node was in the deleted pack: its root is affected
     assert_eq!(affected(&report), ["bad:", "bad@s:"]);
@@ -266,7 +219,7 @@ fn a_deleted_pack_is_found() {
 
 #[test]
 fn a_damaged_catalog_is_reported_not_panicked_on() {
-    let p = Pool::new();
+    let p = Env::new();
     two_volumes(&p);
     let db = p.path("pool/catalog.db");
     let mut bytes = fs::read(&db).unwrap();
@@ -288,7 +241,7 @@ fn a_damaged_catalog_is_reported_not_panicked_on() {
 
 #[test]
 fn a_lost_index_row_is_found_and_named() {
-    let p = Pool::new();
+    let p = Env::new();
     two_volumes(&p);
     let db = rusqlite::Connection::open(p.path("pool/catalog.db")).unwrap();
     // bad/dir/z.bin is the only 90,000-byte blob
@@ -298,7 +251,7 @@ fn a_lost_index_row_is_found_and_named() {
         1
     );
     drop(db);
-    let (ok, report, _) = p.verify(false);
+    let (ok, report, _) = verify(&p, false);
     assert!(!ok);
     assert_eq!(affected(&report), ["bad:dir/z.bin", "bad@s:dir/z.bin"]);
     assert!(report["problems"][0]["error"]

@@ -6,38 +6,9 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
-use assert_cmd::Command;
-
-struct Env {
-    dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-    fn run(&self, args: &[&str]) -> Output {
-        Command::cargo_bin("shale")
-            .unwrap()
-            .env_remove("SHALE_POOL")
-            .arg("--pool")
-            .arg(self.path("pool"))
-            .args(args)
-            .output()
-            .unwrap()
-    }
-    fn ok(&self, args: &[&str]) -> String {
-        let out = self.run(args);
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8(out.stdout).unwrap()
-    }
-}
+mod common;
+use common::{write, Env};
 
 /// Unmounts on drop, so a failing test leaves no mount behind.
 struct Mounted(PathBuf);
@@ -52,11 +23,6 @@ impl Drop for Mounted {
 
 fn fuse_usable() -> bool {
     Path::new("/dev/fuse").exists() && unsafe { libc::geteuid() } == 0
-}
-
-fn write(path: &Path, data: &[u8]) {
-    fs::create_dir_all(path.parent().unwrap()).unwrap();
-    fs::write(path, data).unwrap();
 }
 
 #[test]
