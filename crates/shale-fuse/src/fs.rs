@@ -4,6 +4,7 @@ use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -20,6 +21,8 @@ use crate::inodes::{Inodes, Node};
 const TTL: Duration = Duration::from_secs(1);
 /// The same inside a snapshot, which never changes.
 const FROZEN_TTL: Duration = Duration::from_secs(3600);
+/// Threads serving file reads.
+const READERS: usize = 8;
 /// Decoded tree nodes kept in memory (about 10 KB each at most).
 const NODE_CACHE: usize = 20_000;
 /// The hidden per-volume snapshot directory.
@@ -41,13 +44,16 @@ pub enum Target {
 
 /// A read-only view of a pool.
 pub struct ShaleFs {
-    pool: Pool,
+    pool: Arc<Pool>,
+    /// Threads that fetch file data, so that slow (cold) reads of several
+    /// files overlap instead of queueing behind the one session thread.
+    readers: rayon::ThreadPool,
     inodes: Inodes,
     show_snapshot_dir: bool,
     listings: HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>,
     next_fh: u64,
     /// The last chunk read, for the run of kernel reads that hit it.
-    last_chunk: Option<(ObjectId, Arc<Vec<u8>>)>,
+    last_chunk: Arc<Mutex<Option<(ObjectId, Arc<Vec<u8>>)>>>,
     /// Decoded tree nodes (immutable, so never stale).
     nodes: HashMap<ObjectId, Arc<TreeNode>>,
     mounted_at: SystemTime,
@@ -77,6 +83,51 @@ fn is_frozen(node: &Node) -> bool {
     }
 }
 
+/// Reads `size` bytes at `offset` of a file from its chunks.
+fn read_range(
+    pool: &Pool,
+    cache: &Mutex<Option<(ObjectId, Arc<Vec<u8>>)>>,
+    chunks: &[shale_core::tree::ChunkRef],
+    file_size: u64,
+    offset: u64,
+    size: u32,
+) -> Result<Vec<u8>, i32> {
+    let end = (offset + size as u64).min(file_size);
+    let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+    let mut pos = 0u64;
+    for c in chunks {
+        let (c_start, c_end) = (pos, pos + c.len as u64);
+        pos = c_end;
+        if c_end <= offset {
+            continue;
+        }
+        if c_start >= end {
+            break;
+        }
+        let cached = cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .filter(|(id, _)| *id == c.id)
+            .map(|(_, d)| d.clone());
+        let data = match cached {
+            Some(d) => d,
+            None => {
+                let d = Arc::new(pool.blobs().get(&c.id).map_err(|e| {
+                    tracing::error!("read of chunk {}: {e}", c.id);
+                    libc::EIO
+                })?);
+                *cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((c.id, d.clone()));
+                d
+            }
+        };
+        let from = offset.saturating_sub(c_start) as usize;
+        let to = (end.min(c_end) - c_start) as usize;
+        out.extend_from_slice(&data[from..to]);
+    }
+    Ok(out)
+}
+
 fn version_of(e: &Entry) -> ObjectId {
     ObjectId::of(&encode(&TreeNode::Leaf(vec![e.clone()])))
 }
@@ -94,13 +145,19 @@ impl ShaleFs {
                 Node::VolumeRoot { volume, snapshot }
             }
         };
+        let readers = rayon::ThreadPoolBuilder::new()
+            .num_threads(READERS)
+            .thread_name(|i| format!("shale-read-{i}"))
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("cannot start reader threads: {e}")))?;
         Ok(ShaleFs {
-            pool,
+            pool: Arc::new(pool),
+            readers,
             inodes: Inodes::new(root),
             show_snapshot_dir,
             listings: HashMap::new(),
             next_fh: 1,
-            last_chunk: None,
+            last_chunk: Arc::new(Mutex::new(None)),
             nodes: HashMap::new(),
             mounted_at: SystemTime::now(),
         })
@@ -389,20 +446,6 @@ impl ShaleFs {
         }
         Ok(out)
     }
-
-    fn chunk(&mut self, id: &ObjectId) -> Result<Arc<Vec<u8>>, i32> {
-        if let Some((cached, data)) = &self.last_chunk {
-            if cached == id {
-                return Ok(data.clone());
-            }
-        }
-        let data = Arc::new(self.pool.blobs().get(id).map_err(|e| {
-            tracing::error!("read of chunk {id}: {e}");
-            libc::EIO
-        })?);
-        self.last_chunk = Some((*id, data.clone()));
-        Ok(data)
-    }
 }
 
 impl Filesystem for ShaleFs {
@@ -469,28 +512,21 @@ impl Filesystem for ShaleFs {
         else {
             return reply.error(libc::EISDIR);
         };
-        let start = offset.max(0) as u64;
-        let end = (start + size as u64).min(*file_size);
-        let mut out = Vec::with_capacity(end.saturating_sub(start) as usize);
-        let mut pos = 0u64;
-        for c in chunks {
-            let (c_start, c_end) = (pos, pos + c.len as u64);
-            pos = c_end;
-            if c_end <= start {
-                continue;
+        let (chunks, file_size) = (chunks.clone(), *file_size);
+        let (pool, cache) = (self.pool.clone(), self.last_chunk.clone());
+        self.readers.spawn(move || {
+            match read_range(
+                &pool,
+                &cache,
+                &chunks,
+                file_size,
+                offset.max(0) as u64,
+                size,
+            ) {
+                Ok(data) => reply.data(&data),
+                Err(e) => reply.error(e),
             }
-            if c_start >= end {
-                break;
-            }
-            let data = match self.chunk(&c.id) {
-                Ok(d) => d,
-                Err(err) => return reply.error(err),
-            };
-            let from = start.saturating_sub(c_start) as usize;
-            let to = (end.min(c_end) - c_start) as usize;
-            out.extend_from_slice(&data[from..to]);
-        }
-        reply.data(&out)
+        });
     }
 
     fn flush(
