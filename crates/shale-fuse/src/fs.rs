@@ -21,6 +21,9 @@ use crate::inodes::{Inodes, Node};
 const TTL: Duration = Duration::from_secs(1);
 /// The same inside a snapshot, which never changes.
 const FROZEN_TTL: Duration = Duration::from_secs(3600);
+/// The most recently read chunk, shared by the reader threads.
+type ChunkCache = Mutex<Option<(ObjectId, Arc<Vec<u8>>)>>;
+
 /// Threads serving file reads.
 const READERS: usize = 8;
 /// Decoded tree nodes kept in memory (about 10 KB each at most).
@@ -53,7 +56,7 @@ pub struct ShaleFs {
     listings: HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>,
     next_fh: u64,
     /// The last chunk read, for the run of kernel reads that hit it.
-    last_chunk: Arc<Mutex<Option<(ObjectId, Arc<Vec<u8>>)>>>,
+    last_chunk: Arc<ChunkCache>,
     /// Decoded tree nodes (immutable, so never stale).
     nodes: HashMap<ObjectId, Arc<TreeNode>>,
     mounted_at: SystemTime,
@@ -86,7 +89,7 @@ fn is_frozen(node: &Node) -> bool {
 /// Reads `size` bytes at `offset` of a file from its chunks.
 fn read_range(
     pool: &Pool,
-    cache: &Mutex<Option<(ObjectId, Arc<Vec<u8>>)>>,
+    cache: &ChunkCache,
     chunks: &[shale_core::tree::ChunkRef],
     file_size: u64,
     offset: u64,
