@@ -37,6 +37,14 @@ fn check_mountpoint(mountpoint: &Path) -> Result<()> {
         Ok(_) => {}
     }
     if is_mounted(mountpoint) {
+        // Cached attributes can outlive a dead server; listing asks it.
+        if matches!(std::fs::read_dir(mountpoint), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+        {
+            bail!(
+                "{} is a stale mount (its server is gone): run `shale unmount {0}` first",
+                mountpoint.display()
+            );
+        }
         bail!("{} is already a mount point", mountpoint.display());
     }
     if std::fs::read_dir(mountpoint)?.next().is_some() {

@@ -167,4 +167,23 @@ fn read_only_mounts_show_volumes_and_snapshots() {
     let _ = std::io::stdout().flush();
     env.ok(&["unmount", m]);
     assert!(server.wait().unwrap().success());
+
+    // a server killed with SIGKILL leaves a stale mount: named, and cleaned by unmount
+    let mut server = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .arg("--pool")
+        .arg(env.path("pool"))
+        .args(["mount", m, "--read-only", "--foreground"])
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !mnt.join("ds").exists() && start.elapsed().as_secs() < 10 {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    server.kill().unwrap();
+    server.wait().unwrap();
+    let out = env.run(&["mount", m, "--read-only"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is a stale mount"), "{err}");
+    env.ok(&["unmount", m]);
+    assert!(fs::read_dir(&mnt).unwrap().next().is_none());
 }
