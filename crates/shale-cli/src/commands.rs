@@ -143,8 +143,7 @@ fn print_import(cli: &Cli, verb: &str, name: &str, r: &ImportReport, secs: f64) 
     if cli.json {
         let mut v = serde_json::to_value(r).unwrap_or_default();
         v["volume"] = json!(name);
-        v["seconds"] = json!(secs);
-        print_json(&v);
+        print_json_timed(&v, secs);
         return;
     }
     for s in &r.skipped {
@@ -328,9 +327,7 @@ fn export(cli: &Cli, pool: &Pool, args: &ExportArgs) -> Result<()> {
     let r = r?;
     let secs = start.elapsed().as_secs_f64();
     if cli.json {
-        let mut v = serde_json::to_value(&r)?;
-        v["seconds"] = json!(secs);
-        print_json(&v);
+        print_json_timed(&r, secs);
     } else if !cli.quiet {
         println!(
             "exported {} to {}: {} files, {} dirs, {} symlinks, {} ({secs:.2}s)",
@@ -504,9 +501,7 @@ fn gc(cli: &Cli, dry_run: bool) -> Result<()> {
     let r = pool.gc(&GcOptions { dry_run })?;
     let secs = start.elapsed().as_secs_f64();
     if cli.json {
-        let mut v = serde_json::to_value(&r)?;
-        v["seconds"] = json!(secs);
-        print_json(&v);
+        print_json_timed(&r, secs);
     } else if !cli.quiet {
         let verb = if dry_run { "would free" } else { "freed" };
         println!(
@@ -520,4 +515,11 @@ fn gc(cli: &Cli, dry_run: bool) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Prints a report as JSON with the seconds the operation took added.
+fn print_json_timed<T: serde::Serialize>(report: &T, secs: f64) {
+    let mut v = serde_json::to_value(report).unwrap_or_default();
+    v["seconds"] = json!(secs);
+    print_json(&v);
 }

@@ -153,6 +153,20 @@ fn roots(pool: &Pool) -> Result<HashSet<ObjectId>> {
     Ok(out)
 }
 
+/// Removes a pack's row if no blob row points at it any more; whether it did.
+/// (Its file is deleted by the caller, after the transaction commits.)
+fn drop_pack_if_unused(tx: &rusqlite::Transaction<'_>, pack: i64) -> Result<bool> {
+    let used: bool = tx.query_row(
+        "SELECT EXISTS (SELECT 1 FROM blobs WHERE pack = ?1)",
+        [pack],
+        |r| r.get(0),
+    )?;
+    if !used {
+        tx.execute("DELETE FROM packs WHERE id = ?1", [pack])?;
+    }
+    Ok(!used)
+}
+
 /// Per pack: (catalog key, name, size, live stored bytes incl. heads).
 fn pack_usage(pool: &Pool) -> Result<Vec<(i64, ObjectId, u64, u64)>> {
     pool.catalog().read(|c| {
@@ -371,13 +385,7 @@ impl Pool {
         let mut doomed: Vec<(ObjectId, u64)> = Vec::new();
         self.catalog().write(|tx| {
             for (id, name, size) in &empty {
-                let still_used: bool = tx.query_row(
-                    "SELECT EXISTS (SELECT 1 FROM blobs WHERE pack = ?1)",
-                    [id],
-                    |r| r.get(0),
-                )?;
-                if !still_used {
-                    tx.execute("DELETE FROM packs WHERE id = ?1", [id])?;
+                if drop_pack_if_unused(tx, *id)? {
                     doomed.push((*name, *size));
                     report.deleted_packs += 1;
                 }
@@ -396,13 +404,7 @@ impl Pool {
                     )?;
                 }
                 for (old_id, old_name, old_size) in old {
-                    let still_used: bool = tx.query_row(
-                        "SELECT EXISTS (SELECT 1 FROM blobs WHERE pack = ?1)",
-                        [old_id],
-                        |r| r.get(0),
-                    )?;
-                    if !still_used {
-                        tx.execute("DELETE FROM packs WHERE id = ?1", [old_id])?;
+                    if drop_pack_if_unused(tx, *old_id)? {
                         doomed.push((*old_name, *old_size));
                         report.repacked_packs += 1;
                     }
