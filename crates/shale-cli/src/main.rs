@@ -197,9 +197,12 @@ pub struct MountArgs {
     /// Mount one volume or snapshot instead of the whole pool.
     #[arg(long, value_name = "VOLUME[@SNAPSHOT]")]
     pub volume: Option<String>,
-    /// Mount read-only (required for now: read-write mounts are not built yet).
+    /// Refuse every change (snapshots are always read-only).
     #[arg(long)]
     pub read_only: bool,
+    /// Seconds between commits of changes not yet fsync'd.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub commit_interval: u64,
     /// Stay in the foreground (for containers) instead of detaching.
     #[arg(long)]
     pub foreground: bool,

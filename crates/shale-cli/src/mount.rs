@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use shale_core::names::Spec;
-use shale_fuse::{ShaleFs, Target};
+use shale_fuse::{MountOptions, State, Target};
 
 use crate::{Cli, MountArgs};
 
@@ -59,9 +59,6 @@ fn check_mountpoint(mountpoint: &Path) -> Result<()> {
 /// Mounts, in the foreground or as a detached child that this process
 /// waits for until the mount is up.
 pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
-    if !args.read_only {
-        bail!("read-write mounts are not built yet; use --read-only for a read-only view of volumes and snapshots");
-    }
     check_mountpoint(&args.mountpoint)?;
     let pool = crate::commands::open(cli)?;
     let target = match &args.volume {
@@ -74,13 +71,28 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
             }
         }
     };
-    let fs = ShaleFs::new(pool, target, args.show_snapshot_dir)?;
+    // Check the target exists before detaching.
+    drop(State::new(
+        crate::commands::open(cli)?,
+        target.clone(),
+        true,
+        false,
+        std::env::temp_dir(),
+    )?);
+    if args.commit_interval == 0 {
+        bail!("--commit-interval must be at least 1 second");
+    }
+    let opts = MountOptions {
+        read_only: args.read_only,
+        show_snapshot_dir: args.show_snapshot_dir,
+        commit_interval: Duration::from_secs(args.commit_interval),
+    };
     if args.foreground {
         let name = format!("shale:{}", pool_path.display());
-        return shale_fuse::mount(fs, &args.mountpoint, &name)
-            .with_context(|| format!("mounting on {}", args.mountpoint.display()));
+        return shale_fuse::mount(pool, target, &args.mountpoint, &name, &opts)
+            .with_context(|| format!("serving the mount on {}", args.mountpoint.display()));
     }
-    drop(fs);
+    drop(pool);
     let log_path = pool_path.join("mount.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -93,8 +105,12 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
         .arg(pool_path)
         .arg("mount")
         .arg(&args.mountpoint)
-        .arg("--read-only")
-        .arg("--foreground");
+        .arg("--foreground")
+        .arg("--commit-interval")
+        .arg(args.commit_interval.to_string());
+    if args.read_only {
+        child.arg("--read-only");
+    }
     if let Some(v) = &args.volume {
         child.arg("--volume").arg(v);
     }
@@ -118,8 +134,13 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
         if is_mounted(&args.mountpoint) {
             if !cli.quiet && !cli.json {
                 println!(
-                    "mounted on {} (read-only; log in {})",
+                    "mounted on {} ({}; log in {})",
                     args.mountpoint.display(),
+                    if args.read_only {
+                        "read-only"
+                    } else {
+                        "read-write"
+                    },
                     log_path.display()
                 );
             }
@@ -143,6 +164,17 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
     )
 }
 
+/// Whether a process exists and has not exited (a zombie has).
+fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            let after = &s[s.rfind(')')? + 1..];
+            after.split_whitespace().next().map(|state| state != "Z")
+        })
+        .unwrap_or(false)
+}
+
 /// Unmounts a FUSE mount point.
 pub fn unmount(cli: &Cli, mountpoint: &PathBuf) -> Result<()> {
     let stale =
@@ -150,6 +182,11 @@ pub fn unmount(cli: &Cli, mountpoint: &PathBuf) -> Result<()> {
     if !stale && !is_mounted(mountpoint) {
         bail!("{} is not mounted", mountpoint.display());
     }
+    // The server commits what is left after the kernel lets go: wait for it.
+    let server = std::path::absolute(mountpoint)
+        .ok()
+        .zip(crate::commands::pool_path(cli).ok())
+        .and_then(|(m, pool)| shale_core::mounts::server_of(&pool, &m));
     let out = std::process::Command::new("fusermount3")
         .arg("-u")
         .arg(mountpoint)
@@ -167,6 +204,18 @@ pub fn unmount(cli: &Cli, mountpoint: &PathBuf) -> Result<()> {
             "could not unmount {} (is a process still using it?)",
             mountpoint.display()
         );
+    }
+    if let Some(pid) = server {
+        let start = Instant::now();
+        while is_running(pid) {
+            if start.elapsed() > Duration::from_secs(600) {
+                bail!(
+                    "unmounted {}, but its server (pid {pid}) is still committing after 10 minutes",
+                    mountpoint.display()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
     if !cli.quiet && !cli.json {
         println!("unmounted {}", mountpoint.display());

@@ -73,7 +73,9 @@ impl ChunkParams {
         self.chunk_all(reader, path, sink)
     }
 
-    fn chunk_all<R: Read>(
+    /// Splits everything `reader` yields by content, whatever its size
+    /// (for data that starts at a chunk boundary of a larger file).
+    pub fn chunk_all<R: Read>(
         &self,
         reader: R,
         path: &Path,

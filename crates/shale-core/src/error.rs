@@ -99,6 +99,14 @@ pub enum Error {
     /// Another process changed the volume while this operation ran.
     #[error("volume '{0}' was changed by another process during this operation; nothing was committed, run it again")]
     Conflict(String),
+    /// A mount of the volume could not commit the writes made through it.
+    #[error("volume '{volume}': a mount of this pool could not commit its writes: {reason}")]
+    MountCommit {
+        /// The volume.
+        volume: String,
+        /// What the mount reported.
+        reason: String,
+    },
     /// An error while handling one path of a volume or of a source tree.
     #[error("{path}: {source}")]
     AtPath {

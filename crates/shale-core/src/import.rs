@@ -246,6 +246,7 @@ impl Importer<'_> {
             gid: md.gid(),
             mtime_ns: mtime_ns(&md),
             content: Content::Symlink(Vec::new()),
+            xattrs: Vec::new(),
         };
         if ft.is_file() {
             self.counters.files.fetch_add(1, Ordering::Relaxed);
@@ -443,6 +444,7 @@ impl Importer<'_> {
                         gid,
                         mtime_ns: catalog::now_ns(),
                         content: Content::Dir(sub),
+                        xattrs: Vec::new(),
                     },
                 );
             }
@@ -547,6 +549,7 @@ impl Pool {
     pub fn import(&self, name: &str, src: &Path, opts: &ImportOptions) -> Result<ImportReport> {
         check_name(name)?;
         check_source(src)?;
+        self.sync_mounts(name)?;
         let volume = self.catalog().volume(name)?;
         let to = split_path(opts.to.as_deref().unwrap_or(""))?;
         let writer = self.store.writer("import")?;
@@ -563,6 +566,7 @@ impl Pool {
         }
         let report = imp.into_report(root);
         let stats = writer.finish()?;
+        let _hold = self.hold_mounts(name)?;
         self.catalog().write(|tx| {
             catalog::set_root(
                 tx,

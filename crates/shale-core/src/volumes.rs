@@ -52,6 +52,7 @@ impl Pool {
         let spec = Spec::parse(spec)?;
         let (root, bytes, files) = match &spec.snapshot {
             None => {
+                self.sync_mounts(&spec.volume)?;
                 let v = self.catalog().volume(&spec.volume)?;
                 (v.root, v.bytes, v.files)
             }
@@ -119,6 +120,7 @@ impl Pool {
     /// data: it is shared by content, not owned.
     pub fn delete_volume(&self, name: &str) -> Result<()> {
         check_name(name)?;
+        let _hold = self.hold_mounts(name)?;
         self.catalog().write(|tx| {
             let v = catalog::volume_by_name(tx, name)?;
             tx.execute("DELETE FROM snapshots WHERE volume = ?1", [v.id])?;
@@ -134,6 +136,9 @@ impl Pool {
     pub fn clone_volume(&self, new: &str, from: &str) -> Result<VolumeRow> {
         check_name(new)?;
         let spec = Spec::parse(from)?;
+        if spec.snapshot.is_none() {
+            self.sync_mounts(&spec.volume)?;
+        }
         self.catalog().write(|tx| {
             let source = catalog::volume_by_name(tx, &spec.volume)?;
             let snap = match &spec.snapshot {
@@ -174,6 +179,7 @@ impl Pool {
             .map(str::to_string)
             .unwrap_or_else(default_snapshot_name);
         check_name(&name)?;
+        self.sync_mounts(volume)?;
         self.catalog().write(|tx| {
             let v = catalog::volume_by_name(tx, volume)?;
             catalog::insert_snapshot(tx, &v, &name)
@@ -207,6 +213,7 @@ impl Pool {
     pub fn restore_snapshot(&self, volume: &str, name: &str) -> Result<SnapshotRow> {
         check_name(volume)?;
         check_name(name)?;
+        let _hold = self.hold_mounts(volume)?;
         self.catalog().write(|tx| {
             let snap = catalog::snapshot_by_name(tx, volume, name)?;
             catalog::set_root(tx, volume, None, &snap.root, snap.bytes, snap.files)?;

@@ -15,6 +15,7 @@ fn entry(name: &[u8], content: Content) -> Entry {
         gid: 0,
         mtime_ns: 0,
         content,
+        xattrs: Vec::new(),
     }
 }
 

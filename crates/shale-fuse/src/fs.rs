@@ -1,72 +1,41 @@
-//! The `fuser::Filesystem` implementation.
+//! The `fuser::Filesystem` implementation: FUSE requests in, [`State`]
+//! operations, replies out. Reads of file data run on reader threads so
+//! that slow (cold) reads of several files overlap.
 
-use std::collections::HashMap;
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::sync::Arc;
-use std::sync::Mutex;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
-    FileAttr, FileType, Filesystem, ReplyAttr, ReplyData, ReplyDirectory, ReplyEntry, ReplyOpen,
-    ReplyStatfs, Request,
+    FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow,
 };
-use shale_core::tree::{encode, load_node, Content, Entry, Node as TreeNode};
-use shale_core::{Error, ObjectId, Pool};
+use shale_core::catalog::now_ns;
+use shale_core::tree::ChunkRef;
+use shale_core::{ObjectId, Pool};
 
-use crate::inodes::{Inodes, Node};
+use crate::inodes::{Data, Dir, Kind, Owner};
+use crate::state::{Errno, Handle, State, XATTR_MAX};
 
-/// How long the kernel may cache names and attributes of a live volume:
-/// short, because another process can restore or re-import it.
+/// How long the kernel may cache names and attributes in a live volume.
 const TTL: Duration = Duration::from_secs(1);
 /// The same inside a snapshot, which never changes.
 const FROZEN_TTL: Duration = Duration::from_secs(3600);
+/// Threads serving file reads.
+const READERS: usize = 8;
+
 /// The most recently read chunk, shared by the reader threads.
 type ChunkCache = Mutex<Option<(ObjectId, Arc<Vec<u8>>)>>;
 
-/// Threads serving file reads.
-const READERS: usize = 8;
-/// Decoded tree nodes kept in memory (about 10 KB each at most).
-const NODE_CACHE: usize = 20_000;
-/// The hidden per-volume snapshot directory.
-const SNAPSHOT_DIR: &[u8] = b".snapshot";
-
-/// What a mount shows.
-#[derive(Clone, Debug)]
-pub enum Target {
-    /// Every volume, as a directory.
-    Pool,
-    /// One volume (live), or one snapshot of it.
-    Volume {
-        /// Volume name.
-        volume: String,
-        /// Snapshot name.
-        snapshot: Option<String>,
-    },
-}
-
-/// A read-only view of a pool.
+/// A mount's file system: shared state behind a lock, plus reader threads.
 pub struct ShaleFs {
-    pool: Arc<Pool>,
-    /// Threads that fetch file data, so that slow (cold) reads of several
-    /// files overlap instead of queueing behind the one session thread.
+    state: Arc<Mutex<State>>,
     readers: rayon::ThreadPool,
-    inodes: Inodes,
-    show_snapshot_dir: bool,
-    listings: HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>,
-    next_fh: u64,
-    /// The last chunk read, for the run of kernel reads that hit it.
     last_chunk: Arc<ChunkCache>,
-    /// Decoded tree nodes (immutable, so never stale).
-    nodes: HashMap<ObjectId, Arc<TreeNode>>,
-    mounted_at: SystemTime,
-}
-
-fn errno(e: &Error) -> i32 {
-    match e {
-        Error::VolumeNotFound(_) | Error::SnapshotNotFound { .. } => libc::ENOENT,
-        _ => libc::EIO,
-    }
 }
 
 fn time_of(ns: i64) -> SystemTime {
@@ -77,24 +46,25 @@ fn time_of(ns: i64) -> SystemTime {
     }
 }
 
-/// Whether everything below this node is inside a snapshot.
-fn is_frozen(node: &Node) -> bool {
-    match node {
-        Node::VolumeRoot { snapshot, .. } => snapshot.is_some(),
-        Node::Entry { frozen, .. } => *frozen,
-        _ => false,
+fn ns_of(t: TimeOrNow) -> i64 {
+    match t {
+        TimeOrNow::Now => now_ns(),
+        TimeOrNow::SpecificTime(t) => match t.duration_since(UNIX_EPOCH) {
+            Ok(d) => d.as_nanos() as i64,
+            Err(e) => -(e.duration().as_nanos() as i64),
+        },
     }
 }
 
 /// Reads `size` bytes at `offset` of a file from its chunks.
-fn read_range(
+fn read_chunks(
     pool: &Pool,
     cache: &ChunkCache,
-    chunks: &[shale_core::tree::ChunkRef],
+    chunks: &[ChunkRef],
     file_size: u64,
     offset: u64,
     size: u32,
-) -> Result<Vec<u8>, i32> {
+) -> Result<Vec<u8>, Errno> {
     let end = (offset + size as u64).min(file_size);
     let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
     let mut pos = 0u64;
@@ -131,369 +101,442 @@ fn read_range(
     Ok(out)
 }
 
-fn version_of(e: &Entry) -> ObjectId {
-    ObjectId::of(&encode(&TreeNode::Leaf(vec![e.clone()])))
-}
-
 impl ShaleFs {
-    /// A view of `target` in `pool`. Checks that the target exists.
-    pub fn new(pool: Pool, target: Target, show_snapshot_dir: bool) -> shale_core::Result<Self> {
-        let root = match target {
-            Target::Pool => Node::PoolRoot,
-            Target::Volume { volume, snapshot } => {
-                match &snapshot {
-                    Some(s) => pool.catalog().snapshot(&volume, s).map(|_| ())?,
-                    None => pool.catalog().volume(&volume).map(|_| ())?,
-                }
-                Node::VolumeRoot { volume, snapshot }
-            }
-        };
+    /// A file system over `state`.
+    pub fn new(state: Arc<Mutex<State>>) -> shale_core::Result<Self> {
         let readers = rayon::ThreadPoolBuilder::new()
             .num_threads(READERS)
             .thread_name(|i| format!("shale-read-{i}"))
             .build()
-            .map_err(|e| Error::InvalidArgument(format!("cannot start reader threads: {e}")))?;
+            .map_err(|e| {
+                shale_core::Error::InvalidArgument(format!("cannot start reader threads: {e}"))
+            })?;
         Ok(ShaleFs {
-            pool: Arc::new(pool),
+            state,
             readers,
-            inodes: Inodes::new(root),
-            show_snapshot_dir,
-            listings: HashMap::new(),
-            next_fh: 1,
             last_chunk: Arc::new(Mutex::new(None)),
-            nodes: HashMap::new(),
-            mounted_at: SystemTime::now(),
         })
     }
 
-    fn ttl(&self, ino: u64) -> Duration {
-        match self.inodes.get(ino) {
-            Some(n) if is_frozen(n) => FROZEN_TTL,
-            _ => TTL,
-        }
-    }
-
-    fn dir_attr(&self, ino: u64, mtime: SystemTime) -> FileAttr {
-        FileAttr {
-            ino,
-            size: 4096,
-            blocks: 8,
-            atime: mtime,
-            mtime,
-            ctime: mtime,
-            crtime: mtime,
-            kind: FileType::Directory,
-            perm: 0o755,
-            nlink: 2,
-            uid: 0,
-            gid: 0,
-            rdev: 0,
-            blksize: 4096,
-            flags: 0,
-        }
-    }
-
-    fn attr(&self, ino: u64) -> Result<FileAttr, i32> {
-        let node = self.inodes.get(ino).ok_or(libc::ENOENT)?;
-        Ok(match node {
-            Node::PoolRoot | Node::SnapshotDir { .. } => self.dir_attr(ino, self.mounted_at),
-            Node::VolumeRoot { volume, snapshot } => {
-                let t = match snapshot {
-                    Some(s) => self.pool.catalog().snapshot(volume, s).map(|s| s.created),
-                    None => self.pool.catalog().volume(volume).map(|v| v.updated),
-                }
-                .map_err(|e| errno(&e))?;
-                self.dir_attr(ino, time_of(t))
-            }
-            Node::Entry { entry: e, .. } => {
-                let (kind, size) = match &e.content {
-                    Content::File { size, .. } => (FileType::RegularFile, *size),
-                    Content::Dir(_) => (FileType::Directory, 4096),
-                    Content::Symlink(t) => (FileType::Symlink, t.len() as u64),
-                };
-                let mtime = time_of(e.mtime_ns);
-                FileAttr {
-                    ino,
-                    size,
-                    blocks: size.div_ceil(512),
-                    atime: mtime,
-                    mtime,
-                    ctime: mtime,
-                    crtime: mtime,
-                    kind,
-                    perm: (e.mode & 0o7777) as u16,
-                    nlink: if kind == FileType::Directory { 2 } else { 1 },
-                    uid: e.uid,
-                    gid: e.gid,
-                    rdev: 0,
-                    blksize: 4096,
-                    flags: 0,
-                }
-            }
-        })
-    }
-
-    /// The tree a directory inode shows, if it is a tree.
-    fn tree_of(&self, node: &Node) -> Result<Option<ObjectId>, Error> {
-        Ok(match node {
-            Node::VolumeRoot {
-                volume,
-                snapshot: Some(s),
-            } => Some(self.pool.catalog().snapshot(volume, s)?.root),
-            Node::VolumeRoot {
-                volume,
-                snapshot: None,
-            } => Some(self.pool.catalog().volume(volume)?.root),
-            Node::Entry { entry: e, .. } => match &e.content {
-                Content::Dir(d) => Some(d.tree),
-                _ => None,
-            },
-            _ => None,
-        })
-    }
-
-    fn child(&mut self, parent: u64, name: &[u8]) -> Result<u64, i32> {
-        let node = self.inodes.get(parent).cloned().ok_or(libc::ENOENT)?;
-        let found = match &node {
-            Node::PoolRoot => {
-                let name = std::str::from_utf8(name).map_err(|_| libc::ENOENT)?;
-                self.pool.catalog().volume(name).map_err(|e| errno(&e))?;
-                (
-                    None,
-                    Node::VolumeRoot {
-                        volume: name.to_string(),
-                        snapshot: None,
-                    },
-                )
-            }
-            Node::SnapshotDir { volume } => {
-                let name = std::str::from_utf8(name).map_err(|_| libc::ENOENT)?;
-                self.pool
-                    .catalog()
-                    .snapshot(volume, name)
-                    .map_err(|e| errno(&e))?;
-                (
-                    None,
-                    Node::VolumeRoot {
-                        volume: volume.clone(),
-                        snapshot: Some(name.to_string()),
-                    },
-                )
-            }
-            Node::VolumeRoot {
-                volume,
-                snapshot: None,
-            } if name == SNAPSHOT_DIR => (
-                None,
-                Node::SnapshotDir {
-                    volume: volume.clone(),
-                },
-            ),
-            other => {
-                let frozen = is_frozen(other);
-                let tree = self
-                    .tree_of(other)
-                    .map_err(|e| errno(&e))?
-                    .ok_or(libc::ENOTDIR)?;
-                let entry = self
-                    .find(&tree, name)
-                    .map_err(|e| {
-                        tracing::error!("lookup of {:?}: {e}", String::from_utf8_lossy(name));
-                        errno(&e)
-                    })?
-                    .ok_or(libc::ENOENT)?;
-                let node = Node::Entry {
-                    entry: Arc::new(entry.clone()),
-                    frozen,
-                };
-                (Some(version_of(&entry)), node)
-            }
-        };
-        Ok(self.inodes.intern(parent, name, found.0, found.1))
-    }
-
-    fn list(&mut self, ino: u64) -> Result<Vec<(u64, FileType, Vec<u8>)>, i32> {
-        let node = self.inodes.get(ino).cloned().ok_or(libc::ENOENT)?;
-        let mut out = vec![
-            (ino, FileType::Directory, b".".to_vec()),
-            (ino, FileType::Directory, b"..".to_vec()),
-        ];
-        match &node {
-            Node::PoolRoot => {
-                for v in self.pool.catalog().volumes().map_err(|e| errno(&e))? {
-                    let child = self.inodes.intern(
-                        ino,
-                        v.name.as_bytes(),
-                        None,
-                        Node::VolumeRoot {
-                            volume: v.name.clone(),
-                            snapshot: None,
-                        },
-                    );
-                    out.push((child, FileType::Directory, v.name.into_bytes()));
-                }
-            }
-            Node::SnapshotDir { volume } => {
-                for s in self
-                    .pool
-                    .catalog()
-                    .snapshots(Some(volume))
-                    .map_err(|e| errno(&e))?
-                {
-                    let child = self.inodes.intern(
-                        ino,
-                        s.name.as_bytes(),
-                        None,
-                        Node::VolumeRoot {
-                            volume: volume.clone(),
-                            snapshot: Some(s.name.clone()),
-                        },
-                    );
-                    out.push((child, FileType::Directory, s.name.into_bytes()));
-                }
-            }
-            other => {
-                if let Node::VolumeRoot {
-                    volume,
-                    snapshot: None,
-                } = other
-                {
-                    if self.show_snapshot_dir {
-                        let child = self.inodes.intern(
-                            ino,
-                            SNAPSHOT_DIR,
-                            None,
-                            Node::SnapshotDir {
-                                volume: volume.clone(),
-                            },
-                        );
-                        out.push((child, FileType::Directory, SNAPSHOT_DIR.to_vec()));
-                    }
-                }
-                let frozen = is_frozen(other);
-                let tree = self
-                    .tree_of(other)
-                    .map_err(|e| errno(&e))?
-                    .ok_or(libc::ENOTDIR)?;
-                for e in self.entries(&tree).map_err(|e| errno(&e))? {
-                    let kind = match e.content {
-                        Content::File { .. } => FileType::RegularFile,
-                        Content::Dir(_) => FileType::Directory,
-                        Content::Symlink(_) => FileType::Symlink,
-                    };
-                    let name = e.name.clone();
-                    let child = self.inodes.intern(
-                        ino,
-                        &name,
-                        Some(version_of(&e)),
-                        Node::Entry {
-                            entry: Arc::new(e),
-                            frozen,
-                        },
-                    );
-                    out.push((child, kind, name));
-                }
-            }
-        }
-        Ok(out)
-    }
-
-    fn node(&mut self, id: &ObjectId) -> Result<Arc<TreeNode>, Error> {
-        if let Some(n) = self.nodes.get(id) {
-            return Ok(n.clone());
-        }
-        let n = Arc::new(load_node(self.pool.blobs(), id)?);
-        if self.nodes.len() >= NODE_CACHE {
-            self.nodes.clear();
-        }
-        self.nodes.insert(*id, n.clone());
-        Ok(n)
-    }
-
-    /// One name in a directory tree, through the node cache.
-    fn find(&mut self, tree: &ObjectId, name: &[u8]) -> Result<Option<Entry>, Error> {
-        let mut id = *tree;
-        for _ in 0..64 {
-            let node = self.node(&id)?;
-            match node.as_ref() {
-                TreeNode::Leaf(entries) => {
-                    return Ok(entries
-                        .binary_search_by(|e| e.name.as_slice().cmp(name))
-                        .ok()
-                        .map(|i| entries[i].clone()))
-                }
-                TreeNode::Interior(children) => {
-                    let i = children.partition_point(|c| c.first.as_slice() <= name);
-                    if i == 0 {
-                        return Ok(None);
-                    }
-                    id = children[i - 1].node;
-                }
-            }
-        }
-        Err(Error::corrupt(
-            format!("tree node {tree}"),
-            "directory tree deeper than 64 levels",
-        ))
-    }
-
-    /// Every entry of a directory tree, through the node cache.
-    fn entries(&mut self, tree: &ObjectId) -> Result<Vec<Entry>, Error> {
-        let mut out = Vec::new();
-        let mut stack = vec![*tree];
-        while let Some(id) = stack.pop() {
-            match self.node(&id)?.as_ref() {
-                TreeNode::Leaf(entries) => out.extend(entries.iter().cloned()),
-                TreeNode::Interior(children) => stack.extend(children.iter().rev().map(|c| c.node)),
-            }
-        }
-        Ok(out)
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
+fn ttl(st: &State, ino: u64) -> Duration {
+    match st.table.get(ino).map(|i| &i.owner) {
+        Some(Owner::Snapshot) => FROZEN_TTL,
+        _ => TTL,
+    }
+}
+
+/// The attributes of an inode.
+fn attr(st: &mut State, ino: u64) -> Result<FileAttr, Errno> {
+    let is_tree_dir = matches!(st.inode(ino)?.kind, Kind::Dir(_));
+    let nlink = if is_tree_dir {
+        2 + st.subdirs(ino)? as u32
+    } else {
+        let i = st.inode(ino)?;
+        match i.kind {
+            Kind::PoolRoot | Kind::SnapshotDir { .. } => 2,
+            _ => i.parents.len() as u32,
+        }
+    };
+    let i = st.inode(ino)?;
+    let (size, kind) = match &i.kind {
+        Kind::File(d) => (d.size(), FileType::RegularFile),
+        Kind::Symlink(t) => (t.len() as u64, FileType::Symlink),
+        _ => (4096, FileType::Directory),
+    };
+    Ok(FileAttr {
+        ino,
+        size,
+        blocks: size.div_ceil(512),
+        atime: time_of(i.meta.atime_ns),
+        mtime: time_of(i.meta.mtime_ns),
+        ctime: time_of(i.meta.ctime_ns),
+        crtime: time_of(i.meta.mtime_ns),
+        kind,
+        perm: (i.meta.mode & 0o7777) as u16,
+        nlink,
+        uid: i.meta.uid,
+        gid: i.meta.gid,
+        rdev: 0,
+        blksize: 4096,
+        flags: 0,
+    })
+}
+
+/// Looks `ino` up once more for the kernel and returns its attributes.
+fn entry(st: &mut State, ino: u64) -> Result<(Duration, FileAttr), Errno> {
+    let a = attr(st, ino)?;
+    if let Some(i) = st.table.get_mut(ino) {
+        i.lookups += 1;
+    }
+    Ok((ttl(st, ino), a))
+}
+
+fn reply_entry(st: &mut State, r: Result<u64, Errno>, reply: ReplyEntry) {
+    match r.and_then(|ino| entry(st, ino)) {
+        Ok((ttl, a)) => reply.entry(&ttl, &a, 0),
+        Err(e) => reply.error(e),
+    }
+}
+
+fn reply_empty(r: Result<(), Errno>, reply: ReplyEmpty) {
+    match r {
+        Ok(()) => reply.ok(),
+        Err(e) => reply.error(e),
+    }
+}
+
+/// Commits the volume of `ino`, for `fsync`.
+fn sync_volume(st: &mut State, ino: u64) -> Result<(), Errno> {
+    let attached = st.inode(ino).map(|i| st.is_attached(i)).unwrap_or(false);
+    let Some(volume) = st.volume_of(ino).filter(|_| attached) else {
+        return Ok(());
+    };
+    st.commit(&volume).map(drop).map_err(|e| {
+        tracing::error!("commit of volume {volume}: {e}");
+        libc::EIO
+    })
+}
+
+/// `setattr`: truncate, chmod, chown, utimens.
+#[allow(clippy::too_many_arguments)]
+fn setattr(
+    st: &mut State,
+    ino: u64,
+    mode: Option<u32>,
+    uid: Option<u32>,
+    gid: Option<u32>,
+    size: Option<u64>,
+    atime: Option<TimeOrNow>,
+    mtime: Option<TimeOrNow>,
+) -> Result<FileAttr, Errno> {
+    st.writable(ino)?;
+    if let Some(size) = size {
+        if st.inode(ino)?.is_dir() {
+            return Err(libc::EISDIR);
+        }
+        st.truncate(ino, size)?;
+        let now = now_ns();
+        let i = st.table.get_mut(ino).ok_or(libc::ENOENT)?;
+        i.meta.mtime_ns = now;
+        i.meta.ctime_ns = now;
+    }
+    let i = st.table.get_mut(ino).ok_or(libc::ENOENT)?;
+    if let Some(mode) = mode {
+        i.meta.mode = mode & 0o7777;
+    }
+    if uid.is_some() || gid.is_some() {
+        if let Some(u) = uid {
+            i.meta.uid = u;
+        }
+        if let Some(g) = gid {
+            i.meta.gid = g;
+        }
+        if !i.is_dir() && mode.is_none() {
+            // As local file systems do: a change of owner drops set-user-ID,
+            // and set-group-ID where it means something (group exec set).
+            i.meta.mode &= !libc::S_ISUID;
+            if i.meta.mode & libc::S_IXGRP != 0 {
+                i.meta.mode &= !libc::S_ISGID;
+            }
+        }
+    }
+    if let Some(t) = atime {
+        i.meta.atime_ns = ns_of(t);
+    }
+    if let Some(t) = mtime {
+        i.meta.mtime_ns = ns_of(t);
+    }
+    i.meta.ctime_ns = now_ns();
+    st.touch(ino);
+    attr(st, ino)
+}
+
 impl Filesystem for ShaleFs {
+    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
+        let _ = config.set_max_write(1 << 20);
+        Ok(())
+    }
+
+    fn destroy(&mut self) {
+        let mut st = self.lock();
+        if let Err(e) = st.commit_all() {
+            tracing::error!("final commit at unmount: {e}");
+        }
+    }
+
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
-        match self
-            .child(parent, name.as_bytes())
-            .and_then(|ino| self.attr(ino))
-        {
-            Ok(attr) => reply.entry(&TTL, &attr, 0),
+        let mut st = self.lock();
+        let r = st.child(parent, name.as_bytes());
+        reply_entry(&mut st, r, reply)
+    }
+
+    fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
+        let mut st = self.lock();
+        if let Some(i) = st.table.get_mut(ino) {
+            i.lookups = i.lookups.saturating_sub(nlookup);
+        }
+        st.maybe_drop(ino);
+    }
+
+    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
+        let mut st = self.lock();
+        match attr(&mut st, ino) {
+            Ok(a) => reply.attr(&ttl(&st, ino), &a),
             Err(e) => reply.error(e),
         }
     }
 
-    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
-        match self.attr(ino) {
-            Ok(attr) => reply.attr(&self.ttl(ino), &attr),
+    fn setattr(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        _fh: Option<u64>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<u32>,
+        reply: ReplyAttr,
+    ) {
+        let mut st = self.lock();
+        match setattr(&mut st, ino, mode, uid, gid, size, atime, mtime) {
+            Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(e),
         }
     }
 
     fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
-        match self.inodes.get(ino) {
-            Some(Node::Entry { entry: e, .. }) => match &e.content {
-                Content::Symlink(t) => reply.data(t),
-                _ => reply.error(libc::EINVAL),
-            },
-            _ => reply.error(libc::EINVAL),
+        let st = self.lock();
+        match st.inode(ino).map(|i| &i.kind) {
+            Ok(Kind::Symlink(t)) => reply.data(t),
+            Ok(_) => reply.error(libc::EINVAL),
+            Err(e) => reply.error(e),
         }
+    }
+
+    fn mknod(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        _rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        let mut st = self.lock();
+        if mode & libc::S_IFMT != libc::S_IFREG {
+            // Trees hold regular files, directories and symlinks only.
+            return reply.error(libc::EPERM);
+        }
+        let r = st.add(
+            parent,
+            name.as_bytes(),
+            Kind::File(Data::Chunks {
+                size: 0,
+                chunks: Arc::new(Vec::new()),
+            }),
+            mode & !umask,
+            req.uid(),
+            req.gid(),
+        );
+        reply_entry(&mut st, r, reply)
+    }
+
+    fn mkdir(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        let mut st = self.lock();
+        if matches!(st.inode(parent).map(|i| &i.kind), Ok(Kind::PoolRoot)) {
+            if st.read_only {
+                return reply.error(libc::EROFS);
+            }
+            // A new directory at the top of a pool mount is a new volume.
+            let r = match std::str::from_utf8(name.as_bytes()) {
+                Ok(n) => match st.pool.create_volume(n, None) {
+                    Ok(_) => st.child(parent, n.as_bytes()),
+                    Err(e) => Err(crate::state::errno(&e)),
+                },
+                Err(_) => Err(libc::EINVAL),
+            };
+            return reply_entry(&mut st, r, reply);
+        }
+        let r = st.add(
+            parent,
+            name.as_bytes(),
+            Kind::Dir(Dir {
+                subdirs: Some(0),
+                ..Dir::default()
+            }),
+            mode & !umask,
+            req.uid(),
+            req.gid(),
+        );
+        reply_entry(&mut st, r, reply)
+    }
+
+    fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let mut st = self.lock();
+        reply_empty(st.unlink(parent, name.as_bytes()), reply)
+    }
+
+    fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let mut st = self.lock();
+        reply_empty(st.rmdir(parent, name.as_bytes()), reply)
+    }
+
+    fn symlink(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        let mut st = self.lock();
+        let r = st.add(
+            parent,
+            link_name.as_bytes(),
+            Kind::Symlink(target.as_os_str().as_bytes().to_vec()),
+            0o777,
+            req.uid(),
+            req.gid(),
+        );
+        reply_entry(&mut st, r, reply)
+    }
+
+    fn rename(
+        &mut self,
+        _req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        newparent: u64,
+        newname: &OsStr,
+        flags: u32,
+        reply: ReplyEmpty,
+    ) {
+        let mut st = self.lock();
+        let r = st.rename(
+            parent,
+            name.as_bytes(),
+            newparent,
+            newname.as_bytes(),
+            flags,
+        );
+        reply_empty(r, reply)
+    }
+
+    fn link(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        newparent: u64,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        let mut st = self.lock();
+        let r = st.link(ino, newparent, newname.as_bytes()).map(|()| ino);
+        reply_entry(&mut st, r, reply)
     }
 
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
-        if flags & libc::O_ACCMODE != libc::O_RDONLY {
-            return reply.error(libc::EROFS);
-        }
-        match self.inodes.get(ino) {
-            Some(Node::Entry { entry: e, .. }) if matches!(e.content, Content::File { .. }) => {
-                // Snapshot content never changes: let the kernel keep it cached.
-                reply.opened(0, fuser::consts::FOPEN_KEEP_CACHE)
+        let mut st = self.lock();
+        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let r = (|| {
+            match &st.inode(ino)?.kind {
+                Kind::File(_) => {}
+                Kind::Symlink(_) => return Err(libc::ELOOP),
+                _ => return Err(libc::EISDIR),
             }
-            Some(_) => reply.error(libc::EISDIR),
-            None => reply.error(libc::ENOENT),
+            if write {
+                st.writable(ino)?;
+            }
+            let fh = st.new_fh();
+            st.handles.insert(
+                fh,
+                Handle {
+                    ino,
+                    write,
+                    append: flags & libc::O_APPEND != 0,
+                },
+            );
+            if let Some(i) = st.table.get_mut(ino) {
+                i.opens += 1;
+            }
+            Ok(fh)
+        })();
+        match r {
+            // Every change to a file goes through this mount (and a reload
+            // gives new inodes), so cached pages stay valid across opens.
+            Ok(fh) => reply.opened(fh, fuser::consts::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(e),
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    fn create(
+        &mut self,
+        req: &Request<'_>,
+        parent: u64,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        let mut st = self.lock();
+        let r = (|| {
+            st.writable(parent)?;
+            let ino = st.add(
+                parent,
+                name.as_bytes(),
+                Kind::File(Data::Chunks {
+                    size: 0,
+                    chunks: Arc::new(Vec::new()),
+                }),
+                mode & !umask,
+                req.uid(),
+                req.gid(),
+            )?;
+            let upper = st.new_upper(ino)?;
+            if let Some(i) = st.table.get_mut(ino) {
+                i.kind = Kind::File(Data::Upper(upper));
+                i.opens += 1;
+            }
+            let fh = st.new_fh();
+            st.handles.insert(
+                fh,
+                Handle {
+                    ino,
+                    write: flags & libc::O_ACCMODE != libc::O_RDONLY,
+                    append: flags & libc::O_APPEND != 0,
+                },
+            );
+            let (ttl, a) = entry(&mut st, ino)?;
+            Ok((ttl, a, fh))
+        })();
+        match r {
+            Ok((ttl, a, fh)) => reply.created(&ttl, &a, 0, fh, fuser::consts::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(e),
+        }
+    }
+
     fn read(
         &mut self,
         _req: &Request<'_>,
@@ -505,42 +548,66 @@ impl Filesystem for ShaleFs {
         _lock: Option<u64>,
         reply: ReplyData,
     ) {
-        let Some(Node::Entry { entry: e, .. }) = self.inodes.get(ino).cloned() else {
-            return reply.error(libc::ENOENT);
-        };
-        let Content::File {
-            chunks,
-            size: file_size,
-        } = &e.content
-        else {
-            return reply.error(libc::EISDIR);
-        };
-        let (chunks, file_size) = (chunks.clone(), *file_size);
-        let (pool, cache) = (self.pool.clone(), self.last_chunk.clone());
-        self.readers.spawn(move || {
-            match read_range(
-                &pool,
-                &cache,
-                &chunks,
-                file_size,
-                offset.max(0) as u64,
-                size,
-            ) {
-                Ok(data) => reply.data(&data),
-                Err(e) => reply.error(e),
+        let st = self.lock();
+        let offset = offset.max(0) as u64;
+        match st.inode(ino).map(|i| &i.kind) {
+            Ok(Kind::File(Data::Chunks {
+                size: file_size,
+                chunks,
+            })) => {
+                let (chunks, file_size) = (chunks.clone(), *file_size);
+                let (pool, cache) = (st.pool.clone(), self.last_chunk.clone());
+                drop(st);
+                self.readers.spawn(move || {
+                    match read_chunks(&pool, &cache, &chunks, file_size, offset, size) {
+                        Ok(data) => reply.data(&data),
+                        Err(e) => reply.error(e),
+                    }
+                });
             }
-        });
+            Ok(Kind::File(Data::Upper(u))) => {
+                let (file, file_size) = (u.file.clone(), u.size);
+                drop(st);
+                self.readers.spawn(move || {
+                    let len = (file_size.saturating_sub(offset)).min(size as u64) as usize;
+                    let mut buf = vec![0u8; len];
+                    let mut done = 0;
+                    while done < len {
+                        match file.read_at(&mut buf[done..], offset + done as u64) {
+                            Ok(0) => break,
+                            Ok(n) => done += n,
+                            Err(e) => return reply.error(e.raw_os_error().unwrap_or(libc::EIO)),
+                        }
+                    }
+                    reply.data(&buf[..done])
+                });
+            }
+            Ok(_) => reply.error(libc::EISDIR),
+            Err(e) => reply.error(e),
+        }
     }
 
-    fn flush(
+    fn write(
         &mut self,
         _req: &Request<'_>,
         _ino: u64,
-        _fh: u64,
-        _lock_owner: u64,
-        reply: fuser::ReplyEmpty,
+        fh: u64,
+        offset: i64,
+        data: &[u8],
+        _write_flags: u32,
+        _flags: i32,
+        _lock_owner: Option<u64>,
+        reply: ReplyWrite,
     ) {
-        // Nothing is buffered on a read-only view.
+        let mut st = self.lock();
+        match st.write(fh, offset.max(0) as u64, data) {
+            Ok(n) => reply.written(n),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn flush(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _lock: u64, reply: ReplyEmpty) {
+        // Writes are in the upper file already; durability is fsync's job.
         reply.ok()
     }
 
@@ -548,21 +615,40 @@ impl Filesystem for ShaleFs {
         &mut self,
         _req: &Request<'_>,
         _ino: u64,
-        _fh: u64,
+        fh: u64,
         _flags: i32,
         _lock_owner: Option<u64>,
         _flush: bool,
-        reply: fuser::ReplyEmpty,
+        reply: ReplyEmpty,
     ) {
+        let mut st = self.lock();
+        if let Some(h) = st.handles.remove(&fh) {
+            if let Some(i) = st.table.get_mut(h.ino) {
+                i.opens = i.opens.saturating_sub(1);
+            }
+            st.maybe_drop(h.ino);
+        }
         reply.ok()
     }
 
+    fn fsync(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let mut st = self.lock();
+        reply_empty(sync_volume(&mut st, ino), reply)
+    }
+
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
-        match self.list(ino) {
+        let mut st = self.lock();
+        match st.list(ino) {
             Ok(listing) => {
-                let fh = self.next_fh;
-                self.next_fh += 1;
-                self.listings.insert(fh, listing);
+                let fh = st.new_fh();
+                st.listings.insert(fh, listing);
                 reply.opened(fh, 0)
             }
             Err(e) => reply.error(e),
@@ -577,7 +663,8 @@ impl Filesystem for ShaleFs {
         offset: i64,
         mut reply: ReplyDirectory,
     ) {
-        let Some(listing) = self.listings.get(&fh) else {
+        let st = self.lock();
+        let Some(listing) = st.listings.get(&fh) else {
             return reply.error(libc::EBADF);
         };
         for (i, (ino, kind, name)) in listing.iter().enumerate().skip(offset.max(0) as usize) {
@@ -594,15 +681,154 @@ impl Filesystem for ShaleFs {
         _ino: u64,
         fh: u64,
         _flags: i32,
-        reply: fuser::ReplyEmpty,
+        reply: ReplyEmpty,
     ) {
-        self.listings.remove(&fh);
+        self.lock().listings.remove(&fh);
         reply.ok()
     }
 
-    fn statfs(&mut self, _req: &Request<'_>, _ino: u64, reply: ReplyStatfs) {
-        let stored = self.pool.totals().map(|t| t.stored_bytes).unwrap_or(0);
-        let blocks = stored.div_ceil(4096);
-        reply.statfs(blocks, 0, 0, self.inodes.count(), 0, 4096, 255, 4096)
+    fn fsyncdir(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        let mut st = self.lock();
+        reply_empty(sync_volume(&mut st, ino), reply)
     }
+
+    fn statfs(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyStatfs) {
+        let st = self.lock();
+        let quota = st
+            .volume_of(ino)
+            .and_then(|v| st.vols.get(v.as_ref()))
+            .and_then(|v| v.quota.map(|q| (q, v.bytes)));
+        let files = st.table.len() as u64;
+        if let Some((quota, used)) = quota {
+            // A volume with a quota looks like a disk of that size.
+            let blocks = quota.div_ceil(4096);
+            let free = quota.saturating_sub(used) / 4096;
+            return reply.statfs(blocks, free, free, files, u32::MAX as u64, 4096, 255, 4096);
+        }
+        match statvfs(st.pool.root()) {
+            Some(s) => reply.statfs(
+                s.f_blocks * s.f_frsize / 4096,
+                s.f_bfree * s.f_frsize / 4096,
+                s.f_bavail * s.f_frsize / 4096,
+                s.f_files,
+                s.f_ffree,
+                4096,
+                255,
+                4096,
+            ),
+            None => reply.statfs(0, 0, 0, files, 0, 4096, 255, 4096),
+        }
+    }
+
+    fn setxattr(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        let mut st = self.lock();
+        let r = (|| {
+            let name = name.as_bytes();
+            if name.starts_with(b"system.") {
+                return Err(libc::EOPNOTSUPP);
+            }
+            if value.len() > XATTR_MAX {
+                return Err(libc::E2BIG);
+            }
+            st.writable(ino)?;
+            let i = st.table.get_mut(ino).ok_or(libc::ENOENT)?;
+            match i.xattrs.binary_search_by(|(n, _)| n.as_slice().cmp(name)) {
+                Ok(_) if flags & libc::XATTR_CREATE != 0 => return Err(libc::EEXIST),
+                Err(_) if flags & libc::XATTR_REPLACE != 0 => return Err(libc::ENODATA),
+                Ok(k) => i.xattrs[k].1 = value.to_vec(),
+                Err(k) => i.xattrs.insert(k, (name.to_vec(), value.to_vec())),
+            }
+            i.meta.ctime_ns = now_ns();
+            st.touch(ino);
+            Ok(())
+        })();
+        reply_empty(r, reply)
+    }
+
+    fn getxattr(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        name: &OsStr,
+        size: u32,
+        reply: ReplyXattr,
+    ) {
+        let st = self.lock();
+        let value = st.inode(ino).and_then(|i| {
+            i.xattrs
+                .binary_search_by(|(n, _)| n.as_slice().cmp(name.as_bytes()))
+                .map(|k| i.xattrs[k].1.clone())
+                .map_err(|_| libc::ENODATA)
+        });
+        match value {
+            Ok(v) if size == 0 => reply.size(v.len() as u32),
+            Ok(v) if v.len() > size as usize => reply.error(libc::ERANGE),
+            Ok(v) => reply.data(&v),
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn listxattr(&mut self, _req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
+        let st = self.lock();
+        match st.inode(ino) {
+            Ok(i) => {
+                let mut names = Vec::new();
+                for (n, _) in &i.xattrs {
+                    names.extend_from_slice(n);
+                    names.push(0);
+                }
+                if size == 0 {
+                    reply.size(names.len() as u32)
+                } else if names.len() > size as usize {
+                    reply.error(libc::ERANGE)
+                } else {
+                    reply.data(&names)
+                }
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn removexattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
+        let mut st = self.lock();
+        let r = (|| {
+            st.writable(ino)?;
+            let i = st.table.get_mut(ino).ok_or(libc::ENOENT)?;
+            let k = i
+                .xattrs
+                .binary_search_by(|(n, _)| n.as_slice().cmp(name.as_bytes()))
+                .map_err(|_| libc::ENODATA)?;
+            i.xattrs.remove(k);
+            i.meta.ctime_ns = now_ns();
+            st.touch(ino);
+            Ok(())
+        })();
+        reply_empty(r, reply)
+    }
+}
+
+fn statvfs(path: &Path) -> Option<libc::statvfs> {
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: c is a valid NUL-terminated path and s is writable memory of
+    // the right size; statvfs fills it on success.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) };
+    // SAFETY: statvfs returned 0, so it initialised s.
+    (rc == 0).then(|| unsafe { s.assume_init() })
 }

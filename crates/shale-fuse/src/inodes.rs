@@ -1,71 +1,250 @@
-//! The inode table: what each inode number the kernel holds stands for.
+//! The inode table: every file, directory and special directory the kernel
+//! knows by number, with what the mount has changed in it.
+//!
+//! A directory is its last committed tree (`base`) plus an overlay of the
+//! names looked up or changed since (`children`): a name in the overlay is
+//! an inode or a whiteout; a name not in it is as in the base tree. A file
+//! is its chunks, or an upper file in the pool's `upper/` directory once it
+//! has been written.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use shale_core::tree::Entry;
-use shale_core::ObjectId;
+use shale_core::tree::{ChunkRef, Content, DirRef, Entry};
+
+use crate::upper::Upper;
+
+/// Owner, permissions and times.
+#[derive(Clone, Debug)]
+pub struct Meta {
+    /// Permission bits with setuid, setgid and sticky (`mode & 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Modification time, ns since the epoch.
+    pub mtime_ns: i64,
+    /// Change time (not stored in trees; the mtime after a remount).
+    pub ctime_ns: i64,
+    /// Access time (not stored in trees; updated only by `utimens`).
+    pub atime_ns: i64,
+}
+
+impl Meta {
+    /// The metadata of a tree entry.
+    pub fn of(e: &Entry) -> Meta {
+        Meta {
+            mode: e.mode & 0o7777,
+            uid: e.uid,
+            gid: e.gid,
+            mtime_ns: e.mtime_ns,
+            ctime_ns: e.mtime_ns,
+            atime_ns: e.mtime_ns,
+        }
+    }
+}
+
+/// A name in a directory's overlay.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Slot {
+    /// The name is this inode.
+    Ino(u64),
+    /// The name was removed (it may still be in the base tree).
+    Whiteout,
+}
+
+/// A directory's state.
+#[derive(Debug, Default)]
+pub struct Dir {
+    /// The committed tree; `None` for a directory made since.
+    pub base: Option<DirRef>,
+    /// Names looked up or changed since the base.
+    pub children: BTreeMap<Vec<u8>, Slot>,
+    /// Subdirectories, once counted (for `nlink`).
+    pub subdirs: Option<u64>,
+}
+
+/// A regular file's data.
+#[derive(Debug)]
+pub enum Data {
+    /// Unchanged since the last commit: its chunks.
+    Chunks {
+        /// Length in bytes.
+        size: u64,
+        /// Chunks in file order.
+        chunks: Arc<Vec<ChunkRef>>,
+    },
+    /// Written through the mount: a local file.
+    Upper(Upper),
+}
+
+impl Data {
+    /// Length in bytes.
+    pub fn size(&self) -> u64 {
+        match self {
+            Data::Chunks { size, .. } => *size,
+            Data::Upper(u) => u.size,
+        }
+    }
+}
 
 /// What an inode is.
-#[derive(Clone, Debug)]
-pub enum Node {
-    /// The pool root: one directory per volume.
+#[derive(Debug)]
+pub enum Kind {
+    /// The pool root of a pool mount: one directory per volume.
     PoolRoot,
-    /// The root directory of a volume (live: resolved on each access) or
-    /// of a snapshot (fixed).
-    VolumeRoot {
-        volume: String,
-        snapshot: Option<String>,
-    },
     /// A volume's `.snapshot` directory.
-    SnapshotDir { volume: String },
-    /// A directory, file or symlink inside a tree; `frozen` when it is
-    /// inside a snapshot, whose names can never change.
-    Entry { entry: Arc<Entry>, frozen: bool },
+    SnapshotDir {
+        /// Its volume.
+        volume: String,
+    },
+    /// A directory.
+    Dir(Dir),
+    /// A regular file.
+    File(Data),
+    /// A symbolic link and its target.
+    Symlink(Vec<u8>),
 }
 
-/// Inode numbers, given out on lookup and kept for the life of the mount.
-pub struct Inodes {
-    nodes: Vec<Node>,
-    by_name: HashMap<(u64, Vec<u8>, Option<ObjectId>), u64>,
+/// Where an inode belongs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// The pool root or a `.snapshot` directory: no volume's tree.
+    None,
+    /// Inside a snapshot: never changes.
+    Snapshot,
+    /// Inside a live volume, as of one load of it (`generation`); after a
+    /// restore or import reloads the volume, older inodes are detached.
+    Live {
+        /// Volume name.
+        volume: Arc<str>,
+        /// The volume's load this inode belongs to.
+        generation: u64,
+    },
 }
 
-impl Inodes {
-    /// A table whose root is `root`.
-    pub fn new(root: Node) -> Self {
-        Inodes {
-            nodes: vec![root],
-            by_name: HashMap::new(),
+/// One inode.
+#[derive(Debug)]
+pub struct Inode {
+    /// What it is.
+    pub kind: Kind,
+    /// Owner, mode, times.
+    pub meta: Meta,
+    /// Extended attributes, sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+    /// Directories holding a name for it (one per hard link; a directory's
+    /// parent; a volume or pool root lists none).
+    pub parents: Vec<u64>,
+    /// Where it belongs.
+    pub owner: Owner,
+    /// Changed since the last commit (for a directory: it or anything below).
+    pub dirty: bool,
+    /// References the kernel holds (lookups not yet forgotten).
+    pub lookups: u64,
+    /// Open file handles.
+    pub opens: u32,
+}
+
+impl Inode {
+    /// An inode for a tree entry.
+    pub fn from_entry(e: &Entry, parent: u64, owner: Owner) -> Inode {
+        let kind = match &e.content {
+            Content::File { size, chunks } => Kind::File(Data::Chunks {
+                size: *size,
+                chunks: Arc::new(chunks.clone()),
+            }),
+            Content::Dir(d) => Kind::Dir(Dir {
+                base: Some(*d),
+                ..Dir::default()
+            }),
+            Content::Symlink(t) => Kind::Symlink(t.clone()),
+        };
+        Inode {
+            kind,
+            meta: Meta::of(e),
+            xattrs: e.xattrs.clone(),
+            parents: vec![parent],
+            owner,
+            dirty: false,
+            lookups: 0,
+            opens: 0,
         }
     }
 
-    /// Inode numbers given out so far.
-    pub fn count(&self) -> u64 {
-        self.nodes.len() as u64
-    }
-
-    /// The node of an inode.
-    pub fn get(&self, ino: u64) -> Option<&Node> {
-        self.nodes.get(ino.checked_sub(1)? as usize)
-    }
-
-    /// The inode for `name` under `parent` standing for `node`; `version`
-    /// distinguishes different contents under one name (a tree entry's
-    /// identity), so a changed file gets a new inode.
-    pub fn intern(
-        &mut self,
-        parent: u64,
-        name: &[u8],
-        version: Option<ObjectId>,
-        node: Node,
-    ) -> u64 {
-        let key = (parent, name.to_vec(), version);
-        if let Some(&ino) = self.by_name.get(&key) {
-            return ino;
+    /// The directory state, if a directory of a tree.
+    pub fn dir(&self) -> Option<&Dir> {
+        match &self.kind {
+            Kind::Dir(d) => Some(d),
+            _ => None,
         }
-        self.nodes.push(node);
-        let ino = self.nodes.len() as u64;
-        self.by_name.insert(key, ino);
+    }
+
+    /// The directory state, mutable.
+    pub fn dir_mut(&mut self) -> Option<&mut Dir> {
+        match &mut self.kind {
+            Kind::Dir(d) => Some(d),
+            _ => None,
+        }
+    }
+
+    /// Whether it is a directory of any kind.
+    pub fn is_dir(&self) -> bool {
+        matches!(
+            self.kind,
+            Kind::Dir(_) | Kind::PoolRoot | Kind::SnapshotDir { .. }
+        )
+    }
+}
+
+/// All inodes, by number. Numbers are never reused during a mount.
+#[derive(Default)]
+pub struct Table {
+    inodes: HashMap<u64, Inode>,
+    next: u64,
+}
+
+impl Table {
+    /// A table whose root (inode 1) is `root`.
+    pub fn new(root: Inode) -> Self {
+        let mut inodes = HashMap::new();
+        inodes.insert(fuser::FUSE_ROOT_ID, root);
+        Table {
+            inodes,
+            next: fuser::FUSE_ROOT_ID + 1,
+        }
+    }
+
+    /// Adds an inode and returns its number.
+    pub fn add(&mut self, inode: Inode) -> u64 {
+        let ino = self.next;
+        self.next += 1;
+        self.inodes.insert(ino, inode);
         ino
+    }
+
+    /// The inode numbered `ino`.
+    pub fn get(&self, ino: u64) -> Option<&Inode> {
+        self.inodes.get(&ino)
+    }
+
+    /// The inode numbered `ino`, mutable.
+    pub fn get_mut(&mut self, ino: u64) -> Option<&mut Inode> {
+        self.inodes.get_mut(&ino)
+    }
+
+    /// Drops an inode from the table.
+    pub fn remove(&mut self, ino: u64) -> Option<Inode> {
+        self.inodes.remove(&ino)
+    }
+
+    /// Inodes in the table.
+    pub fn len(&self) -> usize {
+        self.inodes.len()
+    }
+
+    /// Every inode, mutable.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&u64, &mut Inode)> {
+        self.inodes.iter_mut()
     }
 }

@@ -1,35 +1,159 @@
-//! Shale volumes and snapshots as a FUSE file system (read-only for now).
+//! Shale volumes and snapshots as a FUSE file system.
 //!
-//! A mount shows either the whole pool (one directory per volume) or one
-//! volume or snapshot. Every volume root has a `.snapshot/` directory, not
-//! listed by `ls -a` (as on the reference arrays) but reachable by name,
-//! holding one read-only directory per snapshot. A live volume's root is
-//! looked up in the catalog on every access to the root, so a restore,
-//! an import or a new snapshot made by another process shows at once.
+//! A mount shows either the whole pool (one directory per volume; `mkdir`
+//! there creates a volume) or one volume or snapshot. Every volume root has
+//! a `.snapshot/` directory, not listed by `ls -a` (as on the reference
+//! arrays) but reachable by name, holding one read-only directory per
+//! snapshot.
 //!
-//! Read-write mounts (the overlay of DESIGN.md's "Live writes") are not
-//! built yet; every write is refused with `EROFS`.
+//! Live volumes are read-write (see `docs/ARCHITECTURE.md`, "Live writes"):
+//! changes live in an overlay — directories as their last committed tree
+//! plus changed names, written files as upper files in the pool — until a
+//! commit folds them into new tree nodes. Commits happen on `fsync`, every
+//! few seconds while there are changes, at unmount, and when another
+//! process asks through [`shale_core::mounts`] (before a snapshot, clone,
+//! diff or export; around a restore or import, after which the volume is
+//! reloaded).
 
+mod commit;
 mod fs;
 mod inodes;
+mod state;
+mod upper;
 
-pub use fs::{ShaleFs, Target};
+pub use fs::ShaleFs;
+pub use state::{State, Target};
 
+use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
-/// Mounts `fs` at `mountpoint` and serves it until unmounted.
-pub fn mount(fs: ShaleFs, mountpoint: &Path, fs_name: &str) -> std::io::Result<()> {
+use shale_core::mounts::MountControl;
+use shale_core::Pool;
+
+/// Mount settings.
+#[derive(Clone, Debug)]
+pub struct MountOptions {
+    /// Refuse every change.
+    pub read_only: bool,
+    /// List `.snapshot` in volume roots.
+    pub show_snapshot_dir: bool,
+    /// How often changes are committed without an `fsync`.
+    pub commit_interval: Duration,
+}
+
+impl Default for MountOptions {
+    fn default() -> Self {
+        MountOptions {
+            read_only: false,
+            show_snapshot_dir: false,
+            commit_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Answers other processes' requests (see [`shale_core::mounts`]).
+struct Control {
+    state: Arc<Mutex<State>>,
+    notifier: Arc<OnceLock<fuser::Notifier>>,
+}
+
+impl Control {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl MountControl for Control {
+    fn sync(&self, volume: &str) -> Result<(), String> {
+        self.lock()
+            .commit(volume)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    fn hold(&self, volume: &str, held: &mut dyn FnMut()) -> Result<(), String> {
+        let forget = {
+            let mut st = self.lock();
+            st.commit(volume).map_err(|e| e.to_string())?;
+            held();
+            st.reload(volume)
+        };
+        // After the lock is released: the kernel may need to call back in.
+        if let Some(n) = self.notifier.get() {
+            for (dir, name) in forget {
+                let _ = n.inval_entry(dir, std::ffi::OsStr::from_bytes(&name));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Mounts `target` of `pool` at `mountpoint` and serves it until unmounted,
+/// committing every change at the end.
+pub fn mount(
+    pool: Pool,
+    target: Target,
+    mountpoint: &Path,
+    fs_name: &str,
+    opts: &MountOptions,
+) -> shale_core::Result<()> {
+    let pool_root = pool.root().to_path_buf();
+    let upper = upper::upper_dir(&pool_root).map_err(|e| shale_core::Error::io(&pool_root, e))?;
+    let state = State::new(
+        pool,
+        target,
+        opts.read_only,
+        opts.show_snapshot_dir,
+        upper.clone(),
+    )?;
+    let state = Arc::new(Mutex::new(state));
+    let fs = ShaleFs::new(state.clone())?;
     let mut options = vec![
-        fuser::MountOption::RO,
         fuser::MountOption::FSName(fs_name.to_string()),
         fuser::MountOption::Subtype("shale".into()),
         fuser::MountOption::DefaultPermissions,
     ];
-    // Other users may read a root-owned mount (permissions still apply);
+    if opts.read_only {
+        options.push(fuser::MountOption::RO);
+    }
+    // Other users may use a root-owned mount (permissions still apply);
     // for an ordinary user that needs user_allow_other in /etc/fuse.conf.
     // SAFETY: geteuid cannot fail.
     if unsafe { libc::geteuid() } == 0 {
         options.push(fuser::MountOption::AllowOther);
     }
-    fuser::mount2(fs, mountpoint, &options)
+    let notifier = Arc::new(OnceLock::new());
+    let control = Arc::new(Control {
+        state: state.clone(),
+        notifier: notifier.clone(),
+    });
+    let absolute =
+        std::path::absolute(mountpoint).map_err(|e| shale_core::Error::io(mountpoint, e))?;
+    let _listening = shale_core::mounts::serve(&pool_root, &absolute, control)?;
+    let mut session = fuser::Session::new(fs, mountpoint, &options)
+        .map_err(|e| shale_core::Error::io(mountpoint, e))?;
+    let _ = notifier.set(session.notifier());
+    let committer = state.clone();
+    let interval = opts.commit_interval;
+    std::thread::Builder::new()
+        .name("shale-commit".into())
+        .spawn(move || loop {
+            std::thread::sleep(interval);
+            let mut st = committer.lock().unwrap_or_else(|p| p.into_inner());
+            if let Err(e) = st.commit_all() {
+                tracing::error!("periodic commit: {e}");
+            }
+        })
+        .map_err(|e| shale_core::Error::io(mountpoint, e))?;
+    let served = session.run();
+    // The kernel is done with us: commit what is left, then clean up.
+    let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
+    let committed = st.commit_all();
+    st.handles.clear();
+    drop(st);
+    let _ = std::fs::remove_dir_all(&upper);
+    served.map_err(|e| shale_core::Error::io(mountpoint, e))?;
+    committed
 }

@@ -9,8 +9,9 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
-/// The tree node format version this build writes and reads.
-pub const TREE_VERSION: u8 = 1;
+/// The tree node format version this build writes. It also reads version
+/// 1, whose entries have no extended attributes.
+pub const TREE_VERSION: u8 = 2;
 const MAGIC: &[u8; 2] = b"ST";
 
 /// One node of a directory's tree.
@@ -52,6 +53,48 @@ pub struct Entry {
     pub mtime_ns: i64,
     /// What the name holds.
     pub content: Content,
+    /// Extended attributes as (name, value), sorted by name, names unique.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+/// Version 1 of [`Entry`]: the same, without extended attributes.
+#[derive(Deserialize)]
+struct EntryV1 {
+    name: Vec<u8>,
+    mode: u32,
+    uid: u32,
+    gid: u32,
+    mtime_ns: i64,
+    content: Content,
+}
+
+/// Version 1 of [`Node`].
+#[derive(Deserialize)]
+enum NodeV1 {
+    Leaf(Vec<EntryV1>),
+    Interior(Vec<Child>),
+}
+
+impl From<NodeV1> for Node {
+    fn from(n: NodeV1) -> Node {
+        match n {
+            NodeV1::Leaf(entries) => Node::Leaf(
+                entries
+                    .into_iter()
+                    .map(|e| Entry {
+                        name: e.name,
+                        mode: e.mode,
+                        uid: e.uid,
+                        gid: e.gid,
+                        mtime_ns: e.mtime_ns,
+                        content: e.content,
+                        xattrs: Vec::new(),
+                    })
+                    .collect(),
+            ),
+            NodeV1::Interior(children) => Node::Interior(children),
+        }
+    }
 }
 
 /// The content of an entry.
@@ -142,11 +185,19 @@ pub fn decode(bytes: &[u8]) -> Result<Node> {
     if bytes.len() < 3 || &bytes[..2] != MAGIC {
         return Err(bad("missing tree node header".into()));
     }
-    if bytes[2] != TREE_VERSION {
-        return Err(bad(format!("unknown tree node version {}", bytes[2])));
-    }
-    let (node, rest): (Node, &[u8]) =
-        postcard::take_from_bytes(&bytes[3..]).map_err(|e| bad(format!("undecodable: {e}")))?;
+    let undecodable = |e: postcard::Error| bad(format!("undecodable: {e}"));
+    let (node, rest): (Node, &[u8]) = match bytes[2] {
+        1 => postcard::take_from_bytes::<NodeV1>(&bytes[3..])
+            .map(|(n, rest)| (n.into(), rest))
+            .map_err(undecodable)?,
+        TREE_VERSION => postcard::take_from_bytes(&bytes[3..]).map_err(undecodable)?,
+        v => {
+            return Err(bad(format!(
+                "unknown tree node version {v}; this shale reads versions 1 and {TREE_VERSION}: \
+                 upgrade shale"
+            )))
+        }
+    };
     if !rest.is_empty() {
         return Err(bad(format!("{} trailing bytes", rest.len())));
     }
@@ -161,6 +212,14 @@ pub fn decode(bytes: &[u8]) -> Result<Node> {
                 }
                 if i > 0 && entries[i - 1].name >= e.name {
                     return Err(bad("entries not in strictly ascending order".into()));
+                }
+                if e.xattrs.windows(2).any(|w| w[0].0 >= w[1].0)
+                    || e.xattrs.iter().any(|(n, _)| n.is_empty() || n.contains(&0))
+                {
+                    return Err(bad(format!(
+                        "extended attributes of {:?} not unique, sorted and named",
+                        String::from_utf8_lossy(&e.name)
+                    )));
                 }
                 if let Content::File { size, chunks } = &e.content {
                     let sum: u64 = chunks.iter().map(|c| c.len as u64).sum();
@@ -199,6 +258,7 @@ mod tests {
             gid: 1000,
             mtime_ns: 1_700_000_000_123_456_789,
             content,
+            xattrs: Vec::new(),
         }
     }
 
@@ -224,7 +284,13 @@ mod tests {
                     entries: 2,
                 }),
             ),
-            entry("c", Content::Symlink(b"../x".to_vec())),
+            Entry {
+                xattrs: vec![
+                    (b"user.a".to_vec(), b"1".to_vec()),
+                    (b"user.b".to_vec(), vec![]),
+                ],
+                ..entry("c", Content::Symlink(b"../x".to_vec()))
+            },
             entry(
                 "d",
                 Content::File {
@@ -263,9 +329,52 @@ mod tests {
             },
         )]);
         assert!(decode(&encode(&lying)).is_err());
+        let unsorted_xattrs = Node::Leaf(vec![Entry {
+            xattrs: vec![(b"user.b".to_vec(), vec![]), (b"user.a".to_vec(), vec![])],
+            ..entry("a", Content::Symlink(vec![]))
+        }]);
+        assert!(decode(&encode(&unsorted_xattrs)).is_err());
         let mut bytes = encode(&Node::Leaf(vec![]));
         bytes[2] = 99;
         assert!(decode(&bytes).is_err());
         assert!(decode(b"ST").is_err());
+    }
+
+    /// Version 1 nodes, written by earlier builds, still read.
+    #[test]
+    fn reads_version_1() {
+        #[derive(Serialize)]
+        struct V1 {
+            name: Vec<u8>,
+            mode: u32,
+            uid: u32,
+            gid: u32,
+            mtime_ns: i64,
+            content: Content,
+        }
+        #[derive(Serialize)]
+        enum N1 {
+            Leaf(Vec<V1>),
+        }
+        let old = N1::Leaf(vec![V1 {
+            name: b"x".to_vec(),
+            mode: 0o600,
+            uid: 1,
+            gid: 2,
+            mtime_ns: 3,
+            content: Content::Symlink(b"t".to_vec()),
+        }]);
+        let mut bytes = b"ST\x01".to_vec();
+        bytes.extend(postcard::to_allocvec(&old).unwrap());
+        let want = Node::Leaf(vec![Entry {
+            name: b"x".to_vec(),
+            mode: 0o600,
+            uid: 1,
+            gid: 2,
+            mtime_ns: 3,
+            content: Content::Symlink(b"t".to_vec()),
+            xattrs: vec![],
+        }]);
+        assert_eq!(decode(&bytes).unwrap(), want);
     }
 }

@@ -184,6 +184,7 @@ mod tests {
             gid: 0,
             mtime_ns: 0,
             content: Content::Symlink(b"t".to_vec()),
+            xattrs: Vec::new(),
         }
     }
 

@@ -1,0 +1,545 @@
+//! Read-write mounts of live volumes, driven with ordinary file APIs:
+//! every file operation, snapshots/clones/restores/imports from other
+//! processes while the mount is written, and `kill -9` of the mount server.
+//! Needs /dev/fuse and the right to mount (root in CI); elsewhere each test
+//! says so and stops.
+
+use std::ffi::CString;
+use std::fs;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+mod common;
+use common::{noise, write, Env};
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+struct Mounted(PathBuf);
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg(&self.0)
+            .output();
+    }
+}
+
+fn fuse_usable() -> bool {
+    Path::new("/dev/fuse").exists() && unsafe { libc::geteuid() } == 0
+}
+
+fn c(p: &Path) -> CString {
+    CString::new(p.as_os_str().as_bytes()).unwrap()
+}
+
+fn set_xattr(p: &Path, name: &str, value: &[u8], flags: i32) -> std::io::Result<()> {
+    let n = CString::new(name).unwrap();
+    let rc = unsafe {
+        libc::lsetxattr(
+            c(p).as_ptr(),
+            n.as_ptr(),
+            value.as_ptr().cast(),
+            value.len(),
+            flags,
+        )
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+fn get_xattr(p: &Path, name: &str) -> std::io::Result<Vec<u8>> {
+    let n = CString::new(name).unwrap();
+    let mut buf = vec![0u8; 1024];
+    let rc = unsafe {
+        libc::lgetxattr(
+            c(p).as_ptr(),
+            n.as_ptr(),
+            buf.as_mut_ptr().cast(),
+            buf.len(),
+        )
+    };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    buf.truncate(rc as usize);
+    Ok(buf)
+}
+
+fn list_xattrs(p: &Path) -> Vec<String> {
+    let mut buf = vec![0u8; 1024];
+    let rc = unsafe { libc::llistxattr(c(p).as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    assert!(rc >= 0, "{}", std::io::Error::last_os_error());
+    buf.truncate(rc as usize);
+    buf.split(|b| *b == 0)
+        .filter(|n| !n.is_empty())
+        .map(|n| String::from_utf8(n.to_vec()).unwrap())
+        .collect()
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() && start.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn live_volumes_take_every_file_operation() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::new();
+    let big = noise(1, 3_000_000);
+    write(&env.path("src/data/big.bin"), &big);
+    write(&env.path("src/data/small.txt"), b"0123456789");
+    env.ok(&["volume", "create", "ws", "--from", &env.s("src")]);
+    env.ok(&["volume", "create", "capped", "--size", "1M"]);
+    env.ok(&["snapshot", "create", "ws", "base"]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    env.ok(&["mount", &m]);
+    let _guard = Mounted(env.path("mnt"));
+    let ws = env.path("mnt/ws");
+
+    // create, write, read back
+    fs::write(ws.join("new.txt"), b"hello").unwrap();
+    assert_eq!(fs::read(ws.join("new.txt")).unwrap(), b"hello");
+    // write at an offset inside an existing (committed) file: copy-up
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(ws.join("data/big.bin"))
+        .unwrap();
+    f.seek(SeekFrom::Start(1_000_000)).unwrap();
+    f.write_all(b"PATCHED").unwrap();
+    drop(f);
+    let mut want_big = big.clone();
+    want_big[1_000_000..1_000_007].copy_from_slice(b"PATCHED");
+    assert_eq!(fs::read(ws.join("data/big.bin")).unwrap(), want_big);
+    // append
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(ws.join("data/small.txt"))
+        .unwrap();
+    f.write_all(b"abc").unwrap();
+    drop(f);
+    assert_eq!(
+        fs::read(ws.join("data/small.txt")).unwrap(),
+        b"0123456789abc"
+    );
+    // truncate, shorter and longer
+    let f = fs::OpenOptions::new()
+        .write(true)
+        .open(ws.join("data/small.txt"))
+        .unwrap();
+    f.set_len(4).unwrap();
+    assert_eq!(fs::read(ws.join("data/small.txt")).unwrap(), b"0123");
+    f.set_len(6).unwrap();
+    drop(f);
+    assert_eq!(fs::read(ws.join("data/small.txt")).unwrap(), b"0123\0\0");
+    // read and write through one handle
+    let mut f = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(ws.join("new.txt"))
+        .unwrap();
+    f.seek(SeekFrom::Start(1)).unwrap();
+    f.write_all(b"EL").unwrap();
+    f.seek(SeekFrom::Start(0)).unwrap();
+    let mut back = String::new();
+    f.read_to_string(&mut back).unwrap();
+    assert_eq!(back, "hELlo");
+    f.sync_all().unwrap();
+    drop(f);
+    // mkdir, rename a file, rename a whole directory, rmdir
+    fs::create_dir(ws.join("dir")).unwrap();
+    fs::create_dir_all(ws.join("dir/sub/deeper")).unwrap();
+    fs::write(ws.join("dir/sub/deeper/f"), b"deep").unwrap();
+    fs::rename(ws.join("new.txt"), ws.join("dir/renamed.txt")).unwrap();
+    assert!(!ws.join("new.txt").exists());
+    fs::rename(ws.join("data"), ws.join("dir/sub/data")).unwrap();
+    assert_eq!(fs::read(ws.join("dir/sub/data/big.bin")).unwrap(), want_big);
+    let err = fs::rename(ws.join("dir"), ws.join("dir/sub/inside")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
+    let err = fs::remove_dir(ws.join("dir/sub")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOTEMPTY));
+    fs::create_dir(ws.join("empty")).unwrap();
+    fs::remove_dir(ws.join("empty")).unwrap();
+    // rename over an existing file replaces it
+    fs::write(ws.join("a"), b"A").unwrap();
+    fs::write(ws.join("b"), b"B").unwrap();
+    fs::rename(ws.join("a"), ws.join("b")).unwrap();
+    assert_eq!(fs::read(ws.join("b")).unwrap(), b"A");
+    // unlink, also of a file still open
+    let mut open = fs::File::open(ws.join("b")).unwrap();
+    fs::remove_file(ws.join("b")).unwrap();
+    assert!(!ws.join("b").exists());
+    let mut s = String::new();
+    open.read_to_string(&mut s).unwrap();
+    assert_eq!(s, "A", "an unlinked open file stays readable");
+    drop(open);
+    // symlink, readlink
+    symlink("dir/renamed.txt", ws.join("link")).unwrap();
+    assert_eq!(
+        fs::read_link(ws.join("link")).unwrap(),
+        Path::new("dir/renamed.txt")
+    );
+    assert_eq!(fs::read(ws.join("link")).unwrap(), b"hELlo");
+    // hard links share one inode
+    fs::hard_link(ws.join("dir/renamed.txt"), ws.join("hard")).unwrap();
+    let (a, b) = (
+        fs::metadata(ws.join("hard")).unwrap(),
+        fs::metadata(ws.join("dir/renamed.txt")).unwrap(),
+    );
+    assert_eq!((a.ino(), a.nlink()), (b.ino(), 2));
+    fs::OpenOptions::new()
+        .append(true)
+        .open(ws.join("hard"))
+        .unwrap()
+        .write_all(b"!")
+        .unwrap();
+    assert_eq!(fs::read(ws.join("dir/renamed.txt")).unwrap(), b"hELlo!");
+    // chmod, chown, utimens
+    fs::set_permissions(ws.join("hard"), fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(
+        fs::metadata(ws.join("hard")).unwrap().mode() & 0o7777,
+        0o600
+    );
+    std::os::unix::fs::chown(ws.join("hard"), Some(1234), Some(5678)).unwrap();
+    let md = fs::metadata(ws.join("hard")).unwrap();
+    assert_eq!((md.uid(), md.gid()), (1234, 5678));
+    let when = std::time::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+    fs::File::options()
+        .write(true)
+        .open(ws.join("hard"))
+        .unwrap()
+        .set_modified(when)
+        .unwrap();
+    assert_eq!(
+        fs::metadata(ws.join("hard")).unwrap().mtime(),
+        1_600_000_000
+    );
+    // extended attributes
+    set_xattr(&ws.join("hard"), "user.origin", b"camera-7", 0).unwrap();
+    set_xattr(&ws.join("dir"), "user.owner", b"team-a", 0).unwrap();
+    assert_eq!(
+        get_xattr(&ws.join("hard"), "user.origin").unwrap(),
+        b"camera-7"
+    );
+    let err = set_xattr(&ws.join("hard"), "user.origin", b"x", libc::XATTR_CREATE).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EEXIST));
+    set_xattr(&ws.join("hard"), "user.tmp", b"", 0).unwrap();
+    assert_eq!(list_xattrs(&ws.join("hard")), ["user.origin", "user.tmp"]);
+    assert_eq!(
+        unsafe { libc::lremovexattr(c(&ws.join("hard")).as_ptr(), c"user.tmp".as_ptr()) },
+        0
+    );
+    let err = get_xattr(&ws.join("hard"), "user.tmp").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENODATA));
+    // statfs of a volume with a quota shows the quota; writes past it fail
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    assert_eq!(
+        unsafe { libc::statvfs(c(&env.path("mnt/capped")).as_ptr(), &mut st) },
+        0
+    );
+    assert_eq!(st.f_blocks * st.f_frsize, 1 << 20);
+    let err = fs::write(env.path("mnt/capped/too-big"), noise(2, 2 << 20)).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EDQUOT));
+    // snapshots stay read-only
+    let err = fs::write(ws.join(".snapshot/base/data/small.txt"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    let err = fs::create_dir(ws.join(".snapshot/base/x")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    assert_eq!(
+        fs::read(ws.join(".snapshot/base/data/small.txt")).unwrap(),
+        b"0123456789"
+    );
+    // a new directory at the pool root is a new volume; removing one is refused
+    fs::create_dir(env.path("mnt/made-here")).unwrap();
+    fs::write(env.path("mnt/made-here/f"), b"x").unwrap();
+    let listed = env.ok(&["volume", "list"]);
+    assert!(listed.contains("made-here"), "{listed}");
+    let err = fs::remove_dir(env.path("mnt/capped")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+
+    // everything is committed by unmount, and survives it
+    env.ok(&["unmount", &m]);
+    let tree = |root: &Path| -> Vec<(String, Vec<u8>)> {
+        let mut out = Vec::new();
+        for e in walkdir(root) {
+            let md = fs::symlink_metadata(&e).unwrap();
+            let rel = e.strip_prefix(root).unwrap().to_string_lossy().to_string();
+            let content = if md.file_type().is_symlink() {
+                fs::read_link(&e).unwrap().as_os_str().as_bytes().to_vec()
+            } else if md.is_file() {
+                fs::read(&e).unwrap()
+            } else {
+                b"<dir>".to_vec()
+            };
+            out.push((rel, content));
+        }
+        out.sort();
+        out
+    };
+    env.ok(&["volume", "export", "ws", &env.s("out")]);
+    let got = tree(&env.path("out"));
+    let want: Vec<(String, Vec<u8>)> = vec![
+        ("dir", b"<dir>".to_vec()),
+        ("dir/renamed.txt", b"hELlo!".to_vec()),
+        ("dir/sub", b"<dir>".to_vec()),
+        ("dir/sub/data", b"<dir>".to_vec()),
+        ("dir/sub/data/big.bin", want_big.clone()),
+        ("dir/sub/data/small.txt", b"0123\0\0".to_vec()),
+        ("dir/sub/deeper", b"<dir>".to_vec()),
+        ("dir/sub/deeper/f", b"deep".to_vec()),
+        ("hard", b"hELlo!".to_vec()),
+        ("link", b"dir/renamed.txt".to_vec()),
+    ]
+    .into_iter()
+    .map(|(a, b)| (a.to_string(), b))
+    .collect();
+    assert_eq!(got, want);
+    env.ok(&["verify", "--read-data"]);
+    // a remount shows the same, metadata and extended attributes included
+    env.ok(&["mount", &m]);
+    let _guard = Mounted(env.path("mnt"));
+    let md = fs::metadata(ws.join("hard")).unwrap();
+    assert_eq!(
+        (md.mode() & 0o7777, md.uid(), md.gid(), md.mtime()),
+        (0o600, 1234, 5678, 1_600_000_000)
+    );
+    assert_eq!(
+        get_xattr(&ws.join("hard"), "user.origin").unwrap(),
+        b"camera-7"
+    );
+    assert_eq!(get_xattr(&ws.join("dir"), "user.owner").unwrap(), b"team-a");
+    assert_eq!(fs::read(env.path("mnt/made-here/f")).unwrap(), b"x");
+    env.ok(&["unmount", &m]);
+}
+
+fn walkdir(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if fs::symlink_metadata(&p).unwrap().is_dir() {
+                stack.push(p.clone());
+            }
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Files a background writer finished (written and closed), in order.
+struct Writer {
+    done: Arc<Mutex<Vec<String>>>,
+    stop: Arc<AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(dir: PathBuf) -> Writer {
+        let done = Arc::new(Mutex::new(Vec::new()));
+        let stop = Arc::new(AtomicBool::new(false));
+        let (d, s) = (done.clone(), stop.clone());
+        let thread = std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !s.load(Ordering::Relaxed) {
+                let name = format!("w{i:05}");
+                let path = dir.join(&name);
+                match fs::write(&path, noise(i, 20_000 + (i as usize % 7) * 1000)) {
+                    Ok(()) => d.lock().unwrap().push(name),
+                    // a restore may remove the directory under the writer
+                    Err(_) => {
+                        let _ = fs::create_dir_all(&dir);
+                    }
+                }
+                i += 1;
+            }
+        });
+        Writer {
+            done,
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn completed(&self) -> Vec<String> {
+        self.done.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Writer {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+fn content_of(name: &str) -> Vec<u8> {
+    let i: u64 = name[1..].parse().unwrap();
+    noise(i, 20_000 + (i as usize % 7) * 1000)
+}
+
+#[test]
+fn snapshot_clone_restore_and_import_while_written() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["volume", "create", "ws"]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    // a long commit interval: only the protocol makes writes visible
+    env.ok(&["mount", &m, "--commit-interval", "3600"]);
+    let _guard = Mounted(env.path("mnt"));
+    let ws = env.path("mnt/ws");
+    fs::create_dir(ws.join("out")).unwrap();
+    fs::write(ws.join("marker"), b"before").unwrap();
+    let writer = Writer::start(ws.join("out"));
+    std::thread::sleep(Duration::from_millis(300));
+
+    // a snapshot holds every write completed before the command began
+    let before = writer.completed();
+    assert!(!before.is_empty());
+    env.ok(&["snapshot", "create", "ws", "s1"]);
+    let snap = ws.join(".snapshot/s1/out");
+    for name in &before {
+        assert_eq!(
+            fs::read(snap.join(name)).unwrap(),
+            content_of(name),
+            "{name} missing or torn in the snapshot"
+        );
+    }
+    // every file in it is whole: never a mix of two states
+    for name in names(&snap) {
+        assert_eq!(fs::read(snap.join(&name)).unwrap(), content_of(&name));
+    }
+    assert_eq!(fs::read(ws.join(".snapshot/s1/marker")).unwrap(), b"before");
+
+    // a clone of the live volume appears at the pool root at once
+    let before = writer.completed();
+    env.ok(&["volume", "clone", "exp", "--from", "ws"]);
+    for name in &before {
+        assert_eq!(
+            fs::read(env.path("mnt/exp/out").join(name)).unwrap(),
+            content_of(name)
+        );
+    }
+    // diff and export from other processes see completed writes too
+    let before = writer.completed();
+    env.ok(&["volume", "export", "ws", &env.s("exported")]);
+    for name in &before {
+        assert!(env.path("exported/out").join(name).exists(), "{name}");
+    }
+    let d = env.ok(&["diff", "ws@s1", "ws"]);
+    assert!(d.contains("out/"), "{d}");
+
+    // a restore is seen by the mount at once
+    fs::write(ws.join("marker"), b"after").unwrap();
+    env.ok(&["snapshot", "restore", "ws", "s1"]);
+    assert_eq!(fs::read(ws.join("marker")).unwrap(), b"before");
+    drop(writer);
+    for name in names(&ws.join("out")) {
+        assert_eq!(
+            fs::read(ws.join("out").join(&name)).unwrap(),
+            content_of(&name)
+        );
+    }
+
+    // an import into the mounted volume replaces what the mount shows
+    write(&env.path("src/imported.txt"), b"from import");
+    env.ok(&["volume", "import", "ws", &env.s("src"), "--to", "incoming"]);
+    assert_eq!(
+        fs::read(ws.join("incoming/imported.txt")).unwrap(),
+        b"from import"
+    );
+    // and the mount goes on writing on top of it
+    fs::write(ws.join("incoming/mine.txt"), b"mine").unwrap();
+    env.ok(&["snapshot", "create", "ws", "s2"]);
+    assert_eq!(
+        fs::read(ws.join(".snapshot/s2/incoming/mine.txt")).unwrap(),
+        b"mine"
+    );
+    env.ok(&["unmount", &m]);
+    env.ok(&["verify", "--read-data"]);
+}
+
+#[test]
+fn fsynced_data_survives_kill_9() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["volume", "create", "ws"]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    for round in 0..3u64 {
+        let mut server = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
+            .arg("--pool")
+            .arg(env.pool())
+            .args(["mount", &m, "--foreground", "--commit-interval", "3600"])
+            .spawn()
+            .unwrap();
+        let ws = env.path("mnt/ws");
+        wait_for(&ws);
+        let _guard = Mounted(env.path("mnt"));
+        // fsync'd: must survive
+        let name = format!("synced-{round}");
+        let data = noise(round, 300_000 + round as usize);
+        let mut f = fs::File::create(ws.join(&name)).unwrap();
+        f.write_all(&data).unwrap();
+        f.sync_all().unwrap();
+        drop(f);
+        fs::create_dir_all(ws.join("dir")).unwrap();
+        fs::rename(ws.join(&name), ws.join("dir").join(&name)).unwrap();
+        fs::File::open(ws.join("dir")).unwrap().sync_all().unwrap();
+        // not fsync'd: may be lost
+        fs::write(ws.join(format!("unsynced-{round}")), b"maybe").unwrap();
+        server.kill().unwrap();
+        server.wait().unwrap();
+        env.ok(&["unmount", &m]);
+        env.ok(&["verify"]);
+        env.ok(&["volume", "export", "ws", &env.s(&format!("out{round}"))]);
+        for r in 0..=round {
+            let name = format!("synced-{r}");
+            assert_eq!(
+                fs::read(env.path(&format!("out{round}/dir/{name}"))).unwrap(),
+                noise(r, 300_000 + r as usize),
+                "round {round}: {name} lost"
+            );
+        }
+    }
+    // the upper files of killed servers are cleaned up by the next mount
+    env.ok(&["mount", &m]);
+    let _guard = Mounted(env.path("mnt"));
+    let uppers = fs::read_dir(env.pool().join("upper")).unwrap().count();
+    assert_eq!(
+        uppers, 1,
+        "only the running mount's upper directory is left"
+    );
+    env.ok(&["unmount", &m]);
+    env.ok(&["verify", "--read-data"]);
+}

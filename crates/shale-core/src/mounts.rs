@@ -1,0 +1,196 @@
+//! Coordination with read-write mounts of the pool on this machine.
+//!
+//! A read-write mount keeps recent writes in its overlay until it commits
+//! them. Other processes that read a live volume (snapshot, clone, diff,
+//! export) first ask every mount to commit that volume ("sync"); those that
+//! replace a volume's tree (restore, import, delete) also keep the mounts
+//! from writing to it until their change is committed ("hold"), after which
+//! each mount reloads the volume.
+//!
+//! Each mount process listens on a Unix socket `POOL/mounts/<pid>.sock`.
+//! The protocol is one line each way (see `docs/FORMAT.md`):
+//! `sync VOLUME` or `hold VOLUME`, answered by `ok` or `error MESSAGE`.
+//! A hold lasts until the client closes the connection.
+
+use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::pool::Pool;
+
+/// What a mount does when asked.
+pub trait MountControl: Send + Sync + 'static {
+    /// Commits every completed write to `volume`; returns once durable.
+    fn sync(&self, volume: &str) -> std::result::Result<(), String>;
+    /// Commits `volume` like [`MountControl::sync`], then calls `held`
+    /// while no write to it can start, then reloads it from the catalog.
+    fn hold(&self, volume: &str, held: &mut dyn FnMut()) -> std::result::Result<(), String>;
+}
+
+/// The directory of mount control sockets of a pool.
+pub fn socket_dir(pool_root: &Path) -> PathBuf {
+    pool_root.join("mounts")
+}
+
+/// Mounts that hold a volume still; the hold ends when this is dropped.
+pub struct Hold {
+    _connections: Vec<UnixStream>,
+}
+
+/// Removes the socket when the mount ends.
+pub struct Listening {
+    path: PathBuf,
+}
+
+impl Drop for Listening {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_file(self.path.with_extension("mountpoint"));
+    }
+}
+
+/// The process serving the mount at `mountpoint` (an absolute path), if
+/// one of this pool's mounts is there.
+pub fn server_of(pool_root: &Path, mountpoint: &Path) -> Option<u32> {
+    for item in std::fs::read_dir(socket_dir(pool_root)).ok()?.flatten() {
+        let path = item.path();
+        if path.extension().is_some_and(|e| e == "mountpoint")
+            && std::fs::read(&path).ok()? == mountpoint.as_os_str().as_encoded_bytes()
+        {
+            return path.file_stem()?.to_str()?.parse().ok();
+        }
+    }
+    None
+}
+
+/// Serves `control` for the mount at `mountpoint` (absolute) on this
+/// process's socket, on background threads (one per connection), until the
+/// returned guard is dropped or the process ends.
+pub fn serve(
+    pool_root: &Path,
+    mountpoint: &Path,
+    control: Arc<dyn MountControl>,
+) -> Result<Listening> {
+    let dir = socket_dir(pool_root);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let path = dir.join(format!("{}.sock", std::process::id()));
+    let record = path.with_extension("mountpoint");
+    std::fs::write(&record, mountpoint.as_os_str().as_encoded_bytes())
+        .map_err(|e| Error::io(&record, e))?;
+    let _ = std::fs::remove_file(&path);
+    let listener = UnixListener::bind(&path).map_err(|e| Error::io(&path, e))?;
+    std::thread::Builder::new()
+        .name("shale-mountctl".into())
+        .spawn(move || {
+            for conn in listener.incoming().flatten() {
+                let control = control.clone();
+                let _ = std::thread::Builder::new()
+                    .name("shale-mountctl-conn".into())
+                    .spawn(move || answer(conn, control.as_ref()));
+            }
+        })
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(Listening { path })
+}
+
+fn answer(conn: UnixStream, control: &dyn MountControl) {
+    let Ok(mut writer) = conn.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(conn);
+    let mut line = String::new();
+    if reader.read_line(&mut line).is_err() {
+        return;
+    }
+    let reply = |w: &mut UnixStream, r: std::result::Result<(), String>| {
+        let msg = match r {
+            Ok(()) => "ok\n".to_string(),
+            Err(e) => format!("error {}\n", e.replace('\n', " ")),
+        };
+        let _ = w.write_all(msg.as_bytes());
+    };
+    match line.trim_end().split_once(' ') {
+        Some(("sync", volume)) => reply(&mut writer, control.sync(volume)),
+        Some(("hold", volume)) => {
+            let mut answered = false;
+            let result = control.hold(volume, &mut || {
+                reply(&mut writer, Ok(()));
+                answered = true;
+                // Held until the client hangs up.
+                let mut rest = String::new();
+                let _ = reader.read_line(&mut rest);
+            });
+            if !answered {
+                reply(&mut writer, result);
+            }
+        }
+        _ => reply(
+            &mut writer,
+            Err(format!("unknown request {:?}", line.trim_end())),
+        ),
+    }
+}
+
+/// Sends `request` to every live mount of the pool but this process and
+/// waits for each answer; the connections stay open.
+fn ask_all(pool_root: &Path, request: &str, volume: &str) -> Result<Vec<UnixStream>> {
+    let dir = socket_dir(pool_root);
+    let Ok(listing) = std::fs::read_dir(&dir) else {
+        return Ok(Vec::new());
+    };
+    let own = format!("{}.sock", std::process::id());
+    let mut open = Vec::new();
+    for item in listing.flatten() {
+        let name = item.file_name();
+        if name.to_string_lossy() == own || !name.to_string_lossy().ends_with(".sock") {
+            continue;
+        }
+        let path = item.path();
+        let mut conn = match UnixStream::connect(&path) {
+            Ok(c) => c,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                // Its mount process is gone.
+                let _ = std::fs::remove_file(&path);
+                continue;
+            }
+            Err(_) => continue,
+        };
+        let asked = conn
+            .write_all(format!("{request} {volume}\n").as_bytes())
+            .and_then(|_| {
+                let mut line = String::new();
+                BufReader::new(&conn).read_line(&mut line)?;
+                Ok(line)
+            });
+        match asked {
+            Ok(line) if line.trim_end() == "ok" => open.push(conn),
+            Ok(line) if line.starts_with("error ") => {
+                return Err(Error::MountCommit {
+                    volume: volume.to_string(),
+                    reason: line["error ".len()..].trim_end().to_string(),
+                })
+            }
+            // A mount that ended while we asked has nothing left to commit.
+            _ => {}
+        }
+    }
+    Ok(open)
+}
+
+impl Pool {
+    /// Makes every write completed through a mount of `volume` part of its
+    /// committed tree.
+    pub fn sync_mounts(&self, volume: &str) -> Result<()> {
+        ask_all(self.root(), "sync", volume).map(drop)
+    }
+
+    /// Commits what mounts wrote to `volume` and keeps them from writing to
+    /// it until the returned [`Hold`] is dropped; they then reload it.
+    pub fn hold_mounts(&self, volume: &str) -> Result<Hold> {
+        Ok(Hold {
+            _connections: ask_all(self.root(), "hold", volume)?,
+        })
+    }
+}

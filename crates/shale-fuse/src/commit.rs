@@ -1,0 +1,286 @@
+//! Commits: folding a live volume's overlay into new tree nodes and
+//! pointing the volume at them, and reloading a volume another process
+//! replaced.
+//!
+//! A commit reads only what changed since the last one: clean directories
+//! and files keep their tree entries, so a commit after writing one file
+//! rewrites that file's chunks and the directories on its path, and a
+//! commit with nothing changed does nothing. The new state becomes visible
+//! in one catalog transaction after its blobs are durable (invariant 2);
+//! the in-memory state is updated only after that transaction succeeds.
+
+use std::sync::Arc;
+
+use shale_core::blobs::BlobWriter;
+use shale_core::catalog::{self, now_ns};
+use shale_core::tree::{ChunkRef, Content, DirBuilder, DirCursor, DirRef, Entry};
+use shale_core::{Error, Pool};
+
+use crate::inodes::{Data, Inode, Kind, Owner, Slot};
+use crate::state::State;
+
+/// What a commit computed, applied once it is durable.
+#[derive(Default)]
+struct Plan {
+    dirs: Vec<(u64, DirRef)>,
+    files: Vec<(u64, Vec<ChunkRef>)>,
+    cleaned: Vec<u64>,
+}
+
+impl State {
+    /// Commits every change to `volume` made through this mount. Returns
+    /// whether there was anything to commit.
+    pub fn commit(&mut self, volume: &str) -> Result<bool, Error> {
+        let Some(vol) = self.vols.get(volume) else {
+            return Ok(false);
+        };
+        let (root, committed) = (vol.root, vol.committed);
+        if !self.table.get(root).is_some_and(|r| r.dirty) {
+            return Ok(false);
+        }
+        let pool = self.pool.clone();
+        let writer = pool.blobs().writer("mount commit")?;
+        let mut plan = Plan::default();
+        let tree = self.fold_dir(root, &writer, &pool, &mut plan)?;
+        writer.finish()?;
+        shale_core::failpoint::fail_point("mount.commit.before");
+        let result = pool.catalog().write(|tx| {
+            catalog::set_root(
+                tx,
+                volume,
+                Some(&committed),
+                &tree.tree,
+                tree.bytes,
+                tree.files,
+            )
+        });
+        match result {
+            Ok(()) => {}
+            Err(Error::Conflict(_)) => {
+                // The volume was replaced without asking this mount: keep
+                // what was written here as a snapshot rather than lose it.
+                let name = format!("mount.conflict.{}", now_ns());
+                pool.catalog().write(|tx| {
+                    let mut row = catalog::volume_by_name(tx, volume)?;
+                    row.root = tree.tree;
+                    row.bytes = tree.bytes;
+                    row.files = tree.files;
+                    catalog::insert_snapshot(tx, &row, &name)
+                })?;
+                tracing::error!(
+                    "volume {volume} was replaced by another process while mounted; \
+                     the writes made through this mount are kept as snapshot {volume}@{name}"
+                );
+                self.reload(volume);
+                return Ok(true);
+            }
+            Err(e) => return Err(e),
+        }
+        drop(writer);
+        self.apply(plan, pool.chunking());
+        if let Some(v) = self.vols.get_mut(volume) {
+            v.committed = tree.tree;
+            v.bytes = tree.bytes;
+        }
+        tracing::debug!("committed {volume}: root {}", tree.tree);
+        Ok(true)
+    }
+
+    /// Commits every volume with changes.
+    pub fn commit_all(&mut self) -> Result<(), Error> {
+        let names: Vec<String> = self.vols.keys().cloned().collect();
+        for v in names {
+            self.commit(&v)?;
+        }
+        Ok(())
+    }
+
+    fn fold_dir(
+        &self,
+        ino: u64,
+        w: &BlobWriter,
+        pool: &Arc<Pool>,
+        plan: &mut Plan,
+    ) -> Result<DirRef, Error> {
+        let inode = self.table.get(ino).ok_or_else(|| lost(ino))?;
+        let Kind::Dir(dir) = &inode.kind else {
+            return Err(lost(ino));
+        };
+        if !inode.dirty {
+            if let Some(base) = dir.base {
+                return Ok(base);
+            }
+        }
+        let mut builder = DirBuilder::new(w);
+        let mut cursor = DirCursor::new(pool.blobs(), dir.base.as_ref().map(|b| &b.tree))?;
+        let mut kids = dir.children.iter().peekable();
+        loop {
+            let base_name = cursor.peek()?.map(|e| e.name.clone());
+            match (kids.peek(), base_name) {
+                (None, None) => break,
+                (Some((name, slot)), base)
+                    if base
+                        .as_ref()
+                        .is_none_or(|b| name.as_slice() <= b.as_slice()) =>
+                {
+                    if base.as_deref() == Some(name.as_slice()) {
+                        cursor.next_entry()?;
+                    }
+                    if let Slot::Ino(c) = slot {
+                        builder.push(self.fold_entry(*c, name, w, pool, plan)?)?;
+                    }
+                    kids.next();
+                }
+                _ => {
+                    if let Some(e) = cursor.next_entry()? {
+                        builder.push(e)?;
+                    }
+                }
+            }
+        }
+        let new = builder.finish()?;
+        plan.dirs.push((ino, new));
+        Ok(new)
+    }
+
+    fn fold_entry(
+        &self,
+        ino: u64,
+        name: &[u8],
+        w: &BlobWriter,
+        pool: &Arc<Pool>,
+        plan: &mut Plan,
+    ) -> Result<Entry, Error> {
+        let inode: &Inode = self.table.get(ino).ok_or_else(|| lost(ino))?;
+        let content = match &inode.kind {
+            Kind::Dir(_) => Content::Dir(self.fold_dir(ino, w, pool, plan)?),
+            Kind::File(Data::Chunks { size, chunks }) => Content::File {
+                size: *size,
+                chunks: chunks.as_ref().clone(),
+            },
+            Kind::File(Data::Upper(u)) => {
+                let chunks = u.chunks(w, pool.chunking())?;
+                plan.files.push((ino, chunks.clone()));
+                Content::File {
+                    size: u.size,
+                    chunks,
+                }
+            }
+            Kind::Symlink(t) => Content::Symlink(t.clone()),
+            Kind::PoolRoot | Kind::SnapshotDir { .. } => return Err(lost(ino)),
+        };
+        if inode.dirty {
+            plan.cleaned.push(ino);
+        }
+        Ok(Entry {
+            name: name.to_vec(),
+            mode: inode.meta.mode,
+            uid: inode.meta.uid,
+            gid: inode.meta.gid,
+            mtime_ns: inode.meta.mtime_ns,
+            content,
+            xattrs: inode.xattrs.clone(),
+        })
+    }
+
+    fn apply(&mut self, plan: Plan, params: shale_core::chunker::ChunkParams) {
+        for (ino, base) in &plan.dirs {
+            if let Some(i) = self.table.get_mut(*ino) {
+                i.dirty = false;
+                if let Some(d) = i.dir_mut() {
+                    d.base = Some(*base);
+                    d.children.retain(|_, s| *s != Slot::Whiteout);
+                }
+            }
+        }
+        for (ino, chunks) in plan.files {
+            if let Some(i) = self.table.get_mut(ino) {
+                if let Kind::File(data) = &mut i.kind {
+                    if i.opens == 0 {
+                        // Nothing writes to it now: serve it from its chunks
+                        // and drop the local copy.
+                        *data = Data::Chunks {
+                            size: data.size(),
+                            chunks: Arc::new(chunks),
+                        };
+                    } else if let Data::Upper(u) = data {
+                        u.committed(chunks, params);
+                    }
+                }
+            }
+        }
+        for ino in &plan.cleaned {
+            if let Some(i) = self.table.get_mut(*ino) {
+                i.dirty = false;
+            }
+        }
+        for ino in plan
+            .cleaned
+            .iter()
+            .chain(plan.dirs.iter().map(|(i, _)| i))
+            .copied()
+            .collect::<Vec<_>>()
+        {
+            self.maybe_drop(ino);
+        }
+    }
+
+    /// Reloads `volume` from the catalog if another process changed it;
+    /// returns the names (directory inode, name) the kernel must forget.
+    pub fn reload(&mut self, volume: &str) -> Vec<(u64, Vec<u8>)> {
+        let Some(vol) = self.vols.get(volume) else {
+            return Vec::new();
+        };
+        let root = vol.root;
+        let row = match self.pool.catalog().volume(volume) {
+            Ok(row) if row.root == vol.committed => return Vec::new(),
+            Ok(row) => row,
+            Err(_) => {
+                // Deleted: every inode of it is detached.
+                self.vols.remove(volume);
+                return if root == fuser::FUSE_ROOT_ID {
+                    Vec::new()
+                } else {
+                    vec![(fuser::FUSE_ROOT_ID, volume.as_bytes().to_vec())]
+                };
+            }
+        };
+        let generation = vol.generation + 1;
+        let mut forget = Vec::new();
+        if let Some(r) = self.table.get_mut(root) {
+            if let Some(d) = r.dir_mut() {
+                forget.extend(d.children.keys().map(|n| (root, n.clone())));
+                d.children.clear();
+                d.subdirs = None;
+                d.base = Some(DirRef {
+                    tree: row.root,
+                    bytes: row.bytes,
+                    files: row.files,
+                    entries: 0,
+                });
+            }
+            r.dirty = false;
+            r.meta.mtime_ns = row.updated;
+            r.meta.ctime_ns = row.updated;
+            r.owner = Owner::Live {
+                volume: Arc::from(volume),
+                generation,
+            };
+        }
+        if let Some(v) = self.vols.get_mut(volume) {
+            v.generation = generation;
+            v.committed = row.root;
+            v.bytes = row.bytes;
+            v.quota = row.quota;
+        }
+        tracing::info!("volume {volume} changed by another process: reloaded");
+        forget
+    }
+}
+
+fn lost(ino: u64) -> Error {
+    Error::corrupt(
+        "mount state",
+        format!("inode {ino} is missing or of the wrong kind"),
+    )
+}

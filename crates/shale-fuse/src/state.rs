@@ -1,0 +1,1081 @@
+//! The mount's state and the file operations on it, independent of FUSE's
+//! calling conventions: each returns a result or an errno.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use fuser::FileType;
+use shale_core::catalog::now_ns;
+use shale_core::tree::{load_node, DirRef, Entry, Node as TreeNode};
+use shale_core::{Error, ObjectId, Pool};
+
+use crate::inodes::{Data, Dir, Inode, Kind, Meta, Owner, Slot, Table};
+use crate::upper::Upper;
+
+/// Decoded tree nodes kept in memory (about 10 KB each at most).
+const NODE_CACHE: usize = 20_000;
+/// The hidden per-volume snapshot directory.
+pub const SNAPSHOT_DIR: &[u8] = b".snapshot";
+/// The longest name a directory takes.
+pub const NAME_MAX: usize = 255;
+/// The largest extended attribute value.
+pub const XATTR_MAX: usize = 64 << 10;
+
+/// An errno.
+pub type Errno = i32;
+
+/// What a mount shows.
+#[derive(Clone, Debug)]
+pub enum Target {
+    /// Every volume, as a directory.
+    Pool,
+    /// One volume (live), or one snapshot of it.
+    Volume {
+        /// Volume name.
+        volume: String,
+        /// Snapshot name.
+        snapshot: Option<String>,
+    },
+}
+
+/// A live volume as loaded by this mount.
+#[derive(Debug)]
+pub struct Vol {
+    /// Its root directory inode.
+    pub root: u64,
+    /// Bumped each time the volume is reloaded from the catalog.
+    pub generation: u64,
+    /// The root tree this mount's view is based on (its last commit or load).
+    pub committed: ObjectId,
+    /// Logical bytes, as written so far.
+    pub bytes: u64,
+    /// Quota, if any.
+    pub quota: Option<u64>,
+}
+
+/// An open file.
+#[derive(Clone, Copy, Debug)]
+pub struct Handle {
+    /// Its inode.
+    pub ino: u64,
+    /// Opened for writing.
+    pub write: bool,
+    /// Opened with `O_APPEND`.
+    pub append: bool,
+}
+
+/// Everything a mount knows.
+pub struct State {
+    /// The pool.
+    pub pool: Arc<Pool>,
+    /// Inodes.
+    pub table: Table,
+    /// Live volumes loaded so far, by name.
+    pub vols: HashMap<String, Vol>,
+    /// Snapshot roots and `.snapshot` directories made so far.
+    specials: HashMap<(String, Option<String>), u64>,
+    /// Refuse every change.
+    pub read_only: bool,
+    /// List `.snapshot` in volume roots.
+    pub show_snapshot_dir: bool,
+    /// Where upper files go.
+    pub upper_dir: PathBuf,
+    /// When the mount started, ns.
+    pub mounted_at: i64,
+    /// Open files.
+    pub handles: HashMap<u64, Handle>,
+    /// Open directory listings.
+    pub listings: HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>,
+    next_fh: u64,
+    nodes: HashMap<ObjectId, Arc<TreeNode>>,
+}
+
+/// Maps a core error to an errno, logging what is not a plain "not found".
+pub fn errno(e: &Error) -> Errno {
+    match e {
+        Error::VolumeNotFound(_) | Error::SnapshotNotFound { .. } => libc::ENOENT,
+        Error::VolumeExists(_) => libc::EEXIST,
+        Error::InvalidName { .. } => libc::EINVAL,
+        Error::QuotaExceeded { .. } => libc::EDQUOT,
+        other => {
+            tracing::error!("{other}");
+            libc::EIO
+        }
+    }
+}
+
+fn dir_meta(mtime_ns: i64, mode: u32) -> Meta {
+    Meta {
+        mode,
+        uid: 0,
+        gid: 0,
+        mtime_ns,
+        ctime_ns: mtime_ns,
+        atime_ns: mtime_ns,
+    }
+}
+
+fn special(kind: Kind, mtime_ns: i64, owner: Owner) -> Inode {
+    Inode {
+        kind,
+        meta: dir_meta(mtime_ns, 0o755),
+        xattrs: Vec::new(),
+        parents: Vec::new(),
+        owner,
+        dirty: false,
+        lookups: 0,
+        opens: 0,
+    }
+}
+
+impl State {
+    /// The state of a mount of `target`. Checks that the target exists.
+    pub fn new(
+        pool: Pool,
+        target: Target,
+        read_only: bool,
+        show_snapshot_dir: bool,
+        upper_dir: PathBuf,
+    ) -> shale_core::Result<State> {
+        let mounted_at = now_ns();
+        let mut st = State {
+            pool: Arc::new(pool),
+            table: Table::default(),
+            vols: HashMap::new(),
+            specials: HashMap::new(),
+            read_only,
+            show_snapshot_dir,
+            upper_dir,
+            mounted_at,
+            handles: HashMap::new(),
+            listings: HashMap::new(),
+            next_fh: 1,
+            nodes: HashMap::new(),
+        };
+        match target {
+            Target::Pool => {
+                st.table = Table::new(special(Kind::PoolRoot, mounted_at, Owner::None));
+            }
+            Target::Volume {
+                volume,
+                snapshot: None,
+            } => {
+                let row = st.pool.catalog().volume(&volume)?;
+                let root = st.volume_root_inode(&row, 1);
+                st.table = Table::new(root);
+                st.vols.insert(
+                    volume,
+                    Vol {
+                        root: fuser::FUSE_ROOT_ID,
+                        generation: 1,
+                        committed: row.root,
+                        bytes: row.bytes,
+                        quota: row.quota,
+                    },
+                );
+            }
+            Target::Volume {
+                volume,
+                snapshot: Some(s),
+            } => {
+                let snap = st.pool.catalog().snapshot(&volume, &s)?;
+                st.table = Table::new(snapshot_root(&snap));
+            }
+        }
+        Ok(st)
+    }
+
+    fn volume_root_inode(&self, row: &shale_core::catalog::VolumeRow, generation: u64) -> Inode {
+        let mut root = special(
+            Kind::Dir(Dir {
+                base: Some(DirRef {
+                    tree: row.root,
+                    bytes: row.bytes,
+                    files: row.files,
+                    entries: 0,
+                }),
+                ..Dir::default()
+            }),
+            row.updated,
+            Owner::Live {
+                volume: Arc::from(row.name.as_str()),
+                generation,
+            },
+        );
+        root.meta.mode = 0o777 | libc::S_ISVTX;
+        root
+    }
+
+    /// A new file handle number.
+    pub fn new_fh(&mut self) -> u64 {
+        let fh = self.next_fh;
+        self.next_fh += 1;
+        fh
+    }
+
+    /// The inode numbered `ino`.
+    pub fn inode(&self, ino: u64) -> Result<&Inode, Errno> {
+        self.table.get(ino).ok_or(libc::ENOENT)
+    }
+
+    fn inode_mut(&mut self, ino: u64) -> Result<&mut Inode, Errno> {
+        self.table.get_mut(ino).ok_or(libc::ENOENT)
+    }
+
+    /// Whether an inode belongs to the current load of a live volume.
+    pub fn is_attached(&self, inode: &Inode) -> bool {
+        match &inode.owner {
+            Owner::Live { volume, generation } => self
+                .vols
+                .get(volume.as_ref())
+                .is_some_and(|v| v.generation == *generation),
+            _ => false,
+        }
+    }
+
+    /// Fails with `EROFS` unless `ino` may be changed.
+    pub fn writable(&self, ino: u64) -> Result<(), Errno> {
+        let inode = self.inode(ino)?;
+        if self.read_only || !matches!(inode.owner, Owner::Live { .. }) {
+            return Err(libc::EROFS);
+        }
+        Ok(())
+    }
+
+    /// The volume an inode belongs to, if live.
+    pub fn volume_of(&self, ino: u64) -> Option<Arc<str>> {
+        match &self.table.get(ino)?.owner {
+            Owner::Live { volume, .. } => Some(volume.clone()),
+            _ => None,
+        }
+    }
+
+    /// Whether `ino` is the root of a live volume.
+    pub fn is_volume_root(&self, ino: u64) -> bool {
+        self.volume_of(ino)
+            .and_then(|v| self.vols.get(v.as_ref()).map(|vol| vol.root == ino))
+            .unwrap_or(false)
+    }
+
+    // ---- tree reading -------------------------------------------------
+
+    fn node(&mut self, id: &ObjectId) -> Result<Arc<TreeNode>, Error> {
+        if let Some(n) = self.nodes.get(id) {
+            return Ok(n.clone());
+        }
+        let n = Arc::new(load_node(self.pool.blobs(), id)?);
+        if self.nodes.len() >= NODE_CACHE {
+            self.nodes.clear();
+        }
+        self.nodes.insert(*id, n.clone());
+        Ok(n)
+    }
+
+    /// One name in a directory tree, through the node cache.
+    pub fn find(&mut self, tree: &ObjectId, name: &[u8]) -> Result<Option<Entry>, Error> {
+        let mut id = *tree;
+        for _ in 0..64 {
+            let node = self.node(&id)?;
+            match node.as_ref() {
+                TreeNode::Leaf(entries) => {
+                    return Ok(entries
+                        .binary_search_by(|e| e.name.as_slice().cmp(name))
+                        .ok()
+                        .map(|i| entries[i].clone()))
+                }
+                TreeNode::Interior(children) => {
+                    let i = children.partition_point(|c| c.first.as_slice() <= name);
+                    if i == 0 {
+                        return Ok(None);
+                    }
+                    id = children[i - 1].node;
+                }
+            }
+        }
+        Err(Error::corrupt(
+            format!("tree node {tree}"),
+            "directory tree deeper than 64 levels",
+        ))
+    }
+
+    /// Every entry of a directory tree, through the node cache.
+    pub fn entries(&mut self, tree: &ObjectId) -> Result<Vec<Entry>, Error> {
+        let mut out = Vec::new();
+        let mut stack = vec![*tree];
+        while let Some(id) = stack.pop() {
+            match self.node(&id)?.as_ref() {
+                TreeNode::Leaf(entries) => out.extend(entries.iter().cloned()),
+                TreeNode::Interior(children) => stack.extend(children.iter().rev().map(|c| c.node)),
+            }
+        }
+        Ok(out)
+    }
+
+    fn base_has(&mut self, dir: u64, name: &[u8]) -> Result<bool, Errno> {
+        let base = self.inode(dir)?.dir().and_then(|d| d.base);
+        match base {
+            Some(b) => Ok(self.find(&b.tree, name).map_err(|e| errno(&e))?.is_some()),
+            None => Ok(false),
+        }
+    }
+
+    // ---- names --------------------------------------------------------
+
+    /// Loads a live volume (or returns its root) by name.
+    fn load_volume(&mut self, name: &str) -> Result<u64, Errno> {
+        if let Some(v) = self.vols.get(name) {
+            return Ok(v.root);
+        }
+        let row = self.pool.catalog().volume(name).map_err(|e| errno(&e))?;
+        let mut root = self.volume_root_inode(&row, 1);
+        root.parents = vec![fuser::FUSE_ROOT_ID];
+        let ino = self.table.add(root);
+        self.vols.insert(
+            name.to_string(),
+            Vol {
+                root: ino,
+                generation: 1,
+                committed: row.root,
+                bytes: row.bytes,
+                quota: row.quota,
+            },
+        );
+        Ok(ino)
+    }
+
+    /// The inode of `name` in directory `parent`.
+    pub fn child(&mut self, parent: u64, name: &[u8]) -> Result<u64, Errno> {
+        let (kind_is, owner) = {
+            let p = self.inode(parent)?;
+            let k = match &p.kind {
+                Kind::PoolRoot => 0,
+                Kind::SnapshotDir { .. } => 1,
+                Kind::Dir(_) => 2,
+                _ => return Err(libc::ENOTDIR),
+            };
+            (k, p.owner.clone())
+        };
+        match kind_is {
+            0 => {
+                let name = std::str::from_utf8(name).map_err(|_| libc::ENOENT)?;
+                if shale_core::names::check_name(name).is_err() {
+                    return Err(libc::ENOENT);
+                }
+                self.load_volume(name)
+            }
+            1 => {
+                let Kind::SnapshotDir { volume } = &self.inode(parent)?.kind else {
+                    return Err(libc::ENOENT);
+                };
+                let volume = volume.clone();
+                let name = std::str::from_utf8(name).map_err(|_| libc::ENOENT)?;
+                let key = (volume.clone(), Some(name.to_string()));
+                if let Some(&ino) = self.specials.get(&key) {
+                    if self.pool.catalog().snapshot(&volume, name).is_ok() {
+                        return Ok(ino);
+                    }
+                    self.specials.remove(&key);
+                    return Err(libc::ENOENT);
+                }
+                let snap = self
+                    .pool
+                    .catalog()
+                    .snapshot(&volume, name)
+                    .map_err(|e| errno(&e))?;
+                let mut inode = snapshot_root(&snap);
+                inode.parents = vec![parent];
+                let ino = self.table.add(inode);
+                self.specials.insert(key, ino);
+                Ok(ino)
+            }
+            _ => {
+                if name == SNAPSHOT_DIR && self.is_volume_root(parent) {
+                    let volume = self.volume_of(parent).unwrap_or_else(|| Arc::from(""));
+                    let key = (volume.to_string(), None);
+                    if let Some(&ino) = self.specials.get(&key) {
+                        return Ok(ino);
+                    }
+                    let mut inode = special(
+                        Kind::SnapshotDir {
+                            volume: volume.to_string(),
+                        },
+                        self.mounted_at,
+                        Owner::None,
+                    );
+                    inode.parents = vec![parent];
+                    let ino = self.table.add(inode);
+                    self.specials.insert(key, ino);
+                    return Ok(ino);
+                }
+                let dir = self.inode(parent)?.dir().ok_or(libc::ENOTDIR)?;
+                match dir.children.get(name) {
+                    Some(Slot::Ino(ino)) => return Ok(*ino),
+                    Some(Slot::Whiteout) => return Err(libc::ENOENT),
+                    None => {}
+                }
+                let base = dir.base.ok_or(libc::ENOENT)?;
+                let entry = self
+                    .find(&base.tree, name)
+                    .map_err(|e| errno(&e))?
+                    .ok_or(libc::ENOENT)?;
+                let ino = self.table.add(Inode::from_entry(&entry, parent, owner));
+                if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+                    d.children.insert(name.to_vec(), Slot::Ino(ino));
+                }
+                Ok(ino)
+            }
+        }
+    }
+
+    /// A directory's listing: `.`, `..` and every name with its inode (a
+    /// name the mount has not looked up gets a placeholder number, which
+    /// `readdir` allows).
+    pub fn list(&mut self, ino: u64) -> Result<Vec<(u64, FileType, Vec<u8>)>, Errno> {
+        let parent = self.inode(ino)?.parents.first().copied().unwrap_or(ino);
+        let mut out = vec![
+            (ino, FileType::Directory, b".".to_vec()),
+            (parent, FileType::Directory, b"..".to_vec()),
+        ];
+        let kind = match &self.inode(ino)?.kind {
+            Kind::PoolRoot => 0,
+            Kind::SnapshotDir { volume } => {
+                let volume = volume.clone();
+                let snaps = self
+                    .pool
+                    .catalog()
+                    .snapshots(Some(&volume))
+                    .map_err(|e| errno(&e))?;
+                for s in snaps {
+                    let child = self.child(ino, s.name.as_bytes())?;
+                    out.push((child, FileType::Directory, s.name.into_bytes()));
+                }
+                return Ok(out);
+            }
+            Kind::Dir(_) => 2,
+            _ => return Err(libc::ENOTDIR),
+        };
+        if kind == 0 {
+            for v in self.pool.catalog().volumes().map_err(|e| errno(&e))? {
+                let child = self.load_volume(&v.name)?;
+                out.push((child, FileType::Directory, v.name.into_bytes()));
+            }
+            return Ok(out);
+        }
+        if self.show_snapshot_dir && self.is_volume_root(ino) {
+            let child = self.child(ino, SNAPSHOT_DIR)?;
+            out.push((child, FileType::Directory, SNAPSHOT_DIR.to_vec()));
+        }
+        let (base, children) = {
+            let d = self.inode(ino)?.dir().ok_or(libc::ENOTDIR)?;
+            (d.base, d.children.clone())
+        };
+        let base_entries = match base {
+            Some(b) => self.entries(&b.tree).map_err(|e| errno(&e))?,
+            None => Vec::new(),
+        };
+        let mut kids = children.into_iter().peekable();
+        let mut base_iter = base_entries.into_iter().peekable();
+        loop {
+            let take_kid = match (kids.peek(), base_iter.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((k, _)), Some(b)) => k.as_slice() <= b.name.as_slice(),
+            };
+            if take_kid {
+                let Some((name, slot)) = kids.next() else {
+                    break;
+                };
+                if base_iter.peek().is_some_and(|b| b.name == name) {
+                    base_iter.next();
+                }
+                if let Slot::Ino(c) = slot {
+                    if let Ok(i) = self.inode(c) {
+                        out.push((c, file_type(i), name));
+                    }
+                }
+            } else if let Some(e) = base_iter.next() {
+                let kind = match e.content {
+                    shale_core::tree::Content::File { .. } => FileType::RegularFile,
+                    shale_core::tree::Content::Dir(_) => FileType::Directory,
+                    shale_core::tree::Content::Symlink(_) => FileType::Symlink,
+                };
+                out.push((placeholder_ino(ino, &e.name), kind, e.name));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of subdirectories of a directory inode (for `nlink`).
+    pub fn subdirs(&mut self, ino: u64) -> Result<u64, Errno> {
+        if let Some(n) = self.inode(ino)?.dir().and_then(|d| d.subdirs) {
+            return Ok(n);
+        }
+        let n = self
+            .list(ino)?
+            .iter()
+            .skip(2)
+            .filter(|(_, k, n)| *k == FileType::Directory && n.as_slice() != SNAPSHOT_DIR)
+            .count() as u64;
+        if let Some(d) = self.inode_mut(ino)?.dir_mut() {
+            d.subdirs = Some(n);
+        }
+        Ok(n)
+    }
+
+    /// Whether a directory has no entries.
+    pub fn is_empty_dir(&mut self, ino: u64) -> Result<bool, Errno> {
+        let (base, children) = {
+            let d = self.inode(ino)?.dir().ok_or(libc::ENOTDIR)?;
+            (d.base, d.children.clone())
+        };
+        if children.values().any(|s| matches!(s, Slot::Ino(_))) {
+            return Ok(false);
+        }
+        let Some(base) = base else {
+            return Ok(true);
+        };
+        let mut cursor = shale_core::tree::DirCursor::new(self.pool.blobs(), Some(&base.tree))
+            .map_err(|e| errno(&e))?;
+        while let Some(e) = cursor.next_entry().map_err(|e| errno(&e))? {
+            if !children.contains_key(&e.name) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    // ---- changes ------------------------------------------------------
+
+    /// Marks `ino` changed, and every directory above it.
+    pub fn touch(&mut self, ino: u64) {
+        let Some(inode) = self.table.get(ino) else {
+            return;
+        };
+        if !self.is_attached(inode) {
+            return;
+        }
+        let parents = inode.parents.clone();
+        if let Some(i) = self.table.get_mut(ino) {
+            i.dirty = true;
+        }
+        for p in parents {
+            self.touch_dir(p);
+        }
+    }
+
+    /// Marks a directory and those above it changed.
+    pub fn touch_dir(&mut self, mut dir: u64) {
+        loop {
+            let Some(d) = self.table.get(dir) else { return };
+            if d.dirty || !self.is_attached(d) {
+                return;
+            }
+            let next = d.parents.first().copied();
+            if let Some(d) = self.table.get_mut(dir) {
+                d.dirty = true;
+            }
+            match next {
+                Some(p) if p != dir && !self.is_volume_root(dir) => dir = p,
+                _ => return,
+            }
+        }
+    }
+
+    /// Sets a directory's mtime and ctime to now after a change of names.
+    fn names_changed(&mut self, dir: u64) {
+        let now = now_ns();
+        if let Some(d) = self.table.get_mut(dir) {
+            d.meta.mtime_ns = now;
+            d.meta.ctime_ns = now;
+        }
+        self.touch_dir(dir);
+    }
+
+    fn check_new_name(&mut self, parent: u64, name: &[u8]) -> Result<(), Errno> {
+        if name.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        if name == SNAPSHOT_DIR && self.is_volume_root(parent) {
+            return Err(libc::EEXIST);
+        }
+        match self.child(parent, name) {
+            Ok(_) => Err(libc::EEXIST),
+            Err(libc::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds a new inode under `name` in `parent`, with owner and group
+    /// from the caller (or the parent's group if it is set-group-ID).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        kind: Kind,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<u64, Errno> {
+        self.writable(parent)?;
+        self.check_new_name(parent, name)?;
+        let p = self.inode(parent)?;
+        let owner = p.owner.clone();
+        let is_dir = matches!(kind, Kind::Dir(_));
+        let (gid, mut mode) = if p.meta.mode & libc::S_ISGID != 0 {
+            (p.meta.gid, if is_dir { mode | libc::S_ISGID } else { mode })
+        } else {
+            (gid, mode)
+        };
+        mode &= 0o7777;
+        let now = now_ns();
+        let inode = Inode {
+            kind,
+            meta: Meta {
+                mode,
+                uid,
+                gid,
+                mtime_ns: now,
+                ctime_ns: now,
+                atime_ns: now,
+            },
+            xattrs: Vec::new(),
+            parents: vec![parent],
+            owner,
+            dirty: false,
+            lookups: 0,
+            opens: 0,
+        };
+        let ino = self.table.add(inode);
+        if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+            d.children.insert(name.to_vec(), Slot::Ino(ino));
+            if is_dir {
+                d.subdirs = d.subdirs.map(|n| n + 1);
+            }
+        }
+        self.names_changed(parent);
+        self.touch(ino);
+        Ok(ino)
+    }
+
+    /// A new empty upper file for inode `ino`.
+    pub fn new_upper(&self, ino: u64) -> Result<Upper, Errno> {
+        Upper::create(self.upper_dir.join(ino.to_string())).map_err(|e| {
+            tracing::error!("creating an upper file: {e}");
+            e.raw_os_error().unwrap_or(libc::EIO)
+        })
+    }
+
+    /// Removes `name` from `parent` (a whiteout if the base tree has it).
+    fn drop_name(&mut self, parent: u64, name: &[u8]) -> Result<(), Errno> {
+        let in_base = self.base_has(parent, name)?;
+        if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+            if in_base {
+                d.children.insert(name.to_vec(), Slot::Whiteout);
+            } else {
+                d.children.remove(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Unlinks one name of inode `child` from `parent`.
+    fn unlink_inode(&mut self, parent: u64, name: &[u8], child: u64) -> Result<(), Errno> {
+        self.drop_name(parent, name)?;
+        let volume = self.volume_of(parent);
+        let now = now_ns();
+        let c = self.inode_mut(child)?;
+        if let Some(i) = c.parents.iter().position(|p| *p == parent) {
+            c.parents.remove(i);
+        }
+        c.meta.ctime_ns = now;
+        let (gone, is_dir, size) = (
+            c.parents.is_empty(),
+            c.is_dir(),
+            match &c.kind {
+                Kind::File(d) => d.size(),
+                _ => 0,
+            },
+        );
+        if gone {
+            c.dirty = false;
+            if let Some(v) = volume.and_then(|v| self.vols.get_mut(v.as_ref())) {
+                v.bytes = v.bytes.saturating_sub(size);
+            }
+        }
+        if is_dir {
+            if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+                d.subdirs = d.subdirs.map(|n| n.saturating_sub(1));
+            }
+        }
+        self.names_changed(parent);
+        self.maybe_drop(child);
+        Ok(())
+    }
+
+    /// `unlink`.
+    pub fn unlink(&mut self, parent: u64, name: &[u8]) -> Result<(), Errno> {
+        if matches!(self.inode(parent)?.kind, Kind::PoolRoot) {
+            return Err(libc::EPERM);
+        }
+        self.writable(parent)?;
+        let child = self.child(parent, name)?;
+        if self.inode(child)?.is_dir() {
+            return Err(libc::EISDIR);
+        }
+        self.unlink_inode(parent, name, child)
+    }
+
+    /// `rmdir`.
+    pub fn rmdir(&mut self, parent: u64, name: &[u8]) -> Result<(), Errno> {
+        if matches!(self.inode(parent)?.kind, Kind::PoolRoot) {
+            tracing::warn!(
+                "refused to remove volume {:?} through the mount: use `shale volume delete`",
+                String::from_utf8_lossy(name)
+            );
+            return Err(libc::EPERM);
+        }
+        self.writable(parent)?;
+        let child = self.child(parent, name)?;
+        if !matches!(self.inode(child)?.kind, Kind::Dir(_)) {
+            return Err(if self.inode(child)?.is_dir() {
+                libc::EBUSY
+            } else {
+                libc::ENOTDIR
+            });
+        }
+        if !self.is_empty_dir(child)? {
+            return Err(libc::ENOTEMPTY);
+        }
+        self.unlink_inode(parent, name, child)
+    }
+
+    /// `link`.
+    pub fn link(&mut self, ino: u64, parent: u64, name: &[u8]) -> Result<(), Errno> {
+        self.writable(parent)?;
+        self.writable(ino)?;
+        if self.inode(ino)?.is_dir() {
+            return Err(libc::EPERM);
+        }
+        if self.volume_of(ino) != self.volume_of(parent)
+            || !self.is_attached(self.inode(ino)?)
+            || !self.is_attached(self.inode(parent)?)
+        {
+            return Err(libc::EXDEV);
+        }
+        self.check_new_name(parent, name)?;
+        if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+            d.children.insert(name.to_vec(), Slot::Ino(ino));
+        }
+        let now = now_ns();
+        let c = self.inode_mut(ino)?;
+        c.parents.push(parent);
+        c.meta.ctime_ns = now;
+        self.names_changed(parent);
+        self.touch(ino);
+        Ok(())
+    }
+
+    /// `rename`, with the `RENAME_NOREPLACE` and `RENAME_EXCHANGE` flags.
+    pub fn rename(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<(), Errno> {
+        if matches!(self.inode(parent)?.kind, Kind::PoolRoot)
+            || matches!(self.inode(new_parent)?.kind, Kind::PoolRoot)
+        {
+            return Err(libc::EPERM);
+        }
+        self.writable(parent)?;
+        self.writable(new_parent)?;
+        if new_name.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        if self.volume_of(parent) != self.volume_of(new_parent)
+            || !self.is_attached(self.inode(parent)?)
+            || !self.is_attached(self.inode(new_parent)?)
+        {
+            return Err(libc::EXDEV);
+        }
+        let src = self.child(parent, name)?;
+        if !matches!(self.inode(src)?.owner, Owner::Live { .. }) {
+            return Err(libc::EBUSY);
+        }
+        if new_name == SNAPSHOT_DIR && self.is_volume_root(new_parent) {
+            return Err(libc::EEXIST);
+        }
+        let dst = match self.child(new_parent, new_name) {
+            Ok(d) => Some(d),
+            Err(libc::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        let src_dir = self.inode(src)?.is_dir();
+        if src_dir {
+            // A directory cannot move below itself.
+            let mut at = new_parent;
+            for _ in 0..4096 {
+                if at == src {
+                    return Err(libc::EINVAL);
+                }
+                match self.inode(at)?.parents.first() {
+                    Some(&p) if p != at && !self.is_volume_root(at) => at = p,
+                    _ => break,
+                }
+            }
+        }
+        const EXCHANGE: u32 = libc::RENAME_EXCHANGE;
+        const NOREPLACE: u32 = libc::RENAME_NOREPLACE;
+        if flags & EXCHANGE != 0 {
+            let dst = dst.ok_or(libc::ENOENT)?;
+            if dst == src {
+                return Ok(());
+            }
+            if self.inode(dst)?.is_dir() && !matches!(self.inode(dst)?.owner, Owner::Live { .. }) {
+                return Err(libc::EBUSY);
+            }
+            for (dir, n, ino, other_dir) in [
+                (parent, name, dst, new_parent),
+                (new_parent, new_name, src, parent),
+            ] {
+                if let Some(d) = self.inode_mut(dir)?.dir_mut() {
+                    d.children.insert(n.to_vec(), Slot::Ino(ino));
+                    d.subdirs = None;
+                }
+                let i = self.inode_mut(ino)?;
+                if let Some(k) = i.parents.iter().position(|p| *p == other_dir) {
+                    i.parents[k] = dir;
+                }
+                i.meta.ctime_ns = now_ns();
+            }
+            self.names_changed(parent);
+            self.names_changed(new_parent);
+            return Ok(());
+        }
+        if let Some(dst) = dst {
+            if dst == src {
+                return Ok(());
+            }
+            if flags & NOREPLACE != 0 {
+                return Err(libc::EEXIST);
+            }
+            let dst_dir = self.inode(dst)?.is_dir();
+            match (src_dir, dst_dir) {
+                (true, false) => return Err(libc::ENOTDIR),
+                (false, true) => return Err(libc::EISDIR),
+                (true, true) => {
+                    if !matches!(self.inode(dst)?.kind, Kind::Dir(_)) {
+                        return Err(libc::EBUSY);
+                    }
+                    if !self.is_empty_dir(dst)? {
+                        return Err(libc::ENOTEMPTY);
+                    }
+                }
+                (false, false) => {}
+            }
+            self.unlink_inode(new_parent, new_name, dst)?;
+        }
+        self.drop_name(parent, name)?;
+        if let Some(d) = self.inode_mut(new_parent)?.dir_mut() {
+            d.children.insert(new_name.to_vec(), Slot::Ino(src));
+            if src_dir {
+                d.subdirs = d.subdirs.map(|n| n + 1);
+            }
+        }
+        if src_dir {
+            if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+                d.subdirs = d.subdirs.map(|n| n.saturating_sub(1));
+            }
+        }
+        let now = now_ns();
+        let s = self.inode_mut(src)?;
+        if let Some(k) = s.parents.iter().position(|p| *p == parent) {
+            s.parents[k] = new_parent;
+        }
+        s.meta.ctime_ns = now;
+        self.names_changed(parent);
+        self.names_changed(new_parent);
+        Ok(())
+    }
+
+    /// Makes sure a regular file has an upper file; returns its size.
+    pub fn upper_of(&mut self, ino: u64, truncate_to_zero: bool) -> Result<(), Errno> {
+        let path = self.upper_dir.join(ino.to_string());
+        let pool = self.pool.clone();
+        let inode = self.inode_mut(ino)?;
+        let Kind::File(data) = &mut inode.kind else {
+            return Err(if inode.is_dir() {
+                libc::EISDIR
+            } else {
+                libc::EINVAL
+            });
+        };
+        if let Data::Chunks { size, chunks } = data {
+            let upper = if truncate_to_zero {
+                Upper::create(path)
+            } else {
+                Upper::copy_up(path, &pool, chunks, *size)
+            }
+            .map_err(|e| {
+                tracing::error!("copying a file up for writing: {e}");
+                e.raw_os_error().unwrap_or(libc::EIO)
+            })?;
+            *data = Data::Upper(upper);
+        }
+        Ok(())
+    }
+
+    /// Charges `grow` more bytes to the volume of `ino`, within its quota.
+    pub fn charge(&mut self, ino: u64, old: u64, new: u64) -> Result<(), Errno> {
+        let Some(v) = self
+            .volume_of(ino)
+            .and_then(|v| self.vols.get_mut(v.as_ref()))
+        else {
+            return Ok(());
+        };
+        let bytes = (v.bytes + new).saturating_sub(old);
+        if new > old {
+            if let Some(q) = v.quota {
+                if bytes > q {
+                    return Err(libc::EDQUOT);
+                }
+            }
+        }
+        v.bytes = bytes;
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` (or at the end, for an append handle).
+    pub fn write(&mut self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
+        let h = *self.handles.get(&fh).ok_or(libc::EBADF)?;
+        if !h.write {
+            return Err(libc::EBADF);
+        }
+        self.writable(h.ino)?;
+        self.upper_of(h.ino, false)?;
+        let old = self.file_size(h.ino)?;
+        let offset = if h.append { old } else { offset };
+        let end = offset + data.len() as u64;
+        self.charge(h.ino, old, end.max(old))?;
+        let inode = self.inode_mut(h.ino)?;
+        if let Kind::File(Data::Upper(u)) = &mut inode.kind {
+            u.write(offset, data).map_err(|e| {
+                tracing::error!("writing an upper file: {e}");
+                e.raw_os_error().unwrap_or(libc::EIO)
+            })?;
+        }
+        let now = now_ns();
+        inode.meta.mtime_ns = now;
+        inode.meta.ctime_ns = now;
+        self.touch(h.ino);
+        Ok(data.len() as u32)
+    }
+
+    /// A regular file's length.
+    pub fn file_size(&self, ino: u64) -> Result<u64, Errno> {
+        match &self.inode(ino)?.kind {
+            Kind::File(d) => Ok(d.size()),
+            _ => Err(libc::EINVAL),
+        }
+    }
+
+    /// Sets a regular file's length.
+    pub fn truncate(&mut self, ino: u64, size: u64) -> Result<(), Errno> {
+        let old = self.file_size(ino)?;
+        self.charge(ino, old, size)?;
+        self.upper_of(ino, size == 0)?;
+        if let Kind::File(Data::Upper(u)) = &mut self.inode_mut(ino)?.kind {
+            u.truncate(size)
+                .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        }
+        Ok(())
+    }
+
+    /// Drops an inode nothing refers to any more.
+    pub fn maybe_drop(&mut self, ino: u64) {
+        let Some(i) = self.table.get(ino) else { return };
+        if ino == fuser::FUSE_ROOT_ID || i.lookups > 0 || i.opens > 0 {
+            return;
+        }
+        let attached = self.is_attached(i);
+        let unlinked = i.parents.is_empty();
+        let clean_leaf = !i.dirty
+            && match &i.kind {
+                Kind::Dir(d) => d.children.is_empty(),
+                Kind::File(Data::Chunks { .. }) | Kind::Symlink(_) => true,
+                Kind::File(Data::Upper(_)) => false,
+                Kind::PoolRoot | Kind::SnapshotDir { .. } => false,
+            };
+        let special_root = self.is_volume_root(ino)
+            || matches!(i.kind, Kind::SnapshotDir { .. })
+            || self.specials.values().any(|v| *v == ino);
+        if special_root {
+            return;
+        }
+        let removable = unlinked
+            || (attached && clean_leaf)
+            || (!attached && !matches!(i.owner, Owner::Live { .. }) && clean_leaf)
+            || (!attached && matches!(i.owner, Owner::Live { .. }));
+        if !removable {
+            return;
+        }
+        let parents = i.parents.clone();
+        for p in parents {
+            if let Some(d) = self.table.get_mut(p).and_then(Inode::dir_mut) {
+                if let Some(name) = d
+                    .children
+                    .iter()
+                    .find(|(_, s)| **s == Slot::Ino(ino))
+                    .map(|(n, _)| n.clone())
+                {
+                    d.children.remove(&name);
+                }
+            }
+        }
+        self.table.remove(ino);
+    }
+}
+
+/// The inode of a snapshot's root directory.
+pub fn snapshot_root(snap: &shale_core::catalog::SnapshotRow) -> Inode {
+    let mut inode = special(
+        Kind::Dir(Dir {
+            base: Some(DirRef {
+                tree: snap.root,
+                bytes: snap.bytes,
+                files: snap.files,
+                entries: 0,
+            }),
+            ..Dir::default()
+        }),
+        snap.created,
+        Owner::Snapshot,
+    );
+    inode.meta.mode = 0o555;
+    inode
+}
+
+/// The FUSE type of an inode.
+pub fn file_type(i: &Inode) -> FileType {
+    match &i.kind {
+        Kind::File(_) => FileType::RegularFile,
+        Kind::Symlink(_) => FileType::Symlink,
+        _ => FileType::Directory,
+    }
+}
+
+/// A number for a name listed but not looked up, outside the range of real
+/// inode numbers.
+fn placeholder_ino(dir: u64, name: &[u8]) -> u64 {
+    let mut key = dir.to_le_bytes().to_vec();
+    key.extend_from_slice(name);
+    let id = ObjectId::of(&key);
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&id.0[..8]);
+    u64::from_le_bytes(w) | (1 << 63)
+}
