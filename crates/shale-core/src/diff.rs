@@ -185,7 +185,8 @@ impl Pool {
                 self.diff_dirs(&dx.tree, &dy.tree, &path, out)
             }
             (Content::File { .. }, Content::File { .. })
-            | (Content::Symlink(_), Content::Symlink(_)) => {
+            | (Content::Symlink(_), Content::Symlink(_))
+            | (Content::Special(_), Content::Special(_)) => {
                 out.push(DiffEntry {
                     change: Change::Modified,
                     path,

@@ -44,6 +44,8 @@ pub struct ExportReport {
     pub dirs: u64,
     /// Symbolic links created.
     pub symlinks: u64,
+    /// FIFOs, sockets and device nodes created.
+    pub specials: u64,
     /// Bytes of file content written.
     pub bytes: u64,
 }
@@ -53,7 +55,45 @@ struct Counters {
     files: AtomicU64,
     dirs: AtomicU64,
     symlinks: AtomicU64,
+    specials: AtomicU64,
     bytes: AtomicU64,
+}
+
+/// Sets extended attributes on `path` (not following a symlink).
+fn set_xattrs(path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+    if xattrs.is_empty() {
+        return Ok(());
+    }
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::io(path, std::io::ErrorKind::InvalidInput.into()))?;
+    for (name, value) in xattrs {
+        let c_name = std::ffi::CString::new(name.clone())
+            .map_err(|_| Error::io(path, std::io::ErrorKind::InvalidInput.into()))?;
+        // SAFETY: both strings are NUL-terminated; value is a live slice.
+        let rc = unsafe {
+            libc::lsetxattr(
+                c_path.as_ptr(),
+                c_name.as_ptr(),
+                value.as_ptr().cast(),
+                value.len(),
+                0,
+            )
+        };
+        if rc != 0 {
+            let err = std::io::Error::last_os_error();
+            return Err(Error::io(
+                path,
+                std::io::Error::new(
+                    err.kind(),
+                    format!(
+                        "setting extended attribute {}: {err}",
+                        String::from_utf8_lossy(name)
+                    ),
+                ),
+            ));
+        }
+    }
+    Ok(())
 }
 
 struct Exporter<'a> {
@@ -167,7 +207,40 @@ impl Exporter<'_> {
                 filetime::set_symlink_file_times(&path, mtime, mtime).at(&path)?;
                 self.counters.symlinks.fetch_add(1, Ordering::Relaxed);
             }
+            Content::Special(s) => {
+                self.clear(&path, false)?;
+                let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+                    .map_err(|_| Error::io(&path, std::io::ErrorKind::InvalidInput.into()))?;
+                // SAFETY: c_path is NUL-terminated; mknod does not keep it.
+                let rc = unsafe {
+                    libc::mknod(
+                        c_path.as_ptr(),
+                        s.kind.mode_bits() | 0o600,
+                        s.rdev as libc::dev_t,
+                    )
+                };
+                if rc != 0 {
+                    return Err(Error::io(
+                        &path,
+                        std::io::Error::new(
+                            std::io::Error::last_os_error().kind(),
+                            format!(
+                                "cannot create {}: {}",
+                                e.kind_name(),
+                                std::io::Error::last_os_error()
+                            ),
+                        ),
+                    ));
+                }
+                if self.as_root {
+                    std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).at(&path)?;
+                }
+                fs::set_permissions(&path, fs::Permissions::from_mode(e.mode)).at(&path)?;
+                filetime::set_symlink_file_times(&path, mtime, mtime).at(&path)?;
+                self.counters.specials.fetch_add(1, Ordering::Relaxed);
+            }
         }
+        set_xattrs(&path, &e.xattrs).map_err(|err| at_path(&rel, err))?;
         Ok(())
     }
 }
@@ -228,6 +301,7 @@ impl Pool {
             files: c.files.load(Ordering::Relaxed),
             dirs: c.dirs.load(Ordering::Relaxed),
             symlinks: c.symlinks.load(Ordering::Relaxed),
+            specials: c.specials.load(Ordering::Relaxed),
             bytes: c.bytes.load(Ordering::Relaxed),
         })
     }

@@ -109,7 +109,7 @@ impl Marks {
                                 self.blobs.extend(chunks.iter().map(|c| c.id));
                             }
                             Content::Dir(d) => stack.push(d.tree),
-                            Content::Symlink(_) => {}
+                            Content::Symlink(_) | Content::Special(_) => {}
                         }
                     }
                 }

@@ -201,7 +201,7 @@ impl Checker<'_> {
                             }
                         }
                         Content::Dir(d) => tainted |= self.check_tree(&d.tree, depth + 1)?,
-                        Content::Symlink(_) => {}
+                        Content::Symlink(_) | Content::Special(_) => {}
                     }
                 }
             }
@@ -258,7 +258,7 @@ impl Checker<'_> {
                             }
                         }
                         Content::Dir(d) => self.affected(spec, &d.tree, &child, out)?,
-                        Content::Symlink(_) => {}
+                        Content::Symlink(_) | Content::Special(_) => {}
                     }
                 }
             }

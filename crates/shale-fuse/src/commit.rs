@@ -167,6 +167,7 @@ impl State {
                 }
             }
             Kind::Symlink(t) => Content::Symlink(t.clone()),
+            Kind::Special(s) => Content::Special(*s),
             Kind::PoolRoot | Kind::SnapshotDir { .. } => return Err(lost(ino)),
         };
         if inode.dirty {

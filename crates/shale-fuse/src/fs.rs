@@ -15,11 +15,11 @@ use fuser::{
     Request, TimeOrNow,
 };
 use shale_core::catalog::now_ns;
-use shale_core::tree::ChunkRef;
+use shale_core::tree::{ChunkRef, Special, SpecialKind};
 use shale_core::{ObjectId, Pool};
 
 use crate::inodes::{Data, Dir, Kind, Owner};
-use crate::state::{Errno, Handle, State, XATTR_MAX};
+use crate::state::{special_type, Errno, Handle, State, XATTR_MAX};
 
 /// How long the kernel may cache names and attributes in a live volume.
 const TTL: Duration = Duration::from_secs(1);
@@ -143,10 +143,11 @@ fn attr(st: &mut State, ino: u64) -> Result<FileAttr, Errno> {
         }
     };
     let i = st.inode(ino)?;
-    let (size, kind) = match &i.kind {
-        Kind::File(d) => (d.size(), FileType::RegularFile),
-        Kind::Symlink(t) => (t.len() as u64, FileType::Symlink),
-        _ => (4096, FileType::Directory),
+    let (size, kind, rdev) = match &i.kind {
+        Kind::File(d) => (d.size(), FileType::RegularFile, 0),
+        Kind::Symlink(t) => (t.len() as u64, FileType::Symlink, 0),
+        Kind::Special(s) => (0, special_type(s.kind), s.rdev as u32),
+        _ => (4096, FileType::Directory, 0),
     };
     Ok(FileAttr {
         ino,
@@ -161,7 +162,7 @@ fn attr(st: &mut State, ino: u64) -> Result<FileAttr, Errno> {
         nlink,
         uid: i.meta.uid,
         gid: i.meta.gid,
-        rdev: 0,
+        rdev,
         blksize: 4096,
         flags: 0,
     })
@@ -332,21 +333,25 @@ impl Filesystem for ShaleFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        _rdev: u32,
+        rdev: u32,
         reply: ReplyEntry,
     ) {
         let mut st = self.lock();
-        if mode & libc::S_IFMT != libc::S_IFREG {
-            // Trees hold regular files, directories and symlinks only.
-            return reply.error(libc::EPERM);
-        }
-        let r = st.add(
-            parent,
-            name.as_bytes(),
-            Kind::File(Data::Chunks {
+        let kind = match SpecialKind::from_mode(mode) {
+            Some(kind) => Kind::Special(Special {
+                kind,
+                rdev: rdev as u64,
+            }),
+            None if mode & libc::S_IFMT == libc::S_IFREG => Kind::File(Data::Chunks {
                 size: 0,
                 chunks: Arc::new(Vec::new()),
             }),
+            None => return reply.error(libc::EINVAL),
+        };
+        let r = st.add(
+            parent,
+            name.as_bytes(),
+            kind,
             mode & !umask,
             req.uid(),
             req.gid(),
@@ -641,6 +646,44 @@ impl Filesystem for ShaleFs {
     ) {
         let mut st = self.lock();
         reply_empty(sync_volume(&mut st, ino), reply)
+    }
+
+    fn fallocate(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        _fh: u64,
+        offset: i64,
+        length: i64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        let mut st = self.lock();
+        let r = (|| {
+            st.writable(ino)?;
+            if offset < 0 || length <= 0 {
+                return Err(libc::EINVAL);
+            }
+            match mode {
+                // Space is not reserved ahead (data goes to packs at commit):
+                // only the length changes.
+                0 => {
+                    let end = (offset as u64).saturating_add(length as u64);
+                    if end > st.file_size(ino)? {
+                        st.truncate(ino, end)?;
+                    }
+                    let now = now_ns();
+                    let i = st.table.get_mut(ino).ok_or(libc::ENOENT)?;
+                    i.meta.mtime_ns = now;
+                    i.meta.ctime_ns = now;
+                    st.touch(ino);
+                    Ok(())
+                }
+                libc::FALLOC_FL_KEEP_SIZE => Ok(()),
+                _ => Err(libc::EOPNOTSUPP),
+            }
+        })();
+        reply_empty(r, reply)
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {

@@ -10,7 +10,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use shale_core::tree::{ChunkRef, Content, DirRef, Entry};
+use shale_core::tree::{ChunkRef, Content, DirRef, Entry, Special};
 
 use crate::upper::Upper;
 
@@ -105,6 +105,8 @@ pub enum Kind {
     File(Data),
     /// A symbolic link and its target.
     Symlink(Vec<u8>),
+    /// A FIFO, socket or device node (the kernel serves its opens).
+    Special(Special),
 }
 
 /// Where an inode belongs.
@@ -159,6 +161,7 @@ impl Inode {
                 ..Dir::default()
             }),
             Content::Symlink(t) => Kind::Symlink(t.clone()),
+            Content::Special(s) => Kind::Special(*s),
         };
         Inode {
             kind,

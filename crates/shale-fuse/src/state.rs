@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use fuser::FileType;
 use shale_core::catalog::now_ns;
-use shale_core::tree::{load_node, DirRef, Entry, Node as TreeNode};
+use shale_core::tree::{load_node, DirRef, Entry, Node as TreeNode, SpecialKind};
 use shale_core::{Error, ObjectId, Pool};
 
 use crate::inodes::{Data, Dir, Inode, Kind, Meta, Owner, Slot, Table};
@@ -346,6 +346,9 @@ impl State {
 
     /// The inode of `name` in directory `parent`.
     pub fn child(&mut self, parent: u64, name: &[u8]) -> Result<u64, Errno> {
+        if name.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
         let (kind_is, owner) = {
             let p = self.inode(parent)?;
             let k = match &p.kind {
@@ -500,6 +503,7 @@ impl State {
                     shale_core::tree::Content::File { .. } => FileType::RegularFile,
                     shale_core::tree::Content::Dir(_) => FileType::Directory,
                     shale_core::tree::Content::Symlink(_) => FileType::Symlink,
+                    shale_core::tree::Content::Special(s) => special_type(s.kind),
                 };
                 out.push((placeholder_ino(ino, &e.name), kind, e.name));
             }
@@ -1007,7 +1011,7 @@ impl State {
         let clean_leaf = !i.dirty
             && match &i.kind {
                 Kind::Dir(d) => d.children.is_empty(),
-                Kind::File(Data::Chunks { .. }) | Kind::Symlink(_) => true,
+                Kind::File(Data::Chunks { .. }) | Kind::Symlink(_) | Kind::Special(_) => true,
                 Kind::File(Data::Upper(_)) => false,
                 Kind::PoolRoot | Kind::SnapshotDir { .. } => false,
             };
@@ -1065,7 +1069,18 @@ pub fn file_type(i: &Inode) -> FileType {
     match &i.kind {
         Kind::File(_) => FileType::RegularFile,
         Kind::Symlink(_) => FileType::Symlink,
+        Kind::Special(s) => special_type(s.kind),
         _ => FileType::Directory,
+    }
+}
+
+/// The FUSE type of a special file.
+pub fn special_type(kind: SpecialKind) -> FileType {
+    match kind {
+        SpecialKind::Fifo => FileType::NamedPipe,
+        SpecialKind::Socket => FileType::Socket,
+        SpecialKind::CharDevice => FileType::CharDevice,
+        SpecialKind::BlockDevice => FileType::BlockDevice,
     }
 }
 

@@ -10,5 +10,8 @@ mod node;
 mod read;
 
 pub use build::{build_dir, DirBuilder};
-pub use node::{decode, encode, Child, ChunkRef, Content, DirRef, Entry, Node, TREE_VERSION};
+pub use node::{
+    decode, encode, Child, ChunkRef, Content, DirRef, Entry, Node, Special, SpecialKind,
+    TREE_VERSION,
+};
 pub use read::{dir_leaves, leaf_entries, load_node, lookup, read_dir, split_path, DirCursor};

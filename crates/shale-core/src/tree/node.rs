@@ -111,6 +111,53 @@ pub enum Content {
     Dir(DirRef),
     /// A symbolic link and its target bytes (never followed).
     Symlink(Vec<u8>),
+    /// A FIFO, socket or device node (version 2 on).
+    Special(Special),
+}
+
+/// A file that is neither regular, directory nor symlink.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Special {
+    /// Which kind.
+    pub kind: SpecialKind,
+    /// Device number, for device nodes (0 otherwise).
+    pub rdev: u64,
+}
+
+/// The kinds of special file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SpecialKind {
+    /// A named pipe.
+    Fifo,
+    /// A Unix socket (its name only: a socket has no content).
+    Socket,
+    /// A character device node.
+    CharDevice,
+    /// A block device node.
+    BlockDevice,
+}
+
+impl SpecialKind {
+    /// The `S_IF*` file type bits.
+    pub fn mode_bits(self) -> u32 {
+        match self {
+            SpecialKind::Fifo => libc::S_IFIFO,
+            SpecialKind::Socket => libc::S_IFSOCK,
+            SpecialKind::CharDevice => libc::S_IFCHR,
+            SpecialKind::BlockDevice => libc::S_IFBLK,
+        }
+    }
+
+    /// The kind for `S_IF*` file type bits, if special.
+    pub fn from_mode(mode: u32) -> Option<SpecialKind> {
+        match mode & libc::S_IFMT {
+            libc::S_IFIFO => Some(SpecialKind::Fifo),
+            libc::S_IFSOCK => Some(SpecialKind::Socket),
+            libc::S_IFCHR => Some(SpecialKind::CharDevice),
+            libc::S_IFBLK => Some(SpecialKind::BlockDevice),
+            _ => None,
+        }
+    }
 }
 
 /// A chunk of a file.
@@ -141,7 +188,7 @@ impl Entry {
         match &self.content {
             Content::File { size, .. } => *size,
             Content::Dir(d) => d.bytes,
-            Content::Symlink(_) => 0,
+            Content::Symlink(_) | Content::Special(_) => 0,
         }
     }
 
@@ -150,7 +197,7 @@ impl Entry {
         match &self.content {
             Content::File { .. } => 1,
             Content::Dir(d) => d.files,
-            Content::Symlink(_) => 0,
+            Content::Symlink(_) | Content::Special(_) => 0,
         }
     }
 
@@ -160,6 +207,12 @@ impl Entry {
             Content::File { .. } => "file",
             Content::Dir(_) => "dir",
             Content::Symlink(_) => "symlink",
+            Content::Special(s) => match s.kind {
+                SpecialKind::Fifo => "fifo",
+                SpecialKind::Socket => "socket",
+                SpecialKind::CharDevice => "char device",
+                SpecialKind::BlockDevice => "block device",
+            },
         }
     }
 }
@@ -297,6 +350,13 @@ mod tests {
                     size: 0,
                     chunks: vec![],
                 },
+            ),
+            entry(
+                "e",
+                Content::Special(Special {
+                    kind: SpecialKind::CharDevice,
+                    rdev: 0x0103,
+                }),
             ),
         ]);
         assert_eq!(decode(&encode(&leaf)).unwrap(), leaf);
