@@ -468,10 +468,11 @@ fn snapshot_clone_restore_and_import_while_written() {
     assert_eq!(fs::read(ws.join("marker")).unwrap(), b"before");
     drop(writer);
     for name in names(&ws.join("out")) {
-        assert_eq!(
+        let (got, full) = (
             fs::read(ws.join("out").join(&name)).unwrap(),
-            content_of(&name)
+            content_of(&name),
         );
+        assert!(full.starts_with(&got), "{name} after the restore");
     }
 
     // an import into the mounted volume replaces what the mount shows

@@ -34,9 +34,24 @@ pub fn socket_dir(pool_root: &Path) -> PathBuf {
     pool_root.join("mounts")
 }
 
-/// Mounts that hold a volume still; the hold ends when this is dropped.
+/// Mounts that hold a volume still; the hold ends when this is dropped,
+/// once every mount has reloaded the volume.
 pub struct Hold {
-    _connections: Vec<UnixStream>,
+    connections: Vec<UnixStream>,
+}
+
+impl Drop for Hold {
+    fn drop(&mut self) {
+        for conn in &self.connections {
+            // Hanging up our side ends the hold; the mount answers once it
+            // has reloaded the volume, so that what comes next sees it.
+            let _ = conn.shutdown(std::net::Shutdown::Write);
+        }
+        for conn in &self.connections {
+            let mut line = String::new();
+            let _ = BufReader::new(conn).read_line(&mut line);
+        }
+    }
 }
 
 /// Removes the socket when the mount ends.
@@ -122,9 +137,11 @@ fn answer(conn: UnixStream, control: &dyn MountControl) {
                 let mut rest = String::new();
                 let _ = reader.read_line(&mut rest);
             });
-            if !answered {
-                reply(&mut writer, result);
-            }
+            // Before the hold: its failure; after: that the reload is done.
+            reply(
+                &mut writer,
+                result.map_err(|e| if answered { format!("reload: {e}") } else { e }),
+            );
         }
         _ => reply(
             &mut writer,
@@ -190,7 +207,7 @@ impl Pool {
     /// it until the returned [`Hold`] is dropped; they then reload it.
     pub fn hold_mounts(&self, volume: &str) -> Result<Hold> {
         Ok(Hold {
-            _connections: ask_all(self.root(), "hold", volume)?,
+            connections: ask_all(self.root(), "hold", volume)?,
         })
     }
 }

@@ -1021,10 +1021,9 @@ impl State {
         if special_root {
             return;
         }
-        let removable = unlinked
-            || (attached && clean_leaf)
-            || (!attached && !matches!(i.owner, Owner::Live { .. }) && clean_leaf)
-            || (!attached && matches!(i.owner, Owner::Live { .. }));
+        // Detached: left over from before a reload, never committed again.
+        let detached = !attached && matches!(i.owner, Owner::Live { .. });
+        let removable = unlinked || clean_leaf || detached;
         if !removable {
             return;
         }
