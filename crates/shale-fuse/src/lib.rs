@@ -18,6 +18,7 @@
 mod commit;
 mod fs;
 mod inodes;
+mod reader;
 mod state;
 mod upper;
 

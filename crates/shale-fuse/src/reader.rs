@@ -1,0 +1,89 @@
+//! Reading file data from chunks, for the reader threads: a small cache of
+//! recently read chunks, shared by the threads so that the kernel's
+//! neighbouring reads of one chunk fetch and check it once.
+//!
+//! The cache is small on purpose: measured on sequential reads of a large
+//! file, 32 cached chunks read 25% slower than 1-4 (each new chunk buffer
+//! then comes from fresh pages instead of memory just freed).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use shale_core::tree::ChunkRef;
+use shale_core::{ObjectId, Pool};
+
+use crate::state::Errno;
+
+/// Chunks kept (at most 512 KiB each at the default chunk size).
+const CACHED_CHUNKS: usize = 4;
+
+/// Recently read chunks, most recent first.
+#[derive(Default)]
+pub struct ChunkCache {
+    chunks: Mutex<VecDeque<(ObjectId, Arc<Vec<u8>>)>>,
+}
+
+impl ChunkCache {
+    /// A chunk's bytes, from the cache or the pool (checked against its id).
+    pub fn get(&self, pool: &Pool, id: &ObjectId) -> Result<Arc<Vec<u8>>, Errno> {
+        {
+            let mut c = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some(i) = c.iter().position(|(k, _)| k == id) {
+                let hit = c.remove(i).expect("index from position");
+                let data = hit.1.clone();
+                c.push_front(hit);
+                return Ok(data);
+            }
+        }
+        let data = Arc::new(pool.blobs().get(id).map_err(|e| {
+            tracing::error!("read of chunk {id}: {e}");
+            libc::EIO
+        })?);
+        let mut c = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        c.push_front((*id, data.clone()));
+        c.truncate(CACHED_CHUNKS);
+        Ok(data)
+    }
+}
+
+/// Reads `size` bytes at `offset` of a file made of `chunks` and hands them
+/// to `reply` (without copying them when they lie in one chunk).
+pub fn read_chunks(
+    pool: &Pool,
+    cache: &ChunkCache,
+    chunks: &[ChunkRef],
+    file_size: u64,
+    offset: u64,
+    size: u32,
+    reply: impl FnOnce(&[u8]),
+) -> Result<(), Errno> {
+    let end = (offset + size as u64).min(file_size);
+    let mut parts: Vec<(Arc<Vec<u8>>, usize, usize)> = Vec::new();
+    let mut pos = 0u64;
+    for c in chunks {
+        let (c_start, c_end) = (pos, pos + c.len as u64);
+        pos = c_end;
+        if c_end <= offset {
+            continue;
+        }
+        if c_start >= end {
+            break;
+        }
+        let data = cache.get(pool, &c.id)?;
+        let from = offset.saturating_sub(c_start) as usize;
+        let to = (end.min(c_end) - c_start) as usize;
+        parts.push((data, from, to));
+    }
+    match parts.as_slice() {
+        [] => reply(&[]),
+        [(data, from, to)] => reply(&data[*from..*to]),
+        many => {
+            let mut out = Vec::with_capacity(end.saturating_sub(offset) as usize);
+            for (data, from, to) in many {
+                out.extend_from_slice(&data[*from..*to]);
+            }
+            reply(&out)
+        }
+    }
+    Ok(())
+}
