@@ -251,6 +251,8 @@ impl State {
         if let Some(r) = self.table.get_mut(root) {
             if let Some(d) = r.dir_mut() {
                 forget.extend(d.children.keys().map(|n| (root, n.clone())));
+                // The root's own attributes (an empty name stands for them).
+                forget.push((root, Vec::new()));
                 d.children.clear();
                 d.subdirs = None;
                 d.base = Some(DirRef {

@@ -22,9 +22,17 @@ use crate::reader::{read_chunks, ChunkCache};
 use crate::state::{special_type, Errno, Handle, State, XATTR_MAX};
 
 /// How long the kernel may cache names and attributes in a live volume.
-const TTL: Duration = Duration::from_secs(1);
+/// Every change to a live volume is made through this mount (the kernel
+/// then updates what it caches) or announced to it by the process that
+/// makes it (see `shale_core::mounts`; the mount then invalidates what the
+/// kernel holds), so this can be long: a second training epoch finds its
+/// names cached.
+const TTL: Duration = Duration::from_secs(60);
 /// The same inside a snapshot, which never changes.
 const FROZEN_TTL: Duration = Duration::from_secs(3600);
+/// Names of the pool root and of `.snapshot` directories: volumes and
+/// snapshots can be deleted without telling the mount.
+const LISTING_TTL: Duration = Duration::from_secs(1);
 /// Threads serving file reads.
 const READERS: usize = 8;
 
@@ -76,8 +84,17 @@ impl ShaleFs {
 }
 
 fn ttl(st: &State, ino: u64) -> Duration {
-    match st.table.get(ino).map(|i| &i.owner) {
-        Some(Owner::Snapshot) => FROZEN_TTL,
+    let Some(inode) = st.table.get(ino) else {
+        return LISTING_TTL;
+    };
+    let under_special = inode
+        .parents
+        .first()
+        .and_then(|p| st.table.get(*p))
+        .is_some_and(|p| matches!(p.kind, Kind::PoolRoot | Kind::SnapshotDir { .. }));
+    match &inode.owner {
+        _ if under_special => LISTING_TTL,
+        Owner::Snapshot => FROZEN_TTL,
         _ => TTL,
     }
 }

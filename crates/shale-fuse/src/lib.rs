@@ -84,7 +84,11 @@ impl MountControl for Control {
         // After the lock is released: the kernel may need to call back in.
         if let Some(n) = self.notifier.get() {
             for (dir, name) in forget {
-                let _ = n.inval_entry(dir, std::ffi::OsStr::from_bytes(&name));
+                let _ = if name.is_empty() {
+                    n.inval_inode(dir, 0, 0)
+                } else {
+                    n.inval_entry(dir, std::ffi::OsStr::from_bytes(&name))
+                };
             }
         }
         Ok(())
