@@ -277,6 +277,12 @@ fn live_volumes_take_every_file_operation() {
     assert!(listed.contains("made-here"), "{listed}");
     let err = fs::remove_dir(env.path("mnt/capped")).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EPERM));
+    // a volume's top directory: writable by all until changed; its mode,
+    // owner and attributes are kept (in the catalog: its tree cannot)
+    assert_eq!(fs::metadata(&ws).unwrap().mode() & 0o7777, 0o1777);
+    std::os::unix::fs::chown(&ws, Some(1000), Some(100)).unwrap();
+    fs::set_permissions(&ws, fs::Permissions::from_mode(0o750)).unwrap();
+    set_xattr(&ws, "user.project", b"vision", 0).unwrap();
 
     // everything is committed by unmount, and survives it
     env.ok(&["unmount", &m]);
@@ -330,6 +336,19 @@ fn live_volumes_take_every_file_operation() {
     );
     assert_eq!(get_xattr(&ws.join("dir"), "user.owner").unwrap(), b"team-a");
     assert_eq!(fs::read(env.path("mnt/made-here/f")).unwrap(), b"x");
+    let md = fs::metadata(&ws).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid(), md.gid()), (0o750, 1000, 100));
+    assert_eq!(get_xattr(&ws, "user.project").unwrap(), b"vision");
+    let md = fs::metadata(env.path("mnt/made-here")).unwrap();
+    assert_eq!(
+        (md.mode() & 0o7777, md.uid()),
+        (0o755, 0),
+        "made by root with umask 022"
+    );
+    // a clone takes its origin's top directory as it is
+    env.ok(&["volume", "clone", "ws2", "--from", "ws"]);
+    let md = fs::metadata(env.path("mnt/ws2")).unwrap();
+    assert_eq!((md.mode() & 0o7777, md.uid()), (0o750, 1000));
     env.ok(&["unmount", &m]);
 }
 
@@ -549,4 +568,49 @@ fn fsynced_data_survives_kill_9() {
     );
     env.ok(&["unmount", &m]);
     env.ok(&["verify", "--read-data"]);
+}
+
+#[test]
+fn one_mount_writes_a_volume_and_others_follow_it() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["volume", "create", "ws"]);
+    for d in ["a", "b", "c"] {
+        fs::create_dir_all(env.path(d)).unwrap();
+    }
+    let (a, b, c) = (env.s("a"), env.s("b"), env.s("c"));
+    env.ok(&["mount", &a, "--commit-interval", "3600"]);
+    let _ga = Mounted(env.path("a"));
+    fs::write(env.path("a/ws/first"), b"1").unwrap();
+    // a second read-write pool mount shows the volume, read-only
+    env.ok(&["mount", &b, "--commit-interval", "3600"]);
+    let _gb = Mounted(env.path("b"));
+    let err = fs::write(env.path("b/ws/other"), b"x").unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EROFS));
+    // a single-volume read-write mount of it is refused, naming the writer
+    let out = env.run(&["mount", &c, "--volume", "ws"]);
+    let msg = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && msg.contains("mounted read-write by process"),
+        "{msg}"
+    );
+    // what the writer commits shows in the other mount at once
+    assert!(!env.path("b/ws/first").exists(), "not committed yet");
+    let f = fs::File::open(env.path("a/ws/first")).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+    let start = Instant::now();
+    while !env.path("b/ws/first").exists() && start.elapsed() < Duration::from_secs(5) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fs::read(env.path("b/ws/first")).unwrap(), b"1");
+    // once the writer is gone, the other mount may write
+    env.ok(&["unmount", &a]);
+    fs::write(env.path("b/ws/second"), b"2").unwrap();
+    env.ok(&["unmount", &b]);
+    env.ok(&["volume", "export", "ws", &env.s("out")]);
+    assert_eq!(names(&env.path("out")), ["first", "second"]);
 }

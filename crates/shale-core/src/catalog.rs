@@ -15,8 +15,25 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::pack::{BlobKind, Compression, EntryHead};
 
-/// Version of the catalog schema this build reads and writes.
-pub const SCHEMA_VERSION: u32 = 1;
+/// Version of the catalog schema this build reads and writes. Version 1
+/// catalogs are upgraded in place when opened (see [`UPGRADE_1_TO_2`]).
+pub const SCHEMA_VERSION: u32 = 2;
+
+/// Version 2 adds `root_meta`: the mode, owner and extended attributes of a
+/// volume's top directory, which its tree does not hold.
+const ROOT_META_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS root_meta (
+    volume INTEGER PRIMARY KEY REFERENCES volumes(id) ON DELETE CASCADE,
+    mode INTEGER NOT NULL,
+    uid INTEGER NOT NULL,
+    gid INTEGER NOT NULL,
+    xattrs BLOB NOT NULL
+);
+";
+
+/// Brings a version 1 catalog to version 2.
+const UPGRADE_1_TO_2: &str =
+    "UPDATE meta SET value = '2' WHERE key = 'schema_version' AND value = '1';";
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -67,6 +84,77 @@ CREATE TABLE snapshots (
     PRIMARY KEY (volume, name)
 );
 ";
+
+/// The mode, owner and extended attributes of a volume's top directory.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RootMeta {
+    /// Permission bits (`mode & 0o7777`).
+    pub mode: u32,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Extended attributes, sorted by name.
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>,
+}
+
+impl Default for RootMeta {
+    /// What a volume's top directory is until changed: writable by all,
+    /// sticky (as `/tmp`), owned by root.
+    fn default() -> Self {
+        RootMeta {
+            mode: 0o1777,
+            uid: 0,
+            gid: 0,
+            xattrs: Vec::new(),
+        }
+    }
+}
+
+/// Records the top directory's metadata of the volume with catalog key `volume`.
+pub fn set_root_meta(tx: &Transaction<'_>, volume: i64, meta: &RootMeta) -> Result<()> {
+    let xattrs = postcard::to_allocvec(&meta.xattrs).unwrap_or_default();
+    tx.execute(
+        "INSERT INTO root_meta (volume, mode, uid, gid, xattrs) VALUES (?1, ?2, ?3, ?4, ?5) \
+         ON CONFLICT(volume) DO UPDATE SET mode = ?2, uid = ?3, gid = ?4, xattrs = ?5",
+        params![volume, meta.mode, meta.uid, meta.gid, xattrs],
+    )?;
+    Ok(())
+}
+
+/// The top directory's metadata of the volume with catalog key `volume`
+/// (the default if never set).
+pub fn root_meta_of(conn: &Connection, volume: i64) -> Result<RootMeta> {
+    let row = conn
+        .query_row(
+            "SELECT mode, uid, gid, xattrs FROM root_meta WHERE volume = ?1",
+            [volume],
+            |r| {
+                Ok((
+                    r.get::<_, u32>(0)?,
+                    r.get::<_, u32>(1)?,
+                    r.get::<_, u32>(2)?,
+                    r.get::<_, Vec<u8>>(3)?,
+                ))
+            },
+        )
+        .optional()?;
+    let Some((mode, uid, gid, xattrs)) = row else {
+        return Ok(RootMeta::default());
+    };
+    let xattrs = postcard::from_bytes(&xattrs).map_err(|e| {
+        Error::corrupt(
+            format!("top directory attributes of volume {volume}"),
+            e.to_string(),
+        )
+    })?;
+    Ok(RootMeta {
+        mode: mode & 0o7777,
+        uid,
+        gid,
+        xattrs,
+    })
+}
 
 /// The state of a volume as recorded in the catalog.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -251,7 +339,7 @@ impl Catalog {
         }
         let conn = sqlite_open(path)?;
         conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+            "BEGIN; {SCHEMA} {ROOT_META_TABLE} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
         ))?;
         Ok(Catalog {
             conn: Mutex::new(conn),
@@ -279,6 +367,16 @@ impl Catalog {
             .map_err(|e| Error::corrupt(format!("catalog {}", path.display()), e.to_string()))?;
         match version.as_deref() {
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
+            Some("1") => conn
+                .execute_batch(&format!(
+                    "BEGIN IMMEDIATE; {ROOT_META_TABLE} {UPGRADE_1_TO_2} COMMIT;"
+                ))
+                .map_err(|e| {
+                    Error::corrupt(
+                        format!("catalog {}", path.display()),
+                        format!("upgrading schema 1 to 2: {e}"),
+                    )
+                })?,
             Some(v) => {
                 return Err(Error::UnsupportedFormat {
                     path: path.to_path_buf(),
@@ -602,4 +700,59 @@ pub fn insert_snapshot(
         files: volume.files,
         created,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A catalog written by a version 1 build opens, upgraded to version 2.
+    #[test]
+    fn upgrades_schema_1() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let conn = sqlite_open(&path).unwrap();
+        conn.execute_batch(&format!(
+            "BEGIN; {SCHEMA} INSERT INTO meta VALUES ('schema_version', '1'); COMMIT;"
+        ))
+        .unwrap();
+        drop(conn);
+        let c = Catalog::open(&path).unwrap();
+        let v: String = c
+            .read(|conn| {
+                Ok(conn.query_row(
+                    "SELECT value FROM meta WHERE key = 'schema_version'",
+                    [],
+                    |r| r.get(0),
+                )?)
+            })
+            .unwrap();
+        assert_eq!(v, "2");
+        let meta = RootMeta {
+            mode: 0o750,
+            uid: 7,
+            gid: 8,
+            xattrs: vec![(b"user.a".to_vec(), b"b".to_vec())],
+        };
+        c.write(|tx| {
+            insert_volume(tx, "v", &ObjectId::of(b"t"), 0, 0, None, None)?;
+            let id = volume_by_name(tx, "v")?.id;
+            assert_eq!(root_meta_of(tx, id)?, RootMeta::default());
+            set_root_meta(tx, id, &meta)
+        })
+        .unwrap();
+        let id = c.volume("v").unwrap().id;
+        assert_eq!(c.read(|conn| root_meta_of(conn, id)).unwrap(), meta);
+        // a catalog from a newer build is refused
+        c.write(|tx| {
+            tx.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'", [])?;
+            Ok(())
+        })
+        .unwrap();
+        drop(c);
+        assert!(matches!(
+            Catalog::open(&path),
+            Err(Error::UnsupportedFormat { .. })
+        ));
+    }
 }

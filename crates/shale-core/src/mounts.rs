@@ -9,8 +9,13 @@
 //!
 //! Each mount process listens on a Unix socket `POOL/mounts/<pid>.sock`.
 //! The protocol is one line each way (see `docs/FORMAT.md`):
-//! `sync VOLUME` or `hold VOLUME`, answered by `ok` or `error MESSAGE`.
-//! A hold lasts until the client closes the connection.
+//! `sync VOLUME`, `hold VOLUME` or `changed VOLUME`, answered by `ok` or
+//! `error MESSAGE`. A hold lasts until the client closes the connection.
+//!
+//! One mount at a time writes a volume: the first read-write mount to use
+//! it holds `POOL/mounts/<volume>.writer` locked ([`claim_writer`]); other
+//! mounts show it read-only, and the writer tells them (`changed`) after
+//! each commit so that they show it as committed.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -27,6 +32,64 @@ pub trait MountControl: Send + Sync + 'static {
     /// Commits `volume` like [`MountControl::sync`], then calls `held`
     /// while no write to it can start, then reloads it from the catalog.
     fn hold(&self, volume: &str, held: &mut dyn FnMut()) -> std::result::Result<(), String>;
+    /// Another mount committed `volume`: show its new state.
+    fn changed(&self, volume: &str);
+}
+
+/// The right to write a volume through a mount; released when dropped.
+pub struct WriterClaim {
+    _lock: std::fs::File,
+}
+
+impl std::fmt::Debug for WriterClaim {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("WriterClaim")
+    }
+}
+
+/// Claims the right to write `volume` for this process, or names the
+/// process (and its mount point) that has it.
+pub fn claim_writer(
+    pool_root: &Path,
+    volume: &str,
+) -> Result<std::result::Result<WriterClaim, String>> {
+    use std::os::unix::io::AsRawFd;
+    let dir = socket_dir(pool_root);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    let path = dir.join(format!("{volume}.writer"));
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(|e| Error::io(&path, e))?;
+    // SAFETY: flock on a file descriptor we own.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+        let holder = std::fs::read_to_string(&path).unwrap_or_default();
+        let pid = holder.trim();
+        let at = std::fs::read_to_string(dir.join(format!("{pid}.mountpoint"))).unwrap_or_default();
+        return Ok(Err(if at.is_empty() {
+            format!("process {pid}")
+        } else {
+            format!("process {pid}, mounted at {at}")
+        }));
+    }
+    file.set_len(0).map_err(|e| Error::io(&path, e))?;
+    file.write_all(std::process::id().to_string().as_bytes())
+        .map_err(|e| Error::io(&path, e))?;
+    Ok(Ok(WriterClaim { _lock: file }))
+}
+
+/// Tells the other mounts of the pool, in the background, that `volume`
+/// was committed.
+pub fn announce_changed(pool_root: &Path, volume: &str) {
+    let (root, volume) = (pool_root.to_path_buf(), volume.to_string());
+    let _ = std::thread::Builder::new()
+        .name("shale-announce".into())
+        .spawn(move || {
+            let _ = ask_all(&root, "changed", &volume);
+        });
 }
 
 /// The directory of mount control sockets of a pool.
@@ -142,6 +205,10 @@ fn answer(conn: UnixStream, control: &dyn MountControl) {
                 &mut writer,
                 result.map_err(|e| if answered { format!("reload: {e}") } else { e }),
             );
+        }
+        Some(("changed", volume)) => {
+            control.changed(volume);
+            reply(&mut writer, Ok(()))
         }
         _ => reply(
             &mut writer,

@@ -1,7 +1,7 @@
 //! Volumes, snapshots, clones and restore: catalog updates that move
 //! pointers to trees, constant time whatever the data size (invariant 5).
 
-use crate::catalog::{self, SnapshotRow, Totals, VolumeRow};
+use crate::catalog::{self, RootMeta, SnapshotRow, Totals, VolumeRow};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::names::{check_name, Spec};
@@ -168,7 +168,10 @@ impl Pool {
                 Some(&origin),
                 source.quota,
             )?;
-            catalog::volume_by_name(tx, new)
+            let row = catalog::volume_by_name(tx, new)?;
+            let meta = catalog::root_meta_of(tx, source.id)?;
+            catalog::set_root_meta(tx, row.id, &meta)?;
+            Ok(row)
         })
     }
 
@@ -218,6 +221,24 @@ impl Pool {
             let snap = catalog::snapshot_by_name(tx, volume, name)?;
             catalog::set_root(tx, volume, None, &snap.root, snap.bytes, snap.files)?;
             Ok(snap)
+        })
+    }
+
+    /// The mode, owner and extended attributes of a volume's top directory.
+    pub fn root_meta(&self, volume: &str) -> Result<RootMeta> {
+        check_name(volume)?;
+        self.catalog().read(|conn| {
+            let v = catalog::volume_by_name(conn, volume)?;
+            catalog::root_meta_of(conn, v.id)
+        })
+    }
+
+    /// Sets the mode, owner and extended attributes of a volume's top directory.
+    pub fn set_root_meta(&self, volume: &str, meta: &RootMeta) -> Result<()> {
+        check_name(volume)?;
+        self.catalog().write(|tx| {
+            let v = catalog::volume_by_name(tx, volume)?;
+            catalog::set_root_meta(tx, v.id, meta)
         })
     }
 

@@ -44,6 +44,7 @@ impl State {
         let tree = self.fold_dir(root, &writer, &pool, &mut plan)?;
         writer.finish()?;
         shale_core::failpoint::fail_point("mount.commit.before");
+        let root_meta = self.root_meta_of(root).unwrap_or_default();
         let result = pool.catalog().write(|tx| {
             catalog::set_root(
                 tx,
@@ -52,7 +53,9 @@ impl State {
                 &tree.tree,
                 tree.bytes,
                 tree.files,
-            )
+            )?;
+            let id = catalog::volume_by_name(tx, volume)?.id;
+            catalog::set_root_meta(tx, id, &root_meta)
         });
         match result {
             Ok(()) => {}
@@ -83,6 +86,7 @@ impl State {
             v.bytes = tree.bytes;
         }
         tracing::debug!("committed {volume}: root {}", tree.tree);
+        shale_core::mounts::announce_changed(pool.root(), volume);
         Ok(true)
     }
 
@@ -265,16 +269,30 @@ impl State {
             r.dirty = false;
             r.meta.mtime_ns = row.updated;
             r.meta.ctime_ns = row.updated;
+            if let Ok(meta) = self.pool.root_meta(volume) {
+                r.meta.mode = meta.mode;
+                r.meta.uid = meta.uid;
+                r.meta.gid = meta.gid;
+                r.xattrs = meta.xattrs;
+            }
             r.owner = Owner::Live {
                 volume: Arc::from(volume),
                 generation,
             };
         }
+        // A read-only view of a volume another mount wrote may now write it.
+        let writer = match self.vols.get(volume).filter(|v| v.writer.is_none()) {
+            Some(_) => self.claim(volume).ok().and_then(Result::ok).flatten(),
+            None => None,
+        };
         if let Some(v) = self.vols.get_mut(volume) {
             v.generation = generation;
             v.committed = row.root;
             v.bytes = row.bytes;
             v.quota = row.quota;
+            if writer.is_some() {
+                v.writer = writer;
+            }
         }
         tracing::info!("volume {volume} changed by another process: reloaded");
         forget

@@ -14,7 +14,7 @@ use fuser::{
     ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
     ReplyXattr, Request, TimeOrNow,
 };
-use shale_core::catalog::now_ns;
+use shale_core::catalog::{now_ns, RootMeta};
 use shale_core::tree::{Special, SpecialKind};
 
 use crate::inodes::{Data, Dir, Kind, Owner};
@@ -351,10 +351,21 @@ impl Filesystem for ShaleFs {
             if st.read_only {
                 return reply.error(libc::EROFS);
             }
-            // A new directory at the top of a pool mount is a new volume.
+            // A new directory at the top of a pool mount is a new volume,
+            // owned by whoever made it.
+            let meta = RootMeta {
+                mode: mode & !umask & 0o7777,
+                uid: req.uid(),
+                gid: req.gid(),
+                xattrs: Vec::new(),
+            };
             let r = match std::str::from_utf8(name.as_bytes()) {
-                Ok(n) => match st.pool.create_volume(n, None) {
-                    Ok(_) => st.child(parent, n.as_bytes()),
+                Ok(n) => match st
+                    .pool
+                    .create_volume(n, None)
+                    .and_then(|_| st.pool.set_root_meta(n, &meta))
+                {
+                    Ok(()) => st.child(parent, n.as_bytes()),
                     Err(e) => Err(crate::state::errno(&e)),
                 },
                 Err(_) => Err(libc::EINVAL),

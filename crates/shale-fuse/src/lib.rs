@@ -66,7 +66,28 @@ impl Control {
     }
 }
 
+impl Control {
+    /// Tells the kernel to forget names (an empty name: the inode's
+    /// attributes). Call without the state lock: the kernel may call back.
+    fn forget(&self, names: Vec<(u64, Vec<u8>)>) {
+        if let Some(n) = self.notifier.get() {
+            for (dir, name) in names {
+                let _ = if name.is_empty() {
+                    n.inval_inode(dir, 0, 0)
+                } else {
+                    n.inval_entry(dir, std::ffi::OsStr::from_bytes(&name))
+                };
+            }
+        }
+    }
+}
+
 impl MountControl for Control {
+    fn changed(&self, volume: &str) {
+        let names = self.lock().reload(volume);
+        self.forget(names);
+    }
+
     fn sync(&self, volume: &str) -> Result<(), String> {
         self.lock()
             .commit(volume)
@@ -82,15 +103,7 @@ impl MountControl for Control {
             st.reload(volume)
         };
         // After the lock is released: the kernel may need to call back in.
-        if let Some(n) = self.notifier.get() {
-            for (dir, name) in forget {
-                let _ = if name.is_empty() {
-                    n.inval_inode(dir, 0, 0)
-                } else {
-                    n.inval_entry(dir, std::ffi::OsStr::from_bytes(&name))
-                };
-            }
-        }
+        self.forget(forget);
         Ok(())
     }
 }

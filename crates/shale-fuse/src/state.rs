@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use fuser::FileType;
-use shale_core::catalog::now_ns;
+use shale_core::catalog::{now_ns, RootMeta};
 use shale_core::tree::{load_node, DirRef, Entry, Node as TreeNode, SpecialKind};
 use shale_core::{Error, ObjectId, Pool};
 
@@ -52,6 +52,9 @@ pub struct Vol {
     pub bytes: u64,
     /// Quota, if any.
     pub quota: Option<u64>,
+    /// This mount's right to write the volume (`None`: read-only here,
+    /// because the mount is, or another mount writes it).
+    pub writer: Option<shale_core::mounts::WriterClaim>,
 }
 
 /// An open file.
@@ -164,6 +167,15 @@ impl State {
                 let row = st.pool.catalog().volume(&volume)?;
                 let root = st.volume_root_inode(&row, 1);
                 st.table = Table::new(root);
+                let writer = match st.claim(&volume)? {
+                    Ok(claim) => claim,
+                    Err(holder) => {
+                        return Err(Error::InvalidArgument(format!(
+                            "volume '{volume}' is mounted read-write by {holder}: \
+                             mount it --read-only, or unmount that first"
+                        )))
+                    }
+                };
                 st.vols.insert(
                     volume,
                     Vol {
@@ -172,6 +184,7 @@ impl State {
                         committed: row.root,
                         bytes: row.bytes,
                         quota: row.quota,
+                        writer,
                     },
                 );
             }
@@ -203,8 +216,38 @@ impl State {
                 generation,
             },
         );
-        root.meta.mode = 0o777 | libc::S_ISVTX;
+        let meta = self.pool.root_meta(&row.name).unwrap_or_else(|e| {
+            tracing::error!("top directory of volume {}: {e}", row.name);
+            RootMeta::default()
+        });
+        root.meta.mode = meta.mode;
+        root.meta.uid = meta.uid;
+        root.meta.gid = meta.gid;
+        root.xattrs = meta.xattrs;
         root
+    }
+
+    /// The metadata of a volume root inode, as the catalog keeps it.
+    pub fn root_meta_of(&self, ino: u64) -> Option<RootMeta> {
+        let i = self.table.get(ino)?;
+        Some(RootMeta {
+            mode: i.meta.mode,
+            uid: i.meta.uid,
+            gid: i.meta.gid,
+            xattrs: i.xattrs.clone(),
+        })
+    }
+
+    /// Claims the right to write `volume` if this mount is read-write
+    /// (`Ok(None)` if it is not; `Err(holder)` if another mount has it).
+    pub fn claim(
+        &self,
+        volume: &str,
+    ) -> shale_core::Result<Result<Option<shale_core::mounts::WriterClaim>, String>> {
+        if self.read_only {
+            return Ok(Ok(None));
+        }
+        Ok(shale_core::mounts::claim_writer(self.pool.root(), volume)?.map(Some))
     }
 
     /// A new file handle number.
@@ -235,11 +278,38 @@ impl State {
     }
 
     /// Fails with `EROFS` unless `ino` may be changed.
-    pub fn writable(&self, ino: u64) -> Result<(), Errno> {
+    pub fn writable(&mut self, ino: u64) -> Result<(), Errno> {
         let inode = self.inode(ino)?;
-        if self.read_only || !matches!(inode.owner, Owner::Live { .. }) {
+        let Owner::Live { volume, .. } = &inode.owner else {
+            return Err(libc::EROFS);
+        };
+        let volume = volume.clone();
+        if self.read_only {
             return Err(libc::EROFS);
         }
+        let Some(vol) = self.vols.get(volume.as_ref()) else {
+            return Err(libc::EROFS);
+        };
+        if vol.writer.is_none() {
+            self.take_over(&volume)?;
+        }
+        Ok(())
+    }
+
+    /// Becomes the writer of a volume another mount wrote, if that mount
+    /// is gone and this mount shows the volume as last committed.
+    fn take_over(&mut self, volume: &str) -> Result<(), Errno> {
+        let Ok(Ok(Some(claim))) = self.claim(volume) else {
+            return Err(libc::EROFS);
+        };
+        let current = self.pool.catalog().volume(volume).map_err(|e| errno(&e))?;
+        let vol = self.vols.get_mut(volume).ok_or(libc::EROFS)?;
+        if current.root != vol.committed {
+            // Its last commit has not reached this mount yet.
+            return Err(libc::EROFS);
+        }
+        tracing::info!("this mount now writes volume {volume}");
+        vol.writer = Some(claim);
         Ok(())
     }
 
@@ -330,6 +400,13 @@ impl State {
         let row = self.pool.catalog().volume(name).map_err(|e| errno(&e))?;
         let mut root = self.volume_root_inode(&row, 1);
         root.parents = vec![fuser::FUSE_ROOT_ID];
+        let writer = match self.claim(name).map_err(|e| errno(&e))? {
+            Ok(claim) => claim,
+            Err(holder) => {
+                tracing::warn!("volume {name} is read-only in this mount: {holder} writes it");
+                None
+            }
+        };
         let ino = self.table.add(root);
         self.vols.insert(
             name.to_string(),
@@ -339,6 +416,7 @@ impl State {
                 committed: row.root,
                 bytes: row.bytes,
                 quota: row.quota,
+                writer,
             },
         );
         Ok(ino)
