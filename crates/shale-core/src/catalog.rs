@@ -745,7 +745,10 @@ mod tests {
         assert_eq!(c.read(|conn| root_meta_of(conn, id)).unwrap(), meta);
         // a catalog from a newer build is refused
         c.write(|tx| {
-            tx.execute("UPDATE meta SET value = '9' WHERE key = 'schema_version'", [])?;
+            tx.execute(
+                "UPDATE meta SET value = '9' WHERE key = 'schema_version'",
+                [],
+            )?;
             Ok(())
         })
         .unwrap();

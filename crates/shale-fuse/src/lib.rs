@@ -117,6 +117,14 @@ pub fn mount(
     fs_name: &str,
     opts: &MountOptions,
 ) -> shale_core::Result<()> {
+    // Chunk buffers (up to a few hundred KiB) come and go with every read:
+    // keep freed memory for the next one instead of returning it to the
+    // kernel and faulting fresh zeroed pages in again.
+    // SAFETY: mallopt only tunes the allocator; these values are valid.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
+    }
     let pool_root = pool.root().to_path_buf();
     let upper = upper::upper_dir(&pool_root).map_err(|e| shale_core::Error::io(&pool_root, e))?;
     let state = State::new(
