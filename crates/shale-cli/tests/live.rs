@@ -614,3 +614,37 @@ fn one_mount_writes_a_volume_and_others_follow_it() {
     env.ok(&["volume", "export", "ws", &env.s("out")]);
     assert_eq!(names(&env.path("out")), ["first", "second"]);
 }
+
+/// A pool whose path is too long for a Unix socket path still coordinates
+/// with its mounts (through an abstract socket).
+#[test]
+fn pools_in_deep_directories_coordinate_too() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::new();
+    let deep = env.path(&"d".repeat(120)).join("pool");
+    let shale = |args: &[&str]| {
+        let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
+            .env_remove("SHALE_POOL")
+            .arg("--pool")
+            .arg(&deep)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    shale(&["volume", "create", "v"]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    shale(&["mount", &env.s("mnt"), "--commit-interval", "3600"]);
+    let _guard = Mounted(env.path("mnt"));
+    fs::write(env.path("mnt/v/f"), b"deep").unwrap();
+    shale(&["snapshot", "create", "v", "s"]);
+    assert_eq!(fs::read(env.path("mnt/v/.snapshot/s/f")).unwrap(), b"deep");
+    shale(&["unmount", &env.s("mnt")]);
+}

@@ -143,6 +143,23 @@ pub fn server_of(pool_root: &Path, mountpoint: &Path) -> Option<u32> {
     None
 }
 
+/// The longest socket path the kernel takes (`sun_path`, less its NUL).
+const SOCKET_PATH_MAX: usize = 107;
+
+/// Where mount `pid` of the pool at `pool_root` listens: the socket file
+/// `POOL/mounts/PID.sock`, or, when that path is too long for a Unix
+/// socket, a Linux abstract socket named after the pool and the pid.
+fn address(pool_root: &Path, pid: &str) -> std::io::Result<std::os::unix::net::SocketAddr> {
+    use std::os::linux::net::SocketAddrExt;
+    let path = socket_dir(pool_root).join(format!("{pid}.sock"));
+    if path.as_os_str().len() <= SOCKET_PATH_MAX {
+        return std::os::unix::net::SocketAddr::from_pathname(path);
+    }
+    let root = std::fs::canonicalize(pool_root).unwrap_or_else(|_| pool_root.to_path_buf());
+    let pool = crate::ObjectId::of(root.as_os_str().as_encoded_bytes()).to_hex();
+    std::os::unix::net::SocketAddr::from_abstract_name(format!("shale/{}/{pid}", &pool[..32]))
+}
+
 /// Serves `control` for the mount at `mountpoint` (absolute) on this
 /// process's socket, on background threads (one per connection), until the
 /// returned guard is dropped or the process ends.
@@ -154,11 +171,14 @@ pub fn serve(
     let dir = socket_dir(pool_root);
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let path = dir.join(format!("{}.sock", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let listener = address(pool_root, &std::process::id().to_string())
+        .and_then(|a| UnixListener::bind_addr(&a))
+        .map_err(|e| Error::io(&path, e))?;
+    // Recorded once listening: clients find mounts by this file.
     let record = path.with_extension("mountpoint");
     std::fs::write(&record, mountpoint.as_os_str().as_encoded_bytes())
         .map_err(|e| Error::io(&record, e))?;
-    let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).map_err(|e| Error::io(&path, e))?;
     std::thread::Builder::new()
         .name("shale-mountctl".into())
         .spawn(move || {
@@ -224,19 +244,29 @@ fn ask_all(pool_root: &Path, request: &str, volume: &str) -> Result<Vec<UnixStre
     let Ok(listing) = std::fs::read_dir(&dir) else {
         return Ok(Vec::new());
     };
-    let own = format!("{}.sock", std::process::id());
+    let own = std::process::id().to_string();
     let mut open = Vec::new();
     for item in listing.flatten() {
-        let name = item.file_name();
-        if name.to_string_lossy() == own || !name.to_string_lossy().ends_with(".sock") {
+        // Every mount records its mount point; that file names its pid.
+        let name = item.file_name().to_string_lossy().to_string();
+        let Some(pid) = name.strip_suffix(".mountpoint") else {
+            continue;
+        };
+        if pid == own {
             continue;
         }
-        let path = item.path();
-        let mut conn = match UnixStream::connect(&path) {
+        let connected = address(pool_root, pid).and_then(|a| UnixStream::connect_addr(&a));
+        let mut conn = match connected {
             Ok(c) => c,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+                ) =>
+            {
                 // Its mount process is gone.
-                let _ = std::fs::remove_file(&path);
+                let _ = std::fs::remove_file(item.path());
+                let _ = std::fs::remove_file(dir.join(format!("{pid}.sock")));
                 continue;
             }
             Err(_) => continue,
