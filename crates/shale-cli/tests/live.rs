@@ -153,6 +153,15 @@ fn live_volumes_take_every_file_operation() {
     f.set_len(6).unwrap();
     drop(f);
     assert_eq!(fs::read(ws.join("data/small.txt")).unwrap(), b"0123\0\0");
+    // a file written in pieces grows out of memory into an upper file
+    let grown = noise(3, 1_500_000);
+    let mut f = fs::File::create(ws.join("grown.bin")).unwrap();
+    for piece in grown.chunks(65536) {
+        f.write_all(piece).unwrap();
+    }
+    drop(f);
+    assert_eq!(fs::read(ws.join("grown.bin")).unwrap(), grown);
+    fs::remove_file(ws.join("grown.bin")).unwrap();
     // read and write through one handle
     let mut f = fs::OpenOptions::new()
         .read(true)

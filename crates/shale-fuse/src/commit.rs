@@ -162,6 +162,28 @@ impl State {
                 size: *size,
                 chunks: chunks.as_ref().clone(),
             },
+            Kind::File(Data::Memory(m)) => {
+                let mut chunks = Vec::new();
+                pool.chunking().chunk_stream(
+                    &m[..],
+                    m.len() as u64,
+                    std::path::Path::new("(a file written through the mount)"),
+                    |data| {
+                        let id = shale_core::ObjectId::of(data);
+                        w.put_with_id(id, shale_core::pack::BlobKind::Data, data)?;
+                        chunks.push(ChunkRef {
+                            id,
+                            len: data.len() as u32,
+                        });
+                        Ok(())
+                    },
+                )?;
+                plan.files.push((ino, chunks.clone()));
+                Content::File {
+                    size: m.len() as u64,
+                    chunks,
+                }
+            }
             Kind::File(Data::Upper(u)) => {
                 let chunks = u.chunks(w, pool.chunking())?;
                 plan.files.push((ino, chunks.clone()));
@@ -199,11 +221,15 @@ impl State {
             }
         }
         for (ino, chunks) in plan.files {
+            let mut freed = 0;
             if let Some(i) = self.table.get_mut(ino) {
                 if let Kind::File(data) = &mut i.kind {
                     if i.opens == 0 {
                         // Nothing writes to it now: serve it from its chunks
                         // and drop the local copy.
+                        if let Data::Memory(m) = data {
+                            freed = m.len();
+                        }
                         *data = Data::Chunks {
                             size: data.size(),
                             chunks: Arc::new(chunks),
@@ -213,6 +239,7 @@ impl State {
                     }
                 }
             }
+            self.memory_changed(freed, 0);
         }
         for ino in &plan.cleaned {
             if let Some(i) = self.table.get_mut(*ino) {

@@ -508,9 +508,8 @@ impl Filesystem for ShaleFs {
                 req.uid(),
                 req.gid(),
             )?;
-            let upper = st.new_upper(ino)?;
+            st.writable_data(ino, 0, false)?;
             if let Some(i) = st.table.get_mut(ino) {
-                i.kind = Kind::File(Data::Upper(upper));
                 i.opens += 1;
             }
             let fh = st.new_fh();
@@ -564,6 +563,11 @@ impl Filesystem for ShaleFs {
                         r.error(e)
                     }
                 });
+            }
+            Ok(Kind::File(Data::Memory(m))) => {
+                let from = (offset as usize).min(m.len());
+                let to = (from + size as usize).min(m.len());
+                reply.data(&m[from..to])
             }
             Ok(Kind::File(Data::Upper(u))) => {
                 let (file, file_size) = (u.file.clone(), u.size);

@@ -75,6 +75,8 @@ pub enum Data {
         /// Chunks in file order.
         chunks: Arc<Vec<ChunkRef>>,
     },
+    /// Written through the mount, small: in memory.
+    Memory(Arc<Vec<u8>>),
     /// Written through the mount: a local file.
     Upper(Upper),
 }
@@ -84,6 +86,7 @@ impl Data {
     pub fn size(&self) -> u64 {
         match self {
             Data::Chunks { size, .. } => *size,
+            Data::Memory(m) => m.len() as u64,
             Data::Upper(u) => u.size,
         }
     }

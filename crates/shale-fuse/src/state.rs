@@ -21,6 +21,12 @@ pub const SNAPSHOT_DIR: &[u8] = b".snapshot";
 pub const NAME_MAX: usize = 255;
 /// The largest extended attribute value.
 pub const XATTR_MAX: usize = 64 << 10;
+/// Files written through the mount stay in memory up to this size...
+const MEMORY_FILE_MAX: u64 = 1 << 20;
+/// ...and while all of them together stay under this; beyond, they go to
+/// upper files. Creating and deleting a local file per small file written
+/// cost more than the copy of its bytes (ext4 inode allocation).
+const MEMORY_BUDGET: u64 = 256 << 20;
 
 /// An errno.
 pub type Errno = i32;
@@ -92,6 +98,8 @@ pub struct State {
     pub listings: HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>,
     next_fh: u64,
     nodes: HashMap<ObjectId, Arc<TreeNode>>,
+    /// Bytes of files held in memory (`Data::Memory`).
+    memory_bytes: u64,
 }
 
 /// Maps a core error to an errno, logging what is not a plain "not found".
@@ -155,6 +163,7 @@ impl State {
             listings: HashMap::new(),
             next_fh: 1,
             nodes: HashMap::new(),
+            memory_bytes: 0,
         };
         match target {
             Target::Pool => {
@@ -742,14 +751,6 @@ impl State {
         Ok(ino)
     }
 
-    /// A new empty upper file for inode `ino`.
-    pub fn new_upper(&self, ino: u64) -> Result<Upper, Errno> {
-        Upper::create(self.upper_dir.join(ino.to_string())).map_err(|e| {
-            tracing::error!("creating an upper file: {e}");
-            e.raw_os_error().unwrap_or(libc::EIO)
-        })
-    }
-
     /// Removes `name` from `parent` (a whiteout if the base tree has it).
     fn drop_name(&mut self, parent: u64, name: &[u8]) -> Result<(), Errno> {
         let in_base = self.base_has(parent, name)?;
@@ -985,29 +986,77 @@ impl State {
         Ok(())
     }
 
-    /// Makes sure a regular file has an upper file; returns its size.
-    pub fn upper_of(&mut self, ino: u64, truncate_to_zero: bool) -> Result<(), Errno> {
+    /// Accounts for a file in memory growing or shrinking.
+    pub fn memory_changed(&mut self, old: usize, new: usize) {
+        self.memory_bytes = (self.memory_bytes + new as u64).saturating_sub(old as u64);
+    }
+
+    /// Makes a regular file writable up to length `len`: in memory if small
+    /// enough, else in an upper file (copied up from its chunks, unless its
+    /// old content is not needed: `keep` false).
+    pub fn writable_data(&mut self, ino: u64, len: u64, keep: bool) -> Result<(), Errno> {
         let path = self.upper_dir.join(ino.to_string());
         let pool = self.pool.clone();
-        let inode = self.inode_mut(ino)?;
-        let Kind::File(data) = &mut inode.kind else {
-            return Err(if inode.is_dir() {
-                libc::EISDIR
-            } else {
-                libc::EINVAL
-            });
+        let fits = |current: u64, st: &State| {
+            len <= MEMORY_FILE_MAX && st.memory_bytes + len.saturating_sub(current) <= MEMORY_BUDGET
         };
-        if let Data::Chunks { size, chunks } = data {
-            let upper = if truncate_to_zero {
-                Upper::create(path)
-            } else {
-                Upper::copy_up(path, &pool, chunks, *size)
+        let io = |what: &str, e: std::io::Error| {
+            tracing::error!("{what}: {e}");
+            e.raw_os_error().unwrap_or(libc::EIO)
+        };
+        let (size, in_memory) = match &self.inode(ino)?.kind {
+            Kind::File(Data::Upper(_)) => return Ok(()),
+            Kind::File(Data::Memory(m)) => (m.len() as u64, true),
+            Kind::File(Data::Chunks { size, .. }) => (*size, false),
+            other => {
+                return Err(if matches!(other, Kind::Dir(_)) {
+                    libc::EISDIR
+                } else {
+                    libc::EINVAL
+                })
             }
-            .map_err(|e| {
-                tracing::error!("copying a file up for writing: {e}");
-                e.raw_os_error().unwrap_or(libc::EIO)
-            })?;
-            *data = Data::Upper(upper);
+        };
+        let wanted = if keep { size } else { 0 };
+        if in_memory && fits(size, self) {
+            return Ok(());
+        }
+        let new = if fits(wanted, self) && !in_memory {
+            // Small: read its chunks into memory.
+            let mut bytes = Vec::with_capacity(wanted as usize);
+            if keep {
+                if let Kind::File(Data::Chunks { chunks, .. }) = &self.inode(ino)?.kind {
+                    for c in chunks.iter() {
+                        bytes.extend_from_slice(&pool.blobs().get(&c.id).map_err(|e| errno(&e))?);
+                    }
+                }
+            }
+            self.memory_changed(0, bytes.len());
+            Data::Memory(Arc::new(bytes))
+        } else {
+            match &self.inode(ino)?.kind {
+                Kind::File(Data::Memory(m)) => {
+                    // Grown out of memory: spill to an upper file.
+                    let mut up =
+                        Upper::create(path).map_err(|e| io("creating an upper file", e))?;
+                    if keep {
+                        up.write(0, m).map_err(|e| io("writing an upper file", e))?;
+                    }
+                    let held = m.len();
+                    self.memory_changed(held, 0);
+                    Data::Upper(up)
+                }
+                Kind::File(Data::Chunks { chunks, size }) => if keep {
+                    Upper::copy_up(path, &pool, chunks, *size)
+                } else {
+                    Upper::create(path)
+                }
+                .map(Data::Upper)
+                .map_err(|e| io("copying a file up for writing", e))?,
+                _ => return Ok(()),
+            }
+        };
+        if let Kind::File(data) = &mut self.inode_mut(ino)?.kind {
+            *data = new;
         }
         Ok(())
     }
@@ -1039,21 +1088,35 @@ impl State {
             return Err(libc::EBADF);
         }
         self.writable(h.ino)?;
-        self.upper_of(h.ino, false)?;
         let old = self.file_size(h.ino)?;
         let offset = if h.append { old } else { offset };
         let end = offset + data.len() as u64;
+        self.writable_data(h.ino, end.max(old), true)?;
         self.charge(h.ino, old, end.max(old))?;
+        let mut grown = None;
         let inode = self.inode_mut(h.ino)?;
-        if let Kind::File(Data::Upper(u)) = &mut inode.kind {
-            u.write(offset, data).map_err(|e| {
+        match &mut inode.kind {
+            Kind::File(Data::Upper(u)) => u.write(offset, data).map_err(|e| {
                 tracing::error!("writing an upper file: {e}");
                 e.raw_os_error().unwrap_or(libc::EIO)
-            })?;
+            })?,
+            Kind::File(Data::Memory(m)) => {
+                let m = Arc::make_mut(m);
+                let before = m.len();
+                if (end as usize) > m.len() {
+                    m.resize(end as usize, 0);
+                }
+                m[offset as usize..end as usize].copy_from_slice(data);
+                grown = Some((before, m.len()));
+            }
+            _ => {}
         }
         let now = now_ns();
         inode.meta.mtime_ns = now;
         inode.meta.ctime_ns = now;
+        if let Some((before, after)) = grown {
+            self.memory_changed(before, after);
+        }
         self.touch(h.ino);
         Ok(data.len() as u32)
     }
@@ -1069,11 +1132,23 @@ impl State {
     /// Sets a regular file's length.
     pub fn truncate(&mut self, ino: u64, size: u64) -> Result<(), Errno> {
         let old = self.file_size(ino)?;
+        self.writable_data(ino, size, size > 0)?;
         self.charge(ino, old, size)?;
-        self.upper_of(ino, size == 0)?;
-        if let Kind::File(Data::Upper(u)) = &mut self.inode_mut(ino)?.kind {
-            u.truncate(size)
-                .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?;
+        let mut resized = None;
+        match &mut self.inode_mut(ino)?.kind {
+            Kind::File(Data::Upper(u)) => u
+                .truncate(size)
+                .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))?,
+            Kind::File(Data::Memory(m)) => {
+                let m = Arc::make_mut(m);
+                let before = m.len();
+                m.resize(size as usize, 0);
+                resized = Some((before, m.len()));
+            }
+            _ => {}
+        }
+        if let Some((before, after)) = resized {
+            self.memory_changed(before, after);
         }
         Ok(())
     }
@@ -1090,7 +1165,7 @@ impl State {
             && match &i.kind {
                 Kind::Dir(d) => d.children.is_empty(),
                 Kind::File(Data::Chunks { .. }) | Kind::Symlink(_) | Kind::Special(_) => true,
-                Kind::File(Data::Upper(_)) => false,
+                Kind::File(Data::Upper(_)) | Kind::File(Data::Memory(_)) => false,
                 Kind::PoolRoot | Kind::SnapshotDir { .. } => false,
             };
         let special_root = self.is_volume_root(ino)
@@ -1118,7 +1193,13 @@ impl State {
                 }
             }
         }
-        self.table.remove(ino);
+        if let Some(Inode {
+            kind: Kind::File(Data::Memory(m)),
+            ..
+        }) = self.table.remove(ino)
+        {
+            self.memory_changed(m.len(), 0);
+        }
     }
 }
 
