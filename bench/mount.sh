@@ -79,7 +79,7 @@ done
 # --- create+write+close of the image set's files (cp -r from page cache) --
 # Timed to the end of the copy, and to the point where it is durable:
 # `sync` for native and JuiceFS, a snapshot (which commits) for Shale.
-cat "$WORK"/ds/*/* > /dev/null 2>&1 || true
+find "$WORK/ds" -type f -exec cat {} + > /dev/null
 write_rate() { # dest-parent durable-cmd... -> files/s to end of copy, to durable
   local s e d
   s=$(now)
