@@ -15,22 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{noise, write, Env};
-
-/// Unmounts on drop, so a failing test leaves no mount behind.
-struct Mounted(PathBuf);
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.0)
-            .output();
-    }
-}
-
-fn fuse_usable() -> bool {
-    Path::new("/dev/fuse").exists() && unsafe { libc::geteuid() } == 0
-}
+use common::{fuse_usable, noise, write, Env, Mounted};
 
 fn c(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()

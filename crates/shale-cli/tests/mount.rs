@@ -5,25 +5,10 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 mod common;
-use common::{write, Env};
-
-/// Unmounts on drop, so a failing test leaves no mount behind.
-struct Mounted(PathBuf);
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("fusermount3")
-            .arg("-u")
-            .arg(&self.0)
-            .output();
-    }
-}
-
-fn fuse_usable() -> bool {
-    Path::new("/dev/fuse").exists() && unsafe { libc::geteuid() } == 0
-}
+use common::{fuse_usable, write, Env, Mounted};
 
 #[test]
 fn read_only_mounts_show_volumes_and_snapshots() {

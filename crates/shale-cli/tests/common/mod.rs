@@ -82,3 +82,17 @@ pub fn noise(seed: u64, len: usize) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// Unmounts on drop, so a failing test leaves no mount behind.
+pub struct Mounted(pub PathBuf);
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = Command::new("fusermount3").arg("-u").arg(&self.0).output();
+    }
+}
+
+/// Whether this process can mount FUSE file systems (root and /dev/fuse).
+pub fn fuse_usable() -> bool {
+    Path::new("/dev/fuse").exists() && unsafe { libc::geteuid() } == 0
+}
