@@ -207,7 +207,11 @@ pub fn unmount(cli: &Cli, mountpoint: &PathBuf) -> Result<()> {
     }
     if let Some(pid) = server {
         let start = Instant::now();
-        while is_running(pid) {
+        // Gone once its mount point record is: it removes that last, after
+        // its final commit and after giving up its volumes.
+        let record = shale_core::mounts::socket_dir(&crate::commands::pool_path(cli)?)
+            .join(format!("{pid}.mountpoint"));
+        while is_running(pid) && record.exists() {
             if start.elapsed() > Duration::from_secs(600) {
                 bail!(
                     "unmounted {}, but its server (pid {pid}) is still committing after 10 minutes",

@@ -135,7 +135,7 @@ pub fn server_of(pool_root: &Path, mountpoint: &Path) -> Option<u32> {
     for item in std::fs::read_dir(socket_dir(pool_root)).ok()?.flatten() {
         let path = item.path();
         if path.extension().is_some_and(|e| e == "mountpoint")
-            && std::fs::read(&path).ok()? == mountpoint.as_os_str().as_encoded_bytes()
+            && std::fs::read(&path).is_ok_and(|m| m == mountpoint.as_os_str().as_encoded_bytes())
         {
             return path.file_stem()?.to_str()?.parse().ok();
         }

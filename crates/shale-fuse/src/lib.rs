@@ -157,7 +157,7 @@ pub fn mount(
     });
     let absolute =
         std::path::absolute(mountpoint).map_err(|e| shale_core::Error::io(mountpoint, e))?;
-    let _listening = shale_core::mounts::serve(&pool_root, &absolute, control)?;
+    let listening = shale_core::mounts::serve(&pool_root, &absolute, control)?;
     let mut session = fuser::Session::new(fs, mountpoint, &options)
         .map_err(|e| shale_core::Error::io(mountpoint, e))?;
     let _ = notifier.set(session.notifier());
@@ -178,8 +178,14 @@ pub fn mount(
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
     let committed = st.commit_all();
     st.handles.clear();
+    // Let other mounts write what this one wrote, before saying it is gone
+    // (`shale unmount` returns when the mount point record disappears).
+    for v in st.vols.values_mut() {
+        v.writer = None;
+    }
     drop(st);
     let _ = std::fs::remove_dir_all(&upper);
+    drop(listening);
     served.map_err(|e| shale_core::Error::io(mountpoint, e))?;
     committed
 }

@@ -308,13 +308,19 @@ impl State {
     /// Becomes the writer of a volume another mount wrote, if that mount
     /// is gone and this mount shows the volume as last committed.
     fn take_over(&mut self, volume: &str) -> Result<(), Errno> {
-        let Ok(Ok(Some(claim))) = self.claim(volume) else {
-            return Err(libc::EROFS);
+        let claim = match self.claim(volume) {
+            Ok(Ok(Some(claim))) => claim,
+            Ok(Err(holder)) => {
+                tracing::debug!("volume {volume} stays read-only here: {holder} writes it");
+                return Err(libc::EROFS);
+            }
+            _ => return Err(libc::EROFS),
         };
         let current = self.pool.catalog().volume(volume).map_err(|e| errno(&e))?;
         let vol = self.vols.get_mut(volume).ok_or(libc::EROFS)?;
         if current.root != vol.committed {
             // Its last commit has not reached this mount yet.
+            tracing::info!("volume {volume} stays read-only here until its last commit is shown");
             return Err(libc::EROFS);
         }
         tracing::info!("this mount now writes volume {volume}");
