@@ -16,7 +16,7 @@ use shale_core::catalog::{self, now_ns};
 use shale_core::tree::{ChunkRef, Content, DirBuilder, DirCursor, DirRef, Entry};
 use shale_core::{Error, Pool};
 
-use crate::inodes::{Data, Inode, Kind, Owner, Slot};
+use crate::inodes::{ChunkList, Data, Inode, Kind, Owner, Slot};
 use crate::state::State;
 
 /// What a commit computed, applied once it is durable.
@@ -160,7 +160,7 @@ impl State {
             Kind::Dir(_) => Content::Dir(self.fold_dir(ino, w, pool, plan)?),
             Kind::File(Data::Chunks { size, chunks }) => Content::File {
                 size: *size,
-                chunks: chunks.as_ref().clone(),
+                chunks: chunks.refs.clone(),
             },
             Kind::File(Data::Memory(m)) => {
                 let mut chunks = Vec::new();
@@ -232,7 +232,7 @@ impl State {
                         }
                         *data = Data::Chunks {
                             size: data.size(),
-                            chunks: Arc::new(chunks),
+                            chunks: Arc::new(ChunkList::new(chunks)),
                         };
                     } else if let Data::Upper(u) = data {
                         u.committed(chunks, params);

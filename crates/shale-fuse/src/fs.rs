@@ -17,7 +17,7 @@ use fuser::{
 use shale_core::catalog::{now_ns, RootMeta};
 use shale_core::tree::{Special, SpecialKind};
 
-use crate::inodes::{Data, Dir, Kind, Owner};
+use crate::inodes::{ChunkList, Data, Dir, Kind, Owner};
 use crate::reader::{read_chunks, ChunkCache};
 use crate::state::{special_type, Errno, Handle, State, XATTR_MAX};
 
@@ -322,7 +322,7 @@ impl Filesystem for ShaleFs {
             }),
             None if mode & libc::S_IFMT == libc::S_IFREG => Kind::File(Data::Chunks {
                 size: 0,
-                chunks: Arc::new(Vec::new()),
+                chunks: Arc::new(ChunkList::default()),
             }),
             None => return reply.error(libc::EINVAL),
         };
@@ -502,7 +502,7 @@ impl Filesystem for ShaleFs {
                 name.as_bytes(),
                 Kind::File(Data::Chunks {
                     size: 0,
-                    chunks: Arc::new(Vec::new()),
+                    chunks: Arc::new(ChunkList::default()),
                 }),
                 mode & !umask,
                 req.uid(),
@@ -551,18 +551,34 @@ impl Filesystem for ShaleFs {
                 let (chunks, file_size) = (chunks.clone(), *file_size);
                 let (pool, cache) = (st.pool.clone(), self.chunks.clone());
                 drop(st);
-                self.readers.spawn(move || {
-                    // `reply` is used once: by the read or, on failure, here.
-                    let mut reply = Some(reply);
-                    let r = read_chunks(&pool, &cache, &chunks, file_size, offset, size, |d| {
-                        if let Some(r) = reply.take() {
-                            r.data(d)
+                // `reply` is used once: by the read or, on failure, here.
+                let mut reply = Some(reply);
+                let answer = |reply: &mut Option<ReplyData>, d: &[u8]| {
+                    if let Some(r) = reply.take() {
+                        r.data(d)
+                    }
+                };
+                // What is cached is answered here; the rest on a reader thread.
+                let _ = read_chunks(&pool, &cache, &chunks, file_size, offset, size, true, |d| {
+                    answer(&mut reply, d)
+                });
+                if reply.is_some() {
+                    self.readers.spawn(move || {
+                        let r = read_chunks(
+                            &pool,
+                            &cache,
+                            &chunks,
+                            file_size,
+                            offset,
+                            size,
+                            false,
+                            |d| answer(&mut reply, d),
+                        );
+                        if let (Err(e), Some(r)) = (r, reply.take()) {
+                            r.error(e)
                         }
                     });
-                    if let (Err(e), Some(r)) = (r, reply.take()) {
-                        r.error(e)
-                    }
-                });
+                }
             }
             Ok(Kind::File(Data::Memory(m))) => {
                 let from = (offset as usize).min(m.len());

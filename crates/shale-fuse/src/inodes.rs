@@ -65,6 +65,43 @@ pub struct Dir {
     pub subdirs: Option<u64>,
 }
 
+/// A file's chunks, with where each starts, so that the chunk holding a
+/// byte is found by binary search (a 100 GB file has ~800,000 chunks).
+#[derive(Debug, Default)]
+pub struct ChunkList {
+    /// The chunks, in file order.
+    pub refs: Vec<ChunkRef>,
+    starts: Vec<u64>,
+}
+
+impl ChunkList {
+    /// The list of `refs`.
+    pub fn new(refs: Vec<ChunkRef>) -> ChunkList {
+        let mut at = 0u64;
+        let starts = refs
+            .iter()
+            .map(|c| {
+                let s = at;
+                at += c.len as u64;
+                s
+            })
+            .collect();
+        ChunkList { refs, starts }
+    }
+
+    /// Index of the chunk holding byte `offset` (or the last one).
+    pub fn find(&self, offset: u64) -> usize {
+        self.starts
+            .partition_point(|s| *s <= offset)
+            .saturating_sub(1)
+    }
+
+    /// Where chunk `i` starts.
+    pub fn start(&self, i: usize) -> u64 {
+        self.starts.get(i).copied().unwrap_or(0)
+    }
+}
+
 /// A regular file's data.
 #[derive(Debug)]
 pub enum Data {
@@ -73,7 +110,7 @@ pub enum Data {
         /// Length in bytes.
         size: u64,
         /// Chunks in file order.
-        chunks: Arc<Vec<ChunkRef>>,
+        chunks: Arc<ChunkList>,
     },
     /// Written through the mount, small: in memory.
     Memory(Arc<Vec<u8>>),
@@ -157,7 +194,7 @@ impl Inode {
         let kind = match &e.content {
             Content::File { size, chunks } => Kind::File(Data::Chunks {
                 size: *size,
-                chunks: Arc::new(chunks.clone()),
+                chunks: Arc::new(ChunkList::new(chunks.clone())),
             }),
             Content::Dir(d) => Kind::Dir(Dir {
                 base: Some(*d),

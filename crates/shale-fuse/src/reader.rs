@@ -9,7 +9,7 @@
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
-use shale_core::tree::ChunkRef;
+use crate::inodes::ChunkList;
 use shale_core::{ObjectId, Pool};
 
 use crate::state::Errno;
@@ -24,6 +24,12 @@ pub struct ChunkCache {
 }
 
 impl ChunkCache {
+    /// A chunk's bytes if cached.
+    pub fn peek(&self, id: &ObjectId) -> Option<Arc<Vec<u8>>> {
+        let c = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        c.iter().find(|(k, _)| k == id).map(|(_, d)| d.clone())
+    }
+
     /// A chunk's bytes, from the cache or the pool (checked against its id).
     pub fn get(&self, pool: &Pool, id: &ObjectId) -> Result<Arc<Vec<u8>>, Errno> {
         {
@@ -47,20 +53,26 @@ impl ChunkCache {
 }
 
 /// Reads `size` bytes at `offset` of a file made of `chunks` and hands them
-/// to `reply` (without copying them when they lie in one chunk).
+/// to `reply` (without copying them when they lie in one chunk). With
+/// `cached_only`, gives up (returning `Ok(false)`, `reply` not called) unless
+/// every chunk needed is in the cache: the session thread answers such
+/// reads itself, without handing them to a reader thread.
+#[allow(clippy::too_many_arguments)]
 pub fn read_chunks(
     pool: &Pool,
     cache: &ChunkCache,
-    chunks: &[ChunkRef],
+    chunks: &ChunkList,
     file_size: u64,
     offset: u64,
     size: u32,
+    cached_only: bool,
     reply: impl FnOnce(&[u8]),
-) -> Result<(), Errno> {
+) -> Result<bool, Errno> {
     let end = (offset + size as u64).min(file_size);
     let mut parts: Vec<(Arc<Vec<u8>>, usize, usize)> = Vec::new();
-    let mut pos = 0u64;
-    for c in chunks {
+    let first = chunks.find(offset);
+    let mut pos = chunks.start(first);
+    for c in chunks.refs.iter().skip(first) {
         let (c_start, c_end) = (pos, pos + c.len as u64);
         pos = c_end;
         if c_end <= offset {
@@ -69,7 +81,14 @@ pub fn read_chunks(
         if c_start >= end {
             break;
         }
-        let data = cache.get(pool, &c.id)?;
+        let data = if cached_only {
+            match cache.peek(&c.id) {
+                Some(d) => d,
+                None => return Ok(false),
+            }
+        } else {
+            cache.get(pool, &c.id)?
+        };
         let from = offset.saturating_sub(c_start) as usize;
         let to = (end.min(c_end) - c_start) as usize;
         parts.push((data, from, to));
@@ -85,5 +104,26 @@ pub fn read_chunks(
             reply(&out)
         }
     }
-    Ok(())
+    Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use shale_core::tree::ChunkRef;
+
+    #[test]
+    fn finds_the_chunk_of_a_byte() {
+        let c = |len| ChunkRef {
+            id: ObjectId::of(b"x"),
+            len,
+        };
+        let list = ChunkList::new(vec![c(10), c(5), c(20)]);
+        assert_eq!(
+            [0, 9, 10, 14, 15, 34, 99].map(|o| list.find(o)),
+            [0, 0, 1, 1, 2, 2, 2]
+        );
+        assert_eq!(list.start(2), 15);
+        assert_eq!(ChunkList::default().find(0), 0);
+    }
 }

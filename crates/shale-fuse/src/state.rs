@@ -1031,7 +1031,7 @@ impl State {
             let mut bytes = Vec::with_capacity(wanted as usize);
             if keep {
                 if let Kind::File(Data::Chunks { chunks, .. }) = &self.inode(ino)?.kind {
-                    for c in chunks.iter() {
+                    for c in chunks.refs.iter() {
                         bytes.extend_from_slice(&pool.blobs().get(&c.id).map_err(|e| errno(&e))?);
                     }
                 }
@@ -1052,7 +1052,7 @@ impl State {
                     Data::Upper(up)
                 }
                 Kind::File(Data::Chunks { chunks, size }) => if keep {
-                    Upper::copy_up(path, &pool, chunks, *size)
+                    Upper::copy_up(path, &pool, &chunks.refs, *size)
                 } else {
                     Upper::create(path)
                 }
