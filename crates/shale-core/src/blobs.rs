@@ -349,6 +349,14 @@ impl BlobWriter {
         Ok(id)
     }
 
+    /// Stores a chunk of file data; returns its reference for a file entry.
+    pub fn put_chunk(&self, data: &[u8]) -> Result<crate::tree::ChunkRef> {
+        Ok(crate::tree::ChunkRef {
+            id: self.put(BlobKind::Data, data)?,
+            len: data.len() as u32,
+        })
+    }
+
     /// Like [`put`](Self::put) for a caller that already hashed `data`.
     pub fn put_with_id(&self, id: ObjectId, kind: BlobKind, data: &[u8]) -> Result<()> {
         {

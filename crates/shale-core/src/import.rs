@@ -25,7 +25,6 @@ use crate::catalog;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::names::check_name;
-use crate::pack::BlobKind;
 use crate::pool::Pool;
 use crate::progress::Progress;
 use crate::tree::{
@@ -372,12 +371,7 @@ impl Importer<'_> {
             self.pool
                 .chunking()
                 .chunk_stream(&file, before.len(), path, |data| {
-                    let id = ObjectId::of(data);
-                    self.writer.put_with_id(id, BlobKind::Data, data)?;
-                    chunks.push(ChunkRef {
-                        id,
-                        len: data.len() as u32,
-                    });
+                    chunks.push(self.writer.put_chunk(data)?);
                     Ok(())
                 })?;
             let size: u64 = chunks.iter().map(|c| c.len as u64).sum();

@@ -169,12 +169,7 @@ impl State {
                     m.len() as u64,
                     std::path::Path::new("(a file written through the mount)"),
                     |data| {
-                        let id = shale_core::ObjectId::of(data);
-                        w.put_with_id(id, shale_core::pack::BlobKind::Data, data)?;
-                        chunks.push(ChunkRef {
-                            id,
-                            len: data.len() as u32,
-                        });
+                        chunks.push(w.put_chunk(data)?);
                         Ok(())
                     },
                 )?;

@@ -13,9 +13,8 @@ use std::sync::Arc;
 
 use shale_core::blobs::BlobWriter;
 use shale_core::chunker::ChunkParams;
-use shale_core::pack::BlobKind;
 use shale_core::tree::ChunkRef;
-use shale_core::{ObjectId, Pool};
+use shale_core::Pool;
 
 /// A file's data as a local file.
 #[derive(Debug)]
@@ -155,12 +154,7 @@ impl Upper {
             end: self.size,
         };
         let mut sink = |data: &[u8]| {
-            let id = ObjectId::of(data);
-            w.put_with_id(id, BlobKind::Data, data)?;
-            out.push(ChunkRef {
-                id,
-                len: data.len() as u32,
-            });
+            out.push(w.put_chunk(data)?);
             Ok(())
         };
         if start > 0 {
