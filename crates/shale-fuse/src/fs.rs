@@ -20,6 +20,7 @@ use shale_core::tree::{Special, SpecialKind};
 use crate::inodes::{ChunkList, Data, Dir, Kind, Owner};
 use crate::reader::{read_chunks, ChunkCache};
 use crate::state::{special_type, Errno, Handle, State, XATTR_MAX};
+use crate::workers::Workers;
 
 /// How long the kernel may cache names and attributes in a live volume.
 /// Every change to a live volume is made through this mount (the kernel
@@ -39,7 +40,7 @@ const READERS: usize = 8;
 /// A mount's file system: shared state behind a lock, plus reader threads.
 pub struct ShaleFs {
     state: Arc<Mutex<State>>,
-    readers: rayon::ThreadPool,
+    readers: Workers,
     chunks: Arc<ChunkCache>,
 }
 
@@ -64,13 +65,9 @@ fn ns_of(t: TimeOrNow) -> i64 {
 impl ShaleFs {
     /// A file system over `state`.
     pub fn new(state: Arc<Mutex<State>>) -> shale_core::Result<Self> {
-        let readers = rayon::ThreadPoolBuilder::new()
-            .num_threads(READERS)
-            .thread_name(|i| format!("shale-read-{i}"))
-            .build()
-            .map_err(|e| {
-                shale_core::Error::InvalidArgument(format!("cannot start reader threads: {e}"))
-            })?;
+        let readers = Workers::start(READERS, "shale-read").map_err(|e| {
+            shale_core::Error::InvalidArgument(format!("cannot start reader threads: {e}"))
+        })?;
         Ok(ShaleFs {
             state,
             readers,

@@ -21,6 +21,7 @@ mod inodes;
 mod reader;
 mod state;
 mod upper;
+mod workers;
 
 pub use fs::ShaleFs;
 pub use state::{State, Target};
