@@ -68,6 +68,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Gc { dry_run } => gc(cli, *dry_run),
         Command::Mount(args) => crate::mount::mount(cli, &pool_path(cli)?, args),
         Command::Unmount { mountpoint } => crate::mount::unmount(cli, mountpoint),
+        Command::Run(_) => unreachable!("`run` is dispatched by main"),
+        Command::Lineage { spec, dot } => lineage(cli, spec, *dot),
     }
 }
 
@@ -522,4 +524,17 @@ fn print_json_timed<T: serde::Serialize>(report: &T, secs: f64) {
     let mut v = serde_json::to_value(report).unwrap_or_default();
     v["seconds"] = json!(secs);
     print_json(&v);
+}
+
+fn lineage(cli: &Cli, spec: &str, dot: bool) -> Result<()> {
+    let pool = open(cli)?;
+    let l = pool.lineage(spec)?;
+    if cli.json {
+        print_json(&l);
+    } else if dot {
+        print!("{}", output::lineage_dot(&l));
+    } else if !cli.quiet {
+        output::print_lineage(&l);
+    }
+    Ok(())
 }

@@ -99,7 +99,7 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
         .append(true)
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
-    let mut child = std::process::Command::new(std::env::current_exe()?);
+    let mut child = crate::reexec()?;
     child
         .arg("--pool")
         .arg(pool_path)

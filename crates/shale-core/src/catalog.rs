@@ -17,7 +17,7 @@ use crate::pack::{BlobKind, Compression, EntryHead};
 
 /// Version of the catalog schema this build reads and writes. Version 1
 /// catalogs are upgraded in place when opened (see [`UPGRADE_1_TO_2`]).
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// Version 2 adds `root_meta`: the mode, owner and extended attributes of a
 /// volume's top directory, which its tree does not hold.
@@ -31,9 +31,32 @@ CREATE TABLE IF NOT EXISTS root_meta (
 );
 ";
 
-/// Brings a version 1 catalog to version 2.
-const UPGRADE_1_TO_2: &str =
-    "UPDATE meta SET value = '2' WHERE key = 'schema_version' AND value = '1';";
+/// Version 3 adds the lineage records of runs (`lineage.rs`): a run, and
+/// each snapshot it read (`output` 0) or wrote (1). Names are kept as text,
+/// not keys: the record outlives the volumes and snapshots it names.
+const RUNS_TABLES: &str = "
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    command TEXT NOT NULL,
+    host TEXT NOT NULL,
+    started INTEGER NOT NULL,
+    ended INTEGER,
+    exit_code INTEGER,
+    mlflow_run TEXT
+);
+CREATE TABLE IF NOT EXISTS run_data (
+    run INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    output INTEGER NOT NULL,
+    volume TEXT NOT NULL,
+    snapshot TEXT NOT NULL,
+    snapshot_id BLOB NOT NULL,
+    PRIMARY KEY (run, output, volume)
+);
+";
+
+/// Brings a version 1 or 2 catalog to version 3 (every table added since
+/// is created only if missing).
+const UPGRADE_TO_3: &str = "UPDATE meta SET value = '3' WHERE key = 'schema_version';";
 
 const SCHEMA: &str = "
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -339,7 +362,7 @@ impl Catalog {
         }
         let conn = sqlite_open(path)?;
         conn.execute_batch(&format!(
-            "BEGIN; {SCHEMA} {ROOT_META_TABLE} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
+            "BEGIN; {SCHEMA} {ROOT_META_TABLE} {RUNS_TABLES} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}'); COMMIT;"
         ))?;
         Ok(Catalog {
             conn: Mutex::new(conn),
@@ -367,14 +390,14 @@ impl Catalog {
             .map_err(|e| Error::corrupt(format!("catalog {}", path.display()), e.to_string()))?;
         match version.as_deref() {
             Some(v) if v == SCHEMA_VERSION.to_string() => {}
-            Some("1") => conn
+            Some(old @ ("1" | "2")) => conn
                 .execute_batch(&format!(
-                    "BEGIN IMMEDIATE; {ROOT_META_TABLE} {UPGRADE_1_TO_2} COMMIT;"
+                    "BEGIN IMMEDIATE; {ROOT_META_TABLE} {RUNS_TABLES} {UPGRADE_TO_3} COMMIT;"
                 ))
                 .map_err(|e| {
                     Error::corrupt(
                         format!("catalog {}", path.display()),
-                        format!("upgrading schema 1 to 2: {e}"),
+                        format!("upgrading schema {old} to {SCHEMA_VERSION}: {e}"),
                     )
                 })?,
             Some(v) => {
@@ -706,7 +729,7 @@ pub fn insert_snapshot(
 mod tests {
     use super::*;
 
-    /// A catalog written by a version 1 build opens, upgraded to version 2.
+    /// A catalog written by a version 1 build opens, upgraded to the current version.
     #[test]
     fn upgrades_schema_1() {
         let dir = tempfile::tempdir().unwrap();
@@ -727,7 +750,7 @@ mod tests {
                 )?)
             })
             .unwrap();
-        assert_eq!(v, "2");
+        assert_eq!(v, "3");
         let meta = RootMeta {
             mode: 0o750,
             uid: 7,

@@ -18,6 +18,7 @@
 //! each commit so that they show it as committed.
 
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::ffi::OsStringExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -129,18 +130,37 @@ impl Drop for Listening {
     }
 }
 
+/// The mounts of this pool recorded as serving: (pid, mount point), by pid.
+/// A record whose process is gone is left out.
+pub fn mount_points(pool_root: &Path) -> Vec<(u32, PathBuf)> {
+    let Ok(listing) = std::fs::read_dir(socket_dir(pool_root)) else {
+        return Vec::new();
+    };
+    let mut out: Vec<(u32, PathBuf)> = listing
+        .flatten()
+        .filter_map(|item| {
+            let pid = item
+                .file_name()
+                .to_str()?
+                .strip_suffix(".mountpoint")?
+                .parse()
+                .ok()?;
+            let at = std::fs::read(item.path()).ok()?;
+            let alive = Path::new(&format!("/proc/{pid}")).exists();
+            alive.then(|| (pid, PathBuf::from(std::ffi::OsString::from_vec(at))))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
 /// The process serving the mount at `mountpoint` (an absolute path), if
 /// one of this pool's mounts is there.
 pub fn server_of(pool_root: &Path, mountpoint: &Path) -> Option<u32> {
-    for item in std::fs::read_dir(socket_dir(pool_root)).ok()?.flatten() {
-        let path = item.path();
-        if path.extension().is_some_and(|e| e == "mountpoint")
-            && std::fs::read(&path).is_ok_and(|m| m == mountpoint.as_os_str().as_encoded_bytes())
-        {
-            return path.file_stem()?.to_str()?.parse().ok();
-        }
-    }
-    None
+    mount_points(pool_root)
+        .into_iter()
+        .find(|(_, at)| at == mountpoint)
+        .map(|(pid, _)| pid)
 }
 
 /// The longest socket path the kernel takes (`sun_path`, less its NUL).

@@ -176,15 +176,29 @@ impl Pool {
     }
 
     /// Takes a snapshot of a volume's current state.
+    /// Without a name, the default one (`shale.YYYYMMDDhhmmss`), with `.2`,
+    /// `.3` … appended if that is taken (several snapshots in one second).
     pub fn create_snapshot(&self, volume: &str, name: Option<&str>) -> Result<SnapshotRow> {
         check_name(volume)?;
-        let name = name
-            .map(str::to_string)
-            .unwrap_or_else(default_snapshot_name);
-        check_name(&name)?;
+        if let Some(name) = name {
+            check_name(name)?;
+        }
         self.sync_mounts(volume)?;
         self.catalog().write(|tx| {
             let v = catalog::volume_by_name(tx, volume)?;
+            let name = match name {
+                Some(n) => n.to_string(),
+                None => {
+                    let base = default_snapshot_name();
+                    let mut name = base.clone();
+                    let mut n = 1;
+                    while catalog::snapshot_by_name(tx, volume, &name).is_ok() {
+                        n += 1;
+                        name = format!("{base}.{n}");
+                    }
+                    name
+                }
+            };
             catalog::insert_snapshot(tx, &v, &name)
         })
     }
@@ -245,5 +259,25 @@ impl Pool {
     /// Pool-wide totals.
     pub fn totals(&self) -> Result<Totals> {
         self.catalog().totals()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unnamed_snapshots_in_one_second_get_distinct_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::init(&dir.path().join("pool")).unwrap();
+        pool.create_volume("v", None).unwrap();
+        let names: Vec<String> = (0..3)
+            .map(|_| pool.create_snapshot("v", None).unwrap().name)
+            .collect();
+        assert!(names.iter().all(|n| n.starts_with("shale.")), "{names:?}");
+        let mut unique = names.clone();
+        unique.dedup();
+        assert_eq!(unique.len(), 3, "{names:?}");
+        assert!(pool.create_snapshot("v", Some(&names[0])).is_err());
     }
 }

@@ -1,0 +1,343 @@
+//! `shale`: the command-line interface to Shale pools.
+//!
+//! This crate only parses arguments, calls `shale-core` and prints results;
+//! it holds no storage logic. It is a library so that the Python package
+//! can carry the same command ([`run_cli`]); `main.rs` only calls it.
+
+mod commands;
+mod mount;
+mod output;
+mod progress;
+mod run;
+
+use std::ffi::OsString;
+use std::path::PathBuf;
+use std::sync::OnceLock;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Versioned data volumes with constant-time snapshots and clones.
+#[derive(Parser, Debug)]
+#[command(name = "shale", version, about, propagate_version = true)]
+pub struct Cli {
+    /// Pool directory [default: $SHALE_POOL, else $XDG_DATA_HOME/shale/pool]
+    #[arg(long, global = true, env = "SHALE_POOL", value_name = "PATH")]
+    pub pool: Option<PathBuf>,
+    /// Print machine-readable JSON on stdout.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// Print nothing but errors.
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Top-level commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create or describe a pool.
+    #[command(subcommand)]
+    Pool(PoolCmd),
+    /// Create, list, clone, import into and export volumes.
+    #[command(subcommand)]
+    Volume(VolumeCmd),
+    /// Create, list, delete and restore snapshots.
+    #[command(subcommand)]
+    Snapshot(SnapshotCmd),
+    /// Show what changed between two volumes or snapshots.
+    Diff(DiffArgs),
+    /// Mount the pool, a volume or a snapshot as a directory.
+    Mount(MountArgs),
+    /// Unmount a directory mounted by `shale mount`.
+    Unmount {
+        /// The mount point.
+        mountpoint: PathBuf,
+    },
+    /// Free what no volume, snapshot or running operation can reach.
+    Gc {
+        /// Report what would be freed, change nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Run a command on a snapshot of a dataset volume, snapshot its model
+    /// volume after, and record both as lineage.
+    Run(RunArgs),
+    /// Where a volume or snapshot came from and what was made from it.
+    Lineage {
+        /// VOLUME or VOLUME@SNAPSHOT.
+        spec: String,
+        /// Print a Graphviz (dot) graph.
+        #[arg(long)]
+        dot: bool,
+    },
+    /// Check that every object the volumes and snapshots reach is present and sound.
+    Verify {
+        /// Also re-read and re-hash every stored byte.
+        #[arg(long)]
+        read_data: bool,
+        /// Check only this volume and its snapshots.
+        #[arg(long, value_name = "NAME")]
+        volume: Option<String>,
+    },
+}
+
+/// `shale pool …`
+#[derive(Subcommand, Debug)]
+pub enum PoolCmd {
+    /// Create a new, empty pool.
+    Init {
+        /// Where to create it [default: the --pool path].
+        path: Option<PathBuf>,
+        /// Average chunk size for file content (power of two, 16KiB to 4MiB).
+        #[arg(long, value_name = "SIZE", default_value = "1MiB")]
+        chunk_size: String,
+    },
+    /// Volumes, snapshots, the space saved by sharing, and what gc would reclaim.
+    Info,
+}
+
+/// `shale volume …`
+#[derive(Subcommand, Debug)]
+pub enum VolumeCmd {
+    /// Create a volume, empty or holding a copy of a directory.
+    Create {
+        /// Volume name.
+        name: String,
+        /// Directory to copy in.
+        #[arg(long, value_name = "DIR")]
+        from: Option<PathBuf>,
+        /// Quota (e.g. 500GiB, 2T).
+        #[arg(long, value_name = "SIZE")]
+        size: Option<String>,
+    },
+    /// List volumes.
+    List,
+    /// Describe one volume.
+    Info {
+        /// Volume name.
+        name: String,
+        /// Also compute the bytes deleting it (with its snapshots) would free.
+        #[arg(long)]
+        space: bool,
+    },
+    /// Delete a volume and its snapshots (clones of it are unaffected).
+    Delete {
+        /// Volume name.
+        name: String,
+    },
+    /// Make a new volume that shares all data with a volume or snapshot.
+    Clone {
+        /// New volume name.
+        new: String,
+        /// Source: VOLUME or VOLUME@SNAPSHOT.
+        #[arg(long, value_name = "VOLUME[@SNAPSHOT]")]
+        from: String,
+    },
+    /// Copy a directory's contents into a volume.
+    Import {
+        /// Volume name.
+        name: String,
+        /// Source directory.
+        dir: PathBuf,
+        /// Directory inside the volume to import into.
+        #[arg(long, value_name = "PATH")]
+        to: Option<String>,
+        /// Also remove what DIR does not have (exact mirror).
+        #[arg(long)]
+        delete: bool,
+        /// Compare file contents, not size, mtime and mode.
+        #[arg(long)]
+        checksum: bool,
+    },
+    /// Write a volume or snapshot out to a directory.
+    Export(ExportArgs),
+}
+
+/// Arguments of `volume export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// VOLUME or VOLUME@SNAPSHOT.
+    pub spec: String,
+    /// Target directory (new or empty).
+    pub dir: PathBuf,
+    /// Export only this path inside the volume.
+    #[arg(long, value_name = "PATH")]
+    pub path: Option<String>,
+    /// Write into a non-empty directory.
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `shale snapshot …`
+#[derive(Subcommand, Debug)]
+pub enum SnapshotCmd {
+    /// Take a snapshot (default name shale.YYYYMMDDhhmmss, UTC).
+    Create {
+        /// Volume name.
+        volume: String,
+        /// Snapshot name.
+        name: Option<String>,
+    },
+    /// List snapshots of one volume or of all.
+    List {
+        /// Volume name.
+        volume: Option<String>,
+        /// Also compute the bytes deleting each snapshot would free.
+        #[arg(long)]
+        space: bool,
+    },
+    /// Delete a snapshot.
+    Delete {
+        /// Volume name.
+        volume: String,
+        /// Snapshot name.
+        name: String,
+    },
+    /// Put a volume back to a snapshot.
+    Restore {
+        /// Volume name.
+        volume: String,
+        /// Snapshot name.
+        name: String,
+    },
+}
+
+/// Arguments of `mount`.
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// An empty directory to mount on.
+    pub mountpoint: PathBuf,
+    /// Mount one volume or snapshot instead of the whole pool.
+    #[arg(long, value_name = "VOLUME[@SNAPSHOT]")]
+    pub volume: Option<String>,
+    /// Refuse every change (snapshots are always read-only).
+    #[arg(long)]
+    pub read_only: bool,
+    /// Seconds between commits of changes not yet fsync'd.
+    #[arg(long, value_name = "SECONDS", default_value_t = 5)]
+    pub commit_interval: u64,
+    /// Stay in the foreground (for containers) instead of detaching.
+    #[arg(long)]
+    pub foreground: bool,
+    /// List `.snapshot` in volume roots (it is always reachable by name).
+    #[arg(long)]
+    pub show_snapshot_dir: bool,
+}
+
+/// Arguments of `run`.
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Dataset volume: snapshotted as run-N and mounted read-only at
+    /// $SHALE_DATASET_PATH for the command.
+    #[arg(long, value_name = "VOLUME")]
+    pub dataset: String,
+    /// Model volume (created if missing): mounted read-write at
+    /// $SHALE_MODEL_PATH, snapshotted as run-N after a successful exit.
+    #[arg(long, value_name = "VOLUME")]
+    pub model: Option<String>,
+    /// Also log the run to MLflow (needs the shale Python package and mlflow).
+    #[arg(long)]
+    pub mlflow: bool,
+    /// Also write the run's record as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    pub summary: Option<PathBuf>,
+    /// The command and its arguments (after `--`).
+    #[arg(last = true, required = true, value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
+/// Arguments of `diff`.
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// VOLUME or VOLUME@SNAPSHOT.
+    pub a: String,
+    /// VOLUME or VOLUME@SNAPSHOT.
+    pub b: String,
+    /// Print counts and bytes instead of paths.
+    #[arg(long)]
+    pub stat: bool,
+}
+
+/// Parses the command line; a usage error becomes one line on stderr and
+/// exit status 2, like every other error (help and version print as usual).
+fn parse_args(args: Vec<OsString>) -> Result<Cli, i32> {
+    match Cli::try_parse_from(args) {
+        Ok(cli) => Ok(cli),
+        Err(e) if !e.use_stderr() => {
+            let _ = e.print();
+            Err(0)
+        }
+        Err(e) => {
+            let rendered = e.to_string();
+            let first = rendered.lines().next().unwrap_or("invalid arguments");
+            let first = first.strip_prefix("error: ").unwrap_or(first);
+            eprintln!("shale: error: {first} (see 'shale --help')");
+            Err(2)
+        }
+    }
+}
+
+/// How this program runs itself again (for background mounts); set by
+/// embedders such as the Python package, whose process is not `shale`.
+static REEXEC: OnceLock<Vec<OsString>> = OnceLock::new();
+
+/// Sets the command that runs this program again (program and leading
+/// arguments); the first call wins. Without it, the current executable.
+pub fn set_reexec(command: Vec<OsString>) {
+    if !command.is_empty() {
+        let _ = REEXEC.set(command);
+    }
+}
+
+/// The command that runs this program again.
+pub(crate) fn reexec() -> std::io::Result<std::process::Command> {
+    match REEXEC.get() {
+        Some(c) => {
+            let mut cmd = std::process::Command::new(&c[0]);
+            cmd.args(&c[1..]);
+            Ok(cmd)
+        }
+        None => Ok(std::process::Command::new(std::env::current_exe()?)),
+    }
+}
+
+/// Runs the command line `args` (program name first); returns the exit
+/// status: 0 on success, 1 on failure, 2 for a usage error, and for
+/// `shale run` the command's own status.
+pub fn run_cli(args: Vec<OsString>) -> i32 {
+    let cli = match parse_args(args) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
+    // A second call in one process (the Python package) keeps the first setup.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SHALE_LOG").unwrap_or_else(|_| {
+                // fuser logs an error when the mount it serves is unmounted
+                // from outside, the normal way to stop it: quiet unless
+                // SHALE_LOG asks for it.
+                tracing_subscriber::EnvFilter::new(if cli.quiet {
+                    "error,fuser::mnt=off"
+                } else {
+                    "warn,fuser::mnt=off"
+                })
+            }),
+        )
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .try_init();
+    let result = match &cli.command {
+        Command::Run(args) => commands::pool_path(&cli).and_then(|p| run::run(&cli, &p, args)),
+        _ => commands::run(&cli).map(|()| 0),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            let msg = format!("{err:#}").replace('\n', " ");
+            eprintln!("shale: error: {msg}");
+            1
+        }
+    }
+}

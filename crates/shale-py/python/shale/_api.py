@@ -1,0 +1,435 @@
+"""The Python API: pool, volume and dataset objects, and toolkit-style functions."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Union
+
+from . import _native
+from ._native import ShaleError, VolumeNotFoundError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+
+def default_pool_path() -> Path:
+    """The pool the ``shale`` command uses by default: ``$SHALE_POOL``, else
+    ``$XDG_DATA_HOME/shale/pool``, else ``~/.local/share/shale/pool``."""
+    if os.environ.get("SHALE_POOL"):
+        return Path(os.environ["SHALE_POOL"])
+    data = os.environ.get("XDG_DATA_HOME") or os.path.join(os.path.expanduser("~"), ".local", "share")
+    return Path(data) / "shale" / "pool"
+
+
+def _cli(pool: "Pool", args: Sequence[str]) -> str:
+    """Runs the shale command (this package's own) on ``pool``; returns its
+    stdout, raises ``ShaleError`` with its message if it fails."""
+    cmd = [sys.executable, "-m", "shale", "--pool", str(pool.path), *args]
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    if done.returncode != 0:
+        lines = [l for l in done.stderr.splitlines() if l.strip()]
+        msg = lines[-1] if lines else f"shale exited with status {done.returncode}"
+        raise ShaleError(msg.removeprefix("shale: error: ") if hasattr(msg, "removeprefix") else msg)
+    return done.stdout
+
+
+class Pool:
+    """A Shale pool: a directory holding volumes, snapshots and their data.
+
+    ``Pool()`` opens the default pool (see :func:`default_pool_path`),
+    creating it if missing; ``Pool(path, create=False)`` refuses to create.
+    """
+
+    def __init__(self, path: Optional[PathLike] = None, create: bool = True) -> None:
+        self._native = _native.NativePool(str(path or default_pool_path()), create)
+
+    def __repr__(self) -> str:
+        return f"shale.Pool({str(self.path)!r})"
+
+    @property
+    def path(self) -> Path:
+        """The pool directory."""
+        return Path(self._native.path)
+
+    def _call(self, op: str, **args: Any) -> Any:
+        return json.loads(self._native.call(op, json.dumps(args)))
+
+    # -- volumes ---------------------------------------------------------
+    def volume(self, name: str) -> "Volume":
+        """An existing volume (``VolumeNotFoundError`` if there is none)."""
+        self._call("volume_info", name=name)
+        return Volume(self, name)
+
+    def volumes(self) -> List["Volume"]:
+        """Every volume."""
+        return [Volume(self, v["name"]) for v in self._call("list_volumes")]
+
+    def list_volumes(self) -> List[Dict[str, Any]]:
+        """Every volume, described: name, bytes, files, origin, quota, snapshots…"""
+        return self._call("list_volumes")
+
+    def create_volume(
+        self, name: str, from_dir: Optional[PathLike] = None, size: Optional[str] = None
+    ) -> "Volume":
+        """Creates a volume, empty or holding a copy of ``from_dir``; ``size``
+        is a quota such as ``"500GiB"``."""
+        self._call(
+            "create_volume",
+            name=name,
+            from_dir=None if from_dir is None else os.fspath(from_dir),
+            size=size,
+        )
+        return Volume(self, name)
+
+    # -- snapshots, lineage ------------------------------------------------
+    def list_snapshots(self, volume: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Snapshots of one volume or of all: volume, name, id, bytes, files, created."""
+        return self._call("list_snapshots", volume=volume)
+
+    def resolve(self, spec: str) -> Dict[str, Any]:
+        """What ``VOLUME`` or ``VOLUME@SNAPSHOT`` names: its id, bytes and files."""
+        return self._call("resolve", spec=spec)
+
+    def lineage(self, spec: str) -> Dict[str, Any]:
+        """Where ``VOLUME[@SNAPSHOT]`` came from (clone origins, the runs that
+        wrote it and what they read) and what was made from it."""
+        return self._call("lineage", spec=spec)
+
+    def runs(self) -> List[Dict[str, Any]]:
+        """Every recorded run, oldest first."""
+        return self._call("runs")
+
+    # -- mounts ----------------------------------------------------------
+    def mountpoints(self) -> List[Dict[str, Any]]:
+        """This pool's running mounts: ``{"pid", "mountpoint"}`` each."""
+        return self._call("mounts")
+
+    def root_mountpoint(self) -> Optional[Path]:
+        """Where the whole pool is mounted (``shale mount DIR``), if anywhere."""
+        for m in self.mountpoints():
+            at = Path(m["mountpoint"])
+            # A volume's root always answers `.snapshot`; the pool root does not.
+            if at.is_dir() and not (at / ".snapshot").exists():
+                return at
+        return None
+
+    def mount(
+        self, mountpoint: PathLike, volume: Optional[str] = None, readonly: bool = False
+    ) -> Path:
+        """Mounts the pool, or one ``VOLUME[@SNAPSHOT]``, on an empty directory
+        (created if missing); the mount runs in the background."""
+        mp = Path(mountpoint)
+        mp.mkdir(parents=True, exist_ok=True)
+        args = ["-q", "mount", str(mp)]
+        if volume:
+            args += ["--volume", volume]
+        if readonly:
+            args.append("--read-only")
+        _cli(self, args)
+        return mp
+
+    def unmount(self, mountpoint: PathLike) -> None:
+        """Unmounts, once the mount has committed its last writes."""
+        _cli(self, ["-q", "unmount", str(mountpoint)])
+
+
+class Volume:
+    """A volume of a pool (a dataset, a workspace, a model directory)."""
+
+    def __init__(self, pool: Pool, name: str) -> None:
+        self.pool = pool
+        self.name = name
+
+    def __repr__(self) -> str:
+        return f"shale.Volume({self.name!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Volume) and (other.pool.path, other.name) == (self.pool.path, self.name)
+
+    def __hash__(self) -> int:
+        return hash((str(self.pool.path), self.name))
+
+    def info(self) -> Dict[str, Any]:
+        """Name, root id, bytes, files, clone origin, quota, snapshot count."""
+        return self.pool._call("volume_info", name=self.name)
+
+    def snapshot(self, name: Optional[str] = None) -> Dict[str, Any]:
+        """Takes a snapshot (default name ``shale.YYYYMMDDhhmmss``); returns it,
+        with its ``id``: the content hash that names exactly these bytes. A
+        mount writing this volume is asked to commit first."""
+        return self.pool._call("create_snapshot", volume=self.name, name=name)
+
+    def snapshots(self) -> List[Dict[str, Any]]:
+        """This volume's snapshots."""
+        return self.pool.list_snapshots(self.name)
+
+    def snapshot_info(self, name: str) -> Dict[str, Any]:
+        """One snapshot (``SnapshotNotFoundError`` if there is none)."""
+        r = self.pool.resolve(f"{self.name}@{name}")
+        return {"volume": self.name, "name": name, "id": r["id"], "bytes": r["bytes"], "files": r["files"]}
+
+    def delete_snapshot(self, name: str) -> None:
+        """Deletes one snapshot."""
+        self.pool._call("delete_snapshot", volume=self.name, name=name)
+
+    def clone(self, new: str, snapshot: Optional[str] = None) -> "Volume":
+        """A new writable volume sharing all data with this one (its current
+        state, or ``snapshot``), in constant time."""
+        source = self.name if snapshot is None else f"{self.name}@{snapshot}"
+        self.pool._call("clone_volume", new=new, source=source)
+        return Volume(self.pool, new)
+
+    def restore(self, snapshot: str) -> Dict[str, Any]:
+        """Puts the volume back to ``snapshot`` (mounts see it at once)."""
+        return self.pool._call("restore_snapshot", volume=self.name, name=snapshot)
+
+    def delete(self) -> None:
+        """Deletes the volume and its snapshots (clones keep their data)."""
+        self.pool._call("delete_volume", name=self.name)
+
+    def import_dir(
+        self,
+        source: PathLike,
+        to: Optional[str] = None,
+        delete: bool = False,
+        checksum: bool = False,
+    ) -> Dict[str, Any]:
+        """Copies directory ``source`` into the volume (at ``to`` inside it):
+        only changed files are read; ``delete`` also removes what ``source``
+        lacks. Returns the import report."""
+        return self.pool._call(
+            "import_dir", volume=self.name, source=os.fspath(source), to=to, delete=delete, checksum=checksum
+        )
+
+    def export(
+        self,
+        dest: PathLike,
+        snapshot: Optional[str] = None,
+        path: Optional[str] = None,
+        force: bool = False,
+    ) -> Dict[str, Any]:
+        """Writes the volume (or ``snapshot``; or only ``path`` inside it) out
+        to directory ``dest``."""
+        spec = self.name if snapshot is None else f"{self.name}@{snapshot}"
+        return self.pool._call("export", spec=spec, dest=os.fspath(dest), path=path, force=force)
+
+    def lineage(self, snapshot: Optional[str] = None) -> Dict[str, Any]:
+        """See :meth:`Pool.lineage`."""
+        return self.pool.lineage(self.name if snapshot is None else f"{self.name}@{snapshot}")
+
+    @property
+    def path(self) -> Path:
+        """This volume's directory under the running pool-root mount
+        (``shale mount DIR``); ``ShaleError`` if the pool is not mounted."""
+        root = self.pool.root_mountpoint()
+        if root is None:
+            raise ShaleError(
+                f"volume '{self.name}' has no path: the pool is not mounted (run `shale mount DIR` or Pool.mount)"
+            )
+        return root / self.name
+
+    def mount(self, mountpoint: PathLike, snapshot: Optional[str] = None, readonly: bool = False) -> Path:
+        """Mounts this volume (or one of its snapshots, read-only) alone."""
+        spec = self.name if snapshot is None else f"{self.name}@{snapshot}"
+        return self.pool.mount(mountpoint, volume=spec, readonly=readonly)
+
+
+class Dataset:
+    """A named dataset as a local directory, as the DataOps Toolkit's Dataset
+    Manager gives: creates the volume if missing, and ``path`` is where it
+    can be read and written — under the pool-root mount if one runs, else
+    on its own mount at ``mountpoint`` (default ``~/shale-datasets/NAME``),
+    made on first use."""
+
+    def __init__(self, name: str, pool: Optional[Pool] = None, mountpoint: Optional[PathLike] = None) -> None:
+        self.pool = pool or Pool()
+        try:
+            self.volume = self.pool.volume(name)
+        except VolumeNotFoundError:
+            self.volume = self.pool.create_volume(name)
+        self.name = name
+        self._mountpoint = Path(mountpoint) if mountpoint else Path.home() / "shale-datasets" / name
+        self._own_mount = False
+
+    def __repr__(self) -> str:
+        return f"shale.Dataset({self.name!r})"
+
+    @property
+    def path(self) -> Path:
+        """A local directory holding the dataset."""
+        root = self.pool.root_mountpoint()
+        if root is not None:
+            return root / self.name
+        for m in self.pool.mountpoints():
+            if Path(m["mountpoint"]) == self._mountpoint:
+                return self._mountpoint
+        self.volume.mount(self._mountpoint)
+        self._own_mount = True
+        return self._mountpoint
+
+    def snapshot(self, name: Optional[str] = None) -> Dict[str, Any]:
+        """Snapshots the dataset; see :meth:`Volume.snapshot`."""
+        return self.volume.snapshot(name)
+
+    def close(self) -> None:
+        """Unmounts the dataset's own mount, if this object made one."""
+        if self._own_mount:
+            self.pool.unmount(self._mountpoint)
+            self._own_mount = False
+
+
+def run(
+    dataset: str,
+    command: Sequence[str],
+    model: Optional[str] = None,
+    mlflow: bool = False,
+    pool: Optional[Pool] = None,
+) -> Dict[str, Any]:
+    """``shale run``: runs ``command`` on a snapshot of ``dataset`` (mounted
+    read-only at ``$SHALE_DATASET_PATH``), with ``model`` mounted read-write at
+    ``$SHALE_MODEL_PATH`` and snapshotted after a successful exit; records
+    the lineage. Returns the run record (``exit_code`` included)."""
+    pool = pool or Pool()
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = Path(tmp) / "run.json"
+        args = ["-q", "run", "--dataset", dataset, "--summary", str(summary)]
+        if model:
+            args += ["--model", model]
+        if mlflow:
+            args.append("--mlflow")
+        cmd = [sys.executable, "-m", "shale", "--pool", str(pool.path), *args, "--", *command]
+        done = subprocess.run(cmd, stdin=subprocess.DEVNULL)
+        if not summary.exists():
+            raise ShaleError(f"shale run failed (status {done.returncode}); see its messages above")
+        record = json.loads(summary.read_text())
+    return record
+
+
+def lineage(spec: str, pool: Optional[Pool] = None) -> Dict[str, Any]:
+    """See :meth:`Pool.lineage`."""
+    return (pool or Pool()).lineage(spec)
+
+
+# -- DataOps Toolkit-style functions -------------------------------------
+
+
+def _say(print_output: bool, msg: str) -> None:
+    if print_output:
+        print(msg)
+
+
+def create_volume(
+    volume_name: str,
+    volume_size: Optional[str] = None,
+    from_dir: Optional[PathLike] = None,
+    mountpoint: Optional[PathLike] = None,
+    readonly: bool = False,
+    pool: Optional[Pool] = None,
+    print_output: bool = False,
+) -> Dict[str, Any]:
+    """Creates a volume (quota ``volume_size``, e.g. ``"100GiB"``), optionally
+    filled from ``from_dir`` and mounted at ``mountpoint``."""
+    pool = pool or Pool()
+    v = pool.create_volume(volume_name, from_dir=from_dir, size=volume_size)
+    _say(print_output, f"Volume created: {volume_name}")
+    if mountpoint:
+        mount_volume(volume_name, mountpoint, readonly=readonly, pool=pool, print_output=print_output)
+    return v.info()
+
+
+def clone_volume(
+    new_volume_name: str,
+    source_volume_name: str,
+    source_snapshot_name: Optional[str] = None,
+    mountpoint: Optional[PathLike] = None,
+    readonly: bool = False,
+    pool: Optional[Pool] = None,
+    print_output: bool = False,
+) -> Dict[str, Any]:
+    """Clones a volume (its current state, or ``source_snapshot_name``) in
+    constant time; optionally mounts the clone."""
+    pool = pool or Pool()
+    v = pool.volume(source_volume_name).clone(new_volume_name, snapshot=source_snapshot_name)
+    _say(print_output, f"Volume cloned: {source_volume_name} -> {new_volume_name}")
+    if mountpoint:
+        mount_volume(new_volume_name, mountpoint, readonly=readonly, pool=pool, print_output=print_output)
+    return v.info()
+
+
+def delete_volume(volume_name: str, pool: Optional[Pool] = None, print_output: bool = False) -> None:
+    """Deletes a volume and its snapshots."""
+    (pool or Pool()).volume(volume_name).delete()
+    _say(print_output, f"Volume deleted: {volume_name}")
+
+
+def list_volumes(pool: Optional[Pool] = None, print_output: bool = False) -> List[Dict[str, Any]]:
+    """Every volume, as dicts (with ``local_mountpoint`` where the pool is mounted)."""
+    pool = pool or Pool()
+    root = pool.root_mountpoint()
+    out = pool.list_volumes()
+    for v in out:
+        v["local_mountpoint"] = str(root / v["name"]) if root else None
+    if print_output:
+        for v in out:
+            print(f"{v['name']}\t{v['bytes']} bytes\t{v['files']} files\t{v['snapshots']} snapshots")
+    return out
+
+
+def create_snapshot(
+    volume_name: str, snapshot_name: Optional[str] = None, pool: Optional[Pool] = None, print_output: bool = False
+) -> Dict[str, Any]:
+    """Snapshots a volume; returns the snapshot with its content ``id``."""
+    snap = (pool or Pool()).volume(volume_name).snapshot(snapshot_name)
+    _say(print_output, f"Snapshot created: {volume_name}@{snap['name']} (id {snap['id']})")
+    return snap
+
+
+def delete_snapshot(
+    volume_name: str, snapshot_name: str, pool: Optional[Pool] = None, print_output: bool = False
+) -> None:
+    """Deletes a snapshot."""
+    (pool or Pool()).volume(volume_name).delete_snapshot(snapshot_name)
+    _say(print_output, f"Snapshot deleted: {volume_name}@{snapshot_name}")
+
+
+def list_snapshots(
+    volume_name: Optional[str] = None, pool: Optional[Pool] = None, print_output: bool = False
+) -> List[Dict[str, Any]]:
+    """Snapshots of one volume (or of all), as dicts."""
+    out = (pool or Pool()).list_snapshots(volume_name)
+    if print_output:
+        for s in out:
+            print(f"{s['volume']}@{s['name']}\t{s['created']}\t{s['id']}")
+    return out
+
+
+def restore_snapshot(
+    volume_name: str, snapshot_name: str, pool: Optional[Pool] = None, print_output: bool = False
+) -> Dict[str, Any]:
+    """Puts a volume back to one of its snapshots."""
+    snap = (pool or Pool()).volume(volume_name).restore(snapshot_name)
+    _say(print_output, f"Snapshot restored: {volume_name}@{snapshot_name}")
+    return snap
+
+
+def mount_volume(
+    volume_name: str,
+    mountpoint: PathLike,
+    readonly: bool = False,
+    pool: Optional[Pool] = None,
+    print_output: bool = False,
+) -> str:
+    """Mounts a volume (``NAME`` or ``NAME@SNAPSHOT``) at ``mountpoint``."""
+    mp = (pool or Pool()).mount(mountpoint, volume=volume_name, readonly=readonly)
+    _say(print_output, f"Volume mounted: {volume_name} at {mp}")
+    return str(mp)
+
+
+def unmount_volume(mountpoint: PathLike, pool: Optional[Pool] = None, print_output: bool = False) -> None:
+    """Unmounts a mount made by ``mount_volume`` (after its last commit)."""
+    (pool or Pool()).unmount(mountpoint)
+    _say(print_output, f"Volume unmounted: {mountpoint}")
