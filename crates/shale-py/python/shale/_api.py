@@ -33,7 +33,7 @@ def _cli(pool: "Pool", args: Sequence[str]) -> str:
     if done.returncode != 0:
         lines = [l for l in done.stderr.splitlines() if l.strip()]
         msg = lines[-1] if lines else f"shale exited with status {done.returncode}"
-        raise ShaleError(msg.removeprefix("shale: error: ") if hasattr(msg, "removeprefix") else msg)
+        raise ShaleError(msg.removeprefix("shale: error: "))
     return done.stdout
 
 
