@@ -7,9 +7,11 @@
 
 mod local;
 mod memory;
+mod remote;
 
 pub use local::LocalDir;
 pub use memory::Memory;
+pub use remote::{Remote, S3Location};
 
 use crate::error::Result;
 
