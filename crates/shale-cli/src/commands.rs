@@ -14,13 +14,14 @@ use shale_core::pool::PoolSettings;
 use shale_core::size::{format_size, parse_size};
 use shale_core::verify::VerifyOptions;
 use shale_core::volumes::rfc3339;
-use shale_core::Pool;
+use shale_core::{Pool, PoolSpec};
 
 use crate::output::{self, print_json, table};
 use crate::progress::Bar;
 use crate::{Cli, Command, DiffArgs, ExportArgs, PoolCmd, SnapshotCmd, VolumeCmd};
 
-/// The pool path: --pool, $SHALE_POOL (via clap), else the XDG data directory.
+/// The pool as given: --pool, $SHALE_POOL (via clap), else the XDG data
+/// directory. A path, or an `s3://` URL (see [`pool_spec`]).
 pub fn pool_path(cli: &Cli) -> Result<PathBuf> {
     if let Some(p) = &cli.pool {
         return Ok(p.clone());
@@ -37,26 +38,50 @@ pub fn pool_path(cli: &Cli) -> Result<PathBuf> {
     Ok(data.join("shale/pool"))
 }
 
+/// Where the pool lives.
+pub fn pool_spec(cli: &Cli) -> Result<PoolSpec> {
+    Ok(PoolSpec::parse(pool_path(cli)?.as_os_str())?)
+}
+
+/// The directory on this machine with the pool's local files (the pool
+/// itself, or an object-store pool's cache).
+pub fn local_root(cli: &Cli) -> Result<PathBuf> {
+    Ok(pool_spec(cli)?.local_root()?)
+}
+
 pub fn open(cli: &Cli) -> Result<Pool> {
-    Ok(Pool::open_or_init(&pool_path(cli)?)?)
+    Ok(Pool::open_or_init_spec(&pool_spec(cli)?)?)
 }
 
 /// Runs the parsed command line.
 pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
         Command::Pool(PoolCmd::Init { path, chunk_size }) => {
-            let path = match path {
-                Some(p) => p.clone(),
-                None => pool_path(cli)?,
+            let spec = match path {
+                Some(p) => PoolSpec::parse(p.as_os_str())?,
+                None => pool_spec(cli)?,
             };
             let chunking = ChunkParams::new(parse_size(chunk_size)?)?;
-            let pool = Pool::init_with(&path, &PoolSettings { chunking })?;
+            let pool = Pool::init_spec(&spec, &PoolSettings { chunking })?;
+            pool.sync_catalog()?;
             if cli.json {
                 print_json(
-                    &json!({"path": path, "id": pool.description().id, "version": pool.description().version}),
+                    &json!({"path": pool.name(), "id": pool.description().id, "version": pool.description().version}),
                 );
             } else if !cli.quiet {
-                println!("created pool at {}", path.display());
+                println!("created pool at {}", pool.name());
+            }
+            Ok(())
+        }
+        Command::Pool(PoolCmd::Attach) => {
+            let PoolSpec::S3(location) = pool_spec(cli)? else {
+                anyhow::bail!("`pool attach` is for object-store pools (--pool s3://BUCKET/PREFIX); a local pool is used where it is");
+            };
+            let pool = Pool::attach(&location)?;
+            if cli.json {
+                print_json(&json!({"path": pool.name(), "cache": pool.root()}));
+            } else if !cli.quiet {
+                println!("attached {} (cache {})", pool.name(), pool.root().display());
             }
             Ok(())
         }
@@ -92,7 +117,7 @@ fn pool_info(cli: &Cli) -> Result<()> {
     let saved = t.logical_bytes.saturating_sub(t.stored_bytes);
     if cli.json {
         print_json(&json!({
-            "path": pool.root(),
+            "path": pool.name(),
             "id": pool.description().id,
             "format_version": pool.description().version,
             "chunk_size": pool.chunking().avg,
@@ -109,7 +134,7 @@ fn pool_info(cli: &Cli) -> Result<()> {
             "unused_bytes": space.as_ref().ok().map(|s| s.unused_bytes),
         }));
     } else if !cli.quiet {
-        println!("pool:              {}", pool.root().display());
+        println!("pool:              {}", pool.name());
         println!(
             "chunk size:        {} average",
             format_size(pool.chunking().avg as u64)

@@ -20,9 +20,15 @@ use clap::{Args, Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "shale", version, about, propagate_version = true)]
 pub struct Cli {
-    /// Pool directory [default: $SHALE_POOL, else $XDG_DATA_HOME/shale/pool]
-    #[arg(long, global = true, env = "SHALE_POOL", value_name = "PATH")]
+    /// Pool directory, or s3://BUCKET/PREFIX [default: $SHALE_POOL, else $XDG_DATA_HOME/shale/pool]
+    #[arg(long, global = true, env = "SHALE_POOL", value_name = "PATH|URL")]
     pub pool: Option<PathBuf>,
+    /// Endpoint of an S3-compatible store (sets AWS_ENDPOINT_URL).
+    #[arg(long, global = true, value_name = "URL")]
+    pub endpoint: Option<String>,
+    /// Region of the object store (sets AWS_REGION).
+    #[arg(long, global = true, value_name = "REGION")]
+    pub region: Option<String>,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -87,7 +93,7 @@ pub enum Command {
 pub enum PoolCmd {
     /// Create a new, empty pool.
     Init {
-        /// Where to create it [default: the --pool path].
+        /// Where to create it: a directory or s3://BUCKET/PREFIX [default: --pool].
         path: Option<PathBuf>,
         /// Average chunk size for file content (power of two, 16KiB to 4MiB).
         #[arg(long, value_name = "SIZE", default_value = "1MiB")]
@@ -95,6 +101,9 @@ pub enum PoolCmd {
     },
     /// Volumes, snapshots, the space saved by sharing, and what gc would reclaim.
     Info,
+    /// Make this machine the one working on an object-store pool (its
+    /// SQLite catalog is used from one machine at a time).
+    Attach,
 }
 
 /// `shale volume …`
@@ -310,6 +319,13 @@ pub fn run_cli(args: Vec<OsString>) -> i32 {
         Ok(cli) => cli,
         Err(code) => return code,
     };
+    // Children (background mounts, `shale run`'s mounts) inherit these.
+    if let Some(e) = &cli.endpoint {
+        std::env::set_var("AWS_ENDPOINT_URL", e);
+    }
+    if let Some(r) = &cli.region {
+        std::env::set_var("AWS_REGION", r);
+    }
     // A second call in one process (the Python package) keeps the first setup.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(

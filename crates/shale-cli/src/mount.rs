@@ -88,12 +88,12 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
         commit_interval: Duration::from_secs(args.commit_interval),
     };
     if args.foreground {
-        let name = format!("shale:{}", pool_path.display());
+        let name = format!("shale:{}", crate::commands::pool_spec(cli)?.name());
         return shale_fuse::mount(pool, target, &args.mountpoint, &name, &opts)
             .with_context(|| format!("serving the mount on {}", args.mountpoint.display()));
     }
     drop(pool);
-    let log_path = pool_path.join("mount.log");
+    let log_path = crate::commands::local_root(cli)?.join("mount.log");
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
@@ -185,7 +185,7 @@ pub fn unmount(cli: &Cli, mountpoint: &PathBuf) -> Result<()> {
     // The server commits what is left after the kernel lets go: wait for it.
     let server = std::path::absolute(mountpoint)
         .ok()
-        .zip(crate::commands::pool_path(cli).ok())
+        .zip(crate::commands::local_root(cli).ok())
         .and_then(|(m, pool)| shale_core::mounts::server_of(&pool, &m));
     let out = std::process::Command::new("fusermount3")
         .arg("-u")
@@ -209,7 +209,7 @@ pub fn unmount(cli: &Cli, mountpoint: &PathBuf) -> Result<()> {
         let start = Instant::now();
         // Gone once its mount point record is: it removes that last, after
         // its final commit and after giving up its volumes.
-        let record = shale_core::mounts::socket_dir(&crate::commands::pool_path(cli)?)
+        let record = shale_core::mounts::socket_dir(&crate::commands::local_root(cli)?)
             .join(format!("{pid}.mountpoint"));
         while is_running(pid) && record.exists() {
             if start.elapsed() > Duration::from_secs(600) {

@@ -26,6 +26,8 @@ use crate::{Cli, Command, MountArgs, RunArgs};
 fn quiet(pool_path: &Path) -> Cli {
     Cli {
         pool: Some(pool_path.to_path_buf()),
+        endpoint: None,
+        region: None,
         json: false,
         quiet: true,
         command: Command::Gc { dry_run: true },
@@ -88,7 +90,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 
 /// `shale run`.
 pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
-    let pool = Pool::open_or_init(pool_path)?;
+    let pool = Pool::open_or_init_spec(&shale_core::PoolSpec::parse(pool_path.as_os_str())?)?;
     pool.volume_info(&args.dataset)?;
     if let Some(m) = &args.model {
         if m == &args.dataset {

@@ -6,6 +6,7 @@
 //! (invariant 2). The schema is written down in `docs/FORMAT.md`.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -262,6 +263,8 @@ pub struct Totals {
 pub struct Catalog {
     conn: Mutex<Connection>,
     path: PathBuf,
+    /// Set by every committed write; read and cleared by [`Catalog::take_dirty`].
+    dirty: AtomicBool,
 }
 
 fn sqlite_open(path: &Path) -> Result<Connection> {
@@ -367,6 +370,7 @@ impl Catalog {
         Ok(Catalog {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
+            dirty: AtomicBool::new(false),
         })
     }
 
@@ -418,6 +422,7 @@ impl Catalog {
         Ok(Catalog {
             conn: Mutex::new(conn),
             path: path.to_path_buf(),
+            dirty: AtomicBool::new(false),
         })
     }
 
@@ -438,8 +443,15 @@ impl Catalog {
         let out = f(&tx)?;
         crate::failpoint::fail_point("commit.before");
         tx.commit()?;
+        self.dirty.store(true, Ordering::Release);
         crate::failpoint::fail_point("commit.after");
         Ok(out)
+    }
+
+    /// Whether a write committed since the last call (for pools whose
+    /// catalog is copied elsewhere after changes).
+    pub fn take_dirty(&self) -> bool {
+        self.dirty.swap(false, Ordering::AcqRel)
     }
 
     /// Runs a read-only closure against the connection.

@@ -27,6 +27,7 @@ pub mod objects;
 pub mod pack;
 pub mod pool;
 pub mod progress;
+pub mod s3pool;
 pub mod session;
 pub mod size;
 pub mod tree;
@@ -35,7 +36,7 @@ pub mod volumes;
 
 pub use error::{Error, Result};
 pub use id::ObjectId;
-pub use pool::Pool;
+pub use pool::{Pool, PoolSpec};
 
 /// Deterministic incompressible bytes for tests.
 #[cfg(test)]

@@ -7,6 +7,10 @@
 //!   packs/xx/…    pack objects
 //!   tmp/          objects being written
 //! ```
+//!
+//! A pool can also live in an S3-compatible object store (`s3pool.rs`):
+//! then `root` is this machine's cache directory for it, holding the same
+//! local files (catalog, tmp/, mounts/…), and packs go to the bucket.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -18,12 +22,14 @@ use crate::blobs::BlobStore;
 use crate::catalog::Catalog;
 use crate::chunker::ChunkParams;
 use crate::error::{Error, IoContext, Result};
-use crate::objects::LocalDir;
+use crate::objects::{LocalDir, ObjectStore, Remote, S3Location};
+use crate::s3pool::{self, StoreSettings};
 
 /// The pool format version this build reads and writes.
 pub const POOL_VERSION: u32 = 1;
 const POOL_FILE: &str = "pool.json";
-const CATALOG_FILE: &str = "catalog.db";
+/// The catalog's file name in a pool directory (or an object-store pool's cache).
+pub const CATALOG_FILE: &str = "catalog.db";
 const FORMAT_NAME: &str = "shale-pool";
 
 /// Contents of `pool.json`.
@@ -40,6 +46,48 @@ pub struct PoolDescription {
     /// How file content is cut into chunks (1 MiB average if absent).
     #[serde(default)]
     pub chunking: ChunkParams,
+    /// For a pool in an object store: its settings (absent for a local pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreSettings>,
+}
+
+/// Where a pool lives, as a user names it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum PoolSpec {
+    /// A directory on this machine.
+    Local(PathBuf),
+    /// A bucket prefix in an S3-compatible store.
+    S3(S3Location),
+}
+
+impl PoolSpec {
+    /// `s3://BUCKET[/PREFIX]` or a path.
+    pub fn parse(arg: &std::ffi::OsStr) -> Result<PoolSpec> {
+        match arg.to_str() {
+            Some(s) if s.starts_with("s3://") => Ok(PoolSpec::S3(S3Location::parse(s)?)),
+            Some(s) if s.contains("://") => Err(Error::InvalidArgument(format!(
+                "{s}: unsupported pool URL (a pool is a directory or s3://BUCKET/PREFIX)"
+            ))),
+            _ => Ok(PoolSpec::Local(PathBuf::from(arg))),
+        }
+    }
+
+    /// The directory on this machine that holds the pool's local files:
+    /// the pool itself, or its cache for an object-store pool.
+    pub fn local_root(&self) -> Result<PathBuf> {
+        match self {
+            PoolSpec::Local(p) => Ok(p.clone()),
+            PoolSpec::S3(l) => s3pool::cache_dir(l),
+        }
+    }
+
+    /// How to name the pool to a user.
+    pub fn name(&self) -> String {
+        match self {
+            PoolSpec::Local(p) => p.display().to_string(),
+            PoolSpec::S3(l) => l.url(),
+        }
+    }
 }
 
 /// Settings chosen when a pool is created.
@@ -54,6 +102,8 @@ pub struct Pool {
     root: PathBuf,
     description: PoolDescription,
     pub(crate) store: BlobStore,
+    /// For an object-store pool: the store and the pool's URL.
+    remote: Option<(Arc<Remote>, String)>,
 }
 
 impl Pool {
@@ -87,6 +137,7 @@ impl Pool {
             id: blake3::hash(seed.as_bytes()).to_hex()[..32].to_string(),
             created,
             chunking: settings.chunking,
+            store: None,
         };
         // pool.json is written last: a pool is complete once it exists.
         let json = serde_json::to_vec_pretty(&description)
@@ -100,6 +151,7 @@ impl Pool {
             root: root.to_path_buf(),
             description,
             store: BlobStore::new(Arc::new(objects), Arc::new(catalog)),
+            remote: None,
         })
     }
 
@@ -113,38 +165,151 @@ impl Pool {
             }
             Err(e) => return Err(Error::io(desc_path, e)),
         };
-        let value: serde_json::Value = serde_json::from_slice(&text)
-            .map_err(|e| Error::corrupt(desc_path.display().to_string(), e.to_string()))?;
-        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
-            return Err(Error::corrupt(
-                desc_path.display().to_string(),
-                "not a Shale pool description",
-            ));
-        }
-        let version = value.get("version").cloned().unwrap_or_default();
-        if version.as_u64() != Some(POOL_VERSION as u64) {
-            return Err(Error::UnsupportedFormat {
-                path: root.to_path_buf(),
-                found: version.to_string(),
-                supported: POOL_VERSION,
-                advice: if version.as_u64().is_some_and(|v| v > POOL_VERSION as u64) {
-                    "it was written by a newer Shale; upgrade shale to use it"
-                } else {
-                    "it is not a format this release can read"
-                },
-            });
-        }
-        let description: PoolDescription = serde_json::from_value(value)
-            .map_err(|e| Error::corrupt(desc_path.display().to_string(), e.to_string()))?;
-        ChunkParams::new(description.chunking.avg as u64)
-            .map_err(|e| Error::corrupt(desc_path.display().to_string(), e.to_string()))?;
+        let description = parse_description(&text, &desc_path.display().to_string(), root)?;
         let objects = LocalDir::new(root)?;
         let catalog = Catalog::open(&root.join(CATALOG_FILE))?;
         Ok(Pool {
             root: root.to_path_buf(),
             description,
             store: BlobStore::new(Arc::new(objects), Arc::new(catalog)),
+            remote: None,
         })
+    }
+
+    /// Opens the pool `spec` names.
+    pub fn open_spec(spec: &PoolSpec) -> Result<Pool> {
+        match spec {
+            PoolSpec::Local(root) => Pool::open(root),
+            PoolSpec::S3(location) => Pool::open_s3(location),
+        }
+    }
+
+    /// Opens the pool `spec` names; a local one is created if its directory
+    /// is absent or empty (an object-store pool needs `pool init`).
+    pub fn open_or_init_spec(spec: &PoolSpec) -> Result<Pool> {
+        match spec {
+            PoolSpec::Local(root) => Pool::open_or_init(root),
+            PoolSpec::S3(location) => Pool::open_s3(location),
+        }
+    }
+
+    /// Creates the pool `spec` names.
+    pub fn init_spec(spec: &PoolSpec, settings: &PoolSettings) -> Result<Pool> {
+        match spec {
+            PoolSpec::Local(root) => Pool::init_with(root, settings),
+            PoolSpec::S3(location) => Pool::init_s3(location, settings),
+        }
+    }
+
+    fn open_s3(location: &S3Location) -> Result<Pool> {
+        let name = location.url();
+        let cache = s3pool::cache_dir(location)?;
+        let remote = s3pool::connect(location, &cache)?;
+        let text = s3pool::get_optional(remote.as_ref(), POOL_FILE)?
+            .ok_or_else(|| Error::NoPool(PathBuf::from(&name)))?;
+        let description =
+            parse_description(&text, &format!("{name}/{POOL_FILE}"), Path::new(&name))?;
+        s3pool::check_owner(remote.as_ref(), &cache, &name)?;
+        let catalog = Catalog::open(&cache.join(CATALOG_FILE))?;
+        if cache.join(s3pool::UNSYNCED_FILE).exists() {
+            // An earlier copy to the store failed: owe it again.
+            catalog.write(|_| Ok(()))?;
+        }
+        Ok(Pool {
+            root: cache,
+            description,
+            store: BlobStore::new(remote.clone(), Arc::new(catalog)),
+            remote: Some((remote, name)),
+        })
+    }
+
+    fn init_s3(location: &S3Location, settings: &PoolSettings) -> Result<Pool> {
+        let name = location.url();
+        let cache = s3pool::cache_dir(location)?;
+        let remote = s3pool::connect(location, &cache)?;
+        if s3pool::get_optional(remote.as_ref(), POOL_FILE)?.is_some() {
+            return Err(Error::PoolExists(PathBuf::from(&name)));
+        }
+        if !remote.list("")?.is_empty() {
+            return Err(Error::InvalidArgument(format!(
+                "cannot create a pool at {name}: objects already exist under that prefix"
+            )));
+        }
+        // A cache left from an earlier pool at this URL is stale.
+        if cache.exists() {
+            fs::remove_dir_all(&cache).at(&cache)?;
+        }
+        fs::create_dir_all(cache.join("tmp")).at(&cache)?;
+        let catalog = Catalog::create(&cache.join(CATALOG_FILE))?;
+        let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let seed = format!("{created}{}{name}", std::process::id());
+        let description = PoolDescription {
+            format: FORMAT_NAME.into(),
+            version: POOL_VERSION,
+            id: blake3::hash(seed.as_bytes()).to_hex()[..32].to_string(),
+            created,
+            chunking: settings.chunking,
+            store: Some(StoreSettings {
+                kind: "s3".into(),
+                endpoint: location.endpoint.clone(),
+                region: location.region.clone(),
+                catalog: "sqlite".into(),
+            }),
+        };
+        s3pool::take_ownership(remote.as_ref(), &cache)?;
+        s3pool::upload_catalog(remote.as_ref(), &catalog, &cache)?;
+        // pool.json is written last: a pool is complete once it exists.
+        let json = serde_json::to_vec_pretty(&description)
+            .map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        remote.put(POOL_FILE, &json)?;
+        Ok(Pool {
+            root: cache,
+            description,
+            store: BlobStore::new(remote.clone(), Arc::new(catalog)),
+            remote: Some((remote, name)),
+        })
+    }
+
+    /// Makes this machine the one that works on the object-store pool
+    /// `location` (SQLite catalog): downloads the catalog copy and records
+    /// this machine's cache as its owner.
+    pub fn attach(location: &S3Location) -> Result<Pool> {
+        let name = location.url();
+        let cache = s3pool::cache_dir(location)?;
+        let remote = s3pool::connect(location, &cache)?;
+        if s3pool::get_optional(remote.as_ref(), POOL_FILE)?.is_none() {
+            return Err(Error::NoPool(PathBuf::from(&name)));
+        }
+        s3pool::download_catalog(remote.as_ref(), &cache, &name)?;
+        s3pool::take_ownership(remote.as_ref(), &cache)?;
+        Pool::open_s3(location)
+    }
+
+    /// For an object-store pool: copies the catalog to the store if it
+    /// changed since the last copy (a no-op for a local pool). Commands call
+    /// it when they finish; mounts after each commit.
+    pub fn sync_catalog(&self) -> Result<()> {
+        let Some((remote, name)) = &self.remote else {
+            return Ok(());
+        };
+        if !self.catalog().take_dirty() {
+            return Ok(());
+        }
+        // Until a copy succeeds, a marker file says one is owed (the next
+        // process to open the pool sees it).
+        let owed = self.root.join(s3pool::UNSYNCED_FILE);
+        fs::write(&owed, b"").at(&owed)?;
+        s3pool::check_owner(remote.as_ref(), &self.root, name)?;
+        s3pool::upload_catalog(remote.as_ref(), self.catalog(), &self.root)?;
+        fs::remove_file(&owed).at(&owed)
+    }
+
+    /// How to name the pool to a user: its directory or URL.
+    pub fn name(&self) -> String {
+        match &self.remote {
+            Some((_, url)) => url.clone(),
+            None => self.root.display().to_string(),
+        }
     }
 
     /// Opens the pool in `root`, creating it if `root` is absent or empty.
@@ -189,6 +354,47 @@ impl Pool {
     /// The blob store.
     pub fn blobs(&self) -> &BlobStore {
         &self.store
+    }
+}
+
+/// Parses and checks a pool description (`what` names it in messages,
+/// `root` in version errors).
+fn parse_description(text: &[u8], what: &str, root: &Path) -> Result<PoolDescription> {
+    let value: serde_json::Value =
+        serde_json::from_slice(text).map_err(|e| Error::corrupt(what, e.to_string()))?;
+    if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
+        return Err(Error::corrupt(what, "not a Shale pool description"));
+    }
+    let version = value.get("version").cloned().unwrap_or_default();
+    if version.as_u64() != Some(POOL_VERSION as u64) {
+        return Err(Error::UnsupportedFormat {
+            path: root.to_path_buf(),
+            found: version.to_string(),
+            supported: POOL_VERSION,
+            advice: if version.as_u64().is_some_and(|v| v > POOL_VERSION as u64) {
+                "it was written by a newer Shale; upgrade shale to use it"
+            } else {
+                "it is not a format this release can read"
+            },
+        });
+    }
+    let description: PoolDescription =
+        serde_json::from_value(value).map_err(|e| Error::corrupt(what, e.to_string()))?;
+    ChunkParams::new(description.chunking.avg as u64)
+        .map_err(|e| Error::corrupt(what, e.to_string()))?;
+    Ok(description)
+}
+
+impl Drop for Pool {
+    /// A last copy of a changed object-store catalog, for callers that did
+    /// not call [`Pool::sync_catalog`].
+    fn drop(&mut self) {
+        if let Err(e) = self.sync_catalog() {
+            tracing::warn!(
+                "could not copy the catalog of {} to its store: {e}",
+                self.name()
+            );
+        }
     }
 }
 

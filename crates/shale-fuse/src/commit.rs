@@ -87,6 +87,11 @@ impl State {
         }
         tracing::debug!("committed {volume}: root {}", tree.tree);
         shale_core::mounts::announce_changed(pool.root(), volume);
+        // An object-store pool's catalog copy follows each commit; the
+        // commit itself is durable in the local catalog either way.
+        if let Err(e) = pool.sync_catalog() {
+            tracing::warn!("copying the catalog to the store after a commit: {e}");
+        }
         Ok(true)
     }
 

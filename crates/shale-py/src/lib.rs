@@ -17,7 +17,7 @@ use shale_core::export::ExportOptions;
 use shale_core::import::ImportOptions;
 use shale_core::lineage::RunData;
 use shale_core::volumes::rfc3339;
-use shale_core::{Error, Pool};
+use shale_core::{Error, Pool, PoolSpec};
 
 create_exception!(shale, ShaleError, PyException, "Any Shale failure.");
 create_exception!(
@@ -258,19 +258,27 @@ impl NativePool {
     fn new(py: Python<'_>, path: PathBuf, create: bool) -> PyResult<Self> {
         let pool = py
             .allow_threads(|| {
+                let spec = PoolSpec::parse(path.as_os_str())?;
                 if create {
-                    Pool::open_or_init(&path)
+                    Pool::open_or_init_spec(&spec)
                 } else {
-                    Pool::open(&path)
+                    Pool::open_spec(&spec)
                 }
             })
             .map_err(to_py)?;
         Ok(NativePool { pool })
     }
 
-    /// The pool directory.
+    /// The pool: its directory, or its URL for an object-store pool.
     #[getter]
-    fn path(&self) -> PathBuf {
+    fn path(&self) -> String {
+        self.pool.name()
+    }
+
+    /// The directory on this machine with the pool's local files (the
+    /// pool itself, or an object-store pool's cache).
+    #[getter]
+    fn local_root(&self) -> PathBuf {
         self.pool.root().to_path_buf()
     }
 

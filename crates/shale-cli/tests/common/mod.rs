@@ -7,6 +7,8 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
+pub mod garage;
+
 /// A temporary directory holding a pool (`pool/`) and whatever else a test needs.
 pub struct Env {
     /// The directory; removed on drop.

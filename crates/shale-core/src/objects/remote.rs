@@ -80,9 +80,15 @@ impl Remote {
             // Path-style addressing: what S3-compatible stores expect.
             .with_virtual_hosted_style_request(false);
         if let Some(endpoint) = &location.endpoint {
-            builder = builder
-                .with_endpoint(endpoint)
-                .with_allow_http(endpoint.starts_with("http://"));
+            builder = builder.with_endpoint(endpoint);
+        }
+        let endpoint = location.endpoint.clone().or_else(|| {
+            ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+                .iter()
+                .find_map(|k| std::env::var(k).ok())
+        });
+        if endpoint.is_some_and(|e| e.starts_with("http://")) {
+            builder = builder.with_allow_http(true);
         }
         if let Some(region) = &location.region {
             builder = builder.with_region(region);

@@ -51,9 +51,10 @@ class Pool:
         return f"shale.Pool({str(self.path)!r})"
 
     @property
-    def path(self) -> Path:
-        """The pool directory."""
-        return Path(self._native.path)
+    def path(self) -> Union[Path, str]:
+        """The pool directory, or its ``s3://`` URL for an object-store pool."""
+        p = self._native.path
+        return p if "://" in p else Path(p)
 
     def _call(self, op: str, **args: Any) -> Any:
         return json.loads(self._native.call(op, json.dumps(args)))

@@ -1,0 +1,192 @@
+//! A real Garage server (S3-compatible, single node) on 127.0.0.1 for the
+//! object-store tests: started per test in a temporary directory, with one
+//! bucket and one key, stopped on drop. Needs the `garage` binary on PATH
+//! or in ~/.cargo/bin (`.ci/run` installs it); without it, `start` says so
+//! and returns `None`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Key id and secret the tests import (Garage key ids are GK + 24 hex digits).
+pub const KEY_ID: &str = "GK5ba1e0f4a8c3b2d1e0f9a8b7";
+pub const SECRET: &str = "6a0c9f3e2b1d4c5a6e7f8091a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5";
+pub const BUCKET: &str = "shale-test";
+
+pub struct Garage {
+    child: Child,
+    config: PathBuf,
+    binary: PathBuf,
+    /// `http://127.0.0.1:PORT`.
+    pub endpoint: String,
+    _dir: tempfile::TempDir,
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The garage binary, if installed.
+pub fn binary() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").into_iter().flat_map(|p| {
+        std::env::split_paths(&p)
+            .map(|d| d.join("garage"))
+            .collect::<Vec<_>>()
+    });
+    let cargo = std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo/bin/garage"));
+    on_path.chain(cargo).find(|p| p.is_file())
+}
+
+impl Garage {
+    /// Starts a server, or explains why not and returns `None`.
+    pub fn start() -> Option<Garage> {
+        let Some(binary) = binary() else {
+            eprintln!("skipped: needs the garage binary (cargo install garage)");
+            return None;
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let (rpc, s3, admin) = (free_port(), free_port(), free_port());
+        let config = dir.path().join("garage.toml");
+        std::fs::write(
+            &config,
+            format!(
+                r#"metadata_dir = "{meta}"
+data_dir = "{data}"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:{rpc}"
+rpc_public_addr = "127.0.0.1:{rpc}"
+rpc_secret = "{secret}"
+
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:{s3}"
+
+[admin]
+api_bind_addr = "127.0.0.1:{admin}"
+"#,
+                meta = dir.path().join("meta").display(),
+                data = dir.path().join("data").display(),
+                secret = "1f2e3d4c5b6a79881f2e3d4c5b6a79881f2e3d4c5b6a79881f2e3d4c5b6a7988",
+            ),
+        )
+        .unwrap();
+        let log = std::fs::File::create(dir.path().join("garage.log")).unwrap();
+        let child = Command::new(&binary)
+            .arg("-c")
+            .arg(&config)
+            .arg("server")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let g = Garage {
+            child,
+            config,
+            binary,
+            endpoint: format!("http://127.0.0.1:{s3}"),
+            _dir: dir,
+        };
+        g.set_up();
+        Some(g)
+    }
+
+    /// Runs `garage ARGS` against this server; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&self.config)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "garage {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    fn set_up(&self) {
+        // Wait for the node, then give it a layout, a bucket and a key.
+        let start = Instant::now();
+        let node = loop {
+            let out = Command::new(&self.binary)
+                .arg("-c")
+                .arg(&self.config)
+                .args(["node", "id", "-q"])
+                .output()
+                .unwrap();
+            if out.status.success() {
+                let id = String::from_utf8_lossy(&out.stdout);
+                break id.trim().split('@').next().unwrap().to_string();
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "garage did not start: {}",
+                std::fs::read_to_string(self._dir.path().join("garage.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        self.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
+        self.cli(&["layout", "apply", "--version", "1"]);
+        self.cli(&["bucket", "create", BUCKET]);
+        self.cli(&["key", "import", "--yes", "-n", "shale-test", KEY_ID, SECRET]);
+        self.cli(&["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", KEY_ID]);
+    }
+
+    /// Environment for a client of this server.
+    pub fn env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_ACCESS_KEY_ID", KEY_ID.to_string()),
+            ("AWS_SECRET_ACCESS_KEY", SECRET.to_string()),
+            ("AWS_REGION", "garage".to_string()),
+            ("AWS_ENDPOINT_URL", self.endpoint.clone()),
+        ]
+    }
+
+    /// Stops the server (as if the store went away); `resume` starts it again.
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same data and ports.
+    pub fn resume(&mut self) {
+        let log = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self._dir.path().join("garage.log"))
+            .unwrap();
+        self.child = Command::new(&self.binary)
+            .arg("-c")
+            .arg(&self.config)
+            .arg("server")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        let start = Instant::now();
+        while std::net::TcpStream::connect(self.endpoint.trim_start_matches("http://")).is_err() {
+            assert!(start.elapsed() < Duration::from_secs(30), "garage did not restart");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// The server's data directory.
+    pub fn dir(&self) -> &Path {
+        self._dir.path()
+    }
+}
+
+impl Drop for Garage {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}

@@ -1,0 +1,157 @@
+//! Pools in an S3-compatible object store, against a real Garage server on
+//! 127.0.0.1 (`.ci/run` installs garage; without it these tests say so and
+//! pass without running).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+mod common;
+use common::garage::{Garage, BUCKET};
+use common::{fuse_usable, noise, write, Mounted};
+
+/// `shale --pool URL` as a client of `g`, with its own cache directory
+/// (one per simulated machine).
+fn shale(g: &Garage, url: &str, cache: &Path, args: &[&str]) -> Output {
+    Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .env_remove("SHALE_POOL")
+        .envs(g.env())
+        .env("SHALE_CACHE_DIR", cache)
+        .arg("--pool")
+        .arg(url)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(g: &Garage, url: &str, cache: &Path, args: &[&str]) -> String {
+    let out = shale(g, url, cache, args);
+    assert!(
+        out.status.success(),
+        "shale {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(g: &Garage, url: &str, cache: &Path, args: &[&str]) -> String {
+    let out = shale(g, url, cache, args);
+    assert_eq!(out.status.code(), Some(1), "shale {args:?} should fail");
+    let err = String::from_utf8(out.stderr).unwrap();
+    assert!(err.starts_with("shale: error: "), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+fn same_tree(a: &Path, b: &Path) {
+    let out = Command::new("diff").arg("-r").arg(a).arg(b).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+}
+
+#[test]
+fn a_pool_in_a_bucket_works_like_a_local_one_and_moves_between_machines() {
+    let Some(g) = Garage::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("cache-a"), dir.path().join("cache-b"));
+    let url = format!("s3://{BUCKET}/pools/one");
+    let src = dir.path().join("src");
+    for i in 0..40u64 {
+        write(&src.join(format!("d{}/f{i}.bin", i % 4)), &noise(i, 1000 + (i as usize) * 3000));
+    }
+    write(&src.join("big.bin"), &noise(99, 3_000_000));
+
+    let e = fails(&g, &url, &a, &["volume", "list"]);
+    assert!(e.contains(&format!("no Shale pool at {url}")), "{e}");
+    ok(&g, &url, &a, &["pool", "init"]);
+    let e = fails(&g, &url, &a, &["pool", "init"]);
+    assert!(e.contains("already exists"), "{e}");
+    ok(&g, &url, &a, &["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    ok(&g, &url, &a, &["snapshot", "create", "ds", "v1"]);
+    ok(&g, &url, &a, &["volume", "clone", "exp", "--from", "ds@v1"]);
+    let out = dir.path().join("out-a");
+    ok(&g, &url, &a, &["volume", "export", "exp", out.to_str().unwrap()]);
+    same_tree(&src, &out);
+    ok(&g, &url, &a, &["verify", "--read-data"]);
+    let info = ok(&g, &url, &a, &["--json", "pool", "info"]);
+    assert!(info.contains(&url), "{info}");
+
+    // Packs are in the bucket, not in the cache.
+    let packs = g.cli(&["bucket", "info", BUCKET]);
+    assert!(!packs.is_empty());
+    assert!(!a.read_dir().unwrap().flatten().any(|d| d.path().join("packs").exists()));
+
+    // A second machine (another cache) is refused until it attaches…
+    let e = fails(&g, &url, &b, &["volume", "list"]);
+    assert!(e.contains("pool attach"), "{e}");
+    ok(&g, &url, &b, &["pool", "attach"]);
+    let vols = ok(&g, &url, &b, &["volume", "list"]);
+    assert!(vols.contains("ds") && vols.contains("exp"), "{vols}");
+    let out_b = dir.path().join("out-b");
+    ok(&g, &url, &b, &["volume", "export", "ds@v1", out_b.to_str().unwrap()]);
+    same_tree(&src, &out_b);
+    ok(&g, &url, &b, &["snapshot", "create", "ds", "from-b"]);
+    // …and then the first one is, before it could overwrite the catalog.
+    let e = fails(&g, &url, &a, &["snapshot", "create", "ds", "from-a"]);
+    assert!(e.contains("attached to"), "{e}");
+    ok(&g, &url, &a, &["pool", "attach"]);
+    let snaps = ok(&g, &url, &a, &["snapshot", "list", "ds"]);
+    assert!(snaps.contains("from-b"), "the catalog copy must carry b's snapshot: {snaps}");
+    ok(&g, &url, &a, &["verify", "--read-data"]);
+}
+
+#[test]
+fn a_store_outage_fails_cleanly_and_a_rerun_completes() {
+    let Some(mut g) = Garage::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = format!("s3://{BUCKET}/outage");
+    let src = dir.path().join("src");
+    for i in 0..20u64 {
+        write(&src.join(format!("f{i}.bin")), &noise(i, 200_000));
+    }
+    ok(&g, &url, &cache, &["pool", "init"]);
+    g.stop();
+    let e = fails(&g, &url, &cache, &["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    assert!(e.contains(&format!("{url}")), "the error names the store: {e}");
+    g.resume();
+    ok(&g, &url, &cache, &["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    let out = dir.path().join("out");
+    ok(&g, &url, &cache, &["volume", "export", "ds", out.to_str().unwrap()]);
+    same_tree(&src, &out);
+    ok(&g, &url, &cache, &["verify", "--read-data"]);
+    let e = fails(&g, "s3://no-such-bucket/x", &cache, &["volume", "list"]);
+    assert!(e.contains("no-such-bucket"), "{e}");
+}
+
+#[test]
+fn an_object_store_pool_mounts() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let Some(g) = Garage::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = format!("s3://{BUCKET}/mounted");
+    let src = dir.path().join("src");
+    write(&src.join("a.txt"), b"from the bucket\n");
+    ok(&g, &url, &cache, &["pool", "init"]);
+    ok(&g, &url, &cache, &["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    ok(&g, &url, &cache, &["mount", mnt.to_str().unwrap()]);
+    let guard = Mounted(mnt.clone());
+    assert_eq!(std::fs::read(mnt.join("ds/a.txt")).unwrap(), b"from the bucket\n");
+    std::fs::write(mnt.join("ds/b.txt"), b"written through the mount\n").unwrap();
+    ok(&g, &url, &cache, &["snapshot", "create", "ds", "after"]);
+    ok(&g, &url, &cache, &["unmount", mnt.to_str().unwrap()]);
+    drop(guard);
+    let out = dir.path().join("out");
+    ok(&g, &url, &cache, &["volume", "export", "ds@after", out.to_str().unwrap()]);
+    assert_eq!(std::fs::read(out.join("b.txt")).unwrap(), b"written through the mount\n");
+    // A second machine sees the mount's writes once attached.
+    let other = dir.path().join("cache-2");
+    ok(&g, &url, &other, &["pool", "attach"]);
+    let out2 = dir.path().join("out2");
+    ok(&g, &url, &other, &["volume", "export", "ds", out2.to_str().unwrap()]);
+    assert!(out2.join("b.txt").exists());
+}
