@@ -351,9 +351,25 @@ pub fn run_cli(args: Vec<OsString>) -> i32 {
     match result {
         Ok(code) => code,
         Err(err) => {
-            let msg = format!("{err:#}").replace('\n', " ");
-            eprintln!("shale: error: {msg}");
+            eprintln!("shale: error: {}", message(&err));
             1
         }
     }
+}
+
+/// An error and its causes on one line, each cause once (errors that
+/// already quote their source are not followed by it again).
+fn message(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out.replace('\n', " ")
 }

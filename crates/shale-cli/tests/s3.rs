@@ -43,8 +43,17 @@ fn fails(g: &Garage, url: &str, cache: &Path, args: &[&str]) -> String {
 }
 
 fn same_tree(a: &Path, b: &Path) {
-    let out = Command::new("diff").arg("-r").arg(a).arg(b).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new("diff")
+        .arg("-r")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -55,7 +64,10 @@ fn a_pool_in_a_bucket_works_like_a_local_one_and_moves_between_machines() {
     let url = format!("s3://{BUCKET}/pools/one");
     let src = dir.path().join("src");
     for i in 0..40u64 {
-        write(&src.join(format!("d{}/f{i}.bin", i % 4)), &noise(i, 1000 + (i as usize) * 3000));
+        write(
+            &src.join(format!("d{}/f{i}.bin", i % 4)),
+            &noise(i, 1000 + (i as usize) * 3000),
+        );
     }
     write(&src.join("big.bin"), &noise(99, 3_000_000));
 
@@ -64,11 +76,21 @@ fn a_pool_in_a_bucket_works_like_a_local_one_and_moves_between_machines() {
     ok(&g, &url, &a, &["pool", "init"]);
     let e = fails(&g, &url, &a, &["pool", "init"]);
     assert!(e.contains("already exists"), "{e}");
-    ok(&g, &url, &a, &["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    ok(
+        &g,
+        &url,
+        &a,
+        &["volume", "create", "ds", "--from", src.to_str().unwrap()],
+    );
     ok(&g, &url, &a, &["snapshot", "create", "ds", "v1"]);
     ok(&g, &url, &a, &["volume", "clone", "exp", "--from", "ds@v1"]);
     let out = dir.path().join("out-a");
-    ok(&g, &url, &a, &["volume", "export", "exp", out.to_str().unwrap()]);
+    ok(
+        &g,
+        &url,
+        &a,
+        &["volume", "export", "exp", out.to_str().unwrap()],
+    );
     same_tree(&src, &out);
     ok(&g, &url, &a, &["verify", "--read-data"]);
     let info = ok(&g, &url, &a, &["--json", "pool", "info"]);
@@ -77,7 +99,11 @@ fn a_pool_in_a_bucket_works_like_a_local_one_and_moves_between_machines() {
     // Packs are in the bucket, not in the cache.
     let packs = g.cli(&["bucket", "info", BUCKET]);
     assert!(!packs.is_empty());
-    assert!(!a.read_dir().unwrap().flatten().any(|d| d.path().join("packs").exists()));
+    assert!(!a
+        .read_dir()
+        .unwrap()
+        .flatten()
+        .any(|d| d.path().join("packs").exists()));
 
     // A second machine (another cache) is refused until it attaches…
     let e = fails(&g, &url, &b, &["volume", "list"]);
@@ -86,7 +112,12 @@ fn a_pool_in_a_bucket_works_like_a_local_one_and_moves_between_machines() {
     let vols = ok(&g, &url, &b, &["volume", "list"]);
     assert!(vols.contains("ds") && vols.contains("exp"), "{vols}");
     let out_b = dir.path().join("out-b");
-    ok(&g, &url, &b, &["volume", "export", "ds@v1", out_b.to_str().unwrap()]);
+    ok(
+        &g,
+        &url,
+        &b,
+        &["volume", "export", "ds@v1", out_b.to_str().unwrap()],
+    );
     same_tree(&src, &out_b);
     ok(&g, &url, &b, &["snapshot", "create", "ds", "from-b"]);
     // …and then the first one is, before it could overwrite the catalog.
@@ -94,7 +125,10 @@ fn a_pool_in_a_bucket_works_like_a_local_one_and_moves_between_machines() {
     assert!(e.contains("attached to"), "{e}");
     ok(&g, &url, &a, &["pool", "attach"]);
     let snaps = ok(&g, &url, &a, &["snapshot", "list", "ds"]);
-    assert!(snaps.contains("from-b"), "the catalog copy must carry b's snapshot: {snaps}");
+    assert!(
+        snaps.contains("from-b"),
+        "the catalog copy must carry b's snapshot: {snaps}"
+    );
     ok(&g, &url, &a, &["verify", "--read-data"]);
 }
 
@@ -110,12 +144,30 @@ fn a_store_outage_fails_cleanly_and_a_rerun_completes() {
     }
     ok(&g, &url, &cache, &["pool", "init"]);
     g.stop();
-    let e = fails(&g, &url, &cache, &["volume", "create", "ds", "--from", src.to_str().unwrap()]);
-    assert!(e.contains(&format!("{url}")), "the error names the store: {e}");
+    let e = fails(
+        &g,
+        &url,
+        &cache,
+        &["volume", "create", "ds", "--from", src.to_str().unwrap()],
+    );
+    assert!(
+        e.contains(&format!("{url}")),
+        "the error names the store: {e}"
+    );
     g.resume();
-    ok(&g, &url, &cache, &["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    ok(
+        &g,
+        &url,
+        &cache,
+        &["volume", "create", "ds", "--from", src.to_str().unwrap()],
+    );
     let out = dir.path().join("out");
-    ok(&g, &url, &cache, &["volume", "export", "ds", out.to_str().unwrap()]);
+    ok(
+        &g,
+        &url,
+        &cache,
+        &["volume", "export", "ds", out.to_str().unwrap()],
+    );
     same_tree(&src, &out);
     ok(&g, &url, &cache, &["verify", "--read-data"]);
     let e = fails(&g, "s3://no-such-bucket/x", &cache, &["volume", "list"]);
@@ -135,23 +187,44 @@ fn an_object_store_pool_mounts() {
     let src = dir.path().join("src");
     write(&src.join("a.txt"), b"from the bucket\n");
     ok(&g, &url, &cache, &["pool", "init"]);
-    ok(&g, &url, &cache, &["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    ok(
+        &g,
+        &url,
+        &cache,
+        &["volume", "create", "ds", "--from", src.to_str().unwrap()],
+    );
     let mnt = dir.path().join("mnt");
     std::fs::create_dir(&mnt).unwrap();
     ok(&g, &url, &cache, &["mount", mnt.to_str().unwrap()]);
     let guard = Mounted(mnt.clone());
-    assert_eq!(std::fs::read(mnt.join("ds/a.txt")).unwrap(), b"from the bucket\n");
+    assert_eq!(
+        std::fs::read(mnt.join("ds/a.txt")).unwrap(),
+        b"from the bucket\n"
+    );
     std::fs::write(mnt.join("ds/b.txt"), b"written through the mount\n").unwrap();
     ok(&g, &url, &cache, &["snapshot", "create", "ds", "after"]);
     ok(&g, &url, &cache, &["unmount", mnt.to_str().unwrap()]);
     drop(guard);
     let out = dir.path().join("out");
-    ok(&g, &url, &cache, &["volume", "export", "ds@after", out.to_str().unwrap()]);
-    assert_eq!(std::fs::read(out.join("b.txt")).unwrap(), b"written through the mount\n");
+    ok(
+        &g,
+        &url,
+        &cache,
+        &["volume", "export", "ds@after", out.to_str().unwrap()],
+    );
+    assert_eq!(
+        std::fs::read(out.join("b.txt")).unwrap(),
+        b"written through the mount\n"
+    );
     // A second machine sees the mount's writes once attached.
     let other = dir.path().join("cache-2");
     ok(&g, &url, &other, &["pool", "attach"]);
     let out2 = dir.path().join("out2");
-    ok(&g, &url, &other, &["volume", "export", "ds", out2.to_str().unwrap()]);
+    ok(
+        &g,
+        &url,
+        &other,
+        &["volume", "export", "ds", out2.to_str().unwrap()],
+    );
     assert!(out2.join("b.txt").exists());
 }

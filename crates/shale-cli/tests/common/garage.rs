@@ -139,7 +139,9 @@ api_bind_addr = "127.0.0.1:{admin}"
         self.cli(&["layout", "apply", "--version", "1"]);
         self.cli(&["bucket", "create", BUCKET]);
         self.cli(&["key", "import", "--yes", "-n", "shale-test", KEY_ID, SECRET]);
-        self.cli(&["bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", KEY_ID]);
+        self.cli(&[
+            "bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", KEY_ID,
+        ]);
     }
 
     /// Environment for a client of this server.
@@ -174,7 +176,10 @@ api_bind_addr = "127.0.0.1:{admin}"
             .unwrap();
         let start = Instant::now();
         while std::net::TcpStream::connect(self.endpoint.trim_start_matches("http://")).is_err() {
-            assert!(start.elapsed() < Duration::from_secs(30), "garage did not restart");
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "garage did not restart"
+            );
             std::thread::sleep(Duration::from_millis(100));
         }
     }
