@@ -150,10 +150,7 @@ fn a_store_outage_fails_cleanly_and_a_rerun_completes() {
         &cache,
         &["volume", "create", "ds", "--from", src.to_str().unwrap()],
     );
-    assert!(
-        e.contains(&format!("{url}")),
-        "the error names the store: {e}"
-    );
+    assert!(e.contains(&url), "the error names the store: {e}");
     g.resume();
     ok(
         &g,
