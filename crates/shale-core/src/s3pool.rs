@@ -81,9 +81,22 @@ pub fn cache_dir(location: &S3Location) -> Result<PathBuf> {
     Ok(base.join(format!("s3-{}", &hash[..16])))
 }
 
-/// The remote store of a pool at `location`, staging in its cache.
+/// Default size limit of the read cache: `SHALE_READ_CACHE_SIZE` (e.g.
+/// `50GiB`, `0` for none), else 20 GiB.
+fn read_cache_limit() -> Result<u64> {
+    match std::env::var("SHALE_READ_CACHE_SIZE") {
+        Ok(v) => crate::size::parse_size(&v)
+            .map_err(|e| Error::InvalidArgument(format!("SHALE_READ_CACHE_SIZE: {e}"))),
+        Err(_) => Ok(20 << 30),
+    }
+}
+
+/// The remote store of a pool at `location`, staging packs in its cache
+/// and keeping recently read data in `CACHE/read/`.
 pub fn connect(location: &S3Location, cache: &Path) -> Result<Arc<Remote>> {
-    Ok(Arc::new(Remote::s3(location, &cache.join("tmp"))?))
+    let remote = Remote::s3(location, &cache.join("tmp"))?
+        .with_read_cache(&cache.join("read"), read_cache_limit()?)?;
+    Ok(Arc::new(remote))
 }
 
 fn is_not_found(e: &Error) -> bool {

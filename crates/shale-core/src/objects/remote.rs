@@ -70,6 +70,8 @@ pub struct Remote {
     name: String,
     staging: PathBuf,
     runtime: tokio::runtime::Runtime,
+    /// Recently read byte ranges on local disk.
+    cache: Option<ReadCache>,
 }
 
 impl Remote {
@@ -128,7 +130,19 @@ impl Remote {
             name: name.to_string(),
             staging: staging.to_path_buf(),
             runtime,
+            cache: None,
         })
+    }
+
+    /// Keeps ranges read in `dir`, at most `limit` bytes (least recently
+    /// used first out); a limit of 0 keeps nothing.
+    pub fn with_read_cache(mut self, dir: &Path, limit: u64) -> Result<Remote> {
+        self.cache = if limit == 0 {
+            None
+        } else {
+            Some(ReadCache::open(dir, limit)?)
+        };
+        Ok(self)
     }
 
     fn path(&self, key: &str) -> ObjectPath {
@@ -173,6 +187,9 @@ impl ObjectStore for Remote {
     }
 
     fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(key, offset, len)) {
+            return Ok(hit);
+        }
         let range = offset..offset + len as u64;
         let data = self
             .runtime
@@ -186,6 +203,9 @@ impl ObjectStore for Remote {
                     format!("wanted {len} bytes at {offset}, got {}", data.len()),
                 ),
             ));
+        }
+        if let Some(c) = &self.cache {
+            c.put(key, offset, &data);
         }
         Ok(data.to_vec())
     }
@@ -243,6 +263,106 @@ impl ObjectStore for Remote {
     }
 }
 
+/// Byte ranges of remote objects kept on local disk, one file per range,
+/// evicted least recently used first once over the size limit. Objects
+/// never change once written, so a cached range is never stale; it is
+/// checked like any read (blobs against their ids). A cache that cannot
+/// be written to is simply not used.
+struct ReadCache {
+    dir: PathBuf,
+    limit: u64,
+    /// Bytes cached, as counted when opened plus what was added since.
+    used: std::sync::atomic::AtomicU64,
+    evicting: std::sync::Mutex<()>,
+}
+
+impl ReadCache {
+    fn open(dir: &Path, limit: u64) -> Result<ReadCache> {
+        std::fs::create_dir_all(dir).at(dir)?;
+        let used = walk(dir).iter().map(|(_, len, _)| len).sum();
+        Ok(ReadCache {
+            dir: dir.to_path_buf(),
+            limit,
+            used: std::sync::atomic::AtomicU64::new(used),
+            evicting: std::sync::Mutex::new(()),
+        })
+    }
+
+    fn path(&self, key: &str, offset: u64, len: usize) -> PathBuf {
+        let h = blake3::hash(format!("{key}\0{offset}\0{len}").as_bytes()).to_hex();
+        self.dir.join(&h[..2]).join(&h[2..32])
+    }
+
+    fn get(&self, key: &str, offset: u64, len: usize) -> Option<Vec<u8>> {
+        let path = self.path(key, offset, len);
+        let data = std::fs::read(&path).ok()?;
+        if data.len() != len {
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        // Recently used: its mtime orders eviction.
+        let _ = filetime::set_file_mtime(&path, filetime::FileTime::now());
+        Some(data)
+    }
+
+    fn put(&self, key: &str, offset: u64, data: &[u8]) {
+        let path = self.path(key, offset, data.len());
+        let Some(parent) = path.parent() else { return };
+        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let written = std::fs::create_dir_all(parent)
+            .and_then(|()| std::fs::write(&tmp, data))
+            .and_then(|()| std::fs::rename(&tmp, &path));
+        if written.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+            return;
+        }
+        let used = self
+            .used
+            .fetch_add(data.len() as u64, std::sync::atomic::Ordering::AcqRel)
+            + data.len() as u64;
+        if used > self.limit {
+            self.evict();
+        }
+    }
+
+    /// Removes the least recently used ranges until 90% of the limit.
+    fn evict(&self) {
+        let Ok(_one) = self.evicting.try_lock() else {
+            return;
+        };
+        let mut files = walk(&self.dir);
+        files.sort_by_key(|(_, _, mtime)| *mtime);
+        let mut used: u64 = files.iter().map(|(_, len, _)| len).sum();
+        for (path, len, _) in files {
+            if used <= self.limit / 10 * 9 {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                used -= len;
+            }
+        }
+        self.used.store(used, std::sync::atomic::Ordering::Release);
+    }
+}
+
+/// The files under `dir` (two levels): path, size, mtime.
+fn walk(dir: &Path) -> Vec<(PathBuf, u64, std::time::SystemTime)> {
+    let mut out = Vec::new();
+    for sub in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(sub.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            if let Ok(md) = f.metadata() {
+                let mtime = md.modified().unwrap_or(std::time::UNIX_EPOCH);
+                out.push((f.path(), md.len(), mtime));
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -255,6 +375,39 @@ mod tests {
             let store = Remote::new(backend, prefix, "memory://", staging.path()).unwrap();
             super::super::conformance::run(&store);
         }
+    }
+
+    #[test]
+    fn caches_ranges_within_a_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend = Arc::new(object_store::memory::InMemory::new());
+        let store = Remote::new(backend.clone(), "", "memory://", &dir.path().join("tmp"))
+            .unwrap()
+            .with_read_cache(&dir.path().join("read"), 10_000)
+            .unwrap();
+        let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
+        store.put("packs/a", &data).unwrap();
+        assert_eq!(
+            store.get_range("packs/a", 100, 4000).unwrap(),
+            &data[100..4100]
+        );
+        // Served from the cache once the store no longer has it.
+        store
+            .runtime
+            .block_on(backend.delete(&ObjectPath::from("packs/a")))
+            .unwrap();
+        assert_eq!(
+            store.get_range("packs/a", 100, 4000).unwrap(),
+            &data[100..4100]
+        );
+        assert!(store.get_range("packs/a", 0, 10).is_err());
+        // Over the limit, the least recently used ranges go.
+        store.put("packs/b", &data).unwrap();
+        for i in 0..5u64 {
+            store.get_range("packs/b", i * 4000, 4000).unwrap();
+        }
+        let used: u64 = walk(&dir.path().join("read")).iter().map(|f| f.1).sum();
+        assert!(used <= 10_000, "{used}");
     }
 
     #[test]
