@@ -205,11 +205,20 @@ impl Pool {
         let name = location.url();
         let cache = s3pool::cache_dir(location)?;
         let remote = s3pool::connect(location, &cache)?;
-        let text = s3pool::get_optional(remote.as_ref(), POOL_FILE)?
-            .ok_or_else(|| Error::NoPool(PathBuf::from(&name)))?;
+        // pool.json never changes: a machine keeps the copy it read (the
+        // owner check below tells a pool re-created at this URL).
+        let local = cache.join(POOL_FILE);
+        let text = match fs::read(&local) {
+            Ok(t) => t,
+            Err(_) => s3pool::get_optional(remote.as_ref(), POOL_FILE)?
+                .ok_or_else(|| Error::NoPool(PathBuf::from(&name)))?,
+        };
         let description =
             parse_description(&text, &format!("{name}/{POOL_FILE}"), Path::new(&name))?;
         s3pool::check_owner(remote.as_ref(), &cache, &name)?;
+        if !local.exists() {
+            fs::write(&local, &text).at(&local)?;
+        }
         let catalog = Catalog::open(&cache.join(CATALOG_FILE))?;
         if cache.join(s3pool::UNSYNCED_FILE).exists() {
             // An earlier copy to the store failed: owe it again.
@@ -281,6 +290,7 @@ impl Pool {
             return Err(Error::NoPool(PathBuf::from(&name)));
         }
         s3pool::download_catalog(remote.as_ref(), &cache, &name)?;
+        let _ = fs::remove_file(cache.join(POOL_FILE));
         s3pool::take_ownership(remote.as_ref(), &cache)?;
         Pool::open_s3(location)
     }

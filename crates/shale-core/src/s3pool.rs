@@ -81,6 +81,11 @@ pub fn cache_dir(location: &S3Location) -> Result<PathBuf> {
     Ok(base.join(format!("s3-{}", &hash[..16])))
 }
 
+/// Reads fetch whole 4 MiB windows of packs (JuiceFS's block size, so a
+/// random read costs no more than there): cold reads in import order then
+/// take one request per window instead of one per chunk.
+pub const READ_WINDOW: u64 = 4 << 20;
+
 /// Default size limit of the read cache: `SHALE_READ_CACHE_SIZE` (e.g.
 /// `50GiB`, `0` for none), else 20 GiB.
 fn read_cache_limit() -> Result<u64> {
@@ -94,8 +99,11 @@ fn read_cache_limit() -> Result<u64> {
 /// The remote store of a pool at `location`, staging packs in its cache
 /// and keeping recently read data in `CACHE/read/`.
 pub fn connect(location: &S3Location, cache: &Path) -> Result<Arc<Remote>> {
-    let remote = Remote::s3(location, &cache.join("tmp"))?
-        .with_read_cache(&cache.join("read"), read_cache_limit()?)?;
+    let remote = Remote::s3(location, &cache.join("tmp"))?.with_read_cache(
+        &cache.join("read"),
+        read_cache_limit()?,
+        READ_WINDOW,
+    )?;
     Ok(Arc::new(remote))
 }
 

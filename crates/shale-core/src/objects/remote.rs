@@ -70,8 +70,10 @@ pub struct Remote {
     name: String,
     staging: PathBuf,
     runtime: tokio::runtime::Runtime,
-    /// Recently read byte ranges on local disk.
+    /// Recently read windows of objects on local disk.
     cache: Option<ReadCache>,
+    /// Sizes of objects read through the cache.
+    sizes: std::sync::Mutex<std::collections::HashMap<String, u64>>,
 }
 
 impl Remote {
@@ -131,16 +133,18 @@ impl Remote {
             staging: staging.to_path_buf(),
             runtime,
             cache: None,
+            sizes: Default::default(),
         })
     }
 
-    /// Keeps ranges read in `dir`, at most `limit` bytes (least recently
-    /// used first out); a limit of 0 keeps nothing.
-    pub fn with_read_cache(mut self, dir: &Path, limit: u64) -> Result<Remote> {
+    /// Reads whole `window`-byte windows of objects and keeps them in
+    /// `dir`, at most `limit` bytes (least recently used first out); a
+    /// limit of 0 keeps nothing and reads exactly what is asked.
+    pub fn with_read_cache(mut self, dir: &Path, limit: u64, window: u64) -> Result<Remote> {
         self.cache = if limit == 0 {
             None
         } else {
-            Some(ReadCache::open(dir, limit)?)
+            Some(ReadCache::open(dir, limit, window.max(1))?)
         };
         Ok(self)
     }
@@ -151,6 +155,83 @@ impl Remote {
         } else {
             ObjectPath::from(format!("{}/{key}", self.prefix))
         }
+    }
+
+    /// Reads `len` bytes at `offset` from the store itself.
+    fn fetch_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
+        let range = offset..offset + len as u64;
+        let data = self
+            .runtime
+            .block_on(self.backend.get_range(&self.path(key), range))
+            .map_err(|e| self.error(key, e))?;
+        if data.len() != len {
+            return Err(self.short_read(key, offset, len, data.len() as u64));
+        }
+        Ok(data.to_vec())
+    }
+
+    fn short_read(&self, key: &str, offset: u64, len: usize, got: u64) -> Error {
+        Error::io(
+            format!("{}/{key}", self.name),
+            std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                format!("wanted {len} bytes at {offset}, got {got}"),
+            ),
+        )
+    }
+
+    /// Bytes `from..to` of window `w` of `key`, from the cache or fetched
+    /// (one fetch per window however many threads want it at once).
+    fn window_part(
+        &self,
+        cache: &ReadCache,
+        key: &str,
+        w: u64,
+        from: usize,
+        to: usize,
+    ) -> Result<Vec<u8>> {
+        if let Some(d) = cache.read_part(key, w, from, to) {
+            return Ok(d);
+        }
+        let _one = cache.lock(key, w);
+        if let Some(d) = cache.read_part(key, w, from, to) {
+            return Ok(d);
+        }
+        let size = self.object_size(key)?;
+        let start = w * cache.window;
+        if start + to as u64 > size {
+            return Err(self.short_read(
+                key,
+                start + from as u64,
+                to - from,
+                size.saturating_sub(start + from as u64),
+            ));
+        }
+        let data = self.fetch_range(
+            key,
+            start,
+            (size.min(start + cache.window) - start) as usize,
+        )?;
+        cache.put_window(key, w, &data);
+        Ok(data[from..to].to_vec())
+    }
+
+    /// An object's size, asked once (objects never change).
+    fn object_size(&self, key: &str) -> Result<u64> {
+        if let Some(s) = self
+            .sizes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
+            return Ok(*s);
+        }
+        let size = ObjectStore::size(self, key)?;
+        self.sizes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key.to_string(), size);
+        Ok(size)
     }
 
     /// An `object_store` error as ours: a missing object is `NotFound` (as
@@ -187,27 +268,22 @@ impl ObjectStore for Remote {
     }
 
     fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
-        if let Some(hit) = self.cache.as_ref().and_then(|c| c.get(key, offset, len)) {
-            return Ok(hit);
+        let Some(cache) = &self.cache else {
+            return self.fetch_range(key, offset, len);
+        };
+        // Whole windows are fetched and kept: the neighbours of a chunk
+        // (the next files, in the order they were imported) come with it.
+        let end = offset + len as u64;
+        let mut out = Vec::with_capacity(len);
+        let mut w = offset / cache.window;
+        while w * cache.window < end {
+            let start = w * cache.window;
+            let from = (offset.max(start) - start) as usize;
+            let to = (end.min(start + cache.window) - start) as usize;
+            out.extend_from_slice(&self.window_part(cache, key, w, from, to)?);
+            w += 1;
         }
-        let range = offset..offset + len as u64;
-        let data = self
-            .runtime
-            .block_on(self.backend.get_range(&self.path(key), range))
-            .map_err(|e| self.error(key, e))?;
-        if data.len() != len {
-            return Err(Error::io(
-                format!("{}/{key}", self.name),
-                std::io::Error::new(
-                    std::io::ErrorKind::UnexpectedEof,
-                    format!("wanted {len} bytes at {offset}, got {}", data.len()),
-                ),
-            ));
-        }
-        if let Some(c) = &self.cache {
-            c.put(key, offset, &data);
-        }
-        Ok(data.to_vec())
+        Ok(out)
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
@@ -263,50 +339,66 @@ impl ObjectStore for Remote {
     }
 }
 
-/// Byte ranges of remote objects kept on local disk, one file per range,
+/// Windows of remote objects kept on local disk, one file per window,
 /// evicted least recently used first once over the size limit. Objects
-/// never change once written, so a cached range is never stale; it is
-/// checked like any read (blobs against their ids). A cache that cannot
-/// be written to is simply not used.
+/// never change once written, so a cached window is never stale; what is
+/// read from it is checked like any read (blobs against their ids). A
+/// cache that cannot be written to is simply not used.
 struct ReadCache {
     dir: PathBuf,
     limit: u64,
+    window: u64,
     /// Bytes cached, as counted when opened plus what was added since.
     used: std::sync::atomic::AtomicU64,
     evicting: std::sync::Mutex<()>,
+    /// Fetches of one window are serialized through one of these.
+    fetching: Vec<std::sync::Mutex<()>>,
 }
 
 impl ReadCache {
-    fn open(dir: &Path, limit: u64) -> Result<ReadCache> {
+    fn open(dir: &Path, limit: u64, window: u64) -> Result<ReadCache> {
         std::fs::create_dir_all(dir).at(dir)?;
         let used = walk(dir).iter().map(|(_, len, _)| len).sum();
         Ok(ReadCache {
             dir: dir.to_path_buf(),
             limit,
+            window,
             used: std::sync::atomic::AtomicU64::new(used),
             evicting: std::sync::Mutex::new(()),
+            fetching: (0..64).map(|_| std::sync::Mutex::new(())).collect(),
         })
     }
 
-    fn path(&self, key: &str, offset: u64, len: usize) -> PathBuf {
-        let h = blake3::hash(format!("{key}\0{offset}\0{len}").as_bytes()).to_hex();
+    fn name(&self, key: &str, w: u64) -> blake3::Hash {
+        blake3::hash(format!("{key}\0{}\0{w}", self.window).as_bytes())
+    }
+
+    fn path(&self, key: &str, w: u64) -> PathBuf {
+        let h = self.name(key, w).to_hex();
         self.dir.join(&h[..2]).join(&h[2..32])
     }
 
-    fn get(&self, key: &str, offset: u64, len: usize) -> Option<Vec<u8>> {
-        let path = self.path(key, offset, len);
-        let data = std::fs::read(&path).ok()?;
-        if data.len() != len {
-            let _ = std::fs::remove_file(&path);
-            return None;
-        }
-        // Recently used: its mtime orders eviction.
-        let _ = filetime::set_file_mtime(&path, filetime::FileTime::now());
-        Some(data)
+    fn lock(&self, key: &str, w: u64) -> std::sync::MutexGuard<'_, ()> {
+        let i = self.name(key, w).as_bytes()[0] as usize % self.fetching.len();
+        self.fetching[i].lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn put(&self, key: &str, offset: u64, data: &[u8]) {
-        let path = self.path(key, offset, data.len());
+    /// Bytes `from..to` of a cached window.
+    fn read_part(&self, key: &str, w: u64, from: usize, to: usize) -> Option<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let file = std::fs::File::open(self.path(key, w)).ok()?;
+        if file.metadata().ok()?.len() < to as u64 {
+            return None;
+        }
+        let mut buf = vec![0u8; to - from];
+        file.read_exact_at(&mut buf, from as u64).ok()?;
+        // Recently used: its mtime orders eviction.
+        let _ = filetime::set_file_handle_times(&file, None, Some(filetime::FileTime::now()));
+        Some(buf)
+    }
+
+    fn put_window(&self, key: &str, w: u64, data: &[u8]) {
+        let path = self.path(key, w);
         let Some(parent) = path.parent() else { return };
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
         let written = std::fs::create_dir_all(parent)
@@ -325,7 +417,7 @@ impl ReadCache {
         }
     }
 
-    /// Removes the least recently used ranges until 90% of the limit.
+    /// Removes the least recently used windows until 90% of the limit.
     fn evict(&self) {
         let Ok(_one) = self.evicting.try_lock() else {
             return;
@@ -383,7 +475,7 @@ mod tests {
         let backend = Arc::new(object_store::memory::InMemory::new());
         let store = Remote::new(backend.clone(), "", "memory://", &dir.path().join("tmp"))
             .unwrap()
-            .with_read_cache(&dir.path().join("read"), 10_000)
+            .with_read_cache(&dir.path().join("read"), 10_000, 4096)
             .unwrap();
         let data: Vec<u8> = (0..50_000u32).map(|i| (i % 251) as u8).collect();
         store.put("packs/a", &data).unwrap();
@@ -400,7 +492,7 @@ mod tests {
             store.get_range("packs/a", 100, 4000).unwrap(),
             &data[100..4100]
         );
-        assert!(store.get_range("packs/a", 0, 10).is_err());
+        assert!(store.get_range("packs/a", 20_000, 10).is_err());
         // Over the limit, the least recently used ranges go.
         store.put("packs/b", &data).unwrap();
         for i in 0..5u64 {
