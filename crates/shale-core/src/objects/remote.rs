@@ -353,7 +353,12 @@ struct ReadCache {
     evicting: std::sync::Mutex<()>,
     /// Fetches of one window are serialized through one of these.
     fetching: Vec<std::sync::Mutex<()>>,
+    /// Recently read window files, kept open, most recent first.
+    open: std::sync::Mutex<std::collections::VecDeque<(PathBuf, Arc<std::fs::File>)>>,
 }
+
+/// Window files kept open by the read cache.
+const OPEN_WINDOWS: usize = 32;
 
 impl ReadCache {
     fn open(dir: &Path, limit: u64, window: u64) -> Result<ReadCache> {
@@ -366,6 +371,7 @@ impl ReadCache {
             used: std::sync::atomic::AtomicU64::new(used),
             evicting: std::sync::Mutex::new(()),
             fetching: (0..64).map(|_| std::sync::Mutex::new(())).collect(),
+            open: Default::default(),
         })
     }
 
@@ -386,15 +392,40 @@ impl ReadCache {
     /// Bytes `from..to` of a cached window.
     fn read_part(&self, key: &str, w: u64, from: usize, to: usize) -> Option<Vec<u8>> {
         use std::os::unix::fs::FileExt;
-        let file = std::fs::File::open(self.path(key, w)).ok()?;
-        if file.metadata().ok()?.len() < to as u64 {
+        let path = self.path(key, w);
+        let file = self.open_window(&path)?;
+        let md = file.metadata().ok()?;
+        if md.len() < to as u64 {
             return None;
         }
         let mut buf = vec![0u8; to - from];
         file.read_exact_at(&mut buf, from as u64).ok()?;
-        // Recently used: its mtime orders eviction.
-        let _ = filetime::set_file_handle_times(&file, None, Some(filetime::FileTime::now()));
+        // Recently used: its mtime orders eviction (refreshed at most once a
+        // minute, to spare a metadata write per read).
+        let age = md.modified().ok().and_then(|m| m.elapsed().ok());
+        let stale = !matches!(age, Some(a) if a.as_secs() <= 60);
+        if stale {
+            let _ = filetime::set_file_handle_times(&file, None, Some(filetime::FileTime::now()));
+        }
         Some(buf)
+    }
+
+    /// An open window file: recently used ones stay open, so neighbouring
+    /// reads share one file (and its readahead) instead of opening it each.
+    fn open_window(&self, path: &Path) -> Option<Arc<std::fs::File>> {
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(i) = open.iter().position(|(p, _)| p == path) {
+            let hit = open.remove(i)?;
+            let file = hit.1.clone();
+            open.push_front(hit);
+            return Some(file);
+        }
+        drop(open);
+        let file = Arc::new(std::fs::File::open(path).ok()?);
+        let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
+        open.push_front((path.to_path_buf(), file.clone()));
+        open.truncate(OPEN_WINDOWS);
+        Some(file)
     }
 
     fn put_window(&self, key: &str, w: u64, data: &[u8]) {
