@@ -118,6 +118,7 @@ fn pool_info(cli: &Cli) -> Result<()> {
     if cli.json {
         print_json(&json!({
             "path": pool.name(),
+            "store": pool.description().store,
             "id": pool.description().id,
             "format_version": pool.description().version,
             "chunk_size": pool.chunking().avg,

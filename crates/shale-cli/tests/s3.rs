@@ -93,8 +93,14 @@ fn a_pool_in_a_bucket_works_like_a_local_one_and_moves_between_machines() {
     );
     same_tree(&src, &out);
     ok(&g, &url, &a, &["verify", "--read-data"]);
-    let info = ok(&g, &url, &a, &["--json", "pool", "info"]);
-    assert!(info.contains(&url), "{info}");
+    let info: serde_json::Value =
+        serde_json::from_str(&ok(&g, &url, &a, &["--json", "pool", "info"])).unwrap();
+    assert_eq!(info["path"], url.as_str());
+    // The pool describes itself: store kind, endpoint, catalog (no secret).
+    assert_eq!(info["store"]["kind"], "s3");
+    assert_eq!(info["store"]["endpoint"], g.endpoint.as_str());
+    assert_eq!(info["store"]["catalog"], "sqlite");
+    assert!(!info.to_string().contains(common::garage::SECRET));
 
     // Packs are in the bucket, not in the cache.
     let packs = g.cli(&["bucket", "info", BUCKET]);

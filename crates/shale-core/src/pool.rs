@@ -51,6 +51,22 @@ pub struct PoolDescription {
     pub store: Option<StoreSettings>,
 }
 
+impl PoolDescription {
+    /// The description of a new pool at `place` (which seeds its random id).
+    fn new(place: &str, settings: &PoolSettings, store: Option<StoreSettings>) -> Self {
+        let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let seed = format!("{created}{}{place}", std::process::id());
+        PoolDescription {
+            format: FORMAT_NAME.into(),
+            version: POOL_VERSION,
+            id: blake3::hash(seed.as_bytes()).to_hex()[..32].to_string(),
+            created,
+            chunking: settings.chunking,
+            store,
+        }
+    }
+}
+
 /// Where a pool lives, as a user names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PoolSpec {
@@ -129,16 +145,7 @@ impl Pool {
         fs::create_dir_all(root).at(root)?;
         let objects = LocalDir::new(root)?;
         let catalog = Catalog::create(&root.join(CATALOG_FILE))?;
-        let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let seed = format!("{created}{}{:?}", std::process::id(), root);
-        let description = PoolDescription {
-            format: FORMAT_NAME.into(),
-            version: POOL_VERSION,
-            id: blake3::hash(seed.as_bytes()).to_hex()[..32].to_string(),
-            created,
-            chunking: settings.chunking,
-            store: None,
-        };
+        let description = PoolDescription::new(&root.display().to_string(), settings, None);
         // pool.json is written last: a pool is complete once it exists.
         let json = serde_json::to_vec_pretty(&description)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -250,21 +257,19 @@ impl Pool {
         }
         fs::create_dir_all(cache.join("tmp")).at(&cache)?;
         let catalog = Catalog::create(&cache.join(CATALOG_FILE))?;
-        let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
-        let seed = format!("{created}{}{name}", std::process::id());
-        let description = PoolDescription {
-            format: FORMAT_NAME.into(),
-            version: POOL_VERSION,
-            id: blake3::hash(seed.as_bytes()).to_hex()[..32].to_string(),
-            created,
-            chunking: settings.chunking,
-            store: Some(StoreSettings {
-                kind: "s3".into(),
-                endpoint: location.endpoint.clone(),
-                region: location.region.clone(),
-                catalog: "sqlite".into(),
-            }),
+        // Recorded for the record (and other machines' users): what this
+        // pool was created with, given or from the environment.
+        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let store = StoreSettings {
+            kind: "s3".into(),
+            endpoint: location
+                .endpoint
+                .clone()
+                .or_else(|| env("AWS_ENDPOINT_URL")),
+            region: location.region.clone().or_else(|| env("AWS_REGION")),
+            catalog: "sqlite".into(),
         };
+        let description = PoolDescription::new(&name, settings, Some(store));
         s3pool::take_ownership(remote.as_ref(), &cache)?;
         s3pool::upload_catalog(remote.as_ref(), &catalog, &cache)?;
         // pool.json is written last: a pool is complete once it exists.
