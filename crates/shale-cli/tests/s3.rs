@@ -173,6 +173,23 @@ fn a_store_outage_fails_cleanly_and_a_rerun_completes() {
     );
     same_tree(&src, &out);
     ok(&g, &url, &cache, &["verify", "--read-data"]);
+    // A writer killed after storing packs but before its catalog commit
+    // leaves packs no catalog lists: gc frees them from the bucket.
+    let fresh = dir.path().join("fresh");
+    write(&fresh.join("new.bin"), &noise(777, 500_000));
+    let crashed = Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .envs(g.env())
+        .env("SHALE_CACHE_DIR", &cache)
+        .env("SHALE_FAIL_AT", "pack.stored")
+        .args(["--pool", &url, "volume", "create", "lost", "--from"])
+        .arg(&fresh)
+        .output()
+        .unwrap();
+    assert!(!crashed.status.success());
+    let gc: serde_json::Value =
+        serde_json::from_str(&ok(&g, &url, &cache, &["--json", "gc"])).unwrap();
+    assert!(gc["orphans_removed"].as_u64().unwrap() >= 1, "{gc}");
+    ok(&g, &url, &cache, &["verify", "--read-data"]);
     let e = fails(&g, "s3://no-such-bucket/x", &cache, &["volume", "list"]);
     assert!(e.contains("no-such-bucket"), "{e}");
 }

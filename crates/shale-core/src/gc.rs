@@ -595,12 +595,13 @@ impl Pool {
             if listed.contains(&name) {
                 continue;
             }
-            let path = self.root().join(&key);
-            let mtime = std::fs::metadata(&path)
+            // Unknown age: kept.
+            let mtime = self
+                .store
+                .objects()
+                .modified(&key)
                 .ok()
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_nanos() as i64)
+                .flatten()
                 .unwrap_or(i64::MAX);
             if mtime < oldest {
                 self.store.objects().delete(&key)?;

@@ -206,6 +206,16 @@ impl ObjectStore for LocalDir {
         let path = self.path_of(key);
         Ok(fs::metadata(&path).at(&path)?.len())
     }
+
+    fn modified(&self, key: &str) -> Result<Option<i64>> {
+        Self::check_key(key)?;
+        let path = self.path_of(key);
+        let mtime = fs::metadata(&path).at(&path)?.modified().at(&path)?;
+        Ok(mtime
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_nanos() as i64))
+    }
 }
 
 #[cfg(test)]

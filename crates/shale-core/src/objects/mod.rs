@@ -29,6 +29,12 @@ pub trait ObjectStore: Send + Sync {
     fn delete(&self, key: &str) -> Result<()>;
     /// Size of an object in bytes.
     fn size(&self, key: &str) -> Result<u64>;
+    /// When an object was written, in ns since the Unix epoch, if the
+    /// store knows (`gc` frees an unlisted pack only if it is older than
+    /// every running writer).
+    fn modified(&self, _key: &str) -> Result<Option<i64>> {
+        Ok(None)
+    }
     /// Stores the contents of the local file `path` under `key` and removes
     /// the file. Backends on the same file system move it instead of copying.
     fn put_file(&self, key: &str, path: &std::path::Path) -> Result<()> {
@@ -62,6 +68,13 @@ pub(crate) mod conformance {
             store.get_range("packs/aa/one", 8, 10).is_err(),
             "short read must fail"
         );
+        if let Some(t) = store.modified("packs/aa/one").unwrap() {
+            let now = crate::catalog::now_ns();
+            assert!(
+                t <= now + 1_000_000_000 && t > now - 600_000_000_000,
+                "{t} vs {now}"
+            );
+        }
         let mut keys = store.list("packs/").unwrap();
         keys.sort();
         assert_eq!(keys, vec!["packs/aa/one", "packs/bb/two"]);

@@ -328,6 +328,13 @@ impl ObjectStore for Remote {
             .map_err(|e| self.error(key, e))
     }
 
+    fn modified(&self, key: &str) -> Result<Option<i64>> {
+        self.runtime
+            .block_on(self.backend.head(&self.path(key)))
+            .map(|m| m.last_modified.timestamp_nanos_opt())
+            .map_err(|e| self.error(key, e))
+    }
+
     fn put_file(&self, key: &str, path: &Path) -> Result<()> {
         let data = std::fs::read(path).at(path)?;
         self.put(key, &data)?;
