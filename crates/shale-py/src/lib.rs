@@ -93,9 +93,8 @@ fn opt_s<'a>(args: &'a Value, key: &str) -> Option<&'a str> {
     args[key].as_str()
 }
 
-fn volume_json(pool: &Pool, name: &str) -> Result<Value, Error> {
-    let v = pool.volume_info(name)?;
-    Ok(json!({
+fn volume_json(v: &shale_core::volumes::VolumeInfo) -> Value {
+    json!({
         "name": v.row.name,
         "root": v.row.root.to_hex(),
         "bytes": v.row.bytes,
@@ -105,7 +104,7 @@ fn volume_json(pool: &Pool, name: &str) -> Result<Value, Error> {
         "created": rfc3339(v.row.created),
         "updated": rfc3339(v.row.updated),
         "snapshots": v.snapshots,
-    }))
+    })
 }
 
 fn snapshot_json(s: &shale_core::catalog::SnapshotRow) -> Value {
@@ -122,13 +121,8 @@ fn snapshot_json(s: &shale_core::catalog::SnapshotRow) -> Value {
 /// Runs one operation on `pool`; `args` is a JSON object.
 fn call(pool: &Pool, op: &str, args: &Value) -> Result<Value, Error> {
     Ok(match op {
-        "list_volumes" => Value::Array(
-            pool.list_volumes()?
-                .iter()
-                .map(|v| volume_json(pool, &v.row.name))
-                .collect::<Result<_, _>>()?,
-        ),
-        "volume_info" => volume_json(pool, s(args, "name")?)?,
+        "list_volumes" => Value::Array(pool.list_volumes()?.iter().map(volume_json).collect()),
+        "volume_info" => volume_json(&pool.volume_info(s(args, "name")?)?),
         "create_volume" => {
             let name = s(args, "name")?;
             let quota = match opt_s(args, "size") {
@@ -143,12 +137,12 @@ fn call(pool: &Pool, op: &str, args: &Value) -> Result<Value, Error> {
                     pool.create_volume(name, quota)?;
                 }
             }
-            volume_json(pool, name)?
+            volume_json(&pool.volume_info(name)?)
         }
         "clone_volume" => {
             let new = s(args, "new")?;
             pool.clone_volume(new, s(args, "source")?)?;
-            volume_json(pool, new)?
+            volume_json(&pool.volume_info(new)?)
         }
         "delete_volume" => {
             pool.delete_volume(s(args, "name")?)?;

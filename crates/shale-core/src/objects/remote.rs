@@ -335,12 +335,6 @@ impl ObjectStore for Remote {
             .map_err(|e| self.error(key, e))
     }
 
-    fn put_file(&self, key: &str, path: &Path) -> Result<()> {
-        let data = std::fs::read(path).at(path)?;
-        self.put(key, &data)?;
-        std::fs::remove_file(path).at(path)
-    }
-
     fn staging_dir(&self) -> Option<PathBuf> {
         Some(self.staging.clone())
     }
