@@ -56,13 +56,21 @@ pub fn open(cli: &Cli) -> Result<Pool> {
 /// Runs the parsed command line.
 pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {
-        Command::Pool(PoolCmd::Init { path, chunk_size }) => {
+        Command::Pool(PoolCmd::Init {
+            path,
+            chunk_size,
+            catalog,
+        }) => {
             let spec = match path {
                 Some(p) => PoolSpec::parse(p.as_os_str())?,
                 None => pool_spec(cli)?,
             };
             let chunking = ChunkParams::new(parse_size(chunk_size)?)?;
-            let pool = Pool::init_spec(&spec, &PoolSettings { chunking })?;
+            let settings = PoolSettings {
+                chunking,
+                catalog: catalog.clone(),
+            };
+            let pool = Pool::init_spec(&spec, &settings)?;
             pool.sync_catalog()?;
             if cli.json {
                 print_json(

@@ -98,11 +98,17 @@ pub enum PoolCmd {
         /// Average chunk size for file content (power of two, 16KiB to 4MiB).
         #[arg(long, value_name = "SIZE", default_value = "1MiB")]
         chunk_size: String,
+        /// For an object-store pool that several machines share: keep its
+        /// catalog in this PostgreSQL database (postgres://USER@HOST[:PORT]/DB;
+        /// the password comes from PGPASSWORD and is never stored in the pool).
+        #[arg(long, value_name = "URL")]
+        catalog: Option<String>,
     },
     /// Volumes, snapshots, the space saved by sharing, and what gc would reclaim.
     Info,
-    /// Make this machine the one working on an object-store pool (its
-    /// SQLite catalog is used from one machine at a time).
+    /// Make this machine the one working on an object-store pool with an
+    /// SQLite catalog (used from one machine at a time; a pool with a
+    /// PostgreSQL catalog needs no attach).
     Attach,
 }
 

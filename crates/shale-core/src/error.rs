@@ -20,7 +20,7 @@ pub enum Error {
     },
     /// The catalog database failed.
     #[error("catalog: {0}")]
-    Catalog(#[from] rusqlite::Error),
+    Catalog(String),
     /// No pool exists at the path.
     #[error("no Shale pool at {} (create one with `shale pool init`)", .0.display())]
     NoPool(PathBuf),
@@ -135,6 +135,12 @@ impl Error {
             what: what.into(),
             reason: reason.into(),
         }
+    }
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Error::Catalog(e.to_string())
     }
 }
 

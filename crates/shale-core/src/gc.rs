@@ -26,10 +26,10 @@ use std::fs::File;
 use std::os::unix::io::AsRawFd;
 use std::time::Duration;
 
-use rusqlite::params;
 use serde::Serialize;
 
-use crate::catalog::{now_ns, SealedPack};
+use crate::args;
+use crate::catalog::{now_ns, SealedPack, Sql};
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::pack::{self, EntryHead};
@@ -155,38 +155,25 @@ fn roots(pool: &Pool) -> Result<HashSet<ObjectId>> {
 
 /// Removes a pack's row if no blob row points at it any more; whether it did.
 /// (Its file is deleted by the caller, after the transaction commits.)
-fn drop_pack_if_unused(tx: &rusqlite::Transaction<'_>, pack: i64) -> Result<bool> {
-    let used: bool = tx.query_row(
-        "SELECT EXISTS (SELECT 1 FROM blobs WHERE pack = ?1)",
-        [pack],
-        |r| r.get(0),
-    )?;
+fn drop_pack_if_unused(tx: &dyn Sql, pack: i64) -> Result<bool> {
+    let used = tx.exists("SELECT 1 FROM blobs WHERE pack = ?1", args![pack])?;
     if !used {
-        tx.execute("DELETE FROM packs WHERE id = ?1", [pack])?;
+        tx.execute("DELETE FROM packs WHERE id = ?1", args![pack])?;
     }
     Ok(!used)
 }
 
 /// Per pack: (catalog key, name, size, live stored bytes incl. heads).
 fn pack_usage(pool: &Pool) -> Result<Vec<(i64, ObjectId, u64, u64)>> {
-    pool.catalog().read(|c| {
-        let mut stmt = c.prepare(
+    pool.catalog().read(|db| {
+        db.query_all(
             "SELECT p.id, p.name, p.size, \
-             coalesce((SELECT sum(stored_len + 44) FROM blobs b WHERE b.pack = p.id AND b.condemned = 0), 0) \
+             CAST(coalesce((SELECT sum(stored_len + 44) FROM blobs b \
+                            WHERE b.pack = p.id AND b.condemned = 0), 0) AS BIGINT) \
              FROM packs p",
-        )?;
-        let rows = stmt.query_map([], |r| {
-            let name: Vec<u8> = r.get(1)?;
-            Ok((r.get::<_, i64>(0)?, name, r.get::<_, i64>(2)? as u64, r.get::<_, i64>(3)? as u64))
-        })?;
-        let mut out = Vec::new();
-        for row in rows {
-            let (id, name, size, live) = row?;
-            let name = ObjectId::from_slice(&name)
-                .ok_or_else(|| Error::corrupt("catalog table packs", "a pack name is not 32 bytes"))?;
-            out.push((id, name, size, live));
-        }
-        Ok(out)
+            &[],
+            |r| Ok((r.int(0)?, r.id(1)?, r.int(2)? as u64, r.int(3)? as u64)),
+        )
     })
 }
 
@@ -199,17 +186,15 @@ impl Pool {
             marks.walk(self, &root)?;
         }
         let mut live_by_pack: HashMap<i64, u64> = HashMap::new();
-        self.catalog().read(|c| {
-            let mut stmt = c.prepare("SELECT id, pack, stored_len FROM blobs")?;
-            let mut rows = stmt.query([])?;
-            while let Some(r) = rows.next()? {
-                let id: Vec<u8> = r.get(0)?;
-                if ObjectId::from_slice(&id).is_some_and(|id| marks.blobs.contains(&id)) {
-                    *live_by_pack.entry(r.get(1)?).or_default() +=
-                        r.get::<_, i64>(2)? as u64 + pack::ENTRY_HEAD_LEN as u64;
+        self.catalog().read(|db| {
+            live_by_pack.clear();
+            db.query_each("SELECT id, pack, stored_len FROM blobs", &[], &mut |r| {
+                if marks.blobs.contains(&r.id(0)?) {
+                    *live_by_pack.entry(r.int(1)?).or_default() +=
+                        r.int(2)? as u64 + pack::ENTRY_HEAD_LEN as u64;
                 }
-            }
-            Ok(())
+                Ok(())
+            })
         })?;
         let mut space = Space {
             reclaimable_bytes: plan.freed_bytes.saturating_sub(plan.written_bytes),
@@ -296,33 +281,27 @@ impl Pool {
 
         // 2. condemn
         let (condemned, waiting_for) = self.catalog().write(|tx| {
-            let active: HashSet<i64> = {
-                let mut stmt = tx.prepare("SELECT id FROM sessions")?;
-                let ids = stmt.query_map([], |r| r.get(0))?;
-                ids.collect::<rusqlite::Result<_>>()?
-            };
+            let active: HashSet<i64> = tx
+                .query_all("SELECT id FROM sessions", &[], |r| r.int(0))?
+                .into_iter()
+                .collect();
             let mut candidates = Vec::new();
-            {
-                let mut stmt = tx.prepare(
-                    "SELECT b.id, p.session FROM blobs b JOIN packs p ON p.id = b.pack \
-                     WHERE b.condemned = 0 AND p.created < ?1",
-                )?;
-                let mut rows = stmt.query([t_mark])?;
-                while let Some(r) = rows.next()? {
-                    let id: Vec<u8> = r.get(0)?;
-                    let session: Option<i64> = r.get(1)?;
-                    let Some(id) = ObjectId::from_slice(&id) else {
-                        continue;
-                    };
+            tx.query_each(
+                "SELECT b.id, p.session FROM blobs b JOIN packs p ON p.id = b.pack \
+                 WHERE b.condemned = 0 AND p.created < ?1",
+                args![t_mark],
+                &mut |r| {
+                    let id = r.id(0)?;
+                    let session = r.opt_int(1)?;
                     if !marks.blobs.contains(&id) && !session.is_some_and(|s| active.contains(&s)) {
                         candidates.push(id);
                     }
-                }
-            }
+                    Ok(())
+                },
+            )?;
             if !opts.dry_run {
-                let mut stmt = tx.prepare("UPDATE blobs SET condemned = 1 WHERE id = ?1")?;
                 for id in &candidates {
-                    stmt.execute([&id.0[..]])?;
+                    tx.execute("UPDATE blobs SET condemned = 1 WHERE id = ?1", args![id])?;
                 }
             }
             Ok((candidates, active))
@@ -354,14 +333,11 @@ impl Pool {
         if opts.dry_run {
             return self.plan_dry_run(report, &condemned);
         }
-        self.catalog().write(|tx| {
-            let mut stmt = tx.prepare("UPDATE blobs SET condemned = 0 WHERE id = ?1")?;
+        report.freed_blobs = self.catalog().write(|tx| {
             for id in &rescued.blobs {
-                stmt.execute([&id.0[..]])?;
+                tx.execute("UPDATE blobs SET condemned = 0 WHERE id = ?1", args![id])?;
             }
-            let freed = tx.execute("DELETE FROM blobs WHERE condemned = 1", [])?;
-            report.freed_blobs = freed as u64;
-            Ok(())
+            tx.execute("DELETE FROM blobs WHERE condemned = 1", &[])
         })?;
 
         // sweep packs: delete empty ones, repack mostly-garbage ones
@@ -382,36 +358,35 @@ impl Pool {
         if !moved.is_empty() {
             crate::failpoint::fail_point("gc.repacked");
         }
-        let mut doomed: Vec<(ObjectId, u64)> = Vec::new();
-        self.catalog().write(|tx| {
+        // (the closure may run again on a new connection: it starts afresh)
+        let (doomed, deleted, repacked) = self.catalog().write(|tx| {
+            let mut doomed: Vec<(ObjectId, u64)> = Vec::new();
+            let (mut deleted, mut repacked) = (0, 0);
             for (id, name, size) in &empty {
                 if drop_pack_if_unused(tx, *id)? {
                     doomed.push((*name, *size));
-                    report.deleted_packs += 1;
+                    deleted += 1;
                 }
             }
             for (new_pack, entries, old) in &moved {
-                crate::catalog::insert_packs(tx, std::slice::from_ref(new_pack), None)?;
-                let new_id: i64 = tx.query_row(
-                    "SELECT id FROM packs WHERE name = ?1",
-                    [&new_pack.name.0[..]],
-                    |r| r.get(0),
-                )?;
+                let keys = crate::catalog::insert_packs(tx, std::slice::from_ref(new_pack), None)?;
                 for (e, old_pack) in entries {
                     tx.execute(
-                        "UPDATE blobs SET pack = ?1, offset = ?2 WHERE id = ?3 AND pack = ?4",
-                        params![new_id, e.offset as i64, &e.id.0[..], old_pack],
+                        "UPDATE blobs SET pack = ?1, \"offset\" = ?2 WHERE id = ?3 AND pack = ?4",
+                        args![keys[0], e.offset as i64, &e.id, *old_pack],
                     )?;
                 }
                 for (old_id, old_name, old_size) in old {
                     if drop_pack_if_unused(tx, *old_id)? {
                         doomed.push((*old_name, *old_size));
-                        report.repacked_packs += 1;
+                        repacked += 1;
                     }
                 }
             }
-            Ok(())
+            Ok((doomed, deleted, repacked))
         })?;
+        report.deleted_packs += deleted;
+        report.repacked_packs += repacked;
         crate::failpoint::fail_point("gc.swept");
         for (name, size) in doomed {
             self.store.objects().delete(&pack::key(&name))?;

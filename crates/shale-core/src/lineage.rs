@@ -9,6 +9,7 @@
 
 use serde::Serialize;
 
+use crate::args;
 use crate::catalog::{self, now_ns};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
@@ -87,11 +88,11 @@ impl Pool {
     pub fn begin_run(&self, command: &[String]) -> Result<i64> {
         let command = serde_json::to_string(command).unwrap_or_default();
         self.catalog().write(|tx| {
-            tx.execute(
-                "INSERT INTO runs (command, host, started) VALUES (?1, ?2, ?3)",
-                rusqlite::params![command, crate::session::host_name(), now_ns()],
-            )?;
-            Ok(tx.last_insert_rowid())
+            tx.query_one(
+                "INSERT INTO runs (command, host, started) VALUES (?1, ?2, ?3) RETURNING id",
+                args![&command, crate::session::host_name(), now_ns()],
+                |r| r.int(0),
+            )
         })
     }
 
@@ -104,7 +105,7 @@ impl Pool {
             tx.execute(
                 "INSERT INTO run_data (run, output, volume, snapshot, snapshot_id) \
                  VALUES (?1, ?2, ?3, ?4, ?5)",
-                rusqlite::params![run, output, data.volume, data.snapshot, &id.0[..]],
+                args![run, output, &data.volume, &data.snapshot, &id],
             )?;
             Ok(())
         })
@@ -115,7 +116,7 @@ impl Pool {
         self.catalog().write(|tx| {
             tx.execute(
                 "UPDATE runs SET mlflow_run = ?2 WHERE id = ?1",
-                rusqlite::params![run, mlflow_run],
+                args![run, mlflow_run],
             )?;
             Ok(())
         })
@@ -126,7 +127,7 @@ impl Pool {
         self.catalog().write(|tx| {
             tx.execute(
                 "UPDATE runs SET ended = ?2, exit_code = ?3 WHERE id = ?1",
-                rusqlite::params![run, now_ns(), exit_code],
+                args![run, now_ns(), exit_code],
             )?;
             Ok(())
         })
@@ -134,45 +135,43 @@ impl Pool {
 
     /// Every recorded run, oldest first.
     pub fn runs(&self) -> Result<Vec<Run>> {
-        self.catalog().read(|conn| {
-            let mut stmt = conn.prepare(
+        self.catalog().read(|db| {
+            let mut runs = db.query_all(
                 "SELECT id, command, host, started, ended, exit_code, mlflow_run \
                  FROM runs ORDER BY id",
+                &[],
+                |r| {
+                    Ok(Run {
+                        id: r.int(0)?,
+                        command: serde_json::from_str(&r.text(1)?).unwrap_or_default(),
+                        host: r.text(2)?,
+                        started: r.int(3)?,
+                        ended: r.opt_int(4)?,
+                        exit_code: r.opt_int(5)?.map(|c| c as i32),
+                        mlflow_run: r.opt_text(6)?,
+                        inputs: Vec::new(),
+                        outputs: Vec::new(),
+                    })
+                },
             )?;
-            let rows = stmt.query_map([], |r| {
-                Ok(Run {
-                    id: r.get(0)?,
-                    command: serde_json::from_str(&r.get::<_, String>(1)?).unwrap_or_default(),
-                    host: r.get(2)?,
-                    started: r.get(3)?,
-                    ended: r.get(4)?,
-                    exit_code: r.get(5)?,
-                    mlflow_run: r.get(6)?,
-                    inputs: Vec::new(),
-                    outputs: Vec::new(),
-                })
-            })?;
-            let mut runs = rows.collect::<rusqlite::Result<Vec<Run>>>()?;
-            let mut stmt = conn.prepare(
+            let data = db.query_all(
                 "SELECT run, output, volume, snapshot, snapshot_id FROM run_data \
                  ORDER BY run, volume",
+                &[],
+                |r| {
+                    Ok((
+                        r.int(0)?,
+                        r.int(1)? != 0,
+                        RunData {
+                            volume: r.text(2)?,
+                            snapshot: r.text(3)?,
+                            snapshot_id: r.id(4)?.to_hex(),
+                        },
+                    ))
+                },
             )?;
-            let data = stmt.query_map([], |r| {
-                let id: Vec<u8> = r.get(4)?;
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, bool>(1)?,
-                    RunData {
-                        volume: r.get(2)?,
-                        snapshot: r.get(3)?,
-                        snapshot_id: ObjectId::from_slice(&id)
-                            .map(|i| i.to_hex())
-                            .unwrap_or_default(),
-                    },
-                ))
-            })?;
             for row in data {
-                let (run, output, d) = row?;
+                let (run, output, d) = row;
                 if let Some(r) = runs.iter_mut().find(|r| r.id == run) {
                     if output {
                         r.outputs.push(d)

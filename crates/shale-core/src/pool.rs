@@ -67,6 +67,17 @@ impl PoolDescription {
     }
 }
 
+impl PoolDescription {
+    /// The URL (without password) of the PostgreSQL catalog, for a pool
+    /// whose catalog is shared.
+    pub fn shared_catalog(&self) -> Option<&str> {
+        self.store
+            .as_ref()
+            .map(|s| s.catalog.as_str())
+            .filter(|c| crate::catalog::is_postgres_url(c))
+    }
+}
+
 /// Where a pool lives, as a user names it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum PoolSpec {
@@ -111,6 +122,10 @@ impl PoolSpec {
 pub struct PoolSettings {
     /// Chunk sizes.
     pub chunking: ChunkParams,
+    /// For an object-store pool shared by several machines: the URL of the
+    /// PostgreSQL database that holds its catalog (`postgres://…`). None:
+    /// an SQLite catalog.
+    pub catalog: Option<String>,
 }
 
 /// An open pool.
@@ -130,6 +145,13 @@ impl Pool {
 
     /// Creates a pool with explicit settings.
     pub fn init_with(root: &Path, settings: &PoolSettings) -> Result<Pool> {
+        if settings.catalog.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "cannot create a pool in {} with a PostgreSQL catalog: a shared catalog is for \
+                 pools in an object store (s3://BUCKET/PREFIX); a local pool keeps its catalog beside its data",
+                root.display()
+            )));
+        }
         if root.join(POOL_FILE).exists() {
             return Err(Error::PoolExists(root.to_path_buf()));
         }
@@ -222,12 +244,18 @@ impl Pool {
         };
         let description =
             parse_description(&text, &format!("{name}/{POOL_FILE}"), Path::new(&name))?;
-        s3pool::check_owner(remote.as_ref(), &cache, &name)?;
+        let shared = description.shared_catalog().map(str::to_string);
+        if shared.is_none() {
+            s3pool::check_owner(remote.as_ref(), &cache, &name)?;
+        }
         if !local.exists() {
             fs::write(&local, &text).at(&local)?;
         }
-        let catalog = Catalog::open(&cache.join(CATALOG_FILE))?;
-        if cache.join(s3pool::UNSYNCED_FILE).exists() {
+        let catalog = match &shared {
+            Some(url) => Catalog::open_postgres(url, &description.id)?,
+            None => Catalog::open(&cache.join(CATALOG_FILE))?,
+        };
+        if shared.is_none() && cache.join(s3pool::UNSYNCED_FILE).exists() {
             // An earlier copy to the store failed: owe it again.
             catalog.write(|_| Ok(()))?;
         }
@@ -256,7 +284,6 @@ impl Pool {
             fs::remove_dir_all(&cache).at(&cache)?;
         }
         fs::create_dir_all(cache.join("tmp")).at(&cache)?;
-        let catalog = Catalog::create(&cache.join(CATALOG_FILE))?;
         // Recorded for the record (and other machines' users): what this
         // pool was created with, given or from the environment.
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -267,11 +294,29 @@ impl Pool {
                 .clone()
                 .or_else(|| env("AWS_ENDPOINT_URL")),
             region: location.region.clone().or_else(|| env("AWS_REGION")),
-            catalog: "sqlite".into(),
+            catalog: match &settings.catalog {
+                Some(url) => crate::catalog::without_password(url),
+                None => "sqlite".into(),
+            },
         };
         let description = PoolDescription::new(&name, settings, Some(store));
-        s3pool::take_ownership(remote.as_ref(), &cache)?;
-        s3pool::upload_catalog(remote.as_ref(), &catalog, &cache)?;
+        let catalog = match &settings.catalog {
+            Some(url) => {
+                if !crate::catalog::is_postgres_url(url) {
+                    return Err(Error::InvalidArgument(format!(
+                        "{}: a catalog is a PostgreSQL URL (postgres://USER@HOST[:PORT]/DATABASE)",
+                        crate::catalog::without_password(url)
+                    )));
+                }
+                Catalog::create_postgres(url, &description.id)?
+            }
+            None => {
+                let catalog = Catalog::create(&cache.join(CATALOG_FILE))?;
+                s3pool::take_ownership(remote.as_ref(), &cache)?;
+                s3pool::upload_catalog(remote.as_ref(), &catalog, &cache)?;
+                catalog
+            }
+        };
         // pool.json is written last: a pool is complete once it exists.
         let json = serde_json::to_vec_pretty(&description)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -291,8 +336,14 @@ impl Pool {
         let name = location.url();
         let cache = s3pool::cache_dir(location)?;
         let remote = s3pool::connect(location, &cache)?;
-        if s3pool::get_optional(remote.as_ref(), POOL_FILE)?.is_none() {
+        let Some(text) = s3pool::get_optional(remote.as_ref(), POOL_FILE)? else {
             return Err(Error::NoPool(PathBuf::from(&name)));
+        };
+        let description =
+            parse_description(&text, &format!("{name}/{POOL_FILE}"), Path::new(&name))?;
+        if description.shared_catalog().is_some() {
+            // Nothing to take over: every machine uses the shared catalog.
+            return Pool::open_s3(location);
         }
         s3pool::download_catalog(remote.as_ref(), &cache, &name)?;
         let _ = fs::remove_file(cache.join(POOL_FILE));
@@ -307,7 +358,7 @@ impl Pool {
         let Some((remote, name)) = &self.remote else {
             return Ok(());
         };
-        if !self.catalog().take_dirty() {
+        if self.description.shared_catalog().is_some() || !self.catalog().take_dirty() {
             return Ok(());
         }
         // Until a copy succeeds, a marker file says one is owed (the next

@@ -177,11 +177,7 @@ pub fn upload_catalog(store: &dyn ObjectStore, catalog: &Catalog, cache: &Path) 
         .join("tmp")
         .join(format!("catalog-upload-{}.db", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    let target = tmp.to_string_lossy().to_string();
-    catalog.read(|c| {
-        c.execute("VACUUM INTO ?1", [target])?;
-        Ok(())
-    })?;
+    catalog.copy_to(&tmp)?;
     store.put_file(CATALOG_KEY, &tmp)
 }
 

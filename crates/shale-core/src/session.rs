@@ -8,8 +8,7 @@
 
 use std::sync::Arc;
 
-use rusqlite::params;
-
+use crate::args;
 use crate::catalog::{now_ns, Catalog};
 use crate::error::Result;
 
@@ -64,11 +63,12 @@ impl Session {
     pub fn begin(catalog: Arc<Catalog>, what: &str) -> Result<Session> {
         let pid = std::process::id();
         let id = catalog.write(|tx| {
-            tx.execute(
-                "INSERT INTO sessions (host, pid, proc_start, started, what) VALUES (?1, ?2, ?3, ?4, ?5)",
-                params![host_name(), pid, process_start(pid).unwrap_or(0) as i64, now_ns(), what],
-            )?;
-            Ok(tx.last_insert_rowid())
+            tx.query_one(
+                "INSERT INTO sessions (host, pid, proc_start, started, what) \
+                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
+                args![host_name(), pid, process_start(pid).unwrap_or(0) as i64, now_ns(), what],
+                |r| r.int(0),
+            )
         })?;
         Ok(Session { catalog, id })
     }
@@ -83,7 +83,7 @@ impl Drop for Session {
     fn drop(&mut self) {
         let id = self.id;
         if let Err(e) = self.catalog.write(|tx| {
-            tx.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+            tx.execute("DELETE FROM sessions WHERE id = ?1", args![id])?;
             Ok(())
         }) {
             tracing::warn!("could not unregister writing session {id}: {e} (gc will remove it)");
@@ -93,20 +93,21 @@ impl Drop for Session {
 
 /// Every registered session.
 pub fn sessions(catalog: &Catalog) -> Result<Vec<SessionRow>> {
-    catalog.read(|c| {
-        let mut stmt =
-            c.prepare("SELECT id, host, pid, proc_start, started, what FROM sessions ORDER BY id")?;
-        let rows = stmt.query_map([], |r| {
-            Ok(SessionRow {
-                id: r.get(0)?,
-                host: r.get(1)?,
-                pid: r.get::<_, i64>(2)? as u32,
-                proc_start: r.get::<_, i64>(3)? as u64,
-                started: r.get(4)?,
-                what: r.get(5)?,
-            })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    catalog.read(|db| {
+        db.query_all(
+            "SELECT id, host, pid, proc_start, started, what FROM sessions ORDER BY id",
+            &[],
+            |r| {
+                Ok(SessionRow {
+                    id: r.int(0)?,
+                    host: r.text(1)?,
+                    pid: r.int(2)? as u32,
+                    proc_start: r.int(3)? as u64,
+                    started: r.int(4)?,
+                    what: r.text(5)?,
+                })
+            },
+        )
     })
 }
 
@@ -121,7 +122,7 @@ pub fn remove_stale(catalog: &Catalog) -> Result<usize> {
     if !stale.is_empty() {
         catalog.write(|tx| {
             for id in &stale {
-                tx.execute("DELETE FROM sessions WHERE id = ?1", [id])?;
+                tx.execute("DELETE FROM sessions WHERE id = ?1", args![*id])?;
             }
             Ok(())
         })?;

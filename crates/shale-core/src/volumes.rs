@@ -1,6 +1,7 @@
 //! Volumes, snapshots, clones and restore: catalog updates that move
 //! pointers to trees, constant time whatever the data size (invariant 5).
 
+use crate::args;
 use crate::catalog::{self, RootMeta, SnapshotRow, Totals, VolumeRow};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
@@ -123,8 +124,8 @@ impl Pool {
         let _hold = self.hold_mounts(name)?;
         self.catalog().write(|tx| {
             let v = catalog::volume_by_name(tx, name)?;
-            tx.execute("DELETE FROM snapshots WHERE volume = ?1", [v.id])?;
-            tx.execute("DELETE FROM volumes WHERE id = ?1", [v.id])?;
+            tx.execute("DELETE FROM snapshots WHERE volume = ?1", args![v.id])?;
+            tx.execute("DELETE FROM volumes WHERE id = ?1", args![v.id])?;
             Ok(())
         })
     }
@@ -220,7 +221,7 @@ impl Pool {
             let v = catalog::volume_by_name(tx, volume)?;
             tx.execute(
                 "DELETE FROM snapshots WHERE volume = ?1 AND name = ?2",
-                rusqlite::params![v.id, name],
+                args![v.id, name],
             )?;
             Ok(())
         })

@@ -8,6 +8,7 @@ use std::process::{Command, Output};
 use serde_json::Value;
 
 pub mod garage;
+pub mod postgres;
 
 /// A temporary directory holding a pool (`pool/`) and whatever else a test needs.
 pub struct Env {
