@@ -78,6 +78,7 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
         true,
         false,
         std::env::temp_dir(),
+        &args.mountpoint,
     )?);
     if args.commit_interval == 0 {
         bail!("--commit-interval must be at least 1 second");

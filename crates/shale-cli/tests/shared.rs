@@ -88,8 +88,17 @@ impl Shared {
 }
 
 fn same_tree(a: &Path, b: &Path) {
-    let out = Command::new("diff").arg("-r").arg(a).arg(b).output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
+    let out = Command::new("diff")
+        .arg("-r")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }
 
 #[test]
@@ -105,7 +114,10 @@ fn machines_share_one_pool_through_the_catalog_database() {
     let e = s.fails("b", &["pool", "init", "--catalog", &s.pg.url]);
     assert!(e.contains("already exists"), "{e}");
 
-    s.ok("a", &["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    s.ok(
+        "a",
+        &["volume", "create", "ds", "--from", src.to_str().unwrap()],
+    );
     s.ok("a", &["snapshot", "create", "ds", "v1"]);
     // b sees a's volume and snapshot at once, without attach
     let snaps = s.ok("b", &["snapshot", "list", "ds"]);
@@ -138,12 +150,19 @@ fn concurrent_writers_on_two_machines_lose_no_update() {
     let Some(s) = Shared::start() else { return };
     let src = s.source(8);
     s.init();
-    s.ok("a", &["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    s.ok(
+        "a",
+        &["volume", "create", "ds", "--from", src.to_str().unwrap()],
+    );
     let work = |machine: &'static str| {
         let mut children = Vec::new();
         for i in 0..6 {
             let snap = format!("{machine}{i}");
-            children.push(s.command(machine, &["snapshot", "create", "ds", &snap]).spawn().unwrap());
+            children.push(
+                s.command(machine, &["snapshot", "create", "ds", &snap])
+                    .spawn()
+                    .unwrap(),
+            );
             let clone = format!("c-{machine}{i}");
             children.push(
                 s.command(machine, &["volume", "clone", &clone, "--from", "ds"])
@@ -176,11 +195,17 @@ fn a_catalog_server_restart_is_survived_and_an_outage_fails_cleanly() {
     let Some(mut s) = Shared::start() else { return };
     let src = s.source(12);
     s.init();
-    s.ok("a", &["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    s.ok(
+        "a",
+        &["volume", "create", "ds", "--from", src.to_str().unwrap()],
+    );
 
     // Down for two seconds while commands run: they wait and complete.
     s.pg.stop();
-    let snap = s.command("a", &["snapshot", "create", "ds", "during"]).spawn().unwrap();
+    let snap = s
+        .command("a", &["snapshot", "create", "ds", "during"])
+        .spawn()
+        .unwrap();
     let list = s.command("b", &["volume", "list"]).spawn().unwrap();
     std::thread::sleep(Duration::from_secs(2));
     s.pg.resume();
@@ -191,16 +216,25 @@ fn a_catalog_server_restart_is_survived_and_an_outage_fails_cleanly() {
     // database; after it is back, the re-run completes.
     s.pg.stop();
     let out = s
-        .command("a", &["volume", "create", "v2", "--from", src.to_str().unwrap()])
+        .command(
+            "a",
+            &["volume", "create", "v2", "--from", src.to_str().unwrap()],
+        )
         .env("SHALE_CATALOG_RETRY_SECS", "1")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("catalog") && err.contains("127.0.0.1"), "{err}");
+    assert!(
+        err.contains("catalog") && err.contains("127.0.0.1"),
+        "{err}"
+    );
     assert!(!err.contains("panicked"), "{err}");
     s.pg.resume();
-    s.ok("a", &["volume", "create", "v2", "--from", src.to_str().unwrap()]);
+    s.ok(
+        "a",
+        &["volume", "create", "v2", "--from", src.to_str().unwrap()],
+    );
     let snaps = s.ok("b", &["snapshot", "list", "ds"]);
     assert!(snaps.contains("during"), "{snaps}");
     s.ok("b", &["verify", "--read-data"]);
@@ -218,4 +252,111 @@ fn a_postgres_catalog_is_only_for_object_store_pools() {
     assert_eq!(out.status.code(), Some(1));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("object store"), "{err}");
+}
+
+/// Waits up to 20 s for `f` to hold.
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !f() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn a_live_volume_has_one_writer_across_machines() {
+    if !common::fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let Some(s) = Shared::start() else { return };
+    let src = s.source(4);
+    s.init();
+    s.ok(
+        "a",
+        &["volume", "create", "ds", "--from", src.to_str().unwrap()],
+    );
+    let mnt = |n: &str| {
+        let p = s.dir.path().join(format!("mnt-{n}"));
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    };
+    let (ma, mb, mc) = (mnt("a"), mnt("b"), mnt("c"));
+    let (ma_s, mb_s, mc_s) = (
+        ma.to_str().unwrap(),
+        mb.to_str().unwrap(),
+        mc.to_str().unwrap(),
+    );
+
+    s.ok(
+        "a",
+        &["mount", ma_s, "--volume", "ds", "--commit-interval", "1"],
+    );
+    let guard_a = common::Mounted(ma.clone());
+    std::fs::write(ma.join("new.txt"), b"written on a\n").unwrap();
+
+    // A second writer on another machine is refused, naming the holder.
+    let e = s.fails("b", &["mount", mb_s, "--volume", "ds"]);
+    assert!(e.contains(&format!("the shale mount at {ma_s}")), "{e}");
+    // Readers are welcome, and see the writer's commits.
+    s.ok(
+        "b",
+        &[
+            "mount",
+            mb_s,
+            "--volume",
+            "ds",
+            "--read-only",
+            "--commit-interval",
+            "1",
+        ],
+    );
+    let guard_b = common::Mounted(mb.clone());
+    eventually("b sees a's write", || {
+        std::fs::read(mb.join("new.txt")).is_ok_and(|d| d == b"written on a\n")
+    });
+    s.ok("b", &["unmount", mb_s]);
+    drop(guard_b);
+
+    // Once a unmounts, b may write.
+    s.ok("a", &["unmount", ma_s]);
+    drop(guard_a);
+    s.ok("b", &["mount", mb_s, "--volume", "ds"]);
+    let guard_b = common::Mounted(mb.clone());
+    std::fs::write(mb.join("from-b.txt"), b"b\n").unwrap();
+    s.ok("b", &["unmount", mb_s]);
+    drop(guard_b);
+
+    // A writer on a machine that dies (here: a process with another host
+    // name, killed) holds the volume until its lease lapses.
+    let mut dead = Command::new("unshare")
+        .args(["--uts", "sh", "-c"])
+        .arg(format!(
+            "hostname lost-machine && exec \"$0\" --pool {} mount {mc_s} --volume ds --foreground",
+            s.url
+        ))
+        .arg(assert_cmd::cargo::cargo_bin("shale"))
+        .env_remove("SHALE_POOL")
+        .envs(s.g.env())
+        .env("SHALE_CACHE_DIR", s.machine("c"))
+        .env("SHALE_LEASE_SECS", "3")
+        .spawn()
+        .unwrap();
+    eventually("c mounts", || mc.join("from-b.txt").exists());
+    let _ = dead.kill();
+    let _ = dead.wait();
+    let _ = Command::new("fusermount3")
+        .args(["-u", "-z", mc_s])
+        .status();
+    let e = s.fails("b", &["mount", mb_s, "--volume", "ds"]);
+    assert!(e.contains("lost-machine"), "{e}");
+    std::thread::sleep(Duration::from_secs(4));
+    s.ok("b", &["mount", mb_s, "--volume", "ds"]);
+    let _guard_b = common::Mounted(mb.clone());
+    std::fs::write(mb.join("after.txt"), b"after the lease lapsed\n").unwrap();
+    s.ok("b", &["unmount", mb_s]);
+    s.ok("a", &["verify", "--read-data"]);
 }

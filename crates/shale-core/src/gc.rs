@@ -497,12 +497,11 @@ impl Pool {
     }
 
     fn wait_for_sessions(&self, ids: &HashSet<i64>) -> Result<()> {
-        let host = host_name();
         let mut warned = false;
         loop {
             let running: Vec<_> = session::sessions(self.catalog())?
                 .into_iter()
-                .filter(|s| ids.contains(&s.id) && !s.is_stale(&host))
+                .filter(|s| ids.contains(&s.id) && !s.is_stale())
                 .collect();
             if running.is_empty() {
                 return Ok(());
@@ -586,7 +585,7 @@ impl Pool {
         for (pid, path) in staged {
             let claimed = live_sessions
                 .iter()
-                .any(|s| s.host == host && s.pid == pid && !s.is_stale(&host));
+                .any(|s| s.host == host && s.pid == pid && !s.is_stale());
             if !claimed && pid != std::process::id() && std::fs::remove_file(&path).is_ok() {
                 removed += 1;
             }

@@ -20,6 +20,7 @@ pub mod failpoint;
 pub mod gc;
 pub mod id;
 pub mod import;
+pub mod leases;
 pub mod lineage;
 pub mod mounts;
 pub mod names;

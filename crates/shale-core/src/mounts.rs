@@ -15,7 +15,10 @@
 //! One mount at a time writes a volume: the first read-write mount to use
 //! it holds `POOL/mounts/<volume>.writer` locked ([`claim_writer`]); other
 //! mounts show it read-only, and the writer tells them (`changed`) after
-//! each commit so that they show it as committed.
+//! each commit so that they show it as committed. On a pool whose catalog
+//! several machines share, the writer also holds the volume's lease in the
+//! catalog (`leases.rs`), which refuses writers on other machines; those
+//! find the writer's commits by polling the catalog.
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStringExt;
@@ -39,6 +42,7 @@ pub trait MountControl: Send + Sync + 'static {
 
 /// The right to write a volume through a mount; released when dropped.
 pub struct WriterClaim {
+    _lease: Option<crate::leases::Lease>,
     _lock: std::fs::File,
 }
 
@@ -48,14 +52,16 @@ impl std::fmt::Debug for WriterClaim {
     }
 }
 
-/// Claims the right to write `volume` for this process, or names the
-/// process (and its mount point) that has it.
+/// Claims the right to write `volume` for this process (described to
+/// other machines as `holder`), or names the process (and its mount point)
+/// that has it.
 pub fn claim_writer(
-    pool_root: &Path,
+    pool: &Pool,
     volume: &str,
+    holder: &str,
 ) -> Result<std::result::Result<WriterClaim, String>> {
     use std::os::unix::io::AsRawFd;
-    let dir = socket_dir(pool_root);
+    let dir = socket_dir(pool.root());
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let path = dir.join(format!("{volume}.writer"));
     let mut file = std::fs::OpenOptions::new()
@@ -76,10 +82,21 @@ pub fn claim_writer(
             format!("process {pid}, mounted at {at}")
         }));
     }
+    let lease = if pool.catalog().is_shared() {
+        match crate::leases::take(pool.blobs().catalog(), volume, holder)? {
+            Ok(lease) => Some(lease),
+            Err(other) => return Ok(Err(other)),
+        }
+    } else {
+        None
+    };
     file.set_len(0).map_err(|e| Error::io(&path, e))?;
     file.write_all(std::process::id().to_string().as_bytes())
         .map_err(|e| Error::io(&path, e))?;
-    Ok(Ok(WriterClaim { _lock: file }))
+    Ok(Ok(WriterClaim {
+        _lease: lease,
+        _lock: file,
+    }))
 }
 
 /// Tells the other mounts of the pool, in the background, that `volume`

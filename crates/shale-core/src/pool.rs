@@ -259,10 +259,12 @@ impl Pool {
             // An earlier copy to the store failed: owe it again.
             catalog.write(|_| Ok(()))?;
         }
+        let catalog = Arc::new(catalog);
+        crate::leases::start_heartbeat(&catalog);
         Ok(Pool {
             root: cache,
             description,
-            store: BlobStore::new(remote.clone(), Arc::new(catalog)),
+            store: BlobStore::new(remote.clone(), catalog),
             remote: Some((remote, name)),
         })
     }

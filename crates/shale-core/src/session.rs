@@ -4,7 +4,9 @@
 //!
 //! A session row records the process (host, pid and the process's start
 //! time, so a reused pid is not mistaken for the writer). A session whose
-//! process is gone from this host is stale: `gc` removes it.
+//! process is gone from this host is stale: `gc` removes it. On a shared
+//! catalog a session also expires unless its process renews it
+//! (`leases.rs`), so that a machine that died does not hold `gc` up.
 
 use std::sync::Arc;
 
@@ -33,6 +35,8 @@ pub struct SessionRow {
     pub started: i64,
     /// What it is doing.
     pub what: String,
+    /// When it lapses unless renewed, ns since the epoch (0: never).
+    pub expires: i64,
 }
 
 /// This machine's host name.
@@ -52,9 +56,10 @@ pub fn process_start(pid: u32) -> Option<u64> {
 }
 
 impl SessionRow {
-    /// Whether the writing process certainly no longer exists.
-    pub fn is_stale(&self, this_host: &str) -> bool {
-        self.host == this_host && process_start(self.pid) != Some(self.proc_start)
+    /// Whether the writing process certainly no longer exists (or, on a
+    /// shared catalog, stopped renewing its session).
+    pub fn is_stale(&self) -> bool {
+        crate::leases::holder_is_gone(&self.host, self.pid, self.proc_start, self.expires)
     }
 }
 
@@ -62,11 +67,19 @@ impl Session {
     /// Registers a session of this process.
     pub fn begin(catalog: Arc<Catalog>, what: &str) -> Result<Session> {
         let pid = std::process::id();
+        let expires = crate::leases::expiry_from_now(&catalog);
         let id = catalog.write(|tx| {
             tx.query_one(
-                "INSERT INTO sessions (host, pid, proc_start, started, what) \
-                 VALUES (?1, ?2, ?3, ?4, ?5) RETURNING id",
-                args![host_name(), pid, process_start(pid).unwrap_or(0) as i64, now_ns(), what],
+                "INSERT INTO sessions (host, pid, proc_start, started, what, expires) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
+                args![
+                    host_name(),
+                    pid,
+                    process_start(pid).unwrap_or(0) as i64,
+                    now_ns(),
+                    what,
+                    expires
+                ],
                 |r| r.int(0),
             )
         })?;
@@ -95,7 +108,7 @@ impl Drop for Session {
 pub fn sessions(catalog: &Catalog) -> Result<Vec<SessionRow>> {
     catalog.read(|db| {
         db.query_all(
-            "SELECT id, host, pid, proc_start, started, what FROM sessions ORDER BY id",
+            "SELECT id, host, pid, proc_start, started, what, expires FROM sessions ORDER BY id",
             &[],
             |r| {
                 Ok(SessionRow {
@@ -105,6 +118,7 @@ pub fn sessions(catalog: &Catalog) -> Result<Vec<SessionRow>> {
                     proc_start: r.int(3)? as u64,
                     started: r.int(4)?,
                     what: r.text(5)?,
+                    expires: r.int(6)?,
                 })
             },
         )
@@ -113,10 +127,9 @@ pub fn sessions(catalog: &Catalog) -> Result<Vec<SessionRow>> {
 
 /// Removes the sessions whose writers are gone; returns how many.
 pub fn remove_stale(catalog: &Catalog) -> Result<usize> {
-    let host = host_name();
     let stale: Vec<i64> = sessions(catalog)?
         .into_iter()
-        .filter(|s| s.is_stale(&host))
+        .filter(SessionRow::is_stale)
         .map(|s| s.id)
         .collect();
     if !stale.is_empty() {

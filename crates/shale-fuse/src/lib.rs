@@ -128,12 +128,15 @@ pub fn mount(
     }
     let pool_root = pool.root().to_path_buf();
     let upper = upper::upper_dir(&pool_root).map_err(|e| shale_core::Error::io(&pool_root, e))?;
+    let absolute =
+        std::path::absolute(mountpoint).map_err(|e| shale_core::Error::io(mountpoint, e))?;
     let state = State::new(
         pool,
         target,
         opts.read_only,
         opts.show_snapshot_dir,
         upper.clone(),
+        &absolute,
     )?;
     let state = Arc::new(Mutex::new(state));
     let fs = ShaleFs::new(state.clone())?;
@@ -156,14 +159,13 @@ pub fn mount(
         state: state.clone(),
         notifier: notifier.clone(),
     });
-    let absolute =
-        std::path::absolute(mountpoint).map_err(|e| shale_core::Error::io(mountpoint, e))?;
-    let listening = shale_core::mounts::serve(&pool_root, &absolute, control)?;
+    let listening = shale_core::mounts::serve(&pool_root, &absolute, control.clone())?;
     let mut session = fuser::Session::new(fs, mountpoint, &options)
         .map_err(|e| shale_core::Error::io(mountpoint, e))?;
     let _ = notifier.set(session.notifier());
     let committer = state.clone();
     let interval = opts.commit_interval;
+    let watcher = control.clone();
     std::thread::Builder::new()
         .name("shale-commit".into())
         .spawn(move || loop {
@@ -171,6 +173,20 @@ pub fn mount(
             let mut st = committer.lock().unwrap_or_else(|p| p.into_inner());
             if let Err(e) = st.commit_all() {
                 tracing::error!("periodic commit: {e}");
+            }
+            if st.pool.catalog().is_shared() {
+                // Writers on other machines cannot tell this mount about
+                // their commits: look for them in the catalog.
+                let others: Vec<String> = st
+                    .vols
+                    .iter()
+                    .filter(|(_, v)| v.writer.is_none())
+                    .map(|(name, _)| name.clone())
+                    .collect();
+                drop(st);
+                for volume in others {
+                    watcher.changed(&volume);
+                }
             }
         })
         .map_err(|e| shale_core::Error::io(mountpoint, e))?;

@@ -2,7 +2,7 @@
 //! calling conventions: each returns a result or an errno.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use fuser::FileType;
@@ -78,6 +78,8 @@ pub struct Handle {
 pub struct State {
     /// The pool.
     pub pool: Arc<Pool>,
+    /// How this mount is named to others when it writes a volume.
+    pub holder: String,
     /// Inodes.
     pub table: Table,
     /// Live volumes loaded so far, by name.
@@ -148,9 +150,11 @@ impl State {
         read_only: bool,
         show_snapshot_dir: bool,
         upper_dir: PathBuf,
+        mountpoint: &Path,
     ) -> shale_core::Result<State> {
         let mounted_at = now_ns();
         let mut st = State {
+            holder: format!("the shale mount at {}", mountpoint.display()),
             pool: Arc::new(pool),
             table: Table::default(),
             vols: HashMap::new(),
@@ -256,7 +260,7 @@ impl State {
         if self.read_only {
             return Ok(Ok(None));
         }
-        Ok(shale_core::mounts::claim_writer(self.pool.root(), volume)?.map(Some))
+        Ok(shale_core::mounts::claim_writer(&self.pool, volume, &self.holder)?.map(Some))
     }
 
     /// A new file handle number.

@@ -61,7 +61,12 @@ impl Postgres {
                     .status()
                     .is_ok_and(|s| s.success())
             };
-            if exists("postgres") { "postgres" } else { "nobody" }.to_string()
+            if exists("postgres") {
+                "postgres"
+            } else {
+                "nobody"
+            }
+            .to_string()
         });
         let dir = tempfile::tempdir().unwrap();
         if let Some(u) = &user {
@@ -110,15 +115,26 @@ impl Postgres {
             .unwrap();
         if let Some(u) = &self.user {
             let _ = Command::new("chown")
-                .args([u.as_str(), self.dir.path().join("postgres.log").to_str().unwrap()])
+                .args([
+                    u.as_str(),
+                    self.dir.path().join("postgres.log").to_str().unwrap(),
+                ])
                 .status();
         }
         let child = run_as(&self.user, &self.bin.join("postgres"))
             .arg("-D")
             .arg(self.dir.path().join("data"))
-            .args(["-p", &self.port.to_string(), "-c", "listen_addresses=127.0.0.1"])
+            .args([
+                "-p",
+                &self.port.to_string(),
+                "-c",
+                "listen_addresses=127.0.0.1",
+            ])
             .arg("-c")
-            .arg(format!("unix_socket_directories={}", self.dir.path().display()))
+            .arg(format!(
+                "unix_socket_directories={}",
+                self.dir.path().display()
+            ))
             .args(["-c", "fsync=off"])
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -132,9 +148,7 @@ impl Postgres {
                 .status()
                 .map(|s| s.success())
                 // without pg_isready: the port accepting connections
-                .unwrap_or_else(|_| {
-                    std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok()
-                });
+                .unwrap_or_else(|_| std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok());
             if ready {
                 return;
             }

@@ -132,7 +132,6 @@ pub struct Totals {
     pub packs: u64,
 }
 
-
 /// A handle on the catalog database.
 pub struct Catalog {
     backend: Mutex<Backend>,
@@ -140,11 +139,13 @@ pub struct Catalog {
     location: String,
     /// Set by every committed write; read and cleared by [`Catalog::take_dirty`].
     dirty: AtomicBool,
+    /// Whether it is a PostgreSQL database.
+    shared: bool,
 }
 
 enum Backend {
     Sqlite(rusqlite::Connection),
-    Postgres(postgres::Postgres),
+    Postgres(Box<postgres::Postgres>),
 }
 
 /// Current time in ns since the Unix epoch.
@@ -264,7 +265,10 @@ impl Catalog {
         }
         let mut conn = sqlite::open(path)?;
         sqlite::write(&mut conn, |db| db.batch(&schema::create(Dialect::Sqlite)))?;
-        Ok(Catalog::new(Backend::Sqlite(conn), path.display().to_string()))
+        Ok(Catalog::new(
+            Backend::Sqlite(conn),
+            path.display().to_string(),
+        ))
     }
 
     /// Opens an existing SQLite catalog and checks its schema version.
@@ -300,13 +304,10 @@ impl Catalog {
                 )));
             }
             db.batch(&schema::create(Dialect::Postgres))?;
-            db.execute(
-                "INSERT INTO meta VALUES ('pool_id', ?1)",
-                args![pool_id],
-            )?;
+            db.execute("INSERT INTO meta VALUES ('pool_id', ?1)", args![pool_id])?;
             Ok(())
         })?;
-        Ok(Catalog::new(Backend::Postgres(pg), location))
+        Ok(Catalog::new(Backend::Postgres(Box::new(pg)), location))
     }
 
     /// Opens the catalog of pool `pool_id` in the PostgreSQL database at `url`.
@@ -326,11 +327,12 @@ impl Catalog {
             }
             check_schema(db, &location, Some(pool_id))
         })?;
-        Ok(Catalog::new(Backend::Postgres(pg), location))
+        Ok(Catalog::new(Backend::Postgres(Box::new(pg)), location))
     }
 
     fn new(backend: Backend, location: String) -> Self {
         Catalog {
+            shared: matches!(backend, Backend::Postgres(_)),
             backend: Mutex::new(backend),
             location,
             dirty: AtomicBool::new(false),
@@ -344,7 +346,7 @@ impl Catalog {
 
     /// Whether several machines may use this catalog at once (PostgreSQL).
     pub fn is_shared(&self) -> bool {
-        matches!(*self.lock(), Backend::Postgres(_))
+        self.shared
     }
 
     fn lock(&self) -> MutexGuard<'_, Backend> {
@@ -488,8 +490,10 @@ impl Catalog {
             Ok(Totals {
                 volumes: q("SELECT count(*) FROM volumes")?,
                 snapshots: q("SELECT count(*) FROM snapshots")?,
-                logical_bytes: q("SELECT CAST(coalesce((SELECT sum(bytes) FROM volumes), 0) + \
-                                  coalesce((SELECT sum(bytes) FROM snapshots), 0) AS BIGINT)")?,
+                logical_bytes: q(
+                    "SELECT CAST(coalesce((SELECT sum(bytes) FROM volumes), 0) + \
+                                  coalesce((SELECT sum(bytes) FROM snapshots), 0) AS BIGINT)",
+                )?,
                 unique_bytes: q("SELECT CAST(sum(raw_len) AS BIGINT) FROM blobs WHERE kind = 0")?,
                 compressed_bytes: q(
                     "SELECT CAST(sum(stored_len) AS BIGINT) FROM blobs WHERE kind = 0",
@@ -565,11 +569,7 @@ pub fn snapshot_by_name(db: &dyn Sql, volume: &str, name: &str) -> Result<Snapsh
 /// indexed keeps its place, unless `gc` condemned it: then this new copy
 /// replaces it (the writer chose to write it because it was condemned).
 /// Returns the catalog keys of the packs, in order.
-pub fn insert_packs(
-    tx: &dyn Sql,
-    packs: &[SealedPack],
-    session: Option<i64>,
-) -> Result<Vec<i64>> {
+pub fn insert_packs(tx: &dyn Sql, packs: &[SealedPack], session: Option<i64>) -> Result<Vec<i64>> {
     let mut keys = Vec::with_capacity(packs.len());
     for pack in packs {
         tx.execute(

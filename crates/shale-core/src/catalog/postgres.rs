@@ -23,7 +23,7 @@ use super::sql::{Dialect, Row, Sql, Value};
 use crate::error::{Error, Result};
 
 /// The advisory lock every write transaction takes ("SHALE" in ASCII).
-const WRITE_LOCK: i64 = 0x5348_414c_45;
+const WRITE_LOCK: i64 = 0x0053_4841_4c45;
 
 /// A connection to the catalog database, re-established when lost.
 pub struct Postgres {
@@ -207,7 +207,6 @@ impl Postgres {
                 lost,
             };
             let out = f(&session)?;
-            drop(session);
             crate::failpoint::fail_point("commit.before");
             lost.enter_commit();
             tx.commit().map_err(|e| {

@@ -104,7 +104,8 @@ impl Row {
 
     /// Column `i` as an integer.
     pub fn int(&self, i: usize) -> Result<i64> {
-        self.opt_int(i)?.ok_or_else(|| self.mismatch(i, "an integer"))
+        self.opt_int(i)?
+            .ok_or_else(|| self.mismatch(i, "an integer"))
     }
 
     /// Column `i` as an integer or `NULL`.

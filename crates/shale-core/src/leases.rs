@@ -1,0 +1,159 @@
+//! Writer leases: at most one mount, on any machine, writes a live volume.
+//!
+//! A lease is a row of the catalog's `leases` table naming its holder
+//! (what, host, process). On a shared catalog (PostgreSQL) it carries an
+//! expiry time that the holding process renews ([`start_heartbeat`]); a
+//! machine that dies stops renewing and its leases lapse after
+//! [`lease_duration`]. On this machine a holder whose process is gone is
+//! stale at once, as for writing sessions (`session.rs`).
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use crate::args;
+use crate::catalog::{now_ns, volume_by_name, Catalog};
+use crate::error::Result;
+use crate::session::{host_name, process_start};
+
+/// How long a lease or session of a shared catalog lasts unless renewed:
+/// `SHALE_LEASE_SECS`, default 60 s. Renewed every third of it.
+pub fn lease_duration() -> Duration {
+    let secs = std::env::var("SHALE_LEASE_SECS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .filter(|s| *s > 0)
+        .unwrap_or(60);
+    Duration::from_secs(secs)
+}
+
+/// When a lease or session taken now expires: `0` (never: liveness is
+/// checked by process) for a catalog on one machine.
+pub fn expiry_from_now(catalog: &Catalog) -> i64 {
+    if catalog.is_shared() {
+        now_ns() + lease_duration().as_nanos() as i64
+    } else {
+        0
+    }
+}
+
+/// Whether a holder recorded as (`host`, `pid`, `proc_start`, `expires`)
+/// is certainly gone.
+pub fn holder_is_gone(host: &str, pid: u32, proc_start: u64, expires: i64) -> bool {
+    (expires != 0 && expires < now_ns())
+        || (host == host_name() && process_start(pid) != Some(proc_start))
+}
+
+/// The right to write one volume; released when dropped.
+pub struct Lease {
+    catalog: Arc<Catalog>,
+    volume: i64,
+}
+
+impl std::fmt::Debug for Lease {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Lease(volume {})", self.volume)
+    }
+}
+
+/// Takes the writer lease of `volume` for this process, described to
+/// others as `holder`; or, if another live process holds it, describes
+/// that one (`Ok(Err(…))`).
+pub fn take(
+    catalog: &Arc<Catalog>,
+    volume: &str,
+    holder: &str,
+) -> Result<std::result::Result<Lease, String>> {
+    let (host, pid) = (host_name(), std::process::id());
+    let proc_start = process_start(pid).unwrap_or(0) as i64;
+    let expires = expiry_from_now(catalog);
+    let taken = catalog.write(|tx| {
+        let v = volume_by_name(tx, volume)?;
+        let current = tx.query_opt(
+            "SELECT holder, host, pid, proc_start, taken, expires FROM leases WHERE volume = ?1",
+            args![v.id],
+            |r| {
+                Ok((
+                    r.text(0)?,
+                    r.text(1)?,
+                    r.int(2)? as u32,
+                    r.int(3)? as u64,
+                    r.int(4)?,
+                    r.int(5)?,
+                ))
+            },
+        )?;
+        if let Some((what, h, p, start, since, exp)) = current {
+            let mine = h == host && p == pid;
+            if !mine && !holder_is_gone(&h, p, start, exp) {
+                let since = crate::volumes::rfc3339(since);
+                return Ok(Err(format!("{what} (pid {p} on {h}, since {since})")));
+            }
+        }
+        tx.execute(
+            "INSERT INTO leases (volume, holder, host, pid, proc_start, taken, expires) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
+             ON CONFLICT (volume) DO UPDATE SET holder = ?2, host = ?3, pid = ?4, \
+               proc_start = ?5, taken = ?6, expires = ?7",
+            args![v.id, holder, &host, pid, proc_start, now_ns(), expires],
+        )?;
+        Ok(Ok(v.id))
+    })?;
+    Ok(taken.map(|volume| Lease {
+        catalog: catalog.clone(),
+        volume,
+    }))
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let (host, pid) = (host_name(), std::process::id());
+        let volume = self.volume;
+        if let Err(e) = self.catalog.write(|tx| {
+            tx.execute(
+                "DELETE FROM leases WHERE volume = ?1 AND host = ?2 AND pid = ?3",
+                args![volume, &host, pid],
+            )
+        }) {
+            tracing::warn!(
+                "could not release the writer lease of volume {volume}: {e} (it lapses)"
+            );
+        }
+    }
+}
+
+/// Pushes back the expiry of every lease and session this process holds.
+pub fn renew(catalog: &Catalog) -> Result<()> {
+    let (host, pid) = (host_name(), std::process::id());
+    let expires = expiry_from_now(catalog);
+    catalog.write(|tx| {
+        for table in ["leases", "sessions"] {
+            tx.execute(
+                &format!("UPDATE {table} SET expires = ?1 WHERE host = ?2 AND pid = ?3"),
+                args![expires, &host, pid],
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Starts a thread that renews this process's leases and sessions on a
+/// shared catalog (nothing for a catalog on one machine); it ends once the
+/// catalog is dropped.
+pub fn start_heartbeat(catalog: &Arc<Catalog>) {
+    if !catalog.is_shared() {
+        return;
+    }
+    let weak: Weak<Catalog> = Arc::downgrade(catalog);
+    let every = lease_duration() / 3;
+    let _ = std::thread::Builder::new()
+        .name("shale-heartbeat".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            let Some(catalog) = weak.upgrade() else {
+                return;
+            };
+            if let Err(e) = renew(&catalog) {
+                tracing::warn!("could not renew this process's leases: {e}");
+            }
+        });
+}
