@@ -40,7 +40,16 @@ pub fn pool_path(cli: &Cli) -> Result<PathBuf> {
 
 /// Where the pool lives.
 pub fn pool_spec(cli: &Cli) -> Result<PoolSpec> {
-    Ok(PoolSpec::parse(pool_path(cli)?.as_os_str())?)
+    with_endpoint(cli, PoolSpec::parse(pool_path(cli)?.as_os_str())?)
+}
+
+/// `spec` with the endpoint and region given on the command line.
+fn with_endpoint(cli: &Cli, mut spec: PoolSpec) -> Result<PoolSpec> {
+    if let PoolSpec::Store(location) = &mut spec {
+        location.endpoint = cli.endpoint.clone();
+        location.region = cli.region.clone();
+    }
+    Ok(spec)
 }
 
 /// The directory on this machine with the pool's local files (the pool
@@ -62,7 +71,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             catalog,
         }) => {
             let spec = match path {
-                Some(p) => PoolSpec::parse(p.as_os_str())?,
+                Some(p) => with_endpoint(cli, PoolSpec::parse(p.as_os_str())?)?,
                 None => pool_spec(cli)?,
             };
             let chunking = ChunkParams::new(parse_size(chunk_size)?)?;
@@ -82,7 +91,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             Ok(())
         }
         Command::Pool(PoolCmd::Attach) => {
-            let PoolSpec::S3(location) = pool_spec(cli)? else {
+            let PoolSpec::Store(location) = pool_spec(cli)? else {
                 anyhow::bail!("`pool attach` is for object-store pools (--pool s3://BUCKET/PREFIX); a local pool is used where it is");
             };
             let pool = Pool::attach(&location)?;

@@ -101,6 +101,12 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
         .open(&log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let mut child = crate::reexec()?;
+    if let Some(e) = &cli.endpoint {
+        child.arg("--endpoint").arg(e);
+    }
+    if let Some(r) = &cli.region {
+        child.arg("--region").arg(r);
+    }
     child
         .arg("--pool")
         .arg(pool_path)

@@ -22,7 +22,7 @@ use crate::blobs::BlobStore;
 use crate::catalog::Catalog;
 use crate::chunker::ChunkParams;
 use crate::error::{Error, IoContext, Result};
-use crate::objects::{LocalDir, ObjectStore, Remote, S3Location};
+use crate::objects::{LocalDir, ObjectStore, Remote, StoreLocation};
 use crate::s3pool::{self, StoreSettings};
 
 /// The pool format version this build reads and writes.
@@ -83,17 +83,20 @@ impl PoolDescription {
 pub enum PoolSpec {
     /// A directory on this machine.
     Local(PathBuf),
-    /// A bucket prefix in an S3-compatible store.
-    S3(S3Location),
+    /// A bucket prefix in an object store.
+    Store(StoreLocation),
 }
 
 impl PoolSpec {
-    /// `s3://BUCKET[/PREFIX]` or a path.
+    /// `s3://BUCKET[/PREFIX]`, `gs://…`, `az://…` or a path.
     pub fn parse(arg: &std::ffi::OsStr) -> Result<PoolSpec> {
         match arg.to_str() {
-            Some(s) if s.starts_with("s3://") => Ok(PoolSpec::S3(S3Location::parse(s)?)),
+            Some(s) if crate::objects::StoreKind::of_url(s).is_some() => {
+                Ok(PoolSpec::Store(StoreLocation::parse(s)?))
+            }
             Some(s) if s.contains("://") => Err(Error::InvalidArgument(format!(
-                "{s}: unsupported pool URL (a pool is a directory or s3://BUCKET/PREFIX)"
+                "{s}: unsupported pool URL (a pool is a directory, s3://BUCKET/PREFIX, \
+                 gs://BUCKET/PREFIX or az://CONTAINER/PREFIX)"
             ))),
             _ => Ok(PoolSpec::Local(PathBuf::from(arg))),
         }
@@ -104,7 +107,7 @@ impl PoolSpec {
     pub fn local_root(&self) -> Result<PathBuf> {
         match self {
             PoolSpec::Local(p) => Ok(p.clone()),
-            PoolSpec::S3(l) => s3pool::cache_dir(l),
+            PoolSpec::Store(l) => s3pool::cache_dir(l),
         }
     }
 
@@ -112,7 +115,7 @@ impl PoolSpec {
     pub fn name(&self) -> String {
         match self {
             PoolSpec::Local(p) => p.display().to_string(),
-            PoolSpec::S3(l) => l.url(),
+            PoolSpec::Store(l) => l.url(),
         }
     }
 }
@@ -209,7 +212,7 @@ impl Pool {
     pub fn open_spec(spec: &PoolSpec) -> Result<Pool> {
         match spec {
             PoolSpec::Local(root) => Pool::open(root),
-            PoolSpec::S3(location) => Pool::open_s3(location),
+            PoolSpec::Store(location) => Pool::open_s3(location),
         }
     }
 
@@ -218,7 +221,7 @@ impl Pool {
     pub fn open_or_init_spec(spec: &PoolSpec) -> Result<Pool> {
         match spec {
             PoolSpec::Local(root) => Pool::open_or_init(root),
-            PoolSpec::S3(location) => Pool::open_s3(location),
+            PoolSpec::Store(location) => Pool::open_s3(location),
         }
     }
 
@@ -226,11 +229,11 @@ impl Pool {
     pub fn init_spec(spec: &PoolSpec, settings: &PoolSettings) -> Result<Pool> {
         match spec {
             PoolSpec::Local(root) => Pool::init_with(root, settings),
-            PoolSpec::S3(location) => Pool::init_s3(location, settings),
+            PoolSpec::Store(location) => Pool::init_s3(location, settings),
         }
     }
 
-    fn open_s3(location: &S3Location) -> Result<Pool> {
+    fn open_s3(location: &StoreLocation) -> Result<Pool> {
         let name = location.url();
         let cache = s3pool::cache_dir(location)?;
         let remote = s3pool::connect(location, &cache)?;
@@ -269,7 +272,7 @@ impl Pool {
         })
     }
 
-    fn init_s3(location: &S3Location, settings: &PoolSettings) -> Result<Pool> {
+    fn init_s3(location: &StoreLocation, settings: &PoolSettings) -> Result<Pool> {
         let name = location.url();
         let cache = s3pool::cache_dir(location)?;
         let remote = s3pool::connect(location, &cache)?;
@@ -288,9 +291,13 @@ impl Pool {
         fs::create_dir_all(cache.join("tmp")).at(&cache)?;
         // Recorded for the record (and other machines' users): what this
         // pool was created with, given or from the environment.
-        let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let env = |k: &str| {
+            std::env::var(k)
+                .ok()
+                .filter(|v| !v.is_empty() && location.kind == crate::objects::StoreKind::S3)
+        };
         let store = StoreSettings {
-            kind: "s3".into(),
+            kind: location.kind.name().into(),
             endpoint: location
                 .endpoint
                 .clone()
@@ -334,7 +341,7 @@ impl Pool {
     /// Makes this machine the one that works on the object-store pool
     /// `location` (SQLite catalog): downloads the catalog copy and records
     /// this machine's cache as its owner.
-    pub fn attach(location: &S3Location) -> Result<Pool> {
+    pub fn attach(location: &StoreLocation) -> Result<Pool> {
         let name = location.url();
         let cache = s3pool::cache_dir(location)?;
         let remote = s3pool::connect(location, &cache)?;

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, IoContext, Result};
-use crate::objects::{ObjectStore, Remote, S3Location};
+use crate::objects::{ObjectStore, Remote, StoreLocation};
 
 /// Key of the catalog copy in the bucket.
 pub const CATALOG_KEY: &str = "catalog/catalog.db";
@@ -61,7 +61,7 @@ pub struct StoreSettings {
 }
 
 /// This machine's cache directory for the pool at `location`.
-pub fn cache_dir(location: &S3Location) -> Result<PathBuf> {
+pub fn cache_dir(location: &StoreLocation) -> Result<PathBuf> {
     let base = match std::env::var_os("SHALE_CACHE_DIR").filter(|v| !v.is_empty()) {
         Some(d) => PathBuf::from(d),
         None => match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
@@ -78,7 +78,7 @@ pub fn cache_dir(location: &S3Location) -> Result<PathBuf> {
         },
     };
     let hash = blake3::hash(location.url().as_bytes()).to_hex();
-    Ok(base.join(format!("s3-{}", &hash[..16])))
+    Ok(base.join(format!("{}-{}", location.kind.scheme(), &hash[..16])))
 }
 
 /// Reads fetch whole 4 MiB windows of packs (JuiceFS's block size, so a
@@ -98,8 +98,8 @@ fn read_cache_limit() -> Result<u64> {
 
 /// The remote store of a pool at `location`, staging packs in its cache
 /// and keeping recently read data in `CACHE/read/`.
-pub fn connect(location: &S3Location, cache: &Path) -> Result<Arc<Remote>> {
-    let remote = Remote::s3(location, &cache.join("tmp"))?.with_read_cache(
+pub fn connect(location: &StoreLocation, cache: &Path) -> Result<Arc<Remote>> {
+    let remote = Remote::connect(location, &cache.join("tmp"))?.with_read_cache(
         &cache.join("read"),
         read_cache_limit()?,
         READ_WINDOW,

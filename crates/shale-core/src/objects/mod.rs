@@ -11,7 +11,7 @@ mod remote;
 
 pub use local::LocalDir;
 pub use memory::Memory;
-pub use remote::{Remote, S3Location};
+pub use remote::{Remote, StoreKind, StoreLocation};
 
 use crate::error::Result;
 

@@ -1,5 +1,5 @@
-//! Objects in a remote object store (S3 and S3-compatible stores), through
-//! the `object_store` crate.
+//! Objects in a remote object store (S3 and S3-compatible stores, Google
+//! Cloud Storage, Azure Blob Storage), through the `object_store` crate.
 //!
 //! `object_store` is asynchronous; the rest of Shale is not. A `Remote`
 //! owns a small tokio runtime and blocks on it, so callers (import's rayon
@@ -19,45 +19,95 @@ use crate::error::{Error, IoContext, Result};
 
 use super::ObjectStore;
 
-/// Where an S3-compatible pool lives and how to reach it. Credentials are
-/// never part of it: they come from the standard AWS chain
-/// (`AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, profiles, instance roles).
+/// Which service a store location is in.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum StoreKind {
+    /// AWS S3 or an S3-compatible store (`s3://`).
+    #[default]
+    S3,
+    /// Google Cloud Storage (`gs://`).
+    Gcs,
+    /// Azure Blob Storage (`az://`, the bucket is the container).
+    Azure,
+}
+
+impl StoreKind {
+    /// The URL scheme.
+    pub fn scheme(self) -> &'static str {
+        match self {
+            StoreKind::S3 => "s3",
+            StoreKind::Gcs => "gs",
+            StoreKind::Azure => "az",
+        }
+    }
+
+    /// The kind a URL names, if it is an object-store URL.
+    pub fn of_url(url: &str) -> Option<StoreKind> {
+        let scheme = url.split_once("://")?.0;
+        [StoreKind::S3, StoreKind::Gcs, StoreKind::Azure]
+            .into_iter()
+            .find(|k| k.scheme() == scheme)
+    }
+
+    /// The name recorded in a pool's description (`s3`, `gcs`, `azure`).
+    pub fn name(self) -> &'static str {
+        match self {
+            StoreKind::S3 => "s3",
+            StoreKind::Gcs => "gcs",
+            StoreKind::Azure => "azure",
+        }
+    }
+}
+
+/// Where an object-store pool lives and how to reach it. Credentials are
+/// never part of it: they come from each service's standard chain (for S3
+/// `AWS_ACCESS_KEY_ID`/`AWS_SECRET_ACCESS_KEY`, profiles, instance roles;
+/// for GCS `GOOGLE_APPLICATION_CREDENTIALS` or `GOOGLE_SERVICE_ACCOUNT`;
+/// for Azure `AZURE_STORAGE_ACCOUNT_NAME` with `AZURE_STORAGE_ACCOUNT_KEY`,
+/// a SAS or Azure AD variables).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct S3Location {
-    /// Bucket name.
+pub struct StoreLocation {
+    /// Which service.
+    pub kind: StoreKind,
+    /// Bucket (Azure: container) name.
     pub bucket: String,
     /// Key prefix inside the bucket, without leading or trailing `/`.
     pub prefix: String,
-    /// Endpoint URL for S3-compatible stores (`http://127.0.0.1:3900`);
-    /// `None`: AWS (or `AWS_ENDPOINT_URL`).
+    /// Endpoint URL for S3-compatible stores (`http://127.0.0.1:3900`) or
+    /// emulators; `None`: the service's own (or `AWS_ENDPOINT_URL`).
     pub endpoint: Option<String>,
-    /// Region; `None`: `AWS_REGION`, else `us-east-1`.
+    /// Region (S3); `None`: `AWS_REGION`, else `us-east-1`.
     pub region: Option<String>,
 }
 
-impl S3Location {
-    /// Parses `s3://BUCKET[/PREFIX]`.
-    pub fn parse(url: &str) -> Result<S3Location> {
-        let rest = url.strip_prefix("s3://").ok_or_else(|| {
-            Error::InvalidArgument(format!("{url}: an object-store pool URL starts with s3://"))
+impl StoreLocation {
+    /// Parses `s3://BUCKET[/PREFIX]`, `gs://…` or `az://CONTAINER[/PREFIX]`.
+    pub fn parse(url: &str) -> Result<StoreLocation> {
+        let kind = StoreKind::of_url(url).ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "{url}: an object-store pool URL starts with s3://, gs:// or az://"
+            ))
         })?;
+        let rest = &url[kind.scheme().len() + 3..];
         let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
         if bucket.is_empty() {
             return Err(Error::InvalidArgument(format!("{url}: no bucket name")));
         }
-        Ok(S3Location {
+        Ok(StoreLocation {
+            kind,
             bucket: bucket.to_string(),
             prefix: prefix.trim_matches('/').to_string(),
             ..Default::default()
         })
     }
 
-    /// `s3://BUCKET/PREFIX`.
+    /// `SCHEME://BUCKET/PREFIX`.
     pub fn url(&self) -> String {
+        let scheme = self.kind.scheme();
         if self.prefix.is_empty() {
-            format!("s3://{}", self.bucket)
+            format!("{scheme}://{}", self.bucket)
         } else {
-            format!("s3://{}/{}", self.bucket, self.prefix)
+            format!("{scheme}://{}/{}", self.bucket, self.prefix)
         }
     }
 }
@@ -77,8 +127,36 @@ pub struct Remote {
 }
 
 impl Remote {
+    /// The store at `location`; packs are staged in `staging`.
+    pub fn connect(location: &StoreLocation, staging: &Path) -> Result<Remote> {
+        let invalid =
+            |e: object_store::Error| Error::InvalidArgument(format!("{}: {e}", location.url()));
+        let backend: Arc<dyn Backend> = match location.kind {
+            StoreKind::S3 => return Remote::s3(location, staging),
+            StoreKind::Gcs => {
+                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                    .with_bucket_name(&location.bucket);
+                if let Some(endpoint) = &location.endpoint {
+                    builder = builder.with_base_url(endpoint);
+                }
+                Arc::new(builder.build().map_err(invalid)?)
+            }
+            StoreKind::Azure => {
+                let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
+                    .with_container_name(&location.bucket);
+                if let Some(endpoint) = &location.endpoint {
+                    builder = builder
+                        .with_endpoint(endpoint.clone())
+                        .with_allow_http(endpoint.starts_with("http://"));
+                }
+                Arc::new(builder.build().map_err(invalid)?)
+            }
+        };
+        Remote::new(backend, &location.prefix, &location.url(), staging)
+    }
+
     /// An S3 (or S3-compatible) store; packs are staged in `staging`.
-    pub fn s3(location: &S3Location, staging: &Path) -> Result<Remote> {
+    fn s3(location: &StoreLocation, staging: &Path) -> Result<Remote> {
         let mut builder = object_store::aws::AmazonS3Builder::from_env()
             .with_bucket_name(&location.bucket)
             // Path-style addressing: what S3-compatible stores expect.
@@ -536,14 +614,55 @@ mod tests {
 
     #[test]
     fn parses_pool_urls() {
-        let l = S3Location::parse("s3://ml-data/shale/pool1/").unwrap();
+        let l = StoreLocation::parse("s3://ml-data/shale/pool1/").unwrap();
         assert_eq!(
             (l.bucket.as_str(), l.prefix.as_str()),
             ("ml-data", "shale/pool1")
         );
         assert_eq!(l.url(), "s3://ml-data/shale/pool1");
-        assert_eq!(S3Location::parse("s3://b").unwrap().prefix, "");
-        assert!(S3Location::parse("s3:///x").is_err());
-        assert!(S3Location::parse("/local/path").is_err());
+        assert_eq!(StoreLocation::parse("s3://b").unwrap().prefix, "");
+        assert!(StoreLocation::parse("s3:///x").is_err());
+        assert!(StoreLocation::parse("/local/path").is_err());
+        assert!(StoreLocation::parse("ftp://host/x").is_err());
+        for (url, kind, name) in [
+            ("gs://ml-data/pools/a", StoreKind::Gcs, "gcs"),
+            ("az://container/pools/a", StoreKind::Azure, "azure"),
+        ] {
+            let l = StoreLocation::parse(url).unwrap();
+            assert_eq!((l.kind, l.kind.name()), (kind, name));
+            assert_eq!(l.prefix, "pools/a");
+            assert_eq!(l.url(), url);
+        }
+    }
+
+    /// GCS and Azure are wired to `object_store`'s builders: a location
+    /// with what each needs builds a store named by its URL, and one
+    /// without says what is missing. (No live service: nothing is fetched.)
+    #[test]
+    fn builds_gcs_and_azure_stores() {
+        let staging = tempfile::tempdir().unwrap();
+        let azure = StoreLocation {
+            endpoint: Some("http://127.0.0.1:10000/devstoreaccount1".into()),
+            ..StoreLocation::parse("az://shale/pools/a").unwrap()
+        };
+        if std::env::var_os("AZURE_STORAGE_ACCOUNT_NAME").is_none() {
+            let e = Remote::connect(&azure, staging.path())
+                .err()
+                .expect("no account");
+            assert!(e.to_string().starts_with("az://shale/pools/a: "), "{e}");
+        }
+        let store = object_store::azure::MicrosoftAzureBuilder::new()
+            .with_account("devstoreaccount1")
+            .with_access_key("ZmFrZQ==")
+            .with_container_name("shale")
+            .build()
+            .unwrap();
+        let remote = Remote::new(Arc::new(store), &azure.prefix, &azure.url(), staging.path());
+        assert!(remote.is_ok());
+        let gcs = StoreLocation::parse("gs://ml-data/pools/a").unwrap();
+        match Remote::connect(&gcs, staging.path()) {
+            Ok(r) => assert_eq!(r.name, "gs://ml-data/pools/a"),
+            Err(e) => assert!(e.to_string().starts_with("gs://ml-data/pools/a: "), "{e}"),
+        }
     }
 }
