@@ -430,7 +430,8 @@ fn every_user_error_is_named() {
 
 #[test]
 fn unreadable_file_fails_cleanly() {
-    let env = Env::new();
+    // about local files and directories: a local pool
+    let env = Env::local();
     write(&env.path("src/ok"), b"fine");
     write(&env.path("src/secret"), b"hidden");
     fs::set_permissions(env.path("src/secret"), fs::Permissions::from_mode(0o000)).unwrap();
@@ -473,7 +474,8 @@ fn unreadable_file_fails_cleanly() {
 
 #[test]
 fn pools_are_found_created_and_versioned() {
-    let env = Env::new();
+    // about local files and directories: a local pool
+    let env = Env::local();
     // the XDG default, created on first use
     let out = Command::cargo_bin("shale")
         .unwrap()

@@ -208,7 +208,7 @@ fn export_never_follows_links_in_the_target() {
 #[test]
 fn unreadable_directories_fail_cleanly() {
     // as root, whom permissions do not stop, the binary runs as nobody
-    let env = Env::new();
+    let env = Env::local();
     write(&env.path("src/ok/f"), b"fine");
     write(&env.path("src/locked/f"), b"hidden");
     fs::set_permissions(env.path("src/locked"), fs::Permissions::from_mode(0o000)).unwrap();

@@ -16,9 +16,7 @@ fn read_only_mounts_show_volumes_and_snapshots() {
         eprintln!("skipped: needs /dev/fuse and root");
         return;
     }
-    let env = Env {
-        dir: tempfile::tempdir().unwrap(),
-    };
+    let env = Env::new();
     let big: Vec<u8> = (0..3_000_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 24) as u8)
         .collect();
@@ -120,9 +118,7 @@ fn read_only_mounts_show_volumes_and_snapshots() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not mounted"));
 
     // one snapshot alone, in the foreground (as in a container)
-    let mut server = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
-        .arg("--pool")
-        .arg(env.path("pool"))
+    let mut server = env.command()
         .args([
             "mount",
             m,
@@ -152,9 +148,7 @@ fn read_only_mounts_show_volumes_and_snapshots() {
     assert!(server.wait().unwrap().success());
 
     // a server killed with SIGKILL leaves a stale mount: named, and cleaned by unmount
-    let mut server = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
-        .arg("--pool")
-        .arg(env.path("pool"))
+    let mut server = env.command()
         .args(["mount", m, "--read-only", "--foreground"])
         .spawn()
         .unwrap();

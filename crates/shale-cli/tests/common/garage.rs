@@ -135,11 +135,29 @@ api_bind_addr = "127.0.0.1:{admin}"
             );
             std::thread::sleep(Duration::from_millis(200));
         };
-        self.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
-        self.cli(&["layout", "apply", "--version", "1"]);
-        self.cli(&["bucket", "create", BUCKET]);
-        self.cli(&["key", "import", "--yes", "-n", "shale-test", KEY_ID, SECRET]);
-        self.cli(&[
+        // A node that has just started may not answer every command yet
+        // (seen on a loaded 2-core machine): each step is retried.
+        let step = |args: &[&str]| {
+            for _ in 0..20 {
+                let out = Command::new(&self.binary)
+                    .arg("-c")
+                    .arg(&self.config)
+                    .args(args)
+                    .stdin(Stdio::null())
+                    .output()
+                    .unwrap();
+                if out.status.success() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            self.cli(args);
+        };
+        step(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
+        step(&["layout", "apply", "--version", "1"]);
+        step(&["bucket", "create", BUCKET]);
+        step(&["key", "import", "--yes", "-n", "shale-test", KEY_ID, SECRET]);
+        step(&[
             "bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", KEY_ID,
         ]);
     }

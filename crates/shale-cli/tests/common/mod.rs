@@ -10,17 +10,74 @@ use serde_json::Value;
 pub mod garage;
 pub mod postgres;
 
-/// A temporary directory holding a pool (`pool/`) and whatever else a test needs.
+/// A temporary directory holding a pool and whatever else a test needs.
+///
+/// The pool is where `SHALE_TEST_STORE` says: `local` (default) a
+/// directory `pool/`; `s3` a prefix of a bucket in a Garage server started
+/// for the test, with an SQLite catalog; `s3-postgres` the same with its
+/// catalog in a PostgreSQL server started for the test. The same tests
+/// thus run against each kind of pool (`scripts/test.sh` runs all three).
 pub struct Env {
     /// The directory; removed on drop.
     pub dir: tempfile::TempDir,
+    store: Option<Remote>,
+}
+
+/// The servers of an object-store pool.
+struct Remote {
+    garage: garage::Garage,
+    postgres: Option<postgres::Postgres>,
+    url: String,
 }
 
 impl Env {
+    /// A pool of the kind `SHALE_TEST_STORE` names.
     pub fn new() -> Env {
+        match std::env::var("SHALE_TEST_STORE").as_deref() {
+            Ok("s3") => Env::remote(false),
+            Ok("s3-postgres") => Env::remote(true),
+            Ok("local") | Err(_) => Env::local(),
+            Ok(other) => panic!("SHALE_TEST_STORE={other}: use local, s3 or s3-postgres"),
+        }
+    }
+
+    /// A pool in a local directory, whatever `SHALE_TEST_STORE` says (for
+    /// tests of the local layout itself).
+    pub fn local() -> Env {
         Env {
             dir: tempfile::tempdir().unwrap(),
+            store: None,
         }
+    }
+
+    fn remote(with_postgres: bool) -> Env {
+        let garage = garage::Garage::start().expect("SHALE_TEST_STORE needs garage");
+        let postgres = with_postgres
+            .then(|| postgres::Postgres::start().expect("SHALE_TEST_STORE needs PostgreSQL"));
+        let env = Env {
+            dir: tempfile::tempdir().unwrap(),
+            store: Some(Remote {
+                garage,
+                postgres,
+                url: format!("s3://{}/pool", garage::BUCKET),
+            }),
+        };
+        let mut init = vec!["pool", "init"];
+        if let Some(pg) = env.store.as_ref().and_then(|r| r.postgres.as_ref()) {
+            init.extend(["--catalog", pg.url.as_str()]);
+        }
+        env.ok(&init);
+        env
+    }
+
+    /// Whether the pool is a local directory.
+    pub fn is_local(&self) -> bool {
+        self.store.is_none()
+    }
+
+    /// Whether the catalog is a PostgreSQL database.
+    pub fn has_shared_catalog(&self) -> bool {
+        self.store.as_ref().is_some_and(|r| r.postgres.is_some())
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -32,15 +89,138 @@ impl Env {
         self.path(rel).to_str().unwrap().to_string()
     }
 
-    pub fn pool(&self) -> PathBuf {
-        self.path("pool")
+    /// What `--pool` names: the directory or the URL.
+    pub fn pool_arg(&self) -> std::ffi::OsString {
+        match &self.store {
+            None => self.path("pool").into(),
+            Some(r) => r.url.clone().into(),
+        }
     }
 
-    /// `shale --pool POOL`, with `$SHALE_POOL` cleared.
+    /// The directory with the pool's local files: the pool itself, or its
+    /// cache on this (simulated) machine.
+    pub fn pool(&self) -> PathBuf {
+        match &self.store {
+            None => self.path("pool"),
+            Some(_) => std::fs::read_dir(self.path("cache"))
+                .ok()
+                .and_then(|mut d| d.next())
+                .map(|e| e.unwrap().path())
+                .unwrap_or_else(|| self.path("cache/none")),
+        }
+    }
+
+    /// Points `c` at the pool: `--pool`, the store's credentials and this
+    /// machine's cache directory, `$SHALE_POOL` cleared.
+    pub fn apply(&self, c: &mut Command) {
+        c.env_remove("SHALE_POOL");
+        if let Some(r) = &self.store {
+            c.envs(r.garage.env()).env("SHALE_CACHE_DIR", self.path("cache"));
+        }
+        c.arg("--pool").arg(self.pool_arg());
+    }
+
+    /// `shale --pool POOL`.
     pub fn command(&self) -> Command {
         let mut c = Command::new(assert_cmd::cargo::cargo_bin("shale"));
-        c.env_remove("SHALE_POOL").arg("--pool").arg(self.pool());
+        self.apply(&mut c);
         c
+    }
+
+    /// The store of an object-store pool, to reach objects directly.
+    fn objects(&self, r: &Remote) -> shale_core::objects::Remote {
+        let s3 = object_store::aws::AmazonS3Builder::new()
+            .with_access_key_id(garage::KEY_ID)
+            .with_secret_access_key(garage::SECRET)
+            .with_endpoint(&r.garage.endpoint)
+            .with_allow_http(true)
+            .with_region("garage")
+            .with_bucket_name(garage::BUCKET)
+            .build()
+            .unwrap();
+        shale_core::objects::Remote::new(
+            std::sync::Arc::new(s3),
+            "pool",
+            &r.url,
+            &self.path("test-staging"),
+        )
+        .unwrap()
+    }
+
+    /// Keys of every pack object (`packs/xx/NAME.pack`), sorted.
+    pub fn pack_keys(&self) -> Vec<String> {
+        use shale_core::objects::ObjectStore;
+        let mut out = match &self.store {
+            None => {
+                let mut out = Vec::new();
+                for d in std::fs::read_dir(self.path("pool/packs")).unwrap() {
+                    let d = d.unwrap();
+                    for f in std::fs::read_dir(d.path()).unwrap() {
+                        out.push(format!(
+                            "packs/{}/{}",
+                            d.file_name().to_str().unwrap(),
+                            f.unwrap().file_name().to_str().unwrap()
+                        ));
+                    }
+                }
+                out
+            }
+            Some(r) => self.objects(r).list("packs/").unwrap(),
+        };
+        out.sort();
+        out
+    }
+
+    /// An object's bytes.
+    pub fn read_object(&self, key: &str) -> Vec<u8> {
+        use shale_core::objects::ObjectStore;
+        match &self.store {
+            None => std::fs::read(self.path("pool").join(key)).unwrap(),
+            Some(r) => self.objects(r).get(key).unwrap(),
+        }
+    }
+
+    /// Replaces an object's bytes (as a failing disk or a tampering hand
+    /// would), and forgets what this machine has cached of it.
+    pub fn write_object(&self, key: &str, data: &[u8]) {
+        use shale_core::objects::ObjectStore;
+        match &self.store {
+            None => std::fs::write(self.path("pool").join(key), data).unwrap(),
+            Some(r) => {
+                self.objects(r).put(key, data).unwrap();
+                let _ = std::fs::remove_dir_all(self.pool().join("read"));
+            }
+        }
+    }
+
+    /// Deletes an object.
+    pub fn delete_object(&self, key: &str) {
+        use shale_core::objects::ObjectStore;
+        match &self.store {
+            None => std::fs::remove_file(self.path("pool").join(key)).unwrap(),
+            Some(r) => {
+                self.objects(r).delete(key).unwrap();
+                let _ = std::fs::remove_dir_all(self.pool().join("read"));
+            }
+        }
+    }
+
+    /// Runs one SQL statement on the catalog (SQLite file or PostgreSQL).
+    pub fn catalog_execute(&self, sql: &str) {
+        match self.store.as_ref().and_then(|r| r.postgres.as_ref()) {
+            None => {
+                let db = rusqlite::Connection::open(self.pool().join("catalog.db")).unwrap();
+                db.execute(sql, []).unwrap();
+            }
+            Some(pg) => {
+                let id = self.json(&["pool", "info"])["id"]
+                    .as_str()
+                    .unwrap()
+                    .to_string();
+                let catalog = shale_core::catalog::Catalog::open_postgres(&pg.url, &id).unwrap();
+                catalog.write(|tx| tx.execute(sql, &[])).unwrap();
+            }
+        }
     }
 
     pub fn run(&self, args: &[&str]) -> Output {
