@@ -38,6 +38,7 @@ cleanup() {
   fusermount3 -u "$WORK/mnt" 2>/dev/null || true
   juicefs umount "$WORK/jfs" >/dev/null 2>&1 || umount "$WORK/jfs" 2>/dev/null || true
   [ -n "${GPID:-}" ] && kill "$GPID" 2>/dev/null || true
+  [ -f "$WORK/pg/data/postmaster.pid" ] && kill -INT "$(head -1 "$WORK/pg/data/postmaster.pid")" 2>/dev/null || true
 }
 trap cleanup EXIT
 cleanup
@@ -74,6 +75,23 @@ export AWS_ENDPOINT_URL=http://127.0.0.1:$S3 SHALE_CACHE_DIR=$WORK/cache
 export RCLONE_CONFIG_G_TYPE=s3 RCLONE_CONFIG_G_PROVIDER=Other RCLONE_CONFIG_G_ENDPOINT=$AWS_ENDPOINT_URL \
        RCLONE_CONFIG_G_ACCESS_KEY_ID=$KEY RCLONE_CONFIG_G_SECRET_ACCESS_KEY=$SECRET RCLONE_CONFIG_G_REGION=garage \
        RCLONE_CONFIG_G_FORCE_PATH_STYLE=true
+
+# --- PostgreSQL for the shared catalog (if the machine has it) -------------
+PGBIN=$(dirname "$(command -v initdb 2>/dev/null || ls /usr/lib/postgresql/*/bin/initdb 2>/dev/null | tail -1)")
+CATALOG=()
+if [ -x "$PGBIN/initdb" ]; then
+  mkdir -p "$WORK/pg"; PGUSER_RUN=()
+  if [ "$(id -u)" = 0 ]; then chown postgres "$WORK/pg"; PGUSER_RUN=(runuser -u postgres --); fi
+  "${PGUSER_RUN[@]}" "$PGBIN/initdb" -D "$WORK/pg/data" -A trust -U shale >/dev/null
+  PGPORT=$(port)
+  "${PGUSER_RUN[@]}" "$PGBIN/postgres" -D "$WORK/pg/data" -p "$PGPORT" -c listen_addresses=127.0.0.1 \
+    -c unix_socket_directories="$WORK/pg" > "$WORK/pg.log" 2>&1 &
+  for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$PGPORT") 2>/dev/null && break; sleep 0.1; done
+  CATALOG=(--catalog "postgres://shale@127.0.0.1:$PGPORT/postgres")
+  CATALOG_NAME="PostgreSQL $("$PGBIN/postgres" --version | awk '{print $3}')"
+else
+  CATALOG_NAME="SQLite (no PostgreSQL on this machine)"
+fi
 sh() { "$SHALE" -q --pool s3://bench/shale "$@"; }
 
 python3 "$HERE/gen_dataset.py" images "$WORK/ds" --files "$FILES" >&2
@@ -88,7 +106,7 @@ ROWS=()
 
 # --- import ----------------------------------------------------------------
 find "$WORK/ds" -type f -exec cat {} + > /dev/null   # every tool reads from page cache
-sh pool init
+sh pool init "${CATALOG[@]}"
 s=$(now); sh volume create ds --from "$WORK/ds"; e=$(now); TS=$(secs "$s" "$e")
 OS=$(objects shale)
 TR=nan; OR=nan; TA=nan
@@ -137,14 +155,25 @@ for i in 1 2 3 4 5; do
 done
 snap=$(printf "%s\n" "${times[@]}" | sort -n | sed -n 3p)
 s=$(now); sh volume clone exp --from ds@s1; e=$(now); clone=$(echo "($e - $s) * 1000" | bc -l)
-ROWS+=("| snapshot / clone on the object-store pool (whole command, median of 5 / one) | $(num "$snap") ms / $(num "$clone") ms | - | - | <= 50 ms |")
+ROWS+=("| snapshot / clone on the shared catalog, volume mounted (whole command, median of 5 / one) | $(num "$snap") ms / $(num "$clone") ms | - | - | <= 50 ms |")
 sh unmount "$WORK/mnt"
 sh verify >&2
+# The same on a pool with an SQLite catalog (copied to the bucket after each change).
+sq() { "$SHALE" -q --pool s3://bench/sqlite "$@"; }
+sq pool init
+sq volume create ds --from "$WORK/ds"
+times=()
+for i in 1 2 3 4 5; do
+  s=$(now); sq snapshot create ds "s$i"; e=$(now); times+=("$(echo "($e - $s) * 1000" | bc -l)")
+done
+snap=$(printf "%s\n" "${times[@]}" | sort -n | sed -n 3p)
+s=$(now); sq volume clone exp --from ds@s1; e=$(now); clone=$(echo "($e - $s) * 1000" | bc -l)
+ROWS+=("| snapshot / clone, SQLite catalog (copied to the bucket), not mounted | $(num "$snap") ms / $(num "$clone") ms | - | - | - |")
 
 {
   echo "# An object-store pool on a local Garage"
   echo
-  echo "Run on $(date -u +%Y-%m-%d), $(nproc) cores; Garage $("$GARAGE" --version 2>/dev/null | head -1 | awk '{print $2}'), single node on 127.0.0.1, its data on the same disk."
+  echo "Run on $(date -u +%Y-%m-%d), $(nproc) cores; Garage $("$GARAGE" --version 2>/dev/null | head -1 | awk '{print $2}'), single node on 127.0.0.1, its data on the same disk; catalog: $CATALOG_NAME on 127.0.0.1."
   echo
   echo "| measure | shale | peers | ratios | goal |"
   echo "|---|---|---|---|---|"
