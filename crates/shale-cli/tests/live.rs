@@ -517,7 +517,8 @@ fn fsynced_data_survives_kill_9() {
     fs::create_dir_all(env.path("mnt")).unwrap();
     let m = env.s("mnt");
     for round in 0..3u64 {
-        let mut server = env.command()
+        let mut server = env
+            .command()
             .args(["mount", &m, "--foreground", "--commit-interval", "3600"])
             .spawn()
             .unwrap();

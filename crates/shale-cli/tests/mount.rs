@@ -118,7 +118,8 @@ fn read_only_mounts_show_volumes_and_snapshots() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("is not mounted"));
 
     // one snapshot alone, in the foreground (as in a container)
-    let mut server = env.command()
+    let mut server = env
+        .command()
         .args([
             "mount",
             m,
@@ -148,7 +149,8 @@ fn read_only_mounts_show_volumes_and_snapshots() {
     assert!(server.wait().unwrap().success());
 
     // a server killed with SIGKILL leaves a stale mount: named, and cleaned by unmount
-    let mut server = env.command()
+    let mut server = env
+        .command()
         .args(["mount", m, "--read-only", "--foreground"])
         .spawn()
         .unwrap();

@@ -18,9 +18,10 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use crate::catalog::{insert_packs, Catalog, SealedPack};
+use crate::catalog::{insert_packs, BlobLocation, Catalog, SealedPack};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::locations::LocationCache;
 use crate::objects::ObjectStore;
 use crate::pack::{self, BlobKind, Compression, EntryHead};
 use crate::session::Session;
@@ -44,12 +45,17 @@ const ZSTD_LEVEL: i32 = 3;
 pub struct BlobStore {
     objects: Arc<dyn ObjectStore>,
     catalog: Arc<Catalog>,
+    locations: Arc<LocationCache>,
 }
 
 impl BlobStore {
     /// Joins an object store and the catalog that indexes it.
     pub fn new(objects: Arc<dyn ObjectStore>, catalog: Arc<Catalog>) -> Self {
-        BlobStore { objects, catalog }
+        BlobStore {
+            objects,
+            catalog,
+            locations: Arc::default(),
+        }
     }
 
     /// The catalog.
@@ -64,19 +70,30 @@ impl BlobStore {
 
     /// Reads, decompresses and checks one blob.
     pub fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
-        match self.get_once(id) {
-            // `gc` may have moved the blob to a new pack between our index
-            // lookup and our read: look it up again once.
-            Err(Error::Corrupt { reason, .. }) if reason == PACK_MISSING => self.get_once(id),
+        match self.get_once(id, false) {
+            // `gc` may have moved the blob to a new pack since we learnt
+            // where it was: look it up again once.
+            Err(Error::Corrupt { reason, .. }) if reason == PACK_MISSING => self.get_once(id, true),
             other => other,
         }
     }
 
-    fn get_once(&self, id: &ObjectId) -> Result<Vec<u8>> {
-        let loc = self
-            .catalog
-            .locate_blob(id)?
-            .ok_or(Error::MissingObject(*id))?;
+    /// Where a blob is: remembered, or asked of the catalog (with the rest
+    /// of its pack, see `locations.rs`); `fresh` asks in any case.
+    fn locate(&self, id: &ObjectId, fresh: bool) -> Result<BlobLocation> {
+        if !fresh {
+            if let Some(loc) = self.locations.get(id) {
+                return Ok(loc);
+            }
+        }
+        let pack = self.catalog.locate_pack_of(id)?;
+        let found = pack.iter().find(|l| l.head.id == *id).cloned();
+        self.locations.insert(pack);
+        found.ok_or(Error::MissingObject(*id))
+    }
+
+    fn get_once(&self, id: &ObjectId, fresh: bool) -> Result<Vec<u8>> {
+        let loc = self.locate(id, fresh)?;
         let key = pack::key(&loc.pack);
         let what = || format!("object {id} in pack {}", loc.pack);
         let stored = self
@@ -84,6 +101,7 @@ impl BlobStore {
             .get_range(&key, loc.head.offset, loc.head.stored_len as usize)
             .map_err(|e| match e {
                 Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => {
+                    self.locations.forget_pack(&loc.pack);
                     Error::corrupt(what(), PACK_MISSING)
                 }
                 Error::Io { source, .. } if source.kind() == std::io::ErrorKind::UnexpectedEof => {

@@ -22,6 +22,7 @@ pub mod id;
 pub mod import;
 pub mod leases;
 pub mod lineage;
+pub mod locations;
 pub mod mounts;
 pub mod names;
 pub mod objects;

@@ -115,7 +115,8 @@ impl Env {
     pub fn apply(&self, c: &mut Command) {
         c.env_remove("SHALE_POOL");
         if let Some(r) = &self.store {
-            c.envs(r.garage.env()).env("SHALE_CACHE_DIR", self.path("cache"));
+            c.envs(r.garage.env())
+                .env("SHALE_CACHE_DIR", self.path("cache"));
         }
         c.arg("--pool").arg(self.pool_arg());
     }

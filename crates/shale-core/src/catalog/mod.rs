@@ -420,6 +420,25 @@ impl Catalog {
         })
     }
 
+    /// Where a blob is, with every other entry of its pack (empty if the
+    /// index does not know it).
+    pub fn locate_pack_of(&self, id: &ObjectId) -> Result<Vec<BlobLocation>> {
+        self.read(|db| {
+            db.query_all(
+                "SELECT p.name, b.id, b.\"offset\", b.stored_len, b.raw_len, b.kind, b.compression \
+                 FROM blobs b JOIN packs p ON p.id = b.pack \
+                 WHERE b.pack = (SELECT pack FROM blobs WHERE id = ?1)",
+                args![id],
+                |r| {
+                    Ok(BlobLocation {
+                        pack: r.id(0)?,
+                        head: head_from_row(r.id(1)?, r, 2)?,
+                    })
+                },
+            )
+        })
+    }
+
     /// Every pack: (catalog key, name).
     pub fn packs(&self) -> Result<Vec<(i64, ObjectId)>> {
         self.read(|db| {
