@@ -78,6 +78,16 @@ impl BlobStore {
         }
     }
 
+    /// Where a blob is, if the index knows it (remembered per pack, as
+    /// for reads).
+    pub fn location(&self, id: &ObjectId) -> Result<Option<BlobLocation>> {
+        match self.locate(id, false) {
+            Ok(loc) => Ok(Some(loc)),
+            Err(Error::MissingObject(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Where a blob is: remembered, or asked of the catalog (with the rest
     /// of its pack, see `locations.rs`); `fresh` asks in any case.
     fn locate(&self, id: &ObjectId, fresh: bool) -> Result<BlobLocation> {

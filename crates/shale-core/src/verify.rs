@@ -140,7 +140,7 @@ impl Checker<'_> {
         let problem = if let Some(e) = self.bad_blobs.get(id) {
             Some(e.clone())
         } else {
-            match self.pool.catalog().locate_blob(id)? {
+            match self.pool.blobs().location(id)? {
                 None => Some(format!("object {id} is missing from the pool")),
                 Some(loc) => match self.pack_size(&loc.pack) {
                     None => Some(format!(

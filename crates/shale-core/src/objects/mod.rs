@@ -11,7 +11,7 @@ mod remote;
 
 pub use local::LocalDir;
 pub use memory::Memory;
-pub use remote::{Remote, StoreKind, StoreLocation};
+pub use remote::{backend, Remote, StoreKind, StoreLocation};
 
 use crate::error::Result;
 

@@ -112,6 +112,59 @@ impl StoreLocation {
     }
 }
 
+/// An `object_store` client for the bucket of `location` (the prefix is
+/// the caller's to apply): S3 path-style with the standard AWS chain, GCS
+/// and Azure with theirs.
+pub fn backend(location: &StoreLocation) -> Result<Arc<dyn Backend>> {
+    let invalid =
+        |e: object_store::Error| Error::InvalidArgument(format!("{}: {e}", location.url()));
+    Ok(match location.kind {
+        StoreKind::S3 => {
+            let mut builder = object_store::aws::AmazonS3Builder::from_env()
+                .with_bucket_name(&location.bucket)
+                // Path-style addressing: what S3-compatible stores expect.
+                .with_virtual_hosted_style_request(false);
+            if let Some(endpoint) = &location.endpoint {
+                builder = builder.with_endpoint(endpoint);
+            }
+            let endpoint = location.endpoint.clone().or_else(|| {
+                ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
+                    .iter()
+                    .find_map(|k| std::env::var(k).ok())
+            });
+            if endpoint.is_some_and(|e| e.starts_with("http://")) {
+                builder = builder.with_allow_http(true);
+            }
+            if let Some(region) = &location.region {
+                builder = builder.with_region(region);
+            } else if std::env::var_os("AWS_REGION").is_none()
+                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
+            {
+                builder = builder.with_region("us-east-1");
+            }
+            Arc::new(builder.build().map_err(invalid)?)
+        }
+        StoreKind::Gcs => {
+            let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
+                .with_bucket_name(&location.bucket);
+            if let Some(endpoint) = &location.endpoint {
+                builder = builder.with_base_url(endpoint);
+            }
+            Arc::new(builder.build().map_err(invalid)?)
+        }
+        StoreKind::Azure => {
+            let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
+                .with_container_name(&location.bucket);
+            if let Some(endpoint) = &location.endpoint {
+                builder = builder
+                    .with_endpoint(endpoint.clone())
+                    .with_allow_http(endpoint.starts_with("http://"));
+            }
+            Arc::new(builder.build().map_err(invalid)?)
+        }
+    })
+}
+
 /// A remote object store under a key prefix.
 pub struct Remote {
     backend: Arc<dyn Backend>,
@@ -129,61 +182,8 @@ pub struct Remote {
 impl Remote {
     /// The store at `location`; packs are staged in `staging`.
     pub fn connect(location: &StoreLocation, staging: &Path) -> Result<Remote> {
-        let invalid =
-            |e: object_store::Error| Error::InvalidArgument(format!("{}: {e}", location.url()));
-        let backend: Arc<dyn Backend> = match location.kind {
-            StoreKind::S3 => return Remote::s3(location, staging),
-            StoreKind::Gcs => {
-                let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                    .with_bucket_name(&location.bucket);
-                if let Some(endpoint) = &location.endpoint {
-                    builder = builder.with_base_url(endpoint);
-                }
-                Arc::new(builder.build().map_err(invalid)?)
-            }
-            StoreKind::Azure => {
-                let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
-                    .with_container_name(&location.bucket);
-                if let Some(endpoint) = &location.endpoint {
-                    builder = builder
-                        .with_endpoint(endpoint.clone())
-                        .with_allow_http(endpoint.starts_with("http://"));
-                }
-                Arc::new(builder.build().map_err(invalid)?)
-            }
-        };
-        Remote::new(backend, &location.prefix, &location.url(), staging)
-    }
-
-    /// An S3 (or S3-compatible) store; packs are staged in `staging`.
-    fn s3(location: &StoreLocation, staging: &Path) -> Result<Remote> {
-        let mut builder = object_store::aws::AmazonS3Builder::from_env()
-            .with_bucket_name(&location.bucket)
-            // Path-style addressing: what S3-compatible stores expect.
-            .with_virtual_hosted_style_request(false);
-        if let Some(endpoint) = &location.endpoint {
-            builder = builder.with_endpoint(endpoint);
-        }
-        let endpoint = location.endpoint.clone().or_else(|| {
-            ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
-                .iter()
-                .find_map(|k| std::env::var(k).ok())
-        });
-        if endpoint.is_some_and(|e| e.starts_with("http://")) {
-            builder = builder.with_allow_http(true);
-        }
-        if let Some(region) = &location.region {
-            builder = builder.with_region(region);
-        } else if std::env::var_os("AWS_REGION").is_none()
-            && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-        {
-            builder = builder.with_region("us-east-1");
-        }
-        let backend = builder
-            .build()
-            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", location.url())))?;
         Remote::new(
-            Arc::new(backend),
+            backend(location)?,
             &location.prefix,
             &location.url(),
             staging,
