@@ -112,6 +112,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Unmount { mountpoint } => crate::mount::unmount(cli, mountpoint),
         Command::Run(_) => unreachable!("`run` is dispatched by main"),
         Command::Lineage { spec, dot } => lineage(cli, spec, *dot),
+        Command::Sync(args) => crate::sync::sync(cli, args),
+        Command::Scan(args) => crate::sync::scan(cli, args),
     }
 }
 

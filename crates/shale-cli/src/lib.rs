@@ -9,6 +9,7 @@ mod mount;
 mod output;
 mod progress;
 mod run;
+mod sync;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -77,6 +78,12 @@ pub enum Command {
         #[arg(long)]
         dot: bool,
     },
+    /// Make DST hold what SRC holds, copying only what differs: local
+    /// paths, s3://BUCKET/PREFIX (gs://, az://), volume:NAME[@SNAPSHOT][/PATH].
+    Sync(SyncArgs),
+    /// Report what a directory, bucket prefix or volume holds: counts,
+    /// sizes, ages, largest files and directories, extensions, duplicates.
+    Scan(ScanArgs),
     /// Check that every object the volumes and snapshots reach is present and sound.
     Verify {
         /// Also re-read and re-hash every stored byte.
@@ -86,6 +93,54 @@ pub enum Command {
         #[arg(long, value_name = "NAME")]
         volume: Option<String>,
     },
+}
+
+/// `shale sync …`
+#[derive(Args, Debug)]
+pub struct SyncArgs {
+    /// Where to copy from.
+    pub src: std::ffi::OsString,
+    /// Where to copy to (a snapshot is read-only: not a destination).
+    pub dst: std::ffi::OsString,
+    /// Remove from DST what SRC lacks.
+    #[arg(long)]
+    pub delete: bool,
+    /// Compare files of equal size by content (stored hashes where a side
+    /// has them: ETags, Shale chunk ids), not by modification time.
+    #[arg(long)]
+    pub checksum: bool,
+    /// Print what would be done; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Files copied at once.
+    #[arg(long, short = 'j', default_value_t = 16)]
+    pub jobs: usize,
+    /// Bandwidth limit per second, all copies together (`10MiB`, `1G`).
+    #[arg(long, value_name = "RATE")]
+    pub bwlimit: Option<String>,
+    /// Further attempts of a failed copy to or from an object store.
+    #[arg(long, default_value_t = 3)]
+    pub retries: u32,
+    /// After syncing into a volume, snapshot it (named NAME, else by time).
+    #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
+    pub snapshot: Option<String>,
+    /// Also write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+}
+
+/// `shale scan …`
+#[derive(Args, Debug)]
+pub struct ScanArgs {
+    /// A path, s3://BUCKET/PREFIX, or volume:NAME[@SNAPSHOT][/PATH].
+    pub place: std::ffi::OsString,
+    /// Also find files with the same content (reads files whose size
+    /// another shares, unless the side stores their hashes).
+    #[arg(long)]
+    pub dedup: bool,
+    /// Also write the report as a self-contained HTML page with charts.
+    #[arg(long, value_name = "FILE")]
+    pub html: Option<PathBuf>,
 }
 
 /// `shale pool …`

@@ -1,0 +1,193 @@
+//! Running a plan: directories first, then files and links on `jobs`
+//! threads, then removals; each failure is recorded with its path and the
+//! rest goes on.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use shale_core::Result;
+
+use crate::entry::Entry;
+use crate::plan::Action;
+use crate::side::Side;
+use crate::{Problem, SyncOptions, SyncReport};
+
+/// A shared budget of bytes per second (a token bucket holding at most one
+/// second's worth).
+pub struct Limiter {
+    rate: f64,
+    state: Mutex<(Instant, f64)>,
+}
+
+impl Limiter {
+    /// At most `rate` bytes per second.
+    pub fn new(rate: u64) -> Limiter {
+        Limiter {
+            rate: rate.max(1) as f64,
+            state: Mutex::new((Instant::now(), 0.0)),
+        }
+    }
+
+    /// Waits until `n` more bytes may pass.
+    pub fn take(&self, n: usize) {
+        let wait = {
+            let mut st = self.state.lock().unwrap_or_else(|p| p.into_inner());
+            let now = Instant::now();
+            let refill = now.duration_since(st.0).as_secs_f64() * self.rate;
+            st.1 = (st.1 + refill).min(self.rate) - n as f64;
+            st.0 = now;
+            if st.1 < 0.0 {
+                Duration::from_secs_f64(-st.1 / self.rate)
+            } else {
+                Duration::ZERO
+            }
+        };
+        if !wait.is_zero() {
+            std::thread::sleep(wait);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tally {
+    copied: AtomicU64,
+    bytes: AtomicU64,
+    dirs: AtomicU64,
+    links: AtomicU64,
+    deleted: AtomicU64,
+    errors: Mutex<Vec<Problem>>,
+}
+
+impl Tally {
+    fn failed(&self, e: &Entry, err: shale_core::Error) {
+        self.errors
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Problem {
+                path: e.display(),
+                error: err.to_string(),
+            });
+    }
+}
+
+fn copy(src: &dyn Side, dst: &dyn Side, e: &Entry, limiter: Option<&Limiter>) -> Result<u64> {
+    let mut moved = 0u64;
+    dst.write(e, &mut |sink| {
+        moved = 0;
+        src.read(e, &mut |piece| {
+            if let Some(l) = limiter {
+                l.take(piece.len());
+            }
+            moved += piece.len() as u64;
+            sink(piece)
+        })
+    })?;
+    Ok(moved)
+}
+
+/// Runs `actions` (in plan order) from `src` to `dst`, adding to `report`.
+pub fn run(
+    src: &dyn Side,
+    dst: &dyn Side,
+    actions: &[Action],
+    opts: &SyncOptions,
+    report: &mut SyncReport,
+) {
+    let tally = Tally::default();
+    let limiter = opts.bwlimit.map(Limiter::new);
+    let attempts = 1 + if src.retries() || dst.retries() {
+        opts.retries
+    } else {
+        0
+    };
+    // Directories, in order (parents first).
+    let mut rest = Vec::new();
+    let mut removals = Vec::new();
+    for a in actions {
+        match a {
+            Action::Mkdir(e) => match dst.mkdir(e) {
+                Ok(()) => {
+                    tally.dirs.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => tally.failed(e, err),
+            },
+            Action::Delete(e) => removals.push(e),
+            other => rest.push(other),
+        }
+    }
+    // Files and links, in parallel.
+    let next = AtomicUsize::new(0);
+    let work = || loop {
+        let i = next.fetch_add(1, Ordering::Relaxed);
+        let Some(a) = rest.get(i) else { return };
+        match a {
+            Action::Copy(e, _) => {
+                let mut pause = Duration::from_millis(500);
+                for attempt in 1..=attempts {
+                    match copy(src, dst, e, limiter.as_ref()) {
+                        Ok(n) => {
+                            tally.copied.fetch_add(1, Ordering::Relaxed);
+                            tally.bytes.fetch_add(n, Ordering::Relaxed);
+                            if let Some(p) = &opts.progress {
+                                p.add_file(n);
+                            }
+                            break;
+                        }
+                        Err(err) if attempt < attempts => {
+                            tracing::warn!("{}: {err}; retrying in {pause:?}", e.display());
+                            std::thread::sleep(pause);
+                            pause *= 2;
+                        }
+                        Err(err) => tally.failed(e, err),
+                    }
+                }
+            }
+            Action::Symlink(e) => match dst.symlink(e) {
+                Ok(()) => {
+                    tally.links.fetch_add(1, Ordering::Relaxed);
+                }
+                Err(err) => tally.failed(e, err),
+            },
+            Action::Mkdir(_) | Action::Delete(_) => {}
+        }
+    };
+    std::thread::scope(|s| {
+        for _ in 0..opts.jobs.clamp(1, 256) {
+            s.spawn(work);
+        }
+    });
+    // Removals, children before their directories (the plan's order).
+    for e in removals {
+        match dst.remove(e) {
+            Ok(()) => {
+                tally.deleted.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(err) => tally.failed(e, err),
+        }
+    }
+    report.copied += tally.copied.into_inner();
+    report.bytes += tally.bytes.into_inner();
+    report.dirs_created += tally.dirs.into_inner();
+    report.symlinks += tally.links.into_inner();
+    report.deleted += tally.deleted.into_inner();
+    let mut errors = tally.errors.into_inner().unwrap_or_else(|p| p.into_inner());
+    errors.sort_by(|a, b| a.path.cmp(&b.path));
+    report.errors.extend(errors);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_limiter_holds_the_rate() {
+        let l = Limiter::new(1_000_000);
+        let start = Instant::now();
+        for _ in 0..30 {
+            l.take(100_000); // 3 MB at 1 MB/s, one second's burst allowed
+        }
+        let took = start.elapsed().as_secs_f64();
+        assert!(took > 1.5, "{took}");
+    }
+}

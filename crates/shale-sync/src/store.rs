@@ -1,0 +1,260 @@
+//! Objects under a prefix of a bucket (S3 and S3-compatible, GCS, Azure),
+//! through `object_store` (the same clients as object-store pools).
+//!
+//! Stores keep no directories, symlinks, modes or settable mtimes: a file
+//! becomes an object named by its path, and an object is "up to date" when
+//! it has the same size and was written after the file last changed (as
+//! `aws s3 sync` decides). Objects up to [`PART`] bytes are written with one
+//! request, larger ones as multipart uploads of `PART`-byte parts.
+
+use std::sync::Arc;
+
+use futures::TryStreamExt;
+use object_store::path::Path as ObjectPath;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use shale_core::objects::StoreLocation;
+use shale_core::{Error, Result};
+
+use crate::entry::{Entry, Kind, StoredHash};
+use crate::side::{Feed, Side, Sink};
+
+/// Part size of multipart uploads, and of ranged reads of large objects.
+pub const PART: usize = 16 << 20;
+
+/// A prefix of a bucket as a sync side.
+pub struct Store {
+    backend: Arc<dyn ObjectStore>,
+    prefix: String,
+    name: String,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Store {
+    /// Connects to the bucket of `location` (no request is made yet).
+    pub fn connect(location: &StoreLocation) -> Result<Store> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(4)
+            .thread_name("shale-sync-io")
+            .enable_all()
+            .build()
+            .map_err(|e| Error::io(location.url(), e))?;
+        Ok(Store {
+            backend: shale_core::objects::backend(location)?,
+            prefix: location.prefix.clone(),
+            name: location.url(),
+            runtime,
+        })
+    }
+
+    fn key(&self, rel: &[u8]) -> Result<ObjectPath> {
+        let rel = std::str::from_utf8(rel).map_err(|_| {
+            Error::InvalidArgument(format!(
+                "{}: object names must be UTF-8; this name is not",
+                String::from_utf8_lossy(rel)
+            ))
+        })?;
+        let full = if self.prefix.is_empty() {
+            rel.to_string()
+        } else {
+            format!("{}/{rel}", self.prefix)
+        };
+        ObjectPath::parse(&full)
+            .map_err(|e| Error::InvalidArgument(format!("{rel}: not a valid object name ({e})")))
+    }
+
+    fn error(&self, what: &[u8], e: object_store::Error) -> Error {
+        let kind = match e {
+            object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
+            _ => std::io::ErrorKind::Other,
+        };
+        Error::io(
+            format!("{}/{}", self.name, String::from_utf8_lossy(what)),
+            std::io::Error::new(kind, e.to_string()),
+        )
+    }
+}
+
+impl Side for Store {
+    fn name(&self) -> String {
+        self.name.clone()
+    }
+
+    fn list(&self) -> Result<Vec<Entry>> {
+        let base = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
+        let strip = if self.prefix.is_empty() {
+            String::new()
+        } else {
+            format!("{}/", self.prefix)
+        };
+        let metas: Vec<object_store::ObjectMeta> = self
+            .runtime
+            .block_on(self.backend.list(base.as_ref()).try_collect())
+            .map_err(|e| self.error(b"", e))?;
+        let mut out: Vec<Entry> = metas
+            .into_iter()
+            .filter_map(|m| {
+                let rel = m.location.as_ref().strip_prefix(&strip)?.to_string();
+                Some(Entry {
+                    path: rel.into_bytes(),
+                    kind: Kind::File,
+                    size: m.size,
+                    mtime_ns: m.last_modified.timestamp_nanos_opt().unwrap_or(0),
+                    mode: 0o644,
+                    stored_hash: m
+                        .e_tag
+                        .map(|t| StoredHash::ETag(t.trim_matches('"').to_string())),
+                })
+            })
+            .collect();
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn read(&self, e: &Entry, sink: &mut Sink<'_>) -> Result<()> {
+        let key = self.key(&e.path)?;
+        if e.size as usize <= PART {
+            let data = self
+                .runtime
+                .block_on(async { self.backend.get(&key).await?.bytes().await })
+                .map_err(|err| self.error(&e.path, err))?;
+            if data.len() as u64 != e.size {
+                return Err(self.error(
+                    &e.path,
+                    object_store::Error::Generic {
+                        store: "sync",
+                        source: "the object changed while it was read".into(),
+                    },
+                ));
+            }
+            return sink(&data);
+        }
+        let mut at = 0u64;
+        while at < e.size {
+            let end = (at + PART as u64).min(e.size);
+            let data = self
+                .runtime
+                .block_on(self.backend.get_range(&key, at..end))
+                .map_err(|err| self.error(&e.path, err))?;
+            sink(&data)?;
+            at = end;
+        }
+        Ok(())
+    }
+
+    fn write(&self, e: &Entry, feed: &mut Feed<'_>) -> Result<()> {
+        let key = self.key(&e.path)?;
+        if e.size as usize <= PART {
+            let mut buf = Vec::with_capacity(e.size as usize);
+            feed(&mut |piece: &[u8]| {
+                buf.extend_from_slice(piece);
+                Ok(())
+            })?;
+            return self
+                .runtime
+                .block_on(self.backend.put(&key, PutPayload::from(buf)))
+                .map(drop)
+                .map_err(|err| self.error(&e.path, err));
+        }
+        // Multipart: parts go up as they fill; an upload that fails is
+        // aborted, so no object appears under the name.
+        let mut upload = self
+            .runtime
+            .block_on(self.backend.put_multipart(&key))
+            .map_err(|err| self.error(&e.path, err))?;
+        let mut part = Vec::with_capacity(PART);
+        let result = (|| {
+            feed(&mut |mut piece: &[u8]| {
+                while !piece.is_empty() {
+                    let n = (PART - part.len()).min(piece.len());
+                    part.extend_from_slice(&piece[..n]);
+                    piece = &piece[n..];
+                    if part.len() == PART {
+                        let full = std::mem::replace(&mut part, Vec::with_capacity(PART));
+                        self.runtime
+                            .block_on(upload.put_part(PutPayload::from(full)))
+                            .map_err(|err| self.error(&e.path, err))?;
+                    }
+                }
+                Ok(())
+            })?;
+            if !part.is_empty() {
+                let last = std::mem::take(&mut part);
+                self.runtime
+                    .block_on(upload.put_part(PutPayload::from(last)))
+                    .map_err(|err| self.error(&e.path, err))?;
+            }
+            self.runtime
+                .block_on(upload.complete())
+                .map(drop)
+                .map_err(|err| self.error(&e.path, err))
+        })();
+        if result.is_err() {
+            let _ = self.runtime.block_on(upload.abort());
+        }
+        result
+    }
+
+    fn mkdir(&self, _: &Entry) -> Result<()> {
+        Ok(())
+    }
+
+    fn symlink(&self, _: &Entry) -> Result<()> {
+        Ok(())
+    }
+
+    fn remove(&self, e: &Entry) -> Result<()> {
+        if e.kind != Kind::File {
+            return Ok(());
+        }
+        let key = self.key(&e.path)?;
+        match self.runtime.block_on(self.backend.delete(&key)) {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(err) => Err(self.error(&e.path, err)),
+        }
+    }
+
+    fn keeps_mtime(&self) -> bool {
+        false
+    }
+
+    fn has_dirs(&self) -> bool {
+        false
+    }
+
+    fn retries(&self) -> bool {
+        true
+    }
+}
+
+/// The ETag a store gives `data` when written as [`Store::write`] does:
+/// plain MD5 up to [`PART`] bytes, else the MD5 of the parts' MD5s and `-N`.
+pub fn etag_of(size: u64, read: &mut dyn FnMut(&mut Sink<'_>) -> Result<()>) -> Result<String> {
+    use md5::{Digest, Md5};
+    let mut whole = Md5::new();
+    let mut part = Md5::new();
+    let mut in_part = 0usize;
+    let mut parts: Vec<u8> = Vec::new();
+    read(&mut |mut piece: &[u8]| {
+        whole.update(piece);
+        while !piece.is_empty() {
+            let n = (PART - in_part).min(piece.len());
+            part.update(&piece[..n]);
+            in_part += n;
+            piece = &piece[n..];
+            if in_part == PART {
+                parts.extend_from_slice(&std::mem::take(&mut part).finalize());
+                in_part = 0;
+            }
+        }
+        Ok(())
+    })?;
+    if size as usize <= PART {
+        return Ok(format!("{:x}", whole.finalize()));
+    }
+    let mut count = parts.len() / 16;
+    if in_part > 0 {
+        parts.extend_from_slice(&part.finalize());
+        count += 1;
+    }
+    Ok(format!("{:x}-{count}", Md5::digest(&parts)))
+}
