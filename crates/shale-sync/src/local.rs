@@ -47,6 +47,23 @@ fn join(dir: &[u8], name: &[u8]) -> Vec<u8> {
     }
 }
 
+/// Marks the temporary name of a file being written: `.NAME` + this + pid.
+const TEMP_MARK: &[u8] = b".shale-sync-";
+
+/// Whether `name` is the temporary file of a sync process that is gone.
+fn is_leftover(name: &[u8]) -> bool {
+    if !name.starts_with(b".") {
+        return false;
+    }
+    let Some(at) = name.windows(TEMP_MARK.len()).rposition(|w| w == TEMP_MARK) else {
+        return false;
+    };
+    let pid = std::str::from_utf8(&name[at + TEMP_MARK.len()..])
+        .ok()
+        .and_then(|p| p.parse::<u32>().ok());
+    pid.is_some_and(|p| !Path::new(&format!("/proc/{p}")).exists())
+}
+
 /// Lists `dir` (relative path `rel`) and everything under it, directories
 /// in parallel: a cold walk waits on the disk, not the CPU.
 fn walk(root: &Path, rel: &[u8], out: &mut Vec<Entry>) -> Result<()> {
@@ -58,6 +75,11 @@ fn walk(root: &Path, rel: &[u8], out: &mut Vec<Entry>) -> Result<()> {
     let mut subdirs = Vec::new();
     for item in fs::read_dir(&dir).at(&dir)? {
         let item = item.at(&dir)?;
+        if is_leftover(item.file_name().as_bytes()) {
+            // a partial copy of a sync that was killed: never a real file
+            let _ = fs::remove_file(item.path());
+            continue;
+        }
         let path = join(rel, item.file_name().as_bytes());
         let md = item.path().symlink_metadata().at(item.path())?;
         let ft = md.file_type();
@@ -145,7 +167,8 @@ impl Side for Local {
         // A hidden name beside the target, renamed over it once complete.
         let mut tmp_name = b".".to_vec();
         tmp_name.extend_from_slice(&name[..name.len().min(200)]);
-        tmp_name.extend_from_slice(format!(".shale-sync-{}", std::process::id()).as_bytes());
+        tmp_name.extend_from_slice(TEMP_MARK);
+        tmp_name.extend_from_slice(std::process::id().to_string().as_bytes());
         let tmp = parent.join(OsStr::from_bytes(&tmp_name));
         let result = (|| {
             let mut f = fs::File::create(&tmp).at(&tmp)?;

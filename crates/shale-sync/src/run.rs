@@ -2,7 +2,7 @@
 //! threads, then removals; each failure is recorded with its path and the
 //! rest goes on.
 
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -48,6 +48,10 @@ impl Limiter {
         }
     }
 }
+
+/// Copies to or from a network side failing in a row (each after its
+/// retries) that stop the run: the rest is reported as not attempted.
+const GIVE_UP_AFTER: u32 = 4;
 
 #[derive(Default)]
 struct Tally {
@@ -116,17 +120,32 @@ pub fn run(
             other => rest.push(other),
         }
     }
-    // Files and links, in parallel.
+    // Files and links, in parallel. A network side that fails every copy
+    // in a row (it went away) stops the run instead of failing each file
+    // after its own retries.
     let next = AtomicUsize::new(0);
+    let failing = AtomicU32::new(0);
+    let gave_up: Mutex<Option<String>> = Mutex::new(None);
     let work = || loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(a) = rest.get(i) else { return };
+        if let Some(why) = gave_up.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            let e = match a {
+                Action::Copy(e, _) | Action::Symlink(e) | Action::Mkdir(e) | Action::Delete(e) => e,
+            };
+            tally.failed(
+                e,
+                shale_core::Error::InvalidArgument(format!("not attempted: {why}")),
+            );
+            continue;
+        }
         match a {
             Action::Copy(e, _) => {
                 let mut pause = Duration::from_millis(500);
                 for attempt in 1..=attempts {
                     match copy(src, dst, e, limiter.as_ref()) {
                         Ok(n) => {
+                            failing.store(0, Ordering::Relaxed);
                             tally.copied.fetch_add(1, Ordering::Relaxed);
                             tally.bytes.fetch_add(n, Ordering::Relaxed);
                             if let Some(p) = &opts.progress {
@@ -139,7 +158,15 @@ pub fn run(
                             std::thread::sleep(pause);
                             pause *= 2;
                         }
-                        Err(err) => tally.failed(e, err),
+                        Err(err) => {
+                            let in_a_row = failing.fetch_add(1, Ordering::Relaxed) + 1;
+                            if attempts > 1 && in_a_row >= GIVE_UP_AFTER {
+                                *gave_up.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                                    "{in_a_row} copies in a row failed, the last with: {err}"
+                                ));
+                            }
+                            tally.failed(e, err);
+                        }
                     }
                 }
             }

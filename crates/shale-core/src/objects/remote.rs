@@ -112,10 +112,28 @@ impl StoreLocation {
     }
 }
 
+/// How long a request is retried (timeouts, 5xx answers, refused
+/// connections) before it fails: `SHALE_STORE_RETRY_SECS`, default 180 s
+/// (`object_store`'s default), with at most 10 retries.
+fn retry_config() -> object_store::RetryConfig {
+    let mut retry = object_store::RetryConfig::default();
+    if let Some(secs) = std::env::var("SHALE_STORE_RETRY_SECS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        retry.retry_timeout = std::time::Duration::from_secs(secs);
+        if secs == 0 {
+            retry.max_retries = 0;
+        }
+    }
+    retry
+}
+
 /// An `object_store` client for the bucket of `location` (the prefix is
 /// the caller's to apply): S3 path-style with the standard AWS chain, GCS
 /// and Azure with theirs.
 pub fn backend(location: &StoreLocation) -> Result<Arc<dyn Backend>> {
+    let retry = retry_config();
     let invalid =
         |e: object_store::Error| Error::InvalidArgument(format!("{}: {e}", location.url()));
     Ok(match location.kind {
@@ -123,7 +141,8 @@ pub fn backend(location: &StoreLocation) -> Result<Arc<dyn Backend>> {
             let mut builder = object_store::aws::AmazonS3Builder::from_env()
                 .with_bucket_name(&location.bucket)
                 // Path-style addressing: what S3-compatible stores expect.
-                .with_virtual_hosted_style_request(false);
+                .with_virtual_hosted_style_request(false)
+                .with_retry(retry);
             if let Some(endpoint) = &location.endpoint {
                 builder = builder.with_endpoint(endpoint);
             }
@@ -146,7 +165,8 @@ pub fn backend(location: &StoreLocation) -> Result<Arc<dyn Backend>> {
         }
         StoreKind::Gcs => {
             let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(&location.bucket);
+                .with_bucket_name(&location.bucket)
+                .with_retry(retry);
             if let Some(endpoint) = &location.endpoint {
                 builder = builder.with_base_url(endpoint);
             }
@@ -154,7 +174,8 @@ pub fn backend(location: &StoreLocation) -> Result<Arc<dyn Backend>> {
         }
         StoreKind::Azure => {
             let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
-                .with_container_name(&location.bucket);
+                .with_container_name(&location.bucket)
+                .with_retry(retry);
             if let Some(endpoint) = &location.endpoint {
                 builder = builder
                     .with_endpoint(endpoint.clone())

@@ -1,0 +1,394 @@
+//! `shale sync` and `shale scan` between local directories, a real Garage
+//! bucket and volumes. Without garage installed, the store tests say so and
+//! pass without running.
+
+use std::fs;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+mod common;
+use common::garage::{Garage, BUCKET};
+use common::{noise, write};
+
+struct T {
+    g: Option<Garage>,
+    dir: tempfile::TempDir,
+}
+
+impl T {
+    fn new(with_store: bool) -> Option<T> {
+        let g = if with_store {
+            Some(Garage::start()?)
+        } else {
+            None
+        };
+        Some(T {
+            g,
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    fn s(&self, rel: &str) -> String {
+        self.path(rel).to_str().unwrap().to_string()
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("shale"));
+        c.env_remove("SHALE_POOL")
+            .arg("--pool")
+            .arg(self.path("pool"));
+        if let Some(g) = &self.g {
+            c.envs(g.env());
+        }
+        c.args(args).output().unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "shale {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// `shale --json sync ARGS…`: the report.
+    fn sync(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json", "sync"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+}
+
+/// A source tree with the awkward cases: spaces, unicode, a long path, an
+/// empty directory and file, a symlink, modes, a file large enough for a
+/// multipart upload.
+fn awkward_tree(root: &Path) -> u64 {
+    write(&root.join("plain.txt"), b"plain\n");
+    write(&root.join("with space/and more.txt"), b"spaces\n");
+    write(&root.join("données/été ☀.csv"), b"a,b\n1,2\n");
+    let deep = (0..12)
+        .map(|i| format!("level-{i:02}-xxxxxxxxxx"))
+        .collect::<Vec<_>>()
+        .join("/");
+    write(&root.join(&deep).join("deep.bin"), &noise(7, 5000));
+    write(&root.join("big/large.bin"), &noise(8, 20 << 20));
+    write(&root.join("empty-file"), b"");
+    fs::create_dir_all(root.join("empty-dir")).unwrap();
+    std::os::unix::fs::symlink("plain.txt", root.join("link")).unwrap();
+    write(&root.join("secret.key"), b"k");
+    fs::set_permissions(root.join("secret.key"), fs::Permissions::from_mode(0o600)).unwrap();
+    write(&root.join("run.sh"), b"#!/bin/sh\n");
+    fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
+    8 // regular files
+}
+
+fn same_tree(a: &Path, b: &Path) {
+    let out = Command::new("diff")
+        .arg("-r")
+        .arg("--no-dereference")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Every regular file under `a` is in `b` with the same bytes (stores keep
+/// no directories or symlinks).
+fn same_files(a: &Path, b: &Path) {
+    for e in walk(a) {
+        if e.symlink_metadata().unwrap().is_file() {
+            let rel = e.strip_prefix(a).unwrap();
+            assert_eq!(
+                fs::read(&e).unwrap(),
+                fs::read(b.join(rel)).unwrap(),
+                "{}",
+                rel.display()
+            );
+        }
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.symlink_metadata().unwrap().is_dir() {
+            out.extend(walk(&p));
+        }
+        out.push(p);
+    }
+    out
+}
+
+fn n(v: &Value, k: &str) -> u64 {
+    v[k].as_u64().unwrap_or_else(|| panic!("{k} in {v}"))
+}
+
+#[test]
+fn local_directories_sync_with_everything_kept() {
+    let t = T::new(false).unwrap();
+    let files = awkward_tree(&t.path("src"));
+    let r = t.sync(&[&t.s("src"), &t.s("dst")]);
+    assert_eq!(n(&r, "copied"), files);
+    same_tree(&t.path("src"), &t.path("dst"));
+    let mode = |p: &str| fs::metadata(t.path(p)).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode("dst/secret.key"), 0o600);
+    assert_eq!(mode("dst/run.sh"), 0o755);
+    // nothing changed: nothing copied
+    let r = t.sync(&[&t.s("src"), &t.s("dst")]);
+    assert_eq!((n(&r, "copied"), n(&r, "unchanged")), (0, files + 1));
+    // a change, a removal, a dry run first
+    write(&t.path("src/plain.txt"), b"changed, longer\n");
+    fs::remove_file(t.path("src/run.sh")).unwrap();
+    let out = t.ok(&["sync", "--dry-run", "--delete", &t.s("src"), &t.s("dst")]);
+    assert!(
+        out.contains("copy   plain.txt (size") && out.contains("delete run.sh"),
+        "{out}"
+    );
+    assert!(t.path("dst/run.sh").exists(), "a dry run changes nothing");
+    let r = t.sync(&["--delete", &t.s("src"), &t.s("dst")]);
+    assert_eq!((n(&r, "copied"), n(&r, "deleted")), (1, 1));
+    same_tree(&t.path("src"), &t.path("dst"));
+    // --checksum finds a change that size and mtime hide
+    let before = fs::metadata(t.path("src/plain.txt"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    fs::write(t.path("src/plain.txt"), b"CHANGED, longer\n").unwrap();
+    filetime::set_file_mtime(
+        t.path("src/plain.txt"),
+        filetime::FileTime::from_system_time(before),
+    )
+    .unwrap();
+    assert_eq!(n(&t.sync(&[&t.s("src"), &t.s("dst")]), "copied"), 0);
+    assert_eq!(
+        n(&t.sync(&["--checksum", &t.s("src"), &t.s("dst")]), "copied"),
+        1
+    );
+    same_tree(&t.path("src"), &t.path("dst"));
+    // a name that is not UTF-8
+    let odd = t
+        .path("src")
+        .join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"));
+    fs::write(&odd, b"latin-1").unwrap();
+    t.sync(&[&t.s("src"), &t.s("dst")]);
+    assert_eq!(
+        fs::read(
+            t.path("dst")
+                .join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt"))
+        )
+        .unwrap(),
+        b"latin-1"
+    );
+    // the report file; a directory into itself is refused
+    t.ok(&["sync", "--report", &t.s("r.json"), &t.s("src"), &t.s("dst")]);
+    let r: Value = serde_json::from_slice(&fs::read(t.path("r.json")).unwrap()).unwrap();
+    assert_eq!(n(&r, "copied"), 0);
+    let out = t.run(&["sync", &t.s("src"), &t.s("src/inside")]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("overlap"));
+}
+
+#[test]
+fn every_pair_of_places_syncs() {
+    let Some(t) = T::new(true) else { return };
+    let files = awkward_tree(&t.path("src"));
+    let s3 = |p: &str| format!("s3://{BUCKET}/{p}");
+    // local -> store: the symlink is skipped (stores have none), and said so
+    let r = t.sync(&[&t.s("src"), &s3("a")]);
+    assert_eq!(n(&r, "copied"), files);
+    assert_eq!(r["skipped"][0]["path"], "link");
+    assert_eq!(
+        n(&t.sync(&[&t.s("src"), &s3("a")]), "copied"),
+        0,
+        "nothing changed"
+    );
+    // store -> local, store -> store
+    t.sync(&[&s3("a"), &t.s("back")]);
+    same_files(&t.path("src"), &t.path("back"));
+    assert_eq!(
+        n(&t.sync(&[&s3("a"), &t.s("back")]), "copied"),
+        0,
+        "times kept"
+    );
+    assert_eq!(n(&t.sync(&[&s3("a"), &s3("b")]), "copied"), files);
+    // local -> volume (with a snapshot), volume -> local, volume -> store
+    t.ok(&["volume", "create", "ds"]);
+    let r = t.sync(&["--snapshot", "v1", &t.s("src"), "volume:ds"]);
+    assert_eq!(r["snapshot"]["name"], "ds@v1");
+    t.sync(&["volume:ds@v1", &t.s("from-vol")]);
+    same_tree(&t.path("src"), &t.path("from-vol"));
+    assert_eq!(n(&t.sync(&["volume:ds", &s3("c")]), "copied"), files);
+    assert_eq!(n(&t.sync(&["volume:ds/données", &t.s("sub")]), "copied"), 1);
+    // --checksum against the store uses its ETags (the large file's is multipart)
+    assert_eq!(
+        n(&t.sync(&["--checksum", &t.s("src"), &s3("a")]), "copied"),
+        0
+    );
+    // changes and removals reach the store with --delete
+    write(&t.path("src/plain.txt"), b"new content\n");
+    fs::remove_file(t.path("src/run.sh")).unwrap();
+    let r = t.sync(&["--delete", &t.s("src"), &s3("a")]);
+    assert_eq!((n(&r, "copied"), n(&r, "deleted")), (1, 1));
+    let r = t.sync(&["--delete", "--snapshot", "", &t.s("src"), "volume:ds"]);
+    assert_eq!(n(&r, "deleted"), 1);
+    assert!(r["snapshot"]["id"].as_str().unwrap().len() == 64);
+    // a snapshot is not a destination; an unsupported pair says so
+    let out = t.run(&["sync", &t.s("src"), "volume:ds@v1"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("read-only"));
+    let out = t.run(&["sync", &s3("a"), "volume:ds"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    // a name that is not UTF-8 cannot be an object name: that path fails, the rest syncs
+    fs::write(
+        t.path("src")
+            .join(std::ffi::OsStr::from_bytes(b"caf\xe9.txt")),
+        b"x",
+    )
+    .unwrap();
+    write(&t.path("src/after.txt"), b"after");
+    let out = t.run(&["sync", &t.s("src"), &s3("a")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("must be UTF-8") && err.contains("1 of 2 paths failed"),
+        "{err}"
+    );
+    // scan of the store and of the volume
+    let scan: Value = serde_json::from_str(&t.ok(&["--json", "scan", &s3("b")])).unwrap();
+    assert_eq!(n(&scan, "files"), files);
+    let scan: Value =
+        serde_json::from_str(&t.ok(&["--json", "scan", "volume:ds", "--dedup"])).unwrap();
+    assert_eq!(n(&scan, "symlinks"), 1);
+}
+
+#[test]
+fn an_outage_mid_sync_fails_cleanly_and_a_rerun_finishes() {
+    let Some(mut t) = T::new(true) else { return };
+    for i in 0..200u64 {
+        write(&t.path(&format!("src/f{i:03}.bin")), &noise(i, 50_000));
+    }
+    let dst = format!("s3://{BUCKET}/out");
+    let child = {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("shale"));
+        c.envs(t.g.as_ref().unwrap().env())
+            .env("SHALE_STORE_RETRY_SECS", "2")
+            .args(["sync", "--jobs", "2", "--retries", "1", "--bwlimit", "2MiB"])
+            .arg(t.path("src"))
+            .arg(&dst);
+        c.stderr(std::process::Stdio::piped()).spawn().unwrap()
+    };
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    t.g.as_mut().unwrap().stop();
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("paths failed") && !err.contains("panicked"),
+        "{err}"
+    );
+    assert!(
+        err.contains("not attempted: 4 copies in a row failed"),
+        "{err}"
+    );
+    t.g.as_mut().unwrap().resume();
+    let r = t.sync(&[&t.s("src"), &dst]);
+    assert!(n(&r, "copied") > 0 && n(&r, "copied") < 200, "{r}");
+    t.sync(&[&dst, &t.s("back")]);
+    same_files(&t.path("src"), &t.path("back"));
+
+    // a sync into a directory killed mid-way leaves no partial file under a
+    // final name; the next run removes its leftovers and finishes
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .envs(t.g.as_ref().unwrap().env())
+        .args(["sync", "--jobs", "2", "--bwlimit", "1MiB", &dst])
+        .arg(t.path("killed"))
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for f in walk(&t.path("killed")) {
+        let name = f.file_name().unwrap().to_string_lossy().into_owned();
+        if !name.starts_with('.') {
+            assert_eq!(
+                fs::read(&f).unwrap(),
+                fs::read(t.path("src").join(&name)).unwrap()
+            );
+        }
+    }
+    t.sync(&[&dst, &t.s("killed")]);
+    same_files(&t.path("src"), &t.path("killed"));
+    assert_eq!(walk(&t.path("killed")).len(), 200, "no leftovers");
+}
+
+#[test]
+fn scan_reports_counts_sizes_and_duplicates() {
+    let t = T::new(false).unwrap();
+    write(&t.path("d/a.jpg"), &noise(1, 100_000));
+    write(&t.path("d/b/a-copy.jpg"), &noise(1, 100_000));
+    write(&t.path("d/b/c.txt"), b"text");
+    write(&t.path("d/empty"), b"");
+    let r: Value = serde_json::from_str(&t.ok(&[
+        "--json",
+        "scan",
+        &t.s("d"),
+        "--dedup",
+        "--html",
+        &t.s("r.html"),
+    ]))
+    .unwrap();
+    assert_eq!(
+        (n(&r, "files"), n(&r, "dirs"), n(&r, "empty_files")),
+        (4, 1, 1)
+    );
+    assert_eq!(n(&r, "bytes"), 200_004);
+    assert_eq!(r["extensions"][0]["extension"], "jpg");
+    assert_eq!(r["largest_dirs"][0]["path"], "b");
+    assert_eq!(n(&r["duplicates"], "redundant_bytes"), 100_000);
+    let html = fs::read_to_string(t.path("r.html")).unwrap();
+    assert!(html.contains("<svg") && html.contains("Largest directories"));
+    // the page renders: headless Chromium prints its DOM
+    let Some(chromium) = ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find(|b| {
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| o.status.success())
+        })
+    else {
+        eprintln!("skipped rendering: needs chromium");
+        return;
+    };
+    let out = Command::new(chromium)
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(format!("file://{}", t.s("r.html")))
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        dom.contains("id=\"files\">4<") && dom.contains("<rect"),
+        "{dom}"
+    );
+    // a table for people
+    let text = t.ok(&["scan", &t.s("d")]);
+    assert!(
+        text.contains("LARGEST FILES") && text.contains("a-copy.jpg"),
+        "{text}"
+    );
+}
