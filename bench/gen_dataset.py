@@ -5,6 +5,7 @@
     gen_dataset.py checkpoints OUT [--count 4] [--size-mib 64]
     gen_dataset.py mutate OUT [--fraction 0.01] [--seed 2] [--what both|images|checkpoints]
     gen_dataset.py flat OUT [--files 1000000]
+    gen_dataset.py tree OUT [--files 200000]
 
 `images`: class directories (n01440764, …) of files with log-normal sizes
 around 110 KB of incompressible bytes: 20,000 files is about 2.1 GB.
@@ -12,6 +13,8 @@ around 110 KB of incompressible bytes: 20,000 files is about 2.1 GB.
 `mutate`: rewrites the given fraction of files (new random bytes, same
 size) and edits each checkpoint in place (a few 64 KiB spans).
 `flat`: one directory with many tiny files, for the big-directory test.
+`tree`: many small files (0–4 KiB, a tenth of them empty, mixed
+extensions) in directories of 100 under 100 top directories, for scans.
 Everything is deterministic for a given seed.
 """
 
@@ -19,6 +22,7 @@ import argparse
 import math
 import os
 import random
+import sys
 
 
 def rand_bytes(rng, n):
@@ -97,9 +101,28 @@ def flat(args):
     print(f"{args.files} files in {d}")
 
 
+def tree(args):
+    rng = random.Random(args.seed)
+    exts = [".jpg", ".png", ".txt", ".json", ".csv", ".bin", ""]
+    for i in range(args.files):
+        d = os.path.join(args.out, f"d{i % 100:02d}", f"s{(i // 100) % 20:02d}")
+        if i < 2000:
+            os.makedirs(d, exist_ok=True)
+        size = 0 if rng.random() < 0.1 else rng.randint(1, 4096)
+        with open(os.path.join(d, f"f{i:07d}{rng.choice(exts)}"), "wb") as f:
+            f.write(rng.randbytes(size))
+    print(f"{args.files} files under {args.out}", file=sys.stderr)
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
+    a = sub.add_parser("tree")
+    a.add_argument("out")
+    a.add_argument("--files", type=int, default=200000)
+    a.add_argument("--seed", type=int, default=5)
+    a.set_defaults(fn=tree)
+
     a = sub.add_parser("images")
     a.add_argument("out")
     a.add_argument("--files", type=int, default=20000)

@@ -478,7 +478,7 @@ impl Drop for Pool {
 /// are in flight, not by cores (measured: importing 20,000 files cold took
 /// 4.9–7.0 s with 2 threads, 3.4–4.1 s with 8, on 2 cores). Set
 /// `SHALE_IO_THREADS` to override.
-pub(crate) fn with_io_threads<T: Send>(f: impl FnOnce() -> T + Send) -> T {
+pub fn with_io_threads<T: Send>(f: impl FnOnce() -> T + Send) -> T {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(2);

@@ -81,7 +81,7 @@ fn walk(root: &Path, rel: &[u8], out: &mut Vec<Entry>) -> Result<()> {
             continue;
         }
         let path = join(rel, item.file_name().as_bytes());
-        let md = item.path().symlink_metadata().at(item.path())?;
+        let md = item.metadata().at(item.path())?; // of the link itself, not its target
         let ft = md.file_type();
         let kind = if ft.is_file() {
             Kind::File
@@ -141,7 +141,8 @@ impl Side for Local {
             )));
         }
         let mut out = Vec::new();
-        walk(&self.root, b"", &mut out)?;
+        // Cold directories wait on the disk: many in flight, not one per core.
+        shale_core::pool::with_io_threads(|| walk(&self.root, b"", &mut out))?;
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
