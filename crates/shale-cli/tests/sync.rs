@@ -245,14 +245,39 @@ fn every_pair_of_places_syncs() {
     fs::remove_file(t.path("src/run.sh")).unwrap();
     let r = t.sync(&["--delete", &t.s("src"), &s3("a")]);
     assert_eq!((n(&r, "copied"), n(&r, "deleted")), (1, 1));
+    // back down with --delete: the directories that hold files stay
+    let r = t.sync(&["--delete", &s3("a"), &t.s("back")]);
+    assert_eq!((n(&r, "copied"), n(&r, "deleted")), (1, 1));
+    same_files(&t.path("back"), &t.path("src"));
     let r = t.sync(&["--delete", "--snapshot", "", &t.s("src"), "volume:ds"]);
     assert_eq!(n(&r, "deleted"), 1);
     assert!(r["snapshot"]["id"].as_str().unwrap().len() == 64);
     // a snapshot is not a destination; an unsupported pair says so
     let out = t.run(&["sync", &t.s("src"), "volume:ds@v1"]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("read-only"));
-    let out = t.run(&["sync", &s3("a"), "volume:ds"]);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("not built yet"));
+    // store -> volume and volume -> volume: fetched, imported, removals applied
+    t.ok(&["volume", "create", "ds2"]);
+    let r = t.sync(&[&s3("a"), "volume:ds2/from-s3", "--snapshot", "s"]);
+    assert_eq!(
+        n(&r, "copied"),
+        files - 1,
+        "run.sh was removed from the store"
+    );
+    t.sync(&["volume:ds2/from-s3", &t.s("ds2-out")]);
+    same_files(&t.path("ds2-out"), &t.path("src"));
+    write(&t.path("more/x.txt"), b"x");
+    t.sync(&[&t.s("more"), &s3("a/extra")]);
+    t.sync(&[&s3("a"), "volume:ds2/from-s3"]);
+    t.ok(&["volume", "export", "ds2", &t.s("e1")]);
+    assert_eq!(fs::read(t.path("e1/from-s3/extra/x.txt")).unwrap(), b"x");
+    let r = t.sync(&["--delete", &s3("b"), "volume:ds2/from-s3"]);
+    assert!(n(&r, "deleted") >= 2, "{r}");
+    t.ok(&["volume", "export", "ds2", &t.s("e2")]);
+    assert!(!t.path("e2/from-s3/extra").exists());
+    assert!(t.path("e2/from-s3/run.sh").exists(), "b still has it");
+    let r = t.sync(&["volume:ds2@s", "volume:ds"]);
+    assert!(n(&r, "copied") >= 1, "{r}");
+    t.ok(&["verify", "--read-data"]);
     // a name that is not UTF-8 cannot be an object name: that path fails, the rest syncs
     fs::write(
         t.path("src")
@@ -267,6 +292,21 @@ fn every_pair_of_places_syncs() {
     assert!(
         err.contains("must be UTF-8") && err.contains("1 of 2 paths failed"),
         "{err}"
+    );
+    // a single file and a single object (the toolkit's push_file / pull_object)
+    let r = t.sync(&[&t.s("src/big/large.bin"), &s3("models/large.bin")]);
+    assert_eq!(n(&r, "copied"), 1);
+    t.sync(&[&s3("models/large.bin"), &t.s("pulled.bin")]);
+    assert_eq!(
+        fs::read(t.path("pulled.bin")).unwrap(),
+        fs::read(t.path("src/big/large.bin")).unwrap()
+    );
+    assert_eq!(
+        n(
+            &t.sync(&[&s3("models/large.bin"), &t.s("pulled.bin")]),
+            "copied"
+        ),
+        0
     );
     // scan of the store and of the volume
     let scan: Value = serde_json::from_str(&t.ok(&["--json", "scan", &s3("b")])).unwrap();

@@ -14,6 +14,7 @@ pub mod blobs;
 pub mod catalog;
 pub mod chunker;
 pub mod diff;
+pub mod edit;
 pub mod error;
 pub mod export;
 pub mod failpoint;

@@ -43,6 +43,9 @@ pub struct Entry {
 impl Entry {
     /// The path for messages (invalid UTF-8 shown lossily).
     pub fn display(&self) -> String {
+        if self.path.is_empty() {
+            return ".".into(); // a single file synced by itself
+        }
         String::from_utf8_lossy(&self.path).into_owned()
     }
 

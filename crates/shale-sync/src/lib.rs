@@ -310,13 +310,6 @@ fn into_volume(
     opts: &SyncOptions,
     report: &mut SyncReport,
 ) -> Result<()> {
-    let Location::Local(dir) = src_loc else {
-        return Err(Error::InvalidArgument(format!(
-            "syncing into a volume from {} is not built yet: sync it to a local directory, \
-             then from there into the volume",
-            src_loc.describe()
-        )));
-    };
     // The plan (from both listings) says what a dry run would do and how
     // much an import with --delete removes.
     let dst = volume::Volume::open(pool, volume, None, path, format!("volume:{volume}"))?;
@@ -331,6 +324,9 @@ fn into_volume(
         .iter()
         .filter(|p| p.action == "delete")
         .count() as u64;
+    let Location::Local(dir) = src_loc else {
+        return from_elsewhere(pool, src, volume, path, opts, report);
+    };
     report.planned.clear();
     let imported = pool.import(
         volume,
@@ -355,6 +351,88 @@ fn into_volume(
             reason: s.reason.clone(),
         })
         .collect();
+    if let Some(name) = &opts.snapshot {
+        let snap = pool.create_snapshot(volume, name.as_deref())?;
+        report.snapshot = Some(SnapshotTaken {
+            name: format!("{volume}@{}", snap.name),
+            id: snap.root.to_hex(),
+        });
+    }
+    Ok(())
+}
+
+/// Into a volume from a bucket or another volume: what the plan copies is
+/// fetched into a staging directory in the pool's `tmp/` and imported
+/// there (files it does not name stay as they are), then what it deletes
+/// is removed: two commits, each leaving the volume whole.
+fn from_elsewhere(
+    pool: &Pool,
+    src: &dyn Side,
+    volume: &str,
+    path: &str,
+    opts: &SyncOptions,
+    report: &mut SyncReport,
+) -> Result<()> {
+    let planned = std::mem::take(&mut report.planned);
+    let src_entries: std::collections::HashMap<Vec<u8>, Entry> = src
+        .list()?
+        .into_iter()
+        .map(|e| (e.path.clone(), e))
+        .collect();
+    let mut copies = Vec::new();
+    let mut removals = Vec::new();
+    for p in &planned {
+        let rel = p.path.as_bytes().to_vec();
+        match p.action {
+            "delete" => {
+                let mut full = shale_core::tree::split_path(path)?;
+                full.extend(rel.split(|b| *b == b'/').map(<[u8]>::to_vec));
+                removals.push(full);
+            }
+            action => {
+                if let Some(e) = src_entries.get(&rel) {
+                    copies.push(match action {
+                        "copy" => Action::Copy(e.clone(), "planned"),
+                        "link" => Action::Symlink(e.clone()),
+                        _ => Action::Mkdir(e.clone()),
+                    });
+                }
+            }
+        }
+    }
+    if !copies.is_empty() {
+        let staging = pool
+            .root()
+            .join("tmp")
+            .join(format!("sync-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&staging);
+        std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
+        let stage = local::Local::new(&staging);
+        run::run(src, &stage, &copies, opts, report);
+        let imported = if report.errors.is_empty() {
+            Some(pool.import(
+                volume,
+                &staging,
+                &ImportOptions {
+                    to: (!path.is_empty()).then(|| path.to_string()),
+                    delete: false,
+                    checksum: false,
+                    progress: None,
+                },
+            ))
+        } else {
+            None // the errors are in the report; the volume is not changed
+        };
+        let _ = std::fs::remove_dir_all(&staging);
+        match imported {
+            Some(r) => drop(r?),
+            None => return Ok(()),
+        }
+    }
+    // (each path the plan removes counts, as on the other sides; a removed
+    // directory takes what is under it with it)
+    pool.remove_paths(volume, &removals)?;
+    report.deleted = removals.len() as u64;
     if let Some(name) = &opts.snapshot {
         let snap = pool.create_snapshot(volume, name.as_deref())?;
         report.snapshot = Some(SnapshotTaken {

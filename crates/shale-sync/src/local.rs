@@ -134,9 +134,21 @@ impl Side for Local {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
             Err(e) => return Err(Error::io(&self.root, e)),
         };
+        if md.is_file() {
+            // A single file: it is the whole listing, under the empty path
+            // (the other side names it by its own root).
+            return Ok(vec![Entry {
+                path: Vec::new(),
+                kind: Kind::File,
+                size: md.len(),
+                mtime_ns: md.mtime() * 1_000_000_000 + md.mtime_nsec(),
+                mode: md.mode() & 0o7777,
+                stored_hash: None,
+            }]);
+        }
         if !md.is_dir() {
             return Err(Error::InvalidArgument(format!(
-                "{} is not a directory",
+                "{} is neither a file nor a directory",
                 self.root.display()
             )));
         }

@@ -137,7 +137,18 @@ pub fn plan(
     plan.actions.extend(copies);
     plan.actions.extend(links);
     if rules.delete {
-        let in_src: HashSet<&[u8]> = src.iter().map(|e| e.path.as_slice()).collect();
+        // A store lists no directories: every directory above a source
+        // path is in the source too.
+        let mut in_src: HashSet<&[u8]> = HashSet::with_capacity(src.len());
+        for e in src {
+            let mut p = e.path.as_slice();
+            while in_src.insert(p) {
+                match p.iter().rposition(|b| *b == b'/') {
+                    Some(i) => p = &p[..i],
+                    None => break,
+                }
+            }
+        }
         let mut gone: Vec<&Entry> = dst
             .iter()
             .filter(|d| !in_src.contains(d.path.as_slice()))
@@ -235,5 +246,18 @@ mod tests {
         let differ = |_: &Entry, _: &Entry| -> Result<bool> { Ok(false) };
         let p = plan(&src[2..3], &dst, &rules, &differ).unwrap();
         assert_eq!(names(&p), ["copy(content) c"]);
+        // a source without directories (a store) keeps the destination's
+        // directories that hold its files
+        let mut dir = file("d", 0, 1);
+        dir.kind = Kind::Dir;
+        let mut gone = file("old", 0, 1);
+        gone.kind = Kind::Dir;
+        let dst = [dir, file("d/x", 1, 10), gone];
+        let src = [file("d/x", 1, 10)];
+        rules.checksum = false;
+        rules.delete = true;
+        rules.dst_keeps_mtime = true;
+        let p = plan(&src, &dst, &rules, &never).unwrap();
+        assert_eq!(names(&p), ["delete old"]);
     }
 }

@@ -47,6 +47,16 @@ impl Store {
     }
 
     fn key(&self, rel: &[u8]) -> Result<ObjectPath> {
+        if rel.is_empty() {
+            // a single object: the prefix names it
+            if self.prefix.is_empty() {
+                return Err(Error::InvalidArgument(format!(
+                    "{}: name the object (s3://BUCKET/KEY) to copy a single file",
+                    self.name
+                )));
+            }
+            return Ok(ObjectPath::from(self.prefix.as_str()));
+        }
         let rel = std::str::from_utf8(rel).map_err(|_| {
             Error::InvalidArgument(format!(
                 "{}: object names must be UTF-8; this name is not",
@@ -106,6 +116,24 @@ impl Side for Store {
                 })
             })
             .collect();
+        if out.is_empty() && !self.prefix.is_empty() {
+            // Not a prefix of anything: perhaps one object.
+            let path = ObjectPath::from(self.prefix.as_str());
+            match self.runtime.block_on(self.backend.head(&path)) {
+                Ok(m) => out.push(Entry {
+                    path: Vec::new(),
+                    kind: Kind::File,
+                    size: m.size,
+                    mtime_ns: m.last_modified.timestamp_nanos_opt().unwrap_or(0),
+                    mode: 0o644,
+                    stored_hash: m
+                        .e_tag
+                        .map(|t| StoredHash::ETag(t.trim_matches('"').to_string())),
+                }),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(self.error(b"", e)),
+            }
+        }
         out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
