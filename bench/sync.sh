@@ -39,7 +39,7 @@ start_garage
 python3 "$HERE/gen_dataset.py" images "$WORK/ds" --files "$FILES" >&2
 BYTES=$(du -sb "$WORK/ds" | cut -f1)
 ROWS=()
-timed() { local s e; s=$(now); "$@" >/dev/null 2>&1; e=$(now); secs "$s" "$e"; }
+timed() { local s e; s=$(now); "$@" >/dev/null 2>&1 || echo "failed: $*" >&2; e=$(now); secs "$s" "$e"; }
 have() { command -v "$1" >/dev/null; }
 
 # --- local -> S3, first copy (source in page cache for every tool) -----------
@@ -57,6 +57,7 @@ have rclone && TR=$(timed rclone copy g:bench/shale "$WORK/down-rclone")
 have aws && TA=$(timed aws s3 sync s3://bench/shale "$WORK/down-aws" --only-show-errors)
 ROWS+=("| S3 -> local, first copy | $(num "$TS") s | rclone $(num "$TR") s; aws $(num "$TA") s | rclone/shale = $(ratio "$TR" "$TS"); aws/shale = $(ratio "$TA" "$TS") | >= 1.5 x faster than both |")
 diff -rq "$WORK/ds" "$WORK/down-shale" >&2
+rm -rf "$WORK/down-rclone" "$WORK/down-aws" "$WORK/down-shale"   # disk space
 
 # --- re-sync after 1% of files changed (local -> S3) ---------------------------
 python3 "$HERE/gen_dataset.py" mutate "$WORK/ds" --fraction 0.01 --what images >&2
@@ -65,6 +66,7 @@ TR=nan
 have rclone && TR=$(timed rclone copy "$WORK/ds" g:bench/rclone)
 ROWS+=("| re-sync after 1% of files changed | $(num "$TS" 2) s | rclone $(num "$TR" 2) s | shale/rclone = $(ratio "$TS" "$TR") | <= 0.5 x rclone's time |")
 "$SHALE" -q sync s3://bench/shale "$WORK/check" && diff -rq "$WORK/ds" "$WORK/check" >&2
+rm -rf "$WORK/check" "$WORK/ds"
 
 # --- scan of many small files (cold page cache for both) ----------------------
 python3 "$HERE/gen_dataset.py" tree "$WORK/tree" --files "$SCAN_FILES" >&2
