@@ -113,6 +113,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Run(_) => unreachable!("`run` is dispatched by main"),
         Command::Lineage { spec, dot } => lineage(cli, spec, *dot),
         Command::Sync(args) => crate::sync::sync(cli, args),
+        Command::Mirror(cmd) => crate::mirror::mirror(cli, cmd),
         Command::Scan(args) => crate::sync::scan(cli, args),
     }
 }

@@ -5,6 +5,7 @@
 //! can carry the same command ([`run_cli`]); `main.rs` only calls it.
 
 mod commands;
+mod mirror;
 mod mount;
 mod output;
 mod progress;
@@ -78,6 +79,9 @@ pub enum Command {
         #[arg(long)]
         dot: bool,
     },
+    /// Volumes that follow a volume of another pool, snapshot by snapshot.
+    #[command(subcommand)]
+    Mirror(MirrorCmd),
     /// Make DST hold what SRC holds, copying only what differs: local
     /// paths, s3://BUCKET/PREFIX (gs://, az://), volume:NAME[@SNAPSHOT][/PATH].
     Sync(SyncArgs),
@@ -92,6 +96,61 @@ pub enum Command {
         /// Check only this volume and its snapshots.
         #[arg(long, value_name = "NAME")]
         volume: Option<String>,
+    },
+}
+
+/// `shale mirror …` (relationships are kept on the destination pool, `--pool`)
+#[derive(Subcommand, Debug)]
+pub enum MirrorCmd {
+    /// Make VOLUME (new) a mirror of a volume of another pool, and transfer
+    /// its snapshots.
+    Create {
+        /// The destination volume, created here.
+        volume: String,
+        /// POOL::VOLUME: the source pool (a path or URL) and volume.
+        #[arg(long, value_name = "POOL::VOLUME")]
+        source: String,
+        /// Send every newer snapshot (all) or only the newest (latest).
+        #[arg(long, default_value = "all")]
+        policy: String,
+        /// Create the relationship only; transfer at the next update.
+        #[arg(long)]
+        no_transfer: bool,
+    },
+    /// Transfer the source's new snapshots.
+    Update {
+        /// The mirror to update (or --all).
+        volume: Option<String>,
+        /// Every mirror of the pool.
+        #[arg(long)]
+        all: bool,
+        /// Keep updating every INTERVAL (e.g. 5m, 30s) until stopped.
+        #[arg(long, value_name = "INTERVAL")]
+        watch: Option<String>,
+        /// When the sides share no snapshot, transfer the source's again.
+        #[arg(long)]
+        force_baseline: bool,
+        /// Bandwidth limit per second (`10MiB`).
+        #[arg(long, value_name = "RATE")]
+        bwlimit: Option<String>,
+    },
+    /// Every mirror: source, last snapshot, lag, last transfer, state.
+    List,
+    /// Make a mirror writable (updates stop until resync).
+    Break {
+        /// The mirror.
+        volume: String,
+    },
+    /// Mirror again after a break: this side's changes are kept in a
+    /// snapshot resync-TIME, then replaced by the source's.
+    Resync {
+        /// The mirror.
+        volume: String,
+    },
+    /// End the relationship; the volume stays, writable.
+    Delete {
+        /// The mirror.
+        volume: String,
     },
 }
 

@@ -102,6 +102,18 @@ impl BlobStore {
         found.ok_or(Error::MissingObject(*id))
     }
 
+    /// A blob as stored (its index entry and its bytes, compressed or
+    /// not), for copying to another pool without recompressing.
+    pub fn get_stored(&self, id: &ObjectId) -> Result<(EntryHead, Vec<u8>)> {
+        let loc = self.locate(id, false)?;
+        let stored = self.objects.get_range(
+            &pack::key(&loc.pack),
+            loc.head.offset,
+            loc.head.stored_len as usize,
+        )?;
+        Ok((loc.head, stored))
+    }
+
     fn get_once(&self, id: &ObjectId, fresh: bool) -> Result<Vec<u8>> {
         let loc = self.locate(id, fresh)?;
         let key = pack::key(&loc.pack);
@@ -397,6 +409,37 @@ impl BlobWriter {
         }
         let (compression, compressed) = encode(kind, data);
         let stored = compressed.as_deref().unwrap_or(data);
+        self.append(id, kind, compression, data.len() as u32, stored)
+    }
+
+    /// Stores a blob as another pool stored it (`head` and its stored
+    /// bytes, compressed or not), unless this pool or session has it;
+    /// checks it against its id first. Returns whether it was written.
+    pub fn put_stored(&self, head: &EntryHead, stored: &[u8]) -> Result<bool> {
+        {
+            let mut st = self.state();
+            st.stats.blobs += 1;
+            if st.pending.contains(&head.id) || self.store.catalog.has_blob(&head.id)? {
+                return Ok(false);
+            }
+        }
+        decode_blob(head, &ObjectId([0; 32]), stored.to_vec()).map_err(|e| {
+            Error::corrupt(format!("object {} as received", head.id), e.to_string())
+        })?;
+        self.state().pending.insert(head.id);
+        self.append(head.id, head.kind, head.compression, head.raw_len, stored)?;
+        Ok(true)
+    }
+
+    /// Appends one blob's stored bytes to the open pack.
+    fn append(
+        &self,
+        id: ObjectId,
+        kind: BlobKind,
+        compression: Compression,
+        raw_len: u32,
+        stored: &[u8],
+    ) -> Result<()> {
         let full = {
             let mut st = self.state();
             let seq = st.staged;
@@ -411,7 +454,7 @@ impl BlobWriter {
                 id,
                 kind,
                 compression,
-                data.len() as u32,
+                raw_len,
                 stored.len() as u32,
                 open.len,
             );
@@ -423,7 +466,7 @@ impl BlobWriter {
             open.entries.push(entry);
             let full = open.len >= PACK_TARGET as u64 || open.entries.len() >= PACK_MAX_BLOBS;
             st.stats.new_blobs += 1;
-            st.stats.new_bytes += data.len() as u64;
+            st.stats.new_bytes += raw_len as u64;
             st.stats.stored_bytes += stored.len() as u64;
             if full {
                 self.take_open(&mut st)

@@ -68,6 +68,7 @@ impl Pool {
         if paths.is_empty() {
             return Ok(0);
         }
+        self.check_not_mirror(name, "remove files from")?;
         self.sync_mounts(name)?;
         let volume = self.catalog().volume(name)?;
         let mut gone = Removals::default();

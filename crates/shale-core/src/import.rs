@@ -543,6 +543,7 @@ impl Pool {
     pub fn import(&self, name: &str, src: &Path, opts: &ImportOptions) -> Result<ImportReport> {
         check_name(name)?;
         check_source(src)?;
+        self.check_not_mirror(name, "import into")?;
         self.sync_mounts(name)?;
         let volume = self.catalog().volume(name)?;
         let to = split_path(opts.to.as_deref().unwrap_or(""))?;

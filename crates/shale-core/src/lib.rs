@@ -24,6 +24,7 @@ pub mod import;
 pub mod leases;
 pub mod lineage;
 pub mod locations;
+pub mod mirror;
 pub mod mounts;
 pub mod names;
 pub mod objects;

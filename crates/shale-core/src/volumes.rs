@@ -184,6 +184,7 @@ impl Pool {
         if let Some(name) = name {
             check_name(name)?;
         }
+        self.check_not_mirror(volume, "snapshot (take snapshots at the source of)")?;
         self.sync_mounts(volume)?;
         self.catalog().write(|tx| {
             let v = catalog::volume_by_name(tx, volume)?;
@@ -231,6 +232,7 @@ impl Pool {
     pub fn restore_snapshot(&self, volume: &str, name: &str) -> Result<SnapshotRow> {
         check_name(volume)?;
         check_name(name)?;
+        self.check_not_mirror(volume, "restore")?;
         let _hold = self.hold_mounts(volume)?;
         self.catalog().write(|tx| {
             let snap = catalog::snapshot_by_name(tx, volume, name)?;

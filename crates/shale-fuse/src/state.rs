@@ -178,6 +178,9 @@ impl State {
                 snapshot: None,
             } => {
                 let row = st.pool.catalog().volume(&volume)?;
+                if !st.read_only {
+                    st.pool.check_not_mirror(&volume, "mount read-write")?;
+                }
                 let root = st.volume_root_inode(&row, 1);
                 st.table = Table::new(root);
                 let writer = match st.claim(&volume)? {
@@ -257,7 +260,8 @@ impl State {
         &self,
         volume: &str,
     ) -> shale_core::Result<Result<Option<shale_core::mounts::WriterClaim>, String>> {
-        if self.read_only {
+        if self.read_only || self.pool.check_not_mirror(volume, "write").is_err() {
+            // a mirror destination is read-only until `mirror break`
             return Ok(Ok(None));
         }
         Ok(shale_core::mounts::claim_writer(&self.pool, volume, &self.holder)?.map(Some))

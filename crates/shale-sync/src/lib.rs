@@ -13,6 +13,7 @@ pub mod local;
 pub mod location;
 pub mod plan;
 mod run;
+pub use run::Limiter;
 pub mod scan;
 pub mod side;
 pub mod store;

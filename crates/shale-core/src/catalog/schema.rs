@@ -10,7 +10,7 @@ use super::sql::Dialect;
 
 /// Version of the catalog schema this build reads and writes. Older
 /// catalogs are upgraded in place when opened ([`upgrade`]).
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// The tables of schema version 1 (SQLite spelling).
 const TABLES_1: &str = "
@@ -115,6 +115,25 @@ CREATE TABLE IF NOT EXISTS leases (
 ";
 const SESSIONS_EXPIRE: &str = "ALTER TABLE sessions ADD COLUMN expires INTEGER NOT NULL DEFAULT 0;";
 
+/// Version 5 adds mirror relationships (`mirror.rs`), kept on the
+/// destination pool: which volume mirrors what, and the last transfer.
+const TABLES_5: &str = "
+CREATE TABLE IF NOT EXISTS mirrors (
+    volume TEXT PRIMARY KEY,
+    source_pool TEXT NOT NULL,
+    source_volume TEXT NOT NULL,
+    policy TEXT NOT NULL,
+    state TEXT NOT NULL,
+    last_snapshot TEXT,
+    last_id BLOB,
+    last_source_created INTEGER,
+    last_update INTEGER,
+    last_bytes INTEGER,
+    last_objects INTEGER,
+    last_seconds_ms INTEGER
+);
+";
+
 /// `sql` in the spelling of `dialect`.
 fn spell(sql: &str, dialect: Dialect) -> String {
     match dialect {
@@ -134,7 +153,7 @@ fn spell(sql: &str, dialect: Dialect) -> String {
 pub fn create(dialect: Dialect) -> String {
     spell(
         &format!(
-            "{TABLES_1} {TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE}
+            "{TABLES_1} {TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5}
              INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
         ),
         dialect,
@@ -145,9 +164,10 @@ pub fn create(dialect: Dialect) -> String {
 /// or `None` if `from` is not a version this build can upgrade.
 pub fn upgrade(from: &str, dialect: Dialect) -> Option<String> {
     let steps = match from {
-        "1" => format!("{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE}"),
-        "2" => format!("{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE}"),
-        "3" => format!("{TABLES_4} {SESSIONS_EXPIRE}"),
+        "1" => format!("{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5}"),
+        "2" => format!("{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5}"),
+        "3" => format!("{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5}"),
+        "4" => TABLES_5.to_string(),
         _ => return None,
     };
     Some(spell(

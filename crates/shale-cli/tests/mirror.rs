@@ -1,0 +1,329 @@
+//! `shale mirror`: volumes that follow a volume of another pool, between
+//! local pools and, with garage installed, to and from a pool in a bucket.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+mod common;
+use common::garage::{Garage, BUCKET};
+use common::{noise, write};
+
+struct Site {
+    pool: String,
+    env: Vec<(&'static str, String)>,
+}
+
+impl Site {
+    fn run(&self, args: &[&str]) -> Output {
+        Command::new(assert_cmd::cargo::cargo_bin("shale"))
+            .env_remove("SHALE_POOL")
+            .envs(self.env.iter().cloned())
+            .arg("--pool")
+            .arg(&self.pool)
+            .args(args)
+            .output()
+            .unwrap()
+    }
+
+    fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "shale {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_eq!(out.status.code(), Some(1), "shale {args:?} should fail");
+        String::from_utf8(out.stderr).unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+}
+
+fn same_tree(a: &Path, b: &Path) {
+    let out = Command::new("diff")
+        .arg("-r")
+        .arg(a)
+        .arg(b)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+}
+
+fn dataset(dir: &Path) {
+    for i in 0..30u64 {
+        write(
+            &dir.join(format!("c{}/f{i}.bin", i % 3)),
+            &noise(i, 20_000 + i as usize * 500),
+        );
+    }
+}
+
+/// The whole workflow between two sites; `a` holds the source.
+fn workflow(a: &Site, b: &Site, scratch: &Path) {
+    let src = scratch.join("src");
+    dataset(&src);
+    a.ok(&["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    a.ok(&["snapshot", "create", "ds", "s1"]);
+    let source = format!("{}::ds", a.pool);
+
+    // errors named: source pool or volume missing, destination exists
+    let e = b.fails(&[
+        "mirror",
+        "create",
+        "m",
+        "--source",
+        &format!("{}-nope::ds", a.pool),
+    ]);
+    assert!(e.contains("no Shale pool at"), "{e}");
+    let e = b.fails(&[
+        "mirror",
+        "create",
+        "m",
+        "--source",
+        &format!("{}::nope", a.pool),
+    ]);
+    assert!(e.contains("nope") && e.contains("not found"), "{e}");
+    b.ok(&["volume", "create", "taken"]);
+    let e = b.fails(&["mirror", "create", "taken", "--source", &source]);
+    assert!(e.contains("exists and is not a mirror"), "{e}");
+
+    // baseline
+    let r = b.json(&["mirror", "create", "m", "--source", &source]);
+    assert_eq!(r["snapshots"], serde_json::json!(["s1"]));
+    let id = |s: &Site, v: &str| -> String {
+        s.json(&["snapshot", "list", v])
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                format!(
+                    "{}={}",
+                    x["name"].as_str().unwrap(),
+                    x["id"].as_str().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    assert_eq!(id(a, "ds"), id(b, "m"), "same names, same ids");
+    b.ok(&["verify", "--read-data"]);
+
+    // nothing new: nothing sent
+    let r = b.json(&["mirror", "update", "m"]);
+    assert_eq!(
+        (
+            r["objects"].as_u64(),
+            r["snapshots"].as_array().unwrap().len()
+        ),
+        (Some(0), 0)
+    );
+
+    // changes, a rename, a delete: only what changed is sent
+    let mut changed = 0u64;
+    for i in [1u64, 7] {
+        let data = noise(100 + i, 20_000 + i as usize * 500);
+        changed += data.len() as u64;
+        write(&src.join(format!("c{}/f{i}.bin", i % 3)), &data);
+    }
+    fs::rename(src.join("c0"), src.join("renamed")).unwrap();
+    fs::remove_file(src.join("c2/f2.bin")).unwrap();
+    a.ok(&["volume", "import", "ds", src.to_str().unwrap(), "--delete"]);
+    a.ok(&["snapshot", "create", "ds", "s2"]);
+    a.ok(&["snapshot", "create", "ds", "s3"]);
+    let r = b.json(&["mirror", "update", "--all"]);
+    assert_eq!(
+        r["snapshots"],
+        serde_json::json!(["s2", "s3"]),
+        "policy all: every newer snapshot"
+    );
+    let sent = r["bytes"].as_u64().unwrap();
+    assert!(
+        sent >= changed && sent < changed + 20_000,
+        "sent {sent} for {changed} changed"
+    );
+    assert_eq!(id(a, "ds"), id(b, "m"));
+    let out = scratch.join("out");
+    b.ok(&["volume", "export", "m", out.to_str().unwrap()]);
+    same_tree(&src, &out);
+    b.ok(&["verify", "--read-data"]);
+
+    // the destination is read-only until break
+    let e = b.fails(&["volume", "import", "m", src.to_str().unwrap()]);
+    assert!(
+        e.contains("is a mirror of") && e.contains("mirror break m"),
+        "{e}"
+    );
+    let e = b.fails(&["snapshot", "restore", "m", "s1"]);
+    assert!(e.contains("is a mirror of"), "{e}");
+    let list = b.ok(&["mirror", "list"]);
+    assert!(
+        list.contains("m\t") && list.contains("mirrored") && list.contains("s3"),
+        "{list}"
+    );
+
+    // break, write, resync: local changes kept in a snapshot, then replaced
+    b.ok(&["mirror", "break", "m"]);
+    let local = scratch.join("local");
+    write(&local.join("mine.txt"), b"written at the destination");
+    b.ok(&["volume", "import", "m", local.to_str().unwrap()]);
+    let e = b.fails(&["mirror", "update", "m"]);
+    assert!(e.contains("is broken") && e.contains("resync"), "{e}");
+    a.ok(&["snapshot", "create", "ds", "s4"]);
+    let r = b.json(&["mirror", "resync", "m"]);
+    assert_eq!(r["snapshots"], serde_json::json!(["s4"]));
+    let snaps = b.ok(&["snapshot", "list", "m"]);
+    assert!(snaps.contains("resync-"), "{snaps}");
+    let out2 = scratch.join("out2");
+    b.ok(&["volume", "export", "m", out2.to_str().unwrap()]);
+    same_tree(&src, &out2);
+
+    // no shared snapshot: refused unless --force-baseline
+    let other = scratch.join("other");
+    write(&other.join("x"), b"x");
+    a.ok(&["volume", "create", "ds2", "--from", other.to_str().unwrap()]);
+    a.ok(&["snapshot", "create", "ds2", "t1"]);
+    b.ok(&[
+        "mirror",
+        "create",
+        "m2",
+        "--source",
+        &format!("{}::ds2", a.pool),
+    ]);
+    a.ok(&["snapshot", "delete", "ds2", "t1"]);
+    a.ok(&["snapshot", "create", "ds2", "t2"]);
+    let e = b.fails(&["mirror", "update", "m2"]);
+    assert!(
+        e.contains("share no snapshot") && e.contains("--force-baseline"),
+        "{e}"
+    );
+    let r = b.json(&["mirror", "update", "m2", "--force-baseline"]);
+    assert_eq!(r["snapshots"], serde_json::json!(["t2"]));
+    // a source snapshot deleted: named at the next update
+    a.ok(&["volume", "delete", "ds2"]);
+    let e = b.fails(&["mirror", "update", "m2"]);
+    assert!(e.contains("does not exist"), "{e}");
+    // delete ends the relationship and keeps the volume
+    b.ok(&["mirror", "delete", "m"]);
+    b.ok(&["volume", "import", "m", local.to_str().unwrap()]);
+    b.ok(&["verify", "--read-data"]);
+}
+
+fn local_site(dir: &Path, name: &str) -> Site {
+    let pool: PathBuf = dir.join(name);
+    Site {
+        pool: pool.to_str().unwrap().to_string(),
+        env: Vec::new(),
+    }
+}
+
+#[test]
+fn local_to_local() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = local_site(dir.path(), "site-a");
+    let b = local_site(dir.path(), "site-b");
+    a.ok(&["pool", "init"]);
+    b.ok(&["pool", "init"]);
+    workflow(&a, &b, dir.path());
+}
+
+#[test]
+fn bucket_to_local_and_local_to_bucket() {
+    let Some(g) = Garage::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = g.env();
+    env.push((
+        "SHALE_CACHE_DIR",
+        dir.path().join("cache").to_str().unwrap().to_string(),
+    ));
+    let s3 = Site {
+        pool: format!("s3://{BUCKET}/site-a"),
+        env: env.clone(),
+    };
+    s3.ok(&["pool", "init"]);
+    let mut local = local_site(dir.path(), "site-b");
+    local.env = env.clone();
+    local.ok(&["pool", "init"]);
+    workflow(&s3, &local, &dir.path().join("one"));
+
+    let s3b = Site {
+        pool: format!("s3://{BUCKET}/site-c"),
+        env,
+    };
+    s3b.ok(&["pool", "init"]);
+    let src = dir.path().join("two/src");
+    dataset(&src);
+    local.ok(&["volume", "create", "up", "--from", src.to_str().unwrap()]);
+    local.ok(&["snapshot", "create", "up", "v1"]);
+    s3b.ok(&[
+        "mirror",
+        "create",
+        "up",
+        "--source",
+        &format!("{}::up", local.pool),
+    ]);
+    let out = dir.path().join("two/out");
+    s3b.ok(&["volume", "export", "up@v1", out.to_str().unwrap()]);
+    same_tree(&src, &out);
+    s3b.ok(&["verify", "--read-data"]);
+}
+
+#[test]
+fn an_interrupted_update_resumes_without_resending() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = local_site(dir.path(), "a");
+    let b = local_site(dir.path(), "b");
+    a.ok(&["pool", "init", "--chunk-size", "64KiB"]);
+    b.ok(&["pool", "init", "--chunk-size", "64KiB"]);
+    let src = dir.path().join("src");
+    for i in 0..40u64 {
+        write(&src.join(format!("f{i}.bin")), &noise(i, 3_000_000));
+    }
+    a.ok(&["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    a.ok(&["snapshot", "create", "ds", "s1"]);
+    b.ok(&[
+        "mirror",
+        "create",
+        "m",
+        "--source",
+        &format!("{}::ds", a.pool),
+        "--no-transfer",
+    ]);
+    // killed after its second pack is stored and indexed
+    let out = Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .env("SHALE_FAIL_AT", "pack.indexed:2")
+        .args(["--pool", &b.pool, "mirror", "update", "m"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    // the destination shows no half-transferred snapshot
+    assert_eq!(
+        b.ok(&["snapshot", "list", "m"]).lines().count(),
+        1,
+        "header only"
+    );
+    b.ok(&["verify"]);
+    let r = b.json(&["mirror", "update", "m"]);
+    let total: u64 = 40 * 3_000_000;
+    let sent = r["bytes"].as_u64().unwrap();
+    assert!(sent < total * 9 / 10, "resumed: sent {sent} of {total}");
+    let out = dir.path().join("out");
+    b.ok(&["volume", "export", "m@s1", out.to_str().unwrap()]);
+    same_tree(&src, &out);
+    b.ok(&["verify", "--read-data"]);
+}
