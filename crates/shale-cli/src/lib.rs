@@ -172,7 +172,7 @@ pub struct SyncArgs {
     #[arg(long, short = 'n')]
     pub dry_run: bool,
     /// Files copied at once.
-    #[arg(long, short = 'j', default_value_t = 16)]
+    #[arg(long, short = 'j', default_value_t = 32)]
     pub jobs: usize,
     /// Bandwidth limit per second, all copies together (`10MiB`, `1G`).
     #[arg(long, value_name = "RATE")]

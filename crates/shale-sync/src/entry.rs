@@ -49,15 +49,6 @@ impl Entry {
         String::from_utf8_lossy(&self.path).into_owned()
     }
 
-    /// The last path component's extension, lower-cased ("" if none).
-    pub fn extension(&self) -> String {
-        let name = self.path.rsplit(|b| *b == b'/').next().unwrap_or_default();
-        match name.iter().rposition(|b| *b == b'.') {
-            Some(0) | None => String::new(),
-            Some(i) => String::from_utf8_lossy(&name[i + 1..]).to_lowercase(),
-        }
-    }
-
     /// The parent directory's path ("" at the top).
     pub fn parent(&self) -> &[u8] {
         match self.path.iter().rposition(|b| *b == b'/') {

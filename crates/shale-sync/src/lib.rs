@@ -59,7 +59,7 @@ impl Default for SyncOptions {
             delete: false,
             checksum: false,
             dry_run: false,
-            jobs: 16,
+            jobs: 32,
             bwlimit: None,
             retries: 3,
             snapshot: None,

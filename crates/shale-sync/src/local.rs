@@ -129,6 +129,12 @@ impl Side for Local {
     }
 
     fn list(&self) -> Result<Vec<Entry>> {
+        let mut out = self.list_any_order()?;
+        out.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(out)
+    }
+
+    fn list_any_order(&self) -> Result<Vec<Entry>> {
         let md = match self.root.metadata() {
             Ok(md) => md,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
@@ -155,14 +161,14 @@ impl Side for Local {
         let mut out = Vec::new();
         // Cold directories wait on the disk: many in flight, not one per core.
         shale_core::pool::with_io_threads(|| walk(&self.root, b"", &mut out))?;
-        out.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(out)
     }
 
     fn read(&self, e: &Entry, sink: &mut Sink<'_>) -> Result<()> {
         let path = self.at(&e.path);
         let mut f = fs::File::open(&path).at(&path)?;
-        let mut buf = vec![0u8; PIECE];
+        // Sized to the file (a zeroed 1 MiB per small file costs more than reading it).
+        let mut buf = vec![0u8; (e.size as usize).saturating_add(1).clamp(4096, PIECE)];
         loop {
             let n = f.read(&mut buf).at(&path)?;
             if n == 0 {

@@ -125,9 +125,21 @@ const AGE_LIMITS: [(i64, &str); 7] = [
 ];
 
 fn top<T>(mut v: Vec<T>, key: impl Fn(&T) -> u64) -> Vec<T> {
+    if v.len() > TOP {
+        v.select_nth_unstable_by_key(TOP, |x| std::cmp::Reverse(key(x)));
+        v.truncate(TOP);
+    }
     v.sort_by_key(|x| std::cmp::Reverse(key(x)));
-    v.truncate(TOP);
     v
+}
+
+/// The extension of a path's last component, as bytes ("" if none).
+fn extension_of(path: &[u8]) -> &[u8] {
+    let name = path.rsplit(|b| *b == b'/').next().unwrap_or_default();
+    match name.iter().rposition(|b| *b == b'.') {
+        Some(0) | None => &[],
+        Some(i) => &name[i + 1..],
+    }
 }
 
 /// Scans `side`; with `dedup`, finds files with the same content (using
@@ -135,7 +147,7 @@ fn top<T>(mut v: Vec<T>, key: impl Fn(&T) -> u64) -> Vec<T> {
 /// another file shares).
 pub fn scan(side: &dyn Side, dedup: bool) -> Result<ScanReport> {
     let started = std::time::Instant::now();
-    let entries = side.list()?;
+    let entries = side.list_any_order()?;
     let now_s = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs() as i64)
@@ -161,7 +173,7 @@ pub fn scan(side: &dyn Side, dedup: bool) -> Result<ScanReport> {
         ..Default::default()
     };
     let mut dirs: HashMap<&[u8], (u64, u64)> = HashMap::new();
-    let mut exts: HashMap<String, (u64, u64)> = HashMap::new();
+    let mut raw_exts: HashMap<&[u8], (u64, u64)> = HashMap::new();
     let mut files = Vec::new();
     for e in &entries {
         match e.kind {
@@ -193,7 +205,7 @@ pub fn scan(side: &dyn Side, dedup: bool) -> Result<ScanReport> {
             .unwrap_or(6);
         r.ages[a].files += 1;
         r.ages[a].bytes += e.size;
-        let x = exts.entry(e.extension()).or_default();
+        let x = raw_exts.entry(extension_of(&e.path)).or_default();
         x.0 += 1;
         x.1 += e.size;
         // every directory above the file
@@ -217,28 +229,34 @@ pub fn scan(side: &dyn Side, dedup: bool) -> Result<ScanReport> {
             String::from_utf8_lossy(p).into_owned()
         }
     };
-    r.largest_files = top(
-        files
-            .iter()
-            .map(|e| Sized {
-                path: e.display(),
-                bytes: e.size,
-                files: 1,
-            })
-            .collect(),
-        |s| s.bytes,
-    );
+    r.largest_files = top(files.clone(), |e| e.size)
+        .into_iter()
+        .map(|e| Sized {
+            path: e.display(),
+            bytes: e.size,
+            files: 1,
+        })
+        .collect();
     r.largest_dirs = top(
-        dirs.iter()
-            .filter(|(p, _)| !p.is_empty())
-            .map(|(p, (bytes, n))| Sized {
-                path: show(p),
-                bytes: *bytes,
-                files: *n,
-            })
-            .collect(),
-        |s| s.bytes,
-    );
+        dirs.iter().filter(|(p, _)| !p.is_empty()).collect(),
+        |(_, (bytes, _))| *bytes,
+    )
+    .into_iter()
+    .map(|(p, (bytes, n))| Sized {
+        path: show(p),
+        bytes: *bytes,
+        files: *n,
+    })
+    .collect();
+    // extensions differing only in case count together
+    let mut exts: HashMap<String, (u64, u64)> = HashMap::new();
+    for (ext, (n, bytes)) in raw_exts {
+        let x = exts
+            .entry(String::from_utf8_lossy(ext).to_lowercase())
+            .or_default();
+        x.0 += n;
+        x.1 += bytes;
+    }
     r.extensions = top(
         exts.into_iter()
             .map(|(extension, (files, bytes))| Extension {

@@ -18,6 +18,12 @@ pub trait Side: Sync {
     /// Every entry under the root, sorted by path.
     fn list(&self) -> Result<Vec<Entry>>;
 
+    /// Every entry under the root, in any order (cheaper where a side
+    /// finds them unsorted).
+    fn list_any_order(&self) -> Result<Vec<Entry>> {
+        self.list()
+    }
+
     /// Passes the content of file `e` to `sink`, in pieces.
     fn read(&self, e: &Entry, sink: &mut Sink<'_>) -> Result<()>;
 
