@@ -218,6 +218,34 @@ fn workflow(a: &Site, b: &Site, scratch: &Path) {
     a.ok(&["volume", "delete", "ds2"]);
     let e = b.fails(&["mirror", "update", "m2"]);
     assert!(e.contains("does not exist"), "{e}");
+    // policy latest: only the newest snapshot; --watch keeps following
+    a.ok(&["snapshot", "create", "ds", "s5"]);
+    a.ok(&["snapshot", "create", "ds", "s6"]);
+    b.ok(&["mirror", "create", "m3", "--source", &source, "--policy", "latest"]);
+    assert_eq!(id(b, "m3").split(',').count(), 1, "{}", id(b, "m3"));
+    assert!(id(b, "m3").starts_with("s6="));
+    let mut watcher = Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .envs(b.env.iter().cloned())
+        .args(["--pool", &b.pool, "mirror", "update", "--all", "--watch", "1s"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    a.ok(&["snapshot", "create", "ds", "s7"]);
+    let start = std::time::Instant::now();
+    while !id(b, "m3").contains("s7=") {
+        assert!(start.elapsed().as_secs() < 30, "--watch did not pick up s7");
+        std::thread::sleep(std::time::Duration::from_millis(300));
+    }
+    watcher.kill().unwrap();
+    watcher.wait().unwrap();
+    // a read-write mount of a mirror is refused, saying why
+    if common::fuse_usable() {
+        let mnt = scratch.join("mnt");
+        fs::create_dir_all(&mnt).unwrap();
+        let e = b.fails(&["mount", mnt.to_str().unwrap(), "--volume", "m3"]);
+        assert!(e.contains("is a mirror of"), "{e}");
+    }
     // delete ends the relationship and keeps the volume
     b.ok(&["mirror", "delete", "m"]);
     b.ok(&["volume", "import", "m", local.to_str().unwrap()]);
