@@ -221,12 +221,16 @@ fn workflow(a: &Site, b: &Site, scratch: &Path) {
     // policy latest: only the newest snapshot; --watch keeps following
     a.ok(&["snapshot", "create", "ds", "s5"]);
     a.ok(&["snapshot", "create", "ds", "s6"]);
-    b.ok(&["mirror", "create", "m3", "--source", &source, "--policy", "latest"]);
+    b.ok(&[
+        "mirror", "create", "m3", "--source", &source, "--policy", "latest",
+    ]);
     assert_eq!(id(b, "m3").split(',').count(), 1, "{}", id(b, "m3"));
     assert!(id(b, "m3").starts_with("s6="));
     let mut watcher = Command::new(assert_cmd::cargo::cargo_bin("shale"))
         .envs(b.env.iter().cloned())
-        .args(["--pool", &b.pool, "mirror", "update", "--all", "--watch", "1s"])
+        .args([
+            "--pool", &b.pool, "mirror", "update", "--all", "--watch", "1s",
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()

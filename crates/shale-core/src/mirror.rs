@@ -404,6 +404,8 @@ impl Pool {
             writer.finish()?;
             let seconds_ms = started.elapsed().as_millis() as i64;
             let (bytes, objects) = (report.bytes as i64, report.objects as i64);
+            // mounts showing the mirror reload it once this commits
+            let _hold = self.hold_mounts(volume)?;
             self.catalog().write(|tx| {
                 catalog::set_root(tx, volume, None, &snap.root, snap.bytes, snap.files)?;
                 let v = catalog::volume_by_name(tx, volume)?;
