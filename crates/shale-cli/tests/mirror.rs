@@ -9,7 +9,7 @@ use serde_json::Value;
 
 mod common;
 use common::garage::{Garage, BUCKET};
-use common::{noise, write};
+use common::{noise, same_tree, write};
 
 struct Site {
     pool: String,
@@ -49,20 +49,6 @@ impl Site {
         all.extend_from_slice(args);
         serde_json::from_str(&self.ok(&all)).unwrap()
     }
-}
-
-fn same_tree(a: &Path, b: &Path) {
-    let out = Command::new("diff")
-        .arg("-r")
-        .arg(a)
-        .arg(b)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 fn dataset(dir: &Path) {

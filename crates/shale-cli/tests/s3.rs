@@ -7,7 +7,7 @@ use std::process::{Command, Output};
 
 mod common;
 use common::garage::{Garage, BUCKET};
-use common::{fuse_usable, noise, write, Mounted};
+use common::{fuse_usable, noise, same_tree, write, Mounted};
 
 /// `shale --pool URL` as a client of `g`, with its own cache directory
 /// (one per simulated machine).
@@ -40,20 +40,6 @@ fn fails(g: &Garage, url: &str, cache: &Path, args: &[&str]) -> String {
     assert!(err.starts_with("shale: error: "), "{err}");
     assert!(!err.contains("panicked"), "{err}");
     err
-}
-
-fn same_tree(a: &Path, b: &Path) {
-    let out = Command::new("diff")
-        .arg("-r")
-        .arg(a)
-        .arg(b)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 #[test]

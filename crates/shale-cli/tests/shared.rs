@@ -3,14 +3,14 @@
 //! real Garage and a real PostgreSQL server on 127.0.0.1. Without either
 //! server installed, these tests say so and pass without running.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::Duration;
 
 mod common;
 use common::garage::{Garage, BUCKET};
 use common::postgres::Postgres;
-use common::{noise, write};
+use common::{noise, same_tree, write};
 
 /// The two servers and a scratch directory.
 struct Shared {
@@ -85,20 +85,6 @@ impl Shared {
         }
         src
     }
-}
-
-fn same_tree(a: &Path, b: &Path) {
-    let out = Command::new("diff")
-        .arg("-r")
-        .arg(a)
-        .arg(b)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
 }
 
 #[test]

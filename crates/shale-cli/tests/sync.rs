@@ -12,7 +12,7 @@ use serde_json::Value;
 
 mod common;
 use common::garage::{Garage, BUCKET};
-use common::{noise, write};
+use common::{noise, same_tree, write};
 
 struct T {
     g: Option<Garage>,
@@ -90,22 +90,6 @@ fn awkward_tree(root: &Path) -> u64 {
     write(&root.join("run.sh"), b"#!/bin/sh\n");
     fs::set_permissions(root.join("run.sh"), fs::Permissions::from_mode(0o755)).unwrap();
     8 // regular files
-}
-
-fn same_tree(a: &Path, b: &Path) {
-    let out = Command::new("diff")
-        .arg("-r")
-        .arg("--no-dereference")
-        .arg(a)
-        .arg(b)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// Every regular file under `a` is in `b` with the same bytes (stores keep

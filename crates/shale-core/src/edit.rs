@@ -3,7 +3,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::catalog;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::names::check_name;
@@ -82,17 +81,7 @@ impl Pool {
         if removed == 0 {
             return Ok(0);
         }
-        let _hold = self.hold_mounts(name)?;
-        self.catalog().write(|tx| {
-            catalog::set_root(
-                tx,
-                name,
-                Some(&volume.root),
-                &root.tree,
-                root.bytes,
-                root.files,
-            )
-        })?;
+        self.move_root(name, &volume.root, &root)?;
         Ok(removed)
     }
 }

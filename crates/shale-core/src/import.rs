@@ -561,17 +561,7 @@ impl Pool {
         }
         let report = imp.into_report(root);
         let stats = writer.finish()?;
-        let _hold = self.hold_mounts(name)?;
-        self.catalog().write(|tx| {
-            catalog::set_root(
-                tx,
-                name,
-                Some(&volume.root),
-                &root.tree,
-                root.bytes,
-                root.files,
-            )
-        })?;
+        self.move_root(name, &volume.root, &root)?;
         Ok(with_stats(report, stats))
     }
 }

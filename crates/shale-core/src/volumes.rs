@@ -229,6 +229,15 @@ impl Pool {
     }
 
     /// Puts a volume back to one of its snapshots. Later snapshots are kept.
+    /// Points volume `name` at the tree `root`, if it is still at
+    /// `expected` (else [`Error::Conflict`]); running mounts reload it.
+    pub(crate) fn move_root(&self, name: &str, expected: &ObjectId, root: &DirRef) -> Result<()> {
+        let _hold = self.hold_mounts(name)?;
+        self.catalog().write(|tx| {
+            catalog::set_root(tx, name, Some(expected), &root.tree, root.bytes, root.files)
+        })
+    }
+
     pub fn restore_snapshot(&self, volume: &str, name: &str) -> Result<SnapshotRow> {
         check_name(volume)?;
         check_name(name)?;
