@@ -345,3 +345,58 @@ fn an_interrupted_update_resumes_without_resending() {
     same_tree(&src, &out);
     b.ok(&["verify", "--read-data"]);
 }
+
+#[test]
+fn a_source_snapshot_deleted_mid_transfer_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = local_site(dir.path(), "a");
+    let b = local_site(dir.path(), "b");
+    a.ok(&["pool", "init"]);
+    b.ok(&["pool", "init"]);
+    let src = dir.path().join("src");
+    // 120 MB: several packs, most not yet opened when the source deletes them
+    for i in 0..120u64 {
+        write(&src.join(format!("f{i}.bin")), &noise(i, 1_000_000));
+    }
+    a.ok(&["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    a.ok(&["snapshot", "create", "ds", "s1"]);
+    b.ok(&[
+        "mirror",
+        "create",
+        "m",
+        "--source",
+        &format!("{}::ds", a.pool),
+        "--no-transfer",
+    ]);
+    // at 4 MiB/s: the source goes away long before the transfer ends
+    let update = Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .args([
+            "--pool",
+            &b.pool,
+            "mirror",
+            "update",
+            "m",
+            "--bwlimit",
+            "4MiB",
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    a.ok(&["volume", "delete", "ds"]);
+    a.ok(&["gc"]);
+    let out = update.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("was deleted at the source during the transfer"),
+        "{err}"
+    );
+    // nothing half-transferred shows
+    assert!(b
+        .json(&["snapshot", "list", "m"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+    b.ok(&["verify", "--read-data"]);
+}
