@@ -242,6 +242,17 @@ fn workflow(a: &Site, b: &Site, scratch: &Path) {
     b.ok(&["verify", "--read-data"]);
 }
 
+/// Two new local pools `a` and `b` in `dir`, made with `init` arguments.
+fn two_local_sites(dir: &Path, init: &[&str]) -> (Site, Site) {
+    let (a, b) = (local_site(dir, "a"), local_site(dir, "b"));
+    for s in [&a, &b] {
+        let mut args = vec!["pool", "init"];
+        args.extend_from_slice(init);
+        s.ok(&args);
+    }
+    (a, b)
+}
+
 fn local_site(dir: &Path, name: &str) -> Site {
     let pool: PathBuf = dir.join(name);
     Site {
@@ -253,10 +264,7 @@ fn local_site(dir: &Path, name: &str) -> Site {
 #[test]
 fn local_to_local() {
     let dir = tempfile::tempdir().unwrap();
-    let a = local_site(dir.path(), "site-a");
-    let b = local_site(dir.path(), "site-b");
-    a.ok(&["pool", "init"]);
-    b.ok(&["pool", "init"]);
+    let (a, b) = two_local_sites(dir.path(), &[]);
     workflow(&a, &b, dir.path());
 }
 
@@ -304,10 +312,7 @@ fn bucket_to_local_and_local_to_bucket() {
 #[test]
 fn an_interrupted_update_resumes_without_resending() {
     let dir = tempfile::tempdir().unwrap();
-    let a = local_site(dir.path(), "a");
-    let b = local_site(dir.path(), "b");
-    a.ok(&["pool", "init", "--chunk-size", "64KiB"]);
-    b.ok(&["pool", "init", "--chunk-size", "64KiB"]);
+    let (a, b) = two_local_sites(dir.path(), &["--chunk-size", "64KiB"]);
     let src = dir.path().join("src");
     for i in 0..40u64 {
         write(&src.join(format!("f{i}.bin")), &noise(i, 3_000_000));
@@ -349,10 +354,7 @@ fn an_interrupted_update_resumes_without_resending() {
 #[test]
 fn a_source_snapshot_deleted_mid_transfer_is_named() {
     let dir = tempfile::tempdir().unwrap();
-    let a = local_site(dir.path(), "a");
-    let b = local_site(dir.path(), "b");
-    a.ok(&["pool", "init"]);
-    b.ok(&["pool", "init"]);
+    let (a, b) = two_local_sites(dir.path(), &[]);
     let src = dir.path().join("src");
     // 120 MB: several packs, most not yet opened when the source deletes them
     for i in 0..120u64 {

@@ -84,6 +84,20 @@ impl Store {
     }
 }
 
+/// The listing entry of an object at relative path `path`.
+fn entry_of(path: Vec<u8>, m: object_store::ObjectMeta) -> Entry {
+    Entry {
+        path,
+        kind: Kind::File,
+        size: m.size,
+        mtime_ns: m.last_modified.timestamp_nanos_opt().unwrap_or(0),
+        mode: 0o644,
+        stored_hash: m
+            .e_tag
+            .map(|t| StoredHash::ETag(t.trim_matches('"').to_string())),
+    }
+}
+
 impl Side for Store {
     fn name(&self) -> String {
         self.name.clone()
@@ -104,32 +118,14 @@ impl Side for Store {
             .into_iter()
             .filter_map(|m| {
                 let rel = m.location.as_ref().strip_prefix(&strip)?.to_string();
-                Some(Entry {
-                    path: rel.into_bytes(),
-                    kind: Kind::File,
-                    size: m.size,
-                    mtime_ns: m.last_modified.timestamp_nanos_opt().unwrap_or(0),
-                    mode: 0o644,
-                    stored_hash: m
-                        .e_tag
-                        .map(|t| StoredHash::ETag(t.trim_matches('"').to_string())),
-                })
+                Some(entry_of(rel.into_bytes(), m))
             })
             .collect();
         if out.is_empty() && !self.prefix.is_empty() {
             // Not a prefix of anything: perhaps one object.
             let path = ObjectPath::from(self.prefix.as_str());
             match self.runtime.block_on(self.backend.head(&path)) {
-                Ok(m) => out.push(Entry {
-                    path: Vec::new(),
-                    kind: Kind::File,
-                    size: m.size,
-                    mtime_ns: m.last_modified.timestamp_nanos_opt().unwrap_or(0),
-                    mode: 0o644,
-                    stored_hash: m
-                        .e_tag
-                        .map(|t| StoredHash::ETag(t.trim_matches('"').to_string())),
-                }),
+                Ok(m) => out.push(entry_of(Vec::new(), m)),
                 Err(object_store::Error::NotFound { .. }) => {}
                 Err(e) => return Err(self.error(b"", e)),
             }

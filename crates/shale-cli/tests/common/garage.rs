@@ -96,15 +96,20 @@ api_bind_addr = "127.0.0.1:{admin}"
         Some(g)
     }
 
-    /// Runs `garage ARGS` against this server; returns stdout.
-    pub fn cli(&self, args: &[&str]) -> String {
-        let out = Command::new(&self.binary)
+    /// Runs `garage ARGS` against this server.
+    fn run_cli(&self, args: &[&str]) -> std::process::Output {
+        Command::new(&self.binary)
             .arg("-c")
             .arg(&self.config)
             .args(args)
             .stdin(Stdio::null())
             .output()
-            .unwrap();
+            .unwrap()
+    }
+
+    /// Runs `garage ARGS` against this server, which must succeed; returns stdout.
+    pub fn cli(&self, args: &[&str]) -> String {
+        let out = self.run_cli(args);
         assert!(
             out.status.success(),
             "garage {args:?}: {}{}",
@@ -139,14 +144,7 @@ api_bind_addr = "127.0.0.1:{admin}"
         // (seen on a loaded 2-core machine): each step is retried.
         let step = |args: &[&str]| {
             for _ in 0..20 {
-                let out = Command::new(&self.binary)
-                    .arg("-c")
-                    .arg(&self.config)
-                    .args(args)
-                    .stdin(Stdio::null())
-                    .output()
-                    .unwrap();
-                if out.status.success() {
+                if self.run_cli(args).status.success() {
                     return;
                 }
                 std::thread::sleep(Duration::from_millis(500));
