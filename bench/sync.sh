@@ -35,7 +35,6 @@ SHALE=$ROOT/target/release/shale
 trap '[ -n "${GPID:-}" ] && kill "$GPID" 2>/dev/null || true' EXIT
 rm -rf "$WORK"; mkdir -p "$WORK"
 . "$HERE/lib/garage.sh"
-start_garage
 python3 "$HERE/gen_dataset.py" images "$WORK/ds" --files "$FILES" >&2
 BYTES=$(du -sb "$WORK/ds" | cut -f1)
 ROWS=()
@@ -43,12 +42,17 @@ timed() { local s e; s=$(now); "$@" >/dev/null 2>&1 || echo "failed: $*" >&2; e=
 have() { command -v "$1" >/dev/null; }
 
 # --- local -> S3, first copy (source in page cache for every tool) -----------
+# Each tool starts on an empty Garage (see fresh_garage); shale goes last so
+# its copy is there for the steps below.
 find "$WORK/ds" -type f -exec cat {} + > /dev/null
-TS=$(timed "$SHALE" sync "$WORK/ds" s3://bench/shale)
 TR=nan; TA=nan
-have rclone && TR=$(timed rclone copy "$WORK/ds" g:bench/rclone)
-have aws && TA=$(timed aws s3 sync "$WORK/ds" s3://bench/aws --only-show-errors)
-ROWS+=("| local -> S3, first copy of $FILES files ($(numfmt --to=iec "$BYTES")) | $(num "$TS") s | rclone $(num "$TR") s; aws $(num "$TA") s | rclone/shale = $(ratio "$TR" "$TS"); aws/shale = $(ratio "$TA" "$TS") | >= 1.5 x faster than both |")
+if have rclone; then fresh_garage; TR=$(timed rclone copy "$WORK/ds" g:bench/rclone); fi
+if have aws; then fresh_garage; TA=$(timed aws s3 sync "$WORK/ds" s3://bench/aws --only-show-errors); fi
+fresh_garage
+TS=$(timed "$SHALE" sync "$WORK/ds" s3://bench/shale)
+ROWS+=("| local -> S3, first copy of $FILES files ($(numfmt --to=iec "$BYTES")), each tool on an empty Garage | $(num "$TS") s | rclone $(num "$TR") s; aws $(num "$TA") s | rclone/shale = $(ratio "$TR" "$TS"); aws/shale = $(ratio "$TA" "$TS") | >= 1.5 x faster than both |")
+# the re-sync step below updates rclone's copy: put one in this Garage (not timed)
+have rclone && rclone copy "$WORK/ds" g:bench/rclone 2>/dev/null
 
 # --- S3 -> local, first copy ----------------------------------------------------
 TS=$(timed "$SHALE" sync s3://bench/shale "$WORK/down-shale")

@@ -1,6 +1,7 @@
 # Shared by the object-store benchmarks: a single-node Garage on 127.0.0.1
 # with bucket `bench`, and clients (AWS variables, rclone remote `g:`)
-# pointed at it. Source it with WORK and GARAGE set; it defines `g` (the
+# pointed at it (db_engine from GARAGE_DB_ENGINE, default sqlite, the
+# engine every result in bench/results was measured with). Source it with WORK and GARAGE set; it defines `g` (the
 # garage CLI), `port`, and sets GPID (kill it when done).
 
 port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
@@ -11,7 +12,7 @@ RPC=$(port); S3=$(port); ADMIN=$(port)
 cat > "$WORK/garage/garage.toml" <<EOF2
 metadata_dir = "$WORK/garage/meta"
 data_dir = "$WORK/garage/data"
-db_engine = "sqlite"
+db_engine = "${GARAGE_DB_ENGINE:-sqlite}"
 replication_factor = 1
 rpc_bind_addr = "127.0.0.1:$RPC"
 rpc_public_addr = "127.0.0.1:$RPC"
@@ -22,7 +23,7 @@ api_bind_addr = "127.0.0.1:$S3"
 [admin]
 api_bind_addr = "127.0.0.1:$ADMIN"
 EOF2
-g server > "$WORK/garage/log" 2>&1 & GPID=$!
+"$GARAGE" -c "$WORK/garage/garage.toml" server > "$WORK/garage/log" 2>&1 & GPID=$!   # garage itself, so that kill stops it
 for _ in $(seq 100); do NODE=$(g node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$NODE" ] && break; sleep 0.2; done
 g layout assign -z dc1 -c 10G "$NODE" >/dev/null
 g layout apply --version 1 >/dev/null
@@ -35,6 +36,14 @@ export AWS_ENDPOINT_URL=http://127.0.0.1:$S3
 export RCLONE_CONFIG_G_TYPE=s3 RCLONE_CONFIG_G_PROVIDER=Other RCLONE_CONFIG_G_ENDPOINT=$AWS_ENDPOINT_URL \
        RCLONE_CONFIG_G_ACCESS_KEY_ID=$KEY RCLONE_CONFIG_G_SECRET_ACCESS_KEY=$SECRET RCLONE_CONFIG_G_REGION=garage \
        RCLONE_CONFIG_G_FORCE_PATH_STYLE=true
+}
+# A new, empty Garage in place of the running one. Garage stores blocks by
+# content hash and keeps one copy, so a tool uploading data another tool has
+# already uploaded writes no blocks: first copies must each start empty.
+fresh_garage() {
+if [ -n "${GPID:-}" ]; then kill "$GPID"; wait "$GPID" 2>/dev/null || true; fi
+rm -rf "$WORK/garage"
+start_garage
 }
 g() { "$GARAGE" -c "$WORK/garage/garage.toml" "$@"; }
 
