@@ -78,6 +78,20 @@ impl BlobStore {
         }
     }
 
+    /// Reads, decompresses and checks one blob if that needs no waiting:
+    /// its place is remembered and its bytes are at hand (see
+    /// [`ObjectStore::get_range_now`]). `None` when it would wait; errors
+    /// are left to [`BlobStore::get`], which reports them.
+    pub fn get_now(&self, id: &ObjectId) -> Option<Vec<u8>> {
+        let loc = self.locations.get(id)?;
+        let stored = self.objects.get_range_now(
+            &pack::key(&loc.pack),
+            loc.head.offset,
+            loc.head.stored_len as usize,
+        )?;
+        decode_blob(&loc.head, &loc.pack, stored).ok()
+    }
+
     /// Where a blob is, if the index knows it (remembered per pack, as
     /// for reads).
     pub fn location(&self, id: &ObjectId) -> Result<Option<BlobLocation>> {

@@ -24,10 +24,24 @@ pub struct ChunkCache {
 }
 
 impl ChunkCache {
-    /// A chunk's bytes if cached.
-    pub fn peek(&self, id: &ObjectId) -> Option<Arc<Vec<u8>>> {
-        let c = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
-        c.iter().find(|(k, _)| k == id).map(|(_, d)| d.clone())
+    /// A chunk's bytes if cached, or if the pool can read them without
+    /// waiting (see `BlobStore::get_now`).
+    pub fn get_now(&self, pool: &Pool, id: &ObjectId) -> Option<Arc<Vec<u8>>> {
+        {
+            let c = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+            if let Some((_, d)) = c.iter().find(|(k, _)| k == id) {
+                return Some(d.clone());
+            }
+        }
+        let data = Arc::new(pool.blobs().get_now(id)?);
+        self.insert(*id, data.clone());
+        Some(data)
+    }
+
+    fn insert(&self, id: ObjectId, data: Arc<Vec<u8>>) {
+        let mut c = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
+        c.push_front((id, data));
+        c.truncate(CACHED_CHUNKS);
     }
 
     /// A chunk's bytes, from the cache or the pool (checked against its id).
@@ -45,18 +59,18 @@ impl ChunkCache {
             tracing::error!("read of chunk {id}: {e}");
             libc::EIO
         })?);
-        let mut c = self.chunks.lock().unwrap_or_else(|p| p.into_inner());
-        c.push_front((*id, data.clone()));
-        c.truncate(CACHED_CHUNKS);
+        self.insert(*id, data.clone());
         Ok(data)
     }
 }
 
 /// Reads `size` bytes at `offset` of a file made of `chunks` and hands them
 /// to `reply` (without copying them when they lie in one chunk). With
-/// `cached_only`, gives up (returning `Ok(false)`, `reply` not called) unless
-/// every chunk needed is in the cache: the session thread answers such
-/// reads itself, without handing them to a reader thread.
+/// `now_only`, gives up (returning `Ok(false)`, `reply` not called) unless
+/// every chunk needed is cached or at hand (`ChunkCache::get_now`): the
+/// session thread answers such reads itself, without handing them to a
+/// reader thread (two thread switches, which cost more than the read when
+/// the bytes are in memory).
 #[allow(clippy::too_many_arguments)]
 pub fn read_chunks(
     pool: &Pool,
@@ -65,7 +79,7 @@ pub fn read_chunks(
     file_size: u64,
     offset: u64,
     size: u32,
-    cached_only: bool,
+    now_only: bool,
     reply: impl FnOnce(&[u8]),
 ) -> Result<bool, Errno> {
     let end = (offset + size as u64).min(file_size);
@@ -81,8 +95,8 @@ pub fn read_chunks(
         if c_start >= end {
             break;
         }
-        let data = if cached_only {
-            match cache.peek(&c.id) {
+        let data = if now_only {
+            match cache.get_now(pool, &c.id) {
                 Some(d) => d,
                 None => return Ok(false),
             }

@@ -10,7 +10,7 @@ use super::sql::Dialect;
 
 /// Version of the catalog schema this build reads and writes. Older
 /// catalogs are upgraded in place when opened ([`upgrade`]).
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// The tables of schema version 1 (SQLite spelling).
 const TABLES_1: &str = "
@@ -134,6 +134,17 @@ CREATE TABLE IF NOT EXISTS mirrors (
 );
 ";
 
+/// Version 6 makes the index of blobs by pack hold each blob's whole entry,
+/// so that learning where a pack's blobs lie (`locate_pack_of`, once per
+/// pack a reader meets) reads that pack's index pages and no table page:
+/// through the index of version 1 it read one table page per blob (ids are
+/// hashes, scattered), measured at about 25 random page reads per pack on
+/// cold reads of small files through a mount.
+const INDEX_6: &str = "
+DROP INDEX IF EXISTS blobs_by_pack;
+CREATE INDEX blobs_by_pack ON blobs(pack, \"offset\", stored_len, raw_len, kind, compression, id);
+";
+
 /// `sql` in the spelling of `dialect`.
 fn spell(sql: &str, dialect: Dialect) -> String {
     match dialect {
@@ -153,7 +164,7 @@ fn spell(sql: &str, dialect: Dialect) -> String {
 pub fn create(dialect: Dialect) -> String {
     spell(
         &format!(
-            "{TABLES_1} {TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5}
+            "{TABLES_1} {TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}
              INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
         ),
         dialect,
@@ -164,10 +175,11 @@ pub fn create(dialect: Dialect) -> String {
 /// or `None` if `from` is not a version this build can upgrade.
 pub fn upgrade(from: &str, dialect: Dialect) -> Option<String> {
     let steps = match from {
-        "1" => format!("{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5}"),
-        "2" => format!("{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5}"),
-        "3" => format!("{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5}"),
-        "4" => TABLES_5.to_string(),
+        "1" => format!("{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}"),
+        "2" => format!("{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}"),
+        "3" => format!("{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}"),
+        "4" => format!("{TABLES_5} {INDEX_6}"),
+        "5" => INDEX_6.to_string(),
         _ => return None,
     };
     Some(spell(

@@ -46,6 +46,10 @@ impl ObjectStore for Memory {
         }
     }
 
+    fn get_range_now(&self, key: &str, offset: u64, len: usize) -> Option<Vec<u8>> {
+        self.get_range(key, offset, len).ok()
+    }
+
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
         Ok(self.with(|m| {
             m.keys()

@@ -7,6 +7,7 @@
 
 mod local;
 mod memory;
+mod read_ahead;
 mod remote;
 
 pub use local::LocalDir;
@@ -23,6 +24,13 @@ pub trait ObjectStore: Send + Sync {
     fn get(&self, key: &str) -> Result<Vec<u8>>;
     /// Reads `len` bytes at `offset` of an object.
     fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>>;
+    /// Reads `len` bytes at `offset` of an object if that needs no waiting
+    /// (on a disk or a network): `None` when it would, or when the store
+    /// cannot tell. Lets a caller that must not block serve what is at hand
+    /// and hand the rest to a thread that may wait.
+    fn get_range_now(&self, _key: &str, _offset: u64, _len: usize) -> Option<Vec<u8>> {
+        None
+    }
     /// Lists the keys that start with `prefix`, in no particular order.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;
     /// Removes an object; removing an absent object is not an error.
@@ -68,6 +76,13 @@ pub(crate) mod conformance {
             store.get_range("packs/aa/one", 8, 10).is_err(),
             "short read must fail"
         );
+        // A read that needs no waiting, where the store offers one, gives
+        // the same bytes (the object was just read: it is at hand).
+        if let Some(now) = store.get_range_now("packs/aa/one", 6, 5) {
+            assert_eq!(now, b"world");
+        }
+        assert_eq!(store.get_range_now("packs/aa/one", 8, 10), None);
+        assert_eq!(store.get_range_now("packs/zz/absent", 0, 1), None);
         if let Some(t) = store.modified("packs/aa/one").unwrap() {
             let now = crate::catalog::now_ns();
             assert!(
