@@ -65,7 +65,7 @@ mod tests {
         let mut ra = ReadAhead::default();
         let mut hints = Vec::new();
         for i in 0..64u64 {
-            if let Some(h) = ra.after_read(i * 256 << 10, 256 << 10) {
+            if let Some(h) = ra.after_read(i * (256 << 10), 256 << 10) {
                 hints.push(h);
             }
         }
