@@ -77,27 +77,33 @@ impl LocalDir {
         Ok(file)
     }
 
-    /// Notes a read of a kept-open object for its read-ahead, and asks the
-    /// kernel for what should be read ahead now (see `read_ahead.rs`).
+    /// Notes a read of a kept-open object for its read-ahead, and tells the
+    /// kernel what to read ahead and what to drop (see `read_ahead.rs`).
     fn read_ahead(&self, key: &str, file: &File, offset: u64, len: usize) {
-        let hint = {
+        let advice = {
             let mut open = self.open.lock().unwrap_or_else(|p| p.into_inner());
             match open.iter_mut().find(|o| o.key == key) {
                 Some(o) => o.ahead.after_read(offset, len as u64),
-                None => None,
+                None => return,
             }
         };
-        if let Some((from, len)) = hint {
-            // A hint: the read has succeeded whatever the kernel makes of it.
+        let advise = |(from, len): (u64, u64), what| {
+            // Advice: the read has succeeded whatever the kernel makes of it.
             // SAFETY: a plain system call on a descriptor `file` keeps open.
             unsafe {
                 libc::posix_fadvise(
                     file.as_raw_fd(),
                     from as libc::off_t,
                     len as libc::off_t,
-                    libc::POSIX_FADV_WILLNEED,
+                    what,
                 );
             }
+        };
+        if let Some(r) = advice.dont_need {
+            advise(r, libc::POSIX_FADV_DONTNEED);
+        }
+        if let Some(r) = advice.will_need {
+            advise(r, libc::POSIX_FADV_WILLNEED);
         }
     }
 

@@ -11,6 +11,13 @@
 //! a sequential read of its own, so the disk works while the reader does.
 //! Reads that jump about hint nothing: scattered reads fetch no more than
 //! they ask for.
+//!
+//! Behind such a run of reads the pack's pages are dropped
+//! (`POSIX_FADV_DONTNEED`): whoever read the bytes keeps them (a mount in
+//! its own page cache, an export in the files it writes), and keeping the
+//! pack's copy too doubled the memory a sequential read went through —
+//! measured: a 4 GiB file read through a mount touched 8 GiB of page cache
+//! and ran at 60% of the speed of a 2 GiB one.
 
 /// Reads that start within this distance of where the last one ended
 /// count as following it (blobs already read, deduplicated ones and the
@@ -20,6 +27,18 @@ const SLACK: u64 = 1 << 20;
 const MIN_WINDOW: u64 = 1 << 20;
 /// The largest window: doubling stops here.
 const MAX_WINDOW: u64 = 16 << 20;
+/// Pages this far behind a run of reads are dropped, in steps of this
+/// much (parallel readers of one pack may still be just behind).
+const BEHIND: u64 = 4 << 20;
+
+/// What to tell the kernel after a read: ranges (offset, length).
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Advice {
+    /// Read this ahead.
+    pub will_need: Option<(u64, u64)>,
+    /// Drop this, read already.
+    pub dont_need: Option<(u64, u64)>,
+}
 
 /// What is known of the reads of one object.
 #[derive(Debug, Default)]
@@ -30,29 +49,39 @@ pub struct ReadAhead {
     hinted: u64,
     /// The current window (0 until reads follow one another).
     window: u64,
+    /// Where the current run of reads began, or up to where pages behind
+    /// it have been dropped.
+    dropped: u64,
 }
 
 impl ReadAhead {
-    /// Notes a read of `len` bytes at `offset`; returns the range
-    /// (offset, length) to ask the kernel for, if any.
-    pub fn after_read(&mut self, offset: u64, len: u64) -> Option<(u64, u64)> {
+    /// Notes a read of `len` bytes at `offset`; returns what to tell the
+    /// kernel.
+    pub fn after_read(&mut self, offset: u64, len: u64) -> Advice {
         let end = offset + len;
         let follows = offset + SLACK >= self.next && offset <= self.next + SLACK;
         self.next = if follows { self.next.max(end) } else { end };
         if !follows {
             self.window = 0;
             self.hinted = end;
-            return None;
+            self.dropped = offset;
+            return Advice::default();
+        }
+        let mut advice = Advice::default();
+        let behind = self.next.saturating_sub(BEHIND);
+        if behind >= self.dropped + BEHIND {
+            advice.dont_need = Some((self.dropped, behind - self.dropped));
+            self.dropped = behind;
         }
         self.window = (self.window * 2).clamp(MIN_WINDOW, MAX_WINDOW);
         // Hint in steps of half a window, not at every read.
-        if self.hinted > self.next + self.window / 2 {
-            return None;
+        if self.hinted <= self.next + self.window / 2 {
+            let from = self.hinted.max(self.next);
+            let to = self.next + self.window;
+            self.hinted = to;
+            advice.will_need = Some((from, to - from));
         }
-        let from = self.hinted.max(self.next);
-        let to = self.next + self.window;
-        self.hinted = to;
-        Some((from, to - from))
+        advice
     }
 }
 
@@ -65,7 +94,7 @@ mod tests {
         let mut ra = ReadAhead::default();
         let mut hints = Vec::new();
         for i in 0..64u64 {
-            if let Some(h) = ra.after_read(i * (256 << 10), 256 << 10) {
+            if let Some(h) = ra.after_read(i * (256 << 10), 256 << 10).will_need {
                 hints.push(h);
             }
         }
@@ -87,7 +116,7 @@ mod tests {
         let mut ra = ReadAhead::default();
         ra.after_read(0, 4096);
         for off in [900u64 << 20, 10 << 20, 500 << 20, 100 << 20] {
-            assert_eq!(ra.after_read(off, 4096), None);
+            assert_eq!(ra.after_read(off, 4096), Advice::default());
         }
     }
 
@@ -97,10 +126,33 @@ mod tests {
         for i in 0..40u64 {
             ra.after_read(i << 20, 1 << 20);
         }
-        assert_eq!(ra.after_read(900 << 20, 1 << 20), None);
+        assert_eq!(ra.after_read(900 << 20, 1 << 20), Advice::default());
         assert_eq!(
-            ra.after_read(901 << 20, 1 << 20),
+            ra.after_read(901 << 20, 1 << 20).will_need,
             Some((902 << 20, MIN_WINDOW))
         );
+    }
+
+    #[test]
+    fn pages_behind_a_run_of_reads_are_dropped_from_where_it_began() {
+        let mut ra = ReadAhead::default();
+        ra.after_read(7 << 20, 4096); // a jump: the run begins here
+        let mut drops = Vec::new();
+        for i in 0..64u64 {
+            if let Some(d) = ra
+                .after_read((7 << 20) + 4096 + i * (256 << 10), 256 << 10)
+                .dont_need
+            {
+                drops.push(d);
+            }
+        }
+        assert_eq!(drops[0].0, 7 << 20);
+        for w in drops.windows(2) {
+            assert_eq!(w[0].0 + w[0].1, w[1].0, "no gap, no overlap");
+        }
+        // Never closer than BEHIND to where the reads are.
+        let last = drops.last().unwrap();
+        assert!(last.0 + last.1 + BEHIND <= ra.next);
+        assert!(last.0 + last.1 + 2 * BEHIND > ra.next);
     }
 }
