@@ -356,11 +356,25 @@ fn a_source_snapshot_deleted_mid_transfer_is_named() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = two_local_sites(dir.path(), &[]);
     let src = dir.path().join("src");
-    // 120 MB: several packs, most not yet opened when the source deletes them
+    // 120 MB: several packs, most not yet opened when the source deletes
+    // them (an update keeps the packs it has opened readable). Imported in
+    // two steps, so that what the transfer reads first (`f*`, 30 MB, about
+    // 8 s at 4 MiB/s) lies in packs of its own: an import packs files in
+    // the order the directory lists them, not by name.
+    let later = dir.path().join("later");
     for i in 0..120u64 {
-        write(&src.join(format!("f{i}.bin")), &noise(i, 1_000_000));
+        let at = if i < 30 { &src } else { &later };
+        write(&at.join(format!("f{i}.bin")), &noise(i, 1_000_000));
     }
     a.ok(&["volume", "create", "ds", "--from", src.to_str().unwrap()]);
+    a.ok(&[
+        "volume",
+        "import",
+        "ds",
+        later.to_str().unwrap(),
+        "--to",
+        "z",
+    ]);
     a.ok(&["snapshot", "create", "ds", "s1"]);
     b.ok(&[
         "mirror",
