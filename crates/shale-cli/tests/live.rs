@@ -8,7 +8,7 @@ use std::ffi::CString;
 use std::fs;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::fs::{symlink, FileExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -640,4 +640,74 @@ fn pools_in_deep_directories_coordinate_too() {
     shale(&["snapshot", "create", "v", "s"]);
     assert_eq!(fs::read(env.path("mnt/v/.snapshot/s/f")).unwrap(), b"deep");
     shale(&["unmount", &env.s("mnt")]);
+}
+
+/// The files in the mount's upper directory (local copies of files being
+/// written).
+fn upper_files(pool: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for dir in fs::read_dir(pool.join("upper")).unwrap() {
+        for f in fs::read_dir(dir.unwrap().path()).unwrap() {
+            files.push(f.unwrap().path());
+        }
+    }
+    files
+}
+
+#[test]
+fn a_file_reopened_for_writing_keeps_its_local_copy_while_written() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    // The kernel opens existing files without asking the mount, so the
+    // mount cannot count their handles: a file written that way keeps its
+    // local copy across commits while writes keep coming (copying a big
+    // file up again after every commit would cost the whole file each
+    // time), and drops it once a commit interval passes without a write.
+    let env = Env::local();
+    let big = noise(7, 3_000_000);
+    write(&env.path("src/big.bin"), &big);
+    env.ok(&["volume", "create", "ws", "--from", &env.s("src")]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    env.ok(&["mount", &env.s("mnt"), "--commit-interval", "2"]);
+    let guard = Mounted(env.path("mnt"));
+    let path = env.path("mnt/ws/big.bin");
+    let mut want = big.clone();
+    let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+    let start = Instant::now();
+    let mut i = 0;
+    while start.elapsed() < Duration::from_secs(5) {
+        if i > 0 {
+            assert_eq!(
+                upper_files(&env.pool()).len(),
+                1,
+                "the file being written keeps its local copy"
+            );
+        }
+        let at = 1000 * i;
+        f.write_all_at(b"WRITTEN", at as u64).unwrap();
+        want[at..at + 7].copy_from_slice(b"WRITTEN");
+        i += 1;
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(f);
+    assert_eq!(fs::read(&path).unwrap(), want);
+    // appends to an existing file land at its end
+    let mut f = fs::OpenOptions::new().append(true).open(&path).unwrap();
+    f.write_all(b"tail").unwrap();
+    drop(f);
+    want.extend_from_slice(b"tail");
+    assert_eq!(fs::read(&path).unwrap(), want);
+    // quiet and closed: the local copy goes, the file reads from the pool
+    let start = Instant::now();
+    while !upper_files(&env.pool()).is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(upper_files(&env.pool()).is_empty(), "local copy dropped");
+    assert_eq!(fs::read(&path).unwrap(), want);
+    env.ok(&["unmount", &env.s("mnt")]);
+    drop(guard);
+    env.ok(&["volume", "export", "ws", &env.s("out")]);
+    assert_eq!(fs::read(env.path("out/big.bin")).unwrap(), want);
 }

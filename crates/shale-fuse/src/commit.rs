@@ -221,25 +221,25 @@ impl State {
             }
         }
         for (ino, chunks) in plan.files {
-            let mut freed = 0;
-            if let Some(i) = self.table.get_mut(ino) {
-                if let Kind::File(data) = &mut i.kind {
-                    if i.opens == 0 {
-                        // Nothing writes to it now: serve it from its chunks
-                        // and drop the local copy.
-                        if let Data::Memory(m) = data {
-                            freed = m.len();
-                        }
-                        *data = Data::Chunks {
-                            size: data.size(),
-                            chunks: Arc::new(ChunkList::new(chunks)),
-                        };
-                    } else if let Data::Upper(u) = data {
-                        u.committed(chunks, params);
-                    }
-                }
+            self.lingering.remove(&ino);
+            let Some(i) = self.table.get_mut(ino) else {
+                continue;
+            };
+            if i.opens == 0 && !i.written_unheld {
+                // Nothing writes to it now: serve it from its chunks and
+                // drop the local copy.
+                self.serve_from_chunks(ino, chunks);
+                continue;
             }
-            self.memory_changed(freed, 0);
+            // Open, or written through a handle the kernel opened without
+            // asking (so perhaps open): copying it up again at its next
+            // write would cost the whole file. Kept until it is closed and
+            // a commit interval passes without a write.
+            i.written_unheld = false;
+            self.lingering.insert(ino, chunks.clone());
+            if let Some(Kind::File(Data::Upper(u))) = self.table.get_mut(ino).map(|i| &mut i.kind) {
+                u.committed(chunks, params);
+            }
         }
         for ino in &plan.cleaned {
             if let Some(i) = self.table.get_mut(*ino) {
@@ -254,6 +254,49 @@ impl State {
             .collect::<Vec<_>>()
         {
             self.maybe_drop(ino);
+        }
+    }
+
+    /// Serves `ino` from `chunks` (what a commit stored for it) and drops
+    /// its local copy.
+    fn serve_from_chunks(&mut self, ino: u64, chunks: Vec<ChunkRef>) {
+        let mut freed = 0;
+        if let Some(Kind::File(data)) = self.table.get_mut(ino).map(|i| &mut i.kind) {
+            if let Data::Memory(m) = data {
+                freed = m.len();
+            }
+            *data = Data::Chunks {
+                size: data.size(),
+                chunks: Arc::new(ChunkList::new(chunks)),
+            };
+        }
+        self.memory_changed(freed, 0);
+    }
+
+    /// Drops the local copies of lingering files (see `apply`) that are
+    /// closed and were not written since the commit that kept them. Runs
+    /// before each periodic commit, so a file written without pause keeps
+    /// its copy.
+    pub fn settle_lingering(&mut self) {
+        let lingering: Vec<u64> = self.lingering.keys().copied().collect();
+        for ino in lingering {
+            let stored: u64 = self.lingering[&ino].iter().map(|c| c.len as u64).sum();
+            let Some(i) = self.table.get(ino) else {
+                self.lingering.remove(&ino);
+                continue;
+            };
+            let Kind::File(data @ (Data::Memory(_) | Data::Upper(_))) = &i.kind else {
+                self.lingering.remove(&ino);
+                continue;
+            };
+            if i.dirty || data.size() != stored {
+                // Changed: back in the next commit, which decides again.
+                self.lingering.remove(&ino);
+            } else if i.opens == 0 && !i.written_unheld {
+                if let Some(chunks) = self.lingering.remove(&ino) {
+                    self.serve_from_chunks(ino, chunks);
+                }
+            }
         }
     }
 

@@ -19,7 +19,7 @@ use shale_core::tree::{Special, SpecialKind};
 
 use crate::inodes::{ChunkList, Data, Dir, Kind, Owner};
 use crate::reader::{read_chunks, ChunkCache};
-use crate::state::{special_type, Errno, Handle, State, XATTR_MAX};
+use crate::state::{special_type, Errno, Handle, State, Write, XATTR_MAX};
 use crate::workers::Workers;
 
 /// How long the kernel may cache names and attributes in a live volume.
@@ -42,6 +42,8 @@ pub struct ShaleFs {
     state: Arc<Mutex<State>>,
     readers: Workers,
     chunks: Arc<ChunkCache>,
+    /// The kernel can open files without asking (`FUSE_NO_OPEN_SUPPORT`).
+    opens_without_asking: bool,
 }
 
 fn time_of(ns: i64) -> SystemTime {
@@ -72,6 +74,7 @@ impl ShaleFs {
             state,
             readers,
             chunks: Arc::new(ChunkCache::default()),
+            opens_without_asking: false,
         })
     }
 
@@ -235,6 +238,9 @@ impl Filesystem for ShaleFs {
         let _ = config.add_capabilities(
             fuser::consts::FUSE_DO_READDIRPLUS | fuser::consts::FUSE_READDIRPLUS_AUTO,
         );
+        self.opens_without_asking = config
+            .add_capabilities(fuser::consts::FUSE_NO_OPEN_SUPPORT)
+            .is_ok();
         Ok(())
     }
 
@@ -447,7 +453,19 @@ impl Filesystem for ShaleFs {
         reply_entry(&mut st, r, reply)
     }
 
+    /// Where the kernel can, it is told to open files without asking (the
+    /// first open answers `ENOSYS`): opening and closing a file then costs
+    /// no round trip to this process, which is most of the work of reading
+    /// a small file whose pages are cached (a second epoch). The kernel
+    /// still checks permissions and read-only mounts; writes name the inode
+    /// and carry the open flags, and a write to a snapshot view fails with
+    /// `EROFS` at the write rather than at the open. Files created here
+    /// still get handles (`create`), so their local copies are kept while
+    /// they are open; see `State::settle_lingering` for the others.
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+        if self.opens_without_asking {
+            return reply.error(libc::ENOSYS);
+        }
         let mut st = self.lock();
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
         let r = (|| {
@@ -460,14 +478,7 @@ impl Filesystem for ShaleFs {
                 st.writable(ino)?;
             }
             let fh = st.new_fh();
-            st.handles.insert(
-                fh,
-                Handle {
-                    ino,
-                    write,
-                    append: flags & libc::O_APPEND != 0,
-                },
-            );
+            st.handles.insert(fh, Handle { ino });
             if let Some(i) = st.table.get_mut(ino) {
                 i.opens += 1;
             }
@@ -488,7 +499,7 @@ impl Filesystem for ShaleFs {
         name: &OsStr,
         mode: u32,
         umask: u32,
-        flags: i32,
+        _flags: i32,
         reply: ReplyCreate,
     ) {
         let mut st = self.lock();
@@ -510,14 +521,7 @@ impl Filesystem for ShaleFs {
                 i.opens += 1;
             }
             let fh = st.new_fh();
-            st.handles.insert(
-                fh,
-                Handle {
-                    ino,
-                    write: flags & libc::O_ACCMODE != libc::O_RDONLY,
-                    append: flags & libc::O_APPEND != 0,
-                },
-            );
+            st.handles.insert(fh, Handle { ino });
             let (ttl, a) = entry(&mut st, ino)?;
             Ok((ttl, a, fh))
         })();
@@ -607,17 +611,23 @@ impl Filesystem for ShaleFs {
     fn write(
         &mut self,
         _req: &Request<'_>,
-        _ino: u64,
+        ino: u64,
         fh: u64,
         offset: i64,
         data: &[u8],
         _write_flags: u32,
-        _flags: i32,
+        flags: i32,
         _lock_owner: Option<u64>,
         reply: ReplyWrite,
     ) {
         let mut st = self.lock();
-        match st.write(fh, offset.max(0) as u64, data) {
+        // The kernel checked the file was opened for writing.
+        let w = Write {
+            ino,
+            append: flags & libc::O_APPEND != 0,
+            held: st.handles.contains_key(&fh),
+        };
+        match st.write(w, offset.max(0) as u64, data) {
             Ok(n) => reply.written(n),
             Err(e) => reply.error(e),
         }

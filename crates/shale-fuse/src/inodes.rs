@@ -184,8 +184,14 @@ pub struct Inode {
     pub dirty: bool,
     /// References the kernel holds (lookups not yet forgotten).
     pub lookups: u64,
-    /// Open file handles.
+    /// Open file handles this mount gave out (see `ShaleFs::open`: where
+    /// the kernel opens files without asking, only files created here
+    /// count).
     pub opens: u32,
+    /// Written since the last commit through a handle this mount did not
+    /// give out: the kernel may still hold the file open for writing, so
+    /// the commit keeps its local copy (see `State::settle_lingering`).
+    pub written_unheld: bool,
 }
 
 impl Inode {
@@ -212,6 +218,7 @@ impl Inode {
             dirty: false,
             lookups: 0,
             opens: 0,
+            written_unheld: false,
         }
     }
 

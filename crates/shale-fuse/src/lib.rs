@@ -171,6 +171,7 @@ pub fn mount(
         .spawn(move || loop {
             std::thread::sleep(interval);
             let mut st = committer.lock().unwrap_or_else(|p| p.into_inner());
+            st.settle_lingering();
             if let Err(e) = st.commit_all() {
                 tracing::error!("periodic commit: {e}");
             }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use fuser::FileType;
 use shale_core::catalog::{now_ns, RootMeta};
-use shale_core::tree::{load_node, DirRef, Entry, Node as TreeNode, SpecialKind};
+use shale_core::tree::{load_node, ChunkRef, DirRef, Entry, Node as TreeNode, SpecialKind};
 use shale_core::{Error, ObjectId, Pool};
 
 use crate::inodes::{Data, Dir, Inode, Kind, Meta, Owner, Slot, Table};
@@ -63,15 +63,23 @@ pub struct Vol {
     pub writer: Option<shale_core::mounts::WriterClaim>,
 }
 
-/// An open file.
+/// A file handle this mount gave out (by `create`, or by `open` where the
+/// kernel asks): it holds the file's local copy until released.
 #[derive(Clone, Copy, Debug)]
 pub struct Handle {
     /// Its inode.
     pub ino: u64,
-    /// Opened for writing.
-    pub write: bool,
-    /// Opened with `O_APPEND`.
+}
+
+/// Who writes, for [`State::write`].
+#[derive(Clone, Copy, Debug)]
+pub struct Write {
+    /// The file.
+    pub ino: u64,
+    /// The file was opened with `O_APPEND`.
     pub append: bool,
+    /// Through a handle this mount gave out.
+    pub held: bool,
 }
 
 /// Everything a mount knows.
@@ -96,6 +104,10 @@ pub struct State {
     pub mounted_at: i64,
     /// Open files.
     pub handles: HashMap<u64, Handle>,
+    /// Files whose local copy a commit kept because they were being written
+    /// through a handle this mount did not give out, with the chunks that
+    /// commit stored for them.
+    pub lingering: HashMap<u64, Vec<ChunkRef>>,
     /// Open directory listings.
     pub listings: HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>,
     next_fh: u64,
@@ -139,6 +151,7 @@ fn special(kind: Kind, mtime_ns: i64, owner: Owner) -> Inode {
         dirty: false,
         lookups: 0,
         opens: 0,
+        written_unheld: false,
     }
 }
 
@@ -164,6 +177,7 @@ impl State {
             upper_dir,
             mounted_at,
             handles: HashMap::new(),
+            lingering: HashMap::new(),
             listings: HashMap::new(),
             next_fh: 1,
             nodes: HashMap::new(),
@@ -752,6 +766,7 @@ impl State {
             dirty: false,
             lookups: 0,
             opens: 0,
+            written_unheld: false,
         };
         let ino = self.table.add(inode);
         if let Some(d) = self.inode_mut(parent)?.dir_mut() {
@@ -1095,20 +1110,18 @@ impl State {
         Ok(())
     }
 
-    /// Writes `data` at `offset` (or at the end, for an append handle).
-    pub fn write(&mut self, fh: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
-        let h = *self.handles.get(&fh).ok_or(libc::EBADF)?;
-        if !h.write {
-            return Err(libc::EBADF);
-        }
-        self.writable(h.ino)?;
-        let old = self.file_size(h.ino)?;
-        let offset = if h.append { old } else { offset };
+    /// Writes `data` at `offset` (or at the end, for an append).
+    pub fn write(&mut self, w: Write, offset: u64, data: &[u8]) -> Result<u32, Errno> {
+        let ino = w.ino;
+        self.writable(ino)?;
+        let old = self.file_size(ino)?;
+        let offset = if w.append { old } else { offset };
         let end = offset + data.len() as u64;
-        self.writable_data(h.ino, end.max(old), true)?;
-        self.charge(h.ino, old, end.max(old))?;
+        self.writable_data(ino, end.max(old), true)?;
+        self.charge(ino, old, end.max(old))?;
         let mut grown = None;
-        let inode = self.inode_mut(h.ino)?;
+        let inode = self.inode_mut(ino)?;
+        inode.written_unheld |= !w.held;
         match &mut inode.kind {
             Kind::File(Data::Upper(u)) => u.write(offset, data).map_err(|e| {
                 tracing::error!("writing an upper file: {e}");
@@ -1131,7 +1144,7 @@ impl State {
         if let Some((before, after)) = grown {
             self.memory_changed(before, after);
         }
-        self.touch(h.ino);
+        self.touch(ino);
         Ok(data.len() as u32)
     }
 
