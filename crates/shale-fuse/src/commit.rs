@@ -8,8 +8,15 @@
 //! commit with nothing changed does nothing. The new state becomes visible
 //! in one catalog transaction after its blobs are durable (invariant 2);
 //! the in-memory state is updated only after that transaction succeeds.
+//!
+//! Most of a commit's work is chunking, hashing, compressing and storing
+//! the files written since the last one. For files held in memory that is
+//! done first without the state lock ([`prepare`]), so the mount goes on
+//! answering while it runs; the commit itself then uses those chunks for
+//! every file not written to since.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use shale_core::blobs::BlobWriter;
 use shale_core::catalog::{self, now_ns};
@@ -18,6 +25,85 @@ use shale_core::{Error, Pool};
 
 use crate::inodes::{ChunkList, Data, Inode, Kind, Owner, Slot};
 use crate::state::State;
+
+/// Chunks of files held in memory, stored ahead of a commit without the
+/// state lock. Keep it until that commit is done: its writing session keeps
+/// `gc` away from the chunks until the commit references them.
+#[derive(Default)]
+pub struct Prepared {
+    _writer: Option<BlobWriter>,
+    files: HashMap<u64, (Arc<Vec<u8>>, Vec<ChunkRef>)>,
+}
+
+impl Prepared {
+    /// The chunks stored for `ino` if its bytes are still `bytes`.
+    fn chunks_of(&self, ino: u64, bytes: &Arc<Vec<u8>>) -> Option<&[ChunkRef]> {
+        let (held, chunks) = self.files.get(&ino)?;
+        Arc::ptr_eq(held, bytes).then_some(chunks.as_slice())
+    }
+}
+
+/// Stores the chunks of the files in memory that the next commit will
+/// fold, with `state` unlocked while it works, then commits every volume
+/// (`volume`: only that one) using them.
+pub fn commit_unlocked(state: &Mutex<State>, volume: Option<&str>) -> Result<bool, Error> {
+    let lock = || state.lock().unwrap_or_else(|p| p.into_inner());
+    let (pool, files) = {
+        let st = lock();
+        (st.pool.clone(), st.in_memory_to_commit())
+    };
+    let prepared = match prepare(&pool, files) {
+        Ok(p) => p,
+        Err(e) => {
+            // The commit below stores them itself (and reports what fails).
+            tracing::warn!("storing written files ahead of a commit: {e}");
+            Prepared::default()
+        }
+    };
+    let mut st = lock();
+    match volume {
+        Some(v) => st.commit_with(v, &prepared),
+        None => {
+            let mut any = false;
+            for v in st.vols.keys().cloned().collect::<Vec<_>>() {
+                any |= st.commit_with(&v, &prepared)?;
+            }
+            Ok(any)
+        }
+    }
+}
+
+fn prepare(pool: &Arc<Pool>, files: Vec<(u64, Arc<Vec<u8>>)>) -> Result<Prepared, Error> {
+    if files.is_empty() {
+        return Ok(Prepared::default());
+    }
+    let writer = pool.blobs().writer("mount commit")?;
+    let mut stored = HashMap::new();
+    for (ino, bytes) in files {
+        let chunks = store_bytes(pool, &writer, &bytes)?;
+        stored.insert(ino, (bytes, chunks));
+    }
+    writer.finish()?;
+    Ok(Prepared {
+        _writer: Some(writer),
+        files: stored,
+    })
+}
+
+/// Chunks and stores the bytes of a file held in memory.
+fn store_bytes(pool: &Pool, w: &BlobWriter, bytes: &[u8]) -> Result<Vec<ChunkRef>, Error> {
+    let mut chunks = Vec::new();
+    pool.chunking().chunk_stream(
+        bytes,
+        bytes.len() as u64,
+        std::path::Path::new("(a file written through the mount)"),
+        |data| {
+            chunks.push(w.put_chunk(data)?);
+            Ok(())
+        },
+    )?;
+    Ok(chunks)
+}
 
 /// What a commit computed, applied once it is durable.
 #[derive(Default)]
@@ -31,6 +117,25 @@ impl State {
     /// Commits every change to `volume` made through this mount. Returns
     /// whether there was anything to commit.
     pub fn commit(&mut self, volume: &str) -> Result<bool, Error> {
+        self.commit_with(volume, &Prepared::default())
+    }
+
+    /// The files held in memory that a commit would store now.
+    fn in_memory_to_commit(&self) -> Vec<(u64, Arc<Vec<u8>>)> {
+        self.table
+            .iter()
+            .filter_map(|(ino, i)| match &i.kind {
+                Kind::File(Data::Memory(m)) if i.dirty && self.is_attached(i) => {
+                    Some((ino, m.clone()))
+                }
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Commits `volume`, using the chunks `prepared` stored for files not
+    /// written to since.
+    fn commit_with(&mut self, volume: &str, prepared: &Prepared) -> Result<bool, Error> {
         let Some(vol) = self.vols.get(volume) else {
             return Ok(false);
         };
@@ -41,7 +146,7 @@ impl State {
         let pool = self.pool.clone();
         let writer = pool.blobs().writer("mount commit")?;
         let mut plan = Plan::default();
-        let tree = self.fold_dir(root, &writer, &pool, &mut plan)?;
+        let tree = self.fold_dir(root, &writer, &pool, prepared, &mut plan)?;
         writer.finish()?;
         shale_core::failpoint::fail_point("mount.commit.before");
         let root_meta = self.root_meta_of(root).unwrap_or_default();
@@ -97,6 +202,8 @@ impl State {
 
     /// Commits every volume with changes.
     pub fn commit_all(&mut self) -> Result<(), Error> {
+        // (Under the lock: at unmount and on fsync; the periodic commits
+        // use `commit_unlocked`.)
         let names: Vec<String> = self.vols.keys().cloned().collect();
         for v in names {
             self.commit(&v)?;
@@ -109,6 +216,7 @@ impl State {
         ino: u64,
         w: &BlobWriter,
         pool: &Arc<Pool>,
+        prepared: &Prepared,
         plan: &mut Plan,
     ) -> Result<DirRef, Error> {
         let inode = self.table.get(ino).ok_or_else(|| lost(ino))?;
@@ -136,7 +244,7 @@ impl State {
                         cursor.next_entry()?;
                     }
                     if let Slot::Ino(c) = slot {
-                        builder.push(self.fold_entry(*c, name, w, pool, plan)?)?;
+                        builder.push(self.fold_entry(*c, name, w, pool, prepared, plan)?)?;
                     }
                     kids.next();
                 }
@@ -158,26 +266,21 @@ impl State {
         name: &[u8],
         w: &BlobWriter,
         pool: &Arc<Pool>,
+        prepared: &Prepared,
         plan: &mut Plan,
     ) -> Result<Entry, Error> {
         let inode: &Inode = self.table.get(ino).ok_or_else(|| lost(ino))?;
         let content = match &inode.kind {
-            Kind::Dir(_) => Content::Dir(self.fold_dir(ino, w, pool, plan)?),
+            Kind::Dir(_) => Content::Dir(self.fold_dir(ino, w, pool, prepared, plan)?),
             Kind::File(Data::Chunks { size, chunks }) => Content::File {
                 size: *size,
                 chunks: chunks.refs.clone(),
             },
             Kind::File(Data::Memory(m)) => {
-                let mut chunks = Vec::new();
-                pool.chunking().chunk_stream(
-                    &m[..],
-                    m.len() as u64,
-                    std::path::Path::new("(a file written through the mount)"),
-                    |data| {
-                        chunks.push(w.put_chunk(data)?);
-                        Ok(())
-                    },
-                )?;
+                let chunks = match prepared.chunks_of(ino, m) {
+                    Some(c) => c.to_vec(),
+                    None => store_bytes(pool, w, m)?,
+                };
                 plan.files.push((ino, chunks.clone()));
                 Content::File {
                     size: m.len() as u64,
@@ -374,4 +477,63 @@ fn lost(ino: u64) -> Error {
         "mount state",
         format!("inode {ino} is missing or of the wrong kind"),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{Target, Write};
+
+    /// The bytes a file is served from after a commit.
+    fn committed_bytes(st: &State, ino: u64) -> Vec<u8> {
+        let Ok(Kind::File(Data::Chunks { chunks, .. })) = st.inode(ino).map(|i| &i.kind) else {
+            panic!("not served from chunks")
+        };
+        let mut out = Vec::new();
+        for c in chunks.refs.iter() {
+            out.extend_from_slice(&st.pool.blobs().get(&c.id).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn a_file_written_after_its_chunks_were_prepared_is_committed_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::init(&dir.path().join("pool")).unwrap();
+        pool.create_volume("v", None).unwrap();
+        let target = Target::Volume {
+            volume: "v".into(),
+            snapshot: None,
+        };
+        let upper = dir.path().join("upper");
+        std::fs::create_dir_all(&upper).unwrap();
+        let mut st = State::new(pool, target, false, false, upper, dir.path()).unwrap();
+        let root = fuser::FUSE_ROOT_ID;
+        let file = |st: &mut State, name: &[u8], bytes: &[u8]| {
+            let kind = Kind::File(Data::Memory(Arc::new(Vec::new())));
+            let ino = st.add(root, name, kind, 0o644, 0, 0).unwrap();
+            let w = Write {
+                ino,
+                append: false,
+                held: true,
+            };
+            st.write(w, 0, bytes).unwrap();
+            // held by the kernel, as after a lookup
+            st.table.get_mut(ino).unwrap().lookups = 1;
+            ino
+        };
+        let same = file(&mut st, b"same", b"written once");
+        let changed = file(&mut st, b"changed", b"first version");
+        let prepared = prepare(&st.pool.clone(), st.in_memory_to_commit()).unwrap();
+        assert_eq!(prepared.files.len(), 2);
+        let w = Write {
+            ino: changed,
+            append: false,
+            held: true,
+        };
+        st.write(w, 0, b"FIRST").unwrap();
+        assert!(st.commit_with("v", &prepared).unwrap());
+        assert_eq!(committed_bytes(&st, same), b"written once");
+        assert_eq!(committed_bytes(&st, changed), b"FIRST version");
+    }
 }

@@ -288,6 +288,11 @@ impl Table {
         self.inodes.remove(&ino)
     }
 
+    /// Every inode, with its number.
+    pub fn iter(&self) -> impl Iterator<Item = (u64, &Inode)> {
+        self.inodes.iter().map(|(ino, i)| (*ino, i))
+    }
+
     /// Inodes in the table.
     pub fn len(&self) -> usize {
         self.inodes.len()

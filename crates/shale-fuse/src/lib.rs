@@ -34,6 +34,10 @@ use std::time::Duration;
 use shale_core::mounts::MountControl;
 use shale_core::Pool;
 
+/// The least time between the end of a commit and a commit started early
+/// because files held in memory pass a quarter of their budget.
+const EARLY_COMMIT_GAP: Duration = Duration::from_secs(1);
+
 /// Mount settings.
 #[derive(Clone, Debug)]
 pub struct MountOptions {
@@ -90,8 +94,7 @@ impl MountControl for Control {
     }
 
     fn sync(&self, volume: &str) -> Result<(), String> {
-        self.lock()
-            .commit(volume)
+        commit::commit_unlocked(&self.state, Some(volume))
             .map(drop)
             .map_err(|e| e.to_string())
     }
@@ -166,15 +169,26 @@ pub fn mount(
     let committer = state.clone();
     let interval = opts.commit_interval;
     let watcher = control.clone();
+    // Woken early when files held in memory pass a quarter of their budget.
+    let (wake, woken) = std::sync::mpsc::sync_channel(1);
+    state.lock().unwrap_or_else(|p| p.into_inner()).commit_soon = Some(wake);
     std::thread::Builder::new()
         .name("shale-commit".into())
         .spawn(move || loop {
-            std::thread::sleep(interval);
-            let mut st = committer.lock().unwrap_or_else(|p| p.into_inner());
-            st.settle_lingering();
-            if let Err(e) = st.commit_all() {
+            let start = std::time::Instant::now();
+            if woken.recv_timeout(interval).is_ok() {
+                // At most one early commit a second.
+                std::thread::sleep(EARLY_COMMIT_GAP.saturating_sub(start.elapsed()));
+            }
+            committer
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .settle_lingering();
+            if let Err(e) = commit::commit_unlocked(&committer, None) {
                 tracing::error!("periodic commit: {e}");
             }
+            let mut st = committer.lock().unwrap_or_else(|p| p.into_inner());
+            st.commit_asked = false;
             if st.pool.catalog().is_shared() {
                 // Writers on other machines cannot tell this mount about
                 // their commits: look for them in the catalog.
