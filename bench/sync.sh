@@ -42,15 +42,22 @@ timed() { local s e; s=$(now); "$@" >/dev/null 2>&1 || echo "failed: $*" >&2; e=
 have() { command -v "$1" >/dev/null; }
 
 # --- local -> S3, first copy (source in page cache for every tool) -----------
-# Each tool starts on an empty Garage (see fresh_garage); shale goes last so
-# its copy is there for the steps below.
+# Each tool starts on an empty Garage (see fresh_garage); three rounds, the
+# tools taking turns, and the median of each (Garage on the same two cores
+# makes one run wander by a fifth: 35-47 s for the same shale run). Shale
+# goes last in the last round so its copy is there for the steps below.
 find "$WORK/ds" -type f -exec cat {} + > /dev/null
-TR=nan; TA=nan
-if have rclone; then fresh_garage; TR=$(timed rclone copy "$WORK/ds" g:bench/rclone); fi
-if have aws; then fresh_garage; TA=$(timed aws s3 sync "$WORK/ds" s3://bench/aws --only-show-errors); fi
-fresh_garage
-TS=$(timed "$SHALE" sync "$WORK/ds" s3://bench/shale)
-ROWS+=("| local -> S3, first copy of $FILES files ($(numfmt --to=iec "$BYTES")), each tool on an empty Garage | $(num "$TS") s | rclone $(num "$TR") s; aws $(num "$TA") s | rclone/shale = $(ratio "$TR" "$TS"); aws/shale = $(ratio "$TA" "$TS") | >= 1.5 x faster than both |")
+median() { printf "%s\n" $1 | sort -g | sed -n 2p; }
+spread() { printf "%s\n" $1 | sort -g | awk '{printf "%s%.1f", (NR>1 ? " / " : ""), $1}'; }
+RR=""; RA=""; RS=""
+for round in 1 2 3; do
+  if have rclone; then fresh_garage; RR+="$(timed rclone copy "$WORK/ds" g:bench/rclone) "; else RR+="nan "; fi
+  if have aws; then fresh_garage; RA+="$(timed aws s3 sync "$WORK/ds" s3://bench/aws --only-show-errors) "; else RA+="nan "; fi
+  fresh_garage
+  RS+="$(timed "$SHALE" sync "$WORK/ds" s3://bench/shale) "
+done
+TR=$(median "$RR"); TA=$(median "$RA"); TS=$(median "$RS")
+ROWS+=("| local -> S3, first copy of $FILES files ($(numfmt --to=iec "$BYTES")), each tool on an empty Garage, median of 3 (shale $(spread "$RS"); rclone $(spread "$RR"); aws $(spread "$RA")) | $(num "$TS") s | rclone $(num "$TR") s; aws $(num "$TA") s | rclone/shale = $(ratio "$TR" "$TS"); aws/shale = $(ratio "$TA" "$TS") | >= 1.5 x faster than both |")
 # the re-sync step below updates rclone's copy: put one in this Garage (not timed)
 have rclone && rclone copy "$WORK/ds" g:bench/rclone 2>/dev/null
 
