@@ -361,6 +361,22 @@ fn an_outage_mid_sync_fails_cleanly_and_a_rerun_finishes() {
 }
 
 #[test]
+fn bwlimit_caps_the_rate_of_all_jobs_together() {
+    let t = T::new(false).unwrap();
+    for i in 0..8u64 {
+        write(&t.path(&format!("src/f{i}.bin")), &noise(i, 512 << 10));
+    }
+    // 4 MiB at 1 MiB/s over 4 jobs: the limit is shared, so at least
+    // 3 seconds (the bucket starts empty and holds one second's worth).
+    let start = std::time::Instant::now();
+    let r = t.sync(&["--jobs", "4", "--bwlimit", "1MiB", &t.s("src"), &t.s("dst")]);
+    let took = start.elapsed().as_secs_f64();
+    assert_eq!((n(&r, "copied"), n(&r, "bytes")), (8, 4 << 20), "{r}");
+    assert!(took >= 3.0, "4 MiB at 1 MiB/s took only {took:.2} s");
+    same_files(&t.path("src"), &t.path("dst"));
+}
+
+#[test]
 fn scan_reports_counts_sizes_and_duplicates() {
     let t = T::new(false).unwrap();
     write(&t.path("d/a.jpg"), &noise(1, 100_000));
