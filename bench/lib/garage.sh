@@ -24,10 +24,10 @@ api_bind_addr = "127.0.0.1:$S3"
 api_bind_addr = "127.0.0.1:$ADMIN"
 EOF2
 "$GARAGE" -c "$WORK/garage/garage.toml" server > "$WORK/garage/log" 2>&1 & GPID=$!   # garage itself, so that kill stops it
-# `node id` reads the key file, which exists before the server listens:
-# wait for both.
-for _ in $(seq 100); do NODE=$(g node id -q 2>/dev/null | cut -d@ -f1) && [ -n "$NODE" ] && break; sleep 0.2; done
+# Wait for the server to answer (`node id` alone reads the key file, which
+# exists before the server listens).
 for _ in $(seq 100); do g status >/dev/null 2>&1 && break; sleep 0.2; done
+NODE=$(g node id -q | cut -d@ -f1)
 g layout assign -z dc1 -c 10G "$NODE" >/dev/null
 g layout apply --version 1 >/dev/null
 g bucket create bench >/dev/null
