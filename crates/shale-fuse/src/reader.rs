@@ -6,15 +6,10 @@
 //! file, 32 cached chunks read 25% slower than 1-4 (each new chunk buffer
 //! then comes from fresh pages instead of memory just freed).
 //!
-//! Reading ahead on a second thread was tried and measured slower: when a
-//! read followed the previous one, another reader thread fetched and checked
-//! the chunks of the next 2 MiB, so that the disk and BLAKE3 would work
-//! beside the copy to the kernel. A 4 GiB file whose packs were in the page
-//! cache then read at 410-425 MB/s instead of 1,140-1,240 MB/s with the
-//! session thread doing all of it, and `perf` showed the kernel's copy of
-//! the replies taking six times the CPU time; on a cold cache it was no
-//! faster either. One thread fetching, checking and answering a read while
-//! the data is still in its CPU cache is the fastest way found.
+//! Reading the next chunks ahead on another reader thread was measured
+//! slower (see `crates/shale-fuse` in `docs/ARCHITECTURE.md`): one thread fetching,
+//! checking and answering a read while its bytes are in its CPU cache is
+//! the fastest way found.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
