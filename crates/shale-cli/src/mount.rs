@@ -12,15 +12,8 @@ use crate::{Cli, MountArgs};
 
 /// Whether `path` is a mount point, by /proc/self/mountinfo.
 fn is_mounted(path: &Path) -> bool {
-    let Ok(canon) = path.canonicalize() else {
-        return false;
-    };
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = canon.to_string_lossy().replace(' ', "\\040");
-    info.lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+    path.canonicalize()
+        .is_ok_and(|canon| shale_fuse::mountinfo::mounted_device(&canon).is_some())
 }
 
 fn check_mountpoint(mountpoint: &Path) -> Result<()> {
