@@ -169,3 +169,43 @@ fn read_only_mounts_show_volumes_and_snapshots() {
     env.ok(&["unmount", m]);
     assert!(fs::read_dir(&mnt).unwrap().next().is_none());
 }
+
+#[test]
+fn a_large_directory_lists_every_entry_once_with_its_attributes() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::new();
+    // Far more entries than one reply, or one batch of names, holds.
+    const N: usize = 3000;
+    for i in 0..N {
+        write(&env.path(&format!("src/f-{i:05}")), &vec![b'x'; i % 7]);
+    }
+    env.ok(&[
+        "volume",
+        "create",
+        "wide",
+        "--from",
+        env.path("src").to_str().unwrap(),
+    ]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let mnt = env.path("mnt");
+    env.ok(&["mount", mnt.to_str().unwrap(), "--volume", "wide"]);
+    let _guard = Mounted(mnt.clone());
+    let mut seen: Vec<(String, u64)> = fs::read_dir(&mnt)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().into_string().unwrap(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    seen.sort();
+    let want: Vec<(String, u64)> = (0..N)
+        .map(|i| (format!("f-{i:05}"), (i % 7) as u64))
+        .collect();
+    assert_eq!(seen, want);
+}

@@ -36,6 +36,9 @@ const FROZEN_TTL: Duration = Duration::from_secs(3600);
 const LISTING_TTL: Duration = Duration::from_secs(1);
 /// Threads serving file reads.
 const READERS: usize = 8;
+/// Names looked up at a time for a `READDIRPLUS` reply (a 4 KiB reply
+/// holds about 25).
+const READDIR_BATCH: usize = 64;
 
 /// A mount's file system: shared state behind a lock, plus reader threads.
 pub struct ShaleFs {
@@ -764,45 +767,55 @@ impl Filesystem for ShaleFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let mut st = self.lock();
-        let Some(listing) = st.listings.get(&fh) else {
-            return reply.error(libc::EBADF);
-        };
-        let rest: Vec<(FileType, Vec<u8>)> = listing
-            .iter()
-            .skip(offset.max(0) as usize)
-            .map(|(_, k, n)| (*k, n.clone()))
-            .collect();
-        for (i, (_, name)) in rest.into_iter().enumerate() {
-            let dot = name == b"." || name == b"..";
-            let child = if name == b"." {
-                Ok(ino)
-            } else if name == b".." {
-                Ok(st
-                    .inode(ino)
-                    .ok()
-                    .and_then(|i| i.parents.first().copied())
-                    .unwrap_or(ino))
-            } else {
-                st.child(ino, &name)
+        let mut next = offset.max(0) as usize;
+        loop {
+            // Names are taken a batch at a time (looking entries up needs
+            // the state): taking all the rest at every call made listing
+            // a 100,000-entry directory quadratic, most of it in malloc.
+            let Some(listing) = st.listings.get(&fh) else {
+                return reply.error(libc::EBADF);
             };
-            // A name gone since opendir is left out.
-            let Ok(child) = child else { continue };
-            let Ok(a) = attr(&mut st, child) else {
-                continue;
-            };
-            let ttl = ttl(&st, child);
-            let next = offset.max(0) + i as i64 + 1;
-            if reply.add(child, next, OsStr::from_bytes(&name), &ttl, &a, 0) {
-                break;
-            }
-            // The kernel counts a lookup for every entry but . and ..
-            if !dot {
-                if let Some(inode) = st.table.get_mut(child) {
-                    inode.lookups += 1;
+            let batch: Vec<Vec<u8>> = listing
+                .iter()
+                .skip(next)
+                .take(READDIR_BATCH)
+                .map(|(_, _, n)| n.clone())
+                .collect();
+            let last_batch = batch.len() < READDIR_BATCH;
+            for name in batch {
+                next += 1;
+                let dot = name == b"." || name == b"..";
+                let child = if name == b"." {
+                    Ok(ino)
+                } else if name == b".." {
+                    Ok(st
+                        .inode(ino)
+                        .ok()
+                        .and_then(|i| i.parents.first().copied())
+                        .unwrap_or(ino))
+                } else {
+                    st.child(ino, &name)
+                };
+                // A name gone since opendir is left out.
+                let Ok(child) = child else { continue };
+                let Ok(a) = attr(&mut st, child) else {
+                    continue;
+                };
+                let ttl = ttl(&st, child);
+                if reply.add(child, next as i64, OsStr::from_bytes(&name), &ttl, &a, 0) {
+                    return reply.ok();
+                }
+                // The kernel counts a lookup for every entry but . and ..
+                if !dot {
+                    if let Some(inode) = st.table.get_mut(child) {
+                        inode.lookups += 1;
+                    }
                 }
             }
+            if last_batch {
+                return reply.ok();
+            }
         }
-        reply.ok()
     }
 
     fn releasedir(
