@@ -5,8 +5,8 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, MutexGuard, Once};
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{
@@ -47,10 +47,6 @@ pub struct ShaleFs {
     chunks: Arc<ChunkCache>,
     /// The kernel can open files without asking (`FUSE_NO_OPEN_SUPPORT`).
     opens_without_asking: bool,
-    /// Where this is mounted, to raise the kernel's read-ahead there once
-    /// the kernel has taken the `INIT` reply (which would lower it again).
-    mountpoint: PathBuf,
-    read_ahead_raised: Once,
 }
 
 fn time_of(ns: i64) -> SystemTime {
@@ -73,7 +69,7 @@ fn ns_of(t: TimeOrNow) -> i64 {
 
 impl ShaleFs {
     /// A file system over `state`.
-    pub fn new(state: Arc<Mutex<State>>, mountpoint: &Path) -> shale_core::Result<Self> {
+    pub fn new(state: Arc<Mutex<State>>) -> shale_core::Result<Self> {
         let readers = Workers::start(READERS, "shale-read").map_err(|e| {
             shale_core::Error::InvalidArgument(format!("cannot start reader threads: {e}"))
         })?;
@@ -82,17 +78,10 @@ impl ShaleFs {
             readers,
             chunks: Arc::new(ChunkCache::default()),
             opens_without_asking: false,
-            mountpoint: mountpoint.to_path_buf(),
-            read_ahead_raised: Once::new(),
         })
     }
 
-    /// The state, locked. Every request but `INIT` takes it: the first
-    /// also raises the kernel's read-ahead for this mount.
     fn lock(&self) -> MutexGuard<'_, State> {
-        self.read_ahead_raised.call_once(|| {
-            crate::mountinfo::set_read_ahead(&self.mountpoint, crate::mountinfo::READ_AHEAD_KB)
-        });
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -243,10 +232,11 @@ fn setattr(
 impl Filesystem for ShaleFs {
     fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
         let _ = config.set_max_write(1 << 20);
-        // Large reads (up to 1 MiB) for sequential reads of big files; the
-        // kernel takes the smaller of this and the mount's read-ahead
-        // (raised at mount, see `mountinfo::READ_AHEAD_KB`).
-        if let Err(max) = config.set_max_readahead(crate::mountinfo::READ_AHEAD_KB << 10) {
+        // Large reads (up to 1 MiB) for sequential reads of big files. The
+        // kernel takes the smaller of this and the mount's read-ahead (128
+        // KiB unless raised in /sys/class/bdi): raising it to 1 MiB was
+        // measured (see `docs/ARCHITECTURE.md`) and not kept.
+        if let Err(max) = config.set_max_readahead(1 << 20) {
             let _ = config.set_max_readahead(max);
         }
         // Names and attributes in one reply for listings that stat

@@ -143,12 +143,7 @@ pub fn mount(
         &absolute,
     )?;
     let state = Arc::new(Mutex::new(state));
-    let fs = ShaleFs::new(
-        state.clone(),
-        // As the mount table names it (before mounting: resolving the path
-        // afterwards would ask this very mount).
-        &absolute.canonicalize().unwrap_or_else(|_| absolute.clone()),
-    )?;
+    let fs = ShaleFs::new(state.clone())?;
     let mut options = vec![
         fuser::MountOption::FSName(fs_name.to_string()),
         fuser::MountOption::Subtype("shale".into()),

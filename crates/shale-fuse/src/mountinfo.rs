@@ -1,15 +1,6 @@
-//! What the kernel says of mounts (`/proc/self/mountinfo`), and the one
-//! setting a mount changes there: how far the kernel reads ahead in it.
+//! What the kernel says of mounts (`/proc/self/mountinfo`).
 
 use std::path::Path;
-
-/// How far (KiB) the kernel reads ahead in a mount's files.
-///
-/// The kernel starts a FUSE mount at 128 KiB, whatever the file system asks
-/// for in its `INIT` reply (it takes the smaller). Measured on a 2 GiB
-/// sequential read through a Shale mount (three rounds, taking turns):
-/// 128 KiB 872-943 MB/s, 1 MiB 1,001-1,050, 4 MiB 902-971.
-pub const READ_AHEAD_KB: u32 = 1024;
 
 /// The device (`major:minor`) of what is mounted at `mountpoint` (an
 /// absolute path without symbolic links), by the kernel's mount table; the
@@ -42,19 +33,6 @@ fn escape(path: &str) -> String {
         }
     }
     out
-}
-
-/// Sets how far the kernel reads ahead in the mount at `mountpoint` (its
-/// backing device's `read_ahead_kb` under `/sys/class/bdi`). Needs root;
-/// without it the kernel's default stays, which is slower but correct.
-pub fn set_read_ahead(mountpoint: &Path, kb: u32) {
-    let Some(dev) = mounted_device(mountpoint) else {
-        return tracing::debug!("{} not in the mount table", mountpoint.display());
-    };
-    let setting = format!("/sys/class/bdi/{dev}/read_ahead_kb");
-    if let Err(e) = std::fs::write(&setting, kb.to_string()) {
-        tracing::debug!("{setting}: {e}");
-    }
 }
 
 #[cfg(test)]
