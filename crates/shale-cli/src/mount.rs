@@ -12,8 +12,29 @@ use crate::{Cli, MountArgs};
 
 /// Whether `path` is a mount point, by /proc/self/mountinfo.
 fn is_mounted(path: &Path) -> bool {
-    path.canonicalize()
-        .is_ok_and(|canon| shale_fuse::mountinfo::mounted_device(&canon).is_some())
+    let Ok(canon) = path.canonicalize() else {
+        return false;
+    };
+    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| mounted_in(&info, &canon))
+}
+
+/// Whether the mount table `mountinfo` has a mount at `mountpoint` (an
+/// absolute path without symbolic links).
+fn mounted_in(mountinfo: &str, mountpoint: &Path) -> bool {
+    // Space, tab, newline and backslash are written in octal there.
+    let mut want = String::new();
+    for c in mountpoint.to_string_lossy().chars() {
+        match c {
+            ' ' => want.push_str("\\040"),
+            '\t' => want.push_str("\\011"),
+            '\n' => want.push_str("\\012"),
+            '\\' => want.push_str("\\134"),
+            c => want.push(c),
+        }
+    }
+    mountinfo
+        .lines()
+        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
 }
 
 fn check_mountpoint(mountpoint: &Path) -> Result<()> {
@@ -225,4 +246,23 @@ pub fn unmount(cli: &Cli, mountpoint: &PathBuf) -> Result<()> {
         println!("unmounted {}", mountpoint.display());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_mount_points_by_their_escaped_names() {
+        let info = "\
+22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
+40 22 0:39 / /mnt/my\\040data rw,nosuid,nodev shared:20 - fuse.shale pool rw
+41 22 0:40 / /mnt/a\\134b\\011c rw shared:21 - fuse.shale pool rw
+";
+        assert!(mounted_in(info, Path::new("/mnt/my data")));
+        assert!(mounted_in(info, Path::new("/mnt/a\\b\tc")));
+        assert!(mounted_in(info, Path::new("/")));
+        assert!(!mounted_in(info, Path::new("/mnt")));
+        assert!(!mounted_in(info, Path::new("/mnt/my")));
+    }
 }

@@ -18,7 +18,6 @@
 mod commit;
 mod fs;
 mod inodes;
-pub mod mountinfo;
 mod reader;
 mod state;
 mod upper;
