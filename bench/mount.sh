@@ -29,6 +29,7 @@ OUT=$HERE/results/MOUNT.md
 mkdir -p "$HERE/results"
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p shale-cli >/dev/null
 SHALE=$ROOT/target/release/shale
+. "$HERE/lib/memory.sh"
 sh() { "$SHALE" -q --pool "$WORK/pool" "$@"; }
 cleanup() {
   fusermount3 -u "$WORK/mnt" 2>/dev/null || true
@@ -51,20 +52,9 @@ sh mount "$WORK/mnt"
 
 # Cold means cold for every file system: the page cache dropped, and the
 # FUSE file systems remounted, so neither keeps metadata in its process.
-# Then as much memory as a measure may use is written and freed: on a VM
-# whose host takes freed memory back, the first touch of each page after
-# that is slow, and how much had been taken back differed from one measure
-# to the next (native reads of one file ran at 0.5-2.2 GB/s in a session;
-# see bench/results/MOUNT_SEQ.md). Every file system gets the same.
-touch_memory() {
-  local kib avail
-  avail=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
-  kib=$((BIG_GIB * 2 * 1024 * 1024))
-  [ "$kib" -le $((avail / 2)) ] || kib=$((avail / 2))
-  head -c "${kib}K" /dev/zero > /dev/shm/shale-touch
-  rm -f /dev/shm/shale-touch
-}
-settle() { sync; echo 3 > /proc/sys/vm/drop_caches; touch_memory; }
+# Then as much memory as a measure may use is written and freed
+# (lib/memory.sh), the same for every file system.
+settle() { sync; echo 3 > /proc/sys/vm/drop_caches; touch_memory $((BIG_GIB * 2 * 1024 * 1024)); }
 remount() {
   sh unmount "$WORK/mnt"
   sh mount "$WORK/mnt"
@@ -179,7 +169,7 @@ sh verify >&2
 {
   echo "# Reading and writing through a Shale mount"
   echo
-  echo "Run on $(date -u +%Y-%m-%d), $(nproc) cores, native = ext4; before each cold measure the page cache is dropped, both FUSE file systems are remounted and $((BIG_GIB * 2)) GiB of memory is written and freed (see bench/mount.sh)."
+  echo "Run on $(date -u +%Y-%m-%d), $(nproc) cores, native = ext4; before each cold measure the page cache is dropped, both FUSE file systems are remounted and $((BIG_GIB * 2)) GiB of memory is written and freed (see bench/lib/memory.sh)."
   echo
   echo "| measure | shale mount | peers | ratios | goal |"
   echo "|---|---|---|---|---|"

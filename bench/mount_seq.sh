@@ -40,6 +40,7 @@ OUT=$HERE/results/MOUNT_SEQ.md
 mkdir -p "$HERE/results"
 cargo build --release --manifest-path "$ROOT/Cargo.toml" -p shale-cli >/dev/null
 SHALE=$ROOT/target/release/shale
+. "$HERE/lib/memory.sh"
 sh() { "$SHALE" -q --pool "$WORK/pool" "$@"; }
 cleanup() { fusermount3 -u "$WORK/mnt" 2>/dev/null || true; rm -f /dev/shm/shale-touch; }
 trap cleanup EXIT
@@ -53,15 +54,8 @@ BIG=$WORK/mnt/scratch/big-dir/big
 
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 # Writes and frees twice the file's size (the mount's page cache and the
-# packs'), at most half the memory available.
-touch_memory() {
-  local kib avail
-  avail=$(awk '/MemAvailable/ {print $2}' /proc/meminfo)
-  kib=$((GIB * 2 * 1024 * 1024))
-  [ "$kib" -le $((avail / 2)) ] || kib=$((avail / 2))
-  head -c "${kib}K" /dev/zero > /dev/shm/shale-touch
-  rm -f /dev/shm/shale-touch
-}
+# packs'): lib/memory.sh.
+mem() { touch_memory $((GIB * 2 * 1024 * 1024)); }
 remount() { sh unmount "$WORK/mnt"; "$@" "$SHALE" -q --pool "$WORK/pool" mount "$WORK/mnt"; }
 fio_mbs() { # file [wrapper...] -> MB/s
   local f=$1; shift
@@ -77,14 +71,14 @@ for round in $(seq "$ROUNDS"); do
   for c in "${CASES[@]}"; do
     case $c in
       "native") remount; drop; v=$(fio_mbs "$WORK/native/big") ;;
-      "native, touched") remount; drop; touch_memory; v=$(fio_mbs "$WORK/native/big") ;;
-      "mount, touched") remount; drop; touch_memory; v=$(fio_mbs "$BIG") ;;
+      "native, touched") remount; drop; mem; v=$(fio_mbs "$WORK/native/big") ;;
+      "mount, touched") remount; drop; mem; v=$(fio_mbs "$BIG") ;;
       "mount, packs cached")
-        drop; cat "$WORK"/pool/packs/*/*.pack > /dev/null; touch_memory; remount; v=$(fio_mbs "$BIG") ;;
+        drop; cat "$WORK"/pool/packs/*/*.pack > /dev/null; mem; remount; v=$(fio_mbs "$BIG") ;;
       "mount, 1 CPU")
-        drop; cat "$WORK"/pool/packs/*/*.pack > /dev/null; touch_memory; remount taskset -c 0
+        drop; cat "$WORK"/pool/packs/*/*.pack > /dev/null; mem; remount taskset -c 0
         v=$(fio_mbs "$BIG" taskset -c 0) ;;
-      "mount, ra 4 MiB") remount; bdi_ra 4096; drop; touch_memory; v=$(fio_mbs "$BIG") ;;
+      "mount, ra 4 MiB") remount; bdi_ra 4096; drop; mem; v=$(fio_mbs "$BIG") ;;
     esac
     r[$c]+="$(printf %.0f "$v") "
     echo "round $round: $c: $v MB/s" >&2

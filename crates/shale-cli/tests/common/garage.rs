@@ -23,13 +23,19 @@ pub struct Garage {
     _dir: tempfile::TempDir,
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Three distinct ports free now (another process may still take one
+/// before the server binds it: `start` then tries again).
+fn free_ports() -> (u16, u16, u16) {
+    let l: Vec<TcpListener> = (0..3)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    let p = |i: usize| l[i].local_addr().unwrap().port();
+    (p(0), p(1), p(2))
 }
+
+/// Times a server is started afresh (new ports, new directory) before
+/// `start` gives up.
+const ATTEMPTS: usize = 3;
 
 /// The garage binary, if installed.
 pub fn binary() -> Option<PathBuf> {
@@ -49,8 +55,25 @@ impl Garage {
             eprintln!("skipped: needs the garage binary (cargo install garage)");
             return None;
         };
+        let mut failures = Vec::new();
+        for _ in 0..ATTEMPTS {
+            match Garage::try_start(&binary) {
+                Ok(g) => return Some(g),
+                Err(e) => failures.push(e),
+            }
+        }
+        panic!(
+            "garage did not start in {ATTEMPTS} attempts:\n{}",
+            failures.join("\n---\n")
+        );
+    }
+
+    /// Starts a server on fresh ports in a fresh directory and sets it up;
+    /// on failure, says why with the server's log.
+    fn try_start(binary: &Path) -> Result<Garage, String> {
+        let binary = binary.to_path_buf();
         let dir = tempfile::tempdir().unwrap();
-        let (rpc, s3, admin) = (free_port(), free_port(), free_port());
+        let (rpc, s3, admin) = free_ports();
         let config = dir.path().join("garage.toml");
         std::fs::write(
             &config,
@@ -85,15 +108,25 @@ api_bind_addr = "127.0.0.1:{admin}"
             .stderr(log)
             .spawn()
             .unwrap();
-        let g = Garage {
+        let mut g = Garage {
             child,
             config,
             binary,
             endpoint: format!("http://127.0.0.1:{s3}"),
             _dir: dir,
         };
-        g.set_up();
-        Some(g)
+        match g.set_up() {
+            Ok(()) => Ok(g),
+            Err(e) => {
+                let _ = g.child.kill();
+                let _ = g.child.wait();
+                Err(format!("{e}\ngarage.log:\n{}", g.log()))
+            }
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("garage.log")).unwrap_or_default()
     }
 
     /// Runs `garage ARGS` against this server.
@@ -119,10 +152,13 @@ api_bind_addr = "127.0.0.1:{admin}"
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    fn set_up(&self) {
-        // Wait for the node, then give it a layout, a bucket and a key.
+    /// Waits for the node, then gives it a layout, a bucket and a key.
+    fn set_up(&mut self) -> Result<(), String> {
         let start = Instant::now();
         let node = loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("garage exited ({status})"));
+            }
             let out = Command::new(&self.binary)
                 .arg("-c")
                 .arg(&self.config)
@@ -133,31 +169,37 @@ api_bind_addr = "127.0.0.1:{admin}"
                 let id = String::from_utf8_lossy(&out.stdout);
                 break id.trim().split('@').next().unwrap().to_string();
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "garage did not start: {}",
-                std::fs::read_to_string(self._dir.path().join("garage.log")).unwrap_or_default()
-            );
+            if start.elapsed() > Duration::from_secs(30) {
+                return Err("garage did not answer `node id` in 30 s".into());
+            }
             std::thread::sleep(Duration::from_millis(200));
         };
         // A node that has just started may not answer every command yet
-        // (seen on a loaded 2-core machine): each step is retried.
-        let step = |args: &[&str]| {
+        // (seen on a loaded 2-core machine): each step is retried, unless
+        // the server has exited (a port taken by another process after
+        // `free_ports` chose it).
+        let mut step = |args: &[&str]| -> Result<(), String> {
+            let mut last = String::new();
             for _ in 0..20 {
-                if self.run_cli(args).status.success() {
-                    return;
+                let out = self.run_cli(args);
+                if out.status.success() {
+                    return Ok(());
+                }
+                last = String::from_utf8_lossy(&out.stderr).into_owned();
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    return Err(format!("garage exited ({status}) during {args:?}: {last}"));
                 }
                 std::thread::sleep(Duration::from_millis(500));
             }
-            self.cli(args);
+            Err(format!("garage {args:?}: {last}"))
         };
-        step(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
-        step(&["layout", "apply", "--version", "1"]);
-        step(&["bucket", "create", BUCKET]);
-        step(&["key", "import", "--yes", "-n", "shale-test", KEY_ID, SECRET]);
+        step(&["layout", "assign", "-z", "dc1", "-c", "1G", &node])?;
+        step(&["layout", "apply", "--version", "1"])?;
+        step(&["bucket", "create", BUCKET])?;
+        step(&["key", "import", "--yes", "-n", "shale-test", KEY_ID, SECRET])?;
         step(&[
             "bucket", "allow", "--read", "--write", "--owner", BUCKET, "--key", KEY_ID,
-        ]);
+        ])
     }
 
     /// Environment for a client of this server.
