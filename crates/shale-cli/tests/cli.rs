@@ -258,8 +258,8 @@ fn hard_links_are_stored_once_and_special_files_are_skipped() {
         .args(["volume", "create", "ds", "--from", &env.s("src")])
         .output()
         .unwrap();
-    assert!(out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
     assert!(err.contains("skipped pipe: FIFOs are not stored"), "{err}");
     let info = env.json(&["pool", "info"]);
     assert_eq!(info["unique_bytes"], 100_000);
