@@ -109,7 +109,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Verify { read_data, volume } => verify(cli, *read_data, volume.clone()),
         Command::Gc { dry_run } => gc(cli, *dry_run),
         Command::Mount(args) => crate::mount::mount(cli, &pool_path(cli)?, args),
-        Command::Unmount { mountpoint } => crate::mount::unmount(cli, mountpoint),
+        Command::Unmount { mountpoint, force } => crate::mount::unmount(cli, mountpoint, *force),
         Command::Run(_) => unreachable!("`run` is dispatched by main"),
         Command::Lineage { spec, dot } => lineage(cli, spec, *dot),
         Command::Sync(args) => crate::sync::sync(cli, args),

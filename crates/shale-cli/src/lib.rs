@@ -61,6 +61,10 @@ pub enum Command {
     Unmount {
         /// The mount point.
         mountpoint: PathBuf,
+        /// Unmount even if the writes made through the mount cannot be
+        /// committed first (they are then lost).
+        #[arg(long)]
+        force: bool,
     },
     /// Free what no volume, snapshot or running operation can reach.
     Gc {
@@ -461,6 +465,10 @@ pub fn run_cli(args: Vec<OsString>) -> i32 {
             }),
         )
         .with_writer(std::io::stderr)
+        // A background mount's stderr is a log file in the pool: on a full
+        // disk, reporting the failed write (with `eprintln!`, which panics
+        // when it cannot write) would take the mount down with it.
+        .log_internal_errors(false)
         .without_time()
         .with_target(false)
         .try_init();

@@ -196,18 +196,35 @@ fn is_running(pid: u32) -> bool {
         .unwrap_or(false)
 }
 
-/// Unmounts a FUSE mount point.
-pub fn unmount(cli: &Cli, mountpoint: &PathBuf) -> Result<()> {
+/// Unmounts a FUSE mount point, after its server has committed what was
+/// written through it (unless `force`).
+pub fn unmount(cli: &Cli, mountpoint: &PathBuf, force: bool) -> Result<()> {
     let stale =
         matches!(std::fs::metadata(mountpoint), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN));
     if !stale && !is_mounted(mountpoint) {
         bail!("{} is not mounted", mountpoint.display());
     }
-    // The server commits what is left after the kernel lets go: wait for it.
+    let pool_root = crate::commands::local_root(cli).ok();
     let server = std::path::absolute(mountpoint)
         .ok()
-        .zip(crate::commands::local_root(cli).ok())
-        .and_then(|(m, pool)| shale_core::mounts::server_of(&pool, &m));
+        .zip(pool_root.as_deref())
+        .and_then(|(m, pool)| shale_core::mounts::server_of(pool, &m));
+    // Commit first, while the mount can still take the writes back if that
+    // fails (a full disk): after the kernel lets go they would be lost.
+    if let (Some(pid), Some(pool)) = (server, &pool_root) {
+        if let Err(reason) = shale_core::mounts::flush(pool, pid) {
+            if !force {
+                bail!(
+                    "{} stays mounted: it could not commit what was written through it: {reason}; \
+                     fix that (if the pool's disk is full, free space there) and unmount again, \
+                     or unmount with --force and lose the writes since its last commit",
+                    mountpoint.display()
+                );
+            }
+            eprintln!("shale: unmounting anyway (--force): {reason}");
+        }
+    }
+    // The server commits what is left after the kernel lets go: wait for it.
     let out = std::process::Command::new("fusermount3")
         .arg("-u")
         .arg(mountpoint)
@@ -226,12 +243,11 @@ pub fn unmount(cli: &Cli, mountpoint: &PathBuf) -> Result<()> {
             mountpoint.display()
         );
     }
-    if let Some(pid) = server {
+    if let (Some(pid), Some(pool)) = (server, &pool_root) {
         let start = Instant::now();
         // Gone once its mount point record is: it removes that last, after
         // its final commit and after giving up its volumes.
-        let record = shale_core::mounts::socket_dir(&crate::commands::local_root(cli)?)
-            .join(format!("{pid}.mountpoint"));
+        let record = shale_core::mounts::socket_dir(pool).join(format!("{pid}.mountpoint"));
         while is_running(pid) && record.exists() {
             if start.elapsed() > Duration::from_secs(600) {
                 bail!(
@@ -240,6 +256,12 @@ pub fn unmount(cli: &Cli, mountpoint: &PathBuf) -> Result<()> {
                 );
             }
             std::thread::sleep(Duration::from_millis(20));
+        }
+        if let Some(reason) = shale_core::mounts::take_lost(pool, pid) {
+            bail!(
+                "unmounted {}, but the writes made through it since its last commit were lost: {reason}",
+                mountpoint.display()
+            );
         }
     }
     if !cli.quiet && !cli.json {

@@ -168,7 +168,7 @@ pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
         let code = exit_code(status.context("waiting for the command")?);
         // Unmounting commits the model volume's last writes.
         for m in mounted.drain(..).rev() {
-            crate::mount::unmount(&quiet(pool_path), &m)?;
+            crate::mount::unmount(&quiet(pool_path), &m, false)?;
         }
         let output = match &args.model {
             Some(m) if code == 0 => {
@@ -181,7 +181,7 @@ pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
         Ok((code, output, mlflow_run))
     })();
     for m in mounted.iter().rev() {
-        let _ = crate::mount::unmount(&quiet(pool_path), m);
+        let _ = crate::mount::unmount(&quiet(pool_path), m, false);
     }
     let _ = std::fs::remove_dir(&data_dir);
     let _ = std::fs::remove_dir(&model_dir);

@@ -3,7 +3,7 @@
 
 use std::fs;
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 mod common;
-use common::{write, Env};
+use common::{write, Env, Tmpfs};
 
 fn is_root() -> bool {
     unsafe { libc::geteuid() == 0 }
@@ -317,29 +317,11 @@ fn files_changing_or_vanishing_during_import_are_stored_whole_or_reported() {
 
 #[test]
 fn a_full_disk_leaves_the_pool_consistent_and_the_volume_unchanged() {
-    if !is_root() {
-        eprintln!("skipped: mounting a small tmpfs needs root");
-        return;
-    }
     let env = Env::new();
     let mnt = env.path("small");
-    fs::create_dir_all(&mnt).unwrap();
-    let mounted = std::process::Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=6m", "tmpfs"])
-        .arg(&mnt)
-        .status()
-        .unwrap();
-    if !mounted.success() {
-        eprintln!("skipped: this machine does not allow mounting a tmpfs");
+    let Some(_tmpfs) = Tmpfs::mount(&mnt, "6m") else {
         return;
-    }
-    struct Unmount(PathBuf);
-    impl Drop for Unmount {
-        fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg(&self.0).status();
-        }
-    }
-    let _guard = Unmount(mnt.clone());
+    };
     let pool = mnt.join("pool");
     write(&env.path("small-src/a"), &vec![1u8; 10_000]);
     assert!(run_pool(

@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{fuse_usable, noise, write, Env, Mounted};
+use common::{fuse_usable, noise, write, Env, Mounted, Tmpfs};
 
 fn c(p: &Path) -> CString {
     CString::new(p.as_os_str().as_bytes()).unwrap()
@@ -710,4 +710,95 @@ fn a_file_reopened_for_writing_keeps_its_local_copy_while_written() {
     drop(guard);
     env.ok(&["volume", "export", "ws", &env.s("out")]);
     assert_eq!(fs::read(env.path("out/big.bin")).unwrap(), want);
+}
+
+/// Fills the volume's disk through the mount with `name`, until a write or
+/// the final `fsync` fails; returns that error.
+fn fill(at: &Path) -> std::io::Error {
+    let block = noise(7, 1 << 20);
+    let mut f = fs::File::create(at).unwrap();
+    for _ in 0..200 {
+        if let Err(e) = f.write_all(&block) {
+            return e;
+        }
+    }
+    f.sync_all()
+        .expect_err("the disk is smaller than what was written")
+}
+
+#[test]
+fn a_full_disk_under_a_mount_is_reported_and_nothing_committed_is_lost() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::local();
+    let Some(_tmpfs) = Tmpfs::mount(&env.path("pool"), "24m") else {
+        return;
+    };
+    env.ok(&["volume", "create", "ws"]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    let ws = env.path("mnt");
+    // In the background, as users mount: its log is on the full disk too.
+    env.ok(&["mount", &m, "--volume", "ws"]);
+    let _guard = Mounted(ws.clone());
+    let kept = noise(1, 4 << 20);
+    let mut f = fs::File::create(ws.join("kept.bin")).unwrap();
+    f.write_all(&kept).unwrap();
+    f.sync_all().unwrap();
+    drop(f);
+
+    // A file larger than the disk: its writer is told the disk is full.
+    let e = fill(&ws.join("big.bin"));
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    // Small files are taken in memory; fsync says they could not be stored.
+    for i in 0..10 {
+        fs::write(ws.join(format!("small-{i}")), noise(10 + i, 50_000)).unwrap();
+    }
+    let e = fs::File::open(ws.join("small-0"))
+        .unwrap()
+        .sync_all()
+        .unwrap_err();
+    assert_eq!(e.raw_os_error(), Some(libc::ENOSPC), "{e}");
+    // The mount still serves, and will not unmount while that would lose
+    // writes.
+    assert_eq!(fs::read(ws.join("kept.bin")).unwrap(), kept);
+    let out = env.run(&["unmount", &m]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("stays mounted"), "{err}");
+    assert!(err.contains("No space left on device"), "{err}");
+    assert_eq!(fs::read(ws.join("small-3")).unwrap(), noise(13, 50_000));
+
+    // Space freed, everything written is committed and survives unmounting.
+    fs::remove_file(ws.join("big.bin")).unwrap();
+    fs::File::open(ws.join("small-0"))
+        .unwrap()
+        .sync_all()
+        .unwrap();
+    env.ok(&["unmount", &m]);
+    env.ok(&["verify", "--read-data"]);
+    env.ok(&["mount", &m, "--volume", "ws"]);
+    assert_eq!(fs::read(ws.join("kept.bin")).unwrap(), kept);
+    for i in 0..10 {
+        assert_eq!(
+            fs::read(ws.join(format!("small-{i}"))).unwrap(),
+            noise(10 + i, 50_000)
+        );
+    }
+
+    // Forced while full, the unmount says what was lost.
+    let _ = fill(&ws.join("big.bin"));
+    fs::write(ws.join("lost"), b"lost").unwrap();
+    let out = env.run(&["unmount", &m, "--force"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("were lost"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    env.ok(&["verify", "--read-data"]);
+    env.ok(&["mount", &m, "--volume", "ws"]);
+    assert!(!ws.join("lost").exists());
+    assert_eq!(fs::read(ws.join("small-9")).unwrap(), noise(19, 50_000));
+    env.ok(&["unmount", &m]);
 }

@@ -140,6 +140,14 @@ impl Error {
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
+        // A full disk is the disk's fault, not the catalog's: said as such,
+        // it reaches a mount's writer as ENOSPC.
+        if e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull) {
+            return Error::Io {
+                path: PathBuf::from("catalog"),
+                source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+            };
+        }
         Error::Catalog(e.to_string())
     }
 }

@@ -38,6 +38,9 @@ pub trait MountControl: Send + Sync + 'static {
     fn hold(&self, volume: &str, held: &mut dyn FnMut()) -> std::result::Result<(), String>;
     /// Another mount committed `volume`: show its new state.
     fn changed(&self, volume: &str);
+    /// Commits every completed write to every volume this mount writes;
+    /// returns once durable (asked by `shale unmount` before unmounting).
+    fn flush(&self) -> std::result::Result<(), String>;
 }
 
 /// The right to write a volume through a mount; released when dropped.
@@ -113,6 +116,51 @@ pub fn announce_changed(pool_root: &Path, volume: &str) {
 /// The directory of mount control sockets of a pool.
 pub fn socket_dir(pool_root: &Path) -> PathBuf {
     pool_root.join("mounts")
+}
+
+/// Asks the mount served by process `pid` to commit everything written
+/// through it, and waits until that is durable.
+pub fn flush(pool_root: &Path, pid: u32) -> std::result::Result<(), String> {
+    let mut conn = address(pool_root, &pid.to_string())
+        .and_then(|a| UnixStream::connect_addr(&a))
+        .map_err(|e| format!("cannot reach the mount's server (pid {pid}): {e}"))?;
+    // A commit of many gigabytes takes minutes; a server that answers
+    // nothing in ten is stuck.
+    let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(600)));
+    conn.write_all(b"flush\n")
+        .map_err(|e| format!("asking the mount's server (pid {pid}) to commit: {e}"))?;
+    let mut line = String::new();
+    BufReader::new(&conn)
+        .read_line(&mut line)
+        .map_err(|e| format!("waiting for the mount's server (pid {pid}) to commit: {e}"))?;
+    match line.trim_end() {
+        "ok" => Ok(()),
+        answer => Err(answer
+            .strip_prefix("error ")
+            .unwrap_or("the server ended without answering")
+            .to_string()),
+    }
+}
+
+/// Where a mount that could not make its last writes durable when it
+/// ended says why: `POOL/mounts/PID.lost`.
+fn lost_record(pool_root: &Path, pid: u32) -> PathBuf {
+    socket_dir(pool_root).join(format!("{pid}.lost"))
+}
+
+/// Records, before this mount's record disappears, that its final commit
+/// failed, for `shale unmount` to report.
+pub fn record_lost(pool_root: &Path, reason: &str) {
+    let _ = std::fs::write(lost_record(pool_root, std::process::id()), reason);
+}
+
+/// Why the final commit of the mount served by `pid` failed, if it did;
+/// the record is removed.
+pub fn take_lost(pool_root: &Path, pid: u32) -> Option<String> {
+    let path = lost_record(pool_root, pid);
+    let reason = std::fs::read_to_string(&path).ok()?;
+    let _ = std::fs::remove_file(&path);
+    Some(reason)
 }
 
 /// Mounts that hold a volume still; the hold ends when this is dropped,
@@ -246,6 +294,9 @@ fn answer(conn: UnixStream, control: &dyn MountControl) {
         };
         let _ = w.write_all(msg.as_bytes());
     };
+    if line.trim_end() == "flush" {
+        return reply(&mut writer, control.flush());
+    }
     match line.trim_end().split_once(' ') {
         Some(("sync", volume)) => reply(&mut writer, control.sync(volume)),
         Some(("hold", volume)) => {

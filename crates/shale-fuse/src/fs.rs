@@ -19,7 +19,7 @@ use shale_core::tree::{Special, SpecialKind};
 
 use crate::inodes::{ChunkList, Data, Dir, Kind, Owner};
 use crate::reader::{read_chunks, ChunkCache};
-use crate::state::{special_type, Errno, Handle, State, Write, XATTR_MAX};
+use crate::state::{no_space, special_type, Errno, Handle, State, Write, XATTR_MAX};
 use crate::workers::Workers;
 
 /// How long the kernel may cache names and attributes in a live volume.
@@ -171,7 +171,7 @@ fn sync_volume(st: &mut State, ino: u64) -> Result<(), Errno> {
     };
     st.commit(&volume).map(drop).map_err(|e| {
         tracing::error!("commit of volume {volume}: {e}");
-        libc::EIO
+        no_space(&e).unwrap_or(libc::EIO)
     })
 }
 

@@ -99,6 +99,12 @@ impl MountControl for Control {
             .map_err(|e| e.to_string())
     }
 
+    fn flush(&self) -> Result<(), String> {
+        commit::commit_unlocked(&self.state, None)
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
     fn hold(&self, volume: &str, held: &mut dyn FnMut()) -> Result<(), String> {
         let forget = {
             let mut st = self.lock();
@@ -216,6 +222,9 @@ pub fn mount(
         v.writer = None;
     }
     drop(st);
+    if let Err(e) = &committed {
+        shale_core::mounts::record_lost(&pool_root, &e.to_string());
+    }
     let _ = std::fs::remove_dir_all(&upper);
     drop(listening);
     served.map_err(|e| shale_core::Error::io(mountpoint, e))?;

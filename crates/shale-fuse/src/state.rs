@@ -149,8 +149,19 @@ pub fn errno(e: &Error) -> Errno {
         Error::QuotaExceeded { .. } => libc::EDQUOT,
         other => {
             tracing::error!("{other}");
-            libc::EIO
+            no_space(other).unwrap_or(libc::EIO)
         }
+    }
+}
+
+/// `ENOSPC` or `EDQUOT` where the pool's disk is full (or its owner over
+/// quota), so that writers are told so rather than of an I/O error.
+pub fn no_space(e: &Error) -> Option<Errno> {
+    match e {
+        Error::Io { source, .. } => source
+            .raw_os_error()
+            .filter(|n| matches!(*n, libc::ENOSPC | libc::EDQUOT)),
+        _ => None,
     }
 }
 

@@ -293,6 +293,37 @@ impl Drop for Mounted {
     }
 }
 
+/// A tmpfs mounted for a test (a small disk to fill); unmounted on drop.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`6m`) at `at`, created if missing; `None`
+    /// (saying why) where this process may not mount.
+    pub fn mount(at: &Path, size: &str) -> Option<Tmpfs> {
+        if unsafe { libc::geteuid() } != 0 {
+            eprintln!("skipped: mounting a small tmpfs needs root");
+            return None;
+        }
+        std::fs::create_dir_all(at).unwrap();
+        let mounted = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        if !mounted.success() {
+            eprintln!("skipped: this machine does not allow mounting a tmpfs");
+            return None;
+        }
+        Some(Tmpfs(at.to_path_buf()))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
 /// Whether this process can mount FUSE file systems (root and /dev/fuse).
 pub fn fuse_usable() -> bool {
     Path::new("/dev/fuse").exists() && unsafe { libc::geteuid() } == 0
