@@ -451,7 +451,10 @@ pub fn run_cli(args: Vec<OsString>) -> i32 {
         std::env::set_var("AWS_REGION", r);
     }
     // A second call in one process (the Python package) keeps the first setup.
-    let _ = tracing_subscriber::fmt()
+    // On a terminal: plain lines. In a file (a background mount's log):
+    // with the time, without colour codes.
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let logger = tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("SHALE_LOG").unwrap_or_else(|_| {
                 // fuser logs an error when the mount it serves is unmounted
@@ -469,9 +472,13 @@ pub fn run_cli(args: Vec<OsString>) -> i32 {
         // disk, reporting the failed write (with `eprintln!`, which panics
         // when it cannot write) would take the mount down with it.
         .log_internal_errors(false)
-        .without_time()
-        .with_target(false)
-        .try_init();
+        .with_ansi(terminal)
+        .with_target(false);
+    let _ = if terminal {
+        logger.without_time().try_init()
+    } else {
+        logger.try_init()
+    };
     let result = match &cli.command {
         Command::Run(args) => commands::pool_path(&cli).and_then(|p| run::run(&cli, &p, args)),
         _ => commands::run(&cli).map(|()| 0),

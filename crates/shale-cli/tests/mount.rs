@@ -209,3 +209,47 @@ fn a_large_directory_lists_every_entry_once_with_its_attributes() {
         .collect();
     assert_eq!(seen, want);
 }
+
+#[test]
+fn a_damaged_chunk_reads_as_an_io_error_never_as_wrong_bytes() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::new();
+    // Larger than the largest chunk (4 MiB where `pool init` chose 1 MiB
+    // chunks), so that the damage is in another chunk than the start.
+    let data = common::noise(3, 12_000_000);
+    write(&env.path("src/bad.bin"), &data);
+    write(&env.path("src/good.txt"), b"good");
+    env.ok(&["volume", "create", "ds", "--from", &env.s("src")]);
+    let needle = &data[11_000_000..11_000_032];
+    let pack = env
+        .pack_keys()
+        .into_iter()
+        .find(|k| env.read_object(k).windows(32).any(|w| w == needle))
+        .unwrap();
+    let mut bytes = env.read_object(&pack);
+    let at = bytes.windows(32).position(|w| w == needle).unwrap();
+    bytes[at + 7] ^= 0x01;
+    env.write_object(&pack, &bytes);
+
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    env.ok(&["mount", &m, "--volume", "ds", "--read-only"]);
+    let _guard = Mounted(env.path("mnt"));
+    assert_eq!(fs::read(env.path("mnt/good.txt")).unwrap(), b"good");
+    for _ in 0..2 {
+        let e = fs::read(env.path("mnt/bad.bin")).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+    }
+    // The chunks before the damaged one still read.
+    let mut f = fs::File::open(env.path("mnt/bad.bin")).unwrap();
+    let mut head = vec![0u8; 100_000];
+    std::io::Read::read_exact(&mut f, &mut head).unwrap();
+    assert_eq!(head, data[..100_000]);
+    drop(f);
+    env.ok(&["unmount", &m]);
+    let log = fs::read_to_string(env.pool().join("mount.log")).unwrap();
+    assert!(log.contains("does not match its hash"), "{log}");
+}
