@@ -213,8 +213,9 @@ pub enum PoolCmd {
     Init {
         /// Where to create it: a directory or s3://BUCKET/PREFIX [default: --pool].
         path: Option<PathBuf>,
-        /// Average chunk size for file content (power of two, 16KiB to 4MiB).
-        #[arg(long, value_name = "SIZE", default_value = "1MiB")]
+        /// Average chunk size for file content (power of two, 16KiB to 4MiB;
+        /// see "128 KiB average chunks" in docs/ARCHITECTURE.md).
+        #[arg(long, value_name = "SIZE", default_value = "128KiB")]
         chunk_size: String,
         /// For an object-store pool that several machines share: keep its
         /// catalog in this PostgreSQL database (postgres://USER@HOST[:PORT]/DB;

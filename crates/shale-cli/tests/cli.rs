@@ -505,6 +505,8 @@ fn pools_are_found_created_and_versioned() {
     let info = env.json(&["pool", "info"]);
     assert_eq!(info["volumes"], 0);
     assert_eq!(info["format_version"], 1);
+    // the same chunk size as a pool created by first use
+    assert_eq!(info["chunk_size"], 128 * 1024);
 
     // a pool from a future Shale is refused with advice
     let desc = env.pool().join("pool.json");
