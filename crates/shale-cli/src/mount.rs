@@ -12,15 +12,28 @@ use crate::{Cli, MountArgs};
 
 /// Whether `path` is a mount point, by /proc/self/mountinfo.
 fn is_mounted(path: &Path) -> bool {
-    let Ok(canon) = path.canonicalize() else {
-        return false;
-    };
-    std::fs::read_to_string("/proc/self/mountinfo").is_ok_and(|info| mounted_in(&info, &canon))
+    mounted_type(path).is_some()
 }
 
-/// Whether the mount table `mountinfo` has a mount at `mountpoint` (an
-/// absolute path without symbolic links).
-fn mounted_in(mountinfo: &str, mountpoint: &Path) -> bool {
+/// What is mounted at `path`, if anything: its type and source (`fuse`
+/// and `shale:POOL` for a Shale mount).
+fn mounted_type(path: &Path) -> Option<(String, String)> {
+    let at = match path.canonicalize() {
+        Ok(canon) => canon,
+        // A stale mount cannot be looked at: resolve the directory it is in.
+        Err(_) => {
+            let abs = std::path::absolute(path).ok()?;
+            abs.parent()?.canonicalize().ok()?.join(abs.file_name()?)
+        }
+    };
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    mount_type(&info, &at).map(|(t, s)| (t.to_string(), s.to_string()))
+}
+
+/// The type and source of the file system the mount table `mountinfo` has
+/// at `mountpoint` (an absolute path without symbolic links): of the last
+/// mounted there, the one on top.
+fn mount_type<'a>(mountinfo: &'a str, mountpoint: &Path) -> Option<(&'a str, &'a str)> {
     // Space, tab, newline and backslash are written in octal there.
     let mut want = String::new();
     for c in mountpoint.to_string_lossy().chars() {
@@ -32,9 +45,14 @@ fn mounted_in(mountinfo: &str, mountpoint: &Path) -> bool {
             c => want.push(c),
         }
     }
+    // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL…] - TYPE SOURCE …
     mountinfo
         .lines()
-        .any(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        .rfind(|l| l.split(' ').nth(4) == Some(want.as_str()))
+        .and_then(|l| {
+            let mut after = l.split(" - ").nth(1)?.split(' ');
+            Some((after.next()?, after.next().unwrap_or("")))
+        })
 }
 
 fn check_mountpoint(mountpoint: &Path) -> Result<()> {
@@ -199,10 +217,14 @@ fn is_running(pid: u32) -> bool {
 /// Unmounts a FUSE mount point, after its server has committed what was
 /// written through it (unless `force`).
 pub fn unmount(cli: &Cli, mountpoint: &PathBuf, force: bool) -> Result<()> {
-    let stale =
-        matches!(std::fs::metadata(mountpoint), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN));
-    if !stale && !is_mounted(mountpoint) {
-        bail!("{} is not mounted", mountpoint.display());
+    match mounted_type(mountpoint) {
+        None => bail!("{} is not mounted", mountpoint.display()),
+        // `shale mount` names its mounts `shale:POOL`.
+        Some((t, source)) if !(t.starts_with("fuse") && source.starts_with("shale:")) => bail!(
+            "{} is not a Shale mount (it is {t} from {source}); unmount it with umount",
+            mountpoint.display()
+        ),
+        Some(_) => {}
     }
     let pool_root = crate::commands::local_root(cli).ok();
     let server = std::path::absolute(mountpoint)
@@ -278,13 +300,15 @@ mod tests {
     fn finds_mount_points_by_their_escaped_names() {
         let info = "\
 22 1 254:0 / / rw,relatime shared:1 - ext4 /dev/vda rw
-40 22 0:39 / /mnt/my\\040data rw,nosuid,nodev shared:20 - fuse.shale pool rw
+40 22 0:39 / /mnt/my\\040data rw,nosuid,nodev shared:20 - fuse shale:pool rw
 41 22 0:40 / /mnt/a\\134b\\011c rw shared:21 - fuse.shale pool rw
+42 41 0:41 / /mnt/a\\134b\\011c rw shared:22 - tmpfs tmpfs rw
 ";
-        assert!(mounted_in(info, Path::new("/mnt/my data")));
-        assert!(mounted_in(info, Path::new("/mnt/a\\b\tc")));
-        assert!(mounted_in(info, Path::new("/")));
-        assert!(!mounted_in(info, Path::new("/mnt")));
-        assert!(!mounted_in(info, Path::new("/mnt/my")));
+        let at = |p: &str| mount_type(info, Path::new(p));
+        assert_eq!(at("/mnt/my data"), Some(("fuse", "shale:pool")));
+        assert_eq!(at("/mnt/a\\b\tc"), Some(("tmpfs", "tmpfs")));
+        assert_eq!(at("/"), Some(("ext4", "/dev/vda")));
+        assert_eq!(at("/mnt"), None);
+        assert_eq!(at("/mnt/my"), None);
     }
 }

@@ -253,3 +253,17 @@ fn a_damaged_chunk_reads_as_an_io_error_never_as_wrong_bytes() {
     let log = fs::read_to_string(env.pool().join("mount.log")).unwrap();
     assert!(log.contains("does not match its hash"), "{log}");
 }
+
+#[test]
+fn unmount_leaves_alone_what_shale_did_not_mount() {
+    let env = Env::new();
+    let Some(_tmpfs) = common::Tmpfs::mount(&env.path("other"), "1m") else {
+        return;
+    };
+    let out = env.run(&["unmount", &env.s("other")]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("is not a Shale mount (it is tmpfs"), "{err}");
+    let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(info.contains(&format!(" {} ", env.s("other"))), "unmounted");
+}

@@ -119,11 +119,22 @@ pub fn socket_dir(pool_root: &Path) -> PathBuf {
 }
 
 /// Asks the mount served by process `pid` to commit everything written
-/// through it, and waits until that is durable.
+/// through it, and waits until that is durable. A server that is gone
+/// (killed) has nothing left to commit.
 pub fn flush(pool_root: &Path, pid: u32) -> std::result::Result<(), String> {
-    let mut conn = address(pool_root, &pid.to_string())
-        .and_then(|a| UnixStream::connect_addr(&a))
-        .map_err(|e| format!("cannot reach the mount's server (pid {pid}): {e}"))?;
+    let connected = address(pool_root, &pid.to_string()).and_then(|a| UnixStream::connect_addr(&a));
+    let mut conn = match connected {
+        Ok(c) => c,
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
+            ) =>
+        {
+            return Ok(())
+        }
+        Err(e) => return Err(format!("cannot reach the mount's server (pid {pid}): {e}")),
+    };
     // A commit of many gigabytes takes minutes; a server that answers
     // nothing in ten is stuck.
     let _ = conn.set_read_timeout(Some(std::time::Duration::from_secs(600)));
