@@ -118,21 +118,30 @@ pub fn socket_dir(pool_root: &Path) -> PathBuf {
     pool_root.join("mounts")
 }
 
-/// Asks the mount served by process `pid` to commit everything written
-/// through it, and waits until that is durable. A server that is gone
-/// (killed) has nothing left to commit.
-pub fn flush(pool_root: &Path, pid: u32) -> std::result::Result<(), String> {
-    let connected = address(pool_root, &pid.to_string()).and_then(|a| UnixStream::connect_addr(&a));
-    let mut conn = match connected {
-        Ok(c) => c,
+/// Connects to the control socket of mount `pid`; `None` when its process
+/// is gone (nobody listens there).
+fn connect(pool_root: &Path, pid: &str) -> std::io::Result<Option<UnixStream>> {
+    match address(pool_root, pid).and_then(|a| UnixStream::connect_addr(&a)) {
+        Ok(c) => Ok(Some(c)),
         Err(e)
             if matches!(
                 e.kind(),
                 std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
             ) =>
         {
-            return Ok(())
+            Ok(None)
         }
+        Err(e) => Err(e),
+    }
+}
+
+/// Asks the mount served by process `pid` to commit everything written
+/// through it, and waits until that is durable. A server that is gone
+/// (killed) has nothing left to commit.
+pub fn flush(pool_root: &Path, pid: u32) -> std::result::Result<(), String> {
+    let mut conn = match connect(pool_root, &pid.to_string()) {
+        Ok(Some(c)) => c,
+        Ok(None) => return Ok(()),
         Err(e) => return Err(format!("cannot reach the mount's server (pid {pid}): {e}")),
     };
     // A commit of many gigabytes takes minutes; a server that answers
@@ -354,15 +363,9 @@ fn ask_all(pool_root: &Path, request: &str, volume: &str) -> Result<Vec<UnixStre
         if pid == own {
             continue;
         }
-        let connected = address(pool_root, pid).and_then(|a| UnixStream::connect_addr(&a));
-        let mut conn = match connected {
-            Ok(c) => c,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::NotFound
-                ) =>
-            {
+        let mut conn = match connect(pool_root, pid) {
+            Ok(Some(c)) => c,
+            Ok(None) => {
                 // Its mount process is gone.
                 let _ = std::fs::remove_file(item.path());
                 let _ = std::fs::remove_file(dir.join(format!("{pid}.sock")));
