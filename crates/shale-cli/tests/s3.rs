@@ -234,3 +234,43 @@ fn an_object_store_pool_mounts() {
     );
     assert!(out2.join("b.txt").exists());
 }
+
+#[test]
+fn a_store_outage_under_a_mount_keeps_the_writes_until_it_ends() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let Some(mut g) = Garage::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = format!("s3://{BUCKET}/outage");
+    ok(&g, &url, &cache, &["pool", "init"]);
+    ok(&g, &url, &cache, &["volume", "create", "ws"]);
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let m = mnt.to_str().unwrap();
+    ok(&g, &url, &cache, &["mount", m, "--volume", "ws"]);
+    let _guard = Mounted(mnt.clone());
+    std::fs::write(mnt.join("notes.txt"), b"written during the outage\n").unwrap();
+    g.stop();
+    let err = fails(&g, &url, &cache, &["unmount", m]);
+    assert!(err.contains("stays mounted"), "{err}");
+    assert_eq!(
+        std::fs::read(mnt.join("notes.txt")).unwrap(),
+        b"written during the outage\n"
+    );
+    g.resume();
+    ok(&g, &url, &cache, &["unmount", m]);
+    let out = dir.path().join("out");
+    ok(
+        &g,
+        &url,
+        &cache,
+        &["volume", "export", "ws", out.to_str().unwrap()],
+    );
+    assert_eq!(
+        std::fs::read(out.join("notes.txt")).unwrap(),
+        b"written during the outage\n"
+    );
+}
