@@ -175,7 +175,15 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
                 println!(
                     "mounted on {} ({}; log in {})",
                     args.mountpoint.display(),
-                    if args.read_only {
+                    if args.read_only
+                        || matches!(
+                            &target,
+                            Target::Volume {
+                                snapshot: Some(_),
+                                ..
+                            }
+                        )
+                    {
                         "read-only"
                     } else {
                         "read-write"

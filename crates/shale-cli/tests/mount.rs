@@ -267,3 +267,66 @@ fn unmount_leaves_alone_what_shale_did_not_mount() {
     let info = fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(info.contains(&format!(" {} ", env.s("other"))), "unmounted");
 }
+
+#[test]
+fn what_a_mount_shows_is_not_deleted_under_it() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::new();
+    write(&env.path("src/a.bin"), &common::noise(5, 300_000));
+    env.ok(&["volume", "create", "v", "--from", &env.s("src")]);
+    env.ok(&["snapshot", "create", "v", "s1"]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    let refused = |args: &[&str], what: &str| {
+        let out = env.run(args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?} succeeded");
+        assert!(
+            err.contains(&format!("{what} is mounted at {m}: unmount it first")),
+            "{err}"
+        );
+    };
+
+    let said = env.ok(&["mount", &m, "--volume", "v@s1"]);
+    assert!(said.contains("read-only"), "{said}");
+    let guard = Mounted(env.path("mnt"));
+    refused(&["snapshot", "delete", "v", "s1"], "snapshot 'v@s1'");
+    refused(&["volume", "delete", "v"], "volume 'v'");
+    env.ok(&["gc"]);
+    assert_eq!(
+        fs::read(env.path("mnt/a.bin")).unwrap(),
+        common::noise(5, 300_000)
+    );
+    env.ok(&["unmount", &m]);
+    drop(guard);
+
+    env.ok(&["mount", &m, "--volume", "v"]);
+    let guard = Mounted(env.path("mnt"));
+    refused(&["volume", "delete", "v"], "volume 'v'");
+    // Its snapshots are not what it shows: they go.
+    env.ok(&["snapshot", "delete", "v", "s1"]);
+    env.ok(&["unmount", &m]);
+    drop(guard);
+
+    // In a mount of the whole pool, a volume is one directory of many: it
+    // goes, and its directory with it.
+    env.ok(&["mount", &m]);
+    let _guard = Mounted(env.path("mnt"));
+    env.ok(&["volume", "delete", "v"]);
+    let start = std::time::Instant::now();
+    while env.path("mnt/v").exists() && start.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(!env.path("mnt/v").exists());
+    env.ok(&["unmount", &m]);
+    assert!(
+        fs::read_dir(env.pool().join("mounts"))
+            .unwrap()
+            .flatten()
+            .all(|e| !e.file_name().to_string_lossy().ends_with(".shows")),
+        "the records of ended mounts are removed"
+    );
+}

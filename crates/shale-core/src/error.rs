@@ -99,6 +99,14 @@ pub enum Error {
     /// Another process changed the volume while this operation ran.
     #[error("volume '{0}' was changed by another process during this operation; nothing was committed, run it again")]
     Conflict(String),
+    /// A volume or snapshot to delete is what a running mount shows.
+    #[error("{what} is mounted at {}: unmount it first", at.display())]
+    Mounted {
+        /// `volume 'NAME'` or `snapshot 'VOLUME@NAME'`.
+        what: String,
+        /// The mount point.
+        at: PathBuf,
+    },
     /// A mount of the volume could not commit the writes made through it.
     #[error("volume '{volume}': a mount of this pool could not commit its writes: {reason}")]
     MountCommit {

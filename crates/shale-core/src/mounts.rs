@@ -212,7 +212,24 @@ impl Drop for Listening {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
         let _ = std::fs::remove_file(self.path.with_extension("mountpoint"));
+        let _ = std::fs::remove_file(self.path.with_extension("shows"));
     }
+}
+
+/// Where a running mount of this pool shows `volume` (any snapshot of it
+/// too) or, with `snapshot`, that snapshot, as its whole tree: such a mount
+/// would show a deleted tree, and after `gc` fail every read.
+pub fn shown_at(pool_root: &Path, volume: &str, snapshot: Option<&str>) -> Option<PathBuf> {
+    mount_points(pool_root).into_iter().find_map(|(pid, at)| {
+        let shows =
+            std::fs::read_to_string(socket_dir(pool_root).join(format!("{pid}.shows"))).ok()?;
+        let (v, s) = match shows.split_once('@') {
+            Some((v, s)) => (v, Some(s)),
+            None => (shows.as_str(), None),
+        };
+        let hit = v == volume && (snapshot.is_none() || s == snapshot);
+        hit.then_some(at)
+    })
 }
 
 /// The mounts of this pool recorded as serving: (pid, mount point), by pid.
@@ -271,6 +288,7 @@ fn address(pool_root: &Path, pid: &str) -> std::io::Result<std::os::unix::net::S
 pub fn serve(
     pool_root: &Path,
     mountpoint: &Path,
+    shows: Option<&str>,
     control: Arc<dyn MountControl>,
 ) -> Result<Listening> {
     let dir = socket_dir(pool_root);
@@ -280,6 +298,14 @@ pub fn serve(
     let listener = address(pool_root, &std::process::id().to_string())
         .and_then(|a| UnixListener::bind_addr(&a))
         .map_err(|e| Error::io(&path, e))?;
+    // What it shows, so that it is not deleted under it.
+    let shown = path.with_extension("shows");
+    match shows {
+        Some(s) => std::fs::write(&shown, s).map_err(|e| Error::io(&shown, e))?,
+        None => {
+            let _ = std::fs::remove_file(&shown);
+        }
+    }
     // Recorded once listening: clients find mounts by this file.
     let record = path.with_extension("mountpoint");
     std::fs::write(&record, mountpoint.as_os_str().as_encoded_bytes())

@@ -121,6 +121,12 @@ impl Pool {
     /// data: it is shared by content, not owned.
     pub fn delete_volume(&self, name: &str) -> Result<()> {
         check_name(name)?;
+        if let Some(at) = crate::mounts::shown_at(self.root(), name, None) {
+            return Err(Error::Mounted {
+                what: format!("volume '{name}'"),
+                at,
+            });
+        }
         let _hold = self.hold_mounts(name)?;
         self.catalog().write(|tx| {
             let v = catalog::volume_by_name(tx, name)?;
@@ -217,6 +223,12 @@ impl Pool {
     pub fn delete_snapshot(&self, volume: &str, name: &str) -> Result<()> {
         check_name(volume)?;
         check_name(name)?;
+        if let Some(at) = crate::mounts::shown_at(self.root(), volume, Some(name)) {
+            return Err(Error::Mounted {
+                what: format!("snapshot '{volume}@{name}'"),
+                at,
+            });
+        }
         self.catalog().write(|tx| {
             catalog::snapshot_by_name(tx, volume, name)?;
             let v = catalog::volume_by_name(tx, volume)?;

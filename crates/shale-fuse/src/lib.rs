@@ -139,6 +139,13 @@ pub fn mount(
     let upper = upper::upper_dir(&pool_root).map_err(|e| shale_core::Error::io(&pool_root, e))?;
     let absolute =
         std::path::absolute(mountpoint).map_err(|e| shale_core::Error::io(mountpoint, e))?;
+    let shows = match &target {
+        Target::Pool => None,
+        Target::Volume { volume, snapshot } => Some(match snapshot {
+            Some(s) => format!("{volume}@{s}"),
+            None => volume.clone(),
+        }),
+    };
     let state = State::new(
         pool,
         target,
@@ -168,7 +175,8 @@ pub fn mount(
         state: state.clone(),
         notifier: notifier.clone(),
     });
-    let listening = shale_core::mounts::serve(&pool_root, &absolute, control.clone())?;
+    let listening =
+        shale_core::mounts::serve(&pool_root, &absolute, shows.as_deref(), control.clone())?;
     let mut session = fuser::Session::new(fs, mountpoint, &options)
         .map_err(|e| shale_core::Error::io(mountpoint, e))?;
     let _ = notifier.set(session.notifier());
