@@ -802,3 +802,50 @@ fn a_full_disk_under_a_mount_is_reported_and_nothing_committed_is_lost() {
     assert_eq!(fs::read(ws.join("small-9")).unwrap(), noise(19, 50_000));
     env.ok(&["unmount", &m]);
 }
+
+#[test]
+fn a_mount_stopped_by_a_signal_commits_and_unmounts() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::new();
+    env.ok(&["volume", "create", "ws"]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    for (round, signal) in [libc::SIGTERM, libc::SIGINT].into_iter().enumerate() {
+        let mut server = env
+            .command()
+            .args(["mount", &m, "--volume", "ws", "--foreground"])
+            .args(["--commit-interval", "3600"])
+            .spawn()
+            .unwrap();
+        let _guard = Mounted(env.path("mnt"));
+        let name = format!("written-{round}");
+        wait_for(&env.path("mnt/.snapshot"));
+        fs::write(env.path("mnt").join(&name), b"not fsync'd").unwrap();
+        // A file still open when the signal comes keeps reading.
+        let mut open = fs::File::open(env.path("mnt").join(&name)).unwrap();
+        unsafe { libc::kill(server.id() as i32, signal) };
+        let start = Instant::now();
+        while fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .contains(&format!(" {m} "))
+        {
+            assert!(start.elapsed() < Duration::from_secs(10), "still mounted");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut text = String::new();
+        open.read_to_string(&mut text).unwrap();
+        assert_eq!(text, "not fsync'd");
+        drop(open);
+        assert!(server.wait().unwrap().success(), "signal {signal}");
+        let out = env.s(&format!("out-{round}"));
+        env.ok(&["volume", "export", "ws", &out]);
+        assert_eq!(
+            fs::read(env.path(&format!("out-{round}")).join(&name)).unwrap(),
+            b"not fsync'd"
+        );
+    }
+    env.ok(&["verify", "--read-data"]);
+}

@@ -180,6 +180,8 @@ pub fn mount(
     let mut session = fuser::Session::new(fs, mountpoint, &options)
         .map_err(|e| shale_core::Error::io(mountpoint, e))?;
     let _ = notifier.set(session.notifier());
+    stop_on_signals(state.clone(), absolute.clone())
+        .map_err(|e| shale_core::Error::io(mountpoint, e))?;
     let committer = state.clone();
     let interval = opts.commit_interval;
     let watcher = control.clone();
@@ -237,4 +239,51 @@ pub fn mount(
     drop(listening);
     served.map_err(|e| shale_core::Error::io(mountpoint, e))?;
     committed
+}
+
+/// On SIGTERM (`docker stop`, Kubernetes), SIGINT (Ctrl-C in the
+/// foreground) or SIGHUP: commits what was written, then detaches the mount
+/// (lazily: files still open keep working until closed), which ends the
+/// session and with it the mount, through its usual final commit.
+fn stop_on_signals(
+    state: Arc<Mutex<State>>,
+    mountpoint: std::path::PathBuf,
+) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT, SIGHUP])?;
+    std::thread::Builder::new()
+        .name("shale-signals".into())
+        .spawn(move || {
+            let Some(signal) = signals.forever().next() else {
+                return;
+            };
+            tracing::warn!(
+                "signal {signal}: committing, then unmounting {}",
+                mountpoint.display()
+            );
+            if let Err(e) = commit::commit_unlocked(&state, None) {
+                tracing::error!("commit on signal {signal}: {e}");
+            }
+            detach(&mountpoint);
+        })?;
+    Ok(())
+}
+
+/// Unmounts `mountpoint` lazily (`MNT_DETACH`), through `fusermount3` where
+/// this process may not unmount itself.
+fn detach(mountpoint: &Path) {
+    let Ok(path) = std::ffi::CString::new(mountpoint.as_os_str().as_bytes()) else {
+        return;
+    };
+    // SAFETY: `path` is a valid NUL-terminated string.
+    if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } == 0 {
+        return;
+    }
+    let detached = std::process::Command::new("fusermount3")
+        .args(["-u", "-z", "--"])
+        .arg(mountpoint)
+        .status();
+    if !detached.is_ok_and(|s| s.success()) {
+        tracing::error!("could not unmount {}", mountpoint.display());
+    }
 }
