@@ -200,6 +200,7 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
                 .rev()
                 .find(|l| !l.trim().is_empty())
                 .unwrap_or("no message");
+            let last = last.strip_prefix("shale: error: ").unwrap_or(last);
             bail!("the mount server exited ({status}): {last}");
         }
         std::thread::sleep(Duration::from_millis(50));
