@@ -326,7 +326,7 @@ fn seal(
     };
     store
         .catalog
-        .write(|tx| insert_packs(tx, std::slice::from_ref(&sealed), Some(session)))?;
+        .write_unsynced(|tx| insert_packs(tx, std::slice::from_ref(&sealed), Some(session)))?;
     crate::failpoint::fail_point("pack.indexed");
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
     for e in &sealed.entries {

@@ -68,7 +68,7 @@ impl Session {
     pub fn begin(catalog: Arc<Catalog>, what: &str) -> Result<Session> {
         let pid = std::process::id();
         let expires = crate::leases::expiry_from_now(&catalog);
-        let id = catalog.write(|tx| {
+        let id = catalog.write_unsynced(|tx| {
             tx.query_one(
                 "INSERT INTO sessions (host, pid, proc_start, started, what, expires) \
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
@@ -95,7 +95,7 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         let id = self.id;
-        if let Err(e) = self.catalog.write(|tx| {
+        if let Err(e) = self.catalog.write_unsynced(|tx| {
             tx.execute("DELETE FROM sessions WHERE id = ?1", args![id])?;
             Ok(())
         }) {

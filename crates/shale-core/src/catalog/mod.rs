@@ -264,7 +264,9 @@ impl Catalog {
             return Err(Error::PoolExists(path.to_path_buf()));
         }
         let mut conn = sqlite::open(path)?;
-        sqlite::write(&mut conn, |db| db.batch(&schema::create(Dialect::Sqlite)))?;
+        sqlite::write(&mut conn, true, |db| {
+            db.batch(&schema::create(Dialect::Sqlite))
+        })?;
         Ok(Catalog::new(
             Backend::Sqlite(conn),
             path.display().to_string(),
@@ -282,7 +284,7 @@ impl Catalog {
         }
         let mut conn = sqlite::open(path)
             .map_err(|e| Error::corrupt(format!("catalog {location}"), e.to_string()))?;
-        sqlite::write(&mut conn, |db| check_schema(db, &location, None))?;
+        sqlite::write(&mut conn, true, |db| check_schema(db, &location, None))?;
         Ok(Catalog::new(Backend::Sqlite(conn), location))
     }
 
@@ -358,8 +360,26 @@ impl Catalog {
     /// runs again if the connection is lost before the commit: it must act
     /// only through the transaction it is given.
     pub fn write<T>(&self, f: impl FnMut(&dyn Sql) -> Result<T>) -> Result<T> {
+        self.write_as(true, f)
+    }
+
+    /// Like [`Catalog::write`], for bookkeeping that no caller reports as
+    /// done on its own (writing sessions, the index of a pack its writer
+    /// has yet to commit): the embedded catalog commits it without waiting
+    /// for the disk. Its WAL is written in order, so the next synced
+    /// transaction (the writer's root move) makes it durable too; a crash
+    /// of the process loses nothing, and a crash of the machine before that
+    /// leaves a stale session or an unindexed pack, both garbage that `gc`
+    /// removes. A PostgreSQL catalog commits it synchronously all the same:
+    /// its server may restart, losing such a commit, while the writer goes
+    /// on to commit a root that needs it.
+    pub fn write_unsynced<T>(&self, f: impl FnMut(&dyn Sql) -> Result<T>) -> Result<T> {
+        self.write_as(false, f)
+    }
+
+    fn write_as<T>(&self, synced: bool, f: impl FnMut(&dyn Sql) -> Result<T>) -> Result<T> {
         let out = match &mut *self.lock() {
-            Backend::Sqlite(conn) => sqlite::write(conn, f)?,
+            Backend::Sqlite(conn) => sqlite::write(conn, synced, f)?,
             Backend::Postgres(pg) => pg.write(f)?,
         };
         self.dirty.store(true, Ordering::Release);
@@ -721,7 +741,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
         let mut conn = sqlite::open(&path).unwrap();
-        sqlite::write(&mut conn, |db| db.batch(&schema::version_1())).unwrap();
+        sqlite::write(&mut conn, true, |db| db.batch(&schema::version_1())).unwrap();
         drop(conn);
         let c = Catalog::open(&path).unwrap();
         let v = c

@@ -1,5 +1,5 @@
 //! The embedded catalog: one SQLite database file, opened in WAL mode with
-//! `synchronous=FULL`; writers take the database lock when their
+//! `synchronous=FULL` (NORMAL for `Catalog::write_unsynced`); writers take the database lock when their
 //! transaction begins (`BEGIN IMMEDIATE`), so concurrent writers queue.
 
 use std::path::Path;
@@ -21,13 +21,28 @@ pub fn open(path: &Path) -> Result<Connection> {
     Ok(conn)
 }
 
-/// Runs `f` in one write transaction on `conn`, committing if it succeeds.
-pub fn write<T>(conn: &mut Connection, f: impl FnOnce(&dyn Sql) -> Result<T>) -> Result<T> {
-    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let out = f(&Sqlite(&tx))?;
-    crate::failpoint::fail_point("commit.before");
-    tx.commit()?;
-    Ok(out)
+/// Runs `f` in one write transaction on `conn`, committing if it succeeds;
+/// unless `synced`, without waiting for the disk (see
+/// `Catalog::write_unsynced`).
+pub fn write<T>(
+    conn: &mut Connection,
+    synced: bool,
+    f: impl FnOnce(&dyn Sql) -> Result<T>,
+) -> Result<T> {
+    if !synced {
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+    }
+    let out = (|| {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let out = f(&Sqlite(&tx))?;
+        crate::failpoint::fail_point("commit.before");
+        tx.commit()?;
+        Ok(out)
+    })();
+    if !synced {
+        conn.pragma_update(None, "synchronous", "FULL")?;
+    }
+    out
 }
 
 /// Writes a consistent copy of the database to `target` (`VACUUM INTO`).
