@@ -183,6 +183,36 @@ done
 med=$(printf "%s\n" "${times[@]}" | sort -n | sed -n 3p)
 ROWS+=("| snapshot of a mounted volume after writing 100 files (64 KiB each), median of 5, whole command | $(num "$med" 1) ms | - | all: $(printf "%.1f " "${times[@]}")ms | <= 50 ms |")
 
+# --- fsync-heavy writes: SQLite commits (an MLflow tracking store, say) ----
+# 200 one-row transactions in a new database; in its default rollback-journal
+# mode SQLite fsyncs the journal, its directory and the database for each.
+# Three rounds, the file systems taking turns.
+sqlite_rate() { # dir -> commits/s
+  python3 - "$1" <<'PY'
+import os, sqlite3, sys, time
+path = os.path.join(sys.argv[1], "bench.db")
+for f in (path, path + "-journal"):
+    if os.path.exists(f):
+        os.remove(f)
+db = sqlite3.connect(path)
+db.execute("CREATE TABLE metrics (step INTEGER, value REAL)")
+db.commit()
+n, start = 200, time.time()
+for i in range(n):
+    db.execute("INSERT INTO metrics VALUES (?, ?)", (i, i * 0.5))
+    db.commit()
+print(n / (time.time() - start))
+PY
+}
+declare -A q
+for round in 1 2 3; do
+  q[native]+="$(sqlite_rate "$WORK/native") "
+  q[shale]+="$(sqlite_rate "$WORK/mnt/scratch") "
+  if [ -n "$JFS" ]; then q[juicefs]+="$(sqlite_rate "$JFS") "; else q[juicefs]+="nan "; fi
+done
+n=$(median "${q[native]}"); s=$(median "${q[shale]}"); j=$(median "${q[juicefs]}")
+ROWS+=("| SQLite, 200 one-row transactions (median of 3; shale's: $(spread "${q[shale]}")) | $(num "$s") commits/s | native $(num "$n") ($(spread "${q[native]}")); juicefs $(num "$j") ($(spread "${q[juicefs]}")) | shale/native = $(ratio "$s" "$n"); shale/juicefs = $(ratio "$s" "$j") | - |")
+
 sh verify >&2
 {
   echo "# Reading and writing through a Shale mount"
