@@ -244,7 +244,8 @@ pub fn mount(
 /// On SIGTERM (`docker stop`, Kubernetes), SIGINT (Ctrl-C in the
 /// foreground) or SIGHUP: commits what was written, then detaches the mount
 /// (lazily: files still open keep working until closed), which ends the
-/// session and with it the mount, through its usual final commit.
+/// session and with it the mount, through its usual final commit. A second
+/// signal ends the server at once.
 fn stop_on_signals(
     state: Arc<Mutex<State>>,
     mountpoint: std::path::PathBuf,
@@ -265,6 +266,12 @@ fn stop_on_signals(
                 tracing::error!("commit on signal {signal}: {e}");
             }
             detach(&mountpoint);
+            // The mount ends once the files still open are closed; a second
+            // signal does not wait for them.
+            if let Some(signal) = signals.forever().next() {
+                tracing::warn!("signal {signal} again: stopping without waiting for open files");
+                std::process::exit(128 + signal);
+            }
         })?;
     Ok(())
 }
