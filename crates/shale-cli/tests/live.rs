@@ -84,6 +84,20 @@ fn wait_for(path: &Path) {
     }
 }
 
+/// A pool with an empty volume `ws` and an empty directory `mnt`, and that
+/// directory's path; `None` (saying why) where FUSE cannot be used.
+fn volume_ws_and_mount_point() -> Option<(Env, String)> {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return None;
+    }
+    let env = Env::new();
+    env.ok(&["volume", "create", "ws"]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    Some((env, m))
+}
+
 #[test]
 fn live_volumes_take_every_file_operation() {
     if !fuse_usable() {
@@ -416,14 +430,9 @@ fn content_of(name: &str) -> Vec<u8> {
 
 #[test]
 fn snapshot_clone_restore_and_import_while_written() {
-    if !fuse_usable() {
-        eprintln!("skipped: needs /dev/fuse and root");
+    let Some((env, m)) = volume_ws_and_mount_point() else {
         return;
-    }
-    let env = Env::new();
-    env.ok(&["volume", "create", "ws"]);
-    fs::create_dir_all(env.path("mnt")).unwrap();
-    let m = env.s("mnt");
+    };
     // a long commit interval: only the protocol makes writes visible
     env.ok(&["mount", &m, "--commit-interval", "3600"]);
     let _guard = Mounted(env.path("mnt"));
@@ -508,14 +517,9 @@ fn snapshot_clone_restore_and_import_while_written() {
 
 #[test]
 fn fsynced_data_survives_kill_9() {
-    if !fuse_usable() {
-        eprintln!("skipped: needs /dev/fuse and root");
+    let Some((env, m)) = volume_ws_and_mount_point() else {
         return;
-    }
-    let env = Env::new();
-    env.ok(&["volume", "create", "ws"]);
-    fs::create_dir_all(env.path("mnt")).unwrap();
-    let m = env.s("mnt");
+    };
     for round in 0..3u64 {
         let mut server = env
             .command()
@@ -805,14 +809,9 @@ fn a_full_disk_under_a_mount_is_reported_and_nothing_committed_is_lost() {
 
 #[test]
 fn a_mount_stopped_by_a_signal_commits_and_unmounts() {
-    if !fuse_usable() {
-        eprintln!("skipped: needs /dev/fuse and root");
+    let Some((env, m)) = volume_ws_and_mount_point() else {
         return;
-    }
-    let env = Env::new();
-    env.ok(&["volume", "create", "ws"]);
-    fs::create_dir_all(env.path("mnt")).unwrap();
-    let m = env.s("mnt");
+    };
     for (round, signal) in [libc::SIGTERM, libc::SIGINT].into_iter().enumerate() {
         let mut server = env
             .command()
