@@ -155,7 +155,8 @@ pub fn mount(
         &absolute,
     )?;
     let state = Arc::new(Mutex::new(state));
-    let fs = ShaleFs::new(state.clone())?;
+    let notifier = Arc::new(OnceLock::new());
+    let fs = ShaleFs::new(state.clone(), notifier.clone())?;
     let mut options = vec![
         fuser::MountOption::FSName(fs_name.to_string()),
         fuser::MountOption::Subtype("shale".into()),
@@ -170,7 +171,6 @@ pub fn mount(
     if unsafe { libc::geteuid() } == 0 {
         options.push(fuser::MountOption::AllowOther);
     }
-    let notifier = Arc::new(OnceLock::new());
     let control = Arc::new(Control {
         state: state.clone(),
         notifier: notifier.clone(),

@@ -21,6 +21,9 @@ pub const SNAPSHOT_DIR: &[u8] = b".snapshot";
 pub const NAME_MAX: usize = 255;
 /// The largest extended attribute value.
 pub const XATTR_MAX: usize = 64 << 10;
+/// The extended attribute holding a file's capabilities, which a write
+/// removes.
+const CAPABILITY_XATTR: &[u8] = b"security.capability";
 /// Files written through the mount stay in memory up to this size...
 const MEMORY_FILE_MAX: u64 = 1 << 20;
 
@@ -86,6 +89,11 @@ pub struct Vol {
 pub struct Handle {
     /// Its inode.
     pub ino: u64,
+    /// Opened for direct I/O (`FOPEN_DIRECT_IO`, see `ShaleFs::create`):
+    /// writes through it bypass the kernel's page cache, and with it the
+    /// kernel's clearing of privileges, which [`State::drop_privileges`]
+    /// does instead.
+    pub direct: bool,
 }
 
 /// Who writes, for [`State::write`].
@@ -1175,10 +1183,16 @@ impl State {
             Kind::File(Data::Memory(m)) => {
                 let m = Arc::make_mut(m);
                 let before = m.len();
-                if (end as usize) > m.len() {
-                    m.resize(end as usize, 0);
+                if offset as usize == before {
+                    // Appending (a file being written from start to end):
+                    // no zeroing first.
+                    m.extend_from_slice(data);
+                } else {
+                    if (end as usize) > before {
+                        m.resize(end as usize, 0);
+                    }
+                    m[offset as usize..end as usize].copy_from_slice(data);
                 }
-                m[offset as usize..end as usize].copy_from_slice(data);
                 grown = Some((before, m.len()));
             }
             _ => {}
@@ -1191,6 +1205,41 @@ impl State {
         }
         self.touch(ino);
         Ok(data.len() as u32)
+    }
+
+    /// What a write to `ino` does to its privileges when the kernel leaves
+    /// that to the mount (a direct write): the `security.capability`
+    /// attribute goes, and where the writer may not keep them
+    /// (`kill_suidgid`: it lacks `CAP_FSETID`), the setuid bit and a setgid
+    /// bit that marks a group-executable file, as `should_remove_suid` in
+    /// the kernel does. Returns whether the mode changed, so that the
+    /// kernel's copy of it can be dropped.
+    pub fn drop_privileges(&mut self, ino: u64, kill_suidgid: bool) -> Result<bool, Errno> {
+        self.writable(ino)?;
+        let i = self.inode_mut(ino)?;
+        let mut changed = false;
+        if let Ok(k) = i
+            .xattrs
+            .binary_search_by(|(n, _)| n.as_slice().cmp(CAPABILITY_XATTR))
+        {
+            i.xattrs.remove(k);
+            changed = true;
+        }
+        let mode = i.meta.mode;
+        let mut kept = mode;
+        if kill_suidgid {
+            kept &= !libc::S_ISUID;
+            if mode & libc::S_IXGRP != 0 {
+                kept &= !libc::S_ISGID;
+            }
+        }
+        let mode_changed = kept != mode;
+        if changed || mode_changed {
+            i.meta.mode = kept;
+            i.meta.ctime_ns = now_ns();
+            self.touch(ino);
+        }
+        Ok(mode_changed)
     }
 
     /// A regular file's length.
@@ -1323,4 +1372,55 @@ fn placeholder_ino(dir: u64, name: &[u8]) -> u64 {
     let mut w = [0u8; 8];
     w.copy_from_slice(&id.0[..8]);
     u64::from_le_bytes(w) | (1 << 63)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_direct_write_drops_privileges_as_the_kernel_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::init(&dir.path().join("pool")).unwrap();
+        pool.create_volume("v", None).unwrap();
+        let target = Target::Volume {
+            volume: "v".into(),
+            snapshot: None,
+        };
+        let upper = dir.path().join("upper");
+        std::fs::create_dir_all(&upper).unwrap();
+        let mut st = State::new(pool, target, false, false, upper, dir.path()).unwrap();
+        let root = fuser::FUSE_ROOT_ID;
+        let file = |st: &mut State, name: &[u8], mode: u32| {
+            let kind = Kind::File(Data::Memory(Arc::new(Vec::new())));
+            let ino = st.add(root, name, kind, mode, 0, 0).unwrap();
+            let i = st.table.get_mut(ino).unwrap();
+            i.xattrs = vec![
+                (CAPABILITY_XATTR.to_vec(), vec![1]),
+                (b"user.note".to_vec(), vec![2]),
+            ];
+            ino
+        };
+        let mode = |st: &State, ino: u64| st.inode(ino).unwrap().meta.mode;
+        // A writer with CAP_FSETID keeps the bits; capabilities go anyway.
+        let a = file(&mut st, b"a", 0o6755);
+        assert!(!st.drop_privileges(a, false).unwrap());
+        assert_eq!(mode(&st, a), 0o6755);
+        let names: Vec<_> = st
+            .inode(a)
+            .unwrap()
+            .xattrs
+            .iter()
+            .map(|x| x.0.clone())
+            .collect();
+        assert_eq!(names, vec![b"user.note".to_vec()]);
+        // Without it: setuid goes, setgid too on a group-executable file,
+        assert!(st.drop_privileges(a, true).unwrap());
+        assert_eq!(mode(&st, a), 0o0755);
+        // but not a setgid bit without group execution (a locking mark).
+        let b = file(&mut st, b"b", 0o6744);
+        assert!(st.drop_privileges(b, true).unwrap());
+        assert_eq!(mode(&st, b), 0o2744);
+        assert!(!st.drop_privileges(b, true).unwrap());
+    }
 }
