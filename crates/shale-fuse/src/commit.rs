@@ -482,7 +482,7 @@ fn lost(ino: u64) -> Error {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{Target, Write};
+    use crate::state::Write;
 
     /// The bytes a file is served from after a commit.
     fn committed_bytes(st: &State, ino: u64) -> Vec<u8> {
@@ -499,15 +499,7 @@ mod tests {
     #[test]
     fn a_file_written_after_its_chunks_were_prepared_is_committed_as_written() {
         let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::init(&dir.path().join("pool")).unwrap();
-        pool.create_volume("v", None).unwrap();
-        let target = Target::Volume {
-            volume: "v".into(),
-            snapshot: None,
-        };
-        let upper = dir.path().join("upper");
-        std::fs::create_dir_all(&upper).unwrap();
-        let mut st = State::new(pool, target, false, false, upper, dir.path()).unwrap();
+        let mut st = crate::state::tests::one_volume(dir.path());
         let root = fuser::FUSE_ROOT_ID;
         let file = |st: &mut State, name: &[u8], bytes: &[u8]| {
             let kind = Kind::File(Data::Memory(Arc::new(Vec::new())));

@@ -1375,21 +1375,26 @@ fn placeholder_ino(dir: u64, name: &[u8]) -> u64 {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    #[test]
-    fn a_direct_write_drops_privileges_as_the_kernel_would() {
-        let dir = tempfile::tempdir().unwrap();
-        let pool = Pool::init(&dir.path().join("pool")).unwrap();
+    /// The state of a read-write mount of volume `v` of a new pool in `dir`.
+    pub(crate) fn one_volume(dir: &Path) -> State {
+        let pool = Pool::init(&dir.join("pool")).unwrap();
         pool.create_volume("v", None).unwrap();
         let target = Target::Volume {
             volume: "v".into(),
             snapshot: None,
         };
-        let upper = dir.path().join("upper");
+        let upper = dir.join("upper");
         std::fs::create_dir_all(&upper).unwrap();
-        let mut st = State::new(pool, target, false, false, upper, dir.path()).unwrap();
+        State::new(pool, target, false, false, upper, dir).unwrap()
+    }
+
+    #[test]
+    fn a_direct_write_drops_privileges_as_the_kernel_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = one_volume(dir.path());
         let root = fuser::FUSE_ROOT_ID;
         let file = |st: &mut State, name: &[u8], mode: u32| {
             let kind = Kind::File(Data::Memory(Arc::new(Vec::new())));
