@@ -116,9 +116,10 @@ write_rate() { # dest-parent dest-name durable-cmd... -> files/s to end of copy,
   echo "$(echo "$FILES / ($e - $s)" | bc -l) $(echo "$FILES / ($d - $s)" | bc -l)"
 }
 # A few rounds, the file systems taking turns (one round moved between 293
-# and 631 files/s for shale, 153 and 241 for JuiceFS, from run to run);
-# each round copies to a new directory, and the copies stay until the end.
-WRITE_ROUNDS=3
+# and 631 files/s for shale, 153 and 241 for JuiceFS, from run to run, and
+# native's between 1,061 and 12,637 within one run); each round copies to a
+# new directory, and the copies stay until the end.
+WRITE_ROUNDS=5
 declare -A w
 for round in $(seq "$WRITE_ROUNDS"); do
   read -r e d <<<"$(write_rate "$WORK/native" "copy$round" sync)"; w[native.e]+="$e "; w[native.d]+="$d "

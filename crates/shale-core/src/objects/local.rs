@@ -199,6 +199,23 @@ fn apply(file: &File, advice: &Advice) {
     }
 }
 
+/// Takes a durable file's pages out of the page cache. A pack is written
+/// once and read back chunk by chunk by whoever keeps the bytes (a mount in
+/// its own page cache, an export in its output), so its cached pages are a
+/// second copy of data the writer just had in memory. Dropping them once
+/// they are clean frees them at once for the next pack: on a VM whose free
+/// memory goes back to the host (as here), a page touched for the first
+/// time costs a fault in the host, and writing packs into new pages took
+/// most of a mount's commit thread (20,000 small files copied in with
+/// `cp -r`, by turns: 2,303-2,725 files/s dropping them, 752-1,140 not).
+fn drop_cached(file: &File) {
+    // Advice: the data is durable whatever the kernel makes of it.
+    // SAFETY: a plain system call on a descriptor `file` keeps open.
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED);
+    }
+}
+
 fn sync_dir(dir: &Path) -> Result<()> {
     File::open(dir).and_then(|d| d.sync_all()).at(dir)
 }
@@ -233,7 +250,10 @@ impl ObjectStore for LocalDir {
         Self::check_key(key)?;
         let target = self.path_of(key);
         let dir = self.ensure_parent(&target)?;
-        File::open(path).and_then(|f| f.sync_all()).at(path)?;
+        let file = File::open(path).at(path)?;
+        file.sync_all().at(path)?;
+        drop_cached(&file);
+        drop(file);
         match fs::rename(path, &target) {
             Ok(()) => {}
             Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
