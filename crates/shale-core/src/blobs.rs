@@ -216,6 +216,27 @@ struct State {
     staged: u64,
 }
 
+/// A blob made ready by [`BlobWriter::prepare_chunk`], not yet written.
+pub struct Prepared {
+    id: ObjectId,
+    kind: BlobKind,
+    compression: Compression,
+    raw_len: u32,
+    stored: Vec<u8>,
+}
+
+impl Prepared {
+    /// Bytes the blob takes in a pack, without its entry head.
+    pub fn stored_len(&self) -> u64 {
+        self.stored.len() as u64
+    }
+
+    /// The memory that held the blob, for reuse once it is appended.
+    pub fn into_buffer(self) -> Vec<u8> {
+        self.stored
+    }
+}
+
 /// One session of writing blobs; see the module docs.
 pub struct BlobWriter {
     store: BlobStore,
@@ -413,17 +434,82 @@ impl BlobWriter {
 
     /// Like [`put`](Self::put) for a caller that already hashed `data`.
     pub fn put_with_id(&self, id: ObjectId, kind: BlobKind, data: &[u8]) -> Result<()> {
-        {
-            let mut st = self.state();
-            st.stats.blobs += 1;
-            if st.pending.contains(&id) || self.store.catalog.has_blob(&id)? {
-                return Ok(());
-            }
-            st.pending.insert(id);
+        if !self.claim(id)? {
+            return Ok(());
         }
         let (compression, compressed) = encode(kind, data);
         let stored = compressed.as_deref().unwrap_or(data);
         self.append(id, kind, compression, data.len() as u32, stored)
+    }
+
+    /// Counts a blob and, unless the pool or this session has it, claims
+    /// it for this session: true when the caller must write it.
+    fn claim(&self, id: ObjectId) -> Result<bool> {
+        let mut st = self.state();
+        st.stats.blobs += 1;
+        if st.pending.contains(&id) || self.store.catalog.has_blob(&id)? {
+            return Ok(false);
+        }
+        st.pending.insert(id);
+        Ok(true)
+    }
+
+    /// Makes a chunk of file data ready to be written, without writing it:
+    /// hashed, checked against the pool and this session, compressed where
+    /// that pays. Returns its reference, and the blob to hand to
+    /// [`append_prepared`](Self::append_prepared) unless the pool or this
+    /// session already has it.
+    ///
+    /// The blob is claimed for this session at once (other writers of the
+    /// same bytes skip it), so the caller must append it before
+    /// [`finish`](Self::finish): the import holds the small files of a
+    /// group of names this way and appends them in name order (see
+    /// `import.rs`).
+    pub fn prepare_chunk(
+        &self,
+        data: Vec<u8>,
+    ) -> Result<(crate::tree::ChunkRef, Option<Prepared>)> {
+        let id = ObjectId::of(&data);
+        let chunk = crate::tree::ChunkRef {
+            id,
+            len: data.len() as u32,
+        };
+        if !self.claim(id)? {
+            return Ok((chunk, None));
+        }
+        let (compression, compressed) = encode(BlobKind::Data, &data);
+        let prepared = Prepared {
+            id,
+            kind: BlobKind::Data,
+            compression,
+            raw_len: data.len() as u32,
+            stored: compressed.unwrap_or(data),
+        };
+        Ok((chunk, Some(prepared)))
+    }
+
+    /// Appends prepared blobs to the open pack one after another, in the
+    /// order given, with no other writer's blob between them.
+    pub fn append_prepared(&self, blobs: &[Prepared]) -> Result<()> {
+        if blobs.is_empty() {
+            return Ok(());
+        }
+        let mut full = Vec::new();
+        let appended = {
+            let mut st = self.state();
+            blobs.iter().try_for_each(|b| {
+                let sealed =
+                    self.append_locked(&mut st, b.id, b.kind, b.compression, b.raw_len, &b.stored)?;
+                full.extend(sealed);
+                Ok(())
+            })
+        };
+        // Packs sealed before a failure are sent all the same: their blobs
+        // are whole, and the uploader owns their files from here.
+        for open in full {
+            self.send(open)?;
+        }
+        appended
     }
 
     /// Stores a blob as another pool stored it (`head` and its stored
@@ -456,42 +542,52 @@ impl BlobWriter {
     ) -> Result<()> {
         let full = {
             let mut st = self.state();
-            let seq = st.staged;
-            if st.open.is_none() {
-                st.staged += 1;
-                st.open = Some(self.open_pack(seq)?);
-            }
-            let open = st.open.as_mut().expect("opened above");
-            let mut head = [0u8; pack::ENTRY_HEAD_LEN];
-            let entry = pack::entry_head(
-                &mut head,
-                id,
-                kind,
-                compression,
-                raw_len,
-                stored.len() as u32,
-                open.len,
-            );
-            open.file
-                .write_all(&head)
-                .and_then(|_| open.file.write_all(stored))
-                .map_err(|e| Error::io(&open.path, e))?;
-            open.len = entry.offset + stored.len() as u64;
-            open.entries.push(entry);
-            let full = open.len >= PACK_TARGET as u64 || open.entries.len() >= PACK_MAX_BLOBS;
-            st.stats.new_blobs += 1;
-            st.stats.new_bytes += raw_len as u64;
-            st.stats.stored_bytes += stored.len() as u64;
-            if full {
-                self.take_open(&mut st)
-            } else {
-                None
-            }
+            self.append_locked(&mut st, id, kind, compression, raw_len, stored)?
         };
         if let Some(open) = full {
             self.send(open)?;
         }
         Ok(())
+    }
+
+    /// Appends one blob with the state locked; returns the pack it filled,
+    /// if it did, to be sent once the lock is released.
+    fn append_locked(
+        &self,
+        st: &mut State,
+        id: ObjectId,
+        kind: BlobKind,
+        compression: Compression,
+        raw_len: u32,
+        stored: &[u8],
+    ) -> Result<Option<Open>> {
+        let seq = st.staged;
+        if st.open.is_none() {
+            st.staged += 1;
+            st.open = Some(self.open_pack(seq)?);
+        }
+        let open = st.open.as_mut().expect("opened above");
+        let mut head = [0u8; pack::ENTRY_HEAD_LEN];
+        let entry = pack::entry_head(
+            &mut head,
+            id,
+            kind,
+            compression,
+            raw_len,
+            stored.len() as u32,
+            open.len,
+        );
+        open.file
+            .write_all(&head)
+            .and_then(|_| open.file.write_all(stored))
+            .map_err(|e| Error::io(&open.path, e))?;
+        open.len = entry.offset + stored.len() as u64;
+        open.entries.push(entry);
+        let full = open.len >= PACK_TARGET as u64 || open.entries.len() >= PACK_MAX_BLOBS;
+        st.stats.new_blobs += 1;
+        st.stats.new_bytes += raw_len as u64;
+        st.stats.stored_bytes += stored.len() as u64;
+        Ok(if full { self.take_open(st) } else { None })
     }
 
     fn open_pack(&self, seq: u64) -> Result<Open> {

@@ -51,21 +51,35 @@ impl ChunkParams {
     }
 
     /// Splits everything `reader` yields into chunks and hands each to
-    /// `sink`. `expected` is the size the caller saw (a hint for small
+    /// `sink`, which owns it from there. `expected` is the size the caller saw (a hint for small
     /// files); `path` names the source in errors.
     pub fn chunk_stream<R: Read>(
         &self,
+        reader: R,
+        expected: u64,
+        path: &Path,
+        sink: impl FnMut(Vec<u8>) -> Result<()>,
+    ) -> Result<()> {
+        self.chunk_stream_in(Vec::new(), reader, expected, path, sink)
+    }
+
+    /// Like [`chunk_stream`](Self::chunk_stream), reading a small file into
+    /// `buf` (emptied first) instead of new memory.
+    pub fn chunk_stream_in<R: Read>(
+        &self,
+        mut buf: Vec<u8>,
         mut reader: R,
         expected: u64,
         path: &Path,
-        mut sink: impl FnMut(&[u8]) -> Result<()>,
+        mut sink: impl FnMut(Vec<u8>) -> Result<()>,
     ) -> Result<()> {
         let whole = self.max() as usize;
         if expected <= whole as u64 {
-            let mut buf = Vec::with_capacity(expected as usize + 1);
+            buf.clear();
+            buf.reserve(expected as usize + 1);
             reader.read_to_end(&mut buf).at(path)?;
             if buf.len() <= whole {
-                return if buf.is_empty() { Ok(()) } else { sink(&buf) };
+                return if buf.is_empty() { Ok(()) } else { sink(buf) };
             }
             // The file grew past the small-file size while we read it.
             return self.chunk_all(std::io::Cursor::new(buf), path, sink);
@@ -79,7 +93,7 @@ impl ChunkParams {
         &self,
         reader: R,
         path: &Path,
-        mut sink: impl FnMut(&[u8]) -> Result<()>,
+        mut sink: impl FnMut(Vec<u8>) -> Result<()>,
     ) -> Result<()> {
         let chunks = fastcdc::v2020::StreamCDC::new(reader, self.min(), self.avg, self.max());
         for chunk in chunks {
@@ -87,7 +101,7 @@ impl ChunkParams {
                 fastcdc::v2020::Error::IoError(io) => Error::io(path, io),
                 other => Error::io(path, std::io::Error::other(format!("chunker: {other:?}"))),
             })?;
-            sink(&chunk.data)?;
+            sink(chunk.data)?;
         }
         Ok(())
     }
@@ -101,7 +115,7 @@ mod tests {
         let mut out = Vec::new();
         params
             .chunk_stream(data, data.len() as u64, Path::new("test"), |c| {
-                out.push(c.to_vec());
+                out.push(c);
                 Ok(())
             })
             .unwrap();

@@ -98,7 +98,7 @@ fn store_bytes(pool: &Pool, w: &BlobWriter, bytes: &[u8]) -> Result<Vec<ChunkRef
         bytes.len() as u64,
         std::path::Path::new("(a file written through the mount)"),
         |data| {
-            chunks.push(w.put_chunk(data)?);
+            chunks.push(w.put_chunk(&data)?);
             Ok(())
         },
     )?;

@@ -153,8 +153,8 @@ impl Upper {
             pos: start,
             end: self.size,
         };
-        let mut sink = |data: &[u8]| {
-            out.push(w.put_chunk(data)?);
+        let mut sink = |data: Vec<u8>| {
+            out.push(w.put_chunk(&data)?);
             Ok(())
         };
         if start > 0 {
