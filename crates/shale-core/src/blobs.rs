@@ -245,6 +245,8 @@ pub struct BlobWriter {
     staging: PathBuf,
     nonce: [u8; 16],
     state: Arc<Mutex<State>>,
+    /// Held by [`BlobWriter::append_prepared`] through one run of blobs.
+    ordered: Mutex<()>,
     uploads: Mutex<Option<SyncSender<Open>>>,
     uploader: Mutex<Option<JoinHandle<Result<()>>>>,
 }
@@ -408,6 +410,7 @@ impl BlobWriter {
             staging,
             nonce,
             state,
+            ordered: Mutex::new(()),
             uploads: Mutex::new(Some(tx)),
             uploader: Mutex::new(Some(uploader)),
         }
@@ -489,27 +492,18 @@ impl BlobWriter {
     }
 
     /// Appends prepared blobs to the open pack one after another, in the
-    /// order given, with no other writer's blob between them.
+    /// order given; another caller's prepared blobs wait their turn. The
+    /// state is locked blob by blob, not for the whole run: every file read
+    /// claims its blob under that lock (measured, holding it through a
+    /// group's writes made a cold import of 20,000 small files 20-35%
+    /// slower). A large file's chunk or a tree node written meanwhile may
+    /// land between two of the blobs.
     pub fn append_prepared(&self, blobs: &[Prepared]) -> Result<()> {
-        if blobs.is_empty() {
-            return Ok(());
+        let _turn = self.ordered.lock().unwrap_or_else(|p| p.into_inner());
+        for b in blobs {
+            self.append(b.id, b.kind, b.compression, b.raw_len, &b.stored)?;
         }
-        let mut full = Vec::new();
-        let appended = {
-            let mut st = self.state();
-            blobs.iter().try_for_each(|b| {
-                let sealed =
-                    self.append_locked(&mut st, b.id, b.kind, b.compression, b.raw_len, &b.stored)?;
-                full.extend(sealed);
-                Ok(())
-            })
-        };
-        // Packs sealed before a failure are sent all the same: their blobs
-        // are whole, and the uploader owns their files from here.
-        for open in full {
-            self.send(open)?;
-        }
-        appended
+        Ok(())
     }
 
     /// Stores a blob as another pool stored it (`head` and its stored
