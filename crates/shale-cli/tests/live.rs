@@ -121,6 +121,11 @@ fn live_volumes_take_every_file_operation() {
     // create, write, read back
     fs::write(ws.join("new.txt"), b"hello").unwrap();
     assert_eq!(fs::read(ws.join("new.txt")).unwrap(), b"hello");
+    // files ask for 1 MiB I/O (`cp` then copies a file of up to 1 MiB in
+    // with one write), committed ones as new ones
+    for f in ["new.txt", "data/big.bin"] {
+        assert_eq!(fs::metadata(ws.join(f)).unwrap().blksize(), 1 << 20, "{f}");
+    }
     // write at an offset inside an existing (committed) file: copy-up
     let mut f = fs::OpenOptions::new()
         .write(true)

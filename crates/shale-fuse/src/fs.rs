@@ -36,6 +36,10 @@ const FROZEN_TTL: Duration = Duration::from_secs(3600);
 const LISTING_TTL: Duration = Duration::from_secs(1);
 /// Threads serving file reads.
 const READERS: usize = 8;
+/// The largest write the kernel sends, and the I/O size files report
+/// (`st_blksize`): `cp` and stdio size their buffers by it, so a file of
+/// up to 1 MiB is copied in with one `WRITE` instead of one per 128 KiB.
+const IO_SIZE: u32 = 1 << 20;
 /// Names looked up at a time for a `READDIRPLUS` reply (a 4 KiB reply
 /// holds about 25).
 const READDIR_BATCH: usize = 64;
@@ -153,7 +157,7 @@ fn attr(st: &mut State, ino: u64) -> Result<FileAttr, Errno> {
         uid: i.meta.uid,
         gid: i.meta.gid,
         rdev,
-        blksize: 4096,
+        blksize: IO_SIZE,
         flags: 0,
     })
 }
@@ -249,7 +253,7 @@ fn setattr(
 
 impl Filesystem for ShaleFs {
     fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
-        let _ = config.set_max_write(1 << 20);
+        let _ = config.set_max_write(IO_SIZE);
         // Large reads (up to 1 MiB) for sequential reads of big files. The
         // kernel takes the smaller of this and the mount's read-ahead (128
         // KiB unless raised in /sys/class/bdi): raising it to 1 MiB was
