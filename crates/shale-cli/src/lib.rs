@@ -351,6 +351,11 @@ pub struct MountArgs {
     /// Seconds between commits of changes not yet fsync'd.
     #[arg(long, value_name = "SECONDS", default_value_t = 5)]
     pub commit_interval: u64,
+    /// Microseconds the server watches for the next request after answering
+    /// one, before it sleeps: faster for programs working through files one
+    /// by one, at the cost of some CPU; 0 turns it off.
+    #[arg(long, value_name = "MICROSECONDS", default_value_t = shale_fuse::DEFAULT_BUSY_POLL.as_micros() as u64)]
+    pub busy_poll_us: u64,
     /// Stay in the foreground (for containers) instead of detaching.
     #[arg(long)]
     pub foreground: bool,

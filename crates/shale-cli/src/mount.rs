@@ -119,6 +119,7 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
         read_only: args.read_only,
         show_snapshot_dir: args.show_snapshot_dir,
         commit_interval: Duration::from_secs(args.commit_interval),
+        busy_poll: Duration::from_micros(args.busy_poll_us),
     };
     if args.foreground {
         let name = format!("shale:{}", crate::commands::pool_spec(cli)?.name());
@@ -146,7 +147,9 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
         .arg(&args.mountpoint)
         .arg("--foreground")
         .arg("--commit-interval")
-        .arg(args.commit_interval.to_string());
+        .arg(args.commit_interval.to_string())
+        .arg("--busy-poll-us")
+        .arg(args.busy_poll_us.to_string());
     if args.read_only {
         child.arg("--read-only");
     }

@@ -42,6 +42,7 @@ fn mount_on(pool_path: &Path, dir: &Path, spec: &str, read_only: bool) -> Result
         volume: Some(spec.to_string()),
         read_only,
         commit_interval: 5,
+        busy_poll_us: shale_fuse::DEFAULT_BUSY_POLL.as_micros() as u64,
         foreground: false,
         show_snapshot_dir: false,
     };

@@ -17,6 +17,7 @@ use fuser::{
 use shale_core::catalog::{now_ns, RootMeta};
 use shale_core::tree::{Special, SpecialKind};
 
+use crate::busy_poll::BusyPoll;
 use crate::inodes::{ChunkList, Data, Dir, Kind, Owner};
 use crate::reader::{read_chunks, ChunkCache};
 use crate::state::{no_space, special_type, Errno, Handle, State, Write, XATTR_MAX};
@@ -63,6 +64,8 @@ pub struct ShaleFs {
     direct_writes: bool,
     /// To drop what the kernel caches of an inode.
     notifier: Arc<OnceLock<fuser::Notifier>>,
+    /// Watching for the next request after each answer.
+    busy_poll: Arc<BusyPoll>,
 }
 
 fn time_of(ns: i64) -> SystemTime {
@@ -85,10 +88,12 @@ fn ns_of(t: TimeOrNow) -> i64 {
 
 impl ShaleFs {
     /// A file system over `state`, telling the kernel what changed through
-    /// `notifier` (set once the session is made).
+    /// `notifier` (set once the session is made), watching for the next
+    /// request after each answer as `busy_poll` says.
     pub fn new(
         state: Arc<Mutex<State>>,
         notifier: Arc<OnceLock<fuser::Notifier>>,
+        busy_poll: Arc<BusyPoll>,
     ) -> shale_core::Result<Self> {
         let readers = Workers::start(READERS, "shale-read").map_err(|e| {
             shale_core::Error::InvalidArgument(format!("cannot start reader threads: {e}"))
@@ -100,6 +105,7 @@ impl ShaleFs {
             opens_without_asking: false,
             direct_writes: false,
             notifier,
+            busy_poll,
         })
     }
 
@@ -284,6 +290,7 @@ impl Filesystem for ShaleFs {
     }
 
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         let r = st.child(parent, name.as_bytes());
         reply_entry(&mut st, r, reply)
@@ -298,6 +305,7 @@ impl Filesystem for ShaleFs {
     }
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         match attr(&mut st, ino) {
             Ok(a) => reply.attr(&ttl(&st, ino), &a),
@@ -323,6 +331,7 @@ impl Filesystem for ShaleFs {
         _flags: Option<u32>,
         reply: ReplyAttr,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         match setattr(&mut st, ino, mode, uid, gid, size, atime, mtime) {
             Ok(a) => reply.attr(&TTL, &a),
@@ -331,6 +340,7 @@ impl Filesystem for ShaleFs {
     }
 
     fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
+        let _next = self.busy_poll.after_reply();
         let st = self.lock();
         match st.inode(ino).map(|i| &i.kind) {
             Ok(Kind::Symlink(t)) => reply.data(t),
@@ -349,6 +359,7 @@ impl Filesystem for ShaleFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         let kind = match SpecialKind::from_mode(mode) {
             Some(kind) => Kind::Special(Special {
@@ -381,6 +392,7 @@ impl Filesystem for ShaleFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         if matches!(st.inode(parent).map(|i| &i.kind), Ok(Kind::PoolRoot)) {
             if st.read_only {
@@ -422,11 +434,13 @@ impl Filesystem for ShaleFs {
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         reply_empty(st.unlink(parent, name.as_bytes()), reply)
     }
 
     fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         reply_empty(st.rmdir(parent, name.as_bytes()), reply)
     }
@@ -439,6 +453,7 @@ impl Filesystem for ShaleFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         let r = st.add(
             parent,
@@ -461,6 +476,7 @@ impl Filesystem for ShaleFs {
         flags: u32,
         reply: ReplyEmpty,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         let r = st.rename(
             parent,
@@ -480,6 +496,7 @@ impl Filesystem for ShaleFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         let r = st.link(ino, newparent, newname.as_bytes()).map(|()| ino);
         reply_entry(&mut st, r, reply)
@@ -495,6 +512,7 @@ impl Filesystem for ShaleFs {
     /// still get handles (`create`), so their local copies are kept while
     /// they are open; see `State::settle_lingering` for the others.
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+        let _next = self.busy_poll.after_reply();
         if self.opens_without_asking {
             return reply.error(libc::ENOSYS);
         }
@@ -534,6 +552,7 @@ impl Filesystem for ShaleFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         let r = (|| {
             st.writable(parent)?;
@@ -587,6 +606,7 @@ impl Filesystem for ShaleFs {
         _lock: Option<u64>,
         reply: ReplyData,
     ) {
+        let _next = self.busy_poll.after_reply();
         let st = self.lock();
         let offset = offset.max(0) as u64;
         match st.inode(ino).map(|i| &i.kind) {
@@ -665,6 +685,7 @@ impl Filesystem for ShaleFs {
         _lock_owner: Option<u64>,
         reply: ReplyWrite,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         let handle = st.handles.get(&fh).copied();
         // A direct write: the kernel left clearing privileges to us.
@@ -699,6 +720,7 @@ impl Filesystem for ShaleFs {
     }
 
     fn flush(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _lock: u64, reply: ReplyEmpty) {
+        let _next = self.busy_poll.after_reply();
         // Writes are in the upper file already and durability is fsync's
         // job: ENOSYS tells the kernel to stop sending flushes (one round
         // trip less per close).
@@ -715,6 +737,7 @@ impl Filesystem for ShaleFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         if let Some(h) = st.handles.remove(&fh) {
             if let Some(i) = st.table.get_mut(h.ino) {
@@ -733,6 +756,7 @@ impl Filesystem for ShaleFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         reply_empty(sync_volume(&mut st, ino), reply)
     }
@@ -747,6 +771,7 @@ impl Filesystem for ShaleFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         let r = (|| {
             st.writable(ino)?;
@@ -776,6 +801,7 @@ impl Filesystem for ShaleFs {
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         match st.list(ino) {
             Ok(listing) => {
@@ -795,6 +821,7 @@ impl Filesystem for ShaleFs {
         offset: i64,
         mut reply: ReplyDirectory,
     ) {
+        let _next = self.busy_poll.after_reply();
         let st = self.lock();
         let Some(listing) = st.listings.get(&fh) else {
             return reply.error(libc::EBADF);
@@ -815,6 +842,7 @@ impl Filesystem for ShaleFs {
         offset: i64,
         mut reply: ReplyDirectoryPlus,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         let mut next = offset.max(0) as usize;
         loop {
@@ -875,6 +903,7 @@ impl Filesystem for ShaleFs {
         _flags: i32,
         reply: ReplyEmpty,
     ) {
+        let _next = self.busy_poll.after_reply();
         self.lock().listings.remove(&fh);
         reply.ok()
     }
@@ -887,11 +916,13 @@ impl Filesystem for ShaleFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         reply_empty(sync_volume(&mut st, ino), reply)
     }
 
     fn statfs(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyStatfs) {
+        let _next = self.busy_poll.after_reply();
         let st = self.lock();
         let quota = st
             .volume_of(ino)
@@ -929,6 +960,7 @@ impl Filesystem for ShaleFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         let r = (|| {
             let name = name.as_bytes();
@@ -961,6 +993,7 @@ impl Filesystem for ShaleFs {
         size: u32,
         reply: ReplyXattr,
     ) {
+        let _next = self.busy_poll.after_reply();
         let st = self.lock();
         let name = name.as_bytes();
         let value = st.inode(ino).and_then(|i| {
@@ -988,6 +1021,7 @@ impl Filesystem for ShaleFs {
     }
 
     fn listxattr(&mut self, _req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
+        let _next = self.busy_poll.after_reply();
         let st = self.lock();
         match st.inode(ino) {
             Ok(i) => {
@@ -1009,6 +1043,7 @@ impl Filesystem for ShaleFs {
     }
 
     fn removexattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
+        let _next = self.busy_poll.after_reply();
         let mut st = self.lock();
         let r = (|| {
             st.writable(ino)?;

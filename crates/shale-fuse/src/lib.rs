@@ -15,6 +15,7 @@
 //! diff or export; around a restore or import, after which the volume is
 //! reloaded).
 
+mod busy_poll;
 mod commit;
 mod fs;
 mod inodes;
@@ -23,9 +24,11 @@ mod state;
 mod upper;
 mod workers;
 
+pub use busy_poll::DEFAULT_BUSY_POLL;
 pub use fs::ShaleFs;
 pub use state::{State, Target};
 
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -47,6 +50,9 @@ pub struct MountOptions {
     pub show_snapshot_dir: bool,
     /// How often changes are committed without an `fsync`.
     pub commit_interval: Duration,
+    /// How long the session thread watches for the next request after
+    /// answering one (zero: it sleeps at once; see `busy_poll.rs`).
+    pub busy_poll: Duration,
 }
 
 impl Default for MountOptions {
@@ -55,6 +61,7 @@ impl Default for MountOptions {
             read_only: false,
             show_snapshot_dir: false,
             commit_interval: Duration::from_secs(5),
+            busy_poll: DEFAULT_BUSY_POLL,
         }
     }
 }
@@ -156,7 +163,8 @@ pub fn mount(
     )?;
     let state = Arc::new(Mutex::new(state));
     let notifier = Arc::new(OnceLock::new());
-    let fs = ShaleFs::new(state.clone(), notifier.clone())?;
+    let busy_poll = Arc::new(busy_poll::BusyPoll::new(opts.busy_poll));
+    let fs = ShaleFs::new(state.clone(), notifier.clone(), busy_poll.clone())?;
     let mut options = vec![
         fuser::MountOption::FSName(fs_name.to_string()),
         fuser::MountOption::Subtype("shale".into()),
@@ -180,6 +188,7 @@ pub fn mount(
     let mut session = fuser::Session::new(fs, mountpoint, &options)
         .map_err(|e| shale_core::Error::io(mountpoint, e))?;
     let _ = notifier.set(session.notifier());
+    busy_poll.watch(session.as_fd().as_raw_fd());
     stop_on_signals(state.clone(), absolute.clone())
         .map_err(|e| shale_core::Error::io(mountpoint, e))?;
     let committer = state.clone();
