@@ -68,7 +68,7 @@ remount() {
 }
 cold() { remount; settle; }
 now() { date +%s.%N; }
-ratio() { if [ "$2" = nan ] || [ -z "$2" ]; then echo n/a; else printf %.2f "$(echo "$1 / $2" | bc -l)"; fi; }
+ratio() { if [ "$2" = nan ] || [ -z "$2" ]; then echo n/a; else printf %.3f "$(echo "$1 / $2" | bc -l)"; fi; }
 num() { if [ "$1" = nan ]; then echo n/a; else printf "%.${2:-0}f" "$1"; fi; }
 # The middle value (each read measure runs ROUNDS rounds, the file systems
 # taking turns, since the disk's speed wanders: 8 readers of native files
