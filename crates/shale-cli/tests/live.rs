@@ -727,17 +727,21 @@ fn a_file_reopened_for_writing_keeps_its_local_copy_while_written() {
 /// Waits (up to a minute) until the file system holding `dir` has `bytes`
 /// free.
 fn wait_for_free_space(dir: &Path, bytes: u64) {
-    let path = std::ffi::CString::new(dir.as_os_str().as_encoded_bytes()).unwrap();
-    for _ in 0..6000 {
+    let start = Instant::now();
+    loop {
         // SAFETY: a valid C string and a zeroed statvfs to fill.
         let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        assert_eq!(unsafe { libc::statvfs(path.as_ptr(), &mut st) }, 0);
+        assert_eq!(unsafe { libc::statvfs(c(dir).as_ptr(), &mut st) }, 0);
         if st.f_bavail as u64 * st.f_frsize as u64 >= bytes {
             return;
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{} did not get {bytes} bytes free",
+            dir.display()
+        );
+        std::thread::sleep(Duration::from_millis(10));
     }
-    panic!("{} did not get {bytes} bytes free", dir.display());
 }
 
 fn fill(at: &Path) -> std::io::Error {
