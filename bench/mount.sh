@@ -85,13 +85,17 @@ rate() { # dir parallel
   e=$(now)
   echo "$FILES / ($e - $s)" | bc -l
 }
-declare -A r
+# How busy all CPUs were during a measure, in percent, from two readings
+# of /proc/stat ("busy idle" jiffies, iowait counted as idle).
+jiffies() { awk '/^cpu /{print $2 + $3 + $4 + $7 + $8, $5 + $6}' /proc/stat; }
+busy() { echo "$1 $2" | awk '{b = $3 - $1; i = $4 - $2; printf "%.0f", 100 * b / (b + i)}'; }
+declare -A r u
 for round in $(seq "$ROUNDS"); do
   for name in native shale juicefs; do
     case $name in native) d="$WORK/ds" ;; shale) d="$WORK/mnt/ds" ;; juicefs) d="${JFS:+$JFS/ds}" ;; esac
-    if [ -z "$d" ]; then r[$name.c1]+="nan "; r[$name.c8]+="nan "; r[$name.w]+="nan "; continue; fi
+    if [ -z "$d" ]; then r[$name.c1]+="nan "; r[$name.c8]+="nan "; r[$name.w]+="nan "; u[$name]+="nan "; continue; fi
     cold; r[$name.c1]+="$(rate "$d" 1) "
-    cold; r[$name.c8]+="$(rate "$d" 8) "
+    cold; a=$(jiffies); r[$name.c8]+="$(rate "$d" 8) "; u[$name]+="$(busy "$a" "$(jiffies)") "
     r[$name.w]+="$(rate "$d" 8) "
   done
 done
@@ -223,6 +227,8 @@ sh verify >&2
   echo "| measure | shale mount | peers | ratios | goal |"
   echo "|---|---|---|---|---|"
   printf "%s\n" "${ROWS[@]}"
+  echo
+  echo "CPU time busy (all $(nproc) CPUs) during the cold rounds of 8 readers, median of $ROUNDS: native $(median "${u[native]}")% ($(spread "${u[native]}")), shale $(median "${u[shale]}")% ($(spread "${u[shale]}")), juicefs $(median "${u[juicefs]}")%."
 } > "$OUT"
 cat "$OUT"
 }
