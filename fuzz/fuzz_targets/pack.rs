@@ -2,7 +2,7 @@
 //! the pack.
 #![no_main]
 use libfuzzer_sys::fuzz_target;
-use shale_core::pack::parse;
+use shale_core::store::pack::parse;
 
 fuzz_target!(|data: &[u8]| {
     if let Ok(entries) = parse(data) {

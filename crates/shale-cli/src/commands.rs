@@ -5,20 +5,17 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use shale_core::chunker::ChunkParams;
-use shale_core::diff::DiffStat;
-use shale_core::export::ExportOptions;
-use shale_core::gc::GcOptions;
-use shale_core::import::{ImportOptions, ImportReport};
+use shale_core::ops::diff::DiffStat;
+use shale_core::ops::gc::GcOptions;
+use shale_core::ops::verify::VerifyOptions;
 use shale_core::pool::PoolSettings;
 use shale_core::size::{format_size, parse_size};
-use shale_core::verify::VerifyOptions;
-use shale_core::volumes::rfc3339;
+use shale_core::store::chunker::ChunkParams;
 use shale_core::{Pool, PoolSpec};
 
-use crate::output::{self, print_json, table};
+use crate::output::{self, print_json};
 use crate::progress::Bar;
-use crate::{Cli, Command, DiffArgs, ExportArgs, PoolCmd, SnapshotCmd, VolumeCmd};
+use crate::{Cli, Command, DiffArgs, PoolCmd};
 
 /// The pool as given: --pool, $SHALE_POOL (via clap), else the XDG data
 /// directory. A path, or an `s3://` URL (see [`pool_spec`]).
@@ -103,8 +100,8 @@ pub fn run(cli: &Cli) -> Result<()> {
             Ok(())
         }
         Command::Pool(PoolCmd::Info) => pool_info(cli),
-        Command::Volume(cmd) => volume(cli, cmd),
-        Command::Snapshot(cmd) => snapshot(cli, cmd),
+        Command::Volume(cmd) => crate::volume::volume(cli, cmd),
+        Command::Snapshot(cmd) => crate::volume::snapshot(cli, cmd),
         Command::Diff(args) => diff(cli, args),
         Command::Verify { read_data, volume } => verify(cli, *read_data, volume.clone()),
         Command::Gc { dry_run } => gc(cli, *dry_run),
@@ -182,282 +179,6 @@ fn pool_info(cli: &Cli) -> Result<()> {
                 format_size(space.unused_bytes)
             ),
             Err(e) => println!("reclaimable:       unknown ({e}; run `shale verify`)"),
-        }
-    }
-    Ok(())
-}
-
-fn print_import(cli: &Cli, verb: &str, name: &str, r: &ImportReport, secs: f64) {
-    if cli.json {
-        let mut v = serde_json::to_value(r).unwrap_or_default();
-        v["volume"] = json!(name);
-        print_json_timed(&v, secs);
-        return;
-    }
-    for s in &r.skipped {
-        eprintln!("shale: skipped {}: {}", s.path, s.reason);
-    }
-    if !cli.quiet {
-        println!(
-            "{verb} {name}: {} files ({} read, {} unchanged), {} dirs, {} symlinks; {} read, {} new data stored; volume now {} in {} files ({secs:.2}s)",
-            r.files,
-            r.files_read,
-            r.files_unchanged,
-            r.dirs,
-            r.symlinks,
-            format_size(r.bytes_read),
-            format_size(r.written_bytes),
-            format_size(r.volume_bytes),
-            r.volume_files,
-        );
-    }
-}
-
-fn volume(cli: &Cli, cmd: &VolumeCmd) -> Result<()> {
-    let pool = open(cli)?;
-    match cmd {
-        VolumeCmd::Create { name, from, size } => {
-            let quota = size.as_deref().map(parse_size).transpose()?;
-            let start = Instant::now();
-            match from {
-                Some(dir) => {
-                    let (progress, bar) = Bar::start(cli.quiet || cli.json, "importing", None);
-                    let r = pool.create_volume_from(name, dir, quota, progress);
-                    drop(bar);
-                    let r = r?;
-                    print_import(
-                        cli,
-                        "created volume",
-                        name,
-                        &r,
-                        start.elapsed().as_secs_f64(),
-                    );
-                }
-                None => {
-                    let v = pool.create_volume(name, quota)?;
-                    if cli.json {
-                        print_json(&output::volume_json(&pool.volume_info(&v.name)?));
-                    } else if !cli.quiet {
-                        println!("created volume {name}");
-                    }
-                }
-            }
-        }
-        VolumeCmd::List => {
-            let vols = pool.list_volumes()?;
-            if cli.json {
-                print_json(&vols.iter().map(output::volume_json).collect::<Vec<_>>());
-            } else if !cli.quiet {
-                let rows: Vec<Vec<String>> = vols
-                    .iter()
-                    .map(|v| {
-                        vec![
-                            v.row.name.clone(),
-                            format_size(v.row.bytes),
-                            v.row.files.to_string(),
-                            v.snapshots.to_string(),
-                            v.row.origin.clone().unwrap_or_else(|| "-".into()),
-                            v.row.root.short(),
-                        ]
-                    })
-                    .collect();
-                table(
-                    &["NAME", "SIZE", "FILES", "SNAPSHOTS", "ORIGIN", "ID"],
-                    &rows,
-                );
-            }
-        }
-        VolumeCmd::Info { name, space } => {
-            let v = pool.volume_info(name)?;
-            let used = if *space {
-                Some(pool.exclusive_bytes(name, None)?)
-            } else {
-                None
-            };
-            if cli.json {
-                let mut j = output::volume_json(&v);
-                if let Some(u) = used {
-                    j["used_bytes"] = json!(u);
-                }
-                print_json(&j);
-            } else if !cli.quiet {
-                println!("name:      {}", v.row.name);
-                println!("id:        {}", v.row.root);
-                println!(
-                    "size:      {} ({} bytes)",
-                    format_size(v.row.bytes),
-                    v.row.bytes
-                );
-                println!("files:     {}", v.row.files);
-                println!("snapshots: {}", v.snapshots);
-                println!("origin:    {}", v.row.origin.as_deref().unwrap_or("-"));
-                println!(
-                    "quota:     {}",
-                    v.row
-                        .quota
-                        .map(format_size)
-                        .unwrap_or_else(|| "none".into())
-                );
-                println!("created:   {}", rfc3339(v.row.created));
-                println!("updated:   {}", rfc3339(v.row.updated));
-                if let Some(u) = used {
-                    println!(
-                        "used:      {} (freed by deleting it and its snapshots, then gc)",
-                        format_size(u)
-                    );
-                }
-            }
-        }
-        VolumeCmd::Delete { name } => {
-            pool.delete_volume(name)?;
-            if cli.json {
-                print_json(&json!({"deleted": name}));
-            } else if !cli.quiet {
-                println!("deleted volume {name}");
-            }
-        }
-        VolumeCmd::Clone { new, from } => {
-            let v = pool.clone_volume(new, from)?;
-            if cli.json {
-                print_json(&output::volume_json(&pool.volume_info(&v.name)?));
-            } else if !cli.quiet {
-                println!(
-                    "created volume {new} from {}",
-                    v.origin.as_deref().unwrap_or(from)
-                );
-            }
-        }
-        VolumeCmd::Import {
-            name,
-            dir,
-            to,
-            delete,
-            checksum,
-        } => {
-            let (progress, bar) = Bar::start(cli.quiet || cli.json, "importing", None);
-            let opts = ImportOptions {
-                to: to.clone(),
-                delete: *delete,
-                checksum: *checksum,
-                progress,
-            };
-            let start = Instant::now();
-            let r = pool.import(name, dir, &opts);
-            drop(bar);
-            let r = r?;
-            print_import(
-                cli,
-                "imported into",
-                name,
-                &r,
-                start.elapsed().as_secs_f64(),
-            );
-        }
-        VolumeCmd::Export(args) => export(cli, &pool, args)?,
-    }
-    Ok(())
-}
-
-fn export(cli: &Cli, pool: &Pool, args: &ExportArgs) -> Result<()> {
-    let total = match args.path {
-        None => Some(pool.resolve(&args.spec)?.bytes),
-        Some(_) => None,
-    };
-    let (progress, bar) = Bar::start(cli.quiet || cli.json, "exporting", total);
-    let opts = ExportOptions {
-        path: args.path.clone(),
-        force: args.force,
-        progress,
-    };
-    let start = Instant::now();
-    let r = pool.export(&args.spec, &args.dir, &opts);
-    drop(bar);
-    let r = r?;
-    let secs = start.elapsed().as_secs_f64();
-    if cli.json {
-        print_json_timed(&r, secs);
-    } else if !cli.quiet {
-        println!(
-            "exported {} to {}: {} files, {} dirs, {} symlinks, {} ({secs:.2}s)",
-            args.spec,
-            args.dir.display(),
-            r.files,
-            r.dirs,
-            r.symlinks,
-            format_size(r.bytes)
-        );
-    }
-    Ok(())
-}
-
-fn snapshot(cli: &Cli, cmd: &SnapshotCmd) -> Result<()> {
-    let pool = open(cli)?;
-    match cmd {
-        SnapshotCmd::Create { volume, name } => {
-            let s = pool.create_snapshot(volume, name.as_deref())?;
-            if cli.json {
-                print_json(&output::snapshot_json(&s));
-            } else if !cli.quiet {
-                println!("created snapshot {}@{} (id {})", s.volume, s.name, s.root);
-            }
-        }
-        SnapshotCmd::List { volume, space } => {
-            let snaps = pool.list_snapshots(volume.as_deref())?;
-            let used: Vec<Option<u64>> = snaps
-                .iter()
-                .map(|s| {
-                    space
-                        .then(|| pool.exclusive_bytes(&s.volume, Some(&s.name)))
-                        .transpose()
-                })
-                .collect::<Result<_, _>>()?;
-            if cli.json {
-                let list: Vec<_> = snaps
-                    .iter()
-                    .zip(&used)
-                    .map(|(s, u)| {
-                        let mut j = output::snapshot_json(s);
-                        if let Some(u) = u {
-                            j["used_bytes"] = json!(u);
-                        }
-                        j
-                    })
-                    .collect();
-                print_json(&list);
-            } else if !cli.quiet {
-                let mut header = output::SNAPSHOT_HEADER.to_vec();
-                let rows: Vec<Vec<String>> = snaps
-                    .iter()
-                    .zip(&used)
-                    .map(|(s, u)| {
-                        let mut row = output::snapshot_row(s);
-                        if let Some(u) = u {
-                            row.push(format_size(*u));
-                        }
-                        row
-                    })
-                    .collect();
-                if *space {
-                    header.push("USED");
-                }
-                table(&header, &rows);
-            }
-        }
-        SnapshotCmd::Delete { volume, name } => {
-            pool.delete_snapshot(volume, name)?;
-            if cli.json {
-                print_json(&json!({"deleted": format!("{volume}@{name}")}));
-            } else if !cli.quiet {
-                println!("deleted snapshot {volume}@{name}");
-            }
-        }
-        SnapshotCmd::Restore { volume, name } => {
-            let s = pool.restore_snapshot(volume, name)?;
-            if cli.json {
-                print_json(&output::snapshot_json(&s));
-            } else if !cli.quiet {
-                println!("restored {volume} to snapshot {name} (id {})", s.root);
-            }
         }
     }
     Ok(())
@@ -566,7 +287,7 @@ fn gc(cli: &Cli, dry_run: bool) -> Result<()> {
 }
 
 /// Prints a report as JSON with the seconds the operation took added.
-fn print_json_timed<T: serde::Serialize>(report: &T, secs: f64) {
+pub(crate) fn print_json_timed<T: serde::Serialize>(report: &T, secs: f64) {
     let mut v = serde_json::to_value(report).unwrap_or_default();
     v["seconds"] = json!(secs);
     print_json(&v);

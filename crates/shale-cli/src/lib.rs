@@ -11,6 +11,7 @@ mod output;
 mod progress;
 mod run;
 mod sync;
+mod volume;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -267,6 +268,15 @@ pub enum VolumeCmd {
         /// Source: VOLUME or VOLUME@SNAPSHOT.
         #[arg(long, value_name = "VOLUME[@SNAPSHOT]")]
         from: String,
+    },
+    /// Set a volume's quota, the size its mounts show (`none`: no limit).
+    /// A quota below what the volume holds is refused.
+    Resize {
+        /// Volume name.
+        name: String,
+        /// New quota (e.g. 500GiB, 2T), or `none`.
+        #[arg(long, value_name = "SIZE")]
+        size: String,
     },
     /// Copy a directory's contents into a volume.
     Import {

@@ -1,9 +1,9 @@
-//! `shale mirror …`: the CLI side of `shale_core::mirror`.
+//! `shale mirror …`: the CLI side of `shale_core::ops::mirror`.
 
 use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
-use shale_core::mirror::{MirrorRow, Policy, UpdateOptions, UpdateReport};
+use shale_core::ops::mirror::{MirrorRow, Policy, UpdateOptions, UpdateReport};
 use shale_core::size::{format_size, parse_size};
 use shale_core::{Pool, PoolSpec};
 

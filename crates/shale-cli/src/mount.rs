@@ -242,11 +242,11 @@ pub fn unmount(cli: &Cli, mountpoint: &PathBuf, force: bool) -> Result<()> {
     let server = std::path::absolute(mountpoint)
         .ok()
         .zip(pool_root.as_deref())
-        .and_then(|(m, pool)| shale_core::mounts::server_of(pool, &m));
+        .and_then(|(m, pool)| shale_core::coord::mounts::server_of(pool, &m));
     // Commit first, while the mount can still take the writes back if that
     // fails (a full disk): after the kernel lets go they would be lost.
     if let (Some(pid), Some(pool)) = (server, &pool_root) {
-        if let Err(reason) = shale_core::mounts::flush(pool, pid) {
+        if let Err(reason) = shale_core::coord::mounts::flush(pool, pid) {
             if !force {
                 bail!(
                     "{} stays mounted: it could not commit what was written through it: {reason}; \
@@ -281,7 +281,7 @@ pub fn unmount(cli: &Cli, mountpoint: &PathBuf, force: bool) -> Result<()> {
         let start = Instant::now();
         // Gone once its mount point record is: it removes that last, after
         // its final commit and after giving up its volumes.
-        let record = shale_core::mounts::socket_dir(pool).join(format!("{pid}.mountpoint"));
+        let record = shale_core::coord::mounts::socket_dir(pool).join(format!("{pid}.mountpoint"));
         while is_running(pid) && record.exists() {
             if start.elapsed() > Duration::from_secs(600) {
                 bail!(
@@ -291,7 +291,7 @@ pub fn unmount(cli: &Cli, mountpoint: &PathBuf, force: bool) -> Result<()> {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        if let Some(reason) = shale_core::mounts::take_lost(pool, pid) {
+        if let Some(reason) = shale_core::coord::mounts::take_lost(pool, pid) {
             bail!(
                 "unmounted {}, but the writes made through it since its last commit were lost: {reason}",
                 mountpoint.display()

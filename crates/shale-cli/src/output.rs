@@ -1,10 +1,7 @@
 //! Printing results: aligned tables for people, JSON for programs.
 
 use serde::Serialize;
-use serde_json::{json, Value};
-use shale_core::catalog::SnapshotRow;
-use shale_core::size::format_size;
-use shale_core::volumes::{rfc3339, VolumeInfo};
+use shale_core::ops::volumes::rfc3339;
 
 /// Prints rows as left-aligned columns under a header.
 pub fn table(header: &[&str], rows: &[Vec<String>]) {
@@ -39,49 +36,7 @@ pub fn print_json<T: Serialize>(value: &T) {
     }
 }
 
-/// The JSON form of a volume.
-pub fn volume_json(v: &VolumeInfo) -> Value {
-    json!({
-        "name": v.row.name,
-        "id": v.row.root.to_hex(),
-        "origin": v.row.origin,
-        "logical_bytes": v.row.bytes,
-        "files": v.row.files,
-        "snapshots": v.snapshots,
-        "quota": v.row.quota,
-        "created": rfc3339(v.row.created),
-        "updated": rfc3339(v.row.updated),
-    })
-}
-
-/// The JSON form of a snapshot.
-pub fn snapshot_json(s: &SnapshotRow) -> Value {
-    json!({
-        "volume": s.volume,
-        "name": s.name,
-        "id": s.root.to_hex(),
-        "created": rfc3339(s.created),
-        "logical_bytes": s.bytes,
-        "files": s.files,
-    })
-}
-
-/// A table row for a snapshot.
-pub fn snapshot_row(s: &SnapshotRow) -> Vec<String> {
-    vec![
-        s.volume.clone(),
-        s.name.clone(),
-        s.root.short(),
-        rfc3339(s.created),
-        format_size(s.bytes),
-        s.files.to_string(),
-    ]
-}
-
-/// Header matching [`snapshot_row`].
-pub const SNAPSHOT_HEADER: [&str; 6] = ["VOLUME", "NAME", "ID", "CREATED", "SIZE", "FILES"];
-
-fn run_line(r: &shale_core::lineage::Run) -> String {
+fn run_line(r: &shale_core::ops::lineage::Run) -> String {
     let status = match r.exit_code {
         Some(c) => format!("exit {c}"),
         None => "not finished".to_string(),
@@ -100,7 +55,7 @@ fn run_line(r: &shale_core::lineage::Run) -> String {
 }
 
 /// Prints a lineage for people.
-pub fn print_lineage(l: &shale_core::lineage::Lineage) {
+pub fn print_lineage(l: &shale_core::ops::lineage::Lineage) {
     println!("{}  id {}", l.subject, l.id);
     if !l.origins.is_empty() {
         println!("  cloned from: {}", l.origins.join(" <- "));
@@ -131,7 +86,7 @@ pub fn print_lineage(l: &shale_core::lineage::Lineage) {
 
 /// A lineage as a Graphviz graph: volumes and snapshots as boxes, runs as
 /// ellipses, clones as dashed edges.
-pub fn lineage_dot(l: &shale_core::lineage::Lineage) -> String {
+pub fn lineage_dot(l: &shale_core::ops::lineage::Lineage) -> String {
     let esc = |s: &str| s.replace('\\', "\\\\").replace('"', "\\\"");
     let q = |s: &str| format!("\"{}\"", esc(s));
     let mut out = String::from("digraph lineage {\n  rankdir=LR;\n  node [shape=box];\n");
@@ -152,7 +107,8 @@ pub fn lineage_dot(l: &shale_core::lineage::Lineage) -> String {
             q(c)
         ));
     }
-    let mut runs: Vec<&shale_core::lineage::Run> = l.produced_by.iter().chain(&l.used_by).collect();
+    let mut runs: Vec<&shale_core::ops::lineage::Run> =
+        l.produced_by.iter().chain(&l.used_by).collect();
     runs.sort_by_key(|r| r.id);
     runs.dedup_by_key(|r| r.id);
     for r in runs {

@@ -16,7 +16,7 @@ use std::process::Command as Process;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
-use shale_core::lineage::RunData;
+use shale_core::ops::lineage::RunData;
 use shale_core::Pool;
 
 use crate::output::print_json;

@@ -2,41 +2,26 @@
 //! snapshots and clones.
 //!
 //! Layers, bottom up (see `docs/ARCHITECTURE.md`):
-//! - [`objects`]: immutable named objects (a local directory; memory for tests);
-//! - [`pack`] and [`blobs`]: deduplicated, compressed blobs packed into objects;
-//! - [`chunker`]: content-defined chunking of files;
+//! - [`store`]: immutable objects; chunks and tree nodes as deduplicated,
+//!   compressed blobs in packs;
 //! - [`tree`]: Merkle trees of directories;
-//! - [`catalog`]: transactional records (SQLite);
-//! - [`Pool`] and its operations: volumes, snapshots, clones, import,
-//!   export, diff.
+//! - [`catalog`]: transactional records (SQLite or PostgreSQL), all SQL;
+//! - [`coord`]: sessions, leases, mounts and object-store pool ownership;
+//! - [`Pool`] ([`pool`]): an open pool, the handle every operation takes;
+//! - [`ops`]: the operations every front end calls.
 
-pub mod blobs;
 pub mod catalog;
-pub mod chunker;
-pub mod diff;
-pub mod edit;
+pub mod coord;
 pub mod error;
-pub mod export;
 pub mod failpoint;
-pub mod gc;
 pub mod id;
-pub mod import;
-pub mod leases;
-pub mod lineage;
-pub mod locations;
-pub mod mirror;
-pub mod mounts;
 pub mod names;
-pub mod objects;
-pub mod pack;
+pub mod ops;
 pub mod pool;
 pub mod progress;
-pub mod s3pool;
-pub mod session;
 pub mod size;
+pub mod store;
 pub mod tree;
-pub mod verify;
-pub mod volumes;
 
 pub use error::{Error, Result};
 pub use id::ObjectId;
@@ -55,11 +40,11 @@ pub(crate) fn test_noise(seed: u64, len: usize) -> Vec<u8> {
 
 /// A blob store over memory with a catalog in a temporary directory, for tests.
 #[cfg(test)]
-pub(crate) fn test_store() -> (blobs::BlobStore, tempfile::TempDir) {
+pub(crate) fn test_store() -> (store::blobs::BlobStore, tempfile::TempDir) {
     let dir = tempfile::tempdir().expect("temporary directory");
     let catalog = catalog::Catalog::create(&dir.path().join("c.db")).expect("catalog");
-    let store = blobs::BlobStore::new(
-        std::sync::Arc::new(objects::Memory::default()),
+    let store = store::blobs::BlobStore::new(
+        std::sync::Arc::new(store::objects::Memory::default()),
         std::sync::Arc::new(catalog),
     );
     (store, dir)

@@ -18,12 +18,12 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::blobs::BlobStore;
 use crate::catalog::Catalog;
-use crate::chunker::ChunkParams;
+use crate::coord::s3pool::{self, StoreSettings};
 use crate::error::{Error, IoContext, Result};
-use crate::objects::{LocalDir, ObjectStore, Remote, StoreLocation};
-use crate::s3pool::{self, StoreSettings};
+use crate::store::blobs::BlobStore;
+use crate::store::chunker::ChunkParams;
+use crate::store::objects::{LocalDir, ObjectStore, Remote, StoreLocation};
 
 /// The pool format version this build reads and writes.
 pub const POOL_VERSION: u32 = 1;
@@ -91,7 +91,7 @@ impl PoolSpec {
     /// `s3://BUCKET[/PREFIX]`, `gs://…`, `az://…` or a path.
     pub fn parse(arg: &std::ffi::OsStr) -> Result<PoolSpec> {
         match arg.to_str() {
-            Some(s) if crate::objects::StoreKind::of_url(s).is_some() => {
+            Some(s) if crate::store::objects::StoreKind::of_url(s).is_some() => {
                 Ok(PoolSpec::Store(StoreLocation::parse(s)?))
             }
             Some(s) if s.contains("://") => Err(Error::InvalidArgument(format!(
@@ -263,7 +263,7 @@ impl Pool {
             catalog.write(|_| Ok(()))?;
         }
         let catalog = Arc::new(catalog);
-        crate::leases::start_heartbeat(&catalog);
+        crate::coord::leases::start_heartbeat(&catalog);
         Ok(Pool {
             root: cache,
             description,
@@ -294,7 +294,7 @@ impl Pool {
         let env = |k: &str| {
             std::env::var(k)
                 .ok()
-                .filter(|v| !v.is_empty() && location.kind == crate::objects::StoreKind::S3)
+                .filter(|v| !v.is_empty() && location.kind == crate::store::objects::StoreKind::S3)
         };
         let store = StoreSettings {
             kind: location.kind.name().into(),

@@ -2,8 +2,8 @@
 //! directory: the decoder refuses them, and nothing lands outside.
 
 use shale_core::catalog::insert_volume;
-use shale_core::export::ExportOptions;
-use shale_core::pack::BlobKind;
+use shale_core::ops::export::ExportOptions;
+use shale_core::store::pack::BlobKind;
 use shale_core::tree::{encode, ChunkRef, Content, Entry, Node};
 use shale_core::{ObjectId, Pool};
 

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use shale_core::names::Spec;
-use shale_core::pack::parse;
 use shale_core::size::parse_size;
+use shale_core::store::pack::parse;
 use shale_core::tree::{decode, encode, split_path};
 
 fn inputs(target: &str) -> Vec<(String, Vec<u8>)> {

@@ -9,8 +9,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use proptest::prelude::*;
-use shale_core::export::ExportOptions;
-use shale_core::import::ImportOptions;
+use shale_core::ops::export::ExportOptions;
+use shale_core::ops::import::ImportOptions;
 use shale_core::Pool;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -203,7 +203,7 @@ fn check(pool: &Pool, model: &Model, scratch: &Path) {
         .list_volumes()
         .unwrap()
         .into_iter()
-        .map(|v| v.row.name)
+        .map(|v| v.name)
         .collect();
     assert_eq!(listed, model.vols.keys().cloned().collect::<Vec<_>>());
 }

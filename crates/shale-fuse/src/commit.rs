@@ -18,8 +18,8 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use shale_core::blobs::BlobWriter;
 use shale_core::catalog::{self, now_ns};
+use shale_core::store::blobs::BlobWriter;
 use shale_core::tree::{ChunkRef, Content, DirBuilder, DirCursor, DirRef, Entry};
 use shale_core::{Error, Pool};
 
@@ -191,7 +191,7 @@ impl State {
             v.bytes = tree.bytes;
         }
         tracing::debug!("committed {volume}: root {}", tree.tree);
-        shale_core::mounts::announce_changed(pool.root(), volume);
+        shale_core::coord::mounts::announce_changed(pool.root(), volume);
         // An object-store pool's catalog copy follows each commit; the
         // commit itself is durable in the local catalog either way.
         if let Err(e) = pool.sync_catalog() {
@@ -313,7 +313,7 @@ impl State {
         })
     }
 
-    fn apply(&mut self, plan: Plan, params: shale_core::chunker::ChunkParams) {
+    fn apply(&mut self, plan: Plan, params: shale_core::store::chunker::ChunkParams) {
         for (ino, base) in &plan.dirs {
             if let Some(i) = self.table.get_mut(*ino) {
                 i.dirty = false;

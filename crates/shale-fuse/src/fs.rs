@@ -26,7 +26,7 @@ use crate::workers::Workers;
 /// How long the kernel may cache names and attributes in a live volume.
 /// Every change to a live volume is made through this mount (the kernel
 /// then updates what it caches) or announced to it by the process that
-/// makes it (see `shale_core::mounts`; the mount then invalidates what the
+/// makes it (see `shale_core::coord::mounts`; the mount then invalidates what the
 /// kernel holds), so this can be long: a second training epoch finds its
 /// names cached.
 const TTL: Duration = Duration::from_secs(60);

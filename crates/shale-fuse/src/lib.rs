@@ -11,7 +11,7 @@
 //! plus changed names, written files as upper files in the pool — until a
 //! commit folds them into new tree nodes. Commits happen on `fsync`, every
 //! few seconds while there are changes, at unmount, and when another
-//! process asks through [`shale_core::mounts`] (before a snapshot, clone,
+//! process asks through [`shale_core::coord::mounts`] (before a snapshot, clone,
 //! diff or export; around a restore or import, after which the volume is
 //! reloaded).
 
@@ -34,7 +34,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
-use shale_core::mounts::MountControl;
+use shale_core::coord::mounts::MountControl;
 use shale_core::Pool;
 
 /// The least time between the end of a commit and a commit started early
@@ -66,7 +66,7 @@ impl Default for MountOptions {
     }
 }
 
-/// Answers other processes' requests (see [`shale_core::mounts`]).
+/// Answers other processes' requests (see [`shale_core::coord::mounts`]).
 struct Control {
     state: Arc<Mutex<State>>,
     notifier: Arc<OnceLock<fuser::Notifier>>,
@@ -184,7 +184,7 @@ pub fn mount(
         notifier: notifier.clone(),
     });
     let listening =
-        shale_core::mounts::serve(&pool_root, &absolute, shows.as_deref(), control.clone())?;
+        shale_core::coord::mounts::serve(&pool_root, &absolute, shows.as_deref(), control.clone())?;
     let mut session = fuser::Session::new(fs, mountpoint, &options)
         .map_err(|e| shale_core::Error::io(mountpoint, e))?;
     let _ = notifier.set(session.notifier());
@@ -242,7 +242,7 @@ pub fn mount(
     }
     drop(st);
     if let Err(e) = &committed {
-        shale_core::mounts::record_lost(&pool_root, &e.to_string());
+        shale_core::coord::mounts::record_lost(&pool_root, &e.to_string());
     }
     let _ = std::fs::remove_dir_all(&upper);
     drop(listening);

@@ -80,7 +80,7 @@ pub struct Vol {
     pub quota: Option<u64>,
     /// This mount's right to write the volume (`None`: read-only here,
     /// because the mount is, or another mount writes it).
-    pub writer: Option<shale_core::mounts::WriterClaim>,
+    pub writer: Option<shale_core::coord::mounts::WriterClaim>,
 }
 
 /// A file handle this mount gave out (by `create`, or by `open` where the
@@ -319,12 +319,12 @@ impl State {
     pub fn claim(
         &self,
         volume: &str,
-    ) -> shale_core::Result<Result<Option<shale_core::mounts::WriterClaim>, String>> {
+    ) -> shale_core::Result<Result<Option<shale_core::coord::mounts::WriterClaim>, String>> {
         if self.read_only || self.pool.check_not_mirror(volume, "write").is_err() {
             // a mirror destination is read-only until `mirror break`
             return Ok(Ok(None));
         }
-        Ok(shale_core::mounts::claim_writer(&self.pool, volume, &self.holder)?.map(Some))
+        Ok(shale_core::coord::mounts::claim_writer(&self.pool, volume, &self.holder)?.map(Some))
     }
 
     /// A new file handle number.

@@ -11,8 +11,8 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use shale_core::blobs::BlobWriter;
-use shale_core::chunker::ChunkParams;
+use shale_core::store::blobs::BlobWriter;
+use shale_core::store::chunker::ChunkParams;
 use shale_core::tree::ChunkRef;
 use shale_core::Pool;
 
@@ -193,13 +193,15 @@ pub fn upper_dir(pool_root: &Path) -> std::io::Result<PathBuf> {
         let alive = name
             .split_once('-')
             .and_then(|(pid, start)| Some((pid.parse::<u32>().ok()?, start.parse::<u64>().ok()?)))
-            .is_some_and(|(pid, start)| shale_core::session::process_start(pid) == Some(start));
+            .is_some_and(|(pid, start)| {
+                shale_core::coord::session::process_start(pid) == Some(start)
+            });
         if !alive {
             let _ = std::fs::remove_dir_all(item.path());
         }
     }
     let pid = std::process::id();
-    let start = shale_core::session::process_start(pid).unwrap_or(0);
+    let start = shale_core::coord::session::process_start(pid).unwrap_or(0);
     let dir = base.join(format!("{pid}-{start}"));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)

@@ -1,8 +1,9 @@
 //! `shale._native`: the Rust side of the `shale` Python package.
 //!
-//! Kept thin on purpose: one pool handle whose `call(op, args)` runs a core
-//! operation with the GIL released and answers in JSON, which the Python
-//! layer (`python/shale/`) turns into dicts and objects; the `shale`
+//! Kept thin on purpose: one pool handle with a typed method per core
+//! operation, run with the GIL released, whose report becomes a Python
+//! value of the same shape as the CLI's `--json`; the Python layer
+//! (`python/shale/`) builds objects over it; the `shale`
 //! command line itself (`cli_main`), so that `pip install` also gives the
 //! `shale` command; and the exception classes, mapped from core errors.
 
@@ -12,11 +13,13 @@ use std::path::PathBuf;
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use serde_json::{json, Value};
-use shale_core::export::ExportOptions;
-use shale_core::import::ImportOptions;
-use shale_core::lineage::RunData;
-use shale_core::volumes::rfc3339;
+use pythonize::pythonize;
+use serde::Serialize;
+use shale_core::coord::mounts::mount_points;
+use shale_core::ops::export::ExportOptions;
+use shale_core::ops::import::ImportOptions;
+use shale_core::ops::lineage::RunData;
+use shale_core::ops::volumes::ResolvedReport;
 use shale_core::{Error, Pool, PoolSpec};
 
 create_exception!(shale, ShaleError, PyException, "Any Shale failure.");
@@ -77,169 +80,43 @@ fn to_py(e: Error) -> PyErr {
     }
 }
 
-fn bad_args(what: impl std::fmt::Display) -> Error {
-    Error::InvalidArgument(what.to_string())
+/// A Python value from a report, in the one JSON shape the CLI prints.
+fn to_object<T: Serialize>(py: Python<'_>, value: &T) -> PyResult<PyObject> {
+    Ok(pythonize(py, value)
+        .map_err(|e| ShaleError::new_err(e.to_string()))?
+        .unbind())
 }
 
-/// Argument `key` of `args` as a string.
-fn s<'a>(args: &'a Value, key: &str) -> Result<&'a str, Error> {
-    args[key]
-        .as_str()
-        .ok_or_else(|| bad_args(format!("{key} must be a string")))
+/// Runs `op` on the pool with the GIL released; a report becomes a Python
+/// value, an error the matching exception.
+fn run<T, F>(py: Python<'_>, op: F) -> PyResult<PyObject>
+where
+    T: Serialize,
+    F: FnOnce() -> Result<T, Error> + Send,
+    T: Send,
+{
+    let out = py.allow_threads(op).map_err(to_py)?;
+    to_object(py, &out)
 }
 
-/// Optional argument `key` as a string.
-fn opt_s<'a>(args: &'a Value, key: &str) -> Option<&'a str> {
-    args[key].as_str()
+/// A size argument: bytes, or a string such as `"500GiB"`.
+#[derive(FromPyObject)]
+enum Size {
+    Bytes(u64),
+    Text(String),
 }
 
-fn volume_json(v: &shale_core::volumes::VolumeInfo) -> Value {
-    json!({
-        "name": v.row.name,
-        "root": v.row.root.to_hex(),
-        "bytes": v.row.bytes,
-        "files": v.row.files,
-        "origin": v.row.origin,
-        "quota": v.row.quota,
-        "created": rfc3339(v.row.created),
-        "updated": rfc3339(v.row.updated),
-        "snapshots": v.snapshots,
-    })
+impl Size {
+    fn bytes(&self) -> Result<u64, Error> {
+        match self {
+            Size::Bytes(n) => Ok(*n),
+            Size::Text(s) => shale_core::size::parse_size(s),
+        }
+    }
 }
 
-fn snapshot_json(s: &shale_core::catalog::SnapshotRow) -> Value {
-    json!({
-        "volume": s.volume,
-        "name": s.name,
-        "id": s.root.to_hex(),
-        "bytes": s.bytes,
-        "files": s.files,
-        "created": rfc3339(s.created),
-    })
-}
-
-/// Runs one operation on `pool`; `args` is a JSON object.
-fn call(pool: &Pool, op: &str, args: &Value) -> Result<Value, Error> {
-    Ok(match op {
-        "list_volumes" => Value::Array(pool.list_volumes()?.iter().map(volume_json).collect()),
-        "volume_info" => volume_json(&pool.volume_info(s(args, "name")?)?),
-        "create_volume" => {
-            let name = s(args, "name")?;
-            let quota = match opt_s(args, "size") {
-                Some(size) => Some(shale_core::size::parse_size(size)?),
-                None => None,
-            };
-            match opt_s(args, "from_dir") {
-                Some(dir) => {
-                    pool.create_volume_from(name, std::path::Path::new(dir), quota, None)?;
-                }
-                None => {
-                    pool.create_volume(name, quota)?;
-                }
-            }
-            volume_json(&pool.volume_info(name)?)
-        }
-        "clone_volume" => {
-            let new = s(args, "new")?;
-            pool.clone_volume(new, s(args, "source")?)?;
-            volume_json(&pool.volume_info(new)?)
-        }
-        "delete_volume" => {
-            pool.delete_volume(s(args, "name")?)?;
-            Value::Null
-        }
-        "create_snapshot" => {
-            snapshot_json(&pool.create_snapshot(s(args, "volume")?, opt_s(args, "name"))?)
-        }
-        "delete_snapshot" => {
-            pool.delete_snapshot(s(args, "volume")?, s(args, "name")?)?;
-            Value::Null
-        }
-        "list_snapshots" => Value::Array(
-            pool.list_snapshots(opt_s(args, "volume"))?
-                .iter()
-                .map(snapshot_json)
-                .collect(),
-        ),
-        "restore_snapshot" => {
-            snapshot_json(&pool.restore_snapshot(s(args, "volume")?, s(args, "name")?)?)
-        }
-        "resolve" => {
-            let r = pool.resolve(s(args, "spec")?)?;
-            json!({"volume": r.spec.volume, "snapshot": r.spec.snapshot, "id": r.root.to_hex(),
-                   "bytes": r.bytes, "files": r.files})
-        }
-        "import_dir" => {
-            let opts = ImportOptions {
-                to: opt_s(args, "to").map(str::to_string),
-                delete: args["delete"].as_bool().unwrap_or(false),
-                checksum: args["checksum"].as_bool().unwrap_or(false),
-                ..Default::default()
-            };
-            let r = pool.import(
-                s(args, "volume")?,
-                std::path::Path::new(s(args, "source")?),
-                &opts,
-            )?;
-            serde_json::to_value(r).map_err(bad_args)?
-        }
-        "export" => {
-            let opts = ExportOptions {
-                path: opt_s(args, "path").map(str::to_string),
-                force: args["force"].as_bool().unwrap_or(false),
-                ..Default::default()
-            };
-            let r = pool.export(
-                s(args, "spec")?,
-                std::path::Path::new(s(args, "dest")?),
-                &opts,
-            )?;
-            json!({"files": r.files, "dirs": r.dirs, "symlinks": r.symlinks, "bytes": r.bytes})
-        }
-        "lineage" => serde_json::to_value(pool.lineage(s(args, "spec")?)?).map_err(bad_args)?,
-        "runs" => serde_json::to_value(pool.runs()?).map_err(bad_args)?,
-        "begin_run" => {
-            let command: Vec<String> =
-                serde_json::from_value(args["command"].clone()).map_err(bad_args)?;
-            json!(pool.begin_run(&command)?)
-        }
-        "add_run_data" => {
-            let data = RunData {
-                volume: s(args, "volume")?.to_string(),
-                snapshot: s(args, "snapshot")?.to_string(),
-                snapshot_id: s(args, "snapshot_id")?.to_string(),
-            };
-            let run = args["run"]
-                .as_i64()
-                .ok_or_else(|| bad_args("run must be an integer"))?;
-            pool.add_run_data(run, args["output"].as_bool().unwrap_or(false), &data)?;
-            Value::Null
-        }
-        "end_run" => {
-            let run = args["run"]
-                .as_i64()
-                .ok_or_else(|| bad_args("run must be an integer"))?;
-            pool.end_run(run, args["exit_code"].as_i64().unwrap_or(0) as i32)?;
-            Value::Null
-        }
-        "set_run_mlflow" => {
-            let run = args["run"]
-                .as_i64()
-                .ok_or_else(|| bad_args("run must be an integer"))?;
-            pool.set_run_mlflow(run, s(args, "mlflow_run")?)?;
-            Value::Null
-        }
-        "mounts" => Value::Array(
-            shale_core::mounts::mount_points(pool.root())
-                .into_iter()
-                .map(|(pid, path)| json!({"pid": pid, "mountpoint": path}))
-                .collect(),
-        ),
-        other => return Err(bad_args(format!("unknown operation {other}"))),
-    })
-}
-
-/// An open pool.
+/// An open pool. Each method is one operation of `shale_core::ops`, with
+/// the same options and report as the CLI's command of that name.
 #[pyclass(module = "shale._native", frozen)]
 struct NativePool {
     pool: Pool,
@@ -276,15 +153,191 @@ impl NativePool {
         self.pool.root().to_path_buf()
     }
 
-    /// Runs operation `op` with JSON `args`; returns JSON.
-    fn call(&self, py: Python<'_>, op: &str, args: &str) -> PyResult<String> {
-        let args: Value =
-            serde_json::from_str(args).map_err(|e| ShaleError::new_err(e.to_string()))?;
-        let out = py
-            .allow_threads(|| call(&self.pool, op, &args))
-            .map_err(to_py)?;
-        Ok(out.to_string())
+    /// Every volume.
+    fn list_volumes(&self, py: Python<'_>) -> PyResult<PyObject> {
+        run(py, || self.pool.list_volumes())
     }
+
+    /// One volume.
+    fn volume_info(&self, py: Python<'_>, name: &str) -> PyResult<PyObject> {
+        run(py, || self.pool.volume_info(name))
+    }
+
+    /// Creates a volume, empty or holding a copy of `from_dir`; returns it.
+    #[pyo3(signature = (name, size=None, from_dir=None))]
+    fn create_volume(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        size: Option<Size>,
+        from_dir: Option<PathBuf>,
+    ) -> PyResult<PyObject> {
+        run(py, || {
+            let quota = size.as_ref().map(Size::bytes).transpose()?;
+            match from_dir {
+                Some(dir) => {
+                    self.pool.create_volume_from(name, &dir, quota, None)?;
+                    self.pool.volume_info(name)
+                }
+                None => self.pool.create_volume(name, quota),
+            }
+        })
+    }
+
+    /// Makes `new` from `source` (`VOLUME[@SNAPSHOT]`); returns it.
+    fn clone_volume(&self, py: Python<'_>, new: &str, source: &str) -> PyResult<PyObject> {
+        run(py, || self.pool.clone_volume(new, source))
+    }
+
+    /// Sets a volume's quota (`None`: no limit); returns the volume.
+    #[pyo3(signature = (name, size))]
+    fn resize_volume(&self, py: Python<'_>, name: &str, size: Option<Size>) -> PyResult<PyObject> {
+        run(py, || {
+            let quota = size.as_ref().map(Size::bytes).transpose()?;
+            self.pool.resize_volume(name, quota)
+        })
+    }
+
+    /// Deletes a volume and its snapshots.
+    fn delete_volume(&self, py: Python<'_>, name: &str) -> PyResult<PyObject> {
+        run(py, || self.pool.delete_volume(name))
+    }
+
+    /// Takes a snapshot; returns it.
+    #[pyo3(signature = (volume, name=None))]
+    fn create_snapshot(
+        &self,
+        py: Python<'_>,
+        volume: &str,
+        name: Option<&str>,
+    ) -> PyResult<PyObject> {
+        run(py, || self.pool.create_snapshot(volume, name))
+    }
+
+    /// Deletes a snapshot.
+    fn delete_snapshot(&self, py: Python<'_>, volume: &str, name: &str) -> PyResult<PyObject> {
+        run(py, || self.pool.delete_snapshot(volume, name))
+    }
+
+    /// Snapshots of one volume, or of all.
+    #[pyo3(signature = (volume=None))]
+    fn list_snapshots(&self, py: Python<'_>, volume: Option<&str>) -> PyResult<PyObject> {
+        run(py, || self.pool.list_snapshots(volume))
+    }
+
+    /// Puts a volume back to a snapshot; returns the snapshot.
+    fn restore_snapshot(&self, py: Python<'_>, volume: &str, name: &str) -> PyResult<PyObject> {
+        run(py, || self.pool.restore_snapshot(volume, name))
+    }
+
+    /// What `VOLUME[@SNAPSHOT]` names.
+    fn resolve(&self, py: Python<'_>, spec: &str) -> PyResult<PyObject> {
+        run(py, || {
+            self.pool.resolve(spec).map(|r| ResolvedReport::from(&r))
+        })
+    }
+
+    /// Copies directory `source` into a volume; returns the import report.
+    #[pyo3(signature = (volume, source, to=None, delete=false, checksum=false))]
+    fn import_dir(
+        &self,
+        py: Python<'_>,
+        volume: &str,
+        source: PathBuf,
+        to: Option<String>,
+        delete: bool,
+        checksum: bool,
+    ) -> PyResult<PyObject> {
+        let opts = ImportOptions {
+            to,
+            delete,
+            checksum,
+            ..Default::default()
+        };
+        run(py, || self.pool.import(volume, &source, &opts))
+    }
+
+    /// Writes `VOLUME[@SNAPSHOT]` (or `path` inside it) to `dest`.
+    #[pyo3(signature = (spec, dest, path=None, force=false))]
+    fn export(
+        &self,
+        py: Python<'_>,
+        spec: &str,
+        dest: PathBuf,
+        path: Option<String>,
+        force: bool,
+    ) -> PyResult<PyObject> {
+        let opts = ExportOptions {
+            path,
+            force,
+            ..Default::default()
+        };
+        run(py, || self.pool.export(spec, &dest, &opts))
+    }
+
+    /// Where `VOLUME[@SNAPSHOT]` came from and what was made from it.
+    fn lineage(&self, py: Python<'_>, spec: &str) -> PyResult<PyObject> {
+        run(py, || self.pool.lineage(spec))
+    }
+
+    /// Every recorded run, oldest first.
+    fn runs(&self, py: Python<'_>) -> PyResult<PyObject> {
+        run(py, || self.pool.runs())
+    }
+
+    /// Records the start of a run of `command`; returns its id.
+    fn begin_run(&self, py: Python<'_>, command: Vec<String>) -> PyResult<i64> {
+        py.allow_threads(|| self.pool.begin_run(&command))
+            .map_err(to_py)
+    }
+
+    /// Records that run `run` read (or, with `output`, wrote) a snapshot.
+    #[pyo3(signature = (run, volume, snapshot, snapshot_id, output=false))]
+    fn add_run_data(
+        &self,
+        py: Python<'_>,
+        run: i64,
+        volume: String,
+        snapshot: String,
+        snapshot_id: String,
+        output: bool,
+    ) -> PyResult<()> {
+        let data = RunData {
+            volume,
+            snapshot,
+            snapshot_id,
+        };
+        py.allow_threads(|| self.pool.add_run_data(run, output, &data))
+            .map_err(to_py)
+    }
+
+    /// Records the end of run `run`.
+    fn end_run(&self, py: Python<'_>, run: i64, exit_code: i32) -> PyResult<()> {
+        py.allow_threads(|| self.pool.end_run(run, exit_code))
+            .map_err(to_py)
+    }
+
+    /// Records the MLflow run that run `run` was.
+    fn set_run_mlflow(&self, py: Python<'_>, run: i64, mlflow_run: &str) -> PyResult<()> {
+        py.allow_threads(|| self.pool.set_run_mlflow(run, mlflow_run))
+            .map_err(to_py)
+    }
+
+    /// This pool's running mounts: `{"pid", "mountpoint"}` each.
+    fn mounts(&self, py: Python<'_>) -> PyResult<PyObject> {
+        let mounts: Vec<MountReport> = mount_points(self.pool.root())
+            .into_iter()
+            .map(|(pid, mountpoint)| MountReport { pid, mountpoint })
+            .collect();
+        to_object(py, &mounts)
+    }
+}
+
+/// A running mount of the pool.
+#[derive(Serialize)]
+struct MountReport {
+    pid: u32,
+    mountpoint: PathBuf,
 }
 
 /// Runs the `shale` command line with `argv` (without the program name);

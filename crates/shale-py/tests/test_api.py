@@ -15,7 +15,7 @@ from conftest import needs_fuse
 def test_objects_round_trip(pool, data_dir, tmp_path):
     v = pool.create_volume("ds", from_dir=data_dir)
     info = v.info()
-    assert info["files"] == 2 and info["bytes"] == 6 + 300_000
+    assert info["files"] == 2 and info["logical_bytes"] == 6 + 300_000
     s1 = v.snapshot("v1")
     assert len(s1["id"]) == 64 and s1["name"] == "v1"
     # the snapshot id is the content: the same data gives the same id

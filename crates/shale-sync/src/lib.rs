@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
-use shale_core::import::ImportOptions;
+use shale_core::ops::import::ImportOptions;
 use shale_core::progress::Progress;
 use shale_core::{Error, Pool, Result};
 
@@ -356,7 +356,7 @@ fn into_volume(
         let snap = pool.create_snapshot(volume, name.as_deref())?;
         report.snapshot = Some(SnapshotTaken {
             name: format!("{volume}@{}", snap.name),
-            id: snap.root.to_hex(),
+            id: snap.id.clone(),
         });
     }
     Ok(())
@@ -438,7 +438,7 @@ fn from_elsewhere(
         let snap = pool.create_snapshot(volume, name.as_deref())?;
         report.snapshot = Some(SnapshotTaken {
             name: format!("{volume}@{}", snap.name),
-            id: snap.root.to_hex(),
+            id: snap.id.clone(),
         });
     }
     Ok(())

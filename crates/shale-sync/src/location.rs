@@ -6,7 +6,7 @@ use std::ffi::OsStr;
 use std::path::PathBuf;
 
 use shale_core::names::Spec;
-use shale_core::objects::{StoreKind, StoreLocation};
+use shale_core::store::objects::{StoreKind, StoreLocation};
 use shale_core::{Error, Result};
 
 /// One side of a sync, or what a scan looks at.

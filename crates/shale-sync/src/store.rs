@@ -12,7 +12,7 @@ use std::sync::Arc;
 use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use shale_core::objects::StoreLocation;
+use shale_core::store::objects::StoreLocation;
 use shale_core::{Error, Result};
 
 use crate::entry::{Entry, Kind, StoredHash};
@@ -39,7 +39,7 @@ impl Store {
             .build()
             .map_err(|e| Error::io(location.url(), e))?;
         Ok(Store {
-            backend: shale_core::objects::backend(location)?,
+            backend: shale_core::store::objects::backend(location)?,
             prefix: location.prefix.clone(),
             name: location.url(),
             runtime,

@@ -129,7 +129,7 @@ impl Env {
     }
 
     /// The store of an object-store pool, to reach objects directly.
-    fn objects(&self, r: &Remote) -> shale_core::objects::Remote {
+    fn objects(&self, r: &Remote) -> shale_core::store::objects::Remote {
         let s3 = object_store::aws::AmazonS3Builder::new()
             .with_access_key_id(garage::KEY_ID)
             .with_secret_access_key(garage::SECRET)
@@ -139,7 +139,7 @@ impl Env {
             .with_bucket_name(garage::BUCKET)
             .build()
             .unwrap();
-        shale_core::objects::Remote::new(
+        shale_core::store::objects::Remote::new(
             std::sync::Arc::new(s3),
             "pool",
             &r.url,
@@ -150,7 +150,7 @@ impl Env {
 
     /// Keys of every pack object (`packs/xx/NAME.pack`), sorted.
     pub fn pack_keys(&self) -> Vec<String> {
-        use shale_core::objects::ObjectStore;
+        use shale_core::store::objects::ObjectStore;
         let mut out = match &self.store {
             None => {
                 let mut out = Vec::new();
@@ -174,7 +174,7 @@ impl Env {
 
     /// An object's bytes.
     pub fn read_object(&self, key: &str) -> Vec<u8> {
-        use shale_core::objects::ObjectStore;
+        use shale_core::store::objects::ObjectStore;
         match &self.store {
             None => std::fs::read(self.path("pool").join(key)).unwrap(),
             Some(r) => self.objects(r).get(key).unwrap(),
@@ -184,7 +184,7 @@ impl Env {
     /// Replaces an object's bytes (as a failing disk or a tampering hand
     /// would), and forgets what this machine has cached of it.
     pub fn write_object(&self, key: &str, data: &[u8]) {
-        use shale_core::objects::ObjectStore;
+        use shale_core::store::objects::ObjectStore;
         match &self.store {
             None => std::fs::write(self.path("pool").join(key), data).unwrap(),
             Some(r) => {
@@ -196,7 +196,7 @@ impl Env {
 
     /// Deletes an object.
     pub fn delete_object(&self, key: &str) {
-        use shale_core::objects::ObjectStore;
+        use shale_core::store::objects::ObjectStore;
         match &self.store {
             None => std::fs::remove_file(self.path("pool").join(key)).unwrap(),
             Some(r) => {

@@ -21,7 +21,7 @@ use std::sync::{Mutex, MutexGuard};
 use crate::args;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack::{BlobKind, Compression, EntryHead};
+use crate::store::pack::{BlobKind, Compression, EntryHead};
 
 pub use self::postgres::{is_postgres_url, without_password};
 pub use schema::SCHEMA_VERSION;
@@ -693,6 +693,15 @@ pub fn set_root(
     tx.execute(
         "UPDATE volumes SET root = ?1, bytes = ?2, files = ?3, updated = ?4 WHERE id = ?5",
         args![root, bytes as i64, files as i64, now_ns(), current.id],
+    )?;
+    Ok(())
+}
+
+/// Sets the quota of volume `id` (`None`: no limit).
+pub fn set_quota(tx: &dyn Sql, id: i64, quota: Option<u64>) -> Result<()> {
+    tx.execute(
+        "UPDATE volumes SET quota = ?1 WHERE id = ?2",
+        args![quota.map(|q| q as i64), id],
     )?;
     Ok(())
 }

@@ -1,9 +1,9 @@
 //! Building a directory's nodes from its sorted entries.
 
 use super::node::{encode, Child, DirRef, Entry, Node};
-use crate::blobs::BlobWriter;
 use crate::error::Result;
-use crate::pack::BlobKind;
+use crate::store::blobs::BlobWriter;
+use crate::store::pack::BlobKind;
 
 /// Average number of entries per leaf (a leaf ends after an entry whose name
 /// hash is 0 modulo this).

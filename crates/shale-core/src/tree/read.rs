@@ -1,9 +1,9 @@
 //! Reading directories back from their nodes.
 
 use super::node::{decode, Content, Entry, Node};
-use crate::blobs::BlobStore;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
+use crate::store::blobs::BlobStore;
 
 /// Loads and decodes one node, naming it in any error.
 pub fn load_node(store: &BlobStore, id: &ObjectId) -> Result<Node> {

@@ -56,58 +56,50 @@ class Pool:
         p = self._native.path
         return p if "://" in p else Path(p)
 
-    def _call(self, op: str, **args: Any) -> Any:
-        return json.loads(self._native.call(op, json.dumps(args)))
-
     # -- volumes ---------------------------------------------------------
     def volume(self, name: str) -> "Volume":
         """An existing volume (``VolumeNotFoundError`` if there is none)."""
-        self._call("volume_info", name=name)
+        self._native.volume_info(name)
         return Volume(self, name)
 
     def volumes(self) -> List["Volume"]:
         """Every volume."""
-        return [Volume(self, v["name"]) for v in self._call("list_volumes")]
+        return [Volume(self, v["name"]) for v in self._native.list_volumes()]
 
     def list_volumes(self) -> List[Dict[str, Any]]:
         """Every volume, described: name, bytes, files, origin, quota, snapshots…"""
-        return self._call("list_volumes")
+        return self._native.list_volumes()
 
     def create_volume(
         self, name: str, from_dir: Optional[PathLike] = None, size: Optional[str] = None
     ) -> "Volume":
         """Creates a volume, empty or holding a copy of ``from_dir``; ``size``
         is a quota such as ``"500GiB"``."""
-        self._call(
-            "create_volume",
-            name=name,
-            from_dir=None if from_dir is None else os.fspath(from_dir),
-            size=size,
-        )
+        self._native.create_volume(name, size, None if from_dir is None else os.fspath(from_dir))
         return Volume(self, name)
 
     # -- snapshots, lineage ------------------------------------------------
     def list_snapshots(self, volume: Optional[str] = None) -> List[Dict[str, Any]]:
         """Snapshots of one volume or of all: volume, name, id, bytes, files, created."""
-        return self._call("list_snapshots", volume=volume)
+        return self._native.list_snapshots(volume)
 
     def resolve(self, spec: str) -> Dict[str, Any]:
         """What ``VOLUME`` or ``VOLUME@SNAPSHOT`` names: its id, bytes and files."""
-        return self._call("resolve", spec=spec)
+        return self._native.resolve(spec)
 
     def lineage(self, spec: str) -> Dict[str, Any]:
         """Where ``VOLUME[@SNAPSHOT]`` came from (clone origins, the runs that
         wrote it and what they read) and what was made from it."""
-        return self._call("lineage", spec=spec)
+        return self._native.lineage(spec)
 
     def runs(self) -> List[Dict[str, Any]]:
         """Every recorded run, oldest first."""
-        return self._call("runs")
+        return self._native.runs()
 
     # -- mounts ----------------------------------------------------------
     def mountpoints(self) -> List[Dict[str, Any]]:
         """This pool's running mounts: ``{"pid", "mountpoint"}`` each."""
-        return self._call("mounts")
+        return self._native.mounts()
 
     def root_mountpoint(self) -> Optional[Path]:
         """Where the whole pool is mounted (``shale mount DIR``), if anywhere."""
@@ -156,13 +148,13 @@ class Volume:
 
     def info(self) -> Dict[str, Any]:
         """Name, root id, bytes, files, clone origin, quota, snapshot count."""
-        return self.pool._call("volume_info", name=self.name)
+        return self.pool._native.volume_info(self.name)
 
     def snapshot(self, name: Optional[str] = None) -> Dict[str, Any]:
         """Takes a snapshot (default name ``shale.YYYYMMDDhhmmss``); returns it,
         with its ``id``: the content hash that names exactly these bytes. A
         mount writing this volume is asked to commit first."""
-        return self.pool._call("create_snapshot", volume=self.name, name=name)
+        return self.pool._native.create_snapshot(self.name, name)
 
     def snapshots(self) -> List[Dict[str, Any]]:
         """This volume's snapshots."""
@@ -170,27 +162,36 @@ class Volume:
 
     def snapshot_info(self, name: str) -> Dict[str, Any]:
         """One snapshot (``SnapshotNotFoundError`` if there is none)."""
-        r = self.pool.resolve(f"{self.name}@{name}")
-        return {"volume": self.name, "name": name, "id": r["id"], "bytes": r["bytes"], "files": r["files"]}
+        for s in self.snapshots():
+            if s["name"] == name:
+                return s
+        self.pool.resolve(f"{self.name}@{name}")  # raises SnapshotNotFoundError
+        raise ShaleError(f"no snapshot {self.name}@{name}")
 
     def delete_snapshot(self, name: str) -> None:
         """Deletes one snapshot."""
-        self.pool._call("delete_snapshot", volume=self.name, name=name)
+        self.pool._native.delete_snapshot(self.name, name)
 
     def clone(self, new: str, snapshot: Optional[str] = None) -> "Volume":
         """A new writable volume sharing all data with this one (its current
         state, or ``snapshot``), in constant time."""
         source = self.name if snapshot is None else f"{self.name}@{snapshot}"
-        self.pool._call("clone_volume", new=new, source=source)
+        self.pool._native.clone_volume(new, source)
         return Volume(self.pool, new)
 
     def restore(self, snapshot: str) -> Dict[str, Any]:
         """Puts the volume back to ``snapshot`` (mounts see it at once)."""
-        return self.pool._call("restore_snapshot", volume=self.name, name=snapshot)
+        return self.pool._native.restore_snapshot(self.name, snapshot)
+
+    def resize(self, size: Union[int, str, None]) -> Dict[str, Any]:
+        """Sets the quota (bytes, or a size such as ``"500GiB"``; ``None``:
+        no limit); a quota below what the volume holds is refused with
+        ``QuotaExceededError``. Returns the volume, as :meth:`info`."""
+        return self.pool._native.resize_volume(self.name, size)
 
     def delete(self) -> None:
         """Deletes the volume and its snapshots (clones keep their data)."""
-        self.pool._call("delete_volume", name=self.name)
+        self.pool._native.delete_volume(self.name)
 
     def import_dir(
         self,
@@ -202,9 +203,7 @@ class Volume:
         """Copies directory ``source`` into the volume (at ``to`` inside it):
         only changed files are read; ``delete`` also removes what ``source``
         lacks. Returns the import report."""
-        return self.pool._call(
-            "import_dir", volume=self.name, source=os.fspath(source), to=to, delete=delete, checksum=checksum
-        )
+        return self.pool._native.import_dir(self.name, os.fspath(source), to, delete, checksum)
 
     def export(
         self,
@@ -216,7 +215,7 @@ class Volume:
         """Writes the volume (or ``snapshot``; or only ``path`` inside it) out
         to directory ``dest``."""
         spec = self.name if snapshot is None else f"{self.name}@{snapshot}"
-        return self.pool._call("export", spec=spec, dest=os.fspath(dest), path=path, force=force)
+        return self.pool._native.export(spec, os.fspath(dest), path, force)
 
     def lineage(self, snapshot: Optional[str] = None) -> Dict[str, Any]:
         """See :meth:`Pool.lineage`."""
@@ -361,6 +360,15 @@ def clone_volume(
     return v.info()
 
 
+def resize_volume(
+    volume_name: str, new_size: Union[int, str, None], pool: Optional[Pool] = None, print_output: bool = False
+) -> Dict[str, Any]:
+    """Sets a volume's quota (``None``: no limit); see :meth:`Volume.resize`."""
+    v = (pool or Pool()).volume(volume_name).resize(new_size)
+    _say(print_output, f"Volume resized: {volume_name}")
+    return v
+
+
 def delete_volume(volume_name: str, pool: Optional[Pool] = None, print_output: bool = False) -> None:
     """Deletes a volume and its snapshots."""
     (pool or Pool()).volume(volume_name).delete()
@@ -376,7 +384,7 @@ def list_volumes(pool: Optional[Pool] = None, print_output: bool = False) -> Lis
         v["local_mountpoint"] = str(root / v["name"]) if root else None
     if print_output:
         for v in out:
-            print(f"{v['name']}\t{v['bytes']} bytes\t{v['files']} files\t{v['snapshots']} snapshots")
+            print(f"{v['name']}\t{v['logical_bytes']} bytes\t{v['files']} files\t{v['snapshots']} snapshots")
     return out
 
 

@@ -88,7 +88,7 @@ def log_dataset(
         source_type="shale",
         source=source,
         schema=None,
-        profile=json.dumps({"files": snap["files"], "bytes": snap["bytes"]}),
+        profile=json.dumps({"files": snap["files"], "logical_bytes": snap["logical_bytes"]}),
     )
     client.log_inputs(run_id, [DatasetInput(dataset, [InputTag("mlflow.data.context", context)])])
     return {"run_id": run_id, "volume": vol.name, "snapshot": snap["name"], "snapshot_id": snap["id"], "pool": pool_path}
@@ -191,22 +191,21 @@ class traced:
 
     def __enter__(self) -> "traced":
         self.input = log_dataset(self.dataset, run=self._run, pool=self.pool)
-        self.shale_run = self.pool._call("begin_run", command=["mlflow-run", self.input["run_id"]])
-        self.pool._call(
-            "add_run_data", run=self.shale_run, output=False, volume=self.input["volume"],
-            snapshot=self.input["snapshot"], snapshot_id=self.input["snapshot_id"],
+        native = self.pool._native
+        self.shale_run = native.begin_run(["mlflow-run", self.input["run_id"]])
+        native.add_run_data(
+            self.shale_run, self.input["volume"], self.input["snapshot"], self.input["snapshot_id"], output=False
         )
-        self.pool._call("set_run_mlflow", run=self.shale_run, mlflow_run=self.input["run_id"])
+        native.set_run_mlflow(self.shale_run, self.input["run_id"])
         return self
 
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is None and self.model is not None:
             self.output = log_model_volume(self.model, run=self.input["run_id"], pool=self.pool)
-            self.pool._call(
-                "add_run_data", run=self.shale_run, output=True, volume=self.output["volume"],
-                snapshot=self.output["snapshot"], snapshot_id=self.output["snapshot_id"],
+            self.pool._native.add_run_data(
+                self.shale_run, self.output["volume"], self.output["snapshot"], self.output["snapshot_id"], output=True
             )
-        self.pool._call("end_run", run=self.shale_run, exit_code=0 if exc_type is None else 1)
+        self.pool._native.end_run(self.shale_run, 0 if exc_type is None else 1)
 
 
 def _hook(argv: Optional[list] = None) -> int:

@@ -24,7 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::error::{Error, IoContext, Result};
-use crate::objects::{ObjectStore, Remote, StoreLocation};
+use crate::store::objects::{ObjectStore, Remote, StoreLocation};
 
 /// Key of the catalog copy in the bucket.
 pub const CATALOG_KEY: &str = "catalog/catalog.db";
@@ -145,7 +145,7 @@ pub fn cache_id(cache: &Path) -> Result<String> {
 pub fn take_ownership(store: &dyn ObjectStore, cache: &Path) -> Result<()> {
     let owner = Owner {
         cache_id: cache_id(cache)?,
-        host: crate::session::host_name(),
+        host: crate::coord::session::host_name(),
         since: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
     };
     let json =

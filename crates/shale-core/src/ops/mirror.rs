@@ -18,12 +18,12 @@ use std::time::Instant;
 use serde::Serialize;
 
 use crate::args;
-use crate::blobs::BlobWriter;
 use crate::catalog::{self, now_ns, SnapshotRow};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::names::check_name;
 use crate::pool::Pool;
+use crate::store::blobs::BlobWriter;
 use crate::tree::{load_node, Content, Node};
 
 /// Which source snapshots an update sends.
@@ -310,7 +310,7 @@ impl Pool {
                 "mirror '{volume}' is not broken: use `shale mirror update {volume}`"
             )));
         }
-        let stamp = crate::volumes::rfc3339(now_ns())
+        let stamp = crate::ops::volumes::rfc3339(now_ns())
             .replace([':', '-'], "")
             .replace('T', "")
             .trim_end_matches('Z')

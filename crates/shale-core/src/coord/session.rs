@@ -59,7 +59,7 @@ impl SessionRow {
     /// Whether the writing process certainly no longer exists (or, on a
     /// shared catalog, stopped renewing its session).
     pub fn is_stale(&self) -> bool {
-        crate::leases::holder_is_gone(&self.host, self.pid, self.proc_start, self.expires)
+        crate::coord::leases::holder_is_gone(&self.host, self.pid, self.proc_start, self.expires)
     }
 }
 
@@ -67,7 +67,7 @@ impl Session {
     /// Registers a session of this process.
     pub fn begin(catalog: Arc<Catalog>, what: &str) -> Result<Session> {
         let pid = std::process::id();
-        let expires = crate::leases::expiry_from_now(&catalog);
+        let expires = crate::coord::leases::expiry_from_now(&catalog);
         let id = catalog.write_unsynced(|tx| {
             tx.query_one(
                 "INSERT INTO sessions (host, pid, proc_start, started, what, expires) \

@@ -20,13 +20,13 @@ use std::sync::{Arc, Mutex};
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::blobs::{BlobWriter, Prepared, WriteStats};
 use crate::catalog;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::names::check_name;
 use crate::pool::Pool;
 use crate::progress::Progress;
+use crate::store::blobs::{BlobWriter, Prepared, WriteStats};
 use crate::tree::{
     build_dir, read_dir, split_path, ChunkRef, Content, DirBuilder, DirCursor, DirRef, Entry,
 };
@@ -674,8 +674,8 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ops::verify::VerifyOptions;
     use crate::tree::lookup;
-    use crate::verify::VerifyOptions;
 
     /// Where the data of each file of directory `dir` of volume `v` lies:
     /// (pack, offset, stored length), in name order.

@@ -19,12 +19,12 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use crate::catalog::{insert_packs, BlobLocation, Catalog, SealedPack};
+use crate::coord::session::Session;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::locations::LocationCache;
-use crate::objects::ObjectStore;
-use crate::pack::{self, BlobKind, Compression, EntryHead};
-use crate::session::Session;
+use crate::store::locations::LocationCache;
+use crate::store::objects::ObjectStore;
+use crate::store::pack::{self, BlobKind, Compression, EntryHead};
 
 /// A pack is sealed once its buffer reaches this many bytes.
 pub const PACK_TARGET: usize = 32 << 20;

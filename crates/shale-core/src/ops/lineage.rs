@@ -10,10 +10,11 @@
 use serde::Serialize;
 
 use crate::args;
-use crate::catalog::{self, now_ns};
+use crate::catalog::now_ns;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::names::{check_name, Spec};
+use crate::ops::volumes::SnapshotReport;
 use crate::pool::Pool;
 
 /// One volume snapshot a run read or wrote.
@@ -28,12 +29,12 @@ pub struct RunData {
 }
 
 impl RunData {
-    /// The snapshot `volume@snapshot` of `row`.
-    pub fn of(row: &catalog::SnapshotRow) -> RunData {
+    /// The snapshot `snap`.
+    pub fn of(snap: &SnapshotReport) -> RunData {
         RunData {
-            volume: row.volume.clone(),
-            snapshot: row.name.clone(),
-            snapshot_id: row.root.to_hex(),
+            volume: snap.volume.clone(),
+            snapshot: snap.name.clone(),
+            snapshot_id: snap.id.clone(),
         }
     }
 
@@ -90,7 +91,7 @@ impl Pool {
         self.catalog().write(|tx| {
             tx.query_one(
                 "INSERT INTO runs (command, host, started) VALUES (?1, ?2, ?3) RETURNING id",
-                args![&command, crate::session::host_name(), now_ns()],
+                args![&command, crate::coord::session::host_name(), now_ns()],
                 |r| r.int(0),
             )
         })
@@ -276,10 +277,10 @@ mod tests {
         assert_eq!(r.command, ["train", "--fast"]);
         assert_eq!(r.exit_code, Some(0));
         assert_eq!(r.inputs, [RunData::of(&input)]);
-        assert_eq!(r.outputs[0].snapshot_id, output.root.to_hex());
+        assert_eq!(r.outputs[0].snapshot_id, output.id);
 
         let m = pool.lineage("model@m1").unwrap();
-        assert_eq!(m.id, output.root.to_hex());
+        assert_eq!(m.id, output.id);
         assert_eq!(m.produced_by.len(), 1);
         assert_eq!(m.produced_by[0].inputs[0].spec(), "data@v1");
         assert!(m.used_by.is_empty());

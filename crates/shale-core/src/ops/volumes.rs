@@ -1,6 +1,8 @@
 //! Volumes, snapshots, clones and restore: catalog updates that move
 //! pointers to trees, constant time whatever the data size (invariant 5).
 
+use serde::{Deserialize, Serialize};
+
 use crate::args;
 use crate::catalog::{self, RootMeta, SnapshotRow, Totals, VolumeRow};
 use crate::error::{Error, Result};
@@ -22,13 +24,111 @@ pub struct Resolved {
     pub files: u64,
 }
 
-/// A volume with the facts `volume info` shows.
-#[derive(Clone, Debug)]
-pub struct VolumeInfo {
-    /// The catalog row.
-    pub row: VolumeRow,
-    /// Number of snapshots.
+/// A volume as every front end shows it (`volume list/info --json`, the
+/// Python package, the server): the one JSON shape, documented in
+/// `docs/JSON.md`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VolumeReport {
+    /// Volume name.
+    pub name: String,
+    /// Content id of its current root tree.
+    pub id: String,
+    /// `VOLUME@SNAPSHOT` it was cloned from.
+    pub origin: Option<String>,
+    /// Logical bytes of regular files.
+    pub logical_bytes: u64,
+    /// Regular files.
+    pub files: u64,
+    /// Snapshots it has.
     pub snapshots: u64,
+    /// Quota in bytes, if any.
+    pub quota: Option<u64>,
+    /// Creation time, RFC 3339 (UTC).
+    pub created: String,
+    /// Time of the last change of its root, RFC 3339 (UTC).
+    pub updated: String,
+    /// Bytes only it and its snapshots hold (asked for with `space`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
+}
+
+impl VolumeReport {
+    /// The report of the volume recorded as `row`, which has `snapshots`.
+    pub fn new(row: &VolumeRow, snapshots: u64) -> Self {
+        VolumeReport {
+            name: row.name.clone(),
+            id: row.root.to_hex(),
+            origin: row.origin.clone(),
+            logical_bytes: row.bytes,
+            files: row.files,
+            snapshots,
+            quota: row.quota,
+            created: rfc3339(row.created),
+            updated: rfc3339(row.updated),
+            used_bytes: None,
+        }
+    }
+}
+
+/// A snapshot as every front end shows it: the one JSON shape.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotReport {
+    /// The volume it belongs to.
+    pub volume: String,
+    /// Snapshot name.
+    pub name: String,
+    /// Content id of its root tree: the same id means the same data.
+    pub id: String,
+    /// Creation time, RFC 3339 (UTC).
+    pub created: String,
+    /// Logical bytes of regular files.
+    pub logical_bytes: u64,
+    /// Regular files.
+    pub files: u64,
+    /// Bytes only it holds (asked for with `space`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub used_bytes: Option<u64>,
+}
+
+impl From<&SnapshotRow> for SnapshotReport {
+    fn from(s: &SnapshotRow) -> Self {
+        SnapshotReport {
+            volume: s.volume.clone(),
+            name: s.name.clone(),
+            id: s.root.to_hex(),
+            created: rfc3339(s.created),
+            logical_bytes: s.bytes,
+            files: s.files,
+            used_bytes: None,
+        }
+    }
+}
+
+/// What `VOLUME[@SNAPSHOT]` names, as every front end shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResolvedReport {
+    /// The volume.
+    pub volume: String,
+    /// The snapshot, if one was named.
+    pub snapshot: Option<String>,
+    /// Content id of the tree.
+    pub id: String,
+    /// Logical bytes of regular files.
+    pub logical_bytes: u64,
+    /// Regular files.
+    pub files: u64,
+}
+
+impl From<&Resolved> for ResolvedReport {
+    fn from(r: &Resolved) -> Self {
+        ResolvedReport {
+            volume: r.spec.volume.clone(),
+            snapshot: r.spec.snapshot.clone(),
+            id: r.root.to_hex(),
+            logical_bytes: r.bytes,
+            files: r.files,
+        }
+    }
 }
 
 /// Formats ns since the epoch as RFC 3339 (UTC).
@@ -71,15 +171,16 @@ impl Pool {
     }
 
     /// Creates an empty volume.
-    pub fn create_volume(&self, name: &str, quota: Option<u64>) -> Result<VolumeRow> {
+    pub fn create_volume(&self, name: &str, quota: Option<u64>) -> Result<VolumeReport> {
         check_name(name)?;
         let w = self.store.writer("volume create")?;
         let empty = build_dir(&w, Vec::new())?;
         w.finish()?;
-        self.catalog().write(|tx| {
+        let row = self.catalog().write(|tx| {
             catalog::insert_volume(tx, name, &empty.tree, 0, 0, None, quota)?;
             catalog::volume_by_name(tx, name)
-        })
+        })?;
+        Ok(VolumeReport::new(&row, 0))
     }
 
     /// Commits a new volume whose tree is durable.
@@ -96,32 +197,32 @@ impl Pool {
     }
 
     /// All volumes with their snapshot counts.
-    pub fn list_volumes(&self) -> Result<Vec<VolumeInfo>> {
+    pub fn list_volumes(&self) -> Result<Vec<VolumeReport>> {
         let snaps = self.catalog().snapshots(None)?;
         Ok(self
             .catalog()
             .volumes()?
-            .into_iter()
+            .iter()
             .map(|row| {
                 let snapshots = snaps.iter().filter(|s| s.volume == row.name).count() as u64;
-                VolumeInfo { row, snapshots }
+                VolumeReport::new(row, snapshots)
             })
             .collect())
     }
 
     /// One volume with its snapshot count.
-    pub fn volume_info(&self, name: &str) -> Result<VolumeInfo> {
+    pub fn volume_info(&self, name: &str) -> Result<VolumeReport> {
         check_name(name)?;
         let row = self.catalog().volume(name)?;
         let snapshots = self.catalog().snapshots(Some(name))?.len() as u64;
-        Ok(VolumeInfo { row, snapshots })
+        Ok(VolumeReport::new(&row, snapshots))
     }
 
     /// Deletes a volume and its snapshots. Clones made from it keep their
     /// data: it is shared by content, not owned.
     pub fn delete_volume(&self, name: &str) -> Result<()> {
         check_name(name)?;
-        if let Some(at) = crate::mounts::shown_at(self.root(), name, None) {
+        if let Some(at) = crate::coord::mounts::shown_at(self.root(), name, None) {
             return Err(Error::Mounted {
                 what: format!("volume '{name}'"),
                 at,
@@ -136,11 +237,37 @@ impl Pool {
         })
     }
 
+    /// Sets a volume's quota (`None`: no limit), the size its mounts show
+    /// as their disk. A quota below what the volume holds now is refused,
+    /// so no data is ever cut off; running mounts commit first and then
+    /// write within the new quota.
+    pub fn resize_volume(&self, name: &str, quota: Option<u64>) -> Result<VolumeReport> {
+        check_name(name)?;
+        self.check_not_mirror(name, "resize")?;
+        let _hold = self.hold_mounts(name)?;
+        let row = self.catalog().write(|tx| {
+            let v = catalog::volume_by_name(tx, name)?;
+            if let Some(q) = quota {
+                if q < v.bytes {
+                    return Err(Error::QuotaExceeded {
+                        volume: name.to_string(),
+                        needed: v.bytes,
+                        quota: q,
+                    });
+                }
+            }
+            catalog::set_quota(tx, v.id, quota)?;
+            catalog::volume_by_name(tx, name)
+        })?;
+        let snapshots = self.catalog().snapshots(Some(name))?.len() as u64;
+        Ok(VolumeReport::new(&row, snapshots))
+    }
+
     /// Makes `new` a writable volume sharing all data with `from`
     /// (`VOLUME@SNAPSHOT`, or `VOLUME`, in which case a snapshot of the
     /// volume's current state is taken first to record the origin, as
     /// ONTAP's FlexClone does).
-    pub fn clone_volume(&self, new: &str, from: &str) -> Result<VolumeRow> {
+    pub fn clone_volume(&self, new: &str, from: &str) -> Result<VolumeReport> {
         check_name(new)?;
         let spec = Spec::parse(from)?;
         if spec.snapshot.is_none() {
@@ -178,52 +305,59 @@ impl Pool {
             let row = catalog::volume_by_name(tx, new)?;
             let meta = catalog::root_meta_of(tx, source.id)?;
             catalog::set_root_meta(tx, row.id, &meta)?;
-            Ok(row)
+            Ok(VolumeReport::new(&row, 0))
         })
     }
 
     /// Takes a snapshot of a volume's current state.
     /// Without a name, the default one (`shale.YYYYMMDDhhmmss`), with `.2`,
     /// `.3` … appended if that is taken (several snapshots in one second).
-    pub fn create_snapshot(&self, volume: &str, name: Option<&str>) -> Result<SnapshotRow> {
+    pub fn create_snapshot(&self, volume: &str, name: Option<&str>) -> Result<SnapshotReport> {
         check_name(volume)?;
         if let Some(name) = name {
             check_name(name)?;
         }
         self.check_not_mirror(volume, "snapshot (take snapshots at the source of)")?;
         self.sync_mounts(volume)?;
-        self.catalog().write(|tx| {
-            let v = catalog::volume_by_name(tx, volume)?;
-            let name = match name {
-                Some(n) => n.to_string(),
-                None => {
-                    let base = default_snapshot_name();
-                    let mut name = base.clone();
-                    let mut n = 1;
-                    while catalog::snapshot_by_name(tx, volume, &name).is_ok() {
-                        n += 1;
-                        name = format!("{base}.{n}");
+        self.catalog()
+            .write(|tx| {
+                let v = catalog::volume_by_name(tx, volume)?;
+                let name = match name {
+                    Some(n) => n.to_string(),
+                    None => {
+                        let base = default_snapshot_name();
+                        let mut name = base.clone();
+                        let mut n = 1;
+                        while catalog::snapshot_by_name(tx, volume, &name).is_ok() {
+                            n += 1;
+                            name = format!("{base}.{n}");
+                        }
+                        name
                     }
-                    name
-                }
-            };
-            catalog::insert_snapshot(tx, &v, &name)
-        })
+                };
+                catalog::insert_snapshot(tx, &v, &name)
+            })
+            .map(|row| SnapshotReport::from(&row))
     }
 
     /// Snapshots of one volume, or of every volume.
-    pub fn list_snapshots(&self, volume: Option<&str>) -> Result<Vec<SnapshotRow>> {
+    pub fn list_snapshots(&self, volume: Option<&str>) -> Result<Vec<SnapshotReport>> {
         if let Some(v) = volume {
             check_name(v)?;
         }
-        self.catalog().snapshots(volume)
+        Ok(self
+            .catalog()
+            .snapshots(volume)?
+            .iter()
+            .map(SnapshotReport::from)
+            .collect())
     }
 
     /// Deletes one snapshot.
     pub fn delete_snapshot(&self, volume: &str, name: &str) -> Result<()> {
         check_name(volume)?;
         check_name(name)?;
-        if let Some(at) = crate::mounts::shown_at(self.root(), volume, Some(name)) {
+        if let Some(at) = crate::coord::mounts::shown_at(self.root(), volume, Some(name)) {
             return Err(Error::Mounted {
                 what: format!("snapshot '{volume}@{name}'"),
                 at,
@@ -240,7 +374,6 @@ impl Pool {
         })
     }
 
-    /// Puts a volume back to one of its snapshots. Later snapshots are kept.
     /// Points volume `name` at the tree `root`, if it is still at
     /// `expected` (else [`Error::Conflict`]); running mounts reload it.
     pub(crate) fn move_root(&self, name: &str, expected: &ObjectId, root: &DirRef) -> Result<()> {
@@ -250,7 +383,8 @@ impl Pool {
         })
     }
 
-    pub fn restore_snapshot(&self, volume: &str, name: &str) -> Result<SnapshotRow> {
+    /// Puts a volume back to one of its snapshots. Later snapshots are kept.
+    pub fn restore_snapshot(&self, volume: &str, name: &str) -> Result<SnapshotReport> {
         check_name(volume)?;
         check_name(name)?;
         self.check_not_mirror(volume, "restore")?;
@@ -258,7 +392,7 @@ impl Pool {
         self.catalog().write(|tx| {
             let snap = catalog::snapshot_by_name(tx, volume, name)?;
             catalog::set_root(tx, volume, None, &snap.root, snap.bytes, snap.files)?;
-            Ok(snap)
+            Ok(SnapshotReport::from(&snap))
         })
     }
 

@@ -16,9 +16,9 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
-use crate::pack;
 use crate::pool::Pool;
 use crate::progress::Progress;
+use crate::store::pack;
 use crate::tree::{load_node, Content, Node};
 
 /// What to check.
@@ -125,7 +125,7 @@ impl Checker<'_> {
                 p.add_file(data.len() as u64);
             }
             for h in heads {
-                if let Err(e) = crate::blobs::check_in_pack(&h, &name, &data) {
+                if let Err(e) = crate::store::blobs::check_in_pack(&h, &name, &data) {
                     self.bad_blobs.insert(h.id, e.to_string());
                 }
             }

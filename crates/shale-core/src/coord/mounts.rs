@@ -45,7 +45,7 @@ pub trait MountControl: Send + Sync + 'static {
 
 /// The right to write a volume through a mount; released when dropped.
 pub struct WriterClaim {
-    _lease: Option<crate::leases::Lease>,
+    _lease: Option<crate::coord::leases::Lease>,
     _lock: std::fs::File,
 }
 
@@ -86,7 +86,7 @@ pub fn claim_writer(
         }));
     }
     let lease = if pool.catalog().is_shared() {
-        match crate::leases::take(pool.blobs().catalog(), volume, holder)? {
+        match crate::coord::leases::take(pool.blobs().catalog(), volume, holder)? {
             Ok(lease) => Some(lease),
             Err(other) => return Ok(Err(other)),
         }

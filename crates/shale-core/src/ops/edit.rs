@@ -28,8 +28,8 @@ impl Removals {
 
 /// Directory `tree` without what `gone` names; counts what went.
 fn without(
-    store: &crate::blobs::BlobStore,
-    w: &crate::blobs::BlobWriter,
+    store: &crate::store::blobs::BlobStore,
+    w: &crate::store::blobs::BlobWriter,
     tree: &ObjectId,
     gone: &Removals,
     removed: &mut u64,

@@ -72,7 +72,7 @@ impl LocationCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pack::{BlobKind, Compression, EntryHead};
+    use crate::store::pack::{BlobKind, Compression, EntryHead};
 
     fn loc(pack: u8, id: u8) -> BlobLocation {
         BlobLocation {

@@ -30,17 +30,17 @@ use serde::Serialize;
 
 use crate::args;
 use crate::catalog::{now_ns, SealedPack, Sql};
+use crate::coord::session::{self, host_name};
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
-use crate::pack::{self, EntryHead};
 use crate::pool::Pool;
-use crate::session::{self, host_name};
+use crate::store::pack::{self, EntryHead};
 use crate::tree::{load_node, Content, Node};
 
 /// A pack whose garbage is at least this fraction of its bytes is repacked.
 const REPACK_GARBAGE: f64 = 0.5;
 /// Repacked live blobs are gathered into packs of about this size.
-const REPACK_TARGET: usize = crate::blobs::PACK_TARGET;
+const REPACK_TARGET: usize = crate::store::blobs::PACK_TARGET;
 
 /// How to collect.
 #[derive(Clone, Debug, Default)]

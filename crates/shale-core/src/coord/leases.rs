@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::args;
 use crate::catalog::{now_ns, volume_by_name, Catalog};
+use crate::coord::session::{host_name, process_start};
 use crate::error::Result;
-use crate::session::{host_name, process_start};
 
 /// How long a lease or session of a shared catalog lasts unless renewed:
 /// `SHALE_LEASE_SECS`, default 60 s. Renewed every third of it.
@@ -85,7 +85,7 @@ pub fn take(
         if let Some((what, h, p, start, since, exp)) = current {
             let mine = h == host && p == pid;
             if !mine && !holder_is_gone(&h, p, start, exp) {
-                let since = crate::volumes::rfc3339(since);
+                let since = crate::ops::volumes::rfc3339(since);
                 return Ok(Err(format!("{what} (pid {p} on {h}, since {since})")));
             }
         }

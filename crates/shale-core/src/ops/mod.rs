@@ -1,0 +1,14 @@
+//! The operations: one module per command, each a set of methods on
+//! [`Pool`](crate::Pool) taking typed options and returning a typed,
+//! `Serialize` report. Every front end (CLI, Python, FUSE, and the coming
+//! server and CSI driver) calls these and nothing below them.
+
+pub mod diff;
+pub mod edit;
+pub mod export;
+pub mod gc;
+pub mod import;
+pub mod lineage;
+pub mod mirror;
+pub mod verify;
+pub mod volumes;
