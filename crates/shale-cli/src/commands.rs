@@ -52,11 +52,12 @@ fn with_endpoint(cli: &Cli, mut spec: PoolSpec) -> Result<PoolSpec> {
 /// The directory on this machine with the pool's local files (the pool
 /// itself, or an object-store pool's cache).
 pub fn local_root(cli: &Cli) -> Result<PathBuf> {
-    Ok(pool_spec(cli)?.local_root()?)
+    Ok(pool_spec(cli)?.local_root(&cli.options)?)
 }
 
+/// Opens the pool, creating a local one on first use.
 pub fn open(cli: &Cli) -> Result<Pool> {
-    Ok(Pool::open_or_init_spec(&pool_spec(cli)?)?)
+    Ok(Pool::open_or_init_spec(&pool_spec(cli)?, &cli.options)?)
 }
 
 /// Runs the parsed command line.
@@ -76,7 +77,7 @@ pub fn run(cli: &Cli) -> Result<()> {
                 chunking,
                 catalog: catalog.clone(),
             };
-            let pool = Pool::init_spec(&spec, &settings)?;
+            let pool = Pool::init_spec(&spec, &settings, &cli.options)?;
             pool.sync_catalog()?;
             if cli.json {
                 print_json(
@@ -91,7 +92,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             let PoolSpec::Store(location) = pool_spec(cli)? else {
                 anyhow::bail!("`pool attach` is for object-store pools (--pool s3://BUCKET/PREFIX); a local pool is used where it is");
             };
-            let pool = Pool::attach(&location)?;
+            let pool = Pool::attach(&location, &cli.options)?;
             if cli.json {
                 print_json(&json!({"path": pool.name(), "cache": pool.root()}));
             } else if !cli.quiet {

@@ -26,10 +26,10 @@ pub struct Cli {
     /// Pool directory, or s3://BUCKET/PREFIX [default: $SHALE_POOL, else $XDG_DATA_HOME/shale/pool]
     #[arg(long, global = true, env = "SHALE_POOL", value_name = "PATH|URL")]
     pub pool: Option<PathBuf>,
-    /// Endpoint of an S3-compatible store (sets AWS_ENDPOINT_URL).
+    /// Endpoint of an S3-compatible store (over AWS_ENDPOINT_URL).
     #[arg(long, global = true, value_name = "URL")]
     pub endpoint: Option<String>,
-    /// Region of the object store (sets AWS_REGION).
+    /// Region of the object store (over AWS_REGION).
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
     /// Print machine-readable JSON on stdout.
@@ -40,6 +40,24 @@ pub struct Cli {
     pub quiet: bool,
     #[command(subcommand)]
     pub command: Command,
+    /// How pools are opened: the environment and the flags above, read
+    /// once after parsing ([`with_options`]).
+    #[arg(skip)]
+    pub options: shale_core::PoolOptions,
+}
+
+/// `cli` with its pool options read from the environment, the flags
+/// `--endpoint` and `--region` over the variables they stand for.
+fn with_options(mut cli: Cli) -> anyhow::Result<Cli> {
+    cli.options = shale_core::PoolOptions::from_env()?;
+    let store = &mut cli.options.store.config;
+    if let Some(e) = &cli.endpoint {
+        store.insert("AWS_ENDPOINT_URL".into(), e.clone());
+    }
+    if let Some(r) = &cli.region {
+        store.insert("AWS_REGION".into(), r.clone());
+    }
+    Ok(cli)
 }
 
 /// Top-level commands.
@@ -455,17 +473,14 @@ pub(crate) fn reexec() -> std::io::Result<std::process::Command> {
 /// status: 0 on success, 1 on failure, 2 for a usage error, and for
 /// `shale run` the command's own status.
 pub fn run_cli(args: Vec<OsString>) -> i32 {
-    let cli = match parse_args(args) {
-        Ok(cli) => cli,
+    let cli = match parse_args(args).map(with_options) {
+        Ok(Ok(cli)) => cli,
+        Ok(Err(err)) => {
+            eprintln!("shale: error: {}", message(&err));
+            return 1;
+        }
         Err(code) => return code,
     };
-    // Children (background mounts, `shale run`'s mounts) inherit these.
-    if let Some(e) = &cli.endpoint {
-        std::env::set_var("AWS_ENDPOINT_URL", e);
-    }
-    if let Some(r) = &cli.region {
-        std::env::set_var("AWS_REGION", r);
-    }
     // A second call in one process (the Python package) keeps the first setup.
     // On a terminal: plain lines. In a file (a background mount's log):
     // with the time, without colour codes.

@@ -30,7 +30,7 @@ fn open_source(cli: &Cli, pool: &str) -> Result<Pool> {
         l.endpoint = cli.endpoint.clone();
         l.region = cli.region.clone();
     }
-    Pool::open_spec(&spec).with_context(|| format!("opening the source pool {pool}"))
+    Pool::open_spec(&spec, &cli.options).with_context(|| format!("opening the source pool {pool}"))
 }
 
 fn seconds_of(s: &str) -> Result<std::time::Duration> {

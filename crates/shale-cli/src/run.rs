@@ -17,25 +17,25 @@ use std::process::Command as Process;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use shale_core::ops::lineage::RunData;
-use shale_core::Pool;
 
 use crate::output::print_json;
 use crate::{Cli, Command, MountArgs, RunArgs};
 
-/// A `Cli` for the mounts a run makes: same pool, nothing printed.
-fn quiet(pool_path: &Path) -> Cli {
+/// A `Cli` for the mounts a run makes: same pool and options, nothing printed.
+fn quiet(cli: &Cli, pool_path: &Path) -> Cli {
     Cli {
         pool: Some(pool_path.to_path_buf()),
-        endpoint: None,
-        region: None,
+        endpoint: cli.endpoint.clone(),
+        region: cli.region.clone(),
         json: false,
         quiet: true,
         command: Command::Gc { dry_run: true },
+        options: cli.options.clone(),
     }
 }
 
 /// Mounts `spec` on a new directory `dir`.
-fn mount_on(pool_path: &Path, dir: &Path, spec: &str, read_only: bool) -> Result<()> {
+fn mount_on(cli: &Cli, pool_path: &Path, dir: &Path, spec: &str, read_only: bool) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     let args = MountArgs {
         mountpoint: dir.to_path_buf(),
@@ -46,7 +46,7 @@ fn mount_on(pool_path: &Path, dir: &Path, spec: &str, read_only: bool) -> Result
         foreground: false,
         show_snapshot_dir: false,
     };
-    crate::mount::mount(&quiet(pool_path), pool_path, &args)
+    crate::mount::mount(&quiet(cli, pool_path), pool_path, &args)
         .with_context(|| format!("mounting {spec} for the run"))
 }
 
@@ -91,7 +91,7 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
 
 /// `shale run`.
 pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
-    let pool = Pool::open_or_init_spec(&shale_core::PoolSpec::parse(pool_path.as_os_str())?)?;
+    let pool = crate::commands::open(cli)?;
     pool.volume_info(&args.dataset)?;
     if let Some(m) = &args.model {
         if m == &args.dataset {
@@ -114,10 +114,10 @@ pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
     let model_dir = dir.join("model");
     let mut mounted: Vec<PathBuf> = Vec::new();
     let result = (|| -> Result<(i32, Option<RunData>, Option<String>)> {
-        mount_on(pool_path, &data_dir, &input.spec(), true)?;
+        mount_on(cli, pool_path, &data_dir, &input.spec(), true)?;
         mounted.push(data_dir.clone());
         if let Some(m) = &args.model {
-            mount_on(pool_path, &model_dir, m, false)?;
+            mount_on(cli, pool_path, &model_dir, m, false)?;
             mounted.push(model_dir.clone());
         }
         let mlflow_run = if args.mlflow {
@@ -148,6 +148,13 @@ pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
             .env("SHALE_DATASET_SNAPSHOT", &input.snapshot)
             .env("SHALE_DATASET_SNAPSHOT_ID", &input.snapshot_id)
             .env("SHALE_DATASET_PATH", &data_dir);
+        // The command reaches the store as this process does.
+        if let Some(e) = &cli.endpoint {
+            child.env("AWS_ENDPOINT_URL", e);
+        }
+        if let Some(r) = &cli.region {
+            child.env("AWS_REGION", r);
+        }
         if let Some(m) = &args.model {
             child
                 .env("SHALE_MODEL", m)
@@ -169,7 +176,7 @@ pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
         let code = exit_code(status.context("waiting for the command")?);
         // Unmounting commits the model volume's last writes.
         for m in mounted.drain(..).rev() {
-            crate::mount::unmount(&quiet(pool_path), &m, false)?;
+            crate::mount::unmount(&quiet(cli, pool_path), &m, false)?;
         }
         let output = match &args.model {
             Some(m) if code == 0 => {
@@ -182,7 +189,7 @@ pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
         Ok((code, output, mlflow_run))
     })();
     for m in mounted.iter().rev() {
-        let _ = crate::mount::unmount(&quiet(pool_path), m, false);
+        let _ = crate::mount::unmount(&quiet(cli, pool_path), m, false);
     }
     let _ = std::fs::remove_dir(&data_dir);
     let _ = std::fs::remove_dir(&model_dir);

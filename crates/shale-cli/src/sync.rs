@@ -50,6 +50,7 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<()> {
         retries: args.retries,
         snapshot: args.snapshot.clone().map(|n| (!n.is_empty()).then_some(n)),
         progress,
+        pool_options: cli.options.clone(),
     };
     let report = shale_sync::sync(pool.as_ref(), &src, &dst, &opts);
     drop(bar);
@@ -130,7 +131,7 @@ fn summary(r: &SyncReport) -> String {
 pub fn scan(cli: &Cli, args: &ScanArgs) -> Result<()> {
     let place = located(cli, &args.place)?;
     let pool = pool_for(cli, &[&place])?;
-    let side = shale_sync::open_side(&place, pool.as_ref())?;
+    let side = shale_sync::open_side(&place, pool.as_ref(), &cli.options)?;
     let report = shale_sync::scan::scan(&*side, args.dedup)?;
     if let Some(path) = &args.html {
         std::fs::write(path, shale_sync::scan::to_html(&report))

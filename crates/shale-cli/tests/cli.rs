@@ -310,6 +310,75 @@ fn quota_is_enforced_and_leaves_the_volume_unchanged() {
         &["volume", "create", "q3", "--size", "lots"],
         "invalid size 'lots'",
     );
+
+    // Resizing changes the quota alone, never below what the volume holds.
+    fails(
+        &env,
+        &["volume", "resize", "q", "--size", "512"],
+        "quota exceeded on volume 'q'",
+    );
+    assert_eq!(env.json(&["volume", "info", "q"])["quota"], 4096);
+    let grown = env.json(&["volume", "resize", "q", "--size", "16KiB"]);
+    assert_eq!(grown["quota"], 16384);
+    assert_eq!(grown["id"], before["id"]);
+    env.ok(&["volume", "import", "q", &env.s("big")]);
+    let unlimited = env.json(&["volume", "resize", "q", "--size", "none"]);
+    assert_eq!(unlimited["quota"], Value::Null);
+    fails(
+        &env,
+        &["volume", "resize", "nope", "--size", "1GiB"],
+        "not found",
+    );
+}
+
+/// The keys of a volume and of a snapshot in `--json`: the one shape every
+/// front end uses (docs/JSON.md; the Python suite checks its dicts against
+/// the same lists).
+#[test]
+fn volumes_and_snapshots_have_one_json_shape() {
+    let env = Env::new();
+    let keys =
+        |v: &Value| -> Vec<String> { v.as_object().expect("an object").keys().cloned().collect() };
+    let mut volume = vec![
+        "name",
+        "id",
+        "origin",
+        "logical_bytes",
+        "files",
+        "snapshots",
+        "quota",
+        "created",
+        "updated",
+    ];
+    volume.sort();
+    let mut snapshot = vec!["volume", "name", "id", "created", "logical_bytes", "files"];
+    snapshot.sort();
+    let created = env.json(&["volume", "create", "v", "--size", "1GiB"]);
+    assert_eq!(keys(&created), volume);
+    assert_eq!(keys(&env.json(&["volume", "info", "v"])), volume);
+    assert_eq!(keys(&env.json(&["volume", "list"])[0]), volume);
+    assert_eq!(
+        keys(&env.json(&["volume", "clone", "w", "--from", "v"])),
+        volume
+    );
+    assert_eq!(
+        keys(&env.json(&["volume", "resize", "v", "--size", "2GiB"])),
+        volume
+    );
+    let snap = env.json(&["snapshot", "create", "v", "s1"]);
+    assert_eq!(keys(&snap), snapshot);
+    assert_eq!(keys(&env.json(&["snapshot", "list", "v"])[0]), snapshot);
+    assert_eq!(
+        keys(&env.json(&["snapshot", "restore", "v", "s1"])),
+        snapshot
+    );
+    let mut with_space = volume.clone();
+    with_space.push("used_bytes");
+    with_space.sort();
+    assert_eq!(
+        keys(&env.json(&["volume", "info", "v", "--space"])),
+        with_space
+    );
 }
 
 #[test]

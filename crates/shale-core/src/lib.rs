@@ -11,6 +11,7 @@
 //! - [`ops`]: the operations every front end calls.
 
 pub mod catalog;
+pub mod config;
 pub mod coord;
 pub mod error;
 pub mod failpoint;
@@ -23,6 +24,7 @@ pub mod size;
 pub mod store;
 pub mod tree;
 
+pub use config::{PoolOptions, StoreOptions};
 pub use error::{Error, Result};
 pub use id::ObjectId;
 pub use pool::{Pool, PoolSpec};

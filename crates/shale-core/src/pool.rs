@@ -19,6 +19,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
+use crate::config::PoolOptions;
 use crate::coord::s3pool::{self, StoreSettings};
 use crate::error::{Error, IoContext, Result};
 use crate::store::blobs::BlobStore;
@@ -104,10 +105,10 @@ impl PoolSpec {
 
     /// The directory on this machine that holds the pool's local files:
     /// the pool itself, or its cache for an object-store pool.
-    pub fn local_root(&self) -> Result<PathBuf> {
+    pub fn local_root(&self, options: &PoolOptions) -> Result<PathBuf> {
         match self {
             PoolSpec::Local(p) => Ok(p.clone()),
-            PoolSpec::Store(l) => s3pool::cache_dir(l),
+            PoolSpec::Store(l) => s3pool::cache_dir(l, options),
         }
     }
 
@@ -138,6 +139,8 @@ pub struct Pool {
     pub(crate) store: BlobStore,
     /// For an object-store pool: the store and the pool's URL.
     remote: Option<(Arc<Remote>, String)>,
+    /// How it was opened.
+    options: PoolOptions,
 }
 
 impl Pool {
@@ -184,6 +187,7 @@ impl Pool {
             description,
             store: BlobStore::new(Arc::new(objects), Arc::new(catalog)),
             remote: None,
+            options: PoolOptions::default(),
         })
     }
 
@@ -205,38 +209,54 @@ impl Pool {
             description,
             store: BlobStore::new(Arc::new(objects), Arc::new(catalog)),
             remote: None,
+            options: PoolOptions::default(),
         })
     }
 
     /// Opens the pool `spec` names.
-    pub fn open_spec(spec: &PoolSpec) -> Result<Pool> {
+    pub fn open_spec(spec: &PoolSpec, options: &PoolOptions) -> Result<Pool> {
         match spec {
-            PoolSpec::Local(root) => Pool::open(root),
-            PoolSpec::Store(location) => Pool::open_s3(location),
+            PoolSpec::Local(root) => Ok(Pool::open(root)?.with_options(options)),
+            PoolSpec::Store(location) => Pool::open_s3(location, options),
         }
     }
 
     /// Opens the pool `spec` names; a local one is created if its directory
     /// is absent or empty (an object-store pool needs `pool init`).
-    pub fn open_or_init_spec(spec: &PoolSpec) -> Result<Pool> {
+    pub fn open_or_init_spec(spec: &PoolSpec, options: &PoolOptions) -> Result<Pool> {
         match spec {
-            PoolSpec::Local(root) => Pool::open_or_init(root),
-            PoolSpec::Store(location) => Pool::open_s3(location),
+            PoolSpec::Local(root) => Ok(Pool::open_or_init(root)?.with_options(options)),
+            PoolSpec::Store(location) => Pool::open_s3(location, options),
         }
     }
 
     /// Creates the pool `spec` names.
-    pub fn init_spec(spec: &PoolSpec, settings: &PoolSettings) -> Result<Pool> {
+    pub fn init_spec(
+        spec: &PoolSpec,
+        settings: &PoolSettings,
+        options: &PoolOptions,
+    ) -> Result<Pool> {
         match spec {
-            PoolSpec::Local(root) => Pool::init_with(root, settings),
-            PoolSpec::Store(location) => Pool::init_s3(location, settings),
+            PoolSpec::Local(root) => Ok(Pool::init_with(root, settings)?.with_options(options)),
+            PoolSpec::Store(location) => Pool::init_s3(location, settings, options),
         }
     }
 
-    fn open_s3(location: &StoreLocation) -> Result<Pool> {
+    /// This pool, used with `options` (a local pool's own files need none).
+    fn with_options(mut self, options: &PoolOptions) -> Pool {
+        self.options = options.clone();
+        self
+    }
+
+    /// The options it was opened with.
+    pub fn options(&self) -> &PoolOptions {
+        &self.options
+    }
+
+    fn open_s3(location: &StoreLocation, options: &PoolOptions) -> Result<Pool> {
         let name = location.url();
-        let cache = s3pool::cache_dir(location)?;
-        let remote = s3pool::connect(location, &cache)?;
+        let cache = s3pool::cache_dir(location, options)?;
+        let remote = s3pool::connect(location, &cache, options)?;
         // pool.json never changes: a machine keeps the copy it read (the
         // owner check below tells a pool re-created at this URL).
         let local = cache.join(POOL_FILE);
@@ -255,7 +275,9 @@ impl Pool {
             fs::write(&local, &text).at(&local)?;
         }
         let catalog = match &shared {
-            Some(url) => Catalog::open_postgres(url, &description.id)?,
+            Some(url) => {
+                Catalog::open_postgres(url, &description.id, options)?.with_lease(options.lease)
+            }
             None => Catalog::open(&cache.join(CATALOG_FILE))?,
         };
         if shared.is_none() && cache.join(s3pool::UNSYNCED_FILE).exists() {
@@ -269,13 +291,18 @@ impl Pool {
             description,
             store: BlobStore::new(remote.clone(), catalog),
             remote: Some((remote, name)),
+            options: options.clone(),
         })
     }
 
-    fn init_s3(location: &StoreLocation, settings: &PoolSettings) -> Result<Pool> {
+    fn init_s3(
+        location: &StoreLocation,
+        settings: &PoolSettings,
+        options: &PoolOptions,
+    ) -> Result<Pool> {
         let name = location.url();
-        let cache = s3pool::cache_dir(location)?;
-        let remote = s3pool::connect(location, &cache)?;
+        let cache = s3pool::cache_dir(location, options)?;
+        let remote = s3pool::connect(location, &cache, options)?;
         if s3pool::get_optional(remote.as_ref(), POOL_FILE)?.is_some() {
             return Err(Error::PoolExists(PathBuf::from(&name)));
         }
@@ -292,9 +319,11 @@ impl Pool {
         // Recorded for the record (and other machines' users): what this
         // pool was created with, given or from the environment.
         let env = |k: &str| {
-            std::env::var(k)
-                .ok()
-                .filter(|v| !v.is_empty() && location.kind == crate::store::objects::StoreKind::S3)
+            options
+                .store
+                .get(k)
+                .filter(|_| location.kind == crate::store::objects::StoreKind::S3)
+                .map(str::to_string)
         };
         let store = StoreSettings {
             kind: location.kind.name().into(),
@@ -317,7 +346,7 @@ impl Pool {
                         crate::catalog::without_password(url)
                     )));
                 }
-                Catalog::create_postgres(url, &description.id)?
+                Catalog::create_postgres(url, &description.id, options)?.with_lease(options.lease)
             }
             None => {
                 let catalog = Catalog::create(&cache.join(CATALOG_FILE))?;
@@ -335,16 +364,17 @@ impl Pool {
             description,
             store: BlobStore::new(remote.clone(), Arc::new(catalog)),
             remote: Some((remote, name)),
+            options: options.clone(),
         })
     }
 
     /// Makes this machine the one that works on the object-store pool
     /// `location` (SQLite catalog): downloads the catalog copy and records
     /// this machine's cache as its owner.
-    pub fn attach(location: &StoreLocation) -> Result<Pool> {
+    pub fn attach(location: &StoreLocation, options: &PoolOptions) -> Result<Pool> {
         let name = location.url();
-        let cache = s3pool::cache_dir(location)?;
-        let remote = s3pool::connect(location, &cache)?;
+        let cache = s3pool::cache_dir(location, options)?;
+        let remote = s3pool::connect(location, &cache, options)?;
         let Some(text) = s3pool::get_optional(remote.as_ref(), POOL_FILE)? else {
             return Err(Error::NoPool(PathBuf::from(&name)));
         };
@@ -352,12 +382,12 @@ impl Pool {
             parse_description(&text, &format!("{name}/{POOL_FILE}"), Path::new(&name))?;
         if description.shared_catalog().is_some() {
             // Nothing to take over: every machine uses the shared catalog.
-            return Pool::open_s3(location);
+            return Pool::open_s3(location, options);
         }
         s3pool::download_catalog(remote.as_ref(), &cache, &name)?;
         let _ = fs::remove_file(cache.join(POOL_FILE));
         s3pool::take_ownership(remote.as_ref(), &cache)?;
-        Pool::open_s3(location)
+        Pool::open_s3(location, options)
     }
 
     /// For an object-store pool: copies the catalog to the store if it
@@ -470,25 +500,5 @@ impl Drop for Pool {
                 self.name()
             );
         }
-    }
-}
-
-/// Runs `f` on a thread pool sized for file I/O rather than for CPU: with
-/// cold caches, reading and writing many files is bound by how many requests
-/// are in flight, not by cores (measured: importing 20,000 files cold took
-/// 4.9–7.0 s with 2 threads, 3.4–4.1 s with 8, on 2 cores). Set
-/// `SHALE_IO_THREADS` to override.
-pub fn with_io_threads<T: Send>(f: impl FnOnce() -> T + Send) -> T {
-    let cores = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(2);
-    let threads = std::env::var("SHALE_IO_THREADS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or((cores * 4).clamp(8, 64));
-    match rayon::ThreadPoolBuilder::new().num_threads(threads).build() {
-        Ok(pool) => pool.install(f),
-        // Could not start threads: run on the global pool.
-        Err(_) => f(),
     }
 }

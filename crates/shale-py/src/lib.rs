@@ -20,7 +20,7 @@ use shale_core::ops::export::ExportOptions;
 use shale_core::ops::import::ImportOptions;
 use shale_core::ops::lineage::RunData;
 use shale_core::ops::volumes::ResolvedReport;
-use shale_core::{Error, Pool, PoolSpec};
+use shale_core::{Error, Pool, PoolOptions, PoolSpec};
 
 create_exception!(shale, ShaleError, PyException, "Any Shale failure.");
 create_exception!(
@@ -129,11 +129,13 @@ impl NativePool {
     fn new(py: Python<'_>, path: PathBuf, create: bool) -> PyResult<Self> {
         let pool = py
             .allow_threads(|| {
+                // The Python edge: the process environment, read once here.
+                let options = PoolOptions::from_env()?;
                 let spec = PoolSpec::parse(path.as_os_str())?;
                 if create {
-                    Pool::open_or_init_spec(&spec)
+                    Pool::open_or_init_spec(&spec, &options)
                 } else {
-                    Pool::open_spec(&spec)
+                    Pool::open_spec(&spec, &options)
                 }
             })
             .map_err(to_py)?;

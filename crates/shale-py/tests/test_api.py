@@ -188,3 +188,36 @@ def test_run_records_lineage(pool, data_dir, tmp_path):
     rec = shale.run("data", [sys.executable, "-c", "raise SystemExit(3)"], model="model", pool=pool)
     assert rec["exit_code"] == 3 and rec["output"] is None
     assert [r["exit_code"] for r in pool.runs()] == [0, 3]
+
+
+def _cli_json(pool, *args):
+    """The shale command's ``--json`` answer on ``pool``."""
+    cmd = [sys.executable, "-m", "shale", "--json", "--pool", str(pool.path), *args]
+    return json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+
+
+def test_cli_json_and_python_dicts_have_one_shape(pool, data_dir):
+    """A volume and a snapshot are the same dict from Python as from the CLI's
+    ``--json``: same keys, same values (docs/JSON.md)."""
+    v = pool.create_volume("ds", from_dir=data_dir, size="1GiB")
+    snap = v.snapshot("s1")
+    pool.volume("ds").clone("exp", snapshot="s1")
+    assert _cli_json(pool, "volume", "info", "ds") == v.info()
+    assert _cli_json(pool, "volume", "list") == pool.list_volumes()
+    assert _cli_json(pool, "snapshot", "list") == pool.list_snapshots()
+    assert _cli_json(pool, "snapshot", "list", "ds")[0] == snap
+    assert set(v.info()) == {
+        "name", "id", "origin", "logical_bytes", "files", "snapshots", "quota", "created", "updated",
+    }
+    assert set(snap) == {"volume", "name", "id", "created", "logical_bytes", "files"}
+    assert v.snapshot_info("s1") == snap
+
+
+def test_resize(pool, data_dir):
+    v = pool.create_volume("ds", from_dir=data_dir, size="1GiB")
+    assert v.resize("2GiB")["quota"] == 2 << 30
+    assert shale.resize_volume("ds", 3 << 30, pool=pool)["quota"] == 3 << 30
+    with pytest.raises(shale.QuotaExceededError):
+        v.resize(1000)
+    assert v.info()["quota"] == 3 << 30
+    assert v.resize(None)["quota"] is None

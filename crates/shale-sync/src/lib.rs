@@ -25,7 +25,7 @@ use std::time::Instant;
 use serde::Serialize;
 use shale_core::ops::import::ImportOptions;
 use shale_core::progress::Progress;
-use shale_core::{Error, Pool, Result};
+use shale_core::{Error, Pool, PoolOptions, Result};
 
 use entry::{Entry, Kind, StoredHash};
 pub use location::Location;
@@ -51,6 +51,8 @@ pub struct SyncOptions {
     pub snapshot: Option<Option<String>>,
     /// Advanced after each file copied.
     pub progress: Option<Arc<Progress>>,
+    /// How stores are reached and directories walked.
+    pub pool_options: PoolOptions,
 }
 
 impl Default for SyncOptions {
@@ -64,6 +66,7 @@ impl Default for SyncOptions {
             retries: 3,
             snapshot: None,
             progress: None,
+            pool_options: PoolOptions::default(),
         }
     }
 }
@@ -140,10 +143,14 @@ pub struct SyncReport {
 }
 
 /// Opens the side `loc` names (`pool` for volumes).
-pub fn open_side<'a>(loc: &Location, pool: Option<&'a Pool>) -> Result<Box<dyn Side + 'a>> {
+pub fn open_side<'a>(
+    loc: &Location,
+    pool: Option<&'a Pool>,
+    options: &PoolOptions,
+) -> Result<Box<dyn Side + 'a>> {
     Ok(match loc {
-        Location::Local(p) => Box::new(local::Local::new(p)),
-        Location::Store(l) => Box::new(store::Store::connect(l)?),
+        Location::Local(p) => Box::new(local::Local::new(p, options)),
+        Location::Store(l) => Box::new(store::Store::connect(l, &options.store)?),
         Location::Volume {
             volume,
             snapshot,
@@ -211,7 +218,7 @@ pub fn sync(
             "--snapshot is for a volume destination (volume:NAME)".into(),
         ));
     }
-    let src = open_side(src_loc, pool)?;
+    let src = open_side(src_loc, pool, &opts.pool_options)?;
     let mut report = SyncReport {
         source: src_loc.describe(),
         destination: dst_loc.describe(),
@@ -222,7 +229,7 @@ pub fn sync(
         let pool = pool.ok_or_else(|| Error::InvalidArgument("no pool".into()))?;
         into_volume(pool, &*src, src_loc, volume, path, opts, &mut report)?;
     } else {
-        let dst = open_side(dst_loc, pool)?;
+        let dst = open_side(dst_loc, pool, &opts.pool_options)?;
         if let (Location::Local(a), Location::Local(b)) = (src_loc, dst_loc) {
             check_not_nested(a, b)?;
         }
@@ -408,7 +415,7 @@ fn from_elsewhere(
             .join(format!("sync-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
-        let stage = local::Local::new(&staging);
+        let stage = local::Local::new(&staging, &opts.pool_options);
         run::run(src, &stage, &copies, opts, report);
         let imported = if report.errors.is_empty() {
             Some(pool.import(

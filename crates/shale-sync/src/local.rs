@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 use shale_core::error::IoContext;
-use shale_core::{Error, Result};
+use shale_core::{Error, PoolOptions, Result};
 
 use crate::entry::{Entry, Kind};
 use crate::side::{Feed, Side, Sink};
@@ -20,13 +20,16 @@ const PIECE: usize = 1 << 20;
 /// A local directory as a sync side.
 pub struct Local {
     root: PathBuf,
+    /// How walks run (their I/O threads).
+    options: PoolOptions,
 }
 
 impl Local {
     /// The directory `root` (need not exist for a destination).
-    pub fn new(root: &Path) -> Local {
+    pub fn new(root: &Path, options: &PoolOptions) -> Local {
         Local {
             root: root.to_path_buf(),
+            options: options.clone(),
         }
     }
 
@@ -160,7 +163,8 @@ impl Side for Local {
         }
         let mut out = Vec::new();
         // Cold directories wait on the disk: many in flight, not one per core.
-        shale_core::pool::with_io_threads(|| walk(&self.root, b"", &mut out))?;
+        self.options
+            .with_io_threads(|| walk(&self.root, b"", &mut out))?;
         Ok(out)
     }
 

@@ -13,7 +13,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use shale_core::store::objects::StoreLocation;
-use shale_core::{Error, Result};
+use shale_core::{Error, Result, StoreOptions};
 
 use crate::entry::{Entry, Kind, StoredHash};
 use crate::side::{Feed, Side, Sink};
@@ -31,7 +31,7 @@ pub struct Store {
 
 impl Store {
     /// Connects to the bucket of `location` (no request is made yet).
-    pub fn connect(location: &StoreLocation) -> Result<Store> {
+    pub fn connect(location: &StoreLocation, options: &StoreOptions) -> Result<Store> {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(4)
             .thread_name("shale-sync-io")
@@ -39,7 +39,7 @@ impl Store {
             .build()
             .map_err(|e| Error::io(location.url(), e))?;
         Ok(Store {
-            backend: shale_core::store::objects::backend(location)?,
+            backend: shale_core::store::objects::backend(location, options)?,
             prefix: location.prefix.clone(),
             name: location.url(),
             runtime,

@@ -218,7 +218,9 @@ impl Env {
                     .as_str()
                     .unwrap()
                     .to_string();
-                let catalog = shale_core::catalog::Catalog::open_postgres(&pg.url, &id).unwrap();
+                let catalog =
+                    shale_core::catalog::Catalog::open_postgres(&pg.url, &id, &Default::default())
+                        .unwrap();
                 catalog.write(|tx| tx.execute(sql, &[])).unwrap();
             }
         }

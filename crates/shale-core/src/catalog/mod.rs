@@ -19,6 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use crate::args;
+use crate::config::PoolOptions;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::store::pack::{BlobKind, Compression, EntryHead};
@@ -141,6 +142,8 @@ pub struct Catalog {
     dirty: AtomicBool,
     /// Whether it is a PostgreSQL database.
     shared: bool,
+    /// How long leases and sessions last unless renewed (shared catalogs).
+    lease: std::time::Duration,
 }
 
 enum Backend {
@@ -290,8 +293,8 @@ impl Catalog {
 
     /// Creates the catalog of pool `pool_id` in the (empty) PostgreSQL
     /// database at `url`.
-    pub fn create_postgres(url: &str, pool_id: &str) -> Result<Self> {
-        let mut pg = postgres::Postgres::connect(url)?;
+    pub fn create_postgres(url: &str, pool_id: &str, options: &PoolOptions) -> Result<Self> {
+        let mut pg = postgres::Postgres::connect(url, options)?;
         let location = pg.url().to_string();
         pg.write(|db| {
             let taken = db.exists(
@@ -313,8 +316,8 @@ impl Catalog {
     }
 
     /// Opens the catalog of pool `pool_id` in the PostgreSQL database at `url`.
-    pub fn open_postgres(url: &str, pool_id: &str) -> Result<Self> {
-        let mut pg = postgres::Postgres::connect(url)?;
+    pub fn open_postgres(url: &str, pool_id: &str, options: &PoolOptions) -> Result<Self> {
+        let mut pg = postgres::Postgres::connect(url, options)?;
         let location = pg.url().to_string();
         pg.write(|db| {
             if !db.exists(
@@ -338,7 +341,19 @@ impl Catalog {
             backend: Mutex::new(backend),
             location,
             dirty: AtomicBool::new(false),
+            lease: PoolOptions::default().lease,
         }
+    }
+
+    /// This catalog with leases and sessions lasting `lease` unless renewed.
+    pub fn with_lease(mut self, lease: std::time::Duration) -> Self {
+        self.lease = lease;
+        self
+    }
+
+    /// How long a lease or session on this catalog lasts unless renewed.
+    pub fn lease(&self) -> std::time::Duration {
+        self.lease
     }
 
     /// Where the catalog is: its file, or its database URL (without password).

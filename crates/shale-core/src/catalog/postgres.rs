@@ -20,6 +20,7 @@ use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::{Client, Config, GenericClient, NoTls, Statement};
 
 use super::sql::{Dialect, Row, Sql, Value};
+use crate::config::PoolOptions;
 use crate::error::{Error, Result};
 
 /// The advisory lock every write transaction takes ("SHALE" in ASCII).
@@ -31,6 +32,8 @@ pub struct Postgres {
     /// The URL without its password, for messages.
     url: String,
     conn: Option<Connection>,
+    /// How long a lost connection is retried.
+    retry: Duration,
 }
 
 struct Connection {
@@ -94,24 +97,17 @@ pub fn is_postgres_url(s: &str) -> bool {
     s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
-fn retry_window() -> Duration {
-    let secs = std::env::var("SHALE_CATALOG_RETRY_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(120);
-    Duration::from_secs(secs)
-}
-
 impl Postgres {
     /// Connects to the database at `url` (`postgres://USER[:PASSWORD]@HOST[:PORT]/DB`).
-    /// A password not in the URL is taken from `PGPASSWORD`.
-    pub fn connect(url: &str) -> Result<Postgres> {
+    /// A password not in the URL is `options.catalog_password`; a lost
+    /// connection is retried for `options.catalog_retry`.
+    pub fn connect(url: &str, options: &PoolOptions) -> Result<Postgres> {
         let public = without_password(url);
         let mut config: Config = url.parse().map_err(|e| {
             Error::InvalidArgument(format!("catalog URL {public} is not valid: {e}"))
         })?;
         if config.get_password().is_none() {
-            if let Ok(p) = std::env::var("PGPASSWORD") {
+            if let Some(p) = &options.catalog_password {
                 config.password(p);
             }
         }
@@ -123,8 +119,9 @@ impl Postgres {
             config,
             url: public,
             conn: None,
+            retry: options.catalog_retry,
         };
-        pg.connection(Instant::now() + retry_window())?;
+        pg.connection(Instant::now() + pg.retry)?;
         Ok(pg)
     }
 
@@ -172,7 +169,7 @@ impl Postgres {
         &mut self,
         mut attempt: impl FnMut(&mut Connection, &LossFlag) -> Result<T>,
     ) -> Result<T> {
-        let deadline = Instant::now() + retry_window();
+        let deadline = Instant::now() + self.retry;
         let mut pause = Duration::from_millis(100);
         loop {
             let lost = LossFlag::default();

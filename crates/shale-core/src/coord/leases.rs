@@ -4,33 +4,21 @@
 //! (what, host, process). On a shared catalog (PostgreSQL) it carries an
 //! expiry time that the holding process renews ([`start_heartbeat`]); a
 //! machine that dies stops renewing and its leases lapse after
-//! [`lease_duration`]. On this machine a holder whose process is gone is
+//! [`Catalog::lease`]. On this machine a holder whose process is gone is
 //! stale at once, as for writing sessions (`session.rs`).
 
 use std::sync::{Arc, Weak};
-use std::time::Duration;
 
 use crate::args;
 use crate::catalog::{now_ns, volume_by_name, Catalog};
 use crate::coord::session::{host_name, process_start};
 use crate::error::Result;
 
-/// How long a lease or session of a shared catalog lasts unless renewed:
-/// `SHALE_LEASE_SECS`, default 60 s. Renewed every third of it.
-pub fn lease_duration() -> Duration {
-    let secs = std::env::var("SHALE_LEASE_SECS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .filter(|s| *s > 0)
-        .unwrap_or(60);
-    Duration::from_secs(secs)
-}
-
 /// When a lease or session taken now expires: `0` (never: liveness is
 /// checked by process) for a catalog on one machine.
 pub fn expiry_from_now(catalog: &Catalog) -> i64 {
     if catalog.is_shared() {
-        now_ns() + lease_duration().as_nanos() as i64
+        now_ns() + catalog.lease().as_nanos() as i64
     } else {
         0
     }
@@ -144,7 +132,7 @@ pub fn start_heartbeat(catalog: &Arc<Catalog>) {
         return;
     }
     let weak: Weak<Catalog> = Arc::downgrade(catalog);
-    let every = lease_duration() / 3;
+    let every = catalog.lease() / 3;
     let _ = std::thread::Builder::new()
         .name("shale-heartbeat".into())
         .spawn(move || loop {

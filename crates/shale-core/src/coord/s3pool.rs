@@ -6,7 +6,7 @@
 //!   packs/xx/….pack        pack objects, as in a local pool
 //!   catalog/catalog.db     a copy of the SQLite catalog, refreshed after changes
 //!   catalog/owner.json     which machine's cache holds the live catalog
-//! CACHE/                   on each machine ($SHALE_CACHE_DIR, else ~/.cache/shale)
+//! CACHE/                   on each machine (`PoolOptions::cache_dir`)
 //!   s3-HASH/               per pool URL: catalog.db, tmp/ (packs being
 //!                          written), mounts/, upper/, gc.lock, mount.log, cache-id
 //! ```
@@ -23,6 +23,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
+use crate::config::PoolOptions;
 use crate::error::{Error, IoContext, Result};
 use crate::store::objects::{ObjectStore, Remote, StoreLocation};
 
@@ -60,25 +61,13 @@ pub struct StoreSettings {
     pub catalog: String,
 }
 
-/// This machine's cache directory for the pool at `location`.
-pub fn cache_dir(location: &StoreLocation) -> Result<PathBuf> {
-    let base = match std::env::var_os("SHALE_CACHE_DIR").filter(|v| !v.is_empty()) {
-        Some(d) => PathBuf::from(d),
-        None => match std::env::var_os("XDG_CACHE_HOME").filter(|v| !v.is_empty()) {
-            Some(d) => PathBuf::from(d).join("shale"),
-            None => {
-                let home = std::env::var_os("HOME").filter(|v| !v.is_empty()).ok_or_else(|| {
-                    Error::InvalidArgument(
-                        "no cache directory for an object-store pool: set SHALE_CACHE_DIR (HOME is not set)"
-                            .into(),
-                    )
-                })?;
-                PathBuf::from(home).join(".cache/shale")
-            }
-        },
-    };
+/// This machine's cache directory for the pool at `location`: one folder
+/// per pool URL under `options`' cache directory.
+pub fn cache_dir(location: &StoreLocation, options: &PoolOptions) -> Result<PathBuf> {
     let hash = blake3::hash(location.url().as_bytes()).to_hex();
-    Ok(base.join(format!("{}-{}", location.kind.scheme(), &hash[..16])))
+    Ok(options
+        .cache_dir()?
+        .join(format!("{}-{}", location.kind.scheme(), &hash[..16])))
 }
 
 /// Reads fetch whole 4 MiB windows of packs (JuiceFS's block size, so a
@@ -86,22 +75,16 @@ pub fn cache_dir(location: &StoreLocation) -> Result<PathBuf> {
 /// take one request per window instead of one per chunk.
 pub const READ_WINDOW: u64 = 4 << 20;
 
-/// Default size limit of the read cache: `SHALE_READ_CACHE_SIZE` (e.g.
-/// `50GiB`, `0` for none), else 20 GiB.
-fn read_cache_limit() -> Result<u64> {
-    match std::env::var("SHALE_READ_CACHE_SIZE") {
-        Ok(v) => crate::size::parse_size(&v)
-            .map_err(|e| Error::InvalidArgument(format!("SHALE_READ_CACHE_SIZE: {e}"))),
-        Err(_) => Ok(20 << 30),
-    }
-}
-
 /// The remote store of a pool at `location`, staging packs in its cache
 /// and keeping recently read data in `CACHE/read/`.
-pub fn connect(location: &StoreLocation, cache: &Path) -> Result<Arc<Remote>> {
-    let remote = Remote::connect(location, &cache.join("tmp"))?.with_read_cache(
+pub fn connect(
+    location: &StoreLocation,
+    cache: &Path,
+    options: &PoolOptions,
+) -> Result<Arc<Remote>> {
+    let remote = Remote::connect(location, &cache.join("tmp"), &options.store)?.with_read_cache(
         &cache.join("read"),
-        read_cache_limit()?,
+        options.read_cache_bytes,
         READ_WINDOW,
     )?;
     Ok(Arc::new(remote))

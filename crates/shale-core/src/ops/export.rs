@@ -288,7 +288,7 @@ impl Pool {
             as_root: unsafe { libc::geteuid() } == 0,
             counters: Counters::default(),
         };
-        crate::pool::with_io_threads(|| match &target {
+        self.options().with_io_threads(|| match &target {
             None => exporter.export_dir(&resolved.root, dest, ""),
             Some(Entry {
                 content: Content::Dir(d),

@@ -636,7 +636,9 @@ impl Pool {
         };
         let writer = self.store.writer("import")?;
         let imp = self.importer(&writer, &opts, src, name, quota);
-        let root = crate::pool::with_io_threads(|| imp.import_dir(src, None))?;
+        let root = self
+            .options()
+            .with_io_threads(|| imp.import_dir(src, None))?;
         let report = imp.into_report(root);
         let stats = writer.finish()?;
         self.commit_new_volume(name, root, quota)?;
@@ -654,7 +656,9 @@ impl Pool {
         let to = split_path(opts.to.as_deref().unwrap_or(""))?;
         let writer = self.store.writer("import")?;
         let imp = self.importer(&writer, opts, src, name, volume.quota);
-        let root = crate::pool::with_io_threads(|| imp.splice(Some(&volume.root), &to, src))?;
+        let root = self
+            .options()
+            .with_io_threads(|| imp.splice(Some(&volume.root), &to, src))?;
         if let Some(q) = volume.quota {
             if root.bytes > q {
                 return Err(Error::QuotaExceeded {

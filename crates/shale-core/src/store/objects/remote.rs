@@ -15,6 +15,7 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectStore as Backend, ObjectStoreExt, PutPayload};
 
+use crate::config::StoreOptions;
 use crate::error::{Error, IoContext, Result};
 
 use super::ObjectStore;
@@ -113,67 +114,61 @@ impl StoreLocation {
 }
 
 /// How long a request is retried (timeouts, 5xx answers, refused
-/// connections) before it fails: `SHALE_STORE_RETRY_SECS`, default 180 s
+/// connections) before it fails: `options.retry`, default 180 s
 /// (`object_store`'s default), with at most 10 retries.
-fn retry_config() -> object_store::RetryConfig {
+fn retry_config(options: &StoreOptions) -> object_store::RetryConfig {
     let mut retry = object_store::RetryConfig::default();
-    if let Some(secs) = std::env::var("SHALE_STORE_RETRY_SECS")
-        .ok()
-        .and_then(|v| v.parse::<u64>().ok())
-    {
-        retry.retry_timeout = std::time::Duration::from_secs(secs);
-        if secs == 0 {
+    if let Some(window) = options.retry {
+        retry.retry_timeout = window;
+        if window.is_zero() {
             retry.max_retries = 0;
         }
     }
     retry
 }
 
+/// The settings of `options` whose names start with `prefix`, as config
+/// keys of a builder (`AWS_ACCESS_KEY_ID` -> `aws_access_key_id`); names
+/// the builder does not know are left out, as its `from_env` does.
+fn config_keys<'a, K: std::str::FromStr>(
+    options: &'a StoreOptions,
+    prefix: &'a str,
+) -> impl Iterator<Item = (K, &'a str)> {
+    options
+        .with_prefix(prefix)
+        .filter_map(|(k, v)| Some((k.to_ascii_lowercase().parse().ok()?, v)))
+}
+
 /// An `object_store` client for the bucket of `location` (the prefix is
-/// the caller's to apply): S3 path-style with the standard AWS chain, GCS
-/// and Azure with theirs.
-pub fn backend(location: &StoreLocation) -> Result<Arc<dyn Backend>> {
-    let retry = retry_config();
+/// the caller's to apply): S3 path-style, GCS and Azure, each configured
+/// with the standard settings of its provider given in `options`.
+pub fn backend(location: &StoreLocation, options: &StoreOptions) -> Result<Arc<dyn Backend>> {
+    let retry = retry_config(options);
     let invalid =
         |e: object_store::Error| Error::InvalidArgument(format!("{}: {e}", location.url()));
     Ok(match location.kind {
-        StoreKind::S3 => {
-            let mut builder = object_store::aws::AmazonS3Builder::from_env()
-                .with_bucket_name(&location.bucket)
-                // Path-style addressing: what S3-compatible stores expect.
-                .with_virtual_hosted_style_request(false)
-                .with_retry(retry);
-            if let Some(endpoint) = &location.endpoint {
-                builder = builder.with_endpoint(endpoint);
-            }
-            let endpoint = location.endpoint.clone().or_else(|| {
-                ["AWS_ENDPOINT_URL", "AWS_ENDPOINT"]
-                    .iter()
-                    .find_map(|k| std::env::var(k).ok())
-            });
-            if endpoint.is_some_and(|e| e.starts_with("http://")) {
-                builder = builder.with_allow_http(true);
-            }
-            if let Some(region) = &location.region {
-                builder = builder.with_region(region);
-            } else if std::env::var_os("AWS_REGION").is_none()
-                && std::env::var_os("AWS_DEFAULT_REGION").is_none()
-            {
-                builder = builder.with_region("us-east-1");
-            }
-            Arc::new(builder.build().map_err(invalid)?)
-        }
+        StoreKind::S3 => Arc::new(
+            s3_builder(location, options, retry)
+                .build()
+                .map_err(invalid)?,
+        ),
         StoreKind::Gcs => {
-            let mut builder = object_store::gcp::GoogleCloudStorageBuilder::from_env()
-                .with_bucket_name(&location.bucket)
-                .with_retry(retry);
+            let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new();
+            for (k, v) in config_keys(options, "GOOGLE_") {
+                builder = builder.with_config(k, v);
+            }
+            builder = builder.with_bucket_name(&location.bucket).with_retry(retry);
             if let Some(endpoint) = &location.endpoint {
                 builder = builder.with_base_url(endpoint);
             }
             Arc::new(builder.build().map_err(invalid)?)
         }
         StoreKind::Azure => {
-            let mut builder = object_store::azure::MicrosoftAzureBuilder::from_env()
+            let mut builder = object_store::azure::MicrosoftAzureBuilder::new();
+            for (k, v) in config_keys(options, "AZURE_") {
+                builder = builder.with_config(k, v);
+            }
+            builder = builder
                 .with_container_name(&location.bucket)
                 .with_retry(retry);
             if let Some(endpoint) = &location.endpoint {
@@ -184,6 +179,40 @@ pub fn backend(location: &StoreLocation) -> Result<Arc<dyn Backend>> {
             Arc::new(builder.build().map_err(invalid)?)
         }
     })
+}
+
+/// An S3 client, path-style (what S3-compatible stores expect), with the
+/// endpoint and region of `location` over those of `options`.
+fn s3_builder(
+    location: &StoreLocation,
+    options: &StoreOptions,
+    retry: object_store::RetryConfig,
+) -> object_store::aws::AmazonS3Builder {
+    let mut builder = object_store::aws::AmazonS3Builder::new();
+    for (k, v) in config_keys(options, "AWS_") {
+        builder = builder.with_config(k, v);
+    }
+    builder = builder
+        .with_bucket_name(&location.bucket)
+        .with_virtual_hosted_style_request(false)
+        .with_retry(retry);
+    if let Some(endpoint) = &location.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    let endpoint = location.endpoint.as_deref().or_else(|| {
+        options
+            .get("AWS_ENDPOINT_URL")
+            .or_else(|| options.get("AWS_ENDPOINT"))
+    });
+    if endpoint.is_some_and(|e| e.starts_with("http://")) {
+        builder = builder.with_allow_http(true);
+    }
+    if let Some(region) = &location.region {
+        builder = builder.with_region(region);
+    } else if options.get("AWS_REGION").is_none() && options.get("AWS_DEFAULT_REGION").is_none() {
+        builder = builder.with_region("us-east-1");
+    }
+    builder
 }
 
 /// A remote object store under a key prefix.
@@ -202,9 +231,13 @@ pub struct Remote {
 
 impl Remote {
     /// The store at `location`; packs are staged in `staging`.
-    pub fn connect(location: &StoreLocation, staging: &Path) -> Result<Remote> {
+    pub fn connect(
+        location: &StoreLocation,
+        staging: &Path,
+        options: &StoreOptions,
+    ) -> Result<Remote> {
         Remote::new(
-            backend(location)?,
+            backend(location, options)?,
             &location.prefix,
             &location.url(),
             staging,
@@ -666,8 +699,9 @@ mod tests {
             endpoint: Some("http://127.0.0.1:10000/devstoreaccount1".into()),
             ..StoreLocation::parse("az://shale/pools/a").unwrap()
         };
-        if std::env::var_os("AZURE_STORAGE_ACCOUNT_NAME").is_none() {
-            let e = Remote::connect(&azure, staging.path())
+        let none = StoreOptions::default();
+        {
+            let e = Remote::connect(&azure, staging.path(), &none)
                 .err()
                 .expect("no account");
             assert!(e.to_string().starts_with("az://shale/pools/a: "), "{e}");
@@ -681,7 +715,7 @@ mod tests {
         let remote = Remote::new(Arc::new(store), &azure.prefix, &azure.url(), staging.path());
         assert!(remote.is_ok());
         let gcs = StoreLocation::parse("gs://ml-data/pools/a").unwrap();
-        match Remote::connect(&gcs, staging.path()) {
+        match Remote::connect(&gcs, staging.path(), &none) {
             Ok(r) => assert_eq!(r.name, "gs://ml-data/pools/a"),
             Err(e) => assert!(e.to_string().starts_with("gs://ml-data/pools/a: "), "{e}"),
         }
