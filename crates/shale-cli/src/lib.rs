@@ -3,6 +3,7 @@
 //! This crate only parses arguments, calls `shale-core` and prints results;
 //! it holds no storage logic. It is a library so that the Python package
 //! can carry the same command ([`run_cli`]); `main.rs` only calls it.
+#![deny(unsafe_code)]
 
 mod commands;
 mod mirror;
@@ -38,6 +39,7 @@ pub struct Cli {
     /// Print nothing but errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
+    /// What to do.
     #[command(subcommand)]
     pub command: Command,
     /// How pools are opened: the environment and the flags above, read

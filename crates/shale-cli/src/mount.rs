@@ -1,4 +1,5 @@
 //! `shale mount` and `shale unmount`.
+#![allow(unsafe_code)] // libc calls (geteuid, statfs of mount points): each block says why it is sound
 
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@
 //! (by the `shale` Python package: `python3 -m shale.mlflow`) and handed
 //! to it in `MLFLOW_RUN_ID`, so the command's own MLflow logging lands in
 //! the same run.
+#![allow(unsafe_code)] // signal dispositions around the child command: each block says why it is sound
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};

@@ -9,6 +9,7 @@
 //! - [`coord`]: sessions, leases, mounts and object-store pool ownership;
 //! - [`Pool`] ([`pool`]): an open pool, the handle every operation takes;
 //! - [`ops`]: the operations every front end calls.
+#![deny(unsafe_code)]
 
 pub mod catalog;
 pub mod config;

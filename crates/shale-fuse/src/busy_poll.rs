@@ -11,6 +11,7 @@
 //! of 20,000 files ran at 3,500 files/s with the thread sleeping and
 //! 4,400-5,100 with it watching for 50-200 µs (see `docs/ARCHITECTURE.md`).
 //! `shale mount --busy-poll-us 0` turns it off.
+#![allow(unsafe_code)] // poll(2) on the FUSE device: each block says why it is sound
 
 use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicI32, Ordering};

@@ -1,6 +1,7 @@
 //! The `fuser::Filesystem` implementation: FUSE requests in, [`State`]
 //! operations, replies out. Reads of file data run on reader threads so
 //! that slow (cold) reads of several files overlap.
+#![allow(unsafe_code)] // libc calls: each block says why it is sound
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;

@@ -14,6 +14,7 @@
 //! process asks through [`shale_core::coord::mounts`] (before a snapshot, clone,
 //! diff or export; around a restore or import, after which the volume is
 //! reloaded).
+#![deny(unsafe_code)]
 
 mod busy_poll;
 mod commit;
@@ -127,6 +128,7 @@ impl MountControl for Control {
 
 /// Mounts `target` of `pool` at `mountpoint` and serves it until unmounted,
 /// committing every change at the end.
+#[allow(unsafe_code)] // signal dispositions and geteuid: each block says why it is sound
 pub fn mount(
     pool: Pool,
     target: Target,
@@ -287,6 +289,7 @@ fn stop_on_signals(
 
 /// Unmounts `mountpoint` lazily (`MNT_DETACH`), through `fusermount3` where
 /// this process may not unmount itself.
+#[allow(unsafe_code)] // umount2: the block says why it is sound
 fn detach(mountpoint: &Path) {
     let Ok(path) = std::ffi::CString::new(mountpoint.as_os_str().as_bytes()) else {
         return;

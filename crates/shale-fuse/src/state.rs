@@ -1,5 +1,6 @@
 //! The mount's state and the file operations on it, independent of FUSE's
 //! calling conventions: each returns a result or an errno.
+#![allow(unsafe_code)] // libc calls: each block says why it is sound
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

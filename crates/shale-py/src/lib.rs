@@ -6,6 +6,7 @@
 //! (`python/shale/`) builds objects over it; the `shale`
 //! command line itself (`cli_main`), so that `pip install` also gives the
 //! `shale` command; and the exception classes, mapped from core errors.
+#![deny(unsafe_code)]
 
 use std::ffi::OsString;
 use std::path::PathBuf;

@@ -7,6 +7,7 @@
 //! and an optional bandwidth limit; removals last. Syncing into a volume
 //! is an import (it commits the whole sync as one new root), optionally
 //! followed by a snapshot.
+#![deny(unsafe_code)]
 
 pub mod entry;
 pub mod local;

@@ -9,10 +9,15 @@
 //!   from one machine;
 //! - PostgreSQL (`postgres.rs`): for a pool that several machines share.
 
+#[cfg(not(feature = "postgres"))]
+#[path = "no_postgres.rs"]
+mod postgres;
+#[cfg(feature = "postgres")]
 mod postgres;
 mod schema;
 mod sql;
 mod sqlite;
+mod url;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -24,7 +29,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::store::pack::{BlobKind, Compression, EntryHead};
 
-pub use self::postgres::{is_postgres_url, without_password};
+pub use self::url::{is_postgres_url, without_password};
 pub use schema::SCHEMA_VERSION;
 pub use sql::{Dialect, Row, Sql, Value};
 

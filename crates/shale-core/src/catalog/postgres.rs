@@ -6,7 +6,7 @@
 //! both backends (one writer at a time, readers never blocked).
 //!
 //! A lost connection (server restart, failover, network) is retried with
-//! backoff for up to `SHALE_CATALOG_RETRY_SECS` seconds (default 120): a
+//! backoff for up to `PoolOptions::catalog_retry` (default 120 s): a
 //! transaction that fails before its commit is sent is run again from the
 //! start on a new connection. A commit whose answer is lost is reported,
 //! never guessed.
@@ -20,6 +20,7 @@ use postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use postgres::{Client, Config, GenericClient, NoTls, Statement};
 
 use super::sql::{Dialect, Row, Sql, Value};
+use super::without_password;
 use crate::config::PoolOptions;
 use crate::error::{Error, Result};
 
@@ -72,29 +73,6 @@ fn is_connection_loss(e: &postgres::Error) -> bool {
             std::error::Error::source(e).is_some_and(|s| s.is::<std::io::Error>())
         }
     }
-}
-
-/// `url` without the password, if it has one.
-pub fn without_password(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_string();
-    };
-    let (authority, tail) = match rest.find(['/', '?']) {
-        Some(i) => rest.split_at(i),
-        None => (rest, ""),
-    };
-    match authority.rsplit_once('@') {
-        Some((userinfo, host)) => {
-            let user = userinfo.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}@{host}{tail}")
-        }
-        None => url.to_string(),
-    }
-}
-
-/// Whether `s` names a PostgreSQL catalog.
-pub fn is_postgres_url(s: &str) -> bool {
-    s.starts_with("postgres://") || s.starts_with("postgresql://")
 }
 
 impl Postgres {

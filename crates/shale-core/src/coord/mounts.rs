@@ -19,6 +19,7 @@
 //! several machines share, the writer also holds the volume's lease in the
 //! catalog (`leases.rs`), which refuses writers on other machines; those
 //! find the writer's commits by polling the catalog.
+#![allow(unsafe_code)] // libc calls: each block says why it is sound
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::ffi::OsStringExt;

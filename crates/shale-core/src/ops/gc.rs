@@ -20,6 +20,7 @@
 //! A crash at any point leaves a consistent pool: condemned rows are only
 //! flags, and a pack file is deleted only after no row points at it (pack
 //! files left behind are removed by the next `gc`).
+#![allow(unsafe_code)] // libc calls: each block says why it is sound
 
 use std::collections::{HashMap, HashSet};
 use std::fs::File;

@@ -7,6 +7,7 @@
 //! directory nodes are built bottom-up; unchanged ones hash to ids the pool
 //! already has and are not written again. The volume's root moves to the new
 //! tree in one catalog transaction, after every pack is durable.
+#![allow(unsafe_code)] // libc calls: each block says why it is sound
 
 use std::collections::HashMap;
 use std::ffi::OsStr;

@@ -2,6 +2,7 @@
 //!
 //! A put writes a temporary file in `tmp/`, fsyncs it, renames it to its key
 //! and fsyncs the directory, so an object is either absent or complete.
+#![allow(unsafe_code)] // libc calls (posix_fadvise, pread): each block says why it is sound
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
