@@ -525,9 +525,31 @@ pub fn run_cli(args: Vec<OsString>) -> i32 {
     }
 }
 
+/// What the command line can do about an engine error, if anything (the
+/// engine's messages name no flags).
+fn advice(err: &anyhow::Error) -> Option<&'static str> {
+    match err
+        .chain()
+        .find_map(|c| c.downcast_ref::<shale_core::Error>())?
+    {
+        shale_core::Error::NotEmpty(_) => Some("use --force to write into it anyway"),
+        shale_core::Error::NoPool(_) => Some("create one with `shale pool init`"),
+        _ => None,
+    }
+}
+
 /// An error and its causes on one line, each cause once (errors that
-/// already quote their source are not followed by it again).
+/// already quote their source are not followed by it again), with the
+/// command line's advice.
 fn message(err: &anyhow::Error) -> String {
+    let text = causes(err);
+    match advice(err) {
+        Some(advice) => format!("{text} ({advice})"),
+        None => text,
+    }
+}
+
+fn causes(err: &anyhow::Error) -> String {
     let mut out = String::new();
     for cause in err.chain() {
         let text = cause.to_string();

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use shale_core::ops::mirror::{MirrorRow, Policy, UpdateOptions, UpdateReport};
+use shale_core::progress::{self, Event};
 use shale_core::size::{format_size, parse_size};
 use shale_core::{Pool, PoolSpec};
 
@@ -73,9 +74,7 @@ fn update_one(
         if let Some(l) = &limiter {
             l.take(n as usize);
         }
-        if let Some(p) = &progress {
-            p.add_file(n);
-        }
+        progress::report(&progress, Event::File { bytes: n });
     });
     let r = pool.mirror_update(
         &source,

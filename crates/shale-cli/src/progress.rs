@@ -7,7 +7,7 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use shale_core::progress::Progress;
+use shale_core::progress::{Counters, Progress};
 
 /// Draws `progress` until dropped.
 pub struct Bar {
@@ -22,12 +22,12 @@ impl Bar {
         quiet: bool,
         verb: &'static str,
         total: Option<u64>,
-    ) -> (Option<Arc<Progress>>, Bar) {
+    ) -> (Option<Arc<dyn Progress>>, Bar) {
         let stop = Arc::new(AtomicBool::new(false));
         if quiet || !std::io::stderr().is_terminal() {
             return (None, Bar { stop, thread: None });
         }
-        let progress = Arc::new(Progress::default());
+        let progress = Arc::new(Counters::default());
         let bar = match total {
             Some(t) => ProgressBar::new(t).with_style(
                 ProgressStyle::with_template(
@@ -54,7 +54,7 @@ impl Bar {
             })
         };
         (
-            Some(progress),
+            Some(progress as Arc<dyn Progress>),
             Bar {
                 stop,
                 thread: Some(thread),

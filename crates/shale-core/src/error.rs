@@ -7,8 +7,14 @@ use crate::id::ObjectId;
 /// Result alias used across the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Everything that can go wrong in the engine. Each message names the thing at fault.
+/// A boxed underlying error, kept as an error's source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Everything that can go wrong in the engine. Each message names the thing
+/// at fault and keeps the underlying error as its source; none gives advice
+/// about a front end's flags (each front end adds its own).
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
     /// A file-system operation on `path` failed.
     #[error("{}: {source}", path.display())]
@@ -19,10 +25,16 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The catalog database failed.
-    #[error("catalog: {0}")]
-    Catalog(String),
+    #[error("catalog: {message}")]
+    Catalog {
+        /// What failed.
+        message: String,
+        /// The database's own error, if it gave one.
+        #[source]
+        source: Option<BoxError>,
+    },
     /// No pool exists at the path.
-    #[error("no Shale pool at {} (create one with `shale pool init`)", .0.display())]
+    #[error("no Shale pool at {}", .0.display())]
     NoPool(PathBuf),
     /// A pool already exists at the path.
     #[error("a Shale pool already exists at {}", .0.display())]
@@ -94,8 +106,12 @@ pub enum Error {
     #[error("{0}")]
     BadPath(String),
     /// The export target is not empty.
-    #[error("{}: directory is not empty (use --force to write into it anyway)", .0.display())]
+    #[error("{}: directory is not empty", .0.display())]
     NotEmpty(PathBuf),
+    /// The caller asked the operation to stop ([`crate::progress::Progress`]);
+    /// nothing it would have committed was committed.
+    #[error("cancelled")]
+    Cancelled,
     /// Another process changed the volume while this operation ran.
     #[error("volume '{0}' was changed by another process during this operation; nothing was committed, run it again")]
     Conflict(String),
@@ -137,6 +153,14 @@ impl Error {
         }
     }
 
+    /// A catalog error with no underlying error.
+    pub fn catalog(message: impl Into<String>) -> Self {
+        Error::Catalog {
+            message: message.into(),
+            source: None,
+        }
+    }
+
     /// Builds a corruption error.
     pub fn corrupt(what: impl Into<String>, reason: impl Into<String>) -> Self {
         Error::Corrupt {
@@ -156,7 +180,10 @@ impl From<rusqlite::Error> for Error {
                 source: std::io::Error::from_raw_os_error(libc::ENOSPC),
             };
         }
-        Error::Catalog(e.to_string())
+        Error::Catalog {
+            message: e.to_string(),
+            source: Some(Box::new(e)),
+        }
     }
 }
 

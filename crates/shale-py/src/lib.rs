@@ -77,6 +77,9 @@ fn to_py(e: Error) -> PyErr {
         Error::QuotaExceeded { .. } => QuotaExceededError::new_err(msg),
         Error::Corrupt { .. } | Error::MissingObject(_) => CorruptDataError::new_err(msg),
         Error::Conflict(_) => ConflictError::new_err(msg),
+        Error::NotEmpty(_) => {
+            ShaleError::new_err(format!("{msg} (pass force=True to write into it anyway)"))
+        }
         _ => ShaleError::new_err(msg),
     }
 }

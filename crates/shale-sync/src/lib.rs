@@ -25,7 +25,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 use shale_core::ops::import::ImportOptions;
-use shale_core::progress::Progress;
+use shale_core::progress::{self, Progress};
 use shale_core::{Error, Pool, PoolOptions, Result};
 
 use entry::{Entry, Kind, StoredHash};
@@ -51,7 +51,7 @@ pub struct SyncOptions {
     /// After syncing into a volume, snapshot it (with this name, if given).
     pub snapshot: Option<Option<String>>,
     /// Advanced after each file copied.
-    pub progress: Option<Arc<Progress>>,
+    pub progress: Option<Arc<dyn Progress>>,
     /// How stores are reached and directories walked.
     pub pool_options: PoolOptions,
 }
@@ -235,6 +235,7 @@ pub fn sync(
             check_not_nested(a, b)?;
         }
         between(&*src, &*dst, opts, &mut report)?;
+        progress::check(&opts.progress)?;
     }
     report.seconds = started.elapsed().as_secs_f64();
     report.bytes_per_second = report.bytes as f64 / report.seconds.max(1e-9);
@@ -418,7 +419,8 @@ fn from_elsewhere(
         std::fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
         let stage = local::Local::new(&staging, &opts.pool_options);
         run::run(src, &stage, &copies, opts, report);
-        let imported = if report.errors.is_empty() {
+        let cancelled = progress::check(&opts.progress);
+        let imported = if report.errors.is_empty() && cancelled.is_ok() {
             Some(pool.import(
                 volume,
                 &staging,
@@ -433,6 +435,7 @@ fn from_elsewhere(
             None // the errors are in the report; the volume is not changed
         };
         let _ = std::fs::remove_dir_all(&staging);
+        cancelled?;
         match imported {
             Some(r) => drop(r?),
             None => return Ok(()),

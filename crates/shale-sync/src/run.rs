@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use shale_core::progress::{self, Event};
 use shale_core::Result;
 
 use crate::entry::Entry;
@@ -127,6 +128,10 @@ pub fn run(
     let failing = AtomicU32::new(0);
     let gave_up: Mutex<Option<String>> = Mutex::new(None);
     let work = || loop {
+        // A cancelled run takes no further work (the caller reports it).
+        if progress::check(&opts.progress).is_err() {
+            return;
+        }
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some(a) = rest.get(i) else { return };
         if let Some(why) = gave_up.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
@@ -148,9 +153,7 @@ pub fn run(
                             failing.store(0, Ordering::Relaxed);
                             tally.copied.fetch_add(1, Ordering::Relaxed);
                             tally.bytes.fetch_add(n, Ordering::Relaxed);
-                            if let Some(p) = &opts.progress {
-                                p.add_file(n);
-                            }
+                            progress::report(&opts.progress, Event::File { bytes: n });
                             break;
                         }
                         Err(err) if attempt < attempts => {

@@ -45,16 +45,20 @@ struct Connection {
 
 impl From<postgres::Error> for Error {
     fn from(e: postgres::Error) -> Self {
-        match e.as_db_error() {
-            Some(db) => Error::Catalog(match db.detail() {
+        let message = match e.as_db_error() {
+            Some(db) => match db.detail() {
                 Some(detail) => format!("{} ({detail})", db.message()),
                 None => db.message().to_string(),
-            }),
+            },
             // "error connecting to server" says little without its cause
-            None => Error::Catalog(match std::error::Error::source(&e) {
+            None => match std::error::Error::source(&e) {
                 Some(cause) => format!("{e}: {cause}"),
                 None => e.to_string(),
-            }),
+            },
+        };
+        Error::Catalog {
+            message,
+            source: Some(Box::new(e)),
         }
     }
 }
@@ -125,7 +129,7 @@ impl Postgres {
                         pause = (pause * 2).min(Duration::from_secs(5));
                     }
                     Err(e) => {
-                        return Err(Error::Catalog(format!(
+                        return Err(Error::catalog(format!(
                             "cannot connect to the catalog database {}: {}",
                             self.url,
                             Error::from(e)
@@ -187,7 +191,7 @@ impl Postgres {
             tx.commit().map_err(|e| {
                 if is_connection_loss(&e) {
                     lost.set();
-                    Error::Catalog(format!(
+                    Error::catalog(format!(
                         "the connection to the catalog database {url} was lost while a change \
                          was being committed; it may or may not have been made (check, then re-run)"
                     ))
@@ -321,7 +325,7 @@ fn row_of(row: &postgres::Row) -> Result<Row> {
             Type::BYTEA => row.try_get::<_, Option<Vec<u8>>>(i)?.map(Value::Blob),
             Type::VOID => None,
             ref other => {
-                return Err(Error::Catalog(format!(
+                return Err(Error::catalog(format!(
                     "column {} has type {other}, which the catalog does not use",
                     column.name()
                 )))

@@ -92,7 +92,7 @@ impl Row {
     fn get(&self, i: usize) -> Result<&Value> {
         self.0
             .get(i)
-            .ok_or_else(|| Error::Catalog(format!("a query has no column {i}")))
+            .ok_or_else(|| Error::catalog(format!("a query has no column {i}")))
     }
 
     fn mismatch(&self, i: usize, want: &str) -> Error {
@@ -215,7 +215,7 @@ impl dyn Sql + '_ {
         f: impl FnOnce(&Row) -> Result<T>,
     ) -> Result<T> {
         self.query_opt(sql, args, f)?
-            .ok_or_else(|| Error::Catalog(format!("no row from: {sql}")))
+            .ok_or_else(|| Error::catalog(format!("no row from: {sql}")))
     }
 
     /// Whether the query returns any row.
@@ -242,7 +242,7 @@ mod tests {
         assert_eq!(row.text(2).unwrap(), "a");
         assert!(row.int(2).is_err());
         assert_eq!(row.id(3).unwrap().0, [1; 32]);
-        assert!(matches!(row.blob(9), Err(Error::Catalog(_))));
+        assert!(matches!(row.blob(9), Err(Error::Catalog { .. })));
         assert_eq!(args![1i64, "x", None::<i64>].len(), 3);
     }
 }

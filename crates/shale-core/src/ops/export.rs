@@ -22,7 +22,7 @@ use serde::Serialize;
 use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::pool::Pool;
-use crate::progress::Progress;
+use crate::progress::{self, Event, Progress};
 use crate::tree::{dir_leaves, leaf_entries, lookup, split_path, Content, Entry};
 
 /// How to export.
@@ -33,7 +33,7 @@ pub struct ExportOptions {
     /// Write into a non-empty directory, replacing what is in the way.
     pub force: bool,
     /// Advanced after each file.
-    pub progress: Option<Arc<Progress>>,
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 /// What an export wrote.
@@ -99,7 +99,7 @@ fn set_xattrs(path: &Path, xattrs: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
 
 struct Exporter<'a> {
     pool: &'a Pool,
-    progress: Option<Arc<Progress>>,
+    progress: Option<Arc<dyn Progress>>,
     force: bool,
     as_root: bool,
     counters: Counters,
@@ -157,6 +157,7 @@ impl Exporter<'_> {
             e.mtime_ns.div_euclid(1_000_000_000),
             e.mtime_ns.rem_euclid(1_000_000_000) as u32,
         );
+        progress::check(&self.progress)?;
         match &e.content {
             Content::File { chunks, size } => {
                 self.clear(&path, false)?;
@@ -183,9 +184,7 @@ impl Exporter<'_> {
                 filetime::set_file_handle_times(&file, None, Some(mtime)).at(&path)?;
                 self.counters.files.fetch_add(1, Ordering::Relaxed);
                 self.counters.bytes.fetch_add(*size, Ordering::Relaxed);
-                if let Some(p) = &self.progress {
-                    p.add_file(*size);
-                }
+                progress::report(&self.progress, Event::File { bytes: *size });
             }
             Content::Dir(d) => {
                 if !self.clear(&path, true)? {

@@ -26,7 +26,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::names::check_name;
 use crate::pool::Pool;
-use crate::progress::Progress;
+use crate::progress::{self, Event, Progress};
 use crate::store::blobs::{BlobWriter, Prepared, WriteStats};
 use crate::tree::{
     build_dir, read_dir, split_path, ChunkRef, Content, DirBuilder, DirCursor, DirRef, Entry,
@@ -42,7 +42,7 @@ pub struct ImportOptions {
     /// Read and hash every file instead of trusting size, mtime and mode.
     pub checksum: bool,
     /// Advanced after each file.
-    pub progress: Option<Arc<Progress>>,
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 /// Something in the source that was not imported, and why.
@@ -308,6 +308,7 @@ impl Importer<'_> {
         old: Option<&Entry>,
         held: &mut Vec<Prepared>,
     ) -> Result<Option<Entry>> {
+        progress::check(&self.opts.progress)?;
         let path = dir.join(name);
         let md = match fs::symlink_metadata(&path) {
             Ok(md) => md,
@@ -329,9 +330,7 @@ impl Importer<'_> {
         };
         if ft.is_file() {
             self.counters.files.fetch_add(1, Ordering::Relaxed);
-            if let Some(p) = &self.opts.progress {
-                p.add_file(md.len());
-            }
+            progress::report(&self.opts.progress, Event::File { bytes: md.len() });
             self.add_source_bytes(md.len())?;
             let unchanged = match old {
                 Some(Entry {
@@ -623,7 +622,7 @@ impl Pool {
         name: &str,
         src: &Path,
         quota: Option<u64>,
-        progress: Option<Arc<Progress>>,
+        progress: Option<Arc<dyn Progress>>,
     ) -> Result<ImportReport> {
         check_name(name)?;
         check_source(src)?;
@@ -744,5 +743,59 @@ mod tests {
             })
             .unwrap();
         assert!(report.problems.is_empty(), "{:?}", report.problems);
+    }
+
+    /// A progress that cancels once it has seen `after` files.
+    struct CancelAfter {
+        counters: crate::progress::Counters,
+        after: u64,
+    }
+
+    impl Progress for CancelAfter {
+        fn event(&self, event: Event) {
+            self.counters.event(event);
+            if self.counters.files() >= self.after {
+                self.counters.cancel();
+            }
+        }
+
+        fn cancelled(&self) -> bool {
+            self.counters.cancelled()
+        }
+    }
+
+    #[test]
+    fn a_cancelled_import_commits_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::init(&dir.path().join("pool")).unwrap();
+        let src = dir.path().join("src");
+        fs::create_dir(&src).unwrap();
+        for i in 0..50 {
+            fs::write(src.join(format!("f{i:02}")), format!("file {i}")).unwrap();
+        }
+        let cancel = || -> Option<Arc<dyn Progress>> {
+            Some(Arc::new(CancelAfter {
+                counters: Default::default(),
+                after: 3,
+            }))
+        };
+        let e = pool
+            .create_volume_from("v", &src, None, cancel())
+            .unwrap_err();
+        assert!(matches!(e, Error::Cancelled), "{e}");
+        assert!(matches!(
+            pool.volume_info("v"),
+            Err(Error::VolumeNotFound(_))
+        ));
+
+        pool.create_volume("v", None).unwrap();
+        let before = pool.volume_info("v").unwrap();
+        let opts = ImportOptions {
+            progress: cancel(),
+            ..Default::default()
+        };
+        let e = pool.import("v", &src, &opts).unwrap_err();
+        assert!(matches!(e, Error::Cancelled), "{e}");
+        assert_eq!(pool.volume_info("v").unwrap(), before);
     }
 }

@@ -17,7 +17,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::pool::Pool;
-use crate::progress::Progress;
+use crate::progress::{self, Event, Progress};
 use crate::store::pack;
 use crate::tree::{load_node, Content, Node};
 
@@ -29,7 +29,7 @@ pub struct VerifyOptions {
     /// Check only this volume and its snapshots.
     pub volume: Option<String>,
     /// Advanced per pack read (bytes) or per tree node.
-    pub progress: Option<Arc<Progress>>,
+    pub progress: Option<Arc<dyn Progress>>,
 }
 
 /// A path that a damaged object makes unreadable.
@@ -83,7 +83,7 @@ struct Checker<'a> {
     chunks: HashMap<ObjectId, Option<String>>,
     /// Damaged objects found, with their kind and error.
     damaged: BTreeMap<ObjectId, (&'static str, String)>,
-    progress: Option<Arc<Progress>>,
+    progress: Option<Arc<dyn Progress>>,
 }
 
 impl Checker<'_> {
@@ -121,9 +121,13 @@ impl Checker<'_> {
             };
             report.packs_read += 1;
             report.bytes_read += data.len() as u64;
-            if let Some(p) = &self.progress {
-                p.add_file(data.len() as u64);
-            }
+            progress::report(
+                &self.progress,
+                Event::File {
+                    bytes: data.len() as u64,
+                },
+            );
+            progress::check(&self.progress)?;
             for h in heads {
                 if let Err(e) = crate::store::blobs::check_in_pack(&h, &name, &data) {
                     self.bad_blobs.insert(h.id, e.to_string());
@@ -206,9 +210,8 @@ impl Checker<'_> {
                 }
             }
         }
-        if let Some(p) = &self.progress {
-            p.add_file(0);
-        }
+        progress::report(&self.progress, Event::File { bytes: 0 });
+        progress::check(&self.progress)?;
         self.nodes.insert(*id, tainted);
         Ok(tainted)
     }

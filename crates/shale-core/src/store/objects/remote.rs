@@ -418,10 +418,7 @@ impl Remote {
             object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
             _ => std::io::ErrorKind::Other,
         };
-        Error::io(
-            format!("{}/{key}", self.name),
-            std::io::Error::new(kind, e.to_string()),
-        )
+        Error::io(format!("{}/{key}", self.name), std::io::Error::new(kind, e))
     }
 }
 
