@@ -280,6 +280,10 @@ pub enum VolumeCmd {
     Delete {
         /// Volume name.
         name: String,
+        /// Keep its snapshots: they stay listable, mountable and clonable
+        /// as NAME@SNAPSHOT, and hold the name, until deleted.
+        #[arg(long)]
+        keep_snapshots: bool,
     },
     /// Make a new volume that shares all data with a volume or snapshot.
     Clone {

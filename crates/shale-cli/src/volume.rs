@@ -39,8 +39,11 @@ pub fn volume(cli: &Cli, cmd: &VolumeCmd) -> Result<()> {
         }
         VolumeCmd::List => list(cli, &pool)?,
         VolumeCmd::Info { name, space } => info(cli, &pool, name, *space)?,
-        VolumeCmd::Delete { name } => {
-            pool.delete_volume(name)?;
+        VolumeCmd::Delete {
+            name,
+            keep_snapshots,
+        } => {
+            pool.delete_volume(name, *keep_snapshots)?;
             if cli.json {
                 print_json(&json!({"deleted": name}));
             } else if !cli.quiet {

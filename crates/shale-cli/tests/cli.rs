@@ -596,3 +596,28 @@ fn pools_are_found_created_and_versioned() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("no Shale pool at"));
 }
+
+/// `volume delete --keep-snapshots`: the snapshots outlive their volume
+/// (as a VolumeSnapshot outlives its PVC), readable and clonable, and hold
+/// the name until the last one is deleted.
+#[test]
+fn snapshots_outlive_a_volume_deleted_with_keep_snapshots() {
+    let env = Env::new();
+    write(&env.path("src/a.txt"), b"alpha");
+    env.ok(&["volume", "create", "ds", "--from", &env.s("src")]);
+    let s1 = env.json(&["snapshot", "create", "ds", "s1"]);
+    env.ok(&["volume", "delete", "ds", "--keep-snapshots"]);
+    assert_eq!(env.json(&["volume", "list"]), serde_json::json!([]));
+    fails(&env, &["volume", "info", "ds"], "volume 'ds' not found");
+    let listed = env.json(&["snapshot", "list", "ds"]);
+    assert_eq!(listed[0]["id"], s1["id"]);
+    let clone = env.json(&["volume", "clone", "exp", "--from", "ds@s1"]);
+    assert_eq!(clone["id"], s1["id"]);
+    env.ok(&["volume", "export", "ds@s1", &env.s("out")]);
+    assert_eq!(fs::read(env.path("out/a.txt")).unwrap(), b"alpha");
+    fails(&env, &["volume", "create", "ds"], "snapshot(s) kept");
+    env.ok(&["snapshot", "delete", "ds", "s1"]);
+    assert_eq!(env.json(&["snapshot", "list"]), serde_json::json!([]));
+    env.ok(&["volume", "create", "ds"]);
+    env.ok(&["verify"]);
+}

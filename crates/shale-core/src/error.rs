@@ -73,6 +73,14 @@ pub enum Error {
         /// Snapshot name.
         name: String,
     },
+    /// A deleted volume's snapshots, kept, still hold its name.
+    #[error("volume '{volume}' was deleted with its {snapshots} snapshot(s) kept, which still hold the name: delete them or choose another name")]
+    NameHeld {
+        /// Volume name.
+        volume: String,
+        /// Snapshots kept.
+        snapshots: u64,
+    },
     /// A volume or snapshot name breaks the naming rules.
     #[error("invalid name '{name}': {reason}")]
     InvalidName {

@@ -296,7 +296,7 @@ fn apply(pool: &Pool, model: &mut Model, op: &Op, scratch: &Path, step: usize) {
         }
         Op::DeleteVolume(v) => {
             let name = VOLS[*v];
-            let r = pool.delete_volume(name);
+            let r = pool.delete_volume(name, false);
             assert_eq!(r.is_ok(), model.vols.remove(name).is_some());
             model.snaps.retain(|(vn, _), _| vn != name);
         }

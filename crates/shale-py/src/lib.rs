@@ -70,9 +70,10 @@ fn to_py(e: Error) -> PyErr {
         Error::NoPool(_) => PoolNotFoundError::new_err(msg),
         Error::VolumeNotFound(_) => VolumeNotFoundError::new_err(msg),
         Error::SnapshotNotFound { .. } => SnapshotNotFoundError::new_err(msg),
-        Error::VolumeExists(_) | Error::SnapshotExists { .. } | Error::PoolExists(_) => {
-            NameExistsError::new_err(msg)
-        }
+        Error::VolumeExists(_)
+        | Error::SnapshotExists { .. }
+        | Error::PoolExists(_)
+        | Error::NameHeld { .. } => NameExistsError::new_err(msg),
         Error::InvalidName { .. } => InvalidNameError::new_err(msg),
         Error::QuotaExceeded { .. } => QuotaExceededError::new_err(msg),
         Error::Corrupt { .. } | Error::MissingObject(_) => CorruptDataError::new_err(msg),
@@ -204,9 +205,16 @@ impl NativePool {
         })
     }
 
-    /// Deletes a volume and its snapshots.
-    fn delete_volume(&self, py: Python<'_>, name: &str) -> PyResult<PyObject> {
-        run(py, || self.pool.delete_volume(name))
+    /// Deletes a volume and its snapshots (or, with `keep_snapshots`, the
+    /// volume alone).
+    #[pyo3(signature = (name, keep_snapshots=false))]
+    fn delete_volume(
+        &self,
+        py: Python<'_>,
+        name: &str,
+        keep_snapshots: bool,
+    ) -> PyResult<PyObject> {
+        run(py, || self.pool.delete_volume(name, keep_snapshots))
     }
 
     /// Takes a snapshot; returns it.

@@ -221,3 +221,14 @@ def test_resize(pool, data_dir):
         v.resize(1000)
     assert v.info()["quota"] == 3 << 30
     assert v.resize(None)["quota"] is None
+
+
+def test_delete_keeping_snapshots(pool, data_dir):
+    v = pool.create_volume("ds", from_dir=data_dir)
+    snap = v.snapshot("s1")
+    v.delete(keep_snapshots=True)
+    assert pool.list_volumes() == []
+    assert pool.list_snapshots("ds") == [snap]
+    assert pool.resolve("ds@s1")["id"] == snap["id"]
+    with pytest.raises(shale.NameExistsError):
+        pool.create_volume("ds")

@@ -217,8 +217,13 @@ fn snapshot_from_row(row: &Row) -> Result<SnapshotRow> {
     })
 }
 
-const VOLUME_COLS: &str =
-    "id, name, root, bytes, files, origin, quota, created, updated FROM volumes";
+/// Volumes, live or deleted with their snapshots kept.
+const ANY_VOLUME_SELECT: &str =
+    "SELECT id, name, root, bytes, files, origin, quota, created, updated FROM volumes";
+/// Live volumes (not deleted with their snapshots kept); callers go on
+/// with `AND …` or `ORDER BY …`.
+const VOLUME_SELECT: &str = "SELECT id, name, root, bytes, files, origin, quota, created, updated \
+     FROM volumes WHERE deleted IS NULL";
 const SNAPSHOT_COLS: &str = "v.name, s.name, s.root, s.bytes, s.files, s.created \
      FROM snapshots s JOIN volumes v ON v.id = s.volume";
 
@@ -509,7 +514,7 @@ impl Catalog {
     pub fn volumes(&self) -> Result<Vec<VolumeRow>> {
         self.read(|db| {
             db.query_all(
-                &format!("SELECT {VOLUME_COLS} ORDER BY name"),
+                &format!("{VOLUME_SELECT} ORDER BY name"),
                 &[],
                 volume_from_row,
             )
@@ -520,7 +525,7 @@ impl Catalog {
     pub fn snapshots(&self, volume: Option<&str>) -> Result<Vec<SnapshotRow>> {
         self.read(|db| match volume {
             Some(v) => {
-                volume_by_name(db, v)?;
+                volume_id_any(db, v)?;
                 db.query_all(
                     &format!("SELECT {SNAPSHOT_COLS} WHERE v.name = ?1 ORDER BY s.created, s.name"),
                     args![v],
@@ -603,7 +608,7 @@ pub fn root_meta_of(db: &dyn Sql, volume: i64) -> Result<RootMeta> {
 /// Reads a volume row inside any connection or transaction.
 pub fn volume_by_name(db: &dyn Sql, name: &str) -> Result<VolumeRow> {
     db.query_opt(
-        &format!("SELECT {VOLUME_COLS} WHERE name = ?1"),
+        &format!("{VOLUME_SELECT} AND name = ?1"),
         args![name],
         volume_from_row,
     )?
@@ -611,8 +616,9 @@ pub fn volume_by_name(db: &dyn Sql, name: &str) -> Result<VolumeRow> {
 }
 
 /// Reads a snapshot row inside any connection or transaction.
+/// The snapshots of a volume deleted with `--keep-snapshots` are found too.
 pub fn snapshot_by_name(db: &dyn Sql, volume: &str, name: &str) -> Result<SnapshotRow> {
-    volume_by_name(db, volume)?;
+    volume_id_any(db, volume)?;
     db.query_opt(
         &format!("SELECT {SNAPSHOT_COLS} WHERE v.name = ?1 AND s.name = ?2"),
         args![volume, name],
@@ -622,6 +628,28 @@ pub fn snapshot_by_name(db: &dyn Sql, volume: &str, name: &str) -> Result<Snapsh
         volume: volume.to_string(),
         name: name.to_string(),
     })
+}
+
+/// Reads a volume row, live or deleted with its snapshots kept (the
+/// source of a clone of one of them).
+pub fn volume_by_name_any(db: &dyn Sql, name: &str) -> Result<VolumeRow> {
+    db.query_opt(
+        &format!("{ANY_VOLUME_SELECT} WHERE name = ?1"),
+        args![name],
+        volume_from_row,
+    )?
+    .ok_or_else(|| Error::VolumeNotFound(name.to_string()))
+}
+
+/// The catalog key of volume `name`, live or deleted with its snapshots
+/// kept, and whether it is deleted.
+pub fn volume_id_any(db: &dyn Sql, name: &str) -> Result<(i64, bool)> {
+    db.query_opt(
+        "SELECT id, deleted FROM volumes WHERE name = ?1",
+        args![name],
+        |r| Ok((r.int(0)?, r.opt_int(1)?.is_some())),
+    )?
+    .ok_or_else(|| Error::VolumeNotFound(name.to_string()))
 }
 
 /// Records durable packs and their blobs in the index. A blob already
@@ -675,8 +703,21 @@ pub fn insert_volume(
     origin: Option<&str>,
     quota: Option<u64>,
 ) -> Result<()> {
-    if tx.exists("SELECT 1 FROM volumes WHERE name = ?1", args![name])? {
-        return Err(Error::VolumeExists(name.to_string()));
+    match volume_id_any(tx, name) {
+        Ok((_, false)) => return Err(Error::VolumeExists(name.to_string())),
+        Ok((id, true)) => {
+            let snapshots = tx.query_one(
+                "SELECT count(*) FROM snapshots WHERE volume = ?1",
+                args![id],
+                |r| r.int(0),
+            )? as u64;
+            return Err(Error::NameHeld {
+                volume: name.to_string(),
+                snapshots,
+            });
+        }
+        Err(Error::VolumeNotFound(_)) => {}
+        Err(e) => return Err(e),
     }
     let now = now_ns();
     tx.execute(
@@ -713,6 +754,39 @@ pub fn set_root(
     tx.execute(
         "UPDATE volumes SET root = ?1, bytes = ?2, files = ?3, updated = ?4 WHERE id = ?5",
         args![root, bytes as i64, files as i64, now_ns(), current.id],
+    )?;
+    Ok(())
+}
+
+/// Deletes volume `id` and its snapshots; with `keep_snapshots`, a volume
+/// that has snapshots is only marked deleted (hidden from every listing,
+/// its tree no longer a root) and its snapshots stay.
+pub fn delete_volume(tx: &dyn Sql, id: i64, keep_snapshots: bool) -> Result<()> {
+    let has_snapshots = tx.exists("SELECT 1 FROM snapshots WHERE volume = ?1", args![id])?;
+    if keep_snapshots && has_snapshots {
+        tx.execute(
+            "UPDATE volumes SET deleted = ?1 WHERE id = ?2",
+            args![now_ns(), id],
+        )?;
+        tx.execute("DELETE FROM leases WHERE volume = ?1", args![id])?;
+        return Ok(());
+    }
+    tx.execute("DELETE FROM snapshots WHERE volume = ?1", args![id])?;
+    tx.execute("DELETE FROM volumes WHERE id = ?1", args![id])?;
+    Ok(())
+}
+
+/// Deletes snapshot `name` of volume `id`, and the volume's row too if it
+/// was deleted and this was its last snapshot.
+pub fn delete_snapshot(tx: &dyn Sql, volume: i64, name: &str) -> Result<()> {
+    tx.execute(
+        "DELETE FROM snapshots WHERE volume = ?1 AND name = ?2",
+        args![volume, name],
+    )?;
+    tx.execute(
+        "DELETE FROM volumes WHERE id = ?1 AND deleted IS NOT NULL \
+         AND NOT EXISTS (SELECT 1 FROM snapshots WHERE volume = ?1)",
+        args![volume],
     )?;
     Ok(())
 }

@@ -10,7 +10,7 @@ use super::sql::Dialect;
 
 /// Version of the catalog schema this build reads and writes. Older
 /// catalogs are upgraded in place when opened ([`upgrade`]).
-pub const SCHEMA_VERSION: u32 = 6;
+pub const SCHEMA_VERSION: u32 = 7;
 
 /// The tables of schema version 1 (SQLite spelling).
 const TABLES_1: &str = "
@@ -145,6 +145,11 @@ DROP INDEX IF EXISTS blobs_by_pack;
 CREATE INDEX blobs_by_pack ON blobs(pack, \"offset\", stored_len, raw_len, kind, compression, id);
 ";
 
+/// Version 7 lets a volume be deleted while its snapshots are kept
+/// (`volume delete --keep-snapshots`): its row stays, marked with the time
+/// it was deleted, hidden from every listing, until its last snapshot goes.
+const DELETED_7: &str = "ALTER TABLE volumes ADD COLUMN deleted INTEGER;";
+
 /// `sql` in the spelling of `dialect`.
 fn spell(sql: &str, dialect: Dialect) -> String {
     match dialect {
@@ -165,7 +170,7 @@ pub fn create(dialect: Dialect) -> String {
     spell(
         &format!(
             "{TABLES_1} {TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}
-             INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+             {DELETED_7} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
         ),
         dialect,
     )
@@ -175,11 +180,14 @@ pub fn create(dialect: Dialect) -> String {
 /// or `None` if `from` is not a version this build can upgrade.
 pub fn upgrade(from: &str, dialect: Dialect) -> Option<String> {
     let steps = match from {
-        "1" => format!("{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}"),
-        "2" => format!("{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}"),
-        "3" => format!("{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}"),
-        "4" => format!("{TABLES_5} {INDEX_6}"),
-        "5" => INDEX_6.to_string(),
+        "1" => format!(
+            "{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7}"
+        ),
+        "2" => format!("{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7}"),
+        "3" => format!("{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7}"),
+        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7}"),
+        "5" => format!("{INDEX_6} {DELETED_7}"),
+        "6" => DELETED_7.to_string(),
         _ => return None,
     };
     Some(spell(

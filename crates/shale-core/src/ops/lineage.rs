@@ -296,7 +296,7 @@ mod tests {
         assert_eq!(c.origins[1], "data@v1");
 
         // the record outlives the volumes it names
-        pool.delete_volume("model").unwrap();
+        pool.delete_volume("model", false).unwrap();
         assert_eq!(pool.runs().unwrap().len(), 1);
         assert!(pool.run_record(99).is_err());
     }

@@ -3,7 +3,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::args;
 use crate::catalog::{self, RootMeta, SnapshotRow, Totals, VolumeRow};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
@@ -218,9 +217,12 @@ impl Pool {
         Ok(VolumeReport::new(&row, snapshots))
     }
 
-    /// Deletes a volume and its snapshots. Clones made from it keep their
-    /// data: it is shared by content, not owned.
-    pub fn delete_volume(&self, name: &str) -> Result<()> {
+    /// Deletes a volume and its snapshots, or with `keep_snapshots` the
+    /// volume alone: its snapshots then stay listable, readable and
+    /// clonable as `NAME@SNAPSHOT` until deleted, and hold the name until
+    /// the last one goes. Clones made from it keep their data: it is shared
+    /// by content, not owned.
+    pub fn delete_volume(&self, name: &str, keep_snapshots: bool) -> Result<()> {
         check_name(name)?;
         if let Some(at) = crate::coord::mounts::shown_at(self.root(), name, None) {
             return Err(Error::Mounted {
@@ -231,9 +233,7 @@ impl Pool {
         let _hold = self.hold_mounts(name)?;
         self.catalog().write(|tx| {
             let v = catalog::volume_by_name(tx, name)?;
-            tx.execute("DELETE FROM snapshots WHERE volume = ?1", args![v.id])?;
-            tx.execute("DELETE FROM volumes WHERE id = ?1", args![v.id])?;
-            Ok(())
+            catalog::delete_volume(tx, v.id, keep_snapshots)
         })
     }
 
@@ -274,7 +274,10 @@ impl Pool {
             self.sync_mounts(&spec.volume)?;
         }
         self.catalog().write(|tx| {
-            let source = catalog::volume_by_name(tx, &spec.volume)?;
+            let source = match &spec.snapshot {
+                Some(_) => catalog::volume_by_name_any(tx, &spec.volume)?,
+                None => catalog::volume_by_name(tx, &spec.volume)?,
+            };
             let snap = match &spec.snapshot {
                 Some(s) => catalog::snapshot_by_name(tx, &spec.volume, s)?,
                 None => {
@@ -365,12 +368,8 @@ impl Pool {
         }
         self.catalog().write(|tx| {
             catalog::snapshot_by_name(tx, volume, name)?;
-            let v = catalog::volume_by_name(tx, volume)?;
-            tx.execute(
-                "DELETE FROM snapshots WHERE volume = ?1 AND name = ?2",
-                args![v.id, name],
-            )?;
-            Ok(())
+            let (id, _) = catalog::volume_id_any(tx, volume)?;
+            catalog::delete_snapshot(tx, id, name)
         })
     }
 
@@ -437,5 +436,55 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), 3, "{names:?}");
         assert!(pool.create_snapshot("v", Some(&names[0])).is_err());
+    }
+
+    #[test]
+    fn a_volume_deleted_with_its_snapshots_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::init(&dir.path().join("pool")).unwrap();
+        let src = dir.path().join("src");
+        std::fs::create_dir(&src).unwrap();
+        std::fs::write(src.join("f"), b"kept").unwrap();
+        pool.create_volume_from("v", &src, None, None).unwrap();
+        let s1 = pool.create_snapshot("v", Some("s1")).unwrap();
+        pool.create_snapshot("v", Some("s2")).unwrap();
+        pool.delete_volume("v", true).unwrap();
+
+        // The volume is gone, its snapshots are not.
+        assert!(matches!(
+            pool.volume_info("v"),
+            Err(Error::VolumeNotFound(_))
+        ));
+        assert!(pool.list_volumes().unwrap().is_empty());
+        let names: Vec<String> = pool
+            .list_snapshots(Some("v"))
+            .unwrap()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        assert_eq!(names, ["s1", "s2"]);
+        assert_eq!(pool.resolve("v@s1").unwrap().root.to_hex(), s1.id);
+        let c = pool.clone_volume("c", "v@s1").unwrap();
+        assert_eq!(
+            (c.id.as_str(), c.origin.as_deref()),
+            (s1.id.as_str(), Some("v@s1"))
+        );
+        assert!(pool.create_snapshot("v", Some("s3")).is_err());
+
+        // The snapshots hold the name until the last one goes.
+        assert!(matches!(
+            pool.create_volume("v", None),
+            Err(Error::NameHeld { snapshots: 2, .. })
+        ));
+        pool.delete_snapshot("v", "s1").unwrap();
+        pool.delete_snapshot("v", "s2").unwrap();
+        assert!(pool.list_snapshots(None).unwrap().is_empty());
+        pool.create_volume("v", None).unwrap();
+
+        // Without snapshots, or without the flag, everything goes.
+        pool.create_snapshot("v", Some("x")).unwrap();
+        pool.delete_volume("v", false).unwrap();
+        assert!(pool.list_snapshots(None).unwrap().is_empty());
+        pool.create_volume("v", None).unwrap();
     }
 }

@@ -189,9 +189,11 @@ class Volume:
         ``QuotaExceededError``. Returns the volume, as :meth:`info`."""
         return self.pool._native.resize_volume(self.name, size)
 
-    def delete(self) -> None:
-        """Deletes the volume and its snapshots (clones keep their data)."""
-        self.pool._native.delete_volume(self.name)
+    def delete(self, keep_snapshots: bool = False) -> None:
+        """Deletes the volume and its snapshots (clones keep their data); with
+        ``keep_snapshots``, the volume alone: its snapshots stay listable and
+        clonable as ``NAME@SNAPSHOT`` until deleted."""
+        self.pool._native.delete_volume(self.name, keep_snapshots)
 
     def import_dir(
         self,
@@ -369,9 +371,11 @@ def resize_volume(
     return v
 
 
-def delete_volume(volume_name: str, pool: Optional[Pool] = None, print_output: bool = False) -> None:
-    """Deletes a volume and its snapshots."""
-    (pool or Pool()).volume(volume_name).delete()
+def delete_volume(
+    volume_name: str, pool: Optional[Pool] = None, print_output: bool = False, keep_snapshots: bool = False
+) -> None:
+    """Deletes a volume and its snapshots (with ``keep_snapshots``, the volume alone)."""
+    (pool or Pool()).volume(volume_name).delete(keep_snapshots)
     _say(print_output, f"Volume deleted: {volume_name}")
 
 
