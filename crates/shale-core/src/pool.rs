@@ -272,7 +272,11 @@ impl Pool {
             s3pool::check_owner(remote.as_ref(), &cache, &name)?;
         }
         if !local.exists() {
-            fs::write(&local, &text).at(&local)?;
+            // Written aside and renamed: another process opening the pool
+            // at the same time reads the whole copy or none.
+            let aside = cache.join("tmp").join(format!("{POOL_FILE}.{}", std::process::id()));
+            fs::write(&aside, &text).at(&aside)?;
+            fs::rename(&aside, &local).at(&local)?;
         }
         let catalog = match &shared {
             Some(url) => {

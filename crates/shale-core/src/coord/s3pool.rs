@@ -117,8 +117,17 @@ pub fn cache_id(cache: &Path) -> Result<String> {
                 cache
             );
             let id = blake3::hash(seed.as_bytes()).to_hex()[..32].to_string();
-            std::fs::write(&path, &id).at(&path)?;
-            Ok(id)
+            // Linked into place whole; if another process got there first,
+            // its id is the cache's.
+            let aside = cache.join(format!("cache-id.{}", std::process::id()));
+            std::fs::write(&aside, &id).at(&aside)?;
+            let linked = std::fs::hard_link(&aside, &path);
+            let _ = std::fs::remove_file(&aside);
+            match linked {
+                Ok(()) => Ok(id),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => cache_id(cache),
+                Err(e) => Err(Error::io(path, e)),
+            }
         }
         Err(e) => Err(Error::io(path, e)),
     }
