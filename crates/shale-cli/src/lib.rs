@@ -235,7 +235,7 @@ pub enum PoolCmd {
         /// Where to create it: a directory or s3://BUCKET/PREFIX [default: --pool].
         path: Option<PathBuf>,
         /// Average chunk size for file content (power of two, 16KiB to 4MiB;
-        /// see "128 KiB average chunks" in docs/ARCHITECTURE.md).
+        /// see "128 KiB average chunks" in bench/results/NOTES.md).
         #[arg(long, value_name = "SIZE", default_value = "128KiB")]
         chunk_size: String,
         /// For an object-store pool that several machines share: keep its

@@ -9,7 +9,7 @@
 //! be woken, and when its CPU has gone idle that wake-up is slow: on the
 //! 2-CPU VMs Shale is measured on (Firecracker, halt polling off), `cp -r`
 //! of 20,000 files ran at 3,500 files/s with the thread sleeping and
-//! 4,400-5,100 with it watching for 50-200 µs (see `docs/ARCHITECTURE.md`).
+//! 4,400-5,100 with it watching for 50-200 µs (see `bench/results/NOTES.md`).
 //! `shale mount --busy-poll-us 0` turns it off.
 #![allow(unsafe_code)] // poll(2) on the FUSE device: each block says why it is sound
 

@@ -264,7 +264,7 @@ impl Filesystem for ShaleFs {
         // Large reads (up to 1 MiB) for sequential reads of big files. The
         // kernel takes the smaller of this and the mount's read-ahead (128
         // KiB unless raised in /sys/class/bdi): raising it to 1 MiB was
-        // measured (see `docs/ARCHITECTURE.md`) and not kept.
+        // measured (see `bench/results/NOTES.md`) and not kept.
         if let Err(max) = config.set_max_readahead(1 << 20) {
             let _ = config.set_max_readahead(max);
         }

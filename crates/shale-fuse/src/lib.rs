@@ -6,7 +6,7 @@
 //! arrays) but reachable by name, holding one read-only directory per
 //! snapshot.
 //!
-//! Live volumes are read-write (see `docs/ARCHITECTURE.md`, "Live writes"):
+//! Live volumes are read-write (see `bench/results/NOTES.md`, "Live writes"):
 //! changes live in an overlay — directories as their last committed tree
 //! plus changed names, written files as upper files in the pool — until a
 //! commit folds them into new tree nodes. Commits happen on `fsync`, every

@@ -7,7 +7,7 @@
 //! then comes from fresh pages instead of memory just freed).
 //!
 //! Reading the next chunks ahead on another reader thread was measured
-//! slower (see `crates/shale-fuse` in `docs/ARCHITECTURE.md`): one thread fetching,
+//! slower (see `crates/shale-fuse` in `bench/results/NOTES.md`): one thread fetching,
 //! checking and answering a read while its bytes are in its CPU cache is
 //! the fastest way found.
 

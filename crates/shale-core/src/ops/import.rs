@@ -101,7 +101,7 @@ const BATCH: usize = 1024;
 /// Names of a batch read in parallel before their small files are written
 /// together, in name order. Reading a directory in order then reads its
 /// packs in order, which the kernel's read-ahead turns into few, large
-/// reads (measured in `docs/ARCHITECTURE.md`, Decisions: 8 cold readers
+/// reads (measured in `bench/results/NOTES.md`, Decisions: 8 cold readers
 /// of 20,000 small files through a mount, 3,612-3,750 files/s before,
 /// 5,773-6,821 after). Written as each thread finished instead, consecutive
 /// files lay about 1 MiB apart. What a group holds is bounded by

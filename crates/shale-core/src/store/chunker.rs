@@ -26,7 +26,7 @@ impl Default for ChunkParams {
     }
 }
 
-/// The default average chunk size (see `docs/ARCHITECTURE.md` for the measurements behind it).
+/// The default average chunk size (see `bench/results/NOTES.md` for the measurements behind it).
 pub const DEFAULT_AVG: u32 = 128 << 10;
 
 impl ChunkParams {
