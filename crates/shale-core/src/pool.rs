@@ -274,7 +274,9 @@ impl Pool {
         if !local.exists() {
             // Written aside and renamed: another process opening the pool
             // at the same time reads the whole copy or none.
-            let aside = cache.join("tmp").join(format!("{POOL_FILE}.{}", std::process::id()));
+            let aside = cache
+                .join("tmp")
+                .join(format!("{POOL_FILE}.{}", std::process::id()));
             fs::write(&aside, &text).at(&aside)?;
             fs::rename(&aside, &local).at(&local)?;
         }

@@ -9,12 +9,14 @@
 //!   from one machine;
 //! - PostgreSQL (`postgres.rs`): for a pool that several machines share.
 
+mod holders;
+mod index;
 #[cfg(not(feature = "postgres"))]
 #[path = "no_postgres.rs"]
 mod postgres;
 #[cfg(feature = "postgres")]
 mod postgres;
-mod index;
+mod runs;
 mod schema;
 mod sql;
 mod sqlite;
@@ -30,14 +32,19 @@ use crate::config::PoolOptions;
 use crate::error::{Error, Result};
 
 pub use self::url::{is_postgres_url, without_password};
+pub use holders::{
+    delete_lease, delete_session, insert_session, lease_of, put_lease, renew, sessions, Holder,
+    LeaseRow, SessionRow,
+};
 pub use index::{insert_packs, BlobLocation, SealedPack, Totals};
+pub use runs::{end_run, insert_run, insert_run_data, runs, set_run_mlflow, Run, RunData};
+pub use schema::SCHEMA_VERSION;
+pub use sql::{Dialect, Row, Sql, Value};
 pub use volumes::{
     delete_snapshot, delete_volume, insert_snapshot, insert_volume, root_meta_of, set_quota,
     set_root, set_root_meta, snapshot_by_name, volume_by_name, volume_by_name_any, volume_id_any,
     RootMeta, SnapshotRow, VolumeRow,
 };
-pub use schema::SCHEMA_VERSION;
-pub use sql::{Dialect, Row, Sql, Value};
 
 /// A handle on the catalog database.
 pub struct Catalog {
@@ -331,4 +338,3 @@ mod tests {
         ));
     }
 }
-

@@ -9,9 +9,8 @@
 
 use std::sync::{Arc, Weak};
 
-use crate::args;
-use crate::catalog::{now_ns, volume_by_name, Catalog};
-use crate::coord::session::{host_name, process_start};
+use crate::catalog::{self, now_ns, volume_by_name, Catalog};
+use crate::coord::session::{host_name, process_start, this_process};
 use crate::error::Result;
 
 /// When a lease or session taken now expires: `0` (never: liveness is
@@ -51,39 +50,21 @@ pub fn take(
     volume: &str,
     holder: &str,
 ) -> Result<std::result::Result<Lease, String>> {
-    let (host, pid) = (host_name(), std::process::id());
-    let proc_start = process_start(pid).unwrap_or(0) as i64;
-    let expires = expiry_from_now(catalog);
+    let me = this_process(catalog);
     let taken = catalog.write(|tx| {
         let v = volume_by_name(tx, volume)?;
-        let current = tx.query_opt(
-            "SELECT holder, host, pid, proc_start, taken, expires FROM leases WHERE volume = ?1",
-            args![v.id],
-            |r| {
-                Ok((
-                    r.text(0)?,
-                    r.text(1)?,
-                    r.int(2)? as u32,
-                    r.int(3)? as u64,
-                    r.int(4)?,
-                    r.int(5)?,
-                ))
-            },
-        )?;
-        if let Some((what, h, p, start, since, exp)) = current {
-            let mine = h == host && p == pid;
-            if !mine && !holder_is_gone(&h, p, start, exp) {
-                let since = crate::ops::volumes::rfc3339(since);
-                return Ok(Err(format!("{what} (pid {p} on {h}, since {since})")));
+        if let Some(current) = catalog::lease_of(tx, v.id)? {
+            let h = &current.holder;
+            let mine = h.host == me.host && h.pid == me.pid;
+            if !mine && !holder_is_gone(&h.host, h.pid, h.proc_start, h.expires) {
+                let since = crate::ops::volumes::rfc3339(current.taken);
+                return Ok(Err(format!(
+                    "{} (pid {} on {}, since {since})",
+                    current.what, h.pid, h.host
+                )));
             }
         }
-        tx.execute(
-            "INSERT INTO leases (volume, holder, host, pid, proc_start, taken, expires) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) \
-             ON CONFLICT (volume) DO UPDATE SET holder = ?2, host = ?3, pid = ?4, \
-               proc_start = ?5, taken = ?6, expires = ?7",
-            args![v.id, holder, &host, pid, proc_start, now_ns(), expires],
-        )?;
+        catalog::put_lease(tx, v.id, holder, &me)?;
         Ok(Ok(v.id))
     })?;
     Ok(taken.map(|volume| Lease {
@@ -96,12 +77,10 @@ impl Drop for Lease {
     fn drop(&mut self) {
         let (host, pid) = (host_name(), std::process::id());
         let volume = self.volume;
-        if let Err(e) = self.catalog.write(|tx| {
-            tx.execute(
-                "DELETE FROM leases WHERE volume = ?1 AND host = ?2 AND pid = ?3",
-                args![volume, &host, pid],
-            )
-        }) {
+        if let Err(e) = self
+            .catalog
+            .write(|tx| catalog::delete_lease(tx, volume, &host, pid))
+        {
             tracing::warn!(
                 "could not release the writer lease of volume {volume}: {e} (it lapses)"
             );
@@ -113,15 +92,7 @@ impl Drop for Lease {
 pub fn renew(catalog: &Catalog) -> Result<()> {
     let (host, pid) = (host_name(), std::process::id());
     let expires = expiry_from_now(catalog);
-    catalog.write(|tx| {
-        for table in ["leases", "sessions"] {
-            tx.execute(
-                &format!("UPDATE {table} SET expires = ?1 WHERE host = ?2 AND pid = ?3"),
-                args![expires, &host, pid],
-            )?;
-        }
-        Ok(())
-    })
+    catalog.write(|tx| catalog::renew(tx, &host, pid, expires))
 }
 
 /// Starts a thread that renews this process's leases and sessions on a

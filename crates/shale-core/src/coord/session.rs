@@ -10,8 +10,7 @@
 
 use std::sync::Arc;
 
-use crate::args;
-use crate::catalog::{now_ns, Catalog};
+use crate::catalog::{self, Catalog, Holder};
 use crate::error::Result;
 
 /// A registered writing session; unregistered on drop.
@@ -20,24 +19,7 @@ pub struct Session {
     id: i64,
 }
 
-/// A session as recorded in the catalog.
-#[derive(Clone, Debug)]
-pub struct SessionRow {
-    /// Catalog key.
-    pub id: i64,
-    /// Host name of the writer.
-    pub host: String,
-    /// Process id of the writer.
-    pub pid: u32,
-    /// The writer's process start time (clock ticks since boot), 0 if unknown.
-    pub proc_start: u64,
-    /// When the session began, ns since the epoch.
-    pub started: i64,
-    /// What it is doing.
-    pub what: String,
-    /// When it lapses unless renewed, ns since the epoch (0: never).
-    pub expires: i64,
-}
+pub use crate::catalog::SessionRow;
 
 /// This machine's host name.
 pub fn host_name() -> String {
@@ -55,34 +37,28 @@ pub fn process_start(pid: u32) -> Option<u64> {
     after.split_whitespace().nth(19)?.parse().ok()
 }
 
-impl SessionRow {
-    /// Whether the writing process certainly no longer exists (or, on a
-    /// shared catalog, stopped renewing its session).
-    pub fn is_stale(&self) -> bool {
-        crate::coord::leases::holder_is_gone(&self.host, self.pid, self.proc_start, self.expires)
+/// This process, as a holder of sessions and leases on `catalog`.
+pub fn this_process(catalog: &Catalog) -> Holder {
+    let pid = std::process::id();
+    Holder {
+        host: host_name(),
+        pid,
+        proc_start: process_start(pid).unwrap_or(0),
+        expires: crate::coord::leases::expiry_from_now(catalog),
     }
+}
+
+/// Whether a session's writing process certainly no longer exists (or, on
+/// a shared catalog, stopped renewing its session).
+pub fn is_stale(s: &SessionRow) -> bool {
+    crate::coord::leases::holder_is_gone(&s.host, s.pid, s.proc_start, s.expires)
 }
 
 impl Session {
     /// Registers a session of this process.
     pub fn begin(catalog: Arc<Catalog>, what: &str) -> Result<Session> {
-        let pid = std::process::id();
-        let expires = crate::coord::leases::expiry_from_now(&catalog);
-        let id = catalog.write_unsynced(|tx| {
-            tx.query_one(
-                "INSERT INTO sessions (host, pid, proc_start, started, what, expires) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) RETURNING id",
-                args![
-                    host_name(),
-                    pid,
-                    process_start(pid).unwrap_or(0) as i64,
-                    now_ns(),
-                    what,
-                    expires
-                ],
-                |r| r.int(0),
-            )
-        })?;
+        let holder = this_process(&catalog);
+        let id = catalog.write_unsynced(|tx| catalog::insert_session(tx, &holder, what))?;
         Ok(Session { catalog, id })
     }
 
@@ -95,10 +71,10 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         let id = self.id;
-        if let Err(e) = self.catalog.write_unsynced(|tx| {
-            tx.execute("DELETE FROM sessions WHERE id = ?1", args![id])?;
-            Ok(())
-        }) {
+        if let Err(e) = self
+            .catalog
+            .write_unsynced(|tx| catalog::delete_session(tx, id))
+        {
             tracing::warn!("could not unregister writing session {id}: {e} (gc will remove it)");
         }
     }
@@ -106,36 +82,20 @@ impl Drop for Session {
 
 /// Every registered session.
 pub fn sessions(catalog: &Catalog) -> Result<Vec<SessionRow>> {
-    catalog.read(|db| {
-        db.query_all(
-            "SELECT id, host, pid, proc_start, started, what, expires FROM sessions ORDER BY id",
-            &[],
-            |r| {
-                Ok(SessionRow {
-                    id: r.int(0)?,
-                    host: r.text(1)?,
-                    pid: r.int(2)? as u32,
-                    proc_start: r.int(3)? as u64,
-                    started: r.int(4)?,
-                    what: r.text(5)?,
-                    expires: r.int(6)?,
-                })
-            },
-        )
-    })
+    catalog.read(catalog::sessions)
 }
 
 /// Removes the sessions whose writers are gone; returns how many.
 pub fn remove_stale(catalog: &Catalog) -> Result<usize> {
     let stale: Vec<i64> = sessions(catalog)?
         .into_iter()
-        .filter(SessionRow::is_stale)
+        .filter(|s| is_stale(s))
         .map(|s| s.id)
         .collect();
     if !stale.is_empty() {
         catalog.write(|tx| {
             for id in &stale {
-                tx.execute("DELETE FROM sessions WHERE id = ?1", args![*id])?;
+                catalog::delete_session(tx, *id)?;
             }
             Ok(())
         })?;

@@ -502,7 +502,7 @@ impl Pool {
         loop {
             let running: Vec<_> = session::sessions(self.catalog())?
                 .into_iter()
-                .filter(|s| ids.contains(&s.id) && !s.is_stale())
+                .filter(|s| ids.contains(&s.id) && !crate::coord::session::is_stale(s))
                 .collect();
             if running.is_empty() {
                 return Ok(());
@@ -586,7 +586,7 @@ impl Pool {
         for (pid, path) in staged {
             let claimed = live_sessions
                 .iter()
-                .any(|s| s.host == host && s.pid == pid && !s.is_stale());
+                .any(|s| s.host == host && s.pid == pid && !crate::coord::session::is_stale(s));
             if !claimed && pid != std::process::id() && std::fs::remove_file(&path).is_ok() {
                 removed += 1;
             }

@@ -9,24 +9,13 @@
 
 use serde::Serialize;
 
-use crate::args;
-use crate::catalog::now_ns;
+use crate::catalog;
+pub use crate::catalog::{Run, RunData};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::names::{check_name, Spec};
 use crate::ops::volumes::SnapshotReport;
 use crate::pool::Pool;
-
-/// One volume snapshot a run read or wrote.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RunData {
-    /// Volume name.
-    pub volume: String,
-    /// Snapshot name.
-    pub snapshot: String,
-    /// The snapshot's id (its root tree hash).
-    pub snapshot_id: String,
-}
 
 impl RunData {
     /// The snapshot `snap`.
@@ -42,29 +31,6 @@ impl RunData {
     pub fn spec(&self) -> String {
         format!("{}@{}", self.volume, self.snapshot)
     }
-}
-
-/// A recorded run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Run {
-    /// Run number, unique in the pool.
-    pub id: i64,
-    /// The command line.
-    pub command: Vec<String>,
-    /// Host it ran on.
-    pub host: String,
-    /// Start, ns since the Unix epoch.
-    pub started: i64,
-    /// End, once finished.
-    pub ended: Option<i64>,
-    /// Exit status, once finished (128 + signal number if killed).
-    pub exit_code: Option<i32>,
-    /// The MLflow run it was logged to.
-    pub mlflow_run: Option<String>,
-    /// Snapshots read.
-    pub inputs: Vec<RunData>,
-    /// Snapshots written.
-    pub outputs: Vec<RunData>,
 }
 
 /// Where a volume or snapshot came from and what was made from it.
@@ -88,13 +54,9 @@ impl Pool {
     /// Records the start of a run of `command`; returns its number.
     pub fn begin_run(&self, command: &[String]) -> Result<i64> {
         let command = serde_json::to_string(command).unwrap_or_default();
-        self.catalog().write(|tx| {
-            tx.query_one(
-                "INSERT INTO runs (command, host, started) VALUES (?1, ?2, ?3) RETURNING id",
-                args![&command, crate::coord::session::host_name(), now_ns()],
-                |r| r.int(0),
-            )
-        })
+        let host = crate::coord::session::host_name();
+        self.catalog()
+            .write(|tx| catalog::insert_run(tx, &command, &host))
     }
 
     /// Adds a snapshot a run read (`output` false) or wrote.
@@ -102,87 +64,25 @@ impl Pool {
         let id = ObjectId::from_hex(&data.snapshot_id).ok_or_else(|| {
             Error::InvalidArgument(format!("not a snapshot id: {:?}", data.snapshot_id))
         })?;
-        self.catalog().write(|tx| {
-            tx.execute(
-                "INSERT INTO run_data (run, output, volume, snapshot, snapshot_id) \
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
-                args![run, output, &data.volume, &data.snapshot, &id],
-            )?;
-            Ok(())
-        })
+        self.catalog()
+            .write(|tx| catalog::insert_run_data(tx, run, output, data, &id))
     }
 
     /// Records the MLflow run a run was logged to.
     pub fn set_run_mlflow(&self, run: i64, mlflow_run: &str) -> Result<()> {
-        self.catalog().write(|tx| {
-            tx.execute(
-                "UPDATE runs SET mlflow_run = ?2 WHERE id = ?1",
-                args![run, mlflow_run],
-            )?;
-            Ok(())
-        })
+        self.catalog()
+            .write(|tx| catalog::set_run_mlflow(tx, run, mlflow_run))
     }
 
     /// Records the end of a run.
     pub fn end_run(&self, run: i64, exit_code: i32) -> Result<()> {
-        self.catalog().write(|tx| {
-            tx.execute(
-                "UPDATE runs SET ended = ?2, exit_code = ?3 WHERE id = ?1",
-                args![run, now_ns(), exit_code],
-            )?;
-            Ok(())
-        })
+        self.catalog()
+            .write(|tx| catalog::end_run(tx, run, exit_code))
     }
 
     /// Every recorded run, oldest first.
     pub fn runs(&self) -> Result<Vec<Run>> {
-        self.catalog().read(|db| {
-            let mut runs = db.query_all(
-                "SELECT id, command, host, started, ended, exit_code, mlflow_run \
-                 FROM runs ORDER BY id",
-                &[],
-                |r| {
-                    Ok(Run {
-                        id: r.int(0)?,
-                        command: serde_json::from_str(&r.text(1)?).unwrap_or_default(),
-                        host: r.text(2)?,
-                        started: r.int(3)?,
-                        ended: r.opt_int(4)?,
-                        exit_code: r.opt_int(5)?.map(|c| c as i32),
-                        mlflow_run: r.opt_text(6)?,
-                        inputs: Vec::new(),
-                        outputs: Vec::new(),
-                    })
-                },
-            )?;
-            let data = db.query_all(
-                "SELECT run, output, volume, snapshot, snapshot_id FROM run_data \
-                 ORDER BY run, volume",
-                &[],
-                |r| {
-                    Ok((
-                        r.int(0)?,
-                        r.int(1)? != 0,
-                        RunData {
-                            volume: r.text(2)?,
-                            snapshot: r.text(3)?,
-                            snapshot_id: r.id(4)?.to_hex(),
-                        },
-                    ))
-                },
-            )?;
-            for row in data {
-                let (run, output, d) = row;
-                if let Some(r) = runs.iter_mut().find(|r| r.id == run) {
-                    if output {
-                        r.outputs.push(d)
-                    } else {
-                        r.inputs.push(d)
-                    }
-                }
-            }
-            Ok(runs)
-        })
+        self.catalog().read(catalog::runs)
     }
 
     /// One run.
