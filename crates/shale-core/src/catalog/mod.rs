@@ -11,6 +11,7 @@
 
 mod holders;
 mod index;
+mod mirrors;
 #[cfg(not(feature = "postgres"))]
 #[path = "no_postgres.rs"]
 mod postgres;
@@ -37,6 +38,10 @@ pub use holders::{
     LeaseRow, SessionRow,
 };
 pub use index::{insert_packs, BlobLocation, SealedPack, Totals};
+pub use mirrors::{
+    delete_mirror, insert_mirror, mirror_of, mirrors, record_transfer, set_mirror_state, MirrorRow,
+    Policy, Transfer,
+};
 pub use runs::{end_run, insert_run, insert_run_data, runs, set_run_mlflow, Run, RunData};
 pub use schema::SCHEMA_VERSION;
 pub use sql::{Dialect, Row, Sql, Value};

@@ -17,73 +17,14 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use crate::args;
 use crate::catalog::{self, now_ns, SnapshotRow};
+pub use crate::catalog::{MirrorRow, Policy};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::names::check_name;
 use crate::pool::Pool;
 use crate::store::blobs::BlobWriter;
 use crate::tree::{load_node, Content, Node};
-
-/// Which source snapshots an update sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Policy {
-    /// Every snapshot newer than the last one both sides share.
-    All,
-    /// Only the newest.
-    Latest,
-}
-
-impl Policy {
-    /// `all` or `latest`.
-    pub fn parse(s: &str) -> Result<Policy> {
-        match s {
-            "all" => Ok(Policy::All),
-            "latest" => Ok(Policy::Latest),
-            _ => Err(Error::InvalidArgument(format!(
-                "mirror policy {s:?}: use all or latest"
-            ))),
-        }
-    }
-
-    fn name(self) -> &'static str {
-        match self {
-            Policy::All => "all",
-            Policy::Latest => "latest",
-        }
-    }
-}
-
-/// A mirror relationship, as recorded on the destination.
-#[derive(Clone, Debug, Serialize)]
-pub struct MirrorRow {
-    /// The destination volume (in this pool).
-    pub volume: String,
-    /// The source pool, as given (a path or URL).
-    pub source_pool: String,
-    /// The source volume.
-    pub source_volume: String,
-    /// Which snapshots an update sends.
-    pub policy: Policy,
-    /// `mirrored` (read-only, updated) or `broken` (writable).
-    pub state: String,
-    /// The newest snapshot transferred.
-    pub last_snapshot: Option<String>,
-    /// Its id.
-    pub last_id: Option<String>,
-    /// When the source took it (ns since the epoch): the lag is measured from it.
-    pub last_source_created: Option<i64>,
-    /// When the last update finished (ns since the epoch).
-    pub last_update: Option<i64>,
-    /// Bytes the last update sent (as stored).
-    pub last_bytes: Option<u64>,
-    /// Objects the last update sent.
-    pub last_objects: Option<u64>,
-    /// Seconds the last update took.
-    pub last_seconds: Option<f64>,
-}
 
 /// What one update did.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -110,29 +51,6 @@ pub struct UpdateOptions {
     pub force_baseline: bool,
     /// Called with the bytes of each object sent (for progress and `--bwlimit`).
     pub on_bytes: Option<std::sync::Arc<dyn Fn(u64) + Send + Sync>>,
-}
-
-const MIRROR_COLS: &str = "volume, source_pool, source_volume, policy, state, last_snapshot, \
-     last_id, last_source_created, last_update, last_bytes, last_objects, last_seconds_ms FROM mirrors";
-
-fn mirror_from_row(r: &catalog::Row) -> Result<MirrorRow> {
-    Ok(MirrorRow {
-        volume: r.text(0)?,
-        source_pool: r.text(1)?,
-        source_volume: r.text(2)?,
-        policy: Policy::parse(&r.text(3)?)?,
-        state: r.text(4)?,
-        last_snapshot: r.opt_text(5)?,
-        last_id: match r.0.get(6) {
-            Some(catalog::Value::Blob(b)) => ObjectId::from_slice(b).map(|i| i.to_hex()),
-            _ => None,
-        },
-        last_source_created: r.opt_int(7)?,
-        last_update: r.opt_int(8)?,
-        last_bytes: r.opt_int(9)?.map(|v| v as u64),
-        last_objects: r.opt_int(10)?.map(|v| v as u64),
-        last_seconds: r.opt_int(11)?.map(|ms| ms as f64 / 1000.0),
-    })
 }
 
 /// Copies what the destination lacks of the tree under node `id`,
@@ -196,44 +114,29 @@ impl Pool {
     /// The mirror relationship of destination volume `volume`.
     pub fn mirror(&self, volume: &str) -> Result<MirrorRow> {
         self.catalog()
-            .read(|db| {
-                db.query_opt(
-                    &format!("SELECT {MIRROR_COLS} WHERE volume = ?1"),
-                    args![volume],
-                    mirror_from_row,
-                )
-            })?
+            .read(|db| catalog::mirror_of(db, volume))?
             .ok_or_else(|| Error::InvalidArgument(format!("volume '{volume}' is not a mirror")))
     }
 
     /// Every mirror relationship of this pool.
     pub fn mirrors(&self) -> Result<Vec<MirrorRow>> {
-        self.catalog().read(|db| {
-            db.query_all(
-                &format!("SELECT {MIRROR_COLS} ORDER BY volume"),
-                &[],
-                mirror_from_row,
-            )
-        })
+        self.catalog().read(catalog::mirrors)
     }
 
     /// Refuses to change `volume` if it is a mirror destination (read-only
     /// until `mirror break`); `what` names the change.
     pub fn check_not_mirror(&self, volume: &str, what: &str) -> Result<()> {
-        let row = self.catalog().read(|db| {
-            db.query_opt(
-                "SELECT source_pool, source_volume, state FROM mirrors WHERE volume = ?1",
-                args![volume],
-                |r| Ok((r.text(0)?, r.text(1)?, r.text(2)?)),
-            )
-        })?;
+        let row = self.catalog().read(|db| catalog::mirror_of(db, volume))?;
         match row {
-            Some((pool, src, state)) if state == "mirrored" => {
-                Err(Error::InvalidArgument(format!(
-                    "cannot {what} volume '{volume}': it is a mirror of {pool}::{src}, read-only \
+            Some(MirrorRow {
+                source_pool: pool,
+                source_volume: src,
+                state,
+                ..
+            }) if state == "mirrored" => Err(Error::InvalidArgument(format!(
+                "cannot {what} volume '{volume}': it is a mirror of {pool}::{src}, read-only \
                  until `shale mirror break {volume}`"
-                )))
-            }
+            ))),
             _ => Ok(()),
         }
     }
@@ -256,13 +159,8 @@ impl Pool {
             )));
         }
         self.create_volume(volume, None)?;
-        self.catalog().write(|tx| {
-            tx.execute(
-                "INSERT INTO mirrors (volume, source_pool, source_volume, policy, state) \
-                 VALUES (?1, ?2, ?3, ?4, 'mirrored')",
-                args![volume, source_pool, source_volume, policy.name()],
-            )
-        })?;
+        self.catalog()
+            .write(|tx| catalog::insert_mirror(tx, volume, source_pool, source_volume, policy))?;
         self.mirror(volume)
     }
 
@@ -270,7 +168,7 @@ impl Pool {
     pub fn mirror_delete(&self, volume: &str) -> Result<()> {
         self.mirror(volume)?;
         self.catalog()
-            .write(|tx| tx.execute("DELETE FROM mirrors WHERE volume = ?1", args![volume]))?;
+            .write(|tx| catalog::delete_mirror(tx, volume))?;
         Ok(())
     }
 
@@ -286,12 +184,8 @@ impl Pool {
     }
 
     fn set_mirror_state(&self, volume: &str, state: &str) -> Result<()> {
-        self.catalog().write(|tx| {
-            tx.execute(
-                "UPDATE mirrors SET state = ?2 WHERE volume = ?1",
-                args![volume, state],
-            )
-        })?;
+        self.catalog()
+            .write(|tx| catalog::set_mirror_state(tx, volume, state))?;
         Ok(())
     }
 
@@ -410,34 +304,24 @@ impl Pool {
                 catalog::set_root(tx, volume, None, &snap.root, snap.bytes, snap.files)?;
                 let v = catalog::volume_by_name(tx, volume)?;
                 catalog::insert_snapshot(tx, &v, &snap.name)?;
-                tx.execute(
-                    "UPDATE mirrors SET last_snapshot = ?2, last_id = ?3, last_source_created = ?4, \
-                     last_update = ?5, last_bytes = ?6, last_objects = ?7, last_seconds_ms = ?8 \
-                     WHERE volume = ?1",
-                    args![
-                        volume,
-                        &snap.name,
-                        &snap.root,
-                        snap.created,
-                        now_ns(),
-                        bytes,
-                        objects,
-                        seconds_ms
-                    ],
-                )?;
-                Ok(())
+                let sent = catalog::Transfer {
+                    bytes,
+                    objects,
+                    seconds_ms,
+                };
+                catalog::record_transfer(tx, volume, Some(&snap), &sent)
             })?;
             report.snapshots.push(snap.name.clone());
         }
         if report.snapshots.is_empty() {
             let seconds_ms = started.elapsed().as_millis() as i64;
-            self.catalog().write(|tx| {
-                tx.execute(
-                    "UPDATE mirrors SET last_update = ?2, last_bytes = 0, last_objects = 0, \
-                     last_seconds_ms = ?3 WHERE volume = ?1",
-                    args![volume, now_ns(), seconds_ms],
-                )
-            })?;
+            let sent = catalog::Transfer {
+                bytes: 0,
+                objects: 0,
+                seconds_ms,
+            };
+            self.catalog()
+                .write(|tx| catalog::record_transfer(tx, volume, None, &sent))?;
         }
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
