@@ -9,6 +9,7 @@
 //!   from one machine;
 //! - PostgreSQL (`postgres.rs`): for a pool that several machines share.
 
+mod gc;
 mod holders;
 mod index;
 mod mirrors;
@@ -33,6 +34,10 @@ use crate::config::PoolOptions;
 use crate::error::{Error, Result};
 
 pub use self::url::{is_postgres_url, without_password};
+pub use gc::{
+    blobs_written_before, drop_condemned, drop_pack_if_unused, each_blob, move_blob, pack_usage,
+    session_ids, set_condemned, PackUsage,
+};
 pub use holders::{
     delete_lease, delete_session, insert_session, lease_of, put_lease, renew, sessions, Holder,
     LeaseRow, SessionRow,

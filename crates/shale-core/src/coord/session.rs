@@ -89,7 +89,7 @@ pub fn sessions(catalog: &Catalog) -> Result<Vec<SessionRow>> {
 pub fn remove_stale(catalog: &Catalog) -> Result<usize> {
     let stale: Vec<i64> = sessions(catalog)?
         .into_iter()
-        .filter(|s| is_stale(s))
+        .filter(is_stale)
         .map(|s| s.id)
         .collect();
     if !stale.is_empty() {

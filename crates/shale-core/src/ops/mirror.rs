@@ -309,7 +309,7 @@ impl Pool {
                     objects,
                     seconds_ms,
                 };
-                catalog::record_transfer(tx, volume, Some(&snap), &sent)
+                catalog::record_transfer(tx, volume, Some(snap), &sent)
             })?;
             report.snapshots.push(snap.name.clone());
         }
