@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use shale_core::catalog::{self, now_ns};
+use shale_core::catalog::now_ns;
 use shale_core::store::blobs::BlobWriter;
 use shale_core::tree::{ChunkRef, Content, DirBuilder, DirCursor, DirRef, Entry};
 use shale_core::{Error, Pool};
@@ -150,31 +150,14 @@ impl State {
         writer.finish()?;
         shale_core::failpoint::fail_point("mount.commit.before");
         let root_meta = self.root_meta_of(root).unwrap_or_default();
-        let result = pool.catalog().write(|tx| {
-            catalog::set_root(
-                tx,
-                volume,
-                Some(&committed),
-                &tree.tree,
-                tree.bytes,
-                tree.files,
-            )?;
-            let id = catalog::volume_by_name(tx, volume)?.id;
-            catalog::set_root_meta(tx, id, &root_meta)
-        });
+        let result = pool.commit_root(volume, &committed, &tree, &root_meta);
         match result {
             Ok(()) => {}
             Err(Error::Conflict(_)) => {
                 // The volume was replaced without asking this mount: keep
                 // what was written here as a snapshot rather than lose it.
                 let name = format!("mount.conflict.{}", now_ns());
-                pool.catalog().write(|tx| {
-                    let mut row = catalog::volume_by_name(tx, volume)?;
-                    row.root = tree.tree;
-                    row.bytes = tree.bytes;
-                    row.files = tree.files;
-                    catalog::insert_snapshot(tx, &row, &name)
-                })?;
+                pool.keep_as_snapshot(volume, &tree, &name)?;
                 tracing::error!(
                     "volume {volume} was replaced by another process while mounted; \
                      the writes made through this mount are kept as snapshot {volume}@{name}"

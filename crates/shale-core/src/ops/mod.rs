@@ -3,6 +3,7 @@
 //! `Serialize` report. Every front end (CLI, Python, FUSE, and the coming
 //! server and CSI driver) calls these and nothing below them.
 
+pub mod commit;
 pub mod diff;
 pub mod edit;
 pub mod export;
