@@ -1,0 +1,359 @@
+//! Changing names: creating, removing, linking and renaming entries, and
+//! the times a change touches.
+
+use super::*;
+
+impl State {
+    /// Marks `ino` changed, and every directory above it.
+    pub fn touch(&mut self, ino: u64) {
+        let Some(inode) = self.table.get(ino) else {
+            return;
+        };
+        if !self.is_attached(inode) {
+            return;
+        }
+        let parents = inode.parents.clone();
+        if let Some(i) = self.table.get_mut(ino) {
+            i.dirty = true;
+        }
+        for p in parents {
+            self.touch_dir(p);
+        }
+    }
+
+    /// Marks a directory and those above it changed.
+    pub fn touch_dir(&mut self, mut dir: u64) {
+        loop {
+            let Some(d) = self.table.get(dir) else { return };
+            if d.dirty || !self.is_attached(d) {
+                return;
+            }
+            let next = d.parents.first().copied();
+            if let Some(d) = self.table.get_mut(dir) {
+                d.dirty = true;
+            }
+            match next {
+                Some(p) if p != dir && !self.is_volume_root(dir) => dir = p,
+                _ => return,
+            }
+        }
+    }
+
+    /// Sets a directory's mtime and ctime to now after a change of names.
+    pub(super) fn names_changed(&mut self, dir: u64) {
+        let now = now_ns();
+        if let Some(d) = self.table.get_mut(dir) {
+            d.meta.mtime_ns = now;
+            d.meta.ctime_ns = now;
+        }
+        self.touch_dir(dir);
+    }
+
+    pub(super) fn check_new_name(&mut self, parent: u64, name: &[u8]) -> Result<(), Errno> {
+        if name.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        if name == SNAPSHOT_DIR && self.is_volume_root(parent) {
+            return Err(libc::EEXIST);
+        }
+        match self.child(parent, name) {
+            Ok(_) => Err(libc::EEXIST),
+            Err(libc::ENOENT) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Adds a new inode under `name` in `parent`, with owner and group
+    /// from the caller (or the parent's group if it is set-group-ID).
+    #[allow(clippy::too_many_arguments)]
+    pub fn add(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        kind: Kind,
+        mode: u32,
+        uid: u32,
+        gid: u32,
+    ) -> Result<u64, Errno> {
+        self.writable(parent)?;
+        self.check_new_name(parent, name)?;
+        let p = self.inode(parent)?;
+        let owner = p.owner.clone();
+        let is_dir = matches!(kind, Kind::Dir(_));
+        let (gid, mut mode) = if p.meta.mode & libc::S_ISGID != 0 {
+            (p.meta.gid, if is_dir { mode | libc::S_ISGID } else { mode })
+        } else {
+            (gid, mode)
+        };
+        mode &= 0o7777;
+        let now = now_ns();
+        let inode = Inode {
+            kind,
+            meta: Meta {
+                mode,
+                uid,
+                gid,
+                mtime_ns: now,
+                ctime_ns: now,
+                atime_ns: now,
+            },
+            xattrs: Vec::new(),
+            parents: vec![parent],
+            owner,
+            dirty: false,
+            lookups: 0,
+            opens: 0,
+            written_unheld: false,
+        };
+        let ino = self.table.add(inode);
+        if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+            d.children.insert(name.to_vec(), Slot::Ino(ino));
+            if is_dir {
+                d.subdirs = d.subdirs.map(|n| n + 1);
+            }
+        }
+        self.names_changed(parent);
+        self.touch(ino);
+        Ok(ino)
+    }
+
+    /// Removes `name` from `parent` (a whiteout if the base tree has it).
+    pub(super) fn drop_name(&mut self, parent: u64, name: &[u8]) -> Result<(), Errno> {
+        let in_base = self.base_has(parent, name)?;
+        if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+            if in_base {
+                d.children.insert(name.to_vec(), Slot::Whiteout);
+            } else {
+                d.children.remove(name);
+            }
+        }
+        Ok(())
+    }
+
+    /// Unlinks one name of inode `child` from `parent`.
+    pub(super) fn unlink_inode(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        child: u64,
+    ) -> Result<(), Errno> {
+        self.drop_name(parent, name)?;
+        let volume = self.volume_of(parent);
+        let now = now_ns();
+        let c = self.inode_mut(child)?;
+        if let Some(i) = c.parents.iter().position(|p| *p == parent) {
+            c.parents.remove(i);
+        }
+        c.meta.ctime_ns = now;
+        let (gone, is_dir, size) = (
+            c.parents.is_empty(),
+            c.is_dir(),
+            match &c.kind {
+                Kind::File(d) => d.size(),
+                _ => 0,
+            },
+        );
+        if gone {
+            c.dirty = false;
+            if let Some(v) = volume.and_then(|v| self.vols.get_mut(v.as_ref())) {
+                v.bytes = v.bytes.saturating_sub(size);
+            }
+        }
+        if is_dir {
+            if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+                d.subdirs = d.subdirs.map(|n| n.saturating_sub(1));
+            }
+        }
+        self.names_changed(parent);
+        self.maybe_drop(child);
+        Ok(())
+    }
+
+    /// `unlink`.
+    pub fn unlink(&mut self, parent: u64, name: &[u8]) -> Result<(), Errno> {
+        if matches!(self.inode(parent)?.kind, Kind::PoolRoot) {
+            return Err(libc::EPERM);
+        }
+        self.writable(parent)?;
+        let child = self.child(parent, name)?;
+        if self.inode(child)?.is_dir() {
+            return Err(libc::EISDIR);
+        }
+        self.unlink_inode(parent, name, child)
+    }
+
+    /// `rmdir`.
+    pub fn rmdir(&mut self, parent: u64, name: &[u8]) -> Result<(), Errno> {
+        if matches!(self.inode(parent)?.kind, Kind::PoolRoot) {
+            tracing::warn!(
+                "refused to remove volume {:?} through the mount: use `shale volume delete`",
+                String::from_utf8_lossy(name)
+            );
+            return Err(libc::EPERM);
+        }
+        self.writable(parent)?;
+        let child = self.child(parent, name)?;
+        if !matches!(self.inode(child)?.kind, Kind::Dir(_)) {
+            return Err(if self.inode(child)?.is_dir() {
+                libc::EBUSY
+            } else {
+                libc::ENOTDIR
+            });
+        }
+        if !self.is_empty_dir(child)? {
+            return Err(libc::ENOTEMPTY);
+        }
+        self.unlink_inode(parent, name, child)
+    }
+
+    /// `link`.
+    pub fn link(&mut self, ino: u64, parent: u64, name: &[u8]) -> Result<(), Errno> {
+        self.writable(parent)?;
+        self.writable(ino)?;
+        if self.inode(ino)?.is_dir() {
+            return Err(libc::EPERM);
+        }
+        if self.volume_of(ino) != self.volume_of(parent)
+            || !self.is_attached(self.inode(ino)?)
+            || !self.is_attached(self.inode(parent)?)
+        {
+            return Err(libc::EXDEV);
+        }
+        self.check_new_name(parent, name)?;
+        if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+            d.children.insert(name.to_vec(), Slot::Ino(ino));
+        }
+        let now = now_ns();
+        let c = self.inode_mut(ino)?;
+        c.parents.push(parent);
+        c.meta.ctime_ns = now;
+        self.names_changed(parent);
+        self.touch(ino);
+        Ok(())
+    }
+
+    /// `rename`, with the `RENAME_NOREPLACE` and `RENAME_EXCHANGE` flags.
+    pub fn rename(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+        flags: u32,
+    ) -> Result<(), Errno> {
+        if matches!(self.inode(parent)?.kind, Kind::PoolRoot)
+            || matches!(self.inode(new_parent)?.kind, Kind::PoolRoot)
+        {
+            return Err(libc::EPERM);
+        }
+        self.writable(parent)?;
+        self.writable(new_parent)?;
+        if new_name.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        if self.volume_of(parent) != self.volume_of(new_parent)
+            || !self.is_attached(self.inode(parent)?)
+            || !self.is_attached(self.inode(new_parent)?)
+        {
+            return Err(libc::EXDEV);
+        }
+        let src = self.child(parent, name)?;
+        if !matches!(self.inode(src)?.owner, Owner::Live { .. }) {
+            return Err(libc::EBUSY);
+        }
+        if new_name == SNAPSHOT_DIR && self.is_volume_root(new_parent) {
+            return Err(libc::EEXIST);
+        }
+        let dst = match self.child(new_parent, new_name) {
+            Ok(d) => Some(d),
+            Err(libc::ENOENT) => None,
+            Err(e) => return Err(e),
+        };
+        let src_dir = self.inode(src)?.is_dir();
+        if src_dir {
+            // A directory cannot move below itself.
+            let mut at = new_parent;
+            for _ in 0..4096 {
+                if at == src {
+                    return Err(libc::EINVAL);
+                }
+                match self.inode(at)?.parents.first() {
+                    Some(&p) if p != at && !self.is_volume_root(at) => at = p,
+                    _ => break,
+                }
+            }
+        }
+        const EXCHANGE: u32 = libc::RENAME_EXCHANGE;
+        const NOREPLACE: u32 = libc::RENAME_NOREPLACE;
+        if flags & EXCHANGE != 0 {
+            let dst = dst.ok_or(libc::ENOENT)?;
+            if dst == src {
+                return Ok(());
+            }
+            if self.inode(dst)?.is_dir() && !matches!(self.inode(dst)?.owner, Owner::Live { .. }) {
+                return Err(libc::EBUSY);
+            }
+            for (dir, n, ino, other_dir) in [
+                (parent, name, dst, new_parent),
+                (new_parent, new_name, src, parent),
+            ] {
+                if let Some(d) = self.inode_mut(dir)?.dir_mut() {
+                    d.children.insert(n.to_vec(), Slot::Ino(ino));
+                    d.subdirs = None;
+                }
+                let i = self.inode_mut(ino)?;
+                if let Some(k) = i.parents.iter().position(|p| *p == other_dir) {
+                    i.parents[k] = dir;
+                }
+                i.meta.ctime_ns = now_ns();
+            }
+            self.names_changed(parent);
+            self.names_changed(new_parent);
+            return Ok(());
+        }
+        if let Some(dst) = dst {
+            if dst == src {
+                return Ok(());
+            }
+            if flags & NOREPLACE != 0 {
+                return Err(libc::EEXIST);
+            }
+            let dst_dir = self.inode(dst)?.is_dir();
+            match (src_dir, dst_dir) {
+                (true, false) => return Err(libc::ENOTDIR),
+                (false, true) => return Err(libc::EISDIR),
+                (true, true) => {
+                    if !matches!(self.inode(dst)?.kind, Kind::Dir(_)) {
+                        return Err(libc::EBUSY);
+                    }
+                    if !self.is_empty_dir(dst)? {
+                        return Err(libc::ENOTEMPTY);
+                    }
+                }
+                (false, false) => {}
+            }
+            self.unlink_inode(new_parent, new_name, dst)?;
+        }
+        self.drop_name(parent, name)?;
+        if let Some(d) = self.inode_mut(new_parent)?.dir_mut() {
+            d.children.insert(new_name.to_vec(), Slot::Ino(src));
+            if src_dir {
+                d.subdirs = d.subdirs.map(|n| n + 1);
+            }
+        }
+        if src_dir {
+            if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+                d.subdirs = d.subdirs.map(|n| n.saturating_sub(1));
+            }
+        }
+        let now = now_ns();
+        let s = self.inode_mut(src)?;
+        if let Some(k) = s.parents.iter().position(|p| *p == parent) {
+            s.parents[k] = new_parent;
+        }
+        s.meta.ctime_ns = now;
+        self.names_changed(parent);
+        self.names_changed(new_parent);
+        Ok(())
+    }
+}

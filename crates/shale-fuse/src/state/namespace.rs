@@ -1,0 +1,318 @@
+//! Names: finding a name in a directory (its overlay, then its committed
+//! tree), listing directories, and the volumes and snapshots a pool mount
+//! shows at its top.
+
+use super::*;
+
+impl State {
+    pub(super) fn node(&mut self, id: &ObjectId) -> Result<Arc<TreeNode>, Error> {
+        if let Some(n) = self.nodes.get(id) {
+            return Ok(n.clone());
+        }
+        let n = Arc::new(load_node(self.pool.blobs(), id)?);
+        if self.nodes.len() >= NODE_CACHE {
+            self.nodes.clear();
+        }
+        self.nodes.insert(*id, n.clone());
+        Ok(n)
+    }
+
+    /// One name in a directory tree, through the node cache.
+    pub fn find(&mut self, tree: &ObjectId, name: &[u8]) -> Result<Option<Entry>, Error> {
+        let mut id = *tree;
+        for _ in 0..64 {
+            let node = self.node(&id)?;
+            match node.as_ref() {
+                TreeNode::Leaf(entries) => {
+                    return Ok(entries
+                        .binary_search_by(|e| e.name.as_slice().cmp(name))
+                        .ok()
+                        .map(|i| entries[i].clone()))
+                }
+                TreeNode::Interior(children) => {
+                    let i = children.partition_point(|c| c.first.as_slice() <= name);
+                    if i == 0 {
+                        return Ok(None);
+                    }
+                    id = children[i - 1].node;
+                }
+            }
+        }
+        Err(Error::corrupt(
+            format!("tree node {tree}"),
+            "directory tree deeper than 64 levels",
+        ))
+    }
+
+    /// Every entry of a directory tree, through the node cache.
+    pub fn entries(&mut self, tree: &ObjectId) -> Result<Vec<Entry>, Error> {
+        let mut out = Vec::new();
+        let mut stack = vec![*tree];
+        while let Some(id) = stack.pop() {
+            match self.node(&id)?.as_ref() {
+                TreeNode::Leaf(entries) => out.extend(entries.iter().cloned()),
+                TreeNode::Interior(children) => stack.extend(children.iter().rev().map(|c| c.node)),
+            }
+        }
+        Ok(out)
+    }
+
+    pub(super) fn base_has(&mut self, dir: u64, name: &[u8]) -> Result<bool, Errno> {
+        let base = self.inode(dir)?.dir().and_then(|d| d.base);
+        match base {
+            Some(b) => Ok(self.find(&b.tree, name).map_err(|e| errno(&e))?.is_some()),
+            None => Ok(false),
+        }
+    }
+
+    // ---- names --------------------------------------------------------
+
+    /// Loads a live volume (or returns its root) by name.
+    pub(super) fn load_volume(&mut self, name: &str) -> Result<u64, Errno> {
+        if let Some(v) = self.vols.get(name) {
+            return Ok(v.root);
+        }
+        let row = self.pool.catalog().volume(name).map_err(|e| errno(&e))?;
+        let mut root = self.volume_root_inode(&row, 1);
+        root.parents = vec![fuser::FUSE_ROOT_ID];
+        let writer = match self.claim(name).map_err(|e| errno(&e))? {
+            Ok(claim) => claim,
+            Err(holder) => {
+                tracing::warn!("volume {name} is read-only in this mount: {holder} writes it");
+                None
+            }
+        };
+        let ino = self.table.add(root);
+        self.vols.insert(
+            name.to_string(),
+            Vol {
+                root: ino,
+                generation: 1,
+                committed: row.root,
+                bytes: row.bytes,
+                quota: row.quota,
+                writer,
+            },
+        );
+        Ok(ino)
+    }
+
+    /// The inode of `name` in directory `parent`.
+    pub fn child(&mut self, parent: u64, name: &[u8]) -> Result<u64, Errno> {
+        if name.len() > NAME_MAX {
+            return Err(libc::ENAMETOOLONG);
+        }
+        let (kind_is, owner) = {
+            let p = self.inode(parent)?;
+            let k = match &p.kind {
+                Kind::PoolRoot => 0,
+                Kind::SnapshotDir { .. } => 1,
+                Kind::Dir(_) => 2,
+                _ => return Err(libc::ENOTDIR),
+            };
+            (k, p.owner.clone())
+        };
+        match kind_is {
+            0 => {
+                let name = std::str::from_utf8(name).map_err(|_| libc::ENOENT)?;
+                if shale_core::names::check_name(name).is_err() {
+                    return Err(libc::ENOENT);
+                }
+                self.load_volume(name)
+            }
+            1 => {
+                let Kind::SnapshotDir { volume } = &self.inode(parent)?.kind else {
+                    return Err(libc::ENOENT);
+                };
+                let volume = volume.clone();
+                let name = std::str::from_utf8(name).map_err(|_| libc::ENOENT)?;
+                let key = (volume.clone(), Some(name.to_string()));
+                if let Some(&ino) = self.specials.get(&key) {
+                    if self.pool.catalog().snapshot(&volume, name).is_ok() {
+                        return Ok(ino);
+                    }
+                    self.specials.remove(&key);
+                    return Err(libc::ENOENT);
+                }
+                let snap = self
+                    .pool
+                    .catalog()
+                    .snapshot(&volume, name)
+                    .map_err(|e| errno(&e))?;
+                let mut inode = snapshot_root(&snap);
+                inode.parents = vec![parent];
+                let ino = self.table.add(inode);
+                self.specials.insert(key, ino);
+                Ok(ino)
+            }
+            _ => {
+                if name == SNAPSHOT_DIR && self.is_volume_root(parent) {
+                    let volume = self.volume_of(parent).unwrap_or_else(|| Arc::from(""));
+                    let key = (volume.to_string(), None);
+                    if let Some(&ino) = self.specials.get(&key) {
+                        return Ok(ino);
+                    }
+                    let mut inode = special(
+                        Kind::SnapshotDir {
+                            volume: volume.to_string(),
+                        },
+                        self.mounted_at,
+                        Owner::None,
+                    );
+                    inode.parents = vec![parent];
+                    let ino = self.table.add(inode);
+                    self.specials.insert(key, ino);
+                    return Ok(ino);
+                }
+                let dir = self.inode(parent)?.dir().ok_or(libc::ENOTDIR)?;
+                match dir.children.get(name) {
+                    Some(Slot::Ino(ino)) => return Ok(*ino),
+                    Some(Slot::Whiteout) => return Err(libc::ENOENT),
+                    None => {}
+                }
+                let base = dir.base.ok_or(libc::ENOENT)?;
+                let entry = self
+                    .find(&base.tree, name)
+                    .map_err(|e| errno(&e))?
+                    .ok_or(libc::ENOENT)?;
+                let ino = self.table.add(Inode::from_entry(&entry, parent, owner));
+                if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+                    d.children.insert(name.to_vec(), Slot::Ino(ino));
+                }
+                Ok(ino)
+            }
+        }
+    }
+
+    /// A directory's listing: `.`, `..` and every name with its inode (a
+    /// name the mount has not looked up gets a placeholder number, which
+    /// `readdir` allows).
+    pub fn list(&mut self, ino: u64) -> Result<Vec<(u64, FileType, Vec<u8>)>, Errno> {
+        let parent = self.inode(ino)?.parents.first().copied().unwrap_or(ino);
+        let mut out = vec![
+            (ino, FileType::Directory, b".".to_vec()),
+            (parent, FileType::Directory, b"..".to_vec()),
+        ];
+        let kind = match &self.inode(ino)?.kind {
+            Kind::PoolRoot => 0,
+            Kind::SnapshotDir { volume } => {
+                let volume = volume.clone();
+                let snaps = self
+                    .pool
+                    .catalog()
+                    .snapshots(Some(&volume))
+                    .map_err(|e| errno(&e))?;
+                for s in snaps {
+                    let child = self.child(ino, s.name.as_bytes())?;
+                    out.push((child, FileType::Directory, s.name.into_bytes()));
+                }
+                return Ok(out);
+            }
+            Kind::Dir(_) => 2,
+            _ => return Err(libc::ENOTDIR),
+        };
+        if kind == 0 {
+            for v in self.pool.catalog().volumes().map_err(|e| errno(&e))? {
+                let child = self.load_volume(&v.name)?;
+                out.push((child, FileType::Directory, v.name.into_bytes()));
+            }
+            return Ok(out);
+        }
+        if self.show_snapshot_dir && self.is_volume_root(ino) {
+            let child = self.child(ino, SNAPSHOT_DIR)?;
+            out.push((child, FileType::Directory, SNAPSHOT_DIR.to_vec()));
+        }
+        let (base, children) = {
+            let d = self.inode(ino)?.dir().ok_or(libc::ENOTDIR)?;
+            (d.base, d.children.clone())
+        };
+        let base_entries = match base {
+            Some(b) => self.entries(&b.tree).map_err(|e| errno(&e))?,
+            None => Vec::new(),
+        };
+        let mut kids = children.into_iter().peekable();
+        let mut base_iter = base_entries.into_iter().peekable();
+        loop {
+            let take_kid = match (kids.peek(), base_iter.peek()) {
+                (None, None) => break,
+                (Some(_), None) => true,
+                (None, Some(_)) => false,
+                (Some((k, _)), Some(b)) => k.as_slice() <= b.name.as_slice(),
+            };
+            if take_kid {
+                let Some((name, slot)) = kids.next() else {
+                    break;
+                };
+                if base_iter.peek().is_some_and(|b| b.name == name) {
+                    base_iter.next();
+                }
+                if let Slot::Ino(c) = slot {
+                    if let Ok(i) = self.inode(c) {
+                        out.push((c, file_type(i), name));
+                    }
+                }
+            } else if let Some(e) = base_iter.next() {
+                let kind = match e.content {
+                    shale_core::tree::Content::File { .. } => FileType::RegularFile,
+                    shale_core::tree::Content::Dir(_) => FileType::Directory,
+                    shale_core::tree::Content::Symlink(_) => FileType::Symlink,
+                    shale_core::tree::Content::Special(s) => special_type(s.kind),
+                };
+                out.push((placeholder_ino(ino, &e.name), kind, e.name));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Number of subdirectories of a directory inode (for `nlink`).
+    pub fn subdirs(&mut self, ino: u64) -> Result<u64, Errno> {
+        if let Some(n) = self.inode(ino)?.dir().and_then(|d| d.subdirs) {
+            return Ok(n);
+        }
+        let n = self
+            .list(ino)?
+            .iter()
+            .skip(2)
+            .filter(|(_, k, n)| *k == FileType::Directory && n.as_slice() != SNAPSHOT_DIR)
+            .count() as u64;
+        if let Some(d) = self.inode_mut(ino)?.dir_mut() {
+            d.subdirs = Some(n);
+        }
+        Ok(n)
+    }
+
+    /// Whether a directory has no entries.
+    pub fn is_empty_dir(&mut self, ino: u64) -> Result<bool, Errno> {
+        let (base, children) = {
+            let d = self.inode(ino)?.dir().ok_or(libc::ENOTDIR)?;
+            (d.base, d.children.clone())
+        };
+        if children.values().any(|s| matches!(s, Slot::Ino(_))) {
+            return Ok(false);
+        }
+        let Some(base) = base else {
+            return Ok(true);
+        };
+        let mut cursor = shale_core::tree::DirCursor::new(self.pool.blobs(), Some(&base.tree))
+            .map_err(|e| errno(&e))?;
+        while let Some(e) = cursor.next_entry().map_err(|e| errno(&e))? {
+            if !children.contains_key(&e.name) {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+
+    // ---- changes ------------------------------------------------------
+}
+
+/// A number for a name listed but not looked up, outside the range of real
+/// inode numbers.
+fn placeholder_ino(dir: u64, name: &[u8]) -> u64 {
+    let mut key = dir.to_le_bytes().to_vec();
+    key.extend_from_slice(name);
+    let id = ObjectId::of(&key);
+    let mut w = [0u8; 8];
+    w.copy_from_slice(&id.0[..8]);
+    u64::from_le_bytes(w) | (1 << 63)
+}
