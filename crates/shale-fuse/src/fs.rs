@@ -18,10 +18,10 @@ use fuser::{
 use shale_core::catalog::{now_ns, RootMeta};
 use shale_core::tree::{Special, SpecialKind};
 
-use crate::busy_poll::BusyPoll;
+use crate::busy_poll::{BusyPoll, Linger};
 use crate::inodes::{ChunkList, Data, Dir, Kind, Owner};
 use crate::reader::{read_chunks, ChunkCache};
-use crate::state::{no_space, special_type, Errno, Handle, State, Write, XATTR_MAX};
+use crate::state::{special_type, Errno, Handle, SetAttr, State, Write};
 use crate::workers::Workers;
 
 /// How long the kernel may cache names and attributes in a live volume.
@@ -113,6 +113,12 @@ impl ShaleFs {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// The opening of every request's handler: the busy-poll guard, to be
+    /// dropped last (after the reply and the state lock), and the state.
+    fn start(&self) -> (Linger, MutexGuard<'_, State>) {
+        (self.busy_poll.after_reply(), self.lock())
+    }
 }
 
 fn ttl(st: &State, ino: u64) -> Duration {
@@ -193,71 +199,6 @@ fn reply_empty(r: Result<(), Errno>, reply: ReplyEmpty) {
 }
 
 /// Commits the volume of `ino`, for `fsync`.
-fn sync_volume(st: &mut State, ino: u64) -> Result<(), Errno> {
-    let attached = st.inode(ino).map(|i| st.is_attached(i)).unwrap_or(false);
-    let Some(volume) = st.volume_of(ino).filter(|_| attached) else {
-        return Ok(());
-    };
-    st.commit(&volume).map(drop).map_err(|e| {
-        tracing::error!("commit of volume {volume}: {e}");
-        no_space(&e).unwrap_or(libc::EIO)
-    })
-}
-
-/// `setattr`: truncate, chmod, chown, utimens.
-#[allow(clippy::too_many_arguments)]
-fn setattr(
-    st: &mut State,
-    ino: u64,
-    mode: Option<u32>,
-    uid: Option<u32>,
-    gid: Option<u32>,
-    size: Option<u64>,
-    atime: Option<TimeOrNow>,
-    mtime: Option<TimeOrNow>,
-) -> Result<FileAttr, Errno> {
-    st.writable(ino)?;
-    if let Some(size) = size {
-        if st.inode(ino)?.is_dir() {
-            return Err(libc::EISDIR);
-        }
-        st.truncate(ino, size)?;
-        let now = now_ns();
-        let i = st.table.get_mut(ino).ok_or(libc::ENOENT)?;
-        i.meta.mtime_ns = now;
-        i.meta.ctime_ns = now;
-    }
-    let i = st.table.get_mut(ino).ok_or(libc::ENOENT)?;
-    if let Some(mode) = mode {
-        i.meta.mode = mode & 0o7777;
-    }
-    if uid.is_some() || gid.is_some() {
-        if let Some(u) = uid {
-            i.meta.uid = u;
-        }
-        if let Some(g) = gid {
-            i.meta.gid = g;
-        }
-        if !i.is_dir() && mode.is_none() {
-            // As local file systems do: a change of owner drops set-user-ID,
-            // and set-group-ID where it means something (group exec set).
-            i.meta.mode &= !libc::S_ISUID;
-            if i.meta.mode & libc::S_IXGRP != 0 {
-                i.meta.mode &= !libc::S_ISGID;
-            }
-        }
-    }
-    if let Some(t) = atime {
-        i.meta.atime_ns = ns_of(t);
-    }
-    if let Some(t) = mtime {
-        i.meta.mtime_ns = ns_of(t);
-    }
-    i.meta.ctime_ns = now_ns();
-    st.touch(ino);
-    attr(st, ino)
-}
-
 impl Filesystem for ShaleFs {
     fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
         let _ = config.set_max_write(IO_SIZE);
@@ -291,8 +232,7 @@ impl Filesystem for ShaleFs {
     }
 
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         let r = st.child(parent, name.as_bytes());
         reply_entry(&mut st, r, reply)
     }
@@ -306,8 +246,7 @@ impl Filesystem for ShaleFs {
     }
 
     fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         match attr(&mut st, ino) {
             Ok(a) => reply.attr(&ttl(&st, ino), &a),
             Err(e) => reply.error(e),
@@ -332,17 +271,23 @@ impl Filesystem for ShaleFs {
         _flags: Option<u32>,
         reply: ReplyAttr,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
-        match setattr(&mut st, ino, mode, uid, gid, size, atime, mtime) {
+        let (_next, mut st) = self.start();
+        let set = SetAttr {
+            mode,
+            uid,
+            gid,
+            size,
+            atime_ns: atime.map(ns_of),
+            mtime_ns: mtime.map(ns_of),
+        };
+        match st.set_attr(ino, &set).and_then(|()| attr(&mut st, ino)) {
             Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(e),
         }
     }
 
     fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
-        let _next = self.busy_poll.after_reply();
-        let st = self.lock();
+        let (_next, st) = self.start();
         match st.inode(ino).map(|i| &i.kind) {
             Ok(Kind::Symlink(t)) => reply.data(t),
             Ok(_) => reply.error(libc::EINVAL),
@@ -360,8 +305,7 @@ impl Filesystem for ShaleFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         let kind = match SpecialKind::from_mode(mode) {
             Some(kind) => Kind::Special(Special {
                 kind,
@@ -393,8 +337,7 @@ impl Filesystem for ShaleFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         if matches!(st.inode(parent).map(|i| &i.kind), Ok(Kind::PoolRoot)) {
             if st.read_only {
                 return reply.error(libc::EROFS);
@@ -435,14 +378,12 @@ impl Filesystem for ShaleFs {
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         reply_empty(st.unlink(parent, name.as_bytes()), reply)
     }
 
     fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         reply_empty(st.rmdir(parent, name.as_bytes()), reply)
     }
 
@@ -454,8 +395,7 @@ impl Filesystem for ShaleFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         let r = st.add(
             parent,
             link_name.as_bytes(),
@@ -477,8 +417,7 @@ impl Filesystem for ShaleFs {
         flags: u32,
         reply: ReplyEmpty,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         let r = st.rename(
             parent,
             name.as_bytes(),
@@ -497,8 +436,7 @@ impl Filesystem for ShaleFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         let r = st.link(ino, newparent, newname.as_bytes()).map(|()| ino);
         reply_entry(&mut st, r, reply)
     }
@@ -553,8 +491,7 @@ impl Filesystem for ShaleFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         let r = (|| {
             st.writable(parent)?;
             let ino = st.add(
@@ -607,8 +544,7 @@ impl Filesystem for ShaleFs {
         _lock: Option<u64>,
         reply: ReplyData,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let st = self.lock();
+        let (_next, st) = self.start();
         let offset = offset.max(0) as u64;
         match st.inode(ino).map(|i| &i.kind) {
             Ok(Kind::File(Data::Chunks {
@@ -686,8 +622,7 @@ impl Filesystem for ShaleFs {
         _lock_owner: Option<u64>,
         reply: ReplyWrite,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         let handle = st.handles.get(&fh).copied();
         // A direct write: the kernel left clearing privileges to us.
         let mode_changed = match handle {
@@ -738,8 +673,7 @@ impl Filesystem for ShaleFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         if let Some(h) = st.handles.remove(&fh) {
             if let Some(i) = st.table.get_mut(h.ino) {
                 i.opens = i.opens.saturating_sub(1);
@@ -757,9 +691,8 @@ impl Filesystem for ShaleFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
-        reply_empty(sync_volume(&mut st, ino), reply)
+        let (_next, mut st) = self.start();
+        reply_empty(st.fsync(ino), reply)
     }
 
     fn fallocate(
@@ -772,38 +705,12 @@ impl Filesystem for ShaleFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
-        let r = (|| {
-            st.writable(ino)?;
-            if offset < 0 || length <= 0 {
-                return Err(libc::EINVAL);
-            }
-            match mode {
-                // Space is not reserved ahead (data goes to packs at commit):
-                // only the length changes.
-                0 => {
-                    let end = (offset as u64).saturating_add(length as u64);
-                    if end > st.file_size(ino)? {
-                        st.truncate(ino, end)?;
-                    }
-                    let now = now_ns();
-                    let i = st.table.get_mut(ino).ok_or(libc::ENOENT)?;
-                    i.meta.mtime_ns = now;
-                    i.meta.ctime_ns = now;
-                    st.touch(ino);
-                    Ok(())
-                }
-                libc::FALLOC_FL_KEEP_SIZE => Ok(()),
-                _ => Err(libc::EOPNOTSUPP),
-            }
-        })();
-        reply_empty(r, reply)
+        let (_next, mut st) = self.start();
+        reply_empty(st.fallocate(ino, offset, length, mode), reply)
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         match st.list(ino) {
             Ok(listing) => {
                 let fh = st.new_fh();
@@ -822,8 +729,7 @@ impl Filesystem for ShaleFs {
         offset: i64,
         mut reply: ReplyDirectory,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let st = self.lock();
+        let (_next, st) = self.start();
         let Some(listing) = st.listings.get(&fh) else {
             return reply.error(libc::EBADF);
         };
@@ -843,8 +749,7 @@ impl Filesystem for ShaleFs {
         offset: i64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
+        let (_next, mut st) = self.start();
         let mut next = offset.max(0) as usize;
         loop {
             // Names are taken a batch at a time (looking entries up needs
@@ -917,14 +822,12 @@ impl Filesystem for ShaleFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
-        reply_empty(sync_volume(&mut st, ino), reply)
+        let (_next, mut st) = self.start();
+        reply_empty(st.fsync(ino), reply)
     }
 
     fn statfs(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyStatfs) {
-        let _next = self.busy_poll.after_reply();
-        let st = self.lock();
+        let (_next, st) = self.start();
         let quota = st
             .volume_of(ino)
             .and_then(|v| st.vols.get(v.as_ref()))
@@ -961,29 +864,8 @@ impl Filesystem for ShaleFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
-        let r = (|| {
-            let name = name.as_bytes();
-            if name.starts_with(b"system.") {
-                return Err(libc::EOPNOTSUPP);
-            }
-            if value.len() > XATTR_MAX {
-                return Err(libc::E2BIG);
-            }
-            st.writable(ino)?;
-            let i = st.table.get_mut(ino).ok_or(libc::ENOENT)?;
-            match i.xattrs.binary_search_by(|(n, _)| n.as_slice().cmp(name)) {
-                Ok(_) if flags & libc::XATTR_CREATE != 0 => return Err(libc::EEXIST),
-                Err(_) if flags & libc::XATTR_REPLACE != 0 => return Err(libc::ENODATA),
-                Ok(k) => i.xattrs[k].1 = value.to_vec(),
-                Err(k) => i.xattrs.insert(k, (name.to_vec(), value.to_vec())),
-            }
-            i.meta.ctime_ns = now_ns();
-            st.touch(ino);
-            Ok(())
-        })();
-        reply_empty(r, reply)
+        let (_next, mut st) = self.start();
+        reply_empty(st.set_xattr(ino, name.as_bytes(), value, flags), reply)
     }
 
     fn getxattr(
@@ -994,25 +876,8 @@ impl Filesystem for ShaleFs {
         size: u32,
         reply: ReplyXattr,
     ) {
-        let _next = self.busy_poll.after_reply();
-        let st = self.lock();
-        let name = name.as_bytes();
-        let value = st.inode(ino).and_then(|i| {
-            i.xattrs
-                .binary_search_by(|(n, _)| n.as_slice().cmp(name))
-                .map(|k| i.xattrs[k].1.clone())
-                .map_err(|_| {
-                    // POSIX ACLs are not supported, and without a label
-                    // neither is SELinux: saying so (rather than "no such
-                    // attribute") lets tools such as `ls -l` stop asking for
-                    // every file.
-                    if name.starts_with(b"system.") || name == b"security.selinux" {
-                        libc::EOPNOTSUPP
-                    } else {
-                        libc::ENODATA
-                    }
-                })
-        });
+        let (_next, st) = self.start();
+        let value = st.get_xattr(ino, name.as_bytes());
         match value {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
             Ok(v) if v.len() > size as usize => reply.error(libc::ERANGE),
@@ -1022,43 +887,18 @@ impl Filesystem for ShaleFs {
     }
 
     fn listxattr(&mut self, _req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
-        let _next = self.busy_poll.after_reply();
-        let st = self.lock();
-        match st.inode(ino) {
-            Ok(i) => {
-                let mut names = Vec::new();
-                for (n, _) in &i.xattrs {
-                    names.extend_from_slice(n);
-                    names.push(0);
-                }
-                if size == 0 {
-                    reply.size(names.len() as u32)
-                } else if names.len() > size as usize {
-                    reply.error(libc::ERANGE)
-                } else {
-                    reply.data(&names)
-                }
-            }
+        let (_next, st) = self.start();
+        match st.list_xattrs(ino) {
+            Ok(names) if size == 0 => reply.size(names.len() as u32),
+            Ok(names) if names.len() > size as usize => reply.error(libc::ERANGE),
+            Ok(names) => reply.data(&names),
             Err(e) => reply.error(e),
         }
     }
 
     fn removexattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
-        let _next = self.busy_poll.after_reply();
-        let mut st = self.lock();
-        let r = (|| {
-            st.writable(ino)?;
-            let i = st.table.get_mut(ino).ok_or(libc::ENOENT)?;
-            let k = i
-                .xattrs
-                .binary_search_by(|(n, _)| n.as_slice().cmp(name.as_bytes()))
-                .map_err(|_| libc::ENODATA)?;
-            i.xattrs.remove(k);
-            i.meta.ctime_ns = now_ns();
-            st.touch(ino);
-            Ok(())
-        })();
-        reply_empty(r, reply)
+        let (_next, mut st) = self.start();
+        reply_empty(st.remove_xattr(ino, name.as_bytes()), reply)
     }
 }
 

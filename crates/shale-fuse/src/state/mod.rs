@@ -1,8 +1,11 @@
 //! The mount's state and the file operations on it, independent of FUSE's
 //! calling conventions: each returns a result or an errno.
 
+mod attrs;
 mod data;
 use data::memory_budget;
+
+pub use attrs::SetAttr;
 mod names;
 mod namespace;
 
