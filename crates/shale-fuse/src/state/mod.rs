@@ -3,6 +3,7 @@
 
 mod attrs;
 mod data;
+mod handles;
 use data::memory_budget;
 
 pub use attrs::SetAttr;

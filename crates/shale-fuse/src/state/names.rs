@@ -356,4 +356,58 @@ impl State {
         self.names_changed(new_parent);
         Ok(())
     }
+
+    /// Makes directory `name` in `parent`, owned by `uid`/`gid`; at the top
+    /// of a pool mount, a new volume.
+    pub fn mkdir(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        (uid, gid): (u32, u32),
+    ) -> Result<u64, Errno> {
+        if !matches!(self.inode(parent)?.kind, Kind::PoolRoot) {
+            let dir = Kind::Dir(Dir {
+                subdirs: Some(0),
+                ..Dir::default()
+            });
+            return self.add(parent, name, dir, mode, uid, gid);
+        }
+        if self.read_only {
+            return Err(libc::EROFS);
+        }
+        let name = std::str::from_utf8(name).map_err(|_| libc::EINVAL)?;
+        let meta = RootMeta {
+            mode: mode & 0o7777,
+            uid,
+            gid,
+            xattrs: Vec::new(),
+        };
+        self.pool
+            .create_volume(name, None)
+            .and_then(|_| self.pool.set_root_meta(name, &meta))
+            .map_err(|e| errno(&e))?;
+        self.child(parent, name.as_bytes())
+    }
+
+    /// Makes a device node, FIFO, socket or (`S_IFREG`) empty file `name`
+    /// in `parent`, owned by `uid`/`gid`.
+    pub fn mknod(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        mode: u32,
+        rdev: u64,
+        (uid, gid): (u32, u32),
+    ) -> Result<u64, Errno> {
+        let kind = match SpecialKind::from_mode(mode) {
+            Some(kind) => Kind::Special(shale_core::tree::Special { kind, rdev }),
+            None if mode & libc::S_IFMT == libc::S_IFREG => Kind::File(Data::Chunks {
+                size: 0,
+                chunks: Default::default(),
+            }),
+            None => return Err(libc::EINVAL),
+        };
+        self.add(parent, name, kind, mode, uid, gid)
+    }
 }

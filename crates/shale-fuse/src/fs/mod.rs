@@ -1,27 +1,30 @@
 //! The `fuser::Filesystem` implementation: FUSE requests in, [`State`]
 //! operations, replies out. Reads of file data run on reader threads so
 //! that slow (cold) reads of several files overlap.
-#![allow(unsafe_code)] // libc calls: each block says why it is sound
+
+mod attr;
+mod dir;
+mod read;
+
+use attr::{attr, entry, ns_of, reply_empty, reply_entry, statfs, ttl};
+use dir::list_plus;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use fuser::{
-    FileAttr, FileType, Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite,
-    ReplyXattr, Request, TimeOrNow,
+    Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow,
 };
-use shale_core::catalog::{now_ns, RootMeta};
-use shale_core::tree::{Special, SpecialKind};
 
 use crate::busy_poll::{BusyPoll, Linger};
-use crate::inodes::{ChunkList, Data, Dir, Kind, Owner};
-use crate::reader::{read_chunks, ChunkCache};
-use crate::state::{special_type, Errno, Handle, SetAttr, State, Write};
+use crate::inodes::Kind;
+use crate::reader::ChunkCache;
+use crate::state::{SetAttr, State, Write};
 use crate::workers::Workers;
 
 /// How long the kernel may cache names and attributes in a live volume.
@@ -69,24 +72,6 @@ pub struct ShaleFs {
     busy_poll: Arc<BusyPoll>,
 }
 
-fn time_of(ns: i64) -> SystemTime {
-    if ns >= 0 {
-        UNIX_EPOCH + Duration::from_nanos(ns as u64)
-    } else {
-        UNIX_EPOCH - Duration::from_nanos(ns.unsigned_abs())
-    }
-}
-
-fn ns_of(t: TimeOrNow) -> i64 {
-    match t {
-        TimeOrNow::Now => now_ns(),
-        TimeOrNow::SpecificTime(t) => match t.duration_since(UNIX_EPOCH) {
-            Ok(d) => d.as_nanos() as i64,
-            Err(e) => -(e.duration().as_nanos() as i64),
-        },
-    }
-}
-
 impl ShaleFs {
     /// A file system over `state`, telling the kernel what changed through
     /// `notifier` (set once the session is made), watching for the next
@@ -121,84 +106,6 @@ impl ShaleFs {
     }
 }
 
-fn ttl(st: &State, ino: u64) -> Duration {
-    let Some(inode) = st.table.get(ino) else {
-        return LISTING_TTL;
-    };
-    let under_special = inode
-        .parents
-        .first()
-        .and_then(|p| st.table.get(*p))
-        .is_some_and(|p| matches!(p.kind, Kind::PoolRoot | Kind::SnapshotDir { .. }));
-    match &inode.owner {
-        _ if under_special => LISTING_TTL,
-        Owner::Snapshot => FROZEN_TTL,
-        _ => TTL,
-    }
-}
-
-/// The attributes of an inode.
-fn attr(st: &mut State, ino: u64) -> Result<FileAttr, Errno> {
-    let is_tree_dir = matches!(st.inode(ino)?.kind, Kind::Dir(_));
-    let nlink = if is_tree_dir {
-        2 + st.subdirs(ino)? as u32
-    } else {
-        let i = st.inode(ino)?;
-        match i.kind {
-            Kind::PoolRoot | Kind::SnapshotDir { .. } => 2,
-            _ => i.parents.len() as u32,
-        }
-    };
-    let i = st.inode(ino)?;
-    let (size, kind, rdev) = match &i.kind {
-        Kind::File(d) => (d.size(), FileType::RegularFile, 0),
-        Kind::Symlink(t) => (t.len() as u64, FileType::Symlink, 0),
-        Kind::Special(s) => (0, special_type(s.kind), s.rdev as u32),
-        _ => (4096, FileType::Directory, 0),
-    };
-    Ok(FileAttr {
-        ino,
-        size,
-        blocks: size.div_ceil(512),
-        atime: time_of(i.meta.atime_ns),
-        mtime: time_of(i.meta.mtime_ns),
-        ctime: time_of(i.meta.ctime_ns),
-        crtime: time_of(i.meta.mtime_ns),
-        kind,
-        perm: (i.meta.mode & 0o7777) as u16,
-        nlink,
-        uid: i.meta.uid,
-        gid: i.meta.gid,
-        rdev,
-        blksize: IO_SIZE,
-        flags: 0,
-    })
-}
-
-/// Looks `ino` up once more for the kernel and returns its attributes.
-fn entry(st: &mut State, ino: u64) -> Result<(Duration, FileAttr), Errno> {
-    let a = attr(st, ino)?;
-    if let Some(i) = st.table.get_mut(ino) {
-        i.lookups += 1;
-    }
-    Ok((ttl(st, ino), a))
-}
-
-fn reply_entry(st: &mut State, r: Result<u64, Errno>, reply: ReplyEntry) {
-    match r.and_then(|ino| entry(st, ino)) {
-        Ok((ttl, a)) => reply.entry(&ttl, &a, 0),
-        Err(e) => reply.error(e),
-    }
-}
-
-fn reply_empty(r: Result<(), Errno>, reply: ReplyEmpty) {
-    match r {
-        Ok(()) => reply.ok(),
-        Err(e) => reply.error(e),
-    }
-}
-
-/// Commits the volume of `ino`, for `fsync`.
 impl Filesystem for ShaleFs {
     fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
         let _ = config.set_max_write(IO_SIZE);
@@ -306,25 +213,8 @@ impl Filesystem for ShaleFs {
         reply: ReplyEntry,
     ) {
         let (_next, mut st) = self.start();
-        let kind = match SpecialKind::from_mode(mode) {
-            Some(kind) => Kind::Special(Special {
-                kind,
-                rdev: rdev as u64,
-            }),
-            None if mode & libc::S_IFMT == libc::S_IFREG => Kind::File(Data::Chunks {
-                size: 0,
-                chunks: Arc::new(ChunkList::default()),
-            }),
-            None => return reply.error(libc::EINVAL),
-        };
-        let r = st.add(
-            parent,
-            name.as_bytes(),
-            kind,
-            mode & !umask,
-            req.uid(),
-            req.gid(),
-        );
+        let owner = (req.uid(), req.gid());
+        let r = st.mknod(parent, name.as_bytes(), mode & !umask, rdev.into(), owner);
         reply_entry(&mut st, r, reply)
     }
 
@@ -338,41 +228,11 @@ impl Filesystem for ShaleFs {
         reply: ReplyEntry,
     ) {
         let (_next, mut st) = self.start();
-        if matches!(st.inode(parent).map(|i| &i.kind), Ok(Kind::PoolRoot)) {
-            if st.read_only {
-                return reply.error(libc::EROFS);
-            }
-            // A new directory at the top of a pool mount is a new volume,
-            // owned by whoever made it.
-            let meta = RootMeta {
-                mode: mode & !umask & 0o7777,
-                uid: req.uid(),
-                gid: req.gid(),
-                xattrs: Vec::new(),
-            };
-            let r = match std::str::from_utf8(name.as_bytes()) {
-                Ok(n) => match st
-                    .pool
-                    .create_volume(n, None)
-                    .and_then(|_| st.pool.set_root_meta(n, &meta))
-                {
-                    Ok(()) => st.child(parent, n.as_bytes()),
-                    Err(e) => Err(crate::state::errno(&e)),
-                },
-                Err(_) => Err(libc::EINVAL),
-            };
-            return reply_entry(&mut st, r, reply);
-        }
-        let r = st.add(
+        let r = st.mkdir(
             parent,
             name.as_bytes(),
-            Kind::Dir(Dir {
-                subdirs: Some(0),
-                ..Dir::default()
-            }),
             mode & !umask,
-            req.uid(),
-            req.gid(),
+            (req.uid(), req.gid()),
         );
         reply_entry(&mut st, r, reply)
     }
@@ -455,24 +315,8 @@ impl Filesystem for ShaleFs {
         if self.opens_without_asking {
             return reply.error(libc::ENOSYS);
         }
-        let mut st = self.lock();
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
-        let r = (|| {
-            match &st.inode(ino)?.kind {
-                Kind::File(_) => {}
-                Kind::Symlink(_) => return Err(libc::ELOOP),
-                _ => return Err(libc::EISDIR),
-            }
-            if write {
-                st.writable(ino)?;
-            }
-            let fh = st.new_fh();
-            st.handles.insert(fh, Handle { ino, direct: false });
-            if let Some(i) = st.table.get_mut(ino) {
-                i.opens += 1;
-            }
-            Ok(fh)
-        })();
+        let r = self.lock().open(ino, write);
         match r {
             // Every change to a file goes through this mount (and a reload
             // gives new inodes), so cached pages stay valid across opens.
@@ -492,29 +336,16 @@ impl Filesystem for ShaleFs {
         reply: ReplyCreate,
     ) {
         let (_next, mut st) = self.start();
-        let r = (|| {
-            st.writable(parent)?;
-            let ino = st.add(
+        let owner = (req.uid(), req.gid());
+        let r = st
+            .create(
                 parent,
                 name.as_bytes(),
-                Kind::File(Data::Chunks {
-                    size: 0,
-                    chunks: Arc::new(ChunkList::default()),
-                }),
                 mode & !umask,
-                req.uid(),
-                req.gid(),
-            )?;
-            st.writable_data(ino, 0, false)?;
-            if let Some(i) = st.table.get_mut(ino) {
-                i.opens += 1;
-            }
-            let fh = st.new_fh();
-            let direct = self.direct_writes;
-            st.handles.insert(fh, Handle { ino, direct });
-            let (ttl, a) = entry(&mut st, ino)?;
-            Ok((ttl, a, fh))
-        })();
+                owner,
+                self.direct_writes,
+            )
+            .and_then(|(ino, fh)| Ok((entry(&mut st, ino)?, fh)));
         // A file created here is written through this handle without the
         // kernel's page cache: the kernel then neither copies each write
         // into its cache nor asks for `security.capability` before each
@@ -528,7 +359,7 @@ impl Filesystem for ShaleFs {
             fuser::consts::FOPEN_KEEP_CACHE
         };
         match r {
-            Ok((ttl, a, fh)) => reply.created(&ttl, &a, 0, fh, flags),
+            Ok(((ttl, a), fh)) => reply.created(&ttl, &a, 0, fh, flags),
             Err(e) => reply.error(e),
         }
     }
@@ -545,69 +376,7 @@ impl Filesystem for ShaleFs {
         reply: ReplyData,
     ) {
         let (_next, st) = self.start();
-        let offset = offset.max(0) as u64;
-        match st.inode(ino).map(|i| &i.kind) {
-            Ok(Kind::File(Data::Chunks {
-                size: file_size,
-                chunks,
-            })) => {
-                let (chunks, file_size) = (chunks.clone(), *file_size);
-                let (pool, cache) = (st.pool.clone(), self.chunks.clone());
-                drop(st);
-                // `reply` is used once: by the read or, on failure, here.
-                let mut reply = Some(reply);
-                let answer = |reply: &mut Option<ReplyData>, d: &[u8]| {
-                    if let Some(r) = reply.take() {
-                        r.data(d)
-                    }
-                };
-                // What is cached is answered here; the rest on a reader thread.
-                let _ = read_chunks(&pool, &cache, &chunks, file_size, offset, size, true, |d| {
-                    answer(&mut reply, d)
-                });
-                if reply.is_some() {
-                    self.readers.spawn(move || {
-                        let r = read_chunks(
-                            &pool,
-                            &cache,
-                            &chunks,
-                            file_size,
-                            offset,
-                            size,
-                            false,
-                            |d| answer(&mut reply, d),
-                        );
-                        if let (Err(e), Some(r)) = (r, reply.take()) {
-                            r.error(e)
-                        }
-                    });
-                }
-            }
-            Ok(Kind::File(Data::Memory(m))) => {
-                let from = (offset as usize).min(m.len());
-                let to = (from + size as usize).min(m.len());
-                reply.data(&m[from..to])
-            }
-            Ok(Kind::File(Data::Upper(u))) => {
-                let (file, file_size) = (u.file.clone(), u.size);
-                drop(st);
-                self.readers.spawn(move || {
-                    let len = (file_size.saturating_sub(offset)).min(size as u64) as usize;
-                    let mut buf = vec![0u8; len];
-                    let mut done = 0;
-                    while done < len {
-                        match file.read_at(&mut buf[done..], offset + done as u64) {
-                            Ok(0) => break,
-                            Ok(n) => done += n,
-                            Err(e) => return reply.error(e.raw_os_error().unwrap_or(libc::EIO)),
-                        }
-                    }
-                    reply.data(&buf[..done])
-                });
-            }
-            Ok(_) => reply.error(libc::EISDIR),
-            Err(e) => reply.error(e),
-        }
+        self.read_data(st, ino, offset.max(0) as u64, size, reply)
     }
 
     fn write(
@@ -674,12 +443,7 @@ impl Filesystem for ShaleFs {
         reply: ReplyEmpty,
     ) {
         let (_next, mut st) = self.start();
-        if let Some(h) = st.handles.remove(&fh) {
-            if let Some(i) = st.table.get_mut(h.ino) {
-                i.opens = i.opens.saturating_sub(1);
-            }
-            st.maybe_drop(h.ino);
-        }
+        st.release(fh);
         reply.ok()
     }
 
@@ -747,58 +511,10 @@ impl Filesystem for ShaleFs {
         ino: u64,
         fh: u64,
         offset: i64,
-        mut reply: ReplyDirectoryPlus,
+        reply: ReplyDirectoryPlus,
     ) {
         let (_next, mut st) = self.start();
-        let mut next = offset.max(0) as usize;
-        loop {
-            // Names are taken a batch at a time (looking entries up needs
-            // the state): taking all the rest at every call made listing
-            // a 100,000-entry directory quadratic, most of it in malloc.
-            let Some(listing) = st.listings.get(&fh) else {
-                return reply.error(libc::EBADF);
-            };
-            let batch: Vec<Vec<u8>> = listing
-                .iter()
-                .skip(next)
-                .take(READDIR_BATCH)
-                .map(|(_, _, n)| n.clone())
-                .collect();
-            let last_batch = batch.len() < READDIR_BATCH;
-            for name in batch {
-                next += 1;
-                let dot = name == b"." || name == b"..";
-                let child = if name == b"." {
-                    Ok(ino)
-                } else if name == b".." {
-                    Ok(st
-                        .inode(ino)
-                        .ok()
-                        .and_then(|i| i.parents.first().copied())
-                        .unwrap_or(ino))
-                } else {
-                    st.child(ino, &name)
-                };
-                // A name gone since opendir is left out.
-                let Ok(child) = child else { continue };
-                let Ok(a) = attr(&mut st, child) else {
-                    continue;
-                };
-                let ttl = ttl(&st, child);
-                if reply.add(child, next as i64, OsStr::from_bytes(&name), &ttl, &a, 0) {
-                    return reply.ok();
-                }
-                // The kernel counts a lookup for every entry but . and ..
-                if !dot {
-                    if let Some(inode) = st.table.get_mut(child) {
-                        inode.lookups += 1;
-                    }
-                }
-            }
-            if last_batch {
-                return reply.ok();
-            }
-        }
+        list_plus(&mut st, ino, fh, offset.max(0) as usize, reply)
     }
 
     fn releasedir(
@@ -828,30 +544,7 @@ impl Filesystem for ShaleFs {
 
     fn statfs(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyStatfs) {
         let (_next, st) = self.start();
-        let quota = st
-            .volume_of(ino)
-            .and_then(|v| st.vols.get(v.as_ref()))
-            .and_then(|v| v.quota.map(|q| (q, v.bytes)));
-        let files = st.table.len() as u64;
-        if let Some((quota, used)) = quota {
-            // A volume with a quota looks like a disk of that size.
-            let blocks = quota.div_ceil(4096);
-            let free = quota.saturating_sub(used) / 4096;
-            return reply.statfs(blocks, free, free, files, u32::MAX as u64, 4096, 255, 4096);
-        }
-        match statvfs(st.pool.root()) {
-            Some(s) => reply.statfs(
-                s.f_blocks * s.f_frsize / 4096,
-                s.f_bfree * s.f_frsize / 4096,
-                s.f_bavail * s.f_frsize / 4096,
-                s.f_files,
-                s.f_ffree,
-                4096,
-                255,
-                4096,
-            ),
-            None => reply.statfs(0, 0, 0, files, 0, 4096, 255, 4096),
-        }
+        statfs(&st, ino, reply)
     }
 
     fn setxattr(
@@ -900,14 +593,4 @@ impl Filesystem for ShaleFs {
         let (_next, mut st) = self.start();
         reply_empty(st.remove_xattr(ino, name.as_bytes()), reply)
     }
-}
-
-fn statvfs(path: &Path) -> Option<libc::statvfs> {
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut s = std::mem::MaybeUninit::<libc::statvfs>::uninit();
-    // SAFETY: c is a valid NUL-terminated path and s is writable memory of
-    // the right size; statvfs fills it on success.
-    let rc = unsafe { libc::statvfs(c.as_ptr(), s.as_mut_ptr()) };
-    // SAFETY: statvfs returned 0, so it initialised s.
-    (rc == 0).then(|| unsafe { s.assume_init() })
 }
