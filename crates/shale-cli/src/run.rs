@@ -18,6 +18,7 @@ use std::process::Command as Process;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use shale_core::ops::lineage::RunData;
+use shale_core::Pool;
 
 use crate::output::print_json;
 use crate::{Cli, Command, MountArgs, RunArgs};
@@ -90,8 +91,69 @@ fn exit_code(status: std::process::ExitStatus) -> i32 {
         .unwrap_or_else(|| 128 + status.signal().unwrap_or(0))
 }
 
+/// One run in progress: its pool, number, snapshot name and input.
+struct Running<'a> {
+    cli: &'a Cli,
+    pool_path: &'a Path,
+    args: &'a RunArgs,
+    pool: Pool,
+    id: i64,
+    /// `run-N`: the name of both snapshots.
+    snap: String,
+    input: RunData,
+    /// The temporary directory holding the mount points.
+    dir: PathBuf,
+}
+
+/// What a run ended with.
+struct Outcome {
+    code: i32,
+    output: Option<RunData>,
+    mlflow_run: Option<String>,
+}
+
 /// `shale run`.
 pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
+    let pool = prepare(cli, args)?;
+    let id = pool.begin_run(&args.command)?;
+    let snap = format!("run-{id}");
+    let input = RunData::of(&pool.create_snapshot(&args.dataset, Some(&snap))?);
+    pool.add_run_data(id, false, &input)?;
+    let dir = std::env::temp_dir().join(format!("shale-run-{id}-{}", std::process::id()));
+    let run = Running {
+        cli,
+        pool_path,
+        args,
+        pool,
+        id,
+        snap,
+        input,
+        dir,
+    };
+    let mut mounted: Vec<PathBuf> = Vec::new();
+    let result = run.execute(&mut mounted);
+    for m in mounted.iter().rev() {
+        let _ = crate::mount::unmount(&quiet(cli, pool_path), m, false);
+    }
+    for d in [run.data_dir(), run.model_dir(), run.dir.clone()] {
+        let _ = std::fs::remove_dir(d);
+    }
+    let outcome = match result {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = run.pool.end_run(id, -1);
+            return Err(e.context(format!("run {id}")));
+        }
+    };
+    run.pool.end_run(id, outcome.code)?;
+    run.end_mlflow(&outcome)?;
+    run.report(&outcome)?;
+    Ok(outcome.code)
+}
+
+/// Opens the pool and checks the volumes, creating the model volume if
+/// it is missing.
+fn prepare(cli: &Cli, args: &RunArgs) -> Result<Pool> {
     let pool = crate::commands::open(cli)?;
     pool.volume_info(&args.dataset)?;
     if let Some(m) = &args.model {
@@ -105,115 +167,130 @@ pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
             }
         }
     }
-    let id = pool.begin_run(&args.command)?;
-    let snap = format!("run-{id}");
-    let input = RunData::of(&pool.create_snapshot(&args.dataset, Some(&snap))?);
-    pool.add_run_data(id, false, &input)?;
+    Ok(pool)
+}
 
-    let dir = std::env::temp_dir().join(format!("shale-run-{id}-{}", std::process::id()));
-    let data_dir = dir.join("dataset");
-    let model_dir = dir.join("model");
-    let mut mounted: Vec<PathBuf> = Vec::new();
-    let result = (|| -> Result<(i32, Option<RunData>, Option<String>)> {
-        mount_on(cli, pool_path, &data_dir, &input.spec(), true)?;
-        mounted.push(data_dir.clone());
-        if let Some(m) = &args.model {
-            mount_on(cli, pool_path, &model_dir, m, false)?;
-            mounted.push(model_dir.clone());
+/// Waits for `child` while Ctrl-C reaches it alone (same process group):
+/// this process stays to unmount, snapshot and record.
+fn wait_through_sigint(mut child: std::process::Child) -> Result<i32> {
+    // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
+    let old = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
+    let status = child.wait();
+    // SAFETY: restores the disposition read above.
+    unsafe { libc::signal(libc::SIGINT, old) };
+    Ok(exit_code(status.context("waiting for the command")?))
+}
+
+impl Running<'_> {
+    fn data_dir(&self) -> PathBuf {
+        self.dir.join("dataset")
+    }
+
+    fn model_dir(&self) -> PathBuf {
+        self.dir.join("model")
+    }
+
+    /// Mounts, runs the command, unmounts (which commits the model's last
+    /// writes) and snapshots the model after a successful exit.
+    fn execute(&self, mounted: &mut Vec<PathBuf>) -> Result<Outcome> {
+        let (cli, pool_path) = (self.cli, self.pool_path);
+        mount_on(cli, pool_path, &self.data_dir(), &self.input.spec(), true)?;
+        mounted.push(self.data_dir());
+        if let Some(m) = &self.args.model {
+            mount_on(cli, pool_path, &self.model_dir(), m, false)?;
+            mounted.push(self.model_dir());
         }
-        let mlflow_run = if args.mlflow {
-            let r = mlflow_hook(&[
-                "start".into(),
-                "--pool".into(),
-                pool_path.display().to_string(),
-                "--shale-run".into(),
-                id.to_string(),
-                "--volume".into(),
-                input.volume.clone(),
-                "--snapshot".into(),
-                input.snapshot.clone(),
-                "--snapshot-id".into(),
-                input.snapshot_id.clone(),
-            ])?;
-            pool.set_run_mlflow(id, &r)?;
-            Some(r)
-        } else {
-            None
-        };
-        let mut child = Process::new(&args.command[0]);
-        child
-            .args(&args.command[1..])
-            .env("SHALE_POOL", pool_path)
-            .env("SHALE_RUN_ID", id.to_string())
-            .env("SHALE_DATASET", &input.volume)
-            .env("SHALE_DATASET_SNAPSHOT", &input.snapshot)
-            .env("SHALE_DATASET_SNAPSHOT_ID", &input.snapshot_id)
-            .env("SHALE_DATASET_PATH", &data_dir);
-        // The command reaches the store as this process does.
-        if let Some(e) = &cli.endpoint {
-            child.env("AWS_ENDPOINT_URL", e);
-        }
-        if let Some(r) = &cli.region {
-            child.env("AWS_REGION", r);
-        }
-        if let Some(m) = &args.model {
-            child
-                .env("SHALE_MODEL", m)
-                .env("SHALE_MODEL_PATH", &model_dir);
-        }
-        if let Some(r) = &mlflow_run {
-            child.env("MLFLOW_RUN_ID", r);
-        }
-        let mut child = child
+        let mlflow_run = self.start_mlflow()?;
+        let child = self
+            .command(mlflow_run.as_deref())
             .spawn()
-            .with_context(|| format!("starting {}", args.command[0]))?;
-        // Ctrl-C reaches the command (same process group); this process
-        // stays to unmount, snapshot and record.
-        // SAFETY: setting a signal disposition to SIG_IGN has no preconditions.
-        let old = unsafe { libc::signal(libc::SIGINT, libc::SIG_IGN) };
-        let status = child.wait();
-        // SAFETY: restores the disposition read above.
-        unsafe { libc::signal(libc::SIGINT, old) };
-        let code = exit_code(status.context("waiting for the command")?);
-        // Unmounting commits the model volume's last writes.
+            .with_context(|| format!("starting {}", self.args.command[0]))?;
+        let code = wait_through_sigint(child)?;
         for m in mounted.drain(..).rev() {
             crate::mount::unmount(&quiet(cli, pool_path), &m, false)?;
         }
-        let output = match &args.model {
+        let output = match &self.args.model {
             Some(m) if code == 0 => {
-                let out = RunData::of(&pool.create_snapshot(m, Some(&snap))?);
-                pool.add_run_data(id, true, &out)?;
+                let out = RunData::of(&self.pool.create_snapshot(m, Some(&self.snap))?);
+                self.pool.add_run_data(self.id, true, &out)?;
                 Some(out)
             }
             _ => None,
         };
-        Ok((code, output, mlflow_run))
-    })();
-    for m in mounted.iter().rev() {
-        let _ = crate::mount::unmount(&quiet(cli, pool_path), m, false);
+        Ok(Outcome {
+            code,
+            output,
+            mlflow_run,
+        })
     }
-    let _ = std::fs::remove_dir(&data_dir);
-    let _ = std::fs::remove_dir(&model_dir);
-    let _ = std::fs::remove_dir(&dir);
-    let (code, output, mlflow_run) = match result {
-        Ok(r) => r,
-        Err(e) => {
-            let _ = pool.end_run(id, -1);
-            return Err(e.context(format!("run {id}")));
+
+    /// The command, with the run's places in its environment.
+    fn command(&self, mlflow_run: Option<&str>) -> Process {
+        let input = &self.input;
+        let mut child = Process::new(&self.args.command[0]);
+        child
+            .args(&self.args.command[1..])
+            .env("SHALE_POOL", self.pool_path)
+            .env("SHALE_RUN_ID", self.id.to_string())
+            .env("SHALE_DATASET", &input.volume)
+            .env("SHALE_DATASET_SNAPSHOT", &input.snapshot)
+            .env("SHALE_DATASET_SNAPSHOT_ID", &input.snapshot_id)
+            .env("SHALE_DATASET_PATH", self.data_dir());
+        // The command reaches the store as this process does.
+        if let Some(e) = &self.cli.endpoint {
+            child.env("AWS_ENDPOINT_URL", e);
         }
-    };
-    pool.end_run(id, code)?;
-    if let Some(r) = &mlflow_run {
+        if let Some(r) = &self.cli.region {
+            child.env("AWS_REGION", r);
+        }
+        if let Some(m) = &self.args.model {
+            child
+                .env("SHALE_MODEL", m)
+                .env("SHALE_MODEL_PATH", self.model_dir());
+        }
+        if let Some(r) = mlflow_run {
+            child.env("MLFLOW_RUN_ID", r);
+        }
+        child
+    }
+
+    /// With `--mlflow`: opens the MLflow run; returns its id.
+    fn start_mlflow(&self) -> Result<Option<String>> {
+        if !self.args.mlflow {
+            return Ok(None);
+        }
+        let r = mlflow_hook(&[
+            "start".into(),
+            "--pool".into(),
+            self.pool_path.display().to_string(),
+            "--shale-run".into(),
+            self.id.to_string(),
+            "--volume".into(),
+            self.input.volume.clone(),
+            "--snapshot".into(),
+            self.input.snapshot.clone(),
+            "--snapshot-id".into(),
+            self.input.snapshot_id.clone(),
+        ])?;
+        self.pool.set_run_mlflow(self.id, &r)?;
+        Ok(Some(r))
+    }
+
+    /// Closes the MLflow run, if there is one, with the model snapshot.
+    fn end_mlflow(&self, outcome: &Outcome) -> Result<()> {
+        let Some(r) = &outcome.mlflow_run else {
+            return Ok(());
+        };
         let mut hook = vec![
             "end".to_string(),
             "--pool".into(),
-            pool_path.display().to_string(),
+            self.pool_path.display().to_string(),
             "--run-id".into(),
             r.clone(),
             "--exit-code".into(),
-            code.to_string(),
+            outcome.code.to_string(),
         ];
-        if let Some(o) = &output {
+        if let Some(o) = &outcome.output {
             hook.extend([
                 "--model-volume".into(),
                 o.volume.clone(),
@@ -223,27 +300,33 @@ pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
                 o.snapshot_id.clone(),
             ]);
         }
-        mlflow_hook(&hook)?;
+        mlflow_hook(&hook).map(drop)
     }
-    let record = json!({
-        "run": id, "exit_code": code, "input": input, "output": output, "mlflow_run": mlflow_run,
-    });
-    if let Some(path) = &args.summary {
-        std::fs::write(path, record.to_string())
-            .with_context(|| format!("writing {}", path.display()))?;
-    }
-    if cli.json {
-        print_json(&record);
-    } else if !cli.quiet {
-        eprintln!(
-            "shale: run {id} exited with {code}; read {} ({}){}",
-            input.spec(),
-            input.snapshot_id,
-            match &output {
+
+    /// Writes the summary file and says what the run read and wrote.
+    fn report(&self, outcome: &Outcome) -> Result<()> {
+        let (id, code, input, output) = (self.id, outcome.code, &self.input, &outcome.output);
+        let record = json!({
+            "run": id, "exit_code": code, "input": input, "output": output,
+            "mlflow_run": outcome.mlflow_run,
+        });
+        if let Some(path) = &self.args.summary {
+            std::fs::write(path, record.to_string())
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        if self.cli.json {
+            print_json(&record);
+        } else if !self.cli.quiet {
+            let wrote = match output {
                 Some(o) => format!(", wrote {} ({})", o.spec(), o.snapshot_id),
                 None => String::new(),
-            }
-        );
+            };
+            eprintln!(
+                "shale: run {id} exited with {code}; read {} ({}){wrote}",
+                input.spec(),
+                input.snapshot_id,
+            );
+        }
+        Ok(())
     }
-    Ok(code)
 }
