@@ -116,23 +116,43 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
     if args.commit_interval == 0 {
         bail!("--commit-interval must be at least 1 second");
     }
-    let opts = MountOptions {
-        read_only: args.read_only,
-        show_snapshot_dir: args.show_snapshot_dir,
-        commit_interval: Duration::from_secs(args.commit_interval),
-        busy_poll: Duration::from_micros(args.busy_poll_us),
-    };
     if args.foreground {
+        let opts = MountOptions {
+            read_only: args.read_only,
+            show_snapshot_dir: args.show_snapshot_dir,
+            commit_interval: Duration::from_secs(args.commit_interval),
+            busy_poll: Duration::from_micros(args.busy_poll_us),
+        };
         let name = format!("shale:{}", crate::commands::pool_spec(cli)?.name());
         return shale_fuse::mount(pool, target, &args.mountpoint, &name, &opts)
             .with_context(|| format!("serving the mount on {}", args.mountpoint.display()));
     }
     drop(pool);
     let log_path = crate::commands::local_root(cli)?.join("mount.log");
+    let child = spawn_server(cli, pool_path, args, &log_path)?;
+    let read_only = args.read_only
+        || matches!(
+            &target,
+            Target::Volume {
+                snapshot: Some(_),
+                ..
+            }
+        );
+    wait_until_mounted(cli, args, child, &log_path, read_only)
+}
+
+/// Starts this program again as the mount's server, in the foreground of
+/// a session of its own, its output in `log_path`.
+fn spawn_server(
+    cli: &Cli,
+    pool_path: &Path,
+    args: &MountArgs,
+    log_path: &Path,
+) -> Result<std::process::Child> {
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&log_path)
+        .open(log_path)
         .with_context(|| format!("opening {}", log_path.display()))?;
     let mut child = crate::reexec()?;
     if let Some(e) = &cli.endpoint {
@@ -171,7 +191,18 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
             Ok(())
         });
     }
-    let mut child = child.spawn().context("starting the mount server")?;
+    child.spawn().context("starting the mount server")
+}
+
+/// Waits up to 15 s for the server to mount; if it exits first, its last
+/// logged line is the error.
+fn wait_until_mounted(
+    cli: &Cli,
+    args: &MountArgs,
+    mut child: std::process::Child,
+    log_path: &Path,
+    read_only: bool,
+) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(15) {
         if is_mounted(&args.mountpoint) {
@@ -179,26 +210,14 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
                 println!(
                     "mounted on {} ({}; log in {})",
                     args.mountpoint.display(),
-                    if args.read_only
-                        || matches!(
-                            &target,
-                            Target::Volume {
-                                snapshot: Some(_),
-                                ..
-                            }
-                        )
-                    {
-                        "read-only"
-                    } else {
-                        "read-write"
-                    },
+                    if read_only { "read-only" } else { "read-write" },
                     log_path.display()
                 );
             }
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let log = std::fs::read_to_string(log_path).unwrap_or_default();
             let last = log
                 .lines()
                 .rev()

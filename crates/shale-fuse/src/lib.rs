@@ -128,7 +128,7 @@ impl MountControl for Control {
 
 /// Mounts `target` of `pool` at `mountpoint` and serves it until unmounted,
 /// committing every change at the end.
-#[allow(unsafe_code)] // signal dispositions and geteuid: each block says why it is sound
+#[allow(unsafe_code)] // mallopt: the block says why it is sound
 pub fn mount(
     pool: Pool,
     target: Target,
@@ -144,10 +144,10 @@ pub fn mount(
         libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
+    let io = |e| shale_core::Error::io(mountpoint, e);
     let pool_root = pool.root().to_path_buf();
     let upper = upper::upper_dir(&pool_root).map_err(|e| shale_core::Error::io(&pool_root, e))?;
-    let absolute =
-        std::path::absolute(mountpoint).map_err(|e| shale_core::Error::io(mountpoint, e))?;
+    let absolute = std::path::absolute(mountpoint).map_err(io)?;
     let shows = match &target {
         Target::Pool => None,
         Target::Volume { volume, snapshot } => Some(match snapshot {
@@ -167,12 +167,35 @@ pub fn mount(
     let notifier = Arc::new(OnceLock::new());
     let busy_poll = Arc::new(busy_poll::BusyPoll::new(opts.busy_poll));
     let fs = ShaleFs::new(state.clone(), notifier.clone(), busy_poll.clone())?;
+    let control = Arc::new(Control {
+        state: state.clone(),
+        notifier: notifier.clone(),
+    });
+    let listening =
+        shale_core::coord::mounts::serve(&pool_root, &absolute, shows.as_deref(), control.clone())?;
+    let options = mount_options(fs_name, opts.read_only);
+    let mut session = fuser::Session::new(fs, mountpoint, &options).map_err(io)?;
+    let _ = notifier.set(session.notifier());
+    busy_poll.watch(session.as_fd().as_raw_fd());
+    stop_on_signals(state.clone(), absolute.clone()).map_err(io)?;
+    start_committer(&state, control, opts.commit_interval).map_err(io)?;
+    let served = session.run();
+    let committed = finish(&state, &pool_root);
+    let _ = std::fs::remove_dir_all(&upper);
+    drop(listening);
+    served.map_err(io)?;
+    committed
+}
+
+/// The options of the FUSE mount.
+#[allow(unsafe_code)] // geteuid: the block says why it is sound
+fn mount_options(fs_name: &str, read_only: bool) -> Vec<fuser::MountOption> {
     let mut options = vec![
         fuser::MountOption::FSName(fs_name.to_string()),
         fuser::MountOption::Subtype("shale".into()),
         fuser::MountOption::DefaultPermissions,
     ];
-    if opts.read_only {
+    if read_only {
         options.push(fuser::MountOption::RO);
     }
     // Other users may use a root-owned mount (permissions still apply);
@@ -181,22 +204,18 @@ pub fn mount(
     if unsafe { libc::geteuid() } == 0 {
         options.push(fuser::MountOption::AllowOther);
     }
-    let control = Arc::new(Control {
-        state: state.clone(),
-        notifier: notifier.clone(),
-    });
-    let listening =
-        shale_core::coord::mounts::serve(&pool_root, &absolute, shows.as_deref(), control.clone())?;
-    let mut session = fuser::Session::new(fs, mountpoint, &options)
-        .map_err(|e| shale_core::Error::io(mountpoint, e))?;
-    let _ = notifier.set(session.notifier());
-    busy_poll.watch(session.as_fd().as_raw_fd());
-    stop_on_signals(state.clone(), absolute.clone())
-        .map_err(|e| shale_core::Error::io(mountpoint, e))?;
+    options
+}
+
+/// Starts the thread that commits every `interval`, or early when files
+/// held in memory pass a quarter of their budget (at most once a second);
+/// on a shared catalog it also looks for other machines' commits.
+fn start_committer(
+    state: &Arc<Mutex<State>>,
+    watcher: Arc<Control>,
+    interval: Duration,
+) -> std::io::Result<()> {
     let committer = state.clone();
-    let interval = opts.commit_interval;
-    let watcher = control.clone();
-    // Woken early when files held in memory pass a quarter of their budget.
     let (wake, woken) = std::sync::mpsc::sync_channel(1);
     state.lock().unwrap_or_else(|p| p.into_inner()).commit_soon = Some(wake);
     std::thread::Builder::new()
@@ -204,7 +223,6 @@ pub fn mount(
         .spawn(move || loop {
             let start = std::time::Instant::now();
             if woken.recv_timeout(interval).is_ok() {
-                // At most one early commit a second.
                 std::thread::sleep(EARLY_COMMIT_GAP.saturating_sub(start.elapsed()));
             }
             committer
@@ -231,24 +249,25 @@ pub fn mount(
                 }
             }
         })
-        .map_err(|e| shale_core::Error::io(mountpoint, e))?;
-    let served = session.run();
-    // The kernel is done with us: commit what is left, then clean up.
+        .map(drop)
+}
+
+/// Once the kernel is done with the mount: commits what is left and lets
+/// other mounts write its volumes; a failed commit is recorded for
+/// `shale unmount` to report.
+fn finish(state: &Mutex<State>, pool_root: &Path) -> shale_core::Result<()> {
     let mut st = state.lock().unwrap_or_else(|p| p.into_inner());
     let committed = st.commit_all();
     st.handles.clear();
-    // Let other mounts write what this one wrote, before saying it is gone
-    // (`shale unmount` returns when the mount point record disappears).
+    // Before saying the mount is gone (`shale unmount` returns when the
+    // mount point record disappears).
     for v in st.vols.values_mut() {
         v.writer = None;
     }
     drop(st);
     if let Err(e) = &committed {
-        shale_core::coord::mounts::record_lost(&pool_root, &e.to_string());
+        shale_core::coord::mounts::record_lost(pool_root, &e.to_string());
     }
-    let _ = std::fs::remove_dir_all(&upper);
-    drop(listening);
-    served.map_err(|e| shale_core::Error::io(mountpoint, e))?;
     committed
 }
 

@@ -241,6 +241,38 @@ impl State {
         new_name: &[u8],
         flags: u32,
     ) -> Result<(), Errno> {
+        let (src, dst) = self.rename_ends(parent, name, new_parent, new_name)?;
+        let src_dir = self.inode(src)?.is_dir();
+        if src_dir {
+            self.check_not_below(src, new_parent)?;
+        }
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            let dst = dst.ok_or(libc::ENOENT)?;
+            return self.exchange((parent, name, src), (new_parent, new_name, dst));
+        }
+        if let Some(dst) = dst {
+            if dst == src {
+                return Ok(());
+            }
+            if flags & libc::RENAME_NOREPLACE != 0 {
+                return Err(libc::EEXIST);
+            }
+            self.check_replaceable(src_dir, dst)?;
+            self.unlink_inode(new_parent, new_name, dst)?;
+        }
+        self.move_entry((parent, name), (new_parent, new_name), src, src_dir)
+    }
+
+    /// The inode a rename moves and the one it replaces, if any, once the
+    /// rename is allowed: not at a pool's top, within one live volume, the
+    /// new name not too long nor `.snapshot` at a volume's top.
+    fn rename_ends(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        new_parent: u64,
+        new_name: &[u8],
+    ) -> Result<(u64, Option<u64>), Errno> {
         if matches!(self.inode(parent)?.kind, Kind::PoolRoot)
             || matches!(self.inode(new_parent)?.kind, Kind::PoolRoot)
         {
@@ -264,76 +296,81 @@ impl State {
         if new_name == SNAPSHOT_DIR && self.is_volume_root(new_parent) {
             return Err(libc::EEXIST);
         }
-        let dst = match self.child(new_parent, new_name) {
-            Ok(d) => Some(d),
-            Err(libc::ENOENT) => None,
-            Err(e) => return Err(e),
-        };
-        let src_dir = self.inode(src)?.is_dir();
-        if src_dir {
-            // A directory cannot move below itself.
-            let mut at = new_parent;
-            for _ in 0..4096 {
-                if at == src {
-                    return Err(libc::EINVAL);
-                }
-                match self.inode(at)?.parents.first() {
-                    Some(&p) if p != at && !self.is_volume_root(at) => at = p,
-                    _ => break,
-                }
+        match self.child(new_parent, new_name) {
+            Ok(d) => Ok((src, Some(d))),
+            Err(libc::ENOENT) => Ok((src, None)),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `EINVAL` if directory `src` is `dir` or one of its ancestors (a
+    /// directory cannot move below itself).
+    fn check_not_below(&self, src: u64, dir: u64) -> Result<(), Errno> {
+        let mut at = dir;
+        for _ in 0..4096 {
+            if at == src {
+                return Err(libc::EINVAL);
+            }
+            match self.inode(at)?.parents.first() {
+                Some(&p) if p != at && !self.is_volume_root(at) => at = p,
+                _ => break,
             }
         }
-        const EXCHANGE: u32 = libc::RENAME_EXCHANGE;
-        const NOREPLACE: u32 = libc::RENAME_NOREPLACE;
-        if flags & EXCHANGE != 0 {
-            let dst = dst.ok_or(libc::ENOENT)?;
-            if dst == src {
-                return Ok(());
-            }
-            if self.inode(dst)?.is_dir() && !matches!(self.inode(dst)?.owner, Owner::Live { .. }) {
-                return Err(libc::EBUSY);
-            }
-            for (dir, n, ino, other_dir) in [
-                (parent, name, dst, new_parent),
-                (new_parent, new_name, src, parent),
-            ] {
-                if let Some(d) = self.inode_mut(dir)?.dir_mut() {
-                    d.children.insert(n.to_vec(), Slot::Ino(ino));
-                    d.subdirs = None;
-                }
-                let i = self.inode_mut(ino)?;
-                if let Some(k) = i.parents.iter().position(|p| *p == other_dir) {
-                    i.parents[k] = dir;
-                }
-                i.meta.ctime_ns = now_ns();
-            }
-            self.names_changed(parent);
-            self.names_changed(new_parent);
+        Ok(())
+    }
+
+    /// Whether `dst` may be replaced by a file (`src_dir` false) or a
+    /// directory: same kind, and an empty directory of a tree.
+    fn check_replaceable(&mut self, src_dir: bool, dst: u64) -> Result<(), Errno> {
+        match (src_dir, self.inode(dst)?.is_dir()) {
+            (true, false) => Err(libc::ENOTDIR),
+            (false, true) => Err(libc::EISDIR),
+            (true, true) if !matches!(self.inode(dst)?.kind, Kind::Dir(_)) => Err(libc::EBUSY),
+            (true, true) if !self.is_empty_dir(dst)? => Err(libc::ENOTEMPTY),
+            _ => Ok(()),
+        }
+    }
+
+    /// `RENAME_EXCHANGE`: each name then names the other's inode.
+    fn exchange(
+        &mut self,
+        (parent, name, src): (u64, &[u8], u64),
+        (new_parent, new_name, dst): (u64, &[u8], u64),
+    ) -> Result<(), Errno> {
+        if dst == src {
             return Ok(());
         }
-        if let Some(dst) = dst {
-            if dst == src {
-                return Ok(());
-            }
-            if flags & NOREPLACE != 0 {
-                return Err(libc::EEXIST);
-            }
-            let dst_dir = self.inode(dst)?.is_dir();
-            match (src_dir, dst_dir) {
-                (true, false) => return Err(libc::ENOTDIR),
-                (false, true) => return Err(libc::EISDIR),
-                (true, true) => {
-                    if !matches!(self.inode(dst)?.kind, Kind::Dir(_)) {
-                        return Err(libc::EBUSY);
-                    }
-                    if !self.is_empty_dir(dst)? {
-                        return Err(libc::ENOTEMPTY);
-                    }
-                }
-                (false, false) => {}
-            }
-            self.unlink_inode(new_parent, new_name, dst)?;
+        if self.inode(dst)?.is_dir() && !matches!(self.inode(dst)?.owner, Owner::Live { .. }) {
+            return Err(libc::EBUSY);
         }
+        for (dir, n, ino, other_dir) in [
+            (parent, name, dst, new_parent),
+            (new_parent, new_name, src, parent),
+        ] {
+            if let Some(d) = self.inode_mut(dir)?.dir_mut() {
+                d.children.insert(n.to_vec(), Slot::Ino(ino));
+                d.subdirs = None;
+            }
+            let i = self.inode_mut(ino)?;
+            if let Some(k) = i.parents.iter().position(|p| *p == other_dir) {
+                i.parents[k] = dir;
+            }
+            i.meta.ctime_ns = now_ns();
+        }
+        self.names_changed(parent);
+        self.names_changed(new_parent);
+        Ok(())
+    }
+
+    /// Moves `src` from `name` in `parent` to `new_name` in `new_parent`
+    /// (whatever was there is gone): one overlay slot, whatever it holds.
+    fn move_entry(
+        &mut self,
+        (parent, name): (u64, &[u8]),
+        (new_parent, new_name): (u64, &[u8]),
+        src: u64,
+        src_dir: bool,
+    ) -> Result<(), Errno> {
         self.drop_name(parent, name)?;
         if let Some(d) = self.inode_mut(new_parent)?.dir_mut() {
             d.children.insert(new_name.to_vec(), Slot::Ino(src));
@@ -346,12 +383,11 @@ impl State {
                 d.subdirs = d.subdirs.map(|n| n.saturating_sub(1));
             }
         }
-        let now = now_ns();
         let s = self.inode_mut(src)?;
         if let Some(k) = s.parents.iter().position(|p| *p == parent) {
             s.parents[k] = new_parent;
         }
-        s.meta.ctime_ns = now;
+        s.meta.ctime_ns = now_ns();
         self.names_changed(parent);
         self.names_changed(new_parent);
         Ok(())
@@ -409,5 +445,52 @@ impl State {
             None => return Err(libc::EINVAL),
         };
         self.add(parent, name, kind, mode, uid, gid)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::one_volume;
+    use super::*;
+
+    const ROOT: u64 = fuser::FUSE_ROOT_ID;
+
+    #[test]
+    fn rename_moves_replaces_and_refuses_as_posix_says() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = one_volume(dir.path());
+        let me = (0, 0);
+        let a = st.mkdir(ROOT, b"a", 0o755, me).unwrap();
+        let b = st.mkdir(a, b"b", 0o755, me).unwrap();
+        let (f, _) = st.create(ROOT, b"f", 0o644, me, false).unwrap();
+        let (g, _) = st.create(ROOT, b"g", 0o644, me, false).unwrap();
+
+        assert_eq!(st.rename(ROOT, b"a", b, b"a", 0), Err(libc::EINVAL));
+        assert_eq!(
+            st.rename(ROOT, b"f", ROOT, b"g", libc::RENAME_NOREPLACE),
+            Err(libc::EEXIST)
+        );
+        assert_eq!(st.rename(ROOT, b"f", ROOT, b"a", 0), Err(libc::EISDIR));
+        assert_eq!(st.rename(ROOT, b"a", ROOT, b"f", 0), Err(libc::ENOTDIR));
+        assert_eq!(st.rename(ROOT, b"nope", ROOT, b"x", 0), Err(libc::ENOENT));
+
+        st.rename(ROOT, b"f", ROOT, b"g", libc::RENAME_EXCHANGE)
+            .unwrap();
+        assert_eq!(
+            (st.child(ROOT, b"f").unwrap(), st.child(ROOT, b"g").unwrap()),
+            (g, f)
+        );
+
+        st.rename(ROOT, b"f", a, b"moved", 0).unwrap();
+        assert_eq!(st.child(a, b"moved").unwrap(), g);
+        assert_eq!(st.child(ROOT, b"f"), Err(libc::ENOENT));
+        assert_eq!(st.inode(g).unwrap().parents, vec![a]);
+
+        st.rename(ROOT, b"g", a, b"moved", 0).unwrap();
+        assert_eq!(st.child(a, b"moved").unwrap(), f);
+        assert_eq!(
+            st.rename(a, b"moved", ROOT, b".snapshot", 0),
+            Err(libc::EEXIST)
+        );
     }
 }
