@@ -451,7 +451,6 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::super::tests::one_volume;
-    use super::*;
 
     const ROOT: u64 = fuser::FUSE_ROOT_ID;
 
