@@ -9,11 +9,14 @@
 //! tree in one catalog transaction, after every pack is durable.
 #![allow(unsafe_code)] // libc calls: each block says why it is sound
 
+mod entry;
+mod file;
+
 use std::collections::HashMap;
 use std::ffi::OsStr;
-use std::fs::{self, File, Metadata};
+use std::fs::{self, Metadata};
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -26,7 +29,7 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::names::check_name;
 use crate::pool::Pool;
-use crate::progress::{self, Event, Progress};
+use crate::progress::Progress;
 use crate::store::blobs::{BlobWriter, Prepared, WriteStats};
 use crate::tree::{
     build_dir, read_dir, split_path, ChunkRef, Content, DirBuilder, DirCursor, DirRef, Entry,
@@ -299,213 +302,6 @@ impl Importer<'_> {
         builder.finish()
     }
 
-    /// Imports one source entry. The blobs of a small file are left in
-    /// `held`, for the caller to append in name order.
-    fn import_entry(
-        &self,
-        dir: &Path,
-        name: &OsStr,
-        old: Option<&Entry>,
-        held: &mut Vec<Prepared>,
-    ) -> Result<Option<Entry>> {
-        progress::check(&self.opts.progress)?;
-        let path = dir.join(name);
-        let md = match fs::symlink_metadata(&path) {
-            Ok(md) => md,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.skip(&path, "vanished while importing");
-                return Ok(None);
-            }
-            Err(e) => return Err(Error::io(&path, e)),
-        };
-        let ft = md.file_type();
-        let mut entry = Entry {
-            name: name.as_bytes().to_vec(),
-            mode: md.mode() & 0o7777,
-            uid: md.uid(),
-            gid: md.gid(),
-            mtime_ns: mtime_ns(&md),
-            content: Content::Symlink(Vec::new()),
-            xattrs: Vec::new(),
-        };
-        if ft.is_file() {
-            self.counters.files.fetch_add(1, Ordering::Relaxed);
-            progress::report(&self.opts.progress, Event::File { bytes: md.len() });
-            self.add_source_bytes(md.len())?;
-            let unchanged = match old {
-                Some(Entry {
-                    content: Content::File { size, chunks },
-                    mode,
-                    mtime_ns,
-                    ..
-                }) if !self.opts.checksum
-                    && *size == md.len()
-                    && *mtime_ns == entry.mtime_ns
-                    && *mode == entry.mode =>
-                {
-                    Some(Content::File {
-                        size: *size,
-                        chunks: chunks.clone(),
-                    })
-                }
-                _ => None,
-            };
-            entry.content = match unchanged {
-                Some(c) => {
-                    self.counters
-                        .files_unchanged
-                        .fetch_add(1, Ordering::Relaxed);
-                    c
-                }
-                None => match self.read_file(&path, &md, held) {
-                    Ok(ReadOutcome::Read(c, now)) => {
-                        entry.mode = now.mode() & 0o7777;
-                        entry.uid = now.uid();
-                        entry.gid = now.gid();
-                        entry.mtime_ns = mtime_ns(&now);
-                        c
-                    }
-                    Ok(ReadOutcome::Unstable(why)) => {
-                        let kept = old.filter(|o| matches!(o.content, Content::File { .. }));
-                        let what = if kept.is_some() {
-                            "the previous version is kept"
-                        } else {
-                            "not imported"
-                        };
-                        self.skip(&path, format!("{why}; {what}"));
-                        return Ok(kept.cloned());
-                    }
-                    Err(Error::Io { source, .. })
-                        if source.kind() == std::io::ErrorKind::NotFound =>
-                    {
-                        self.skip(&path, "vanished while importing");
-                        return Ok(None);
-                    }
-                    Err(e) => return Err(e),
-                },
-            };
-        } else if ft.is_dir() {
-            self.counters.dirs.fetch_add(1, Ordering::Relaxed);
-            let old_tree = match old {
-                Some(Entry {
-                    content: Content::Dir(d),
-                    ..
-                }) => Some(d.tree),
-                _ => None,
-            };
-            entry.content = Content::Dir(self.import_dir(&path, old_tree.as_ref())?);
-        } else if ft.is_symlink() {
-            self.counters.symlinks.fetch_add(1, Ordering::Relaxed);
-            let target = fs::read_link(&path).at(&path)?;
-            entry.content = Content::Symlink(target.as_os_str().as_bytes().to_vec());
-        } else {
-            let what = if ft.is_fifo() {
-                "FIFO"
-            } else if ft.is_socket() {
-                "socket"
-            } else if ft.is_block_device() {
-                "block device"
-            } else if ft.is_char_device() {
-                "character device"
-            } else {
-                "special file"
-            };
-            self.skip(&path, format!("{what}s are not stored in volumes"));
-            return Ok(None);
-        }
-        Ok(Some(entry))
-    }
-
-    /// Reads and chunks a file. The file's metadata is taken from the open
-    /// handle before reading and checked again after: if size, mtime or
-    /// ctime moved, the file changed under us and is read again.
-    ///
-    /// A file of one chunk is not written: its blob is left in `held` (see
-    /// [`BlobWriter::prepare_chunk`]), every attempt's, since each is claimed.
-    fn read_file(
-        &self,
-        path: &Path,
-        md: &Metadata,
-        held: &mut Vec<Prepared>,
-    ) -> Result<ReadOutcome> {
-        let link_key = (md.nlink() > 1).then(|| (md.dev(), md.ino()));
-        if let Some(key) = link_key {
-            let links = self.links.lock().unwrap_or_else(|p| p.into_inner());
-            if let Some((mtime, chunks)) = links.get(&key) {
-                if *mtime == mtime_ns(md) {
-                    let size = chunks.iter().map(|c| c.len as u64).sum();
-                    let content = Content::File {
-                        size,
-                        chunks: chunks.clone(),
-                    };
-                    return Ok(ReadOutcome::Read(content, Box::new(md.clone())));
-                }
-            }
-        }
-        for _ in 0..READ_ATTEMPTS {
-            let file = File::options()
-                .read(true)
-                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
-                .open(path)
-                .at(path)?;
-            let before = file.metadata().at(path)?;
-            if !before.is_file() {
-                return Ok(ReadOutcome::Unstable(
-                    "was replaced by something that is not a regular file",
-                ));
-            }
-            let mut chunks = Vec::new();
-            let chunking = self.pool.chunking();
-            let small = before.len() <= u64::from(chunking.max())
-                && self.held.load(Ordering::Relaxed) < HELD_MAX;
-            let buf = if small {
-                self.buffers.take()
-            } else {
-                Vec::new()
-            };
-            chunking.chunk_stream_in(buf, &file, before.len(), path, |data| {
-                let chunk = if small {
-                    let (chunk, blob) = self.writer.prepare_chunk(data)?;
-                    if let Some(b) = blob {
-                        self.held.fetch_add(b.stored_len(), Ordering::Relaxed);
-                        held.push(b);
-                    }
-                    chunk
-                } else {
-                    self.writer.put_chunk(&data)?
-                };
-                chunks.push(chunk);
-                Ok(())
-            })?;
-            let size: u64 = chunks.iter().map(|c| c.len as u64).sum();
-            self.counters.bytes_read.fetch_add(size, Ordering::Relaxed);
-            let after = file.metadata().at(path)?;
-            let stable = size == after.len()
-                && mtime_ns(&after) == mtime_ns(&before)
-                && (after.ctime(), after.ctime_nsec()) == (before.ctime(), before.ctime_nsec());
-            if !stable {
-                continue;
-            }
-            self.counters.files_read.fetch_add(1, Ordering::Relaxed);
-            if size > md.len() {
-                self.add_source_bytes(size - md.len())?;
-            }
-            if let Some(key) = link_key {
-                self.links
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(key, (mtime_ns(&before), chunks.clone()));
-            }
-            return Ok(ReadOutcome::Read(
-                Content::File { size, chunks },
-                Box::new(before),
-            ));
-        }
-        Ok(ReadOutcome::Unstable(
-            "changed while being read, 3 times in a row",
-        ))
-    }
-
     /// Rebuilds the directories along `path` with `f` applied at its end.
     fn splice(&self, base: Option<&ObjectId>, path: &[Vec<u8>], src: &Path) -> Result<DirRef> {
         let Some((first, rest)) = path.split_first() else {
@@ -678,6 +474,7 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::progress::Event;
     use crate::ops::verify::VerifyOptions;
     use crate::tree::lookup;
 
