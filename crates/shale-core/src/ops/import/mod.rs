@@ -474,8 +474,8 @@ impl Pool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::progress::Event;
     use crate::ops::verify::VerifyOptions;
+    use crate::progress::Event;
     use crate::tree::lookup;
 
     /// Where the data of each file of directory `dir` of volume `v` lies:

@@ -5,14 +5,19 @@
 //! and never changed (invariant 1). This layer knows nothing of files,
 //! trees or volumes.
 
+mod backend;
 mod local;
+mod location;
 mod memory;
 mod read_ahead;
+mod read_cache;
 mod remote;
 
+pub use backend::backend;
 pub use local::LocalDir;
+pub use location::{StoreKind, StoreLocation};
 pub use memory::Memory;
-pub use remote::{backend, Remote, StoreKind, StoreLocation};
+pub use remote::Remote;
 
 use crate::error::Result;
 

@@ -1,0 +1,159 @@
+//! The `object_store` clients: S3 (path-style, for S3-compatible stores
+//! too), Google Cloud Storage and Azure Blob Storage, each configured from
+//! the provider's standard settings in [`StoreOptions`], with one retry
+//! policy (`object_store`'s backoff) for all.
+
+use std::sync::Arc;
+
+use object_store::ObjectStore as Backend;
+
+use super::location::{StoreKind, StoreLocation};
+use crate::config::StoreOptions;
+use crate::error::{Error, Result};
+
+/// How long a request is retried (timeouts, 5xx answers, refused
+/// connections) before it fails: `options.retry`, default 180 s
+/// (`object_store`'s default), with at most 10 retries.
+fn retry_config(options: &StoreOptions) -> object_store::RetryConfig {
+    let mut retry = object_store::RetryConfig::default();
+    if let Some(window) = options.retry {
+        retry.retry_timeout = window;
+        if window.is_zero() {
+            retry.max_retries = 0;
+        }
+    }
+    retry
+}
+
+/// The settings of `options` whose names start with `prefix`, as config
+/// keys of a builder (`AWS_ACCESS_KEY_ID` -> `aws_access_key_id`); names
+/// the builder does not know are left out, as its `from_env` does.
+fn config_keys<'a, K: std::str::FromStr>(
+    options: &'a StoreOptions,
+    prefix: &'a str,
+) -> impl Iterator<Item = (K, &'a str)> {
+    options
+        .with_prefix(prefix)
+        .filter_map(|(k, v)| Some((k.to_ascii_lowercase().parse().ok()?, v)))
+}
+
+/// An `object_store` client for the bucket of `location` (the prefix is
+/// the caller's to apply): S3 path-style, GCS and Azure, each configured
+/// with the standard settings of its provider given in `options`.
+pub fn backend(location: &StoreLocation, options: &StoreOptions) -> Result<Arc<dyn Backend>> {
+    let retry = retry_config(options);
+    let invalid =
+        |e: object_store::Error| Error::InvalidArgument(format!("{}: {e}", location.url()));
+    Ok(match location.kind {
+        StoreKind::S3 => Arc::new(
+            s3_builder(location, options, retry)
+                .build()
+                .map_err(invalid)?,
+        ),
+        StoreKind::Gcs => gcs(location, options, retry).map_err(invalid)?,
+        StoreKind::Azure => azure(location, options, retry).map_err(invalid)?,
+    })
+}
+
+/// A Google Cloud Storage client (`gs://`).
+#[cfg(feature = "gcs")]
+fn gcs(
+    location: &StoreLocation,
+    options: &StoreOptions,
+    retry: object_store::RetryConfig,
+) -> object_store::Result<Arc<dyn Backend>> {
+    let mut builder = object_store::gcp::GoogleCloudStorageBuilder::new();
+    for (k, v) in config_keys(options, "GOOGLE_") {
+        builder = builder.with_config(k, v);
+    }
+    builder = builder.with_bucket_name(&location.bucket).with_retry(retry);
+    if let Some(endpoint) = &location.endpoint {
+        builder = builder.with_base_url(endpoint);
+    }
+    Ok(Arc::new(builder.build()?))
+}
+
+/// An Azure Blob Storage client (`az://`).
+#[cfg(feature = "azure")]
+fn azure(
+    location: &StoreLocation,
+    options: &StoreOptions,
+    retry: object_store::RetryConfig,
+) -> object_store::Result<Arc<dyn Backend>> {
+    let mut builder = object_store::azure::MicrosoftAzureBuilder::new();
+    for (k, v) in config_keys(options, "AZURE_") {
+        builder = builder.with_config(k, v);
+    }
+    builder = builder
+        .with_container_name(&location.bucket)
+        .with_retry(retry);
+    if let Some(endpoint) = &location.endpoint {
+        builder = builder
+            .with_endpoint(endpoint.clone())
+            .with_allow_http(endpoint.starts_with("http://"));
+    }
+    Ok(Arc::new(builder.build()?))
+}
+
+/// The error of a build without the store kind's feature.
+#[cfg(any(not(feature = "gcs"), not(feature = "azure")))]
+fn not_built(feature: &'static str) -> object_store::Error {
+    object_store::Error::NotSupported {
+        source: format!(
+            "this build of Shale has no support for it (built without the `{feature}` feature)"
+        )
+        .into(),
+    }
+}
+
+#[cfg(not(feature = "gcs"))]
+fn gcs(
+    _: &StoreLocation,
+    _: &StoreOptions,
+    _: object_store::RetryConfig,
+) -> object_store::Result<Arc<dyn Backend>> {
+    Err(not_built("gcs"))
+}
+
+#[cfg(not(feature = "azure"))]
+fn azure(
+    _: &StoreLocation,
+    _: &StoreOptions,
+    _: object_store::RetryConfig,
+) -> object_store::Result<Arc<dyn Backend>> {
+    Err(not_built("azure"))
+}
+
+/// An S3 client, path-style (what S3-compatible stores expect), with the
+/// endpoint and region of `location` over those of `options`.
+fn s3_builder(
+    location: &StoreLocation,
+    options: &StoreOptions,
+    retry: object_store::RetryConfig,
+) -> object_store::aws::AmazonS3Builder {
+    let mut builder = object_store::aws::AmazonS3Builder::new();
+    for (k, v) in config_keys(options, "AWS_") {
+        builder = builder.with_config(k, v);
+    }
+    builder = builder
+        .with_bucket_name(&location.bucket)
+        .with_virtual_hosted_style_request(false)
+        .with_retry(retry);
+    if let Some(endpoint) = &location.endpoint {
+        builder = builder.with_endpoint(endpoint);
+    }
+    let endpoint = location.endpoint.as_deref().or_else(|| {
+        options
+            .get("AWS_ENDPOINT_URL")
+            .or_else(|| options.get("AWS_ENDPOINT"))
+    });
+    if endpoint.is_some_and(|e| e.starts_with("http://")) {
+        builder = builder.with_allow_http(true);
+    }
+    if let Some(region) = &location.region {
+        builder = builder.with_region(region);
+    } else if options.get("AWS_REGION").is_none() && options.get("AWS_DEFAULT_REGION").is_none() {
+        builder = builder.with_region("us-east-1");
+    }
+    builder
+}
