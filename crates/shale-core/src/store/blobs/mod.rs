@@ -184,8 +184,8 @@ pub fn check_in_pack(head: &EntryHead, pack: &ObjectId, data: &[u8]) -> Result<(
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::writer::encode;
+    use super::*;
     use crate::store::pack::BlobKind;
 
     use crate::test_store as store;
