@@ -23,7 +23,9 @@ use crate::error::{Error, IoContext, Result};
 use crate::id::ObjectId;
 use crate::pool::Pool;
 use crate::progress::{self, Event, Progress};
-use crate::tree::{dir_leaves, leaf_entries, lookup, split_path, Content, Entry};
+use crate::tree::{
+    dir_leaves, leaf_entries, lookup, split_path, ChunkRef, Content, Entry, Special,
+};
 
 /// How to export.
 #[derive(Clone, Debug, Default)]
@@ -160,28 +162,7 @@ impl Exporter<'_> {
         progress::check(&self.progress)?;
         match &e.content {
             Content::File { chunks, size } => {
-                self.clear(&path, false)?;
-                let mut file = File::options()
-                    .write(true)
-                    .create_new(true)
-                    .mode(0o600)
-                    .custom_flags(libc::O_NOFOLLOW)
-                    .open(&path)
-                    .at(&path)?;
-                for c in chunks {
-                    let data = self
-                        .pool
-                        .store
-                        .get(&c.id)
-                        .map_err(|err| at_path(&rel, err))?;
-                    file.write_all(&data).at(&path)?;
-                }
-                if self.as_root {
-                    std::os::unix::fs::fchown(&file, Some(e.uid), Some(e.gid)).at(&path)?;
-                }
-                file.set_permissions(fs::Permissions::from_mode(e.mode))
-                    .at(&path)?;
-                filetime::set_file_handle_times(&file, None, Some(mtime)).at(&path)?;
+                self.export_file(e, chunks, &path, &rel, mtime)?;
                 self.counters.files.fetch_add(1, Ordering::Relaxed);
                 self.counters.bytes.fetch_add(*size, Ordering::Relaxed);
                 progress::report(&self.progress, Event::File { bytes: *size });
@@ -191,9 +172,7 @@ impl Exporter<'_> {
                     fs::create_dir(&path).at(&path)?;
                 }
                 self.export_dir(&d.tree, &path, &rel)?;
-                if self.as_root {
-                    std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).at(&path)?;
-                }
+                self.set_owner(e, &path)?;
                 fs::set_permissions(&path, fs::Permissions::from_mode(e.mode)).at(&path)?;
                 filetime::set_file_mtime(&path, mtime).at(&path)?;
                 self.counters.dirs.fetch_add(1, Ordering::Relaxed);
@@ -201,40 +180,14 @@ impl Exporter<'_> {
             Content::Symlink(target) => {
                 self.clear(&path, false)?;
                 std::os::unix::fs::symlink(OsStr::from_bytes(target), &path).at(&path)?;
-                if self.as_root {
-                    std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).at(&path)?;
-                }
+                self.set_owner(e, &path)?;
                 filetime::set_symlink_file_times(&path, mtime, mtime).at(&path)?;
                 self.counters.symlinks.fetch_add(1, Ordering::Relaxed);
             }
             Content::Special(s) => {
                 self.clear(&path, false)?;
-                let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
-                    .map_err(|_| Error::io(&path, std::io::ErrorKind::InvalidInput.into()))?;
-                // SAFETY: c_path is NUL-terminated; mknod does not keep it.
-                let rc = unsafe {
-                    libc::mknod(
-                        c_path.as_ptr(),
-                        s.kind.mode_bits() | 0o600,
-                        s.rdev as libc::dev_t,
-                    )
-                };
-                if rc != 0 {
-                    return Err(Error::io(
-                        &path,
-                        std::io::Error::new(
-                            std::io::Error::last_os_error().kind(),
-                            format!(
-                                "cannot create {}: {}",
-                                e.kind_name(),
-                                std::io::Error::last_os_error()
-                            ),
-                        ),
-                    ));
-                }
-                if self.as_root {
-                    std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).at(&path)?;
-                }
+                make_node(e, s, &path)?;
+                self.set_owner(e, &path)?;
                 fs::set_permissions(&path, fs::Permissions::from_mode(e.mode)).at(&path)?;
                 filetime::set_symlink_file_times(&path, mtime, mtime).at(&path)?;
                 self.counters.specials.fetch_add(1, Ordering::Relaxed);
@@ -243,6 +196,68 @@ impl Exporter<'_> {
         set_xattrs(&path, &e.xattrs).map_err(|err| at_path(&rel, err))?;
         Ok(())
     }
+
+    /// Writes a file's chunks to a new file at `path`, then its owner (as
+    /// root), mode and mtime.
+    fn export_file(
+        &self,
+        e: &Entry,
+        chunks: &[ChunkRef],
+        path: &Path,
+        rel: &str,
+        mtime: FileTime,
+    ) -> Result<()> {
+        self.clear(path, false)?;
+        let mut file = File::options()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .at(path)?;
+        for c in chunks {
+            let data = self
+                .pool
+                .store
+                .get(&c.id)
+                .map_err(|err| at_path(rel, err))?;
+            file.write_all(&data).at(path)?;
+        }
+        if self.as_root {
+            std::os::unix::fs::fchown(&file, Some(e.uid), Some(e.gid)).at(path)?;
+        }
+        file.set_permissions(fs::Permissions::from_mode(e.mode))
+            .at(path)?;
+        filetime::set_file_handle_times(&file, None, Some(mtime)).at(path)
+    }
+
+    /// Gives `path` the entry's owner, when exporting as root.
+    fn set_owner(&self, e: &Entry, path: &Path) -> Result<()> {
+        if self.as_root {
+            std::os::unix::fs::lchown(path, Some(e.uid), Some(e.gid)).at(path)?;
+        }
+        Ok(())
+    }
+}
+
+/// Creates the device node, FIFO or socket `s` at `path`.
+fn make_node(e: &Entry, s: &Special, path: &Path) -> Result<()> {
+    let c_path = std::ffi::CString::new(path.as_os_str().as_bytes())
+        .map_err(|_| Error::io(path, std::io::ErrorKind::InvalidInput.into()))?;
+    // SAFETY: c_path is NUL-terminated; mknod does not keep it.
+    let rc = unsafe {
+        libc::mknod(
+            c_path.as_ptr(),
+            s.kind.mode_bits() | 0o600,
+            s.rdev as libc::dev_t,
+        )
+    };
+    if rc != 0 {
+        let os = std::io::Error::last_os_error();
+        let message = format!("cannot create {}: {os}", e.kind_name());
+        return Err(Error::io(path, std::io::Error::new(os.kind(), message)));
+    }
+    Ok(())
 }
 
 impl Pool {

@@ -232,6 +232,50 @@ impl Pool {
                 "mirror '{volume}' is broken: `shale mirror resync {volume}` to mirror again"
             )));
         }
+        let to_send = self.snapshots_to_send(source, &row, opts)?;
+        let mut report = UpdateReport {
+            volume: volume.to_string(),
+            ..Default::default()
+        };
+        for snap in &to_send {
+            self.transfer(source, &row, snap, opts, &mut report)?;
+            let sent = catalog::Transfer {
+                bytes: report.bytes as i64,
+                objects: report.objects as i64,
+                seconds_ms: started.elapsed().as_millis() as i64,
+            };
+            // mounts showing the mirror reload it once this commits
+            let _hold = self.hold_mounts(volume)?;
+            self.catalog().write(|tx| {
+                catalog::set_root(tx, volume, None, &snap.root, snap.bytes, snap.files)?;
+                let v = catalog::volume_by_name(tx, volume)?;
+                catalog::insert_snapshot(tx, &v, &snap.name)?;
+                catalog::record_transfer(tx, volume, Some(snap), &sent)
+            })?;
+            report.snapshots.push(snap.name.clone());
+        }
+        if report.snapshots.is_empty() {
+            let sent = catalog::Transfer {
+                bytes: 0,
+                objects: 0,
+                seconds_ms: started.elapsed().as_millis() as i64,
+            };
+            self.catalog()
+                .write(|tx| catalog::record_transfer(tx, volume, None, &sent))?;
+        }
+        report.seconds = started.elapsed().as_secs_f64();
+        Ok(report)
+    }
+
+    /// The source snapshots newer than the newest one both sides share (by
+    /// name and id), all or the newest as the policy says.
+    fn snapshots_to_send(
+        &self,
+        source: &Pool,
+        row: &MirrorRow,
+        opts: &UpdateOptions,
+    ) -> Result<Vec<SnapshotRow>> {
+        let volume = &row.volume;
         let src_name = format!("{}::{}", row.source_pool, row.source_volume);
         let src_snaps = match source.catalog().snapshots(Some(&row.source_volume)) {
             Ok(s) => s,
@@ -255,75 +299,58 @@ impl Pool {
             )));
         }
         let newer = &src_snaps[shared.map_or(0, |i| i + 1)..];
-        let to_send: Vec<&SnapshotRow> = match row.policy {
-            Policy::All => newer.iter().collect(),
-            Policy::Latest => newer.last().into_iter().collect(),
+        let to_send: Vec<SnapshotRow> = match row.policy {
+            Policy::All => newer.to_vec(),
+            Policy::Latest => newer.last().cloned().into_iter().collect(),
         };
-        let mut report = UpdateReport {
-            volume: volume.to_string(),
-            ..Default::default()
-        };
-        for snap in to_send {
-            if dst_snaps.iter().any(|d| d.name == snap.name) {
+        if let Some(clash) = to_send
+            .iter()
+            .find(|s| dst_snaps.iter().any(|d| d.name == s.name))
+        {
+            return Err(Error::InvalidArgument(format!(
+                "{volume}@{} exists with other content than {src_name}@{}: \
+                 delete it here, then update",
+                clash.name, clash.name
+            )));
+        }
+        Ok(to_send)
+    }
+
+    /// Copies what this pool lacks of source snapshot `snap`, durably.
+    fn transfer(
+        &self,
+        source: &Pool,
+        row: &MirrorRow,
+        snap: &SnapshotRow,
+        opts: &UpdateOptions,
+        report: &mut UpdateReport,
+    ) -> Result<()> {
+        let writer = self
+            .blobs()
+            .writer(&format!("mirror update {}", row.volume))?;
+        let sent = Sender {
+            source,
+            dest: self,
+            writer: &writer,
+            report,
+            on_bytes: opts.on_bytes.as_deref(),
+        }
+        .send_node(&snap.root);
+        if let Err(e) = sent {
+            // a snapshot deleted at the source mid-way: its objects may be gone
+            if source
+                .catalog()
+                .snapshot(&row.source_volume, &snap.name)
+                .is_err()
+            {
                 return Err(Error::InvalidArgument(format!(
-                    "{volume}@{} exists with other content than {src_name}@{}: \
-                     delete it here, then update",
-                    snap.name, snap.name
+                    "{}::{}@{} was deleted at the source during the transfer; \
+                     run the update again",
+                    row.source_pool, row.source_volume, snap.name
                 )));
             }
-            let writer = self.blobs().writer(&format!("mirror update {volume}"))?;
-            let sent = Sender {
-                source,
-                dest: self,
-                writer: &writer,
-                report: &mut report,
-                on_bytes: opts.on_bytes.as_deref(),
-            }
-            .send_node(&snap.root);
-            if let Err(e) = sent {
-                // a snapshot deleted at the source mid-way: its objects may be gone
-                if source
-                    .catalog()
-                    .snapshot(&row.source_volume, &snap.name)
-                    .is_err()
-                {
-                    return Err(Error::InvalidArgument(format!(
-                        "{src_name}@{} was deleted at the source during the transfer; \
-                         run the update again",
-                        snap.name
-                    )));
-                }
-                return Err(e);
-            }
-            writer.finish()?;
-            let seconds_ms = started.elapsed().as_millis() as i64;
-            let (bytes, objects) = (report.bytes as i64, report.objects as i64);
-            // mounts showing the mirror reload it once this commits
-            let _hold = self.hold_mounts(volume)?;
-            self.catalog().write(|tx| {
-                catalog::set_root(tx, volume, None, &snap.root, snap.bytes, snap.files)?;
-                let v = catalog::volume_by_name(tx, volume)?;
-                catalog::insert_snapshot(tx, &v, &snap.name)?;
-                let sent = catalog::Transfer {
-                    bytes,
-                    objects,
-                    seconds_ms,
-                };
-                catalog::record_transfer(tx, volume, Some(snap), &sent)
-            })?;
-            report.snapshots.push(snap.name.clone());
+            return Err(e);
         }
-        if report.snapshots.is_empty() {
-            let seconds_ms = started.elapsed().as_millis() as i64;
-            let sent = catalog::Transfer {
-                bytes: 0,
-                objects: 0,
-                seconds_ms,
-            };
-            self.catalog()
-                .write(|tx| catalog::record_transfer(tx, volume, None, &sent))?;
-        }
-        report.seconds = started.elapsed().as_secs_f64();
-        Ok(report)
+        writer.finish().map(drop)
     }
 }
