@@ -148,44 +148,85 @@ fn extension_of(path: &[u8]) -> &[u8] {
 pub fn scan(side: &dyn Side, dedup: bool) -> Result<ScanReport> {
     let started = std::time::Instant::now();
     let entries = side.list_any_order()?;
-    let now_s = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0);
-    let mut r = ScanReport {
-        place: side.name(),
-        sizes: SIZE_LIMITS
-            .iter()
-            .map(|(_, l)| Bucket {
-                label: l.to_string(),
-                files: 0,
-                bytes: 0,
-            })
-            .collect(),
-        ages: AGE_LIMITS
-            .iter()
-            .map(|(_, l)| Bucket {
-                label: l.to_string(),
-                files: 0,
-                bytes: 0,
-            })
-            .collect(),
-        ..Default::default()
-    };
-    let mut dirs: HashMap<&[u8], (u64, u64)> = HashMap::new();
-    let mut raw_exts: HashMap<&[u8], (u64, u64)> = HashMap::new();
-    let mut files = Vec::new();
+    let mut tally = Tally::new(side.name());
     for e in &entries {
+        tally.add(e);
+    }
+    let Tally {
+        mut report,
+        dirs,
+        extensions,
+        files,
+        ..
+    } = tally;
+    report.largest_files = top(files.clone(), |e| e.size)
+        .into_iter()
+        .map(|e| Sized {
+            path: e.display(),
+            bytes: e.size,
+            files: 1,
+        })
+        .collect();
+    report.largest_dirs = largest_dirs(&dirs);
+    report.extensions = top_extensions(extensions);
+    if dedup {
+        report.duplicates = Some(duplicates(side, &files)?);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    Ok(report)
+}
+
+/// Counts made in one pass over a listing.
+struct Tally<'a> {
+    report: ScanReport,
+    /// Bytes and files under each directory (every level above a file).
+    dirs: HashMap<&'a [u8], (u64, u64)>,
+    /// Files and bytes by extension, as spelled.
+    extensions: HashMap<&'a [u8], (u64, u64)>,
+    files: Vec<&'a Entry>,
+    now_s: i64,
+}
+
+impl<'a> Tally<'a> {
+    fn new(place: String) -> Self {
+        let buckets = |labels: &[&str]| -> Vec<Bucket> {
+            labels
+                .iter()
+                .map(|l| Bucket {
+                    label: l.to_string(),
+                    files: 0,
+                    bytes: 0,
+                })
+                .collect()
+        };
+        let sizes: Vec<&str> = SIZE_LIMITS.iter().map(|(_, l)| *l).collect();
+        let ages: Vec<&str> = AGE_LIMITS.iter().map(|(_, l)| *l).collect();
+        Tally {
+            report: ScanReport {
+                place,
+                sizes: buckets(&sizes),
+                ages: buckets(&ages),
+                ..Default::default()
+            },
+            dirs: HashMap::new(),
+            extensions: HashMap::new(),
+            files: Vec::new(),
+            now_s: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_secs() as i64)
+                .unwrap_or(0),
+        }
+    }
+
+    fn add(&mut self, e: &'a Entry) {
+        let r = &mut self.report;
         match e.kind {
-            Kind::Dir => {
-                r.dirs += 1;
-                continue;
-            }
-            Kind::Symlink(_) => {
-                r.symlinks += 1;
-                continue;
-            }
+            Kind::Dir => r.dirs += 1,
+            Kind::Symlink(_) => r.symlinks += 1,
             Kind::File => {}
+        }
+        if e.kind != Kind::File {
+            return;
         }
         r.files += 1;
         r.bytes += e.size;
@@ -198,20 +239,20 @@ pub fn scan(side: &dyn Side, dedup: bool) -> Result<ScanReport> {
             .unwrap_or(7);
         r.sizes[s].files += 1;
         r.sizes[s].bytes += e.size;
-        let age = now_s - e.mtime_ns.div_euclid(1_000_000_000);
+        let age = self.now_s - e.mtime_ns.div_euclid(1_000_000_000);
         let a = AGE_LIMITS
             .iter()
             .position(|(lim, _)| age < *lim)
             .unwrap_or(6);
         r.ages[a].files += 1;
         r.ages[a].bytes += e.size;
-        let x = raw_exts.entry(extension_of(&e.path)).or_default();
+        let x = self.extensions.entry(extension_of(&e.path)).or_default();
         x.0 += 1;
         x.1 += e.size;
         // every directory above the file
         let mut p = e.parent();
         loop {
-            let d = dirs.entry(p).or_default();
+            let d = self.dirs.entry(p).or_default();
             d.0 += e.size;
             d.1 += 1;
             match p.iter().rposition(|b| *b == b'/') {
@@ -220,44 +261,37 @@ pub fn scan(side: &dyn Side, dedup: bool) -> Result<ScanReport> {
                 None => break,
             }
         }
-        files.push(e);
+        self.files.push(e);
     }
-    let show = |p: &[u8]| {
-        if p.is_empty() {
-            ".".to_string()
-        } else {
-            String::from_utf8_lossy(p).into_owned()
-        }
-    };
-    r.largest_files = top(files.clone(), |e| e.size)
-        .into_iter()
-        .map(|e| Sized {
-            path: e.display(),
-            bytes: e.size,
-            files: 1,
-        })
-        .collect();
-    r.largest_dirs = top(
+}
+
+/// The directories holding the most bytes (the top itself left out).
+fn largest_dirs(dirs: &HashMap<&[u8], (u64, u64)>) -> Vec<Sized> {
+    top(
         dirs.iter().filter(|(p, _)| !p.is_empty()).collect(),
         |(_, (bytes, _))| *bytes,
     )
     .into_iter()
     .map(|(p, (bytes, n))| Sized {
-        path: show(p),
+        path: String::from_utf8_lossy(p).into_owned(),
         bytes: *bytes,
         files: *n,
     })
-    .collect();
-    // extensions differing only in case count together
+    .collect()
+}
+
+/// The extensions holding the most bytes; those differing only in case
+/// count together.
+fn top_extensions(raw: HashMap<&[u8], (u64, u64)>) -> Vec<Extension> {
     let mut exts: HashMap<String, (u64, u64)> = HashMap::new();
-    for (ext, (n, bytes)) in raw_exts {
+    for (ext, (n, bytes)) in raw {
         let x = exts
             .entry(String::from_utf8_lossy(ext).to_lowercase())
             .or_default();
         x.0 += n;
         x.1 += bytes;
     }
-    r.extensions = top(
+    top(
         exts.into_iter()
             .map(|(extension, (files, bytes))| Extension {
                 extension,
@@ -266,12 +300,7 @@ pub fn scan(side: &dyn Side, dedup: bool) -> Result<ScanReport> {
             })
             .collect(),
         |x| x.bytes,
-    );
-    if dedup {
-        r.duplicates = Some(duplicates(side, &files)?);
-    }
-    r.seconds = started.elapsed().as_secs_f64();
-    Ok(r)
+    )
 }
 
 fn duplicates(side: &dyn Side, files: &[&Entry]) -> Result<Duplicates> {
