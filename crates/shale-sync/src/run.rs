@@ -99,12 +99,20 @@ pub fn run(
     opts: &SyncOptions,
     report: &mut SyncReport,
 ) {
-    let tally = Tally::default();
-    let limiter = opts.bwlimit.map(Limiter::new);
-    let attempts = 1 + if src.retries() || dst.retries() {
-        opts.retries
-    } else {
-        0
+    let runner = Runner {
+        src,
+        dst,
+        opts,
+        tally: Tally::default(),
+        limiter: opts.bwlimit.map(Limiter::new),
+        attempts: 1 + if src.retries() || dst.retries() {
+            opts.retries
+        } else {
+            0
+        },
+        next: AtomicUsize::new(0),
+        failing: AtomicU32::new(0),
+        gave_up: Mutex::new(None),
     };
     // Directories, in order (parents first).
     let mut rest = Vec::new();
@@ -113,97 +121,134 @@ pub fn run(
         match a {
             Action::Mkdir(e) => match dst.mkdir(e) {
                 Ok(()) => {
-                    tally.dirs.fetch_add(1, Ordering::Relaxed);
+                    runner.tally.dirs.fetch_add(1, Ordering::Relaxed);
                 }
-                Err(err) => tally.failed(e, err),
+                Err(err) => runner.tally.failed(e, err),
             },
             Action::Delete(e) => removals.push(e),
             other => rest.push(other),
         }
     }
-    // Files and links, in parallel. A network side that fails every copy
-    // in a row (it went away) stops the run instead of failing each file
-    // after its own retries.
-    let next = AtomicUsize::new(0);
-    let failing = AtomicU32::new(0);
-    let gave_up: Mutex<Option<String>> = Mutex::new(None);
-    let work = || loop {
-        // A cancelled run takes no further work (the caller reports it).
-        if progress::check(&opts.progress).is_err() {
-            return;
-        }
-        let i = next.fetch_add(1, Ordering::Relaxed);
-        let Some(a) = rest.get(i) else { return };
-        if let Some(why) = gave_up.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
-            let e = match a {
-                Action::Copy(e, _) | Action::Symlink(e) | Action::Mkdir(e) | Action::Delete(e) => e,
-            };
-            tally.failed(
-                e,
-                shale_core::Error::InvalidArgument(format!("not attempted: {why}")),
-            );
-            continue;
-        }
-        match a {
-            Action::Copy(e, _) => {
-                let mut pause = Duration::from_millis(500);
-                for attempt in 1..=attempts {
-                    match copy(src, dst, e, limiter.as_ref()) {
-                        Ok(n) => {
-                            failing.store(0, Ordering::Relaxed);
-                            tally.copied.fetch_add(1, Ordering::Relaxed);
-                            tally.bytes.fetch_add(n, Ordering::Relaxed);
-                            progress::report(&opts.progress, Event::File { bytes: n });
-                            break;
-                        }
-                        Err(err) if attempt < attempts => {
-                            tracing::warn!("{}: {err}; retrying in {pause:?}", e.display());
-                            std::thread::sleep(pause);
-                            pause *= 2;
-                        }
-                        Err(err) => {
-                            let in_a_row = failing.fetch_add(1, Ordering::Relaxed) + 1;
-                            if attempts > 1 && in_a_row >= GIVE_UP_AFTER {
-                                *gave_up.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
-                                    "{in_a_row} copies in a row failed, the last with: {err}"
-                                ));
-                            }
-                            tally.failed(e, err);
-                        }
-                    }
-                }
-            }
-            Action::Symlink(e) => match dst.symlink(e) {
-                Ok(()) => {
-                    tally.links.fetch_add(1, Ordering::Relaxed);
-                }
-                Err(err) => tally.failed(e, err),
-            },
-            Action::Mkdir(_) | Action::Delete(_) => {}
-        }
-    };
+    // Files and links, in parallel.
     std::thread::scope(|s| {
         for _ in 0..opts.jobs.clamp(1, 256) {
-            s.spawn(work);
+            s.spawn(|| runner.work(&rest));
         }
     });
     // Removals, children before their directories (the plan's order).
     for e in removals {
         match dst.remove(e) {
             Ok(()) => {
-                tally.deleted.fetch_add(1, Ordering::Relaxed);
+                runner.tally.deleted.fetch_add(1, Ordering::Relaxed);
             }
-            Err(err) => tally.failed(e, err),
+            Err(err) => runner.tally.failed(e, err),
         }
     }
-    report.copied += tally.copied.into_inner();
-    report.bytes += tally.bytes.into_inner();
-    report.dirs_created += tally.dirs.into_inner();
-    report.symlinks += tally.links.into_inner();
-    report.deleted += tally.deleted.into_inner();
-    let mut errors = tally.errors.into_inner().unwrap_or_else(|p| p.into_inner());
-    errors.sort_by(|a, b| a.path.cmp(&b.path));
-    report.errors.extend(errors);
+    runner.tally.into_report(report);
+}
+
+/// The shared state of a plan's worker threads.
+struct Runner<'a> {
+    src: &'a dyn Side,
+    dst: &'a dyn Side,
+    opts: &'a SyncOptions,
+    tally: Tally,
+    limiter: Option<Limiter>,
+    /// Tries of each copy (retries only for network sides).
+    attempts: u32,
+    /// The next action to take.
+    next: AtomicUsize,
+    /// Copies that failed in a row.
+    failing: AtomicU32,
+    /// Why the run stopped trying, once a network side failed every copy
+    /// in a row (it went away) rather than failing each file after its own
+    /// retries.
+    gave_up: Mutex<Option<String>>,
+}
+
+impl Runner<'_> {
+    /// Takes actions from `rest` until none is left or the run is cancelled.
+    fn work(&self, rest: &[&Action]) {
+        loop {
+            // A cancelled run takes no further work (the caller reports it).
+            if progress::check(&self.opts.progress).is_err() {
+                return;
+            }
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(a) = rest.get(i) else { return };
+            if let Some(why) = self
+                .gave_up
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
+                let e = match a {
+                    Action::Copy(e, _)
+                    | Action::Symlink(e)
+                    | Action::Mkdir(e)
+                    | Action::Delete(e) => e,
+                };
+                let err = shale_core::Error::InvalidArgument(format!("not attempted: {why}"));
+                self.tally.failed(e, err);
+                continue;
+            }
+            match a {
+                Action::Copy(e, _) => self.copy_with_retries(e),
+                Action::Symlink(e) => match self.dst.symlink(e) {
+                    Ok(()) => {
+                        self.tally.links.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(err) => self.tally.failed(e, err),
+                },
+                Action::Mkdir(_) | Action::Delete(_) => {}
+            }
+        }
+    }
+
+    /// Copies one file, retrying with backoff; gives the run up after
+    /// [`GIVE_UP_AFTER`] failed copies in a row.
+    fn copy_with_retries(&self, e: &Entry) {
+        let mut pause = Duration::from_millis(500);
+        for attempt in 1..=self.attempts {
+            match copy(self.src, self.dst, e, self.limiter.as_ref()) {
+                Ok(n) => {
+                    self.failing.store(0, Ordering::Relaxed);
+                    self.tally.copied.fetch_add(1, Ordering::Relaxed);
+                    self.tally.bytes.fetch_add(n, Ordering::Relaxed);
+                    progress::report(&self.opts.progress, Event::File { bytes: n });
+                    return;
+                }
+                Err(err) if attempt < self.attempts => {
+                    tracing::warn!("{}: {err}; retrying in {pause:?}", e.display());
+                    std::thread::sleep(pause);
+                    pause *= 2;
+                }
+                Err(err) => {
+                    let in_a_row = self.failing.fetch_add(1, Ordering::Relaxed) + 1;
+                    if self.attempts > 1 && in_a_row >= GIVE_UP_AFTER {
+                        *self.gave_up.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                            "{in_a_row} copies in a row failed, the last with: {err}"
+                        ));
+                    }
+                    self.tally.failed(e, err);
+                }
+            }
+        }
+    }
+}
+
+impl Tally {
+    /// Adds what was counted to `report`, errors sorted by path.
+    fn into_report(self, report: &mut SyncReport) {
+        report.copied += self.copied.into_inner();
+        report.bytes += self.bytes.into_inner();
+        report.dirs_created += self.dirs.into_inner();
+        report.symlinks += self.links.into_inner();
+        report.deleted += self.deleted.into_inner();
+        let mut errors = self.errors.into_inner().unwrap_or_else(|p| p.into_inner());
+        errors.sort_by(|a, b| a.path.cmp(&b.path));
+        report.errors.extend(errors);
+    }
 }
 
 #[cfg(test)]
