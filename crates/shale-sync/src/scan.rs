@@ -465,8 +465,24 @@ pub fn to_html(r: &ScanReport) -> String {
         td.n{{text-align:right;font-variant-numeric:tabular-nums}}tr:nth-child(even){{background:#f3f5f8}}\
         .cards div{{display:inline-block;margin:0 1em 1em 0;padding:.6em 1em;background:#eef3fb;border-radius:6px}}\
         .cards b{{display:block;font-size:1.4em}}</style></head><body>\
-        <h1>shale scan</h1><p>{place}, scanned in {secs:.2} s</p><div class=\"cards\">",
+        <h1>shale scan</h1><p>{place}, scanned in {secs:.2} s</p>",
         place = escape(&r.place), secs = r.seconds);
+    h.push_str(&html_cards(r));
+    h.push_str(&html_chart("Files by size", &r.sizes));
+    h.push_str(&html_chart("Files by last modification", &r.ages));
+    h.push_str(&html_extensions(&r.extensions));
+    h.push_str(&html_table("Largest files", &r.largest_files));
+    h.push_str(&html_table("Largest directories", &r.largest_dirs));
+    if let Some(d) = &r.duplicates {
+        h.push_str(&html_duplicates(d));
+    }
+    h.push_str("</body></html>\n");
+    h
+}
+
+/// The headline figures, as cards.
+fn html_cards(r: &ScanReport) -> String {
+    let mut h = String::from("<div class=\"cards\">");
     for (label, value) in [
         ("files", r.files.to_string()),
         ("directories", r.dirs.to_string()),
@@ -482,23 +498,24 @@ pub fn to_html(r: &ScanReport) -> String {
         );
     }
     h.push_str("</div>");
-    let chart = |title: &str, b: &[Bucket]| {
-        let rows: Vec<_> = b
-            .iter()
-            .map(|x| {
-                (
-                    x.label.clone(),
-                    x.files,
-                    format!("{} files, {}", x.files, human(x.bytes)),
-                )
-            })
-            .collect();
-        format!("<h2>{title}</h2>{}", bars(&rows))
-    };
-    h.push_str(&chart("Files by size", &r.sizes));
-    h.push_str(&chart("Files by last modification", &r.ages));
-    let rows: Vec<_> = r
-        .extensions
+    h
+}
+
+/// A histogram of files, as bars.
+fn html_chart(title: &str, buckets: &[Bucket]) -> String {
+    let rows: Vec<_> = buckets
+        .iter()
+        .map(|x| {
+            let label = format!("{} files, {}", x.files, human(x.bytes));
+            (x.label.clone(), x.files, label)
+        })
+        .collect();
+    format!("<h2>{title}</h2>{}", bars(&rows))
+}
+
+/// Bytes by extension, as bars.
+fn html_extensions(extensions: &[Extension]) -> String {
+    let rows: Vec<_> = extensions
         .iter()
         .map(|x| {
             let name = if x.extension.is_empty() {
@@ -506,49 +523,44 @@ pub fn to_html(r: &ScanReport) -> String {
             } else {
                 format!(".{}", x.extension)
             };
-            (
-                name,
-                x.bytes,
-                format!("{}, {} files", human(x.bytes), x.files),
-            )
+            let label = format!("{}, {} files", human(x.bytes), x.files);
+            (name, x.bytes, label)
         })
         .collect();
-    let _ = write!(h, "<h2>Bytes by extension</h2>{}", bars(&rows));
-    let table = |title: &str, rows: &[Sized]| {
-        let mut t =
-            format!("<h2>{title}</h2><table><tr><th>size</th><th>files</th><th>path</th></tr>");
-        for x in rows {
-            let _ = write!(
-                t,
-                "<tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-                human(x.bytes),
-                x.files,
-                escape(&x.path)
-            );
-        }
-        t.push_str("</table>");
-        t
-    };
-    h.push_str(&table("Largest files", &r.largest_files));
-    h.push_str(&table("Largest directories", &r.largest_dirs));
-    if let Some(d) = &r.duplicates {
-        let _ = write!(h, "<h2>Duplicate content</h2><p>{} sets of identical files; {} redundant copies take {}.</p><table>\
-            <tr><th>size</th><th>copies</th><th>paths</th></tr>", d.sets, d.redundant_files, human(d.redundant_bytes));
-        for set in &d.largest {
-            let _ = write!(
-                h,
-                "<tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
-                human(set.bytes),
-                set.paths.len(),
-                set.paths
-                    .iter()
-                    .map(|p| escape(p))
-                    .collect::<Vec<_>>()
-                    .join("<br>")
-            );
-        }
-        h.push_str("</table>");
+    format!("<h2>Bytes by extension</h2>{}", bars(&rows))
+}
+
+/// Paths with their sizes and file counts, as a table.
+fn html_table(title: &str, rows: &[Sized]) -> String {
+    let mut t = format!("<h2>{title}</h2><table><tr><th>size</th><th>files</th><th>path</th></tr>");
+    for x in rows {
+        let _ = write!(
+            t,
+            "<tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            human(x.bytes),
+            x.files,
+            escape(&x.path)
+        );
     }
-    h.push_str("</body></html>\n");
+    t.push_str("</table>");
+    t
+}
+
+/// The sets of identical files, largest first.
+fn html_duplicates(d: &Duplicates) -> String {
+    let mut h = String::new();
+    let _ = write!(h, "<h2>Duplicate content</h2><p>{} sets of identical files; {} redundant copies take {}.</p><table>\
+        <tr><th>size</th><th>copies</th><th>paths</th></tr>", d.sets, d.redundant_files, human(d.redundant_bytes));
+    for set in &d.largest {
+        let paths: Vec<String> = set.paths.iter().map(|p| escape(p)).collect();
+        let _ = write!(
+            h,
+            "<tr><td class=\"n\">{}</td><td class=\"n\">{}</td><td>{}</td></tr>",
+            human(set.bytes),
+            set.paths.len(),
+            paths.join("<br>")
+        );
+    }
+    h.push_str("</table>");
     h
 }
