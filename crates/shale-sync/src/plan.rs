@@ -81,16 +81,50 @@ pub fn plan(
     for e in dst {
         dst_at.insert(e.path.as_slice(), e);
     }
-    let mut dirs = Vec::new();
-    let mut links = Vec::new();
-    let mut to_compare = Vec::new();
-    let mut copies = Vec::new();
+    let mut sorted = Sorted::default();
     for s in src {
         let d = dst_at.get(s.path.as_slice()).copied();
+        sorted.add(s, d, rules, &mut plan);
+    }
+    let compared: Vec<Result<bool>> = sorted
+        .to_compare
+        .par_iter()
+        .map(|(s, d)| same_content(s, d))
+        .collect();
+    for ((s, _), same) in sorted.to_compare.iter().zip(compared) {
+        if same? {
+            plan.unchanged += 1;
+        } else {
+            sorted.copies.push(Action::Copy((*s).clone(), "content"));
+        }
+    }
+    sorted.copies.sort_by(|a, b| path_of(a).cmp(path_of(b)));
+    plan.actions.extend(sorted.dirs);
+    plan.actions.extend(sorted.copies);
+    plan.actions.extend(sorted.links);
+    if rules.delete {
+        plan.actions.extend(removals(src, dst));
+    }
+    Ok(plan)
+}
+
+/// Source entries sorted by what they need, before `--checksum`
+/// comparisons settle the files of equal size.
+#[derive(Default)]
+struct Sorted<'a> {
+    dirs: Vec<Action>,
+    links: Vec<Action>,
+    copies: Vec<Action>,
+    to_compare: Vec<(&'a Entry, &'a Entry)>,
+}
+
+impl<'a> Sorted<'a> {
+    /// Sorts source entry `s`, whose counterpart at the destination is `d`.
+    fn add(&mut self, s: &'a Entry, d: Option<&'a Entry>, rules: &Rules, plan: &mut Plan) {
         match &s.kind {
             Kind::Dir => {
                 if rules.dst_has_dirs && !d.is_some_and(|d| d.kind == Kind::Dir) {
-                    dirs.push(Action::Mkdir(s.clone()));
+                    self.dirs.push(Action::Mkdir(s.clone()));
                 }
             }
             Kind::Symlink(_) => {
@@ -102,63 +136,49 @@ pub fn plan(
                 } else if d.is_some_and(|d| d.kind == s.kind) {
                     plan.unchanged += 1;
                 } else {
-                    links.push(Action::Symlink(s.clone()));
+                    self.links.push(Action::Symlink(s.clone()));
                 }
             }
             Kind::File => match d {
                 Some(d) if d.kind == Kind::File => {
                     if s.size != d.size {
-                        copies.push(Action::Copy(s.clone(), "size"));
+                        self.copies.push(Action::Copy(s.clone(), "size"));
                     } else if rules.checksum {
-                        to_compare.push((s, d));
+                        self.to_compare.push((s, d));
                     } else if let Some(reason) = by_time(s, d, rules) {
-                        copies.push(Action::Copy(s.clone(), reason));
+                        self.copies.push(Action::Copy(s.clone(), reason));
                     } else {
                         plan.unchanged += 1;
                     }
                 }
-                _ => copies.push(Action::Copy(s.clone(), "new")),
+                _ => self.copies.push(Action::Copy(s.clone(), "new")),
             },
         }
     }
-    let compared: Vec<Result<bool>> = to_compare
-        .par_iter()
-        .map(|(s, d)| same_content(s, d))
-        .collect();
-    for ((s, _), same) in to_compare.iter().zip(compared) {
-        if same? {
-            plan.unchanged += 1;
-        } else {
-            copies.push(Action::Copy((*s).clone(), "content"));
-        }
-    }
-    copies.sort_by(|a, b| path_of(a).cmp(path_of(b)));
-    plan.actions.extend(dirs);
-    plan.actions.extend(copies);
-    plan.actions.extend(links);
-    if rules.delete {
-        // A store lists no directories: every directory above a source
-        // path is in the source too.
-        let mut in_src: HashSet<&[u8]> = HashSet::with_capacity(src.len());
-        for e in src {
-            let mut p = e.path.as_slice();
-            while in_src.insert(p) {
-                match p.iter().rposition(|b| *b == b'/') {
-                    Some(i) => p = &p[..i],
-                    None => break,
-                }
+}
+
+/// What the destination has and the source lacks, children (longer paths
+/// under it) before their directory. A store lists no directories: every
+/// directory above a source path counts as in the source.
+fn removals(src: &[Entry], dst: &[Entry]) -> Vec<Action> {
+    let mut in_src: HashSet<&[u8]> = HashSet::with_capacity(src.len());
+    for e in src {
+        let mut p = e.path.as_slice();
+        while in_src.insert(p) {
+            match p.iter().rposition(|b| *b == b'/') {
+                Some(i) => p = &p[..i],
+                None => break,
             }
         }
-        let mut gone: Vec<&Entry> = dst
-            .iter()
-            .filter(|d| !in_src.contains(d.path.as_slice()))
-            .collect();
-        // children (longer paths under it) before their directory
-        gone.sort_by(|a, b| b.path.cmp(&a.path));
-        plan.actions
-            .extend(gone.into_iter().map(|e| Action::Delete(e.clone())));
     }
-    Ok(plan)
+    let mut gone: Vec<&Entry> = dst
+        .iter()
+        .filter(|d| !in_src.contains(d.path.as_slice()))
+        .collect();
+    gone.sort_by(|a, b| b.path.cmp(&a.path));
+    gone.into_iter()
+        .map(|e| Action::Delete(e.clone()))
+        .collect()
 }
 
 fn by_time(s: &Entry, d: &Entry, rules: &Rules) -> Option<&'static str> {
