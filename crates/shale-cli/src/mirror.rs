@@ -122,6 +122,60 @@ fn list(cli: &Cli, rows: &[MirrorRow]) {
     }
 }
 
+/// `mirror create`: records the relationship, then (unless told not to)
+/// makes the first transfer.
+fn create(
+    cli: &Cli,
+    pool: &Pool,
+    volume: &str,
+    source: &str,
+    policy: &str,
+    no_transfer: bool,
+) -> Result<()> {
+    let (src_pool, src_volume) = split_source(source)?;
+    let policy = Policy::parse(policy)?;
+    let src = open_source(cli, &src_pool)?;
+    src.catalog()
+        .volume(&src_volume)
+        .with_context(|| format!("the source {src_pool}::{src_volume}"))?;
+    drop(src);
+    pool.mirror_create(volume, &src_pool, &src_volume, policy)?;
+    if !cli.quiet && !cli.json {
+        eprintln!("created mirror {volume} of {src_pool}::{src_volume}");
+    }
+    if !no_transfer {
+        let r = update_one(cli, pool, volume, false, None)?;
+        say(cli, &r);
+    }
+    Ok(())
+}
+
+/// Updates each mirror of `names`, saying how each went; with `fail`, an
+/// error if any failed (a watch goes on instead).
+fn update_all(
+    cli: &Cli,
+    pool: &Pool,
+    names: &[String],
+    force_baseline: bool,
+    bwlimit: Option<u64>,
+    fail: bool,
+) -> Result<()> {
+    let mut failed = 0;
+    for v in names {
+        match update_one(cli, pool, v, force_baseline, bwlimit) {
+            Ok(r) => say(cli, &r),
+            Err(e) => {
+                failed += 1;
+                eprintln!("shale: error: mirror {v}: {}", crate::message(&e));
+            }
+        }
+    }
+    if fail && failed > 0 {
+        bail!("{failed} of {} mirrors failed to update", names.len());
+    }
+    Ok(())
+}
+
 pub fn mirror(cli: &Cli, cmd: &MirrorCmd) -> Result<()> {
     let pool = crate::commands::open(cli)?;
     match cmd {
@@ -130,24 +184,7 @@ pub fn mirror(cli: &Cli, cmd: &MirrorCmd) -> Result<()> {
             source,
             policy,
             no_transfer,
-        } => {
-            let (src_pool, src_volume) = split_source(source)?;
-            let policy = Policy::parse(policy)?;
-            let src = open_source(cli, &src_pool)?;
-            src.catalog()
-                .volume(&src_volume)
-                .with_context(|| format!("the source {src_pool}::{src_volume}"))?;
-            drop(src);
-            pool.mirror_create(volume, &src_pool, &src_volume, policy)?;
-            if !cli.quiet && !cli.json {
-                eprintln!("created mirror {volume} of {src_pool}::{src_volume}");
-            }
-            if !no_transfer {
-                let r = update_one(cli, &pool, volume, false, None)?;
-                say(cli, &r);
-            }
-            Ok(())
-        }
+        } => create(cli, &pool, volume, source, policy, *no_transfer),
         MirrorCmd::Update {
             volume,
             all,
@@ -163,23 +200,18 @@ pub fn mirror(cli: &Cli, cmd: &MirrorCmd) -> Result<()> {
             };
             let interval = watch.as_deref().map(seconds_of).transpose()?;
             loop {
-                let mut failed = 0;
-                for v in &names {
-                    match update_one(cli, &pool, v, *force_baseline, bwlimit) {
-                        Ok(r) => say(cli, &r),
-                        Err(e) => {
-                            failed += 1;
-                            eprintln!("shale: error: mirror {v}: {}", crate::message(&e));
-                        }
-                    }
+                update_all(
+                    cli,
+                    &pool,
+                    &names,
+                    *force_baseline,
+                    bwlimit,
+                    interval.is_none(),
+                )?;
+                match interval {
+                    Some(every) => std::thread::sleep(every),
+                    None => return Ok(()),
                 }
-                let Some(every) = interval else {
-                    if failed > 0 {
-                        bail!("{failed} of {} mirrors failed to update", names.len());
-                    }
-                    return Ok(());
-                };
-                std::thread::sleep(every);
             }
         }
         MirrorCmd::List => {
