@@ -102,86 +102,87 @@ impl State {
         if name.len() > NAME_MAX {
             return Err(libc::ENAMETOOLONG);
         }
-        let (kind_is, owner) = {
-            let p = self.inode(parent)?;
-            let k = match &p.kind {
-                Kind::PoolRoot => 0,
-                Kind::SnapshotDir { .. } => 1,
-                Kind::Dir(_) => 2,
-                _ => return Err(libc::ENOTDIR),
-            };
-            (k, p.owner.clone())
-        };
-        match kind_is {
-            0 => {
+        match &self.inode(parent)?.kind {
+            Kind::PoolRoot => {
                 let name = std::str::from_utf8(name).map_err(|_| libc::ENOENT)?;
                 if shale_core::names::check_name(name).is_err() {
                     return Err(libc::ENOENT);
                 }
                 self.load_volume(name)
             }
-            1 => {
-                let Kind::SnapshotDir { volume } = &self.inode(parent)?.kind else {
-                    return Err(libc::ENOENT);
-                };
+            Kind::SnapshotDir { volume } => {
                 let volume = volume.clone();
                 let name = std::str::from_utf8(name).map_err(|_| libc::ENOENT)?;
-                let key = (volume.clone(), Some(name.to_string()));
-                if let Some(&ino) = self.specials.get(&key) {
-                    if self.pool.catalog().snapshot(&volume, name).is_ok() {
-                        return Ok(ino);
-                    }
-                    self.specials.remove(&key);
-                    return Err(libc::ENOENT);
-                }
-                let snap = self
-                    .pool
-                    .catalog()
-                    .snapshot(&volume, name)
-                    .map_err(|e| errno(&e))?;
-                let mut inode = snapshot_root(&snap);
-                inode.parents = vec![parent];
-                let ino = self.table.add(inode);
-                self.specials.insert(key, ino);
-                Ok(ino)
+                self.snapshot_child(parent, volume, name)
             }
-            _ => {
-                if name == SNAPSHOT_DIR && self.is_volume_root(parent) {
-                    let volume = self.volume_of(parent).unwrap_or_else(|| Arc::from(""));
-                    let key = (volume.to_string(), None);
-                    if let Some(&ino) = self.specials.get(&key) {
-                        return Ok(ino);
-                    }
-                    let mut inode = special(
-                        Kind::SnapshotDir {
-                            volume: volume.to_string(),
-                        },
-                        self.mounted_at,
-                        Owner::None,
-                    );
-                    inode.parents = vec![parent];
-                    let ino = self.table.add(inode);
-                    self.specials.insert(key, ino);
-                    return Ok(ino);
-                }
-                let dir = self.inode(parent)?.dir().ok_or(libc::ENOTDIR)?;
-                match dir.children.get(name) {
-                    Some(Slot::Ino(ino)) => return Ok(*ino),
-                    Some(Slot::Whiteout) => return Err(libc::ENOENT),
-                    None => {}
-                }
-                let base = dir.base.ok_or(libc::ENOENT)?;
-                let entry = self
-                    .find(&base.tree, name)
-                    .map_err(|e| errno(&e))?
-                    .ok_or(libc::ENOENT)?;
-                let ino = self.table.add(Inode::from_entry(&entry, parent, owner));
-                if let Some(d) = self.inode_mut(parent)?.dir_mut() {
-                    d.children.insert(name.to_vec(), Slot::Ino(ino));
-                }
-                Ok(ino)
+            Kind::Dir(_) if name == SNAPSHOT_DIR && self.is_volume_root(parent) => {
+                Ok(self.snapshot_dir(parent))
             }
+            Kind::Dir(_) => self.dir_child(parent, name),
+            _ => Err(libc::ENOTDIR),
         }
+    }
+
+    /// Snapshot `name` of `volume`, under the `.snapshot` directory `parent`.
+    fn snapshot_child(&mut self, parent: u64, volume: String, name: &str) -> Result<u64, Errno> {
+        let key = (volume.clone(), Some(name.to_string()));
+        if let Some(&ino) = self.specials.get(&key) {
+            // Snapshots can be deleted without telling the mount.
+            if self.pool.catalog().snapshot(&volume, name).is_ok() {
+                return Ok(ino);
+            }
+            self.specials.remove(&key);
+            return Err(libc::ENOENT);
+        }
+        let snap = self
+            .pool
+            .catalog()
+            .snapshot(&volume, name)
+            .map_err(|e| errno(&e))?;
+        let mut inode = snapshot_root(&snap);
+        inode.parents = vec![parent];
+        let ino = self.table.add(inode);
+        self.specials.insert(key, ino);
+        Ok(ino)
+    }
+
+    /// The `.snapshot` directory of the volume whose top is `parent`.
+    fn snapshot_dir(&mut self, parent: u64) -> u64 {
+        let volume = self.volume_of(parent).unwrap_or_else(|| Arc::from(""));
+        let key = (volume.to_string(), None);
+        if let Some(&ino) = self.specials.get(&key) {
+            return ino;
+        }
+        let kind = Kind::SnapshotDir {
+            volume: volume.to_string(),
+        };
+        let mut inode = special(kind, self.mounted_at, Owner::None);
+        inode.parents = vec![parent];
+        let ino = self.table.add(inode);
+        self.specials.insert(key, ino);
+        ino
+    }
+
+    /// `name` in directory `parent`: from its overlay, else its tree.
+    fn dir_child(&mut self, parent: u64, name: &[u8]) -> Result<u64, Errno> {
+        let p = self.inode(parent)?;
+        let owner = p.owner.clone();
+        let dir = p.dir().ok_or(libc::ENOTDIR)?;
+        match dir.children.get(name) {
+            Some(Slot::Ino(ino)) => return Ok(*ino),
+            Some(Slot::Whiteout) => return Err(libc::ENOENT),
+            None => {}
+        }
+        let base = dir.base.ok_or(libc::ENOENT)?;
+        let entry = self
+            .find(&base.tree, name)
+            .map_err(|e| errno(&e))?
+            .ok_or(libc::ENOENT)?;
+        let ino = self.table.add(Inode::from_entry(&entry, parent, owner));
+        if let Some(d) = self.inode_mut(parent)?.dir_mut() {
+            d.children.insert(name.to_vec(), Slot::Ino(ino));
+        }
+        Ok(ino)
     }
 
     /// A directory's listing: `.`, `..` and every name with its inode (a
