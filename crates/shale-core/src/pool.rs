@@ -182,13 +182,23 @@ impl Pool {
         fs::File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
         fs::rename(&tmp, root.join(POOL_FILE)).at(root.join(POOL_FILE))?;
         fs::File::open(root).and_then(|f| f.sync_all()).at(root)?;
-        Ok(Pool {
+        Ok(Pool::local(root, description, objects, catalog))
+    }
+
+    /// The local pool in `root`.
+    fn local(
+        root: &Path,
+        description: PoolDescription,
+        objects: LocalDir,
+        catalog: Catalog,
+    ) -> Pool {
+        Pool {
             root: root.to_path_buf(),
             description,
             store: BlobStore::new(Arc::new(objects), Arc::new(catalog)),
             remote: None,
             options: PoolOptions::default(),
-        })
+        }
     }
 
     /// Opens the pool in `root`.
@@ -204,13 +214,7 @@ impl Pool {
         let description = parse_description(&text, &desc_path.display().to_string(), root)?;
         let objects = LocalDir::new(root)?;
         let catalog = Catalog::open(&root.join(CATALOG_FILE))?;
-        Ok(Pool {
-            root: root.to_path_buf(),
-            description,
-            store: BlobStore::new(Arc::new(objects), Arc::new(catalog)),
-            remote: None,
-            options: PoolOptions::default(),
-        })
+        Ok(Pool::local(root, description, objects, catalog))
     }
 
     /// Opens the pool `spec` names.

@@ -195,6 +195,22 @@ pub struct Inode {
 }
 
 impl Inode {
+    /// A new inode of `kind` with `meta`, under `parents`, not looked up,
+    /// opened or changed yet.
+    pub fn new(kind: Kind, meta: Meta, parents: Vec<u64>, owner: Owner) -> Inode {
+        Inode {
+            kind,
+            meta,
+            xattrs: Vec::new(),
+            parents,
+            owner,
+            dirty: false,
+            lookups: 0,
+            opens: 0,
+            written_unheld: false,
+        }
+    }
+
     /// An inode for a tree entry.
     pub fn from_entry(e: &Entry, parent: u64, owner: Owner) -> Inode {
         let kind = match &e.content {
@@ -210,15 +226,8 @@ impl Inode {
             Content::Special(s) => Kind::Special(*s),
         };
         Inode {
-            kind,
-            meta: Meta::of(e),
             xattrs: e.xattrs.clone(),
-            parents: vec![parent],
-            owner,
-            dirty: false,
-            lookups: 0,
-            opens: 0,
-            written_unheld: false,
+            ..Inode::new(kind, Meta::of(e), vec![parent], owner)
         }
     }
 

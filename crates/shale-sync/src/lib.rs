@@ -361,14 +361,7 @@ fn into_volume(
             reason: s.reason.clone(),
         })
         .collect();
-    if let Some(name) = &opts.snapshot {
-        let snap = pool.create_snapshot(volume, name.as_deref())?;
-        report.snapshot = Some(SnapshotTaken {
-            name: format!("{volume}@{}", snap.name),
-            id: snap.id.clone(),
-        });
-    }
-    Ok(())
+    snapshot_after(pool, volume, opts, report)
 }
 
 /// Into a volume from a bucket or another volume: what the plan copies is
@@ -445,17 +438,27 @@ fn from_elsewhere(
     // directory takes what is under it with it)
     pool.remove_paths(volume, &removals)?;
     report.deleted = removals.len() as u64;
-    if let Some(name) = &opts.snapshot {
-        let snap = pool.create_snapshot(volume, name.as_deref())?;
-        report.snapshot = Some(SnapshotTaken {
-            name: format!("{volume}@{}", snap.name),
-            id: snap.id.clone(),
-        });
-    }
-    Ok(())
+    snapshot_after(pool, volume, opts, report)
 }
 
 /// Whether an entry is a file (for counting).
 pub fn is_file(e: &Entry) -> bool {
     e.kind == Kind::File
+}
+
+/// With `--snapshot`: snapshots the volume a sync wrote into.
+fn snapshot_after(
+    pool: &Pool,
+    volume: &str,
+    opts: &SyncOptions,
+    report: &mut SyncReport,
+) -> Result<()> {
+    if let Some(name) = &opts.snapshot {
+        let snap = pool.create_snapshot(volume, name.as_deref())?;
+        report.snapshot = Some(SnapshotTaken {
+            name: format!("{volume}@{}", snap.name),
+            id: snap.id,
+        });
+    }
+    Ok(())
 }

@@ -173,17 +173,7 @@ fn dir_meta(mtime_ns: i64, mode: u32) -> Meta {
 }
 
 fn special(kind: Kind, mtime_ns: i64, owner: Owner) -> Inode {
-    Inode {
-        kind,
-        meta: dir_meta(mtime_ns, 0o755),
-        xattrs: Vec::new(),
-        parents: Vec::new(),
-        owner,
-        dirty: false,
-        lookups: 0,
-        opens: 0,
-        written_unheld: false,
-    }
+    Inode::new(kind, dir_meta(mtime_ns, 0o755), Vec::new(), owner)
 }
 
 impl State {

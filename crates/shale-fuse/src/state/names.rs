@@ -87,24 +87,15 @@ impl State {
         };
         mode &= 0o7777;
         let now = now_ns();
-        let inode = Inode {
-            kind,
-            meta: Meta {
-                mode,
-                uid,
-                gid,
-                mtime_ns: now,
-                ctime_ns: now,
-                atime_ns: now,
-            },
-            xattrs: Vec::new(),
-            parents: vec![parent],
-            owner,
-            dirty: false,
-            lookups: 0,
-            opens: 0,
-            written_unheld: false,
+        let meta = Meta {
+            mode,
+            uid,
+            gid,
+            mtime_ns: now,
+            ctime_ns: now,
+            atime_ns: now,
         };
+        let inode = Inode::new(kind, meta, vec![parent], owner);
         let ino = self.table.add(inode);
         if let Some(d) = self.inode_mut(parent)?.dir_mut() {
             d.children.insert(name.to_vec(), Slot::Ino(ino));
