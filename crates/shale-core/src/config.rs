@@ -189,3 +189,16 @@ fn env_cache_dir() -> Option<PathBuf> {
     }
     var("HOME").map(|h| PathBuf::from(h).join(".cache/shale"))
 }
+
+/// Shale's one retry policy for what it retries itself (a lost catalog
+/// connection, a copy to or from an object store; object stores' own
+/// requests are retried by `object_store`): waits of `first`, then twice as
+/// long each time, at most 5 s apart, with no limit on the number of tries
+/// (callers bound it with `with_total_delay` or `with_max_times`).
+pub fn backoff(first: Duration) -> backon::ExponentialBuilder {
+    backon::ExponentialBuilder::default()
+        .with_min_delay(first)
+        .with_max_delay(Duration::from_secs(5))
+        .with_factor(2.0)
+        .without_max_times()
+}

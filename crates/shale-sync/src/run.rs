@@ -6,6 +6,8 @@ use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use backon::BlockingRetryable;
+use shale_core::config::backoff;
 use shale_core::progress::{self, Event};
 use shale_core::Result;
 
@@ -205,33 +207,31 @@ impl Runner<'_> {
         }
     }
 
-    /// Copies one file, retrying with backoff; gives the run up after
-    /// [`GIVE_UP_AFTER`] failed copies in a row.
+    /// Copies one file, retrying with Shale's backoff (from 500 ms) for a
+    /// network side; gives the run up after [`GIVE_UP_AFTER`] failed copies
+    /// in a row.
     fn copy_with_retries(&self, e: &Entry) {
-        let mut pause = Duration::from_millis(500);
-        for attempt in 1..=self.attempts {
-            match copy(self.src, self.dst, e, self.limiter.as_ref()) {
-                Ok(n) => {
-                    self.failing.store(0, Ordering::Relaxed);
-                    self.tally.copied.fetch_add(1, Ordering::Relaxed);
-                    self.tally.bytes.fetch_add(n, Ordering::Relaxed);
-                    progress::report(&self.opts.progress, Event::File { bytes: n });
-                    return;
+        let retries = self.attempts.saturating_sub(1) as usize;
+        let copied = (|| copy(self.src, self.dst, e, self.limiter.as_ref()))
+            .retry(backoff(Duration::from_millis(500)).with_max_times(retries))
+            .sleep(std::thread::sleep)
+            .notify(|err, pause| tracing::warn!("{}: {err}; retrying in {pause:?}", e.display()))
+            .call();
+        match copied {
+            Ok(n) => {
+                self.failing.store(0, Ordering::Relaxed);
+                self.tally.copied.fetch_add(1, Ordering::Relaxed);
+                self.tally.bytes.fetch_add(n, Ordering::Relaxed);
+                progress::report(&self.opts.progress, Event::File { bytes: n });
+            }
+            Err(err) => {
+                let in_a_row = self.failing.fetch_add(1, Ordering::Relaxed) + 1;
+                if self.attempts > 1 && in_a_row >= GIVE_UP_AFTER {
+                    *self.gave_up.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
+                        "{in_a_row} copies in a row failed, the last with: {err}"
+                    ));
                 }
-                Err(err) if attempt < self.attempts => {
-                    tracing::warn!("{}: {err}; retrying in {pause:?}", e.display());
-                    std::thread::sleep(pause);
-                    pause *= 2;
-                }
-                Err(err) => {
-                    let in_a_row = self.failing.fetch_add(1, Ordering::Relaxed) + 1;
-                    if self.attempts > 1 && in_a_row >= GIVE_UP_AFTER {
-                        *self.gave_up.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!(
-                            "{in_a_row} copies in a row failed, the last with: {err}"
-                        ));
-                    }
-                    self.tally.failed(e, err);
-                }
+                self.tally.failed(e, err);
             }
         }
     }

@@ -11,7 +11,7 @@
 //! start on a new connection. A commit whose answer is lost is reported,
 //! never guessed.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -21,7 +21,9 @@ use postgres::{Client, Config, GenericClient, NoTls, Statement};
 
 use super::sql::{Dialect, Row, Sql, Value};
 use super::without_password;
-use crate::config::PoolOptions;
+use backon::BlockingRetryable;
+
+use crate::config::{backoff, PoolOptions};
 use crate::error::{Error, Result};
 
 /// The advisory lock every write transaction takes ("SHALE" in ASCII).
@@ -43,21 +45,26 @@ struct Connection {
     statements: HashMap<String, Statement>,
 }
 
+/// What a PostgreSQL error says: the server's message and detail, or a
+/// client error with its cause ("error connecting to server" says little
+/// without it).
+fn describe(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("{} ({detail})", db.message()),
+            None => db.message().to_string(),
+        },
+        None => match std::error::Error::source(e) {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
 impl From<postgres::Error> for Error {
     fn from(e: postgres::Error) -> Self {
-        let message = match e.as_db_error() {
-            Some(db) => match db.detail() {
-                Some(detail) => format!("{} ({detail})", db.message()),
-                None => db.message().to_string(),
-            },
-            // "error connecting to server" says little without its cause
-            None => match std::error::Error::source(&e) {
-                Some(cause) => format!("{e}: {cause}"),
-                None => e.to_string(),
-            },
-        };
         Error::Catalog {
-            message,
+            message: describe(&e),
             source: Some(Box::new(e)),
         }
     }
@@ -118,25 +125,24 @@ impl Postgres {
             self.conn = None;
         }
         if self.conn.is_none() {
-            let mut pause = Duration::from_millis(100);
-            let client = loop {
-                match self.config.connect(NoTls) {
-                    Ok(c) => break c,
-                    Err(e) if is_connection_loss(&e) && Instant::now() + pause < deadline => {
-                        let e = Error::from(e);
-                        tracing::warn!("catalog {}: {e}; retrying in {pause:?}", self.url);
-                        std::thread::sleep(pause);
-                        pause = (pause * 2).min(Duration::from_secs(5));
-                    }
-                    Err(e) => {
-                        return Err(Error::catalog(format!(
-                            "cannot connect to the catalog database {}: {}",
-                            self.url,
-                            Error::from(e)
-                        )))
-                    }
-                }
-            };
+            let url = &self.url;
+            let config = &self.config;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let client = (|| config.connect(NoTls))
+                .retry(backoff(Duration::from_millis(100)).with_total_delay(Some(left)))
+                .sleep(std::thread::sleep)
+                .when(is_connection_loss)
+                .notify(|e, pause| {
+                    let e = describe(e);
+                    tracing::warn!("catalog {url}: {e}; retrying in {pause:?}");
+                })
+                .call()
+                .map_err(|e| {
+                    Error::catalog(format!(
+                        "cannot connect to the catalog database {url}: {}",
+                        Error::from(e)
+                    ))
+                })?;
             self.conn = Some(Connection {
                 client,
                 statements: HashMap::new(),
@@ -152,23 +158,30 @@ impl Postgres {
         mut attempt: impl FnMut(&mut Connection, &LossFlag) -> Result<T>,
     ) -> Result<T> {
         let deadline = Instant::now() + self.retry;
-        let mut pause = Duration::from_millis(100);
-        loop {
+        let window = self.retry;
+        let url = self.url.clone();
+        // Whether the last failure lost the connection before a commit was
+        // sent: only then is the attempt run again, on a new connection.
+        let retryable = Cell::new(false);
+        let mut run = || {
+            retryable.set(false);
             let lost = LossFlag::default();
             let conn = self.connection(deadline)?;
             match attempt(conn, &lost) {
                 Err(e) if lost.get() || conn.client.is_closed() => {
                     self.conn = None;
-                    if lost.committing() || Instant::now() + pause >= deadline {
-                        return Err(e);
-                    }
-                    tracing::warn!("catalog {}: {e}; retrying in {pause:?}", self.url);
-                    std::thread::sleep(pause);
-                    pause = (pause * 2).min(Duration::from_secs(5));
+                    retryable.set(!lost.committing());
+                    Err(e)
                 }
-                other => return other,
+                other => other,
             }
-        }
+        };
+        (|| run())
+            .retry(backoff(Duration::from_millis(100)).with_total_delay(Some(window)))
+            .sleep(std::thread::sleep)
+            .when(|_| retryable.get())
+            .notify(|e, pause| tracing::warn!("catalog {url}: {e}; retrying in {pause:?}"))
+            .call()
     }
 
     /// Runs `f` in one write transaction, committing if it succeeds.
