@@ -7,55 +7,38 @@
 //! `aws s3 sync` decides). Objects up to [`PART`] bytes are written with one
 //! request, larger ones as multipart uploads of `PART`-byte parts.
 
-use std::sync::Arc;
-
-use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
-use shale_core::store::objects::StoreLocation;
+pub use shale_core::store::objects::PART;
+use shale_core::store::objects::{Bucket, StoreLocation};
 use shale_core::{Error, Result, StoreOptions};
 
 use crate::entry::{Entry, Kind, StoredHash};
 use crate::side::{Feed, Side, Sink};
 
-/// Part size of multipart uploads, and of ranged reads of large objects.
-pub const PART: usize = 16 << 20;
-
 /// A prefix of a bucket as a sync side.
 pub struct Store {
-    backend: Arc<dyn ObjectStore>,
-    prefix: String,
-    name: String,
-    runtime: tokio::runtime::Runtime,
+    bucket: Bucket,
 }
 
 impl Store {
     /// Connects to the bucket of `location` (no request is made yet).
     pub fn connect(location: &StoreLocation, options: &StoreOptions) -> Result<Store> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(4)
-            .thread_name("shale-sync-io")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io(location.url(), e))?;
         Ok(Store {
-            backend: shale_core::store::objects::backend(location, options)?,
-            prefix: location.prefix.clone(),
-            name: location.url(),
-            runtime,
+            bucket: Bucket::connect(location, options, 4)?,
         })
     }
 
     fn key(&self, rel: &[u8]) -> Result<ObjectPath> {
+        let prefix = self.bucket.prefix();
         if rel.is_empty() {
             // a single object: the prefix names it
-            if self.prefix.is_empty() {
+            if prefix.is_empty() {
                 return Err(Error::InvalidArgument(format!(
                     "{}: name the object (s3://BUCKET/KEY) to copy a single file",
-                    self.name
+                    self.bucket.name()
                 )));
             }
-            return Ok(ObjectPath::from(self.prefix.as_str()));
+            return Ok(ObjectPath::from(prefix));
         }
         let rel = std::str::from_utf8(rel).map_err(|_| {
             Error::InvalidArgument(format!(
@@ -63,24 +46,13 @@ impl Store {
                 String::from_utf8_lossy(rel)
             ))
         })?;
-        let full = if self.prefix.is_empty() {
+        let full = if prefix.is_empty() {
             rel.to_string()
         } else {
-            format!("{}/{rel}", self.prefix)
+            format!("{prefix}/{rel}")
         };
         ObjectPath::parse(&full)
             .map_err(|e| Error::InvalidArgument(format!("{rel}: not a valid object name ({e})")))
-    }
-
-    fn error(&self, what: &[u8], e: object_store::Error) -> Error {
-        let kind = match e {
-            object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
-            _ => std::io::ErrorKind::Other,
-        };
-        Error::io(
-            format!("{}/{}", self.name, String::from_utf8_lossy(what)),
-            std::io::Error::new(kind, e.to_string()),
-        )
     }
 }
 
@@ -100,20 +72,21 @@ fn entry_of(path: Vec<u8>, m: object_store::ObjectMeta) -> Entry {
 
 impl Side for Store {
     fn name(&self) -> String {
-        self.name.clone()
+        self.bucket.name().to_string()
     }
 
     fn list(&self) -> Result<Vec<Entry>> {
-        let base = (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()));
-        let strip = if self.prefix.is_empty() {
+        let prefix = self.bucket.prefix();
+        let base = (!prefix.is_empty()).then(|| ObjectPath::from(prefix));
+        let strip = if prefix.is_empty() {
             String::new()
         } else {
-            format!("{}/", self.prefix)
+            format!("{prefix}/")
         };
-        let metas: Vec<object_store::ObjectMeta> = self
-            .runtime
-            .block_on(self.backend.list(base.as_ref()).try_collect())
-            .map_err(|e| self.error(b"", e))?;
+        let metas = self
+            .bucket
+            .list(base.as_ref())
+            .map_err(|e| self.bucket.error(&ObjectPath::from(prefix), e))?;
         let mut out: Vec<Entry> = metas
             .into_iter()
             .filter_map(|m| {
@@ -121,13 +94,13 @@ impl Side for Store {
                 Some(entry_of(rel.into_bytes(), m))
             })
             .collect();
-        if out.is_empty() && !self.prefix.is_empty() {
+        if out.is_empty() && !prefix.is_empty() {
             // Not a prefix of anything: perhaps one object.
-            let path = ObjectPath::from(self.prefix.as_str());
-            match self.runtime.block_on(self.backend.head(&path)) {
+            let path = ObjectPath::from(prefix);
+            match self.bucket.head(&path) {
                 Ok(m) => out.push(entry_of(Vec::new(), m)),
                 Err(object_store::Error::NotFound { .. }) => {}
-                Err(e) => return Err(self.error(b"", e)),
+                Err(e) => return Err(self.bucket.error(&path, e)),
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
@@ -138,12 +111,12 @@ impl Side for Store {
         let key = self.key(&e.path)?;
         if e.size as usize <= PART {
             let data = self
-                .runtime
-                .block_on(async { self.backend.get(&key).await?.bytes().await })
-                .map_err(|err| self.error(&e.path, err))?;
+                .bucket
+                .get(&key)
+                .map_err(|err| self.bucket.error(&key, err))?;
             if data.len() as u64 != e.size {
-                return Err(self.error(
-                    &e.path,
+                return Err(self.bucket.error(
+                    &key,
                     object_store::Error::Generic {
                         store: "sync",
                         source: "the object changed while it was read".into(),
@@ -156,9 +129,9 @@ impl Side for Store {
         while at < e.size {
             let end = (at + PART as u64).min(e.size);
             let data = self
-                .runtime
-                .block_on(self.backend.get_range(&key, at..end))
-                .map_err(|err| self.error(&e.path, err))?;
+                .bucket
+                .get_range(&key, at..end)
+                .map_err(|err| self.bucket.error(&key, err))?;
             sink(&data)?;
             at = end;
         }
@@ -166,56 +139,11 @@ impl Side for Store {
     }
 
     fn write(&self, e: &Entry, feed: &mut Feed<'_>) -> Result<()> {
-        let key = self.key(&e.path)?;
-        if e.size as usize <= PART {
-            let mut buf = Vec::with_capacity(e.size as usize);
-            feed(&mut |piece: &[u8]| {
-                buf.extend_from_slice(piece);
-                Ok(())
-            })?;
-            return self
-                .runtime
-                .block_on(self.backend.put(&key, PutPayload::from(buf)))
-                .map(drop)
-                .map_err(|err| self.error(&e.path, err));
-        }
-        // Multipart: parts go up as they fill; an upload that fails is
-        // aborted, so no object appears under the name.
-        let mut upload = self
-            .runtime
-            .block_on(self.backend.put_multipart(&key))
-            .map_err(|err| self.error(&e.path, err))?;
-        let mut part = Vec::with_capacity(PART);
-        let result = (|| {
-            feed(&mut |mut piece: &[u8]| {
-                while !piece.is_empty() {
-                    let n = (PART - part.len()).min(piece.len());
-                    part.extend_from_slice(&piece[..n]);
-                    piece = &piece[n..];
-                    if part.len() == PART {
-                        let full = std::mem::replace(&mut part, Vec::with_capacity(PART));
-                        self.runtime
-                            .block_on(upload.put_part(PutPayload::from(full)))
-                            .map_err(|err| self.error(&e.path, err))?;
-                    }
-                }
-                Ok(())
-            })?;
-            if !part.is_empty() {
-                let last = std::mem::take(&mut part);
-                self.runtime
-                    .block_on(upload.put_part(PutPayload::from(last)))
-                    .map_err(|err| self.error(&e.path, err))?;
-            }
-            self.runtime
-                .block_on(upload.complete())
-                .map(drop)
-                .map_err(|err| self.error(&e.path, err))
-        })();
-        if result.is_err() {
-            let _ = self.runtime.block_on(upload.abort());
-        }
-        result
+        // Parts go up as they fill; an upload that fails is aborted, so
+        // no object appears under the name.
+        let mut upload = self.bucket.upload(self.key(&e.path)?);
+        feed(&mut |piece: &[u8]| upload.write(piece))?;
+        upload.finish().map(drop)
     }
 
     fn mkdir(&self, _: &Entry) -> Result<()> {
@@ -231,10 +159,9 @@ impl Side for Store {
             return Ok(());
         }
         let key = self.key(&e.path)?;
-        match self.runtime.block_on(self.backend.delete(&key)) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(err) => Err(self.error(&e.path, err)),
-        }
+        self.bucket
+            .delete(&key)
+            .map_err(|err| self.bucket.error(&key, err))
     }
 
     fn keeps_mtime(&self) -> bool {

@@ -6,6 +6,7 @@
 //! trees or volumes.
 
 mod backend;
+mod bucket;
 mod local;
 mod location;
 mod memory;
@@ -14,6 +15,7 @@ mod read_cache;
 mod remote;
 
 pub use backend::backend;
+pub use bucket::{Bucket, Upload, PART};
 pub use local::LocalDir;
 pub use location::{StoreKind, StoreLocation};
 pub use memory::Memory;

@@ -11,26 +11,22 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
-use object_store::{ObjectStore as Backend, ObjectStoreExt, PutPayload};
+use object_store::ObjectStore as Backend;
 
 use crate::config::StoreOptions;
 use crate::error::{Error, IoContext, Result};
 
 use super::backend::backend;
+use super::bucket::{Bucket, PART};
 use super::location::StoreLocation;
 use super::read_cache::ReadCache;
 use super::ObjectStore;
 
 /// A remote object store under a key prefix.
 pub struct Remote {
-    backend: Arc<dyn Backend>,
-    prefix: String,
-    /// What to call this store in messages.
-    name: String,
+    bucket: Bucket,
     staging: PathBuf,
-    runtime: tokio::runtime::Runtime,
     /// Recently read windows of objects on local disk.
     cache: Option<ReadCache>,
     /// Sizes of objects read through the cache.
@@ -60,18 +56,9 @@ impl Remote {
         staging: &Path,
     ) -> Result<Remote> {
         std::fs::create_dir_all(staging).at(staging)?;
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .thread_name("shale-io")
-            .enable_all()
-            .build()
-            .map_err(|e| Error::io(staging, e))?;
         Ok(Remote {
-            backend,
-            prefix: prefix.trim_matches('/').to_string(),
-            name: name.to_string(),
+            bucket: Bucket::new(backend, prefix, name, 2)?,
             staging: staging.to_path_buf(),
-            runtime,
             cache: None,
             sizes: Default::default(),
         })
@@ -89,20 +76,12 @@ impl Remote {
         Ok(self)
     }
 
-    fn path(&self, key: &str) -> ObjectPath {
-        if self.prefix.is_empty() {
-            ObjectPath::from(key)
-        } else {
-            ObjectPath::from(format!("{}/{key}", self.prefix))
-        }
-    }
-
     /// Reads `len` bytes at `offset` from the store itself.
     fn fetch_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
         let range = offset..offset + len as u64;
         let data = self
-            .runtime
-            .block_on(self.backend.get_range(&self.path(key), range))
+            .bucket
+            .get_range(&self.path(key), range)
             .map_err(|e| self.error(key, e))?;
         if data.len() != len {
             return Err(self.short_read(key, offset, len, data.len() as u64));
@@ -112,7 +91,7 @@ impl Remote {
 
     fn short_read(&self, key: &str, offset: u64, len: usize, got: u64) -> Error {
         Error::io(
-            format!("{}/{key}", self.name),
+            format!("{}/{key}", self.bucket.name()),
             std::io::Error::new(
                 std::io::ErrorKind::UnexpectedEof,
                 format!("wanted {len} bytes at {offset}, got {got}"),
@@ -177,29 +156,41 @@ impl Remote {
     /// An `object_store` error as ours: a missing object is `NotFound` (as
     /// from the local store), anything else names the object and the store.
     fn error(&self, key: &str, e: object_store::Error) -> Error {
-        let kind = match e {
-            object_store::Error::NotFound { .. } => std::io::ErrorKind::NotFound,
-            _ => std::io::ErrorKind::Other,
-        };
-        Error::io(format!("{}/{key}", self.name), std::io::Error::new(kind, e))
+        self.bucket.error(&self.path(key), e)
+    }
+
+    fn path(&self, key: &str) -> ObjectPath {
+        self.bucket.path(key)
     }
 }
 
 impl ObjectStore for Remote {
     fn put(&self, key: &str, data: &[u8]) -> Result<()> {
-        let payload = PutPayload::from(data.to_vec());
-        self.runtime
-            .block_on(self.backend.put(&self.path(key), payload))
-            .map(|_| ())
+        self.bucket
+            .put(&self.path(key), data.to_vec())
             .map_err(|e| self.error(key, e))
     }
 
+    /// Streams the file up (a multipart upload past [`PART`] bytes, so a
+    /// pack is never held whole in memory), then removes it.
+    fn put_file(&self, key: &str, path: &Path) -> Result<()> {
+        let mut file = std::fs::File::open(path).at(path)?;
+        let mut upload = self.bucket.upload(self.path(key));
+        let mut buf = vec![0u8; PART];
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buf).at(path)?;
+            if n == 0 {
+                break;
+            }
+            upload.write(&buf[..n])?;
+        }
+        upload.finish()?;
+        std::fs::remove_file(path).at(path)
+    }
+
     fn get(&self, key: &str) -> Result<Vec<u8>> {
-        self.runtime
-            .block_on(async {
-                let got = self.backend.get(&self.path(key)).await?;
-                got.bytes().await
-            })
+        self.bucket
+            .get(&self.path(key))
             .map(|b| b.to_vec())
             .map_err(|e| self.error(key, e))
     }
@@ -224,10 +215,11 @@ impl ObjectStore for Remote {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        let strip = if self.prefix.is_empty() {
+        let own = self.bucket.prefix();
+        let strip = if own.is_empty() {
             String::new()
         } else {
-            format!("{}/", self.prefix)
+            format!("{own}/")
         };
         // object_store lists by whole path segments: list the parent
         // directory of `prefix` and filter.
@@ -236,13 +228,13 @@ impl ObjectStore for Remote {
             None => "",
         };
         let base = if dir.is_empty() {
-            (!self.prefix.is_empty()).then(|| ObjectPath::from(self.prefix.as_str()))
+            (!own.is_empty()).then(|| ObjectPath::from(own))
         } else {
             Some(self.path(dir))
         };
-        let metas: Vec<object_store::ObjectMeta> = self
-            .runtime
-            .block_on(self.backend.list(base.as_ref()).try_collect())
+        let metas = self
+            .bucket
+            .list(base.as_ref())
             .map_err(|e| self.error(prefix, e))?;
         Ok(metas
             .into_iter()
@@ -252,22 +244,21 @@ impl ObjectStore for Remote {
     }
 
     fn delete(&self, key: &str) -> Result<()> {
-        match self.runtime.block_on(self.backend.delete(&self.path(key))) {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(self.error(key, e)),
-        }
+        self.bucket
+            .delete(&self.path(key))
+            .map_err(|e| self.error(key, e))
     }
 
     fn size(&self, key: &str) -> Result<u64> {
-        self.runtime
-            .block_on(self.backend.head(&self.path(key)))
+        self.bucket
+            .head(&self.path(key))
             .map(|m| m.size)
             .map_err(|e| self.error(key, e))
     }
 
     fn modified(&self, key: &str) -> Result<Option<i64>> {
-        self.runtime
-            .block_on(self.backend.head(&self.path(key)))
+        self.bucket
+            .head(&self.path(key))
             .map(|m| m.last_modified.timestamp_nanos_opt())
             .map_err(|e| self.error(key, e))
     }
@@ -308,10 +299,7 @@ mod tests {
             &data[100..4100]
         );
         // Served from the cache once the store no longer has it.
-        store
-            .runtime
-            .block_on(backend.delete(&ObjectPath::from("packs/a")))
-            .unwrap();
+        store.bucket.delete(&ObjectPath::from("packs/a")).unwrap();
         assert_eq!(
             store.get_range("packs/a", 100, 4000).unwrap(),
             &data[100..4100]
@@ -377,7 +365,7 @@ mod tests {
         assert!(remote.is_ok());
         let gcs = StoreLocation::parse("gs://ml-data/pools/a").unwrap();
         match Remote::connect(&gcs, staging.path(), &none) {
-            Ok(r) => assert_eq!(r.name, "gs://ml-data/pools/a"),
+            Ok(r) => assert_eq!(r.bucket.name(), "gs://ml-data/pools/a"),
             Err(e) => assert!(e.to_string().starts_with("gs://ml-data/pools/a: "), "{e}"),
         }
     }
