@@ -1,7 +1,7 @@
 //! A pool whose trees were crafted (or damaged) to escape the export
 //! directory: the decoder refuses them, and nothing lands outside.
 
-use shale_core::catalog::insert_volume;
+use shale_core::catalog::Value;
 use shale_core::ops::export::ExportOptions;
 use shale_core::store::pack::BlobKind;
 use shale_core::tree::{encode, ChunkRef, Content, Entry, Node};
@@ -67,7 +67,12 @@ fn crafted_names_cannot_escape_an_export() {
     pool.catalog()
         .write(|tx| {
             for (name, root) in &roots {
-                insert_volume(tx, name, root, 4, 1, None, None)?;
+                // Straight into the catalog: no operation makes such a tree.
+                tx.execute(
+                    "INSERT INTO volumes (name, root, bytes, files, created, updated) \
+                     VALUES (?1, ?2, 4, 1, 0, 0)",
+                    &[Value::from(name.as_str()), Value::from(root)],
+                )?;
             }
             Ok(())
         })

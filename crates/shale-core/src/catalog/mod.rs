@@ -34,27 +34,30 @@ use crate::config::PoolOptions;
 use crate::error::{Error, Result};
 
 pub use self::url::{is_postgres_url, without_password};
-pub use gc::{
+pub use gc::PackUsage;
+pub(crate) use gc::{
     blobs_written_before, drop_condemned, drop_pack_if_unused, each_blob, move_blob, pack_usage,
-    session_ids, set_condemned, PackUsage,
+    session_ids, set_condemned,
 };
-pub use holders::{
-    delete_lease, delete_session, insert_session, lease_of, put_lease, renew, sessions, Holder,
-    LeaseRow, SessionRow,
+pub(crate) use holders::{
+    delete_lease, delete_session, insert_session, lease_of, put_lease, renew, sessions,
 };
-pub use index::{insert_packs, BlobLocation, SealedPack, Totals};
-pub use mirrors::{
-    delete_mirror, insert_mirror, mirror_of, mirrors, record_transfer, set_mirror_state, MirrorRow,
-    Policy, Transfer,
+pub use holders::{Holder, LeaseRow, SessionRow};
+pub(crate) use index::insert_packs;
+pub use index::{BlobLocation, SealedPack, Totals};
+pub(crate) use mirrors::{
+    delete_mirror, insert_mirror, mirror_of, mirrors, record_transfer, set_mirror_state,
 };
-pub use runs::{end_run, insert_run, insert_run_data, runs, set_run_mlflow, Run, RunData};
+pub use mirrors::{MirrorRow, Policy, Transfer};
+pub(crate) use runs::{end_run, insert_run, insert_run_data, runs, set_run_mlflow};
+pub use runs::{Run, RunData};
 pub use schema::SCHEMA_VERSION;
 pub use sql::{Dialect, Row, Sql, Value};
-pub use volumes::{
+pub(crate) use volumes::{
     delete_snapshot, delete_volume, insert_snapshot, insert_volume, root_meta_of, set_quota,
     set_root, set_root_meta, snapshot_by_name, volume_by_name, volume_by_name_any, volume_id_any,
-    RootMeta, SnapshotRow, VolumeRow,
 };
+pub use volumes::{RootMeta, SnapshotRow, VolumeRow};
 
 /// A handle on the catalog database.
 pub struct Catalog {

@@ -3,7 +3,7 @@
 //! of this machine and their control sockets, and the ownership of an
 //! object-store pool's SQLite catalog.
 
-pub mod leases;
+pub(crate) mod leases;
 pub mod mounts;
-pub mod s3pool;
+pub(crate) mod s3pool;
 pub mod session;

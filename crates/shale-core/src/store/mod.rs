@@ -9,6 +9,6 @@
 
 pub mod blobs;
 pub mod chunker;
-pub mod locations;
+pub(crate) mod locations;
 pub mod objects;
 pub mod pack;
