@@ -289,3 +289,59 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::one_volume;
+    use super::*;
+
+    const ROOT: u64 = fuser::FUSE_ROOT_ID;
+
+    fn write(st: &mut State, ino: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
+        let w = Write {
+            ino,
+            append: false,
+            held: true,
+        };
+        st.write(w, offset, data)
+    }
+
+    #[test]
+    fn writes_and_truncates_change_size_and_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = one_volume(dir.path());
+        let (f, _) = st.create(ROOT, b"f", 0o644, (0, 0), false).unwrap();
+        assert_eq!(write(&mut st, f, 0, b"hello").unwrap(), 5);
+        assert_eq!(write(&mut st, f, 10, b"!").unwrap(), 1);
+        assert_eq!(st.file_size(f).unwrap(), 11);
+        st.truncate(f, 3).unwrap();
+        assert_eq!(st.file_size(f).unwrap(), 3);
+        st.truncate(f, 1 << 20).unwrap();
+        assert_eq!(st.file_size(f).unwrap(), 1 << 20);
+        assert_eq!(st.file_size(ROOT), Err(libc::EINVAL));
+        let appended = Write {
+            ino: f,
+            append: true,
+            held: true,
+        };
+        st.truncate(f, 2).unwrap();
+        st.write(appended, 0, b"xyz").unwrap();
+        assert_eq!(st.file_size(f).unwrap(), 5, "O_APPEND writes at the end");
+    }
+
+    #[test]
+    fn a_quota_refuses_growth_past_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = one_volume(dir.path());
+        st.pool.resize_volume("v", Some(10)).unwrap();
+        for v in st.vols.values_mut() {
+            v.quota = Some(10);
+        }
+        let (f, _) = st.create(ROOT, b"f", 0o644, (0, 0), false).unwrap();
+        assert_eq!(write(&mut st, f, 0, b"0123456789").unwrap(), 10);
+        assert_eq!(write(&mut st, f, 10, b"x"), Err(libc::EDQUOT));
+        assert_eq!(st.truncate(f, 11), Err(libc::EDQUOT));
+        st.truncate(f, 4).unwrap();
+        assert_eq!(write(&mut st, f, 4, b"abc").unwrap(), 3);
+    }
+}

@@ -483,4 +483,34 @@ mod tests {
             Err(libc::EEXIST)
         );
     }
+
+    #[test]
+    fn unlink_rmdir_and_link_keep_names_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = one_volume(dir.path());
+        let me = (0, 0);
+        let a = st.mkdir(ROOT, b"a", 0o755, me).unwrap();
+        let (f, fh) = st.create(a, b"f", 0o644, me, false).unwrap();
+        st.release(fh);
+        assert_eq!(st.rmdir(ROOT, b"a"), Err(libc::ENOTEMPTY));
+        assert_eq!(st.unlink(ROOT, b"a"), Err(libc::EISDIR));
+        assert_eq!(st.link(a, ROOT, b"dir-link"), Err(libc::EPERM));
+        st.link(f, ROOT, b"g").unwrap();
+        assert_eq!(st.child(ROOT, b"g").unwrap(), f);
+        let mut parents = st.inode(f).unwrap().parents.clone();
+        parents.sort();
+        let mut want = vec![ROOT, a];
+        want.sort();
+        assert_eq!(parents, want);
+        assert_eq!(st.link(f, ROOT, b"g"), Err(libc::EEXIST));
+        st.unlink(a, b"f").unwrap();
+        assert_eq!(st.child(a, b"f"), Err(libc::ENOENT));
+        assert_eq!(st.child(ROOT, b"g").unwrap(), f, "the other name stays");
+        assert_eq!(st.rmdir(ROOT, b"g"), Err(libc::ENOTDIR));
+        st.rmdir(ROOT, b"a").unwrap();
+        assert_eq!(st.child(ROOT, b"a"), Err(libc::ENOENT));
+        assert_eq!(st.unlink(ROOT, b"nope"), Err(libc::ENOENT));
+        let long = vec![b'x'; super::super::NAME_MAX + 1];
+        assert_eq!(st.mkdir(ROOT, &long, 0o755, me), Err(libc::ENAMETOOLONG));
+    }
 }
