@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use crate::error::{Error, Result};
 
-/// How pools are opened on this machine.
-#[derive(Clone, Debug)]
+/// How pools are opened on this machine. Its `Debug` form shows no secret.
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct PoolOptions {
     /// Where object-store pools keep their per-machine cache (catalog,
@@ -32,8 +32,9 @@ pub struct PoolOptions {
     pub lease: Duration,
 }
 
-/// How object stores are reached.
-#[derive(Clone, Debug, Default)]
+/// How object stores are reached. Its `Debug` form shows the settings'
+/// names, not their values (credentials are among them).
+#[derive(Clone, Default)]
 #[non_exhaustive]
 pub struct StoreOptions {
     /// How long a failing request is retried (`None`: `object_store`'s
@@ -43,6 +44,30 @@ pub struct StoreOptions {
     /// (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, `GOOGLE_…`, `AZURE_…`),
     /// as the providers' own tools read them.
     pub config: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for StoreOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreOptions")
+            .field("retry", &self.retry)
+            .field("config", &self.config.keys().collect::<Vec<_>>())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for PoolOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let password = self.catalog_password.as_ref().map(|_| "****");
+        f.debug_struct("PoolOptions")
+            .field("cache_dir", &self.cache_dir)
+            .field("read_cache_bytes", &self.read_cache_bytes)
+            .field("store", &self.store)
+            .field("catalog_retry", &self.catalog_retry)
+            .field("catalog_password", &password)
+            .field("io_threads", &self.io_threads)
+            .field("lease", &self.lease)
+            .finish()
+    }
 }
 
 impl StoreOptions {
@@ -201,4 +226,26 @@ pub fn backoff(first: Duration) -> backon::ExponentialBuilder {
         .with_max_delay(Duration::from_secs(5))
         .with_factor(2.0)
         .without_max_times()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_shows_no_secret() {
+        let mut o = PoolOptions {
+            catalog_password: Some("hunter2".into()),
+            ..Default::default()
+        };
+        o.store
+            .config
+            .insert("AWS_SECRET_ACCESS_KEY".into(), "s3cr3t".into());
+        let shown = format!("{o:?}");
+        assert!(
+            !shown.contains("hunter2") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+        assert!(shown.contains("AWS_SECRET_ACCESS_KEY"), "{shown}");
+    }
 }
