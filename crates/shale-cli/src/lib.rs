@@ -33,6 +33,11 @@ pub struct Cli {
     /// Region of the object store (over AWS_REGION).
     #[arg(long, global = true, value_name = "REGION")]
     pub region: Option<String>,
+    /// Never ask a cloud's instance-metadata service for object-store
+    /// credentials (also SHALE_NO_INSTANCE_METADATA=1; never asked for a
+    /// custom --endpoint).
+    #[arg(long, global = true)]
+    pub no_instance_metadata: bool,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -59,6 +64,7 @@ fn with_options(mut cli: Cli) -> anyhow::Result<Cli> {
     if let Some(r) = &cli.region {
         store.insert("AWS_REGION".into(), r.clone());
     }
+    cli.options.store.no_instance_metadata |= cli.no_instance_metadata;
     Ok(cli)
 }
 

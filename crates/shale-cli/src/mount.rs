@@ -161,6 +161,9 @@ fn spawn_server(
     if let Some(r) = &cli.region {
         child.arg("--region").arg(r);
     }
+    if cli.no_instance_metadata {
+        child.arg("--no-instance-metadata");
+    }
     child
         .arg("--pool")
         .arg(pool_path)

@@ -29,6 +29,7 @@ fn quiet(cli: &Cli, pool_path: &Path) -> Cli {
         pool: Some(pool_path.to_path_buf()),
         endpoint: cli.endpoint.clone(),
         region: cli.region.clone(),
+        no_instance_metadata: cli.no_instance_metadata,
         json: false,
         quiet: true,
         command: Command::Gc { dry_run: true },

@@ -621,3 +621,48 @@ fn snapshots_outlive_a_volume_deleted_with_keep_snapshots() {
     env.ok(&["volume", "create", "ds"]);
     env.ok(&["verify"]);
 }
+
+/// A bucket at a custom endpoint, or with --no-instance-metadata, and no
+/// credentials: a clear error naming the ways to give them, before any
+/// request (none goes to a cloud's instance-metadata address).
+#[test]
+fn missing_object_store_credentials_are_named() {
+    let env = Env::new();
+    let without = |args: &[&str]| {
+        let out = Command::cargo_bin("shale")
+            .unwrap()
+            .env("SHALE_CACHE_DIR", env.path("cache"))
+            .env_remove("AWS_ACCESS_KEY_ID")
+            .env_remove("AWS_SECRET_ACCESS_KEY")
+            .env_remove("AWS_WEB_IDENTITY_TOKEN_FILE")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI")
+            .env_remove("AWS_CONTAINER_CREDENTIALS_FULL_URI")
+            .env_remove("AWS_ENDPOINT_URL")
+            .env("SHALE_STORE_RETRY_SECS", "0")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{args:?} succeeded");
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let err = without(&[
+        "--pool",
+        "s3://nobucket/p",
+        "--endpoint",
+        "http://127.0.0.1:9",
+        "pool",
+        "init",
+    ]);
+    assert!(err.contains("no credentials for the object store"), "{err}");
+    assert!(err.contains("AWS_ACCESS_KEY_ID"), "{err}");
+    assert!(!err.contains("169.254"), "{err}");
+    let err = without(&[
+        "--pool",
+        "s3://nobucket/p",
+        "--no-instance-metadata",
+        "pool",
+        "init",
+    ]);
+    assert!(err.contains("--no-instance-metadata"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+}

@@ -44,6 +44,9 @@ pub struct StoreOptions {
     /// (`AWS_ACCESS_KEY_ID`, `AWS_ENDPOINT_URL`, `GOOGLE_…`, `AZURE_…`),
     /// as the providers' own tools read them.
     pub config: BTreeMap<String, String>,
+    /// Never ask a cloud's instance-metadata service for credentials (it
+    /// is never asked for a store at a custom endpoint either).
+    pub no_instance_metadata: bool,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -51,6 +54,7 @@ impl std::fmt::Debug for StoreOptions {
         f.debug_struct("StoreOptions")
             .field("retry", &self.retry)
             .field("config", &self.config.keys().collect::<Vec<_>>())
+            .field("no_instance_metadata", &self.no_instance_metadata)
             .finish()
     }
 }
@@ -126,6 +130,7 @@ impl PoolOptions {
     /// | `SHALE_READ_CACHE_SIZE` (e.g. `50GiB`, `0`) | [`read_cache_bytes`](Self::read_cache_bytes) |
     /// | `SHALE_STORE_RETRY_SECS` | [`StoreOptions::retry`] |
     /// | `AWS_*`, `GOOGLE_*`, `AZURE_*` | [`StoreOptions::config`] |
+    /// | `SHALE_NO_INSTANCE_METADATA` (not `0`) | [`StoreOptions::no_instance_metadata`] |
     /// | `SHALE_CATALOG_RETRY_SECS` | [`catalog_retry`](Self::catalog_retry) |
     /// | `PGPASSWORD` | [`catalog_password`](Self::catalog_password) |
     /// | `SHALE_IO_THREADS` | [`io_threads`](Self::io_threads) |
@@ -170,6 +175,7 @@ impl PoolOptions {
             store: StoreOptions {
                 retry: secs("SHALE_STORE_RETRY_SECS")?,
                 config,
+                no_instance_metadata: var("SHALE_NO_INSTANCE_METADATA").is_some_and(|v| v != "0"),
             },
             catalog_retry: secs("SHALE_CATALOG_RETRY_SECS")?.unwrap_or(defaults.catalog_retry),
             catalog_password: var("PGPASSWORD"),

@@ -45,11 +45,14 @@ pub fn backend(location: &StoreLocation, options: &StoreOptions) -> Result<Arc<d
     let invalid =
         |e: object_store::Error| Error::InvalidArgument(format!("{}: {e}", location.url()));
     Ok(match location.kind {
-        StoreKind::S3 => Arc::new(
-            s3_builder(location, options, retry)
-                .build()
-                .map_err(invalid)?,
-        ),
+        StoreKind::S3 => {
+            check_s3_credentials(location, options)?;
+            Arc::new(
+                s3_builder(location, options, retry)
+                    .build()
+                    .map_err(invalid)?,
+            )
+        }
         StoreKind::Gcs => gcs(location, options, retry).map_err(invalid)?,
         StoreKind::Azure => azure(location, options, retry).map_err(invalid)?,
     })
@@ -122,6 +125,42 @@ fn azure(
     _: object_store::RetryConfig,
 ) -> object_store::Result<Arc<dyn Backend>> {
     Err(not_built("azure"))
+}
+
+/// Settings any of which gives the S3 client credentials without asking
+/// a cloud's instance-metadata service.
+const S3_CREDENTIALS: [&str; 4] = [
+    "AWS_ACCESS_KEY_ID",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+];
+
+/// Refuses, with the ways to give them, to reach an S3 store without
+/// credentials where asking the instance-metadata service (169.254.169.254,
+/// the client's last resort) makes no sense: a custom endpoint (not AWS),
+/// or when [`StoreOptions::no_instance_metadata`] says so. Otherwise the
+/// request would go there and fail with a cryptic `403 Forbidden` (or hang
+/// off the cloud).
+fn check_s3_credentials(location: &StoreLocation, options: &StoreOptions) -> Result<()> {
+    let custom = location.endpoint.is_some()
+        || options.get("AWS_ENDPOINT_URL").is_some()
+        || options.get("AWS_ENDPOINT").is_some();
+    let given = S3_CREDENTIALS.iter().any(|k| options.get(k).is_some());
+    if given || !(custom || options.no_instance_metadata) {
+        return Ok(());
+    }
+    let why = if custom {
+        "the endpoint is not AWS's, so its instance-metadata service is not asked"
+    } else {
+        "the instance-metadata service is not asked (--no-instance-metadata)"
+    };
+    Err(Error::InvalidArgument(format!(
+        "{}: no credentials for the object store ({why}): set AWS_ACCESS_KEY_ID and \
+         AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), or \
+         AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN",
+        location.url()
+    )))
 }
 
 /// An S3 client, path-style (what S3-compatible stores expect), with the
