@@ -149,7 +149,7 @@ fn spawn_server(
     args: &MountArgs,
     log_path: &Path,
 ) -> Result<std::process::Child> {
-    let log = std::fs::OpenOptions::new()
+    let log = shale_core::private::file_options()
         .create(true)
         .append(true)
         .open(log_path)

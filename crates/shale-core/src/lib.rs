@@ -20,6 +20,7 @@ pub mod id;
 pub mod names;
 pub mod ops;
 pub mod pool;
+pub mod private;
 pub mod progress;
 pub mod size;
 pub mod store;

@@ -170,7 +170,7 @@ impl Pool {
                 )));
             }
         }
-        fs::create_dir_all(root).at(root)?;
+        crate::private::create_dir_all(root).at(root)?;
         let objects = LocalDir::new(root)?;
         let catalog = Catalog::create(&root.join(CATALOG_FILE))?;
         let description = PoolDescription::new(&root.display().to_string(), settings, None);
@@ -178,7 +178,7 @@ impl Pool {
         let json = serde_json::to_vec_pretty(&description)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         let tmp = root.join("tmp").join(POOL_FILE);
-        fs::write(&tmp, json).at(&tmp)?;
+        crate::private::write(&tmp, json).at(&tmp)?;
         fs::File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
         fs::rename(&tmp, root.join(POOL_FILE)).at(root.join(POOL_FILE))?;
         fs::File::open(root).and_then(|f| f.sync_all()).at(root)?;
@@ -281,7 +281,7 @@ impl Pool {
             let aside = cache
                 .join("tmp")
                 .join(format!("{POOL_FILE}.{}", std::process::id()));
-            fs::write(&aside, &text).at(&aside)?;
+            crate::private::write(&aside, &text).at(&aside)?;
             fs::rename(&aside, &local).at(&local)?;
         }
         let catalog = match &shared {
@@ -325,7 +325,8 @@ impl Pool {
         if cache.exists() {
             fs::remove_dir_all(&cache).at(&cache)?;
         }
-        fs::create_dir_all(cache.join("tmp")).at(&cache)?;
+        crate::private::create_dir_all(&cache).at(&cache)?;
+        crate::private::create_dir_all(&cache.join("tmp")).at(&cache)?;
         // Recorded for the record (and other machines' users): what this
         // pool was created with, given or from the environment.
         let env = |k: &str| {
@@ -413,7 +414,7 @@ impl Pool {
         // Until a copy succeeds, a marker file says one is owed (the next
         // process to open the pool sees it).
         let owed = self.root.join(s3pool::UNSYNCED_FILE);
-        fs::write(&owed, b"").at(&owed)?;
+        crate::private::write(&owed, b"").at(&owed)?;
         s3pool::check_owner(remote.as_ref(), &self.root, name)?;
         s3pool::upload_catalog(remote.as_ref(), self.catalog(), &self.root)?;
         fs::remove_file(&owed).at(&owed)

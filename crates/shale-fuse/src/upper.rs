@@ -66,7 +66,7 @@ fn io_err(e: shale_core::Error) -> std::io::Error {
 impl Upper {
     /// A new empty upper file at `path`.
     pub fn create(path: PathBuf) -> std::io::Result<Upper> {
-        let file = File::options()
+        let file = shale_core::private::file_options()
             .read(true)
             .write(true)
             .create(true)
@@ -187,7 +187,7 @@ impl Upper {
 /// directories of mounts whose process is gone are removed.
 pub fn upper_dir(pool_root: &Path) -> std::io::Result<PathBuf> {
     let base = pool_root.join("upper");
-    std::fs::create_dir_all(&base)?;
+    shale_core::private::create_dir_all(&base)?;
     for item in std::fs::read_dir(&base)?.flatten() {
         let name = item.file_name().to_string_lossy().to_string();
         let alive = name
@@ -203,6 +203,6 @@ pub fn upper_dir(pool_root: &Path) -> std::io::Result<PathBuf> {
     let pid = std::process::id();
     let start = shale_core::coord::session::process_start(pid).unwrap_or(0);
     let dir = base.join(format!("{pid}-{start}"));
-    std::fs::create_dir_all(&dir)?;
+    shale_core::private::create_dir_all(&dir)?;
     Ok(dir)
 }

@@ -134,6 +134,9 @@ impl Catalog {
         if path.exists() {
             return Err(Error::PoolExists(path.to_path_buf()));
         }
+        // Made owner-only first: SQLite gives its -wal and -shm files the
+        // database file's mode.
+        crate::private::write(path, b"").map_err(|e| Error::io(path, e))?;
         let mut conn = sqlite::open(path)?;
         sqlite::write(&mut conn, true, |db| {
             db.batch(&schema::create(Dialect::Sqlite))

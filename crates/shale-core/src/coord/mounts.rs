@@ -66,9 +66,9 @@ pub fn claim_writer(
 ) -> Result<std::result::Result<WriterClaim, String>> {
     use std::os::unix::io::AsRawFd;
     let dir = socket_dir(pool.root());
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    crate::private::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let path = dir.join(format!("{volume}.writer"));
-    let mut file = std::fs::OpenOptions::new()
+    let mut file = crate::private::file_options()
         .read(true)
         .write(true)
         .create(true)
@@ -175,7 +175,7 @@ fn lost_record(pool_root: &Path, pid: u32) -> PathBuf {
 /// Records, before this mount's record disappears, that its final commit
 /// failed, for `shale unmount` to report.
 pub fn record_lost(pool_root: &Path, reason: &str) {
-    let _ = std::fs::write(lost_record(pool_root, std::process::id()), reason);
+    let _ = crate::private::write(&lost_record(pool_root, std::process::id()), reason);
 }
 
 /// Why the final commit of the mount served by `pid` failed, if it did;
@@ -296,7 +296,7 @@ pub fn serve(
     control: Arc<dyn MountControl>,
 ) -> Result<Listening> {
     let dir = socket_dir(pool_root);
-    std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+    crate::private::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let path = dir.join(format!("{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let listener = address(pool_root, &std::process::id().to_string())
@@ -305,14 +305,14 @@ pub fn serve(
     // What it shows, so that it is not deleted under it.
     let shown = path.with_extension("shows");
     match shows {
-        Some(s) => std::fs::write(&shown, s).map_err(|e| Error::io(&shown, e))?,
+        Some(s) => crate::private::write(&shown, s).map_err(|e| Error::io(&shown, e))?,
         None => {
             let _ = std::fs::remove_file(&shown);
         }
     }
     // Recorded once listening: clients find mounts by this file.
     let record = path.with_extension("mountpoint");
-    std::fs::write(&record, mountpoint.as_os_str().as_encoded_bytes())
+    crate::private::write(&record, mountpoint.as_os_str().as_encoded_bytes())
         .map_err(|e| Error::io(&record, e))?;
     std::thread::Builder::new()
         .name("shale-mountctl".into())

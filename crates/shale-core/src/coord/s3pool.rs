@@ -109,7 +109,7 @@ pub fn cache_id(cache: &Path) -> Result<String> {
     match std::fs::read_to_string(&path) {
         Ok(id) => Ok(id.trim().to_string()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(cache).at(cache)?;
+            crate::private::create_dir_all(cache).at(cache)?;
             let seed = format!(
                 "{:?}{}{:?}",
                 std::time::SystemTime::now(),
@@ -120,7 +120,7 @@ pub fn cache_id(cache: &Path) -> Result<String> {
             // Linked into place whole; if another process got there first,
             // its id is the cache's.
             let aside = cache.join(format!("cache-id.{}", std::process::id()));
-            std::fs::write(&aside, &id).at(&aside)?;
+            crate::private::write(&aside, &id).at(&aside)?;
             let linked = std::fs::hard_link(&aside, &path);
             let _ = std::fs::remove_file(&aside);
             match linked {
@@ -177,12 +177,12 @@ pub fn upload_catalog(store: &dyn ObjectStore, catalog: &Catalog, cache: &Path) 
 pub fn download_catalog(store: &dyn ObjectStore, cache: &Path, name: &str) -> Result<()> {
     let data = get_optional(store, CATALOG_KEY)?
         .ok_or_else(|| Error::corrupt(format!("{name}/{CATALOG_KEY}"), "the object is missing"))?;
-    std::fs::create_dir_all(cache.join("tmp")).at(cache)?;
+    crate::private::create_dir_all(&cache.join("tmp")).at(cache)?;
     let path = cache.join(crate::pool::CATALOG_FILE);
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(cache.join(format!("{}{suffix}", crate::pool::CATALOG_FILE)));
     }
     let tmp = cache.join("tmp").join("catalog-download.db");
-    std::fs::write(&tmp, &data).at(&tmp)?;
+    crate::private::write(&tmp, &data).at(&tmp)?;
     std::fs::rename(&tmp, &path).at(&path)
 }

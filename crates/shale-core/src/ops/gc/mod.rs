@@ -80,7 +80,7 @@ struct GcLock(#[allow(dead_code)] File);
 impl GcLock {
     fn take(pool: &Pool) -> Result<GcLock> {
         let path = pool.root().join("gc.lock");
-        let file = File::options()
+        let file = crate::private::file_options()
             .create(true)
             .truncate(false)
             .write(true)

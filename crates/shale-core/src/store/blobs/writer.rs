@@ -420,13 +420,13 @@ impl BlobWriter {
     }
 
     fn open_pack(&self, seq: u64) -> Result<Open> {
-        std::fs::create_dir_all(&self.staging).map_err(|e| Error::io(&self.staging, e))?;
+        crate::private::create_dir_all(&self.staging).map_err(|e| Error::io(&self.staging, e))?;
         let path = self.staging.join(format!(
             "{}-{}-{seq}.pack",
             std::process::id(),
             hex::encode(&self.nonce[..6])
         ));
-        let file = File::options()
+        let file = crate::private::file_options()
             .write(true)
             .create_new(true)
             .open(&path)

@@ -5,7 +5,7 @@
 #![allow(unsafe_code)] // libc calls (posix_fadvise, pread): each block says why it is sound
 
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{Read, Write};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
@@ -47,7 +47,7 @@ impl LocalDir {
     /// Opens (and creates if needed) a store rooted at `root`.
     pub fn new(root: impl Into<PathBuf>) -> Result<Self> {
         let root = root.into();
-        fs::create_dir_all(root.join("tmp")).at(root.join("tmp"))?;
+        crate::private::create_dir_all(&root.join("tmp")).at(root.join("tmp"))?;
         Ok(LocalDir {
             counter: AtomicU64::new(0),
             open: Mutex::new(VecDeque::new()),
@@ -112,7 +112,7 @@ impl LocalDir {
     fn ensure_parent(&self, target: &Path) -> Result<PathBuf> {
         let dir = target.parent().unwrap_or(&self.root).to_path_buf();
         if !dir.is_dir() {
-            fs::create_dir_all(&dir).at(&dir)?;
+            crate::private::create_dir_all(&dir).at(&dir)?;
             sync_dir(dir.parent().unwrap_or(&self.root))?;
         }
         Ok(dir)
@@ -232,7 +232,7 @@ impl ObjectStore for LocalDir {
             std::process::id(),
             key.replace('/', "_")
         ));
-        let mut file = OpenOptions::new()
+        let mut file = crate::private::file_options()
             .write(true)
             .create_new(true)
             .open(&tmp)

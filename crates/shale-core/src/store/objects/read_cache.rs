@@ -28,7 +28,7 @@ const OPEN_WINDOWS: usize = 32;
 
 impl ReadCache {
     pub(super) fn open(dir: &Path, limit: u64, window: u64) -> Result<ReadCache> {
-        std::fs::create_dir_all(dir).at(dir)?;
+        crate::private::create_dir_all(dir).at(dir)?;
         let used = walk(dir).iter().map(|(_, len, _)| len).sum();
         Ok(ReadCache {
             dir: dir.to_path_buf(),
@@ -98,8 +98,8 @@ impl ReadCache {
         let path = self.path(key, w);
         let Some(parent) = path.parent() else { return };
         let tmp = path.with_extension(format!("tmp{}", std::process::id()));
-        let written = std::fs::create_dir_all(parent)
-            .and_then(|()| std::fs::write(&tmp, data))
+        let written = crate::private::create_dir_all(parent)
+            .and_then(|()| crate::private::write(&tmp, data))
             .and_then(|()| std::fs::rename(&tmp, &path));
         if written.is_err() {
             let _ = std::fs::remove_file(&tmp);

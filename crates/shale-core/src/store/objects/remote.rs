@@ -55,7 +55,7 @@ impl Remote {
         name: &str,
         staging: &Path,
     ) -> Result<Remote> {
-        std::fs::create_dir_all(staging).at(staging)?;
+        crate::private::create_dir_all(staging).at(staging)?;
         Ok(Remote {
             bucket: Bucket::new(backend, prefix, name, 2)?,
             staging: staging.to_path_buf(),

@@ -1,0 +1,72 @@
+//! Files and directories only their owner can open: a pool's own files
+//! (packs, catalog, description, staging, logs, mount records), an
+//! object-store pool's cache and a mount's upper files hold the bytes of
+//! every volume, whose own permissions only the mount enforces.
+//! Directories are made 0700 and files 0600 whatever the umask.
+
+use std::fs::{DirBuilder, OpenOptions, Permissions};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Mode of the directories.
+pub const DIR_MODE: u32 = 0o700;
+/// Mode of the files.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates `path` and its missing parents, owner-only. The last
+/// component's mode is set even if it existed (a pool directory made empty
+/// beforehand).
+pub fn create_dir_all(path: &Path) -> io::Result<()> {
+    DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)?;
+    std::fs::set_permissions(path, Permissions::from_mode(DIR_MODE))
+}
+
+/// Options that create files owner-only (the umask can only remove bits
+/// from 0600, and no file here needs others').
+pub fn file_options() -> OpenOptions {
+    let mut o = OpenOptions::new();
+    o.mode(FILE_MODE);
+    o
+}
+
+/// Writes `data` to a new or truncated owner-only file.
+pub fn write(path: &Path, data: impl AsRef<[u8]>) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = file_options()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(path)?;
+    f.set_permissions(Permissions::from_mode(FILE_MODE))?;
+    f.write_all(data.as_ref())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn modes_are_owner_only_whatever_the_umask() {
+        let dir = tempfile::tempdir().unwrap();
+        // SAFETY: umask only changes this process's file-creation mask; the
+        // test restores it.
+        #[allow(unsafe_code)]
+        let old = unsafe { libc::umask(0) };
+        let d = dir.path().join("a/b");
+        create_dir_all(&d).unwrap();
+        write(&d.join("f"), b"x").unwrap();
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::umask(old)
+        };
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().mode() & 0o7777;
+        assert_eq!(mode(&dir.path().join("a")), 0o700);
+        assert_eq!(mode(&d), 0o700);
+        assert_eq!(mode(&d.join("f")), 0o600);
+    }
+}
