@@ -55,9 +55,18 @@ pub fn local_root(cli: &Cli) -> Result<PathBuf> {
     Ok(pool_spec(cli)?.local_root(&cli.options)?)
 }
 
-/// Opens the pool, creating a local one on first use.
+/// Opens the pool, creating a local one on first use; warns once if others
+/// may open its files.
 pub fn open(cli: &Cli) -> Result<Pool> {
-    Ok(Pool::open_or_init_spec(&pool_spec(cli)?, &cli.options)?)
+    let pool = Pool::open_or_init_spec(&pool_spec(cli)?, &cli.options)?;
+    if let Some((path, mode)) = pool.open_to_others() {
+        eprintln!(
+            "shale: warning: {} is open to other users (mode {mode:04o}): \
+             run `shale pool fix-permissions`",
+            path.display()
+        );
+    }
+    Ok(pool)
 }
 
 /// Runs the parsed command line.
@@ -101,6 +110,20 @@ pub fn run(cli: &Cli) -> Result<()> {
             Ok(())
         }
         Command::Pool(PoolCmd::Info) => pool_info(cli),
+        Command::Pool(PoolCmd::FixPermissions) => {
+            let pool = Pool::open_spec(&pool_spec(cli)?, &cli.options)?;
+            let changed = pool.fix_permissions()?;
+            if cli.json {
+                print_json(&json!({"path": pool.root(), "changed": changed}));
+            } else if !cli.quiet {
+                println!(
+                    "{} entries made owner-only under {}",
+                    changed,
+                    pool.root().display()
+                );
+            }
+            Ok(())
+        }
         Command::Volume(cmd) => crate::volume::volume(cli, cmd),
         Command::Snapshot(cmd) => crate::volume::snapshot(cli, cmd),
         Command::Diff(args) => diff(cli, args),

@@ -256,6 +256,10 @@ pub enum PoolCmd {
     /// SQLite catalog (used from one machine at a time; a pool with a
     /// PostgreSQL catalog needs no attach).
     Attach,
+    /// Make the pool's local files (or an object-store pool's cache) its
+    /// owner's alone: directories 0700, files 0600. Safe while mounts and
+    /// other commands use the pool.
+    FixPermissions,
 }
 
 /// `shale volume …`

@@ -715,3 +715,39 @@ fn pool_files_are_owner_only_whatever_the_umask() {
         assert!(!out.status.success(), "nobody listed the pool");
     }
 }
+
+/// A pool whose files are open to others (made by an older Shale) is named
+/// with a warning on every command until `pool fix-permissions` tightens it.
+#[test]
+fn loose_pool_permissions_are_warned_about_and_fixed() {
+    use std::os::unix::fs::MetadataExt;
+    let env = Env::new();
+    write(&env.path("src/a.txt"), b"private data");
+    env.ok(&["volume", "create", "v", "--from", &env.s("src")]);
+    let loosen = std::process::Command::new("chmod")
+        .args(["-R", "go+rX"])
+        .arg(env.pool())
+        .status()
+        .unwrap();
+    assert!(loosen.success());
+    let out = env.run(&["volume", "list"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success());
+    assert!(
+        err.contains("open to other users") && err.contains("shale pool fix-permissions"),
+        "{err}"
+    );
+    let fixed = env.json(&["pool", "fix-permissions"]);
+    assert!(fixed["changed"].as_u64().unwrap() > 3, "{fixed}");
+    let out = env.run(&["verify", "--read-data"]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mode = |p: std::path::PathBuf| fs::metadata(p).unwrap().mode() & 0o7777;
+    assert_eq!(mode(env.pool()), 0o700);
+    assert_eq!(mode(env.pool().join("catalog.db")), 0o600);
+    assert_eq!(env.json(&["pool", "fix-permissions"])["changed"], 0);
+}

@@ -252,6 +252,19 @@ impl Pool {
         self
     }
 
+    /// The first of this pool's local files that other users may open,
+    /// with its mode (a pool made by an older Shale, or changed by hand).
+    pub fn open_to_others(&self) -> Option<(PathBuf, u32)> {
+        crate::private::first_open(&self.root)
+    }
+
+    /// Makes every local file of the pool (or of an object-store pool's
+    /// cache) owner-only; returns how many changed. Safe while mounts and
+    /// other commands use the pool.
+    pub fn fix_permissions(&self) -> Result<u64> {
+        crate::private::fix(&self.root).map_err(|e| Error::io(&self.root, e))
+    }
+
     /// The options it was opened with.
     pub fn options(&self) -> &PoolOptions {
         &self.options

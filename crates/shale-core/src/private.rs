@@ -45,6 +45,71 @@ pub fn write(path: &Path, data: impl AsRef<[u8]>) -> io::Result<()> {
     f.write_all(data.as_ref())
 }
 
+/// The first of a pool's local files (its directory, description,
+/// catalog, packs directory, upper and mount directories) that others may
+/// open, with its mode; `None` if all are owner-only. A few `stat`s.
+pub fn first_open(root: &Path) -> Option<(std::path::PathBuf, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    let names = [
+        "",
+        "pool.json",
+        "catalog.db",
+        "packs",
+        "tmp",
+        "upper",
+        "mounts",
+        "read",
+    ];
+    names.iter().find_map(|n| {
+        let p = if n.is_empty() {
+            root.to_path_buf()
+        } else {
+            root.join(n)
+        };
+        let mode = std::fs::symlink_metadata(&p).ok()?.mode() & 0o7777;
+        (mode & 0o077 != 0).then_some((p, mode))
+    })
+}
+
+/// Takes every permission from group and others on `root` and everything
+/// under it, and makes what is left owner read-write (and search, for
+/// directories); returns how many entries changed. Safe while other
+/// processes use the pool: modes only tighten, and nothing is moved.
+/// Sockets and symbolic links are left as they are.
+pub fn fix(root: &Path) -> io::Result<u64> {
+    use std::os::unix::fs::MetadataExt;
+    let mut changed = 0;
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let md = match std::fs::symlink_metadata(&p) {
+            Ok(md) => md,
+            // gone meanwhile (a pack repacked, a staging file sealed)
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        let want = if md.is_dir() {
+            match std::fs::read_dir(&p) {
+                Ok(entries) => stack.extend(entries.flatten().map(|e| e.path())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            }
+            DIR_MODE
+        } else if md.is_file() {
+            FILE_MODE
+        } else {
+            continue;
+        };
+        if md.mode() & 0o7777 != want {
+            match std::fs::set_permissions(&p, Permissions::from_mode(want)) {
+                Ok(()) => changed += 1,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(changed)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
