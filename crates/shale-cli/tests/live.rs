@@ -1007,3 +1007,86 @@ fn files_created_through_a_mount_are_written_coherently_and_lose_privileges() {
         b"bbbb"
     );
 }
+
+/// Reads `path` as user `uid` (through `setpriv`); whether it worked.
+fn reads_as(uid: u32, path: &Path) -> bool {
+    std::process::Command::new("setpriv")
+        .arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"))
+        .args(["--clear-groups", "cat"])
+        .arg(path)
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+}
+
+/// The mount is the one door to a volume's files for other users: a 0600
+/// file of one user is refused to another, a 0644 one is readable, a
+/// snapshot keeps the modes; the pool's own files stay closed to them,
+/// and `pool fix-permissions` run while the mount writes loses nothing.
+#[test]
+fn other_users_reach_files_only_through_the_mount_by_their_modes() {
+    let Some((env, m)) = volume_ws_and_mount_point() else {
+        return;
+    };
+    env.ok(&["mount", &m, "--volume", "ws"]);
+    let _guard = Mounted(env.path("mnt"));
+    let mnt = env.path("mnt");
+    // The volume's top is 1777: any user may create there.
+    for (name, mode) in [("private", 0o600), ("shared", 0o644)] {
+        fs::write(mnt.join(name), name).unwrap();
+        fs::set_permissions(mnt.join(name), fs::Permissions::from_mode(mode)).unwrap();
+        std::os::unix::fs::chown(mnt.join(name), Some(1000), Some(1000)).unwrap();
+    }
+    let nobody = 65534;
+    assert!(
+        !reads_as(nobody, &mnt.join("private")),
+        "0600 file read by another user"
+    );
+    assert!(reads_as(nobody, &mnt.join("shared")));
+    assert!(reads_as(1000, &mnt.join("private")), "its owner reads it");
+    env.ok(&["snapshot", "create", "ws", "s1"]);
+    let snap = mnt.join(".snapshot/s1");
+    assert!(!reads_as(nobody, &snap.join("private")));
+    assert!(reads_as(nobody, &snap.join("shared")));
+    assert!(!reads_as(nobody, &env.pool().join("catalog.db")));
+
+    // Loosen the pool's files, then tighten them while a writer goes on.
+    let loosen = std::process::Command::new("chmod")
+        .args(["-R", "go+rX"])
+        .arg(env.pool())
+        .status();
+    assert!(loosen.unwrap().success());
+    let writer = {
+        let mnt = mnt.clone();
+        std::thread::spawn(move || {
+            for i in 0..200 {
+                fs::write(mnt.join(format!("w{i:03}")), content_of(&format!("w{i}"))).unwrap();
+            }
+        })
+    };
+    env.ok(&["pool", "fix-permissions"]);
+    writer.join().unwrap();
+    env.ok(&["unmount", &m]);
+    assert!(!reads_as(nobody, &env.pool().join("catalog.db")));
+    for i in [0, 99, 199] {
+        let got = env.run(&[
+            "volume",
+            "export",
+            "ws",
+            &env.s(&format!("out{i}")),
+            "--path",
+            &format!("w{i:03}"),
+        ]);
+        assert!(
+            got.status.success(),
+            "{}",
+            String::from_utf8_lossy(&got.stderr)
+        );
+        assert_eq!(
+            fs::read(env.path(&format!("out{i}/w{i:03}"))).unwrap(),
+            content_of(&format!("w{i}"))
+        );
+    }
+    env.ok(&["verify", "--read-data"]);
+}
