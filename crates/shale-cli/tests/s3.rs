@@ -274,3 +274,58 @@ fn a_store_outage_under_a_mount_keeps_the_writes_until_it_ends() {
         b"written during the outage\n"
     );
 }
+
+/// No credential reaches a file the pool or its cache holds, the bucket's
+/// `pool.json`, a log line or `--json` output.
+#[test]
+fn no_credential_is_written_anywhere() {
+    let Some(g) = Garage::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let url = format!("s3://{BUCKET}/pools/secrets");
+    write(&dir.path().join("src/a.bin"), &noise(1, 300_000));
+    let src = dir.path().join("src");
+    let mut printed = String::new();
+    for args in [
+        vec!["--json", "pool", "init"],
+        vec![
+            "--json",
+            "volume",
+            "create",
+            "v",
+            "--from",
+            src.to_str().unwrap(),
+        ],
+        vec!["--json", "snapshot", "create", "v", "s"],
+        vec!["--json", "pool", "info"],
+        vec!["--json", "volume", "list"],
+    ] {
+        let out = shale(&g, &url, &cache, &args);
+        printed.push_str(&String::from_utf8_lossy(&out.stdout));
+        printed.push_str(&String::from_utf8_lossy(&out.stderr));
+    }
+    // Everything the client logs, too.
+    let logged = Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .envs(g.env())
+        .env("SHALE_CACHE_DIR", &cache)
+        .env("SHALE_LOG", "trace")
+        .args(["--pool", &url, "volume", "list"])
+        .output()
+        .unwrap();
+    printed.push_str(&String::from_utf8_lossy(&logged.stderr));
+    let secret = common::garage::SECRET;
+    assert!(!printed.contains(secret), "a secret in the output");
+    let mut stack = vec![cache.clone()];
+    let mut files = 0;
+    while let Some(p) = stack.pop() {
+        if p.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if let Ok(bytes) = std::fs::read(&p) {
+            files += 1;
+            let text = String::from_utf8_lossy(&bytes);
+            assert!(!text.contains(secret), "a secret in {}", p.display());
+        }
+    }
+    // (the cache holds the bucket's pool.json and catalog copy as well)
+    assert!(files > 3, "{files} files");
+}
