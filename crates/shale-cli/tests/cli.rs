@@ -704,7 +704,9 @@ fn pool_files_are_owner_only_whatever_the_umask() {
         }
         seen += 1;
     }
-    assert!(seen > 4, "{seen} entries");
+    // (a cache beside a PostgreSQL catalog holds the fewest: itself,
+    // tmp/, pool.json, cache-id)
+    assert!(seen >= 4, "{seen} entries");
     // Another user cannot list the pool (root would: ask as nobody).
     if unsafe { libc::geteuid() } == 0 {
         let out = std::process::Command::new("setpriv")
@@ -738,7 +740,7 @@ fn loose_pool_permissions_are_warned_about_and_fixed() {
         "{err}"
     );
     let fixed = env.json(&["pool", "fix-permissions"]);
-    assert!(fixed["changed"].as_u64().unwrap() > 3, "{fixed}");
+    assert!(fixed["changed"].as_u64().unwrap() >= 2, "{fixed}");
     let out = env.run(&["verify", "--read-data"]);
     assert!(out.status.success());
     assert!(
@@ -748,6 +750,6 @@ fn loose_pool_permissions_are_warned_about_and_fixed() {
     );
     let mode = |p: std::path::PathBuf| fs::metadata(p).unwrap().mode() & 0o7777;
     assert_eq!(mode(env.pool()), 0o700);
-    assert_eq!(mode(env.pool().join("catalog.db")), 0o600);
+    assert_eq!(mode(env.pool().join("pool.json")), 0o600);
     assert_eq!(env.json(&["pool", "fix-permissions"])["changed"], 0);
 }
