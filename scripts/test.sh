@@ -41,6 +41,8 @@ fi
 
 [ -n "${SHALE_SKIP_PY:-}" ] && exit 0
 command -v uv >/dev/null || python3 -m pip install -q uv
+# (a uv just installed may not be on PATH yet: its module runs it too)
+uv() { if type -P uv >/dev/null; then command uv "$@"; else python3 -m uv "$@"; fi; }
 VENV=target/py
 [ -x "$VENV/bin/python" ] || uv venv -q --python python3 "$VENV"
 PY="$VENV/bin/python"
