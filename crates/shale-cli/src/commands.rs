@@ -76,6 +76,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             path,
             chunk_size,
             catalog,
+            group,
         }) => {
             let spec = match path {
                 Some(p) => with_endpoint(cli, PoolSpec::parse(p.as_os_str())?)?,
@@ -85,6 +86,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             let settings = PoolSettings {
                 chunking,
                 catalog: catalog.clone(),
+                group: group.clone(),
             };
             let pool = Pool::init_spec(&spec, &settings, &cli.options)?;
             pool.sync_catalog()?;
@@ -112,14 +114,27 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Pool(PoolCmd::Info) => pool_info(cli),
         Command::Pool(PoolCmd::FixPermissions) => {
             let pool = Pool::open_spec(&pool_spec(cli)?, &cli.options)?;
-            let changed = pool.fix_permissions()?;
+            let fixed = pool.fix_permissions()?;
             if cli.json {
-                print_json(&json!({"path": pool.root(), "changed": changed}));
+                print_json(
+                    &json!({"path": pool.root(), "changed": fixed.changed, "not_owned": fixed.not_owned}),
+                );
             } else if !cli.quiet {
+                let whose = match &pool.description().group {
+                    Some(g) => format!("its owner and group {g}"),
+                    None => "owner-only".into(),
+                };
                 println!(
-                    "{} entries made owner-only under {}",
-                    changed,
+                    "{} entries made {whose} under {}",
+                    fixed.changed,
                     pool.root().display()
+                );
+            }
+            if fixed.not_owned > 0 {
+                eprintln!(
+                    "shale: warning: {} entries belong to other users and were left as they are: \
+                     they (or root) can run `shale pool fix-permissions`",
+                    fixed.not_owned
                 );
             }
             Ok(())

@@ -249,6 +249,11 @@ pub enum PoolCmd {
         /// the password comes from PGPASSWORD and is never stored in the pool).
         #[arg(long, value_name = "URL")]
         catalog: Option<String>,
+        /// For a local pool that the members of a group use too: its
+        /// directories 2770 with that group, its files 0660 (default: its
+        /// owner's alone, 0700 and 0600).
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
     },
     /// Volumes, snapshots, the space saved by sharing, and what gc would reclaim.
     Info,
@@ -256,9 +261,10 @@ pub enum PoolCmd {
     /// SQLite catalog (used from one machine at a time; a pool with a
     /// PostgreSQL catalog needs no attach).
     Attach,
-    /// Make the pool's local files (or an object-store pool's cache) its
-    /// owner's alone: directories 0700, files 0600. Safe while mounts and
-    /// other commands use the pool.
+    /// Close the pool's local files (or an object-store pool's cache) to
+    /// everyone its description does not name: directories 0700 and files
+    /// 0600, or 2770 and 0660 with its group for a pool made with
+    /// --group. Safe while mounts and other commands use the pool.
     FixPermissions,
 }
 
@@ -548,6 +554,15 @@ fn advice(err: &anyhow::Error) -> Option<&'static str> {
     {
         shale_core::Error::NotEmpty(_) => Some("use --force to write into it anyway"),
         shale_core::Error::NoPool(_) => Some("create one with `shale pool init`"),
+        shale_core::Error::Io { path, source }
+            if source.kind() == std::io::ErrorKind::PermissionDenied
+                && path.file_name().is_some_and(|n| n == "pool.json") =>
+        {
+            Some(
+                "a pool's files are its owner's alone, or its group's for a pool made with \
+                 `pool init --group`: ask its owner",
+            )
+        }
         _ => None,
     }
 }

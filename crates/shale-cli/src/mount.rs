@@ -149,11 +149,11 @@ fn spawn_server(
     args: &MountArgs,
     log_path: &Path,
 ) -> Result<std::process::Child> {
-    let log = shale_core::private::file_options()
-        .create(true)
-        .append(true)
-        .open(log_path)
-        .with_context(|| format!("opening {}", log_path.display()))?;
+    let log = shale_core::private::open(
+        log_path,
+        std::fs::OpenOptions::new().create(true).append(true),
+    )
+    .with_context(|| format!("opening {}", log_path.display()))?;
     let mut child = crate::reexec()?;
     if let Some(e) = &cli.endpoint {
         child.arg("--endpoint").arg(e);

@@ -1090,3 +1090,123 @@ fn other_users_reach_files_only_through_the_mount_by_their_modes() {
     }
     env.ok(&["verify", "--read-data"]);
 }
+
+/// Makes a pool (created with `init`, under umask `umask`) with a volume,
+/// mounts it, and holds a file open for writing in the mount, so the pool
+/// has packs, a catalog, an overlay file and a mount log; runs `check`
+/// on the pool's directory while all of that exists.
+fn with_a_busy_pool(env: &Env, umask: &str, init: &[&str], check: impl FnOnce(&Path)) {
+    let shale = assert_cmd::cargo::cargo_bin("shale");
+    let under_umask = |args: &[&str]| {
+        let mut cmd = std::process::Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(&shale);
+        env.apply(&mut cmd);
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    write(&env.path("src/data.bin"), &noise(7, 300_000));
+    if !init.is_empty() {
+        under_umask(init);
+    }
+    under_umask(&["volume", "create", "v", "--from", &env.s("src")]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    under_umask(&["mount", &env.s("mnt"), "--volume", "v"]);
+    let _guard = Mounted(env.path("mnt"));
+    let mut open = fs::File::create(env.path("mnt/being-written")).unwrap();
+    open.write_all(b"private words").unwrap();
+    let pool = env.pool();
+    assert!(pool.join("mount.log").exists());
+    assert!(
+        fs::read_dir(pool.join("upper")).unwrap().next().is_some(),
+        "no overlay"
+    );
+    check(&pool);
+    drop(open);
+    env.ok(&["unmount", &env.s("mnt")]);
+}
+
+/// As another local user, nothing of a pool made by root can be listed or
+/// read (its directory, packs, catalog, mount overlay, mount log) under
+/// the default umask or umask 000; a member of the group of a pool made
+/// with `--group` can, and can run commands on it, and others still
+/// cannot.
+#[test]
+fn a_pools_files_are_closed_to_other_users_but_its_group() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    for umask in ["022", "000"] {
+        let env = Env::new();
+        common::open_the_way(&env);
+        with_a_busy_pool(&env, umask, &[], |pool| {
+            let (all, opened) = common::opened_by(common::NOBODY, &[], pool);
+            assert!(all.len() >= 8, "{all:?}");
+            assert!(opened.is_empty(), "umask {umask}: nobody opened {opened:?}");
+        });
+    }
+    // A group pool: local only (an object-store pool's cache is per user).
+    let env = Env::local();
+    common::open_the_way(&env);
+    let init = ["pool", "init", "--group", "users"];
+    with_a_busy_pool(&env, "022", &init, |pool| {
+        let gid = fs::metadata(pool).unwrap().gid();
+        assert_eq!(fs::metadata(pool).unwrap().mode() & 0o7777, 0o2770);
+        let (all, opened) = common::opened_by(common::NOBODY, &[gid], pool);
+        assert_eq!(all, opened, "a member could not open some");
+        let (_, opened) = common::opened_by(common::NOBODY, &[], pool);
+        assert!(opened.is_empty(), "a non-member opened {opened:?}");
+        // A member runs commands, writing the catalog (and its -wal/-shm).
+        let bin = env.path("shale");
+        fs::copy(assert_cmd::cargo::cargo_bin("shale"), &bin).unwrap();
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).unwrap();
+        let pool_arg = pool.as_os_str();
+        for args in [
+            &["snapshot", "create", "v", "by-member"][..],
+            &["volume", "list"][..],
+        ] {
+            let mut argv: Vec<&std::ffi::OsStr> = vec!["--pool".as_ref(), pool_arg];
+            argv.extend(args.iter().map(std::ffi::OsStr::new));
+            let out = common::as_user(common::NOBODY, &[gid], &bin, &argv);
+            assert!(
+                out.status.success(),
+                "{args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let err = String::from_utf8_lossy(&out.stderr);
+            assert!(!err.contains("warning"), "{err}");
+        }
+        let out = common::as_user(
+            common::NOBODY,
+            &[],
+            &bin,
+            &[
+                "--pool".as_ref(),
+                pool_arg,
+                "volume".as_ref(),
+                "list".as_ref(),
+            ],
+        );
+        assert!(!out.status.success(), "a non-member used the pool");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("ask its owner"), "{err}");
+    });
+    // Still the group's after the member's writes, and root's commands
+    // see no loose file.
+    let out = env.run(&["snapshot", "list", "v"]);
+    assert!(out.status.success());
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (all, opened) = common::opened_by(common::NOBODY, &[100], &env.pool());
+    assert_eq!(all, opened);
+    assert_eq!(env.json(&["pool", "fix-permissions"])["changed"], 0);
+}

@@ -329,3 +329,72 @@ fn no_credential_is_written_anywhere() {
     // (the cache holds the bucket's pool.json and catalog copy as well)
     assert!(files > 3, "{files} files");
 }
+
+/// With no keys in the environment, a profile of the AWS credentials file
+/// gives them, if only its owner can read it; otherwise the error says
+/// how to fix the file, or every way to give keys.
+#[test]
+fn credentials_come_from_a_private_credentials_file() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(g) = Garage::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("credentials");
+    let (id, secret) = (common::garage::KEY_ID, common::garage::SECRET);
+    std::fs::write(
+        &file,
+        format!("[default]\naws_access_key_id = wrong\n\n[ci]\naws_access_key_id = {id}\naws_secret_access_key = {secret}\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str], profile: &str| {
+        let endpoint = g
+            .env()
+            .into_iter()
+            .find(|(k, _)| *k == "AWS_ENDPOINT_URL")
+            .unwrap()
+            .1;
+        Command::new(assert_cmd::cargo::cargo_bin("shale"))
+            .env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap())
+            .env("HOME", dir.path())
+            .env("AWS_SHARED_CREDENTIALS_FILE", &file)
+            .env("AWS_PROFILE", profile)
+            .env("AWS_REGION", "garage")
+            .env("AWS_ENDPOINT_URL", endpoint)
+            .env("SHALE_STORE_RETRY_SECS", "0")
+            .env("SHALE_CACHE_DIR", dir.path().join("cache"))
+            .args(["--pool", &format!("s3://{BUCKET}/from-file")])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let out = run(&["pool", "init"], "ci");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("chmod 600") && err.contains("credentials"),
+        "{err}"
+    );
+    std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let out = run(&["pool", "init"], "ci");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = run(&["volume", "create", "v"], "ci");
+    assert!(out.status.success());
+    let out = run(&["volume", "list"], "missing");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("[missing]"), "{err}");
+    std::fs::remove_file(&file).unwrap();
+    let out = run(&["volume", "list"], "ci");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("AWS_ACCESS_KEY_ID")
+            && err.contains("credentials file")
+            && err.contains("AWS_PROFILE"),
+        "{err}"
+    );
+}

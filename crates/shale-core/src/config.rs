@@ -47,6 +47,10 @@ pub struct StoreOptions {
     /// Never ask a cloud's instance-metadata service for credentials (it
     /// is never asked for a store at a custom endpoint either).
     pub no_instance_metadata: bool,
+    /// The AWS shared credentials file, read (if it exists, is its
+    /// owner's alone, and the environment gives no keys) for the profile
+    /// `AWS_PROFILE` names, else `default`.
+    pub credentials_file: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for StoreOptions {
@@ -55,6 +59,7 @@ impl std::fmt::Debug for StoreOptions {
             .field("retry", &self.retry)
             .field("config", &self.config.keys().collect::<Vec<_>>())
             .field("no_instance_metadata", &self.no_instance_metadata)
+            .field("credentials_file", &self.credentials_file)
             .finish()
     }
 }
@@ -131,6 +136,7 @@ impl PoolOptions {
     /// | `SHALE_STORE_RETRY_SECS` | [`StoreOptions::retry`] |
     /// | `AWS_*`, `GOOGLE_*`, `AZURE_*` | [`StoreOptions::config`] |
     /// | `SHALE_NO_INSTANCE_METADATA` (not `0`) | [`StoreOptions::no_instance_metadata`] |
+    /// | `AWS_SHARED_CREDENTIALS_FILE`, else `~/.aws/credentials` | [`StoreOptions::credentials_file`] |
     /// | `SHALE_CATALOG_RETRY_SECS` | [`catalog_retry`](Self::catalog_retry) |
     /// | `PGPASSWORD` | [`catalog_password`](Self::catalog_password) |
     /// | `SHALE_IO_THREADS` | [`io_threads`](Self::io_threads) |
@@ -176,6 +182,9 @@ impl PoolOptions {
                 retry: secs("SHALE_STORE_RETRY_SECS")?,
                 config,
                 no_instance_metadata: var("SHALE_NO_INSTANCE_METADATA").is_some_and(|v| v != "0"),
+                credentials_file: var("AWS_SHARED_CREDENTIALS_FILE")
+                    .map(PathBuf::from)
+                    .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".aws/credentials"))),
             },
             catalog_retry: secs("SHALE_CATALOG_RETRY_SECS")?.unwrap_or(defaults.catalog_retry),
             catalog_password: var("PGPASSWORD"),

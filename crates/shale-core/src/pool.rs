@@ -22,6 +22,7 @@ use crate::catalog::Catalog;
 use crate::config::PoolOptions;
 use crate::coord::s3pool::{self, StoreSettings};
 use crate::error::{Error, IoContext, Result};
+use crate::private::{Access, Fixed};
 use crate::store::blobs::BlobStore;
 use crate::store::chunker::ChunkParams;
 use crate::store::objects::{LocalDir, ObjectStore, Remote, StoreLocation};
@@ -50,6 +51,10 @@ pub struct PoolDescription {
     /// For a pool in an object store: its settings (absent for a local pool).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub store: Option<StoreSettings>,
+    /// For a local pool shared by a group (`pool init --group`): the
+    /// group's name. Absent: owner-only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
 }
 
 impl PoolDescription {
@@ -64,6 +69,7 @@ impl PoolDescription {
             created,
             chunking: settings.chunking,
             store,
+            group: settings.group.clone(),
         }
     }
 }
@@ -130,6 +136,10 @@ pub struct PoolSettings {
     /// PostgreSQL database that holds its catalog (`postgres://…`). None:
     /// an SQLite catalog.
     pub catalog: Option<String>,
+    /// For a local pool: the group whose members may use it too (its
+    /// directories 2770 with that group, its files 0660). None:
+    /// owner-only.
+    pub group: Option<String>,
 }
 
 /// An open pool.
@@ -161,6 +171,10 @@ impl Pool {
         if root.join(POOL_FILE).exists() {
             return Err(Error::PoolExists(root.to_path_buf()));
         }
+        let gid = match &settings.group {
+            Some(name) => Some(crate::private::group_id(name).at(root)?),
+            None => None,
+        };
         if root.exists() {
             let mut entries = fs::read_dir(root).at(root)?;
             if entries.next().is_some() {
@@ -170,7 +184,20 @@ impl Pool {
                 )));
             }
         }
-        crate::private::create_dir_all(root).at(root)?;
+        let access = match gid {
+            Some(_) => Access::Group,
+            None => Access::Owner,
+        };
+        crate::private::create_root(root, access, gid).map_err(|e| match gid {
+            Some(gid) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+                Error::InvalidArgument(format!(
+                    "cannot give {} to group {} (gid {gid}): only its members (and root) can",
+                    root.display(),
+                    settings.group.as_deref().unwrap_or_default()
+                ))
+            }
+            _ => Error::io(root, e),
+        })?;
         let objects = LocalDir::new(root)?;
         let catalog = Catalog::create(&root.join(CATALOG_FILE))?;
         let description = PoolDescription::new(&root.display().to_string(), settings, None);
@@ -252,17 +279,31 @@ impl Pool {
         self
     }
 
-    /// The first of this pool's local files that other users may open,
-    /// with its mode (a pool made by an older Shale, or changed by hand).
-    pub fn open_to_others(&self) -> Option<(PathBuf, u32)> {
-        crate::private::first_open(&self.root)
+    /// Who besides its owner may open the pool's local files.
+    pub fn access(&self) -> Access {
+        match (&self.description.group, &self.remote) {
+            (Some(_), None) => Access::Group,
+            _ => Access::Owner,
+        }
     }
 
-    /// Makes every local file of the pool (or of an object-store pool's
-    /// cache) owner-only; returns how many changed. Safe while mounts and
-    /// other commands use the pool.
-    pub fn fix_permissions(&self) -> Result<u64> {
-        crate::private::fix(&self.root).map_err(|e| Error::io(&self.root, e))
+    /// The first of this pool's local files that is more open than the
+    /// pool's description says, with its mode (a pool made by an older
+    /// Shale, or changed by hand).
+    pub fn open_to_others(&self) -> Option<(PathBuf, u32)> {
+        crate::private::first_open(&self.root, self.access())
+    }
+
+    /// Sets every local file of the pool (or of an object-store pool's
+    /// cache) to the modes its description says (owner-only, or its
+    /// group's), and a group pool's files to its group. Safe while mounts
+    /// and other commands use the pool.
+    pub fn fix_permissions(&self) -> Result<Fixed> {
+        let gid = match (&self.description.group, self.access()) {
+            (Some(name), Access::Group) => Some(crate::private::group_id(name).at(&self.root)?),
+            _ => None,
+        };
+        crate::private::fix(&self.root, self.access(), gid).map_err(|e| Error::io(&self.root, e))
     }
 
     /// The options it was opened with.
@@ -338,7 +379,14 @@ impl Pool {
         if cache.exists() {
             fs::remove_dir_all(&cache).at(&cache)?;
         }
-        crate::private::create_dir_all(&cache).at(&cache)?;
+        if settings.group.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "{name}: --group is for local pools; each user of an object-store pool keeps \
+                 a cache of their own (share one pool among users with a PostgreSQL catalog, \
+                 --catalog postgres://…)"
+            )));
+        }
+        crate::private::create_root(&cache, Access::Owner, None).at(&cache)?;
         crate::private::create_dir_all(&cache.join("tmp")).at(&cache)?;
         // Recorded for the record (and other machines' users): what this
         // pool was created with, given or from the environment.

@@ -66,12 +66,14 @@ fn io_err(e: shale_core::Error) -> std::io::Error {
 impl Upper {
     /// A new empty upper file at `path`.
     pub fn create(path: PathBuf) -> std::io::Result<Upper> {
-        let file = shale_core::private::file_options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)?;
+        let file = shale_core::private::open(
+            &path,
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create(true)
+                .truncate(true),
+        )?;
         Ok(Upper {
             file: Arc::new(file),
             path,

@@ -144,7 +144,22 @@ impl NativePool {
                 }
             })
             .map_err(to_py)?;
+        if let Some((path, mode)) = pool.open_to_others() {
+            let message = format!(
+                "{} is open to other users (mode {mode:04o}): run `shale pool fix-permissions` \
+                 or Pool.fix_permissions()",
+                path.display()
+            );
+            let category = py.get_type::<pyo3::exceptions::PyUserWarning>();
+            PyErr::warn(py, &category, &std::ffi::CString::new(message)?, 1)?;
+        }
         Ok(NativePool { pool })
+    }
+
+    /// Closes the pool's local files to everyone its description does not
+    /// name; returns `{"changed": N, "not_owned": M}`.
+    fn fix_permissions(&self, py: Python<'_>) -> PyResult<PyObject> {
+        run(py, || self.pool.fix_permissions())
     }
 
     /// The pool: its directory, or its URL for an object-store pool.

@@ -232,3 +232,19 @@ def test_delete_keeping_snapshots(pool, data_dir):
     assert pool.resolve("ds@s1")["id"] == snap["id"]
     with pytest.raises(shale.NameExistsError):
         pool.create_volume("ds")
+
+
+def test_loose_permissions_warn_and_are_fixed(tmp_path):
+    path = tmp_path / "pool"
+    shale.Pool(path).create_volume("v")
+    assert (path.stat().st_mode & 0o7777) == 0o700
+    os.chmod(path / "pool.json", 0o644)
+    with pytest.warns(UserWarning, match="fix-permissions"):
+        pool = shale.Pool(path)
+    assert pool.fix_permissions() == {"changed": 1, "not_owned": 0}
+    assert (path / "pool.json").stat().st_mode & 0o7777 == 0o600
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        shale.Pool(path)

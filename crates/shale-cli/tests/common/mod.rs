@@ -330,3 +330,57 @@ impl Drop for Tmpfs {
 pub fn fuse_usable() -> bool {
     Path::new("/dev/fuse").exists() && unsafe { libc::geteuid() } == 0
 }
+
+/// The user tests run other commands as: `nobody`.
+pub const NOBODY: u32 = 65534;
+
+/// `program args` run as user `uid` (and group `uid`) with `groups` as its
+/// only supplementary groups, through `setpriv`.
+pub fn as_user(uid: u32, groups: &[u32], program: &Path, args: &[&std::ffi::OsStr]) -> Output {
+    let mut c = Command::new("setpriv");
+    c.arg(format!("--reuid={uid}"))
+        .arg(format!("--regid={uid}"));
+    if groups.is_empty() {
+        c.arg("--clear-groups");
+    } else {
+        let list: Vec<String> = groups.iter().map(u32::to_string).collect();
+        c.arg(format!("--groups={}", list.join(",")));
+    }
+    c.arg(program).args(args).output().unwrap()
+}
+
+/// Every entry under `root` (and `root`), and those of them that user
+/// `uid` with `groups` could list (a directory) or read (a file).
+pub fn opened_by(uid: u32, groups: &[u32], root: &Path) -> (Vec<PathBuf>, Vec<PathBuf>) {
+    let mut all = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(p) = stack.pop() {
+        let Ok(md) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if md.is_dir() {
+            stack.extend(std::fs::read_dir(&p).unwrap().flatten().map(|e| e.path()));
+        } else if !md.is_file() {
+            continue;
+        }
+        all.push(p);
+    }
+    let opened = all
+        .iter()
+        .filter(|p| {
+            let tool = if p.is_dir() { "/bin/ls" } else { "/bin/cat" };
+            as_user(uid, groups, Path::new(tool), &[p.as_os_str()])
+                .status
+                .success()
+        })
+        .cloned()
+        .collect();
+    (all, opened)
+}
+
+/// Lets every user reach (not list) the test's directory, so what stops
+/// another user is the pool's own modes, not the temporary directory's.
+pub fn open_the_way(env: &Env) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+}

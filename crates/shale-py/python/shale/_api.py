@@ -56,6 +56,13 @@ class Pool:
         p = self._native.path
         return p if "://" in p else Path(p)
 
+    def fix_permissions(self) -> Dict[str, int]:
+        """Closes the pool's local files (or an object-store pool's cache) to
+        everyone its description does not name, as ``shale pool
+        fix-permissions`` does; safe while the pool is in use. Returns
+        ``{"changed": N, "not_owned": M}``."""
+        return self._native.fix_permissions()
+
     # -- volumes ---------------------------------------------------------
     def volume(self, name: str) -> "Volume":
         """An existing volume (``VolumeNotFoundError`` if there is none)."""

@@ -80,12 +80,14 @@ struct GcLock(#[allow(dead_code)] File);
 impl GcLock {
     fn take(pool: &Pool) -> Result<GcLock> {
         let path = pool.root().join("gc.lock");
-        let file = crate::private::file_options()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .at(&path)?;
+        let file = crate::private::open(
+            &path,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true),
+        )
+        .at(&path)?;
         // SAFETY: flock on a descriptor we own.
         if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
             return Err(Error::InvalidArgument(format!(

@@ -426,11 +426,11 @@ impl BlobWriter {
             std::process::id(),
             hex::encode(&self.nonce[..6])
         ));
-        let file = crate::private::file_options()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| Error::io(&path, e))?;
+        let file = crate::private::open(
+            &path,
+            std::fs::OpenOptions::new().write(true).create_new(true),
+        )
+        .map_err(|e| Error::io(&path, e))?;
         let mut file = BufWriter::with_capacity(64 << 10, file);
         file.write_all(&pack::header())
             .map_err(|e| Error::io(&path, e))?;

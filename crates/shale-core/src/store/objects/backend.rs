@@ -46,12 +46,15 @@ pub fn backend(location: &StoreLocation, options: &StoreOptions) -> Result<Arc<d
         |e: object_store::Error| Error::InvalidArgument(format!("{}: {e}", location.url()));
     Ok(match location.kind {
         StoreKind::S3 => {
-            check_s3_credentials(location, options)?;
-            Arc::new(
-                s3_builder(location, options, retry)
-                    .build()
-                    .map_err(invalid)?,
-            )
+            let from_file = super::credentials::from_file(options)?;
+            check_s3_credentials(location, options, !from_file.is_empty())?;
+            let mut builder = s3_builder(location, options, retry);
+            for (k, v) in from_file {
+                if let Ok(key) = k.to_ascii_lowercase().parse() {
+                    builder = builder.with_config(key, v);
+                }
+            }
+            Arc::new(builder.build().map_err(invalid)?)
         }
         StoreKind::Gcs => gcs(location, options, retry).map_err(invalid)?,
         StoreKind::Azure => azure(location, options, retry).map_err(invalid)?,
@@ -142,11 +145,15 @@ const S3_CREDENTIALS: [&str; 4] = [
 /// or when [`StoreOptions::no_instance_metadata`] says so. Otherwise the
 /// request would go there and fail with a cryptic `403 Forbidden` (or hang
 /// off the cloud).
-fn check_s3_credentials(location: &StoreLocation, options: &StoreOptions) -> Result<()> {
+fn check_s3_credentials(
+    location: &StoreLocation,
+    options: &StoreOptions,
+    from_file: bool,
+) -> Result<()> {
     let custom = location.endpoint.is_some()
         || options.get("AWS_ENDPOINT_URL").is_some()
         || options.get("AWS_ENDPOINT").is_some();
-    let given = S3_CREDENTIALS.iter().any(|k| options.get(k).is_some());
+    let given = from_file || S3_CREDENTIALS.iter().any(|k| options.get(k).is_some());
     if given || !(custom || options.no_instance_metadata) {
         return Ok(());
     }
@@ -155,10 +162,16 @@ fn check_s3_credentials(location: &StoreLocation, options: &StoreOptions) -> Res
     } else {
         "the instance-metadata service is not asked (--no-instance-metadata)"
     };
+    let file = match &options.credentials_file {
+        Some(p) => p.display().to_string(),
+        None => "~/.aws/credentials".into(),
+    };
     Err(Error::InvalidArgument(format!(
-        "{}: no credentials for the object store ({why}): set AWS_ACCESS_KEY_ID and \
-         AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), or \
-         AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN",
+        "{}: no credentials for the object store ({why}). Give them in the environment \
+         (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, with AWS_SESSION_TOKEN for temporary \
+         ones; or AWS_WEB_IDENTITY_TOKEN_FILE with AWS_ROLE_ARN), or as a profile in the \
+         credentials file {file} (mode 0600; [default], or the one AWS_PROFILE names; \
+         AWS_SHARED_CREDENTIALS_FILE names another file)",
         location.url()
     )))
 }

@@ -232,11 +232,11 @@ impl ObjectStore for LocalDir {
             std::process::id(),
             key.replace('/', "_")
         ));
-        let mut file = crate::private::file_options()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .at(&tmp)?;
+        let mut file = crate::private::open(
+            &tmp,
+            std::fs::OpenOptions::new().write(true).create_new(true),
+        )
+        .at(&tmp)?;
         let written = file.write_all(data).and_then(|_| file.sync_all());
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);

@@ -7,6 +7,7 @@
 
 mod backend;
 mod bucket;
+mod credentials;
 mod local;
 mod location;
 mod memory;
