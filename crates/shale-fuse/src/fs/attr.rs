@@ -120,7 +120,9 @@ pub(super) fn statfs(st: &State, ino: u64, reply: ReplyStatfs) {
         // A volume with a quota looks like a disk of that size.
         let blocks = quota.div_ceil(4096);
         let free = quota.saturating_sub(used) / 4096;
-        return reply.statfs(blocks, free, free, files, u32::MAX as u64, 4096, 255, 4096);
+        // Inodes: those in use, and as many again as anyone could make.
+        let spare = u32::MAX as u64;
+        return reply.statfs(blocks, free, free, files + spare, spare, 4096, 255, 4096);
     }
     match statvfs(st.pool.root()) {
         Some(s) => reply.statfs(
