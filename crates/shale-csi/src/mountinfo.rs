@@ -9,12 +9,19 @@ use nix::mount::{MntFlags, MsFlags};
 /// A mount of this process's mount namespace.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Mount {
-    /// File system type (`fuse.shale` for a Shale mount).
+    /// File system type (`fuse` for a Shale mount).
     pub fs_type: String,
     /// Its source (a Shale mount's names its volume).
     pub source: String,
     /// Whether it is mounted read-only.
     pub read_only: bool,
+}
+
+impl Mount {
+    /// Whether it is a Shale mount (a FUSE file system named `shale:POOL`).
+    pub fn is_shale(&self) -> bool {
+        self.fs_type.starts_with("fuse") && self.source.starts_with("shale:")
+    }
 }
 
 /// Undoes mountinfo's octal escapes (`\040` for a space).

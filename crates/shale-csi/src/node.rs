@@ -78,7 +78,7 @@ impl NodeService {
         let config = self.pools.config(&id.pool)?;
         if let Some(m) = mountinfo::at(staging).map_err(io_status)? {
             if !mountinfo::is_stale(staging) {
-                if m.fs_type != "fuse.shale" {
+                if !m.is_shale() {
                     return Err(Status::already_exists(format!(
                         "{} holds another mount ({})",
                         staging.display(),
@@ -140,13 +140,18 @@ impl NodeService {
     /// Bind-mounts the staged volume into `target`.
     fn publish(&self, staging: &Path, target: &Path, read_only: bool) -> Result<(), Status> {
         match mountinfo::at(staging).map_err(io_status)? {
-            Some(m) if m.fs_type == "fuse.shale" && !mountinfo::is_stale(staging) => {}
+            Some(m) if m.is_shale() && !mountinfo::is_stale(staging) => {}
             _ => {
                 return Err(Status::failed_precondition(format!(
                     "the volume is not staged at {}",
                     staging.display()
                 )))
             }
+        }
+        if mountinfo::at(target).map_err(io_status)?.is_some() && mountinfo::is_stale(target) {
+            // Bound to a mount whose server is gone (staged again since).
+            tracing::warn!(path = %target.display(), "detaching a stale mount");
+            mountinfo::unmount(target, true).map_err(io_status)?;
         }
         if let Some(m) = mountinfo::at(target).map_err(io_status)? {
             if m.read_only != read_only {
