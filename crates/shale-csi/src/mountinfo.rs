@@ -73,7 +73,9 @@ pub fn at(path: &Path) -> io::Result<Option<Mount>> {
 
 /// Whether a mount at `path` lost its server (a FUSE server gone).
 pub fn is_stale(path: &Path) -> bool {
-    matches!(std::fs::metadata(path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+    // Opening the directory asks the server (attributes may come from the
+    // kernel's cache without asking).
+    matches!(std::fs::read_dir(path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
 }
 
 /// Bind-mounts `from` on `to`, read-only if asked.
