@@ -53,4 +53,4 @@ rm -rf target/wheels
 VIRTUAL_ENV="$VENV" "$VENV/bin/maturin" build --quiet --profile dev \
   -m crates/shale-py/Cargo.toml -o target/wheels
 uv pip install -q --python "$PY" --reinstall --no-deps target/wheels/shale-*.whl
-"$PY" -m pytest -q -rs crates/shale-py/tests
+"$PY" -m pytest -q -rs crates/shale-py/tests deploy/tests
