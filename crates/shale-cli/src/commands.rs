@@ -77,28 +77,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             chunk_size,
             catalog,
             group,
-        }) => {
-            let spec = match path {
-                Some(p) => with_endpoint(cli, PoolSpec::parse(p.as_os_str())?)?,
-                None => pool_spec(cli)?,
-            };
-            let chunking = ChunkParams::new(parse_size(chunk_size)?)?;
-            let settings = PoolSettings {
-                chunking,
-                catalog: catalog.clone(),
-                group: group.clone(),
-            };
-            let pool = Pool::init_spec(&spec, &settings, &cli.options)?;
-            pool.sync_catalog()?;
-            if cli.json {
-                print_json(
-                    &json!({"path": pool.name(), "id": pool.description().id, "version": pool.description().version}),
-                );
-            } else if !cli.quiet {
-                println!("created pool at {}", pool.name());
-            }
-            Ok(())
-        }
+        }) => pool_init(cli, path.as_deref(), chunk_size, catalog, group),
         Command::Pool(PoolCmd::Attach) => {
             let PoolSpec::Store(location) = pool_spec(cli)? else {
                 anyhow::bail!("`pool attach` is for object-store pools (--pool s3://BUCKET/PREFIX); a local pool is used where it is");
@@ -112,33 +91,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             Ok(())
         }
         Command::Pool(PoolCmd::Info) => pool_info(cli),
-        Command::Pool(PoolCmd::FixPermissions) => {
-            let pool = Pool::open_spec(&pool_spec(cli)?, &cli.options)?;
-            let fixed = pool.fix_permissions()?;
-            if cli.json {
-                print_json(
-                    &json!({"path": pool.root(), "changed": fixed.changed, "not_owned": fixed.not_owned}),
-                );
-            } else if !cli.quiet {
-                let whose = match &pool.description().group {
-                    Some(g) => format!("its owner and group {g}"),
-                    None => "owner-only".into(),
-                };
-                println!(
-                    "{} entries made {whose} under {}",
-                    fixed.changed,
-                    pool.root().display()
-                );
-            }
-            if fixed.not_owned > 0 {
-                eprintln!(
-                    "shale: warning: {} entries belong to other users and were left as they are: \
-                     they (or root) can run `shale pool fix-permissions`",
-                    fixed.not_owned
-                );
-            }
-            Ok(())
-        }
+        Command::Pool(PoolCmd::FixPermissions) => fix_permissions(cli),
         Command::Volume(cmd) => crate::volume::volume(cli, cmd),
         Command::Snapshot(cmd) => crate::volume::snapshot(cli, cmd),
         Command::Diff(args) => diff(cli, args),
@@ -152,6 +105,65 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Mirror(cmd) => crate::mirror::mirror(cli, cmd),
         Command::Scan(args) => crate::sync::scan(cli, args),
     }
+}
+
+/// `pool init`.
+fn pool_init(
+    cli: &Cli,
+    path: Option<&std::path::Path>,
+    chunk_size: &str,
+    catalog: &Option<String>,
+    group: &Option<String>,
+) -> Result<()> {
+    let spec = match path {
+        Some(p) => with_endpoint(cli, PoolSpec::parse(p.as_os_str())?)?,
+        None => pool_spec(cli)?,
+    };
+    let chunking = ChunkParams::new(parse_size(chunk_size)?)?;
+    let settings = PoolSettings {
+        chunking,
+        catalog: catalog.clone(),
+        group: group.clone(),
+    };
+    let pool = Pool::init_spec(&spec, &settings, &cli.options)?;
+    pool.sync_catalog()?;
+    if cli.json {
+        print_json(
+            &json!({"path": pool.name(), "id": pool.description().id, "version": pool.description().version}),
+        );
+    } else if !cli.quiet {
+        println!("created pool at {}", pool.name());
+    }
+    Ok(())
+}
+
+/// `pool fix-permissions`.
+fn fix_permissions(cli: &Cli) -> Result<()> {
+    let pool = Pool::open_spec(&pool_spec(cli)?, &cli.options)?;
+    let fixed = pool.fix_permissions()?;
+    if cli.json {
+        print_json(
+            &json!({"path": pool.root(), "changed": fixed.changed, "not_owned": fixed.not_owned}),
+        );
+    } else if !cli.quiet {
+        let whose = match &pool.description().group {
+            Some(g) => format!("its owner and group {g}"),
+            None => "owner-only".into(),
+        };
+        println!(
+            "{} entries made {whose} under {}",
+            fixed.changed,
+            pool.root().display()
+        );
+    }
+    if fixed.not_owned > 0 {
+        eprintln!(
+            "shale: warning: {} entries belong to other users and were left as they are: \
+             they (or root) can run `shale pool fix-permissions`",
+            fixed.not_owned
+        );
+    }
+    Ok(())
 }
 
 fn ratio(a: u64, b: u64) -> f64 {

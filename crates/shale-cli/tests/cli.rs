@@ -677,20 +677,7 @@ fn pool_files_are_owner_only_whatever_the_umask() {
     for umask in ["000", "022"] {
         let env = Env::new();
         write(&env.path("src/a.txt"), b"private data");
-        let shale = assert_cmd::cargo::cargo_bin("shale");
-        let under_umask = |args: &[&str]| {
-            let mut cmd = std::process::Command::new("sh");
-            cmd.arg("-c")
-                .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-                .arg(&shale);
-            env.apply(&mut cmd);
-            let out = cmd.args(args).output().unwrap();
-            assert!(
-                out.status.success(),
-                "{args:?}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        };
+        let under_umask = |args: &[&str]| env.ok_under_umask(umask, args);
         under_umask(&["volume", "create", "v", "--from", &env.s("src")]);
         under_umask(&["snapshot", "create", "v", "s"]);
         under_umask(&["volume", "export", "v", &env.s("out")]);

@@ -1096,20 +1096,7 @@ fn other_users_reach_files_only_through_the_mount_by_their_modes() {
 /// has packs, a catalog, an overlay file and a mount log; runs `check`
 /// on the pool's directory while all of that exists.
 fn with_a_busy_pool(env: &Env, umask: &str, init: &[&str], check: impl FnOnce(&Path)) {
-    let shale = assert_cmd::cargo::cargo_bin("shale");
-    let under_umask = |args: &[&str]| {
-        let mut cmd = std::process::Command::new("sh");
-        cmd.arg("-c")
-            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
-            .arg(&shale);
-        env.apply(&mut cmd);
-        let out = cmd.args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "{args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let under_umask = |args: &[&str]| env.ok_under_umask(umask, args);
     write(&env.path("src/data.bin"), &noise(7, 300_000));
     if !init.is_empty() {
         under_umask(init);

@@ -19,6 +19,7 @@ pub mod lineage;
 pub mod mountinfo;
 pub mod node;
 pub mod pools;
+pub mod provision;
 pub mod space;
 pub mod status;
 

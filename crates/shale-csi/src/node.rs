@@ -295,22 +295,22 @@ impl Node for NodeService {
         let req = request.into_inner();
         let id = Id::parse(&req.volume_id, self.pools.default_name(), "volume id")?;
         let path = path_arg(&req.volume_path, "volume path")?;
-        let pools = self.pools.clone();
-        let capacity = blocking(move || {
-            if !path.exists() {
-                return Err(Status::not_found(format!(
-                    "{} does not exist",
-                    path.display()
-                )));
-            }
-            let v = pools
-                .get(&id.pool)?
-                .volume_info(&id.volume)
-                .map_err(crate::status::status)?;
-            // The mount shows the volume's quota as its size at once.
-            Ok(v.quota.unwrap_or(0) as i64)
-        })
-        .await?;
+        if !path.exists() {
+            return Err(Status::not_found(format!(
+                "{} does not exist",
+                path.display()
+            )));
+        }
+        let capacity = self
+            .pools
+            .run(id.pool.clone(), move |pool| {
+                let v = pool
+                    .volume_info(&id.volume)
+                    .map_err(crate::status::status)?;
+                // The mount shows the volume's quota as its size at once.
+                Ok(v.quota.unwrap_or(0) as i64)
+            })
+            .await?;
         Ok(Response::new(csi::NodeExpandVolumeResponse {
             capacity_bytes: capacity,
         }))

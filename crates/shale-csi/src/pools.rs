@@ -87,6 +87,17 @@ impl Pools {
         self.configs.iter().map(|c| c.name.clone()).collect()
     }
 
+    /// Runs `f` on pool `name` on a blocking thread (pool operations wait
+    /// on disks, stores and catalogs).
+    pub async fn run<T: Send + 'static>(
+        self: &Arc<Self>,
+        name: String,
+        f: impl FnOnce(&Pool) -> Result<T, Status> + Send + 'static,
+    ) -> Result<T, Status> {
+        let pools = self.clone();
+        crate::status::blocking(move || f(&*pools.get(&name)?)).await
+    }
+
     /// The options pools are opened with.
     pub fn options(&self) -> &PoolOptions {
         &self.options

@@ -121,6 +121,22 @@ impl Env {
         c.arg("--pool").arg(self.pool_arg());
     }
 
+    /// `shale args` on the pool under umask `umask`; fails the test if it
+    /// fails.
+    pub fn ok_under_umask(&self, umask: &str, args: &[&str]) {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("umask {umask} && exec \"$0\" \"$@\""))
+            .arg(assert_cmd::cargo::cargo_bin("shale"));
+        self.apply(&mut cmd);
+        let out = cmd.args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
     /// `shale --pool POOL`.
     pub fn command(&self) -> Command {
         let mut c = Command::new(assert_cmd::cargo::cargo_bin("shale"));
