@@ -24,6 +24,12 @@ struct Args {
     /// `default`); repeat for several. The first is the default one.
     #[arg(long = "pool", required = true, value_name = "NAME=PATH|URL")]
     pools: Vec<String>,
+    /// With --mode controller or all: create the default pool, if it is
+    /// an object-store pool that does not exist yet, with its catalog in
+    /// this PostgreSQL database (postgres://USER@HOST[:PORT]/DB; the
+    /// password from PGPASSWORD).
+    #[arg(long, value_name = "URL", env = "SHALE_CSI_CATALOG")]
+    catalog: Option<String>,
     /// The `shale` binary that runs mounts [default: `shale` beside this
     /// binary, else on PATH].
     #[arg(long, value_name = "PATH")]
@@ -65,7 +71,12 @@ fn run(args: Args) -> anyhow::Result<()> {
         socket: shale_csi::socket_path(&args.endpoint).map_err(anyhow::Error::msg)?,
         node_id: args.node_id,
         mode: args.mode,
-        pools: Arc::new(Pools::new(configs, options)),
+        pools: Arc::new(
+            Pools::new(configs, options).creating_with(
+                args.catalog
+                    .filter(|c| !c.is_empty() && args.mode != Mode::Node),
+            ),
+        ),
         shale: args.shale.unwrap_or_else(shale_binary),
     };
     tokio::runtime::Builder::new_multi_thread()

@@ -42,6 +42,9 @@ pub struct Pools {
     configs: Vec<PoolConfig>,
     options: PoolOptions,
     open: Mutex<HashMap<String, Arc<Pool>>>,
+    /// For the default pool, when it is in an object store: the PostgreSQL
+    /// catalog to create it with if it does not exist yet (`--catalog`).
+    create_with: Option<String>,
 }
 
 impl Pools {
@@ -51,7 +54,16 @@ impl Pools {
             configs,
             options,
             open: Mutex::new(HashMap::new()),
+            create_with: None,
         }
+    }
+
+    /// These pools, the default one created with the PostgreSQL catalog
+    /// `url` when it is an object-store pool that does not exist yet (the
+    /// controller does so; node plugins wait for it).
+    pub fn creating_with(mut self, url: Option<String>) -> Pools {
+        self.create_with = url;
+        self
     }
 
     /// The default pool's name.
@@ -77,7 +89,34 @@ impl Pools {
             return Ok(p.clone());
         }
         let spec = PoolSpec::parse(std::ffi::OsStr::new(&config.spec)).map_err(status)?;
-        let pool = Arc::new(Pool::open_or_init_spec(&spec, &self.options).map_err(status)?);
+        let pool = match Pool::open_or_init_spec(&spec, &self.options) {
+            Err(shale_core::Error::NoPool(_)) => {
+                let catalog = self
+                    .create_with
+                    .as_ref()
+                    .filter(|_| name == self.default_name())
+                    .ok_or_else(|| {
+                        Status::unavailable(format!(
+                            "pool {name} ({}) does not exist yet: create it with `shale pool init`, \
+                             or give the controller --catalog",
+                            config.spec
+                        ))
+                    })?;
+                let settings = shale_core::pool::PoolSettings {
+                    catalog: Some(catalog.clone()),
+                    ..Default::default()
+                };
+                tracing::info!(pool = %config.spec, "creating the pool");
+                match Pool::init_spec(&spec, &settings, &self.options) {
+                    // Made meanwhile by another controller.
+                    Err(shale_core::Error::PoolExists(_)) => Pool::open_spec(&spec, &self.options),
+                    other => other,
+                }
+                .map_err(status)?
+            }
+            other => other.map_err(status)?,
+        };
+        let pool = Arc::new(pool);
         let mut open = self.open.lock().unwrap();
         Ok(open.entry(name.to_string()).or_insert(pool).clone())
     }

@@ -292,13 +292,11 @@ async fn the_kubelet_sequence_across_two_nodes_on_an_object_store() {
         ));
         env
     };
-    shale(
-        &url,
-        &cache("admin"),
-        &["pool", "init", "--catalog", &pg.url],
-    );
+    // The first driver creates the pool (the chart's `catalog` value).
     let pools = [format!("main={url}")];
-    let a = Driver::start(dir.path(), "node-a", &pools, &cache("node-a"));
+    let mut env_a = cache("node-a");
+    env_a.push(("SHALE_CSI_CATALOG".into(), pg.url.clone()));
+    let a = Driver::start(dir.path(), "node-a", &pools, &env_a);
     let b = Driver::start(dir.path(), "node-b", &pools, &cache("node-b"));
     let (_, ctl, node_a) = a.clients().await;
     let (_, _, node_b) = b.clients().await;
