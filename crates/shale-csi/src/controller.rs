@@ -154,7 +154,7 @@ impl Controller for ControllerService {
         request: Request<csi::ValidateVolumeCapabilitiesRequest>,
     ) -> Result<Response<csi::ValidateVolumeCapabilitiesResponse>, Status> {
         let req = request.into_inner();
-        let id = Id::parse(&req.volume_id, self.pools.default_name(), "volume id")?;
+        let id = Id::find(&req.volume_id, self.pools.default_name(), "volume id")?;
         if req.volume_capabilities.is_empty() {
             return Err(Status::invalid_argument("volume capabilities are missing"));
         }
@@ -279,7 +279,7 @@ impl Controller for ControllerService {
         }
         shale_core::names::check_name(&req.name)
             .map_err(|e| Status::invalid_argument(e.to_string()))?;
-        let source = Id::parse(
+        let source = Id::find(
             &req.source_volume_id,
             self.pools.default_name(),
             "source volume id",
@@ -328,12 +328,16 @@ impl Controller for ControllerService {
         request: Request<csi::DeleteSnapshotRequest>,
     ) -> Result<Response<csi::DeleteSnapshotResponse>, Status> {
         let req = request.into_inner();
-        let id = Id::parse(&req.snapshot_id, self.pools.default_name(), "snapshot id")?;
-        let Some(snap) = id.snapshot.clone() else {
-            return Err(Status::invalid_argument(format!(
-                "{} is a volume id, not a snapshot id",
-                req.snapshot_id
-            )));
+        if req.snapshot_id.is_empty() {
+            return Err(Status::invalid_argument("snapshot id is missing"));
+        }
+        // An id that cannot be one of our snapshots names one that is gone.
+        let parsed = Id::parse(&req.snapshot_id, self.pools.default_name(), "snapshot id");
+        let Some((id, snap)) = parsed
+            .ok()
+            .and_then(|id| id.snapshot.clone().map(|s| (id, s)))
+        else {
+            return Ok(Response::new(csi::DeleteSnapshotResponse {}));
         };
         if self.pools.config(&id.pool).is_err() {
             return Ok(Response::new(csi::DeleteSnapshotResponse {}));
@@ -413,7 +417,7 @@ impl Controller for ControllerService {
         request: Request<csi::ControllerExpandVolumeRequest>,
     ) -> Result<Response<csi::ControllerExpandVolumeResponse>, Status> {
         let req = request.into_inner();
-        let id = Id::parse(&req.volume_id, self.pools.default_name(), "volume id")?;
+        let id = Id::find(&req.volume_id, self.pools.default_name(), "volume id")?;
         if id.snapshot.is_some() {
             return Err(Status::invalid_argument("a snapshot cannot grow"));
         }

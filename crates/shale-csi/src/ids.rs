@@ -52,6 +52,19 @@ impl Id {
         })
     }
 
+    /// Parses the id of something to look up: as [`Id::parse`], but an id
+    /// that cannot be one of ours names nothing there is (NOT_FOUND); an
+    /// empty one is still INVALID_ARGUMENT.
+    pub fn find(id: &str, default_pool: &str, what: &str) -> Result<Id, Status> {
+        Id::parse(id, default_pool, what).map_err(|s| {
+            if id.is_empty() {
+                s
+            } else {
+                Status::not_found(format!("no {what} {id:?} here"))
+            }
+        })
+    }
+
     /// `VOLUME` or `VOLUME@SNAPSHOT`, as Shale names it.
     pub fn spec(&self) -> String {
         match &self.snapshot {

@@ -43,6 +43,24 @@ fn path_arg(path: &str, what: &str) -> Result<PathBuf, Status> {
     Ok(PathBuf::from(path))
 }
 
+/// A volume path to look at (stats, expansion): present, and existing
+/// (NOT_FOUND otherwise); nothing is created or mounted there.
+fn existing_path(path: &str) -> Result<PathBuf, Status> {
+    if path.is_empty() {
+        return Err(Status::invalid_argument("volume path is missing"));
+    }
+    let path = PathBuf::from(path);
+    match std::fs::symlink_metadata(&path) {
+        Ok(_) => Ok(path),
+        // A mount whose server is gone: there, and abnormal.
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => Ok(path),
+        Err(_) => Err(Status::not_found(format!(
+            "no volume at {}",
+            path.display()
+        ))),
+    }
+}
+
 /// The volume capability of a request, checked.
 fn capability(cap: Option<&csi::VolumeCapability>) -> Result<&csi::VolumeCapability, Status> {
     let cap = cap.ok_or_else(|| Status::invalid_argument("volume capability is missing"))?;
@@ -281,8 +299,8 @@ impl Node for NodeService {
         request: Request<csi::NodeGetVolumeStatsRequest>,
     ) -> Result<Response<csi::NodeGetVolumeStatsResponse>, Status> {
         let req = request.into_inner();
-        Id::parse(&req.volume_id, self.pools.default_name(), "volume id")?;
-        let path = path_arg(&req.volume_path, "volume path")?;
+        Id::find(&req.volume_id, self.pools.default_name(), "volume id")?;
+        let path = existing_path(&req.volume_path)?;
         blocking(move || volume_stats(&path))
             .await
             .map(Response::new)
@@ -293,14 +311,8 @@ impl Node for NodeService {
         request: Request<csi::NodeExpandVolumeRequest>,
     ) -> Result<Response<csi::NodeExpandVolumeResponse>, Status> {
         let req = request.into_inner();
-        let id = Id::parse(&req.volume_id, self.pools.default_name(), "volume id")?;
-        let path = path_arg(&req.volume_path, "volume path")?;
-        if !path.exists() {
-            return Err(Status::not_found(format!(
-                "{} does not exist",
-                path.display()
-            )));
-        }
+        let id = Id::find(&req.volume_id, self.pools.default_name(), "volume id")?;
+        existing_path(&req.volume_path)?;
         let capacity = self
             .pools
             .run(id.pool.clone(), move |pool| {

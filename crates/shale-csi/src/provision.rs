@@ -79,19 +79,19 @@ pub fn snapshot(pool: &str, s: &SnapshotReport) -> csi::Snapshot {
 pub fn source_spec(source: &csi::VolumeContentSource, default_pool: &str) -> Result<Id, Status> {
     match &source.r#type {
         Some(Source::Snapshot(SnapshotSource { snapshot_id })) => {
-            let id = Id::parse(snapshot_id, default_pool, "snapshot id")?;
+            let id = Id::find(snapshot_id, default_pool, "snapshot id")?;
             if id.snapshot.is_none() {
-                return Err(Status::invalid_argument(format!(
-                    "{snapshot_id:?} is a volume id, not a snapshot id"
+                return Err(Status::not_found(format!(
+                    "no snapshot {snapshot_id:?} (that is a volume id)"
                 )));
             }
             Ok(id)
         }
         Some(Source::Volume(VolumeSource { volume_id })) => {
-            let id = Id::parse(volume_id, default_pool, "volume id")?;
+            let id = Id::find(volume_id, default_pool, "volume id")?;
             if id.snapshot.is_some() {
-                return Err(Status::invalid_argument(format!(
-                    "{volume_id:?} is a snapshot id, not a volume id"
+                return Err(Status::not_found(format!(
+                    "no volume {volume_id:?} (that is a snapshot id)"
                 )));
             }
             Ok(id)

@@ -303,11 +303,14 @@ async fn snapshots_list_filter_page_and_outlive_their_volume() {
             .await,
         Code::NotFound,
     );
-    assert_code(
-        ctl.create_volume(from_snapshot("pvc-d", "main/pvc-a"))
-            .await,
-        Code::InvalidArgument,
-    );
+    // A source that is not a snapshot id names no snapshot.
+    for not_a_snapshot in ["main/pvc-a", "non-existing-snapshot-id", "x/../y"] {
+        assert_code(
+            ctl.create_volume(from_snapshot("pvc-d", not_a_snapshot))
+                .await,
+            Code::NotFound,
+        );
+    }
 
     // Delete: idempotent.
     for _ in 0..2 {
@@ -323,6 +326,13 @@ async fn snapshots_list_filter_page_and_outlive_their_volume() {
             .await,
         Code::InvalidArgument,
     );
+    // An id that cannot be one of ours names a snapshot that is gone.
+    ctl.delete_snapshot(csi::DeleteSnapshotRequest {
+        snapshot_id: "non-existing-snapshot-id".into(),
+        secrets: Default::default(),
+    })
+    .await
+    .unwrap();
     let left = ids(ctl
         .list_snapshots(list(0, "", "", ""))
         .await
@@ -528,5 +538,13 @@ async fn node_calls_check_their_arguments() {
         volume_path: dir.path().join("nowhere").display().to_string(),
         staging_target_path: String::new(),
     };
-    assert_code(node.node_get_volume_stats(stats).await, Code::NotFound);
+    assert_code(
+        node.node_get_volume_stats(stats.clone()).await,
+        Code::NotFound,
+    );
+    let relative = csi::NodeGetVolumeStatsRequest {
+        volume_path: "some/path".into(),
+        ..stats
+    };
+    assert_code(node.node_get_volume_stats(relative).await, Code::NotFound);
 }
