@@ -8,7 +8,7 @@
 # file readable in the pod from the CreateVolume call; and `cp -a` of the
 # same set, cold (page cache dropped) and warm. Needs root and fuse3.
 #
-#   cargo build --release -p shale-cli -p shale-csi --example csi_bench
+#   cargo build --release -p shale-cli -p shale-csi && cargo build --release -p shale-csi --example csi_bench
 #   bench/csi.sh [--rounds R]          # writes bench/results/CSI.md
 set -euo pipefail
 
@@ -60,7 +60,8 @@ for set in images tree; do
   esac
   files=$(find "$WORK/ds-$set" -type f | wc -l)
   size=$(du -sh "$WORK/ds-$set" | cut -f1)
-  first=$(cd "$WORK/ds-$set" && find . -type f -size +0 | sort | head -1 | sed 's|^\./||')
+  first=$(cd "$WORK/ds-$set" && find . -type f -size +0 -print -quit)
+  first=${first#./}
   pool=$WORK/pool-$set
   "$BIN/shale" --pool "$pool" -q volume create data --from "$WORK/ds-$set"
 
@@ -76,7 +77,8 @@ for set in images tree; do
   for r in $(seq "$ROUNDS"); do
     rm -rf "$WORK/copy"; drop
     t=$(now); cp -a "$WORK/ds-$set" "$WORK/copy"; sync; cold+=("$(echo "$(now) - $t" | bc)")
-    rm -rf "$WORK/copy"; cat "$(find "$WORK/ds-$set" -type f | head -1)" >/dev/null
+    rm -rf "$WORK/copy"; find "$WORK/ds-$set" -type f -exec cat {} + >/dev/null   # all in the page cache
+    sync
     t=$(now); cp -a "$WORK/ds-$set" "$WORK/copy"; sync; warm+=("$(echo "$(now) - $t" | bc)")
   done
   rm -rf "$WORK/copy"

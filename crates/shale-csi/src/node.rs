@@ -91,33 +91,18 @@ fn shale(bin: &Path, args: &[&std::ffi::OsStr]) -> Result<(), Status> {
 
 impl NodeService {
     /// Mounts `id` at `staging` (read-only if asked) unless a live mount of
-    /// it is there; a stale one (its server gone) is detached first.
+    /// it is there.
     fn stage(&self, id: &Id, staging: &Path, read_only: bool) -> Result<(), Status> {
         let config = self.pools.config(&id.pool)?;
-        if let Some(m) = mountinfo::at(staging).map_err(io_status)? {
-            if !mountinfo::is_stale(staging) {
-                if !m.is_shale() {
-                    return Err(Status::already_exists(format!(
-                        "{} holds another mount ({})",
-                        staging.display(),
-                        m.fs_type
-                    )));
-                }
-                if m.read_only != read_only {
-                    return Err(Status::already_exists(format!(
-                        "{} is staged {} already",
-                        staging.display(),
-                        if m.read_only {
-                            "read-only"
-                        } else {
-                            "read-write"
-                        }
-                    )));
-                }
-                return Ok(());
+        if let Some(m) = live_mount(staging)? {
+            if !m.is_shale() {
+                return Err(Status::already_exists(format!(
+                    "{} holds another mount ({})",
+                    staging.display(),
+                    m.fs_type
+                )));
             }
-            tracing::warn!(path = %staging.display(), "detaching a stale mount");
-            mountinfo::unmount(staging, true).map_err(io_status)?;
+            return same_access(&m, staging, read_only);
         }
         std::fs::create_dir_all(staging).map_err(io_status)?;
         let spec = id.spec();
@@ -137,11 +122,8 @@ impl NodeService {
 
     /// Unmounts what is at `staging`, committing it.
     fn unstage(&self, id: &Id, staging: &Path) -> Result<(), Status> {
-        if mountinfo::at(staging).map_err(io_status)?.is_none() {
+        if live_mount(staging)?.is_none() {
             return Ok(());
-        }
-        if mountinfo::is_stale(staging) {
-            return mountinfo::unmount(staging, true).map_err(io_status);
         }
         let config = self.pools.config(&id.pool)?;
         shale(
@@ -157,33 +139,14 @@ impl NodeService {
 
     /// Bind-mounts the staged volume into `target`.
     fn publish(&self, staging: &Path, target: &Path, read_only: bool) -> Result<(), Status> {
-        match mountinfo::at(staging).map_err(io_status)? {
-            Some(m) if m.is_shale() && !mountinfo::is_stale(staging) => {}
-            _ => {
-                return Err(Status::failed_precondition(format!(
-                    "the volume is not staged at {}",
-                    staging.display()
-                )))
-            }
+        if !live_mount(staging)?.is_some_and(|m| m.is_shale()) {
+            return Err(Status::failed_precondition(format!(
+                "the volume is not staged at {}",
+                staging.display()
+            )));
         }
-        if mountinfo::at(target).map_err(io_status)?.is_some() && mountinfo::is_stale(target) {
-            // Bound to a mount whose server is gone (staged again since).
-            tracing::warn!(path = %target.display(), "detaching a stale mount");
-            mountinfo::unmount(target, true).map_err(io_status)?;
-        }
-        if let Some(m) = mountinfo::at(target).map_err(io_status)? {
-            if m.read_only != read_only {
-                return Err(Status::already_exists(format!(
-                    "{} is published {} already",
-                    target.display(),
-                    if m.read_only {
-                        "read-only"
-                    } else {
-                        "read-write"
-                    }
-                )));
-            }
-            return Ok(());
+        if let Some(m) = live_mount(target)? {
+            return same_access(&m, target, read_only);
         }
         std::fs::create_dir_all(target).map_err(io_status)?;
         mountinfo::bind(staging, target, read_only).map_err(io_status)
@@ -201,6 +164,37 @@ impl NodeService {
             Err(e) => Err(io_status(e)),
         }
     }
+}
+
+/// The mount at `path` if its server answers; one whose server is gone
+/// is detached (kubelet's next call mounts afresh).
+fn live_mount(path: &Path) -> Result<Option<mountinfo::Mount>, Status> {
+    let Some(m) = mountinfo::at(path).map_err(io_status)? else {
+        return Ok(None);
+    };
+    if !mountinfo::is_stale(path) {
+        return Ok(Some(m));
+    }
+    tracing::warn!(path = %path.display(), "detaching a stale mount");
+    mountinfo::unmount(path, true).map_err(io_status)?;
+    Ok(None)
+}
+
+/// OK if the mount `m` at `path` is read-only as asked, ALREADY_EXISTS if
+/// not (the same path asked for with another access).
+fn same_access(m: &mountinfo::Mount, path: &Path, read_only: bool) -> Result<(), Status> {
+    if m.read_only == read_only {
+        return Ok(());
+    }
+    let was = if m.read_only {
+        "read-only"
+    } else {
+        "read-write"
+    };
+    Err(Status::already_exists(format!(
+        "{} is mounted {was} already",
+        path.display()
+    )))
 }
 
 fn io_status(e: std::io::Error) -> Status {
