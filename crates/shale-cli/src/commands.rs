@@ -104,6 +104,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Sync(args) => crate::sync::sync(cli, args),
         Command::Mirror(cmd) => crate::mirror::mirror(cli, cmd),
         Command::Scan(args) => crate::sync::scan(cli, args),
+        Command::Workspace(cmd) => crate::workspace::run(cli, cmd),
     }
 }
 

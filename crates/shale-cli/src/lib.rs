@@ -13,6 +13,7 @@ mod progress;
 mod run;
 mod sync;
 mod volume;
+mod workspace;
 
 use std::ffi::OsString;
 use std::path::PathBuf;
@@ -119,6 +120,10 @@ pub enum Command {
     /// Report what a directory, bucket prefix or volume holds: counts,
     /// sizes, ages, largest files and directories, extensions, duplicates.
     Scan(ScanArgs),
+    /// JupyterLab workspaces whose root directory is a volume: create,
+    /// snapshot, clone, restore, start, stop, delete.
+    #[command(subcommand)]
+    Workspace(WorkspaceCmd),
     /// Check that every object the volumes and snapshots reach is present and sound.
     Verify {
         /// Also re-read and re-hash every stored byte.
@@ -414,6 +419,110 @@ pub struct MountArgs {
     pub show_snapshot_dir: bool,
 }
 
+/// `shale workspace …`
+#[derive(Subcommand, Debug)]
+pub enum WorkspaceCmd {
+    /// Make a volume, mount it and start JupyterLab on it; prints its URL.
+    Create {
+        /// The workspace's name (its volume takes it too).
+        name: String,
+        /// Its volume's quota (e.g. 200GiB); none by default.
+        #[arg(long, value_name = "SIZE")]
+        size: Option<String>,
+        /// Where its JupyterLab listens.
+        #[command(flatten)]
+        listen: ListenArgs,
+        /// Also mount VOLUME[@SNAPSHOT] at /PATH inside it (read-only;
+        /// `:rw` at the end to write a volume); repeatable.
+        #[arg(long, value_name = "VOLUME[@SNAPSHOT]:/PATH[:rw]")]
+        data: Vec<String>,
+    },
+    /// A new running workspace from a workspace (or volume), or one of its
+    /// snapshots: constant time, whatever it holds.
+    Clone {
+        /// The new workspace's name.
+        name: String,
+        /// WORKSPACE[@SNAPSHOT] or VOLUME[@SNAPSHOT].
+        #[arg(long, value_name = "SOURCE[@SNAPSHOT]")]
+        from: String,
+        /// Where its JupyterLab listens.
+        #[command(flatten)]
+        listen: ListenArgs,
+        /// Also mount VOLUME[@SNAPSHOT] at /PATH inside it; repeatable.
+        #[arg(long, value_name = "VOLUME[@SNAPSHOT]:/PATH[:rw]")]
+        data: Vec<String>,
+    },
+    /// Snapshot a workspace (running or not): every file saved before.
+    Snapshot {
+        /// The workspace.
+        name: String,
+        /// The snapshot's name [default: shale.YYYYMMDDhhmmss].
+        snapshot: Option<String>,
+    },
+    /// List a workspace's snapshots.
+    Snapshots {
+        /// The workspace.
+        name: String,
+    },
+    /// List workspaces: state, URL, volume, size, snapshots, origin.
+    List,
+    /// Put a workspace back to a snapshot (stopping and restarting it).
+    Restore {
+        /// The workspace.
+        name: String,
+        /// The snapshot.
+        snapshot: String,
+        /// Discard the changes made since without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Start a stopped workspace (or one whose server died).
+    Start {
+        /// The workspace.
+        name: String,
+        /// Where its JupyterLab listens.
+        #[command(flatten)]
+        listen: ListenArgs,
+    },
+    /// Stop a workspace's server and unmount it, committing its files.
+    Stop {
+        /// The workspace.
+        name: String,
+    },
+    /// Stop and delete a workspace and (unless --keep-volume) its volume.
+    Delete {
+        /// The workspace.
+        name: String,
+        /// Keep its volume and snapshots.
+        #[arg(long)]
+        keep_volume: bool,
+        /// Delete the volume without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+/// Where a workspace's JupyterLab listens.
+#[derive(Args, Debug)]
+pub struct ListenArgs {
+    /// Port [default: the one it had, else a free one].
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// The token requests must carry [default: a new random one].
+    #[arg(long)]
+    pub token: Option<String>,
+    /// Address to listen on [default: 127.0.0.1]; beyond loopback only
+    /// with --certfile and --keyfile.
+    #[arg(long)]
+    pub ip: Option<std::net::IpAddr>,
+    /// TLS certificate (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub certfile: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub keyfile: Option<PathBuf>,
+}
+
 /// Arguments of `run`.
 #[derive(Args, Debug)]
 pub struct RunArgs {
@@ -477,6 +586,13 @@ pub fn set_reexec(command: Vec<OsString>) {
     if !command.is_empty() {
         let _ = REEXEC.set(command);
     }
+}
+
+/// The Python interpreter this program runs in, when it runs as the
+/// Python package (`python -m shale`).
+pub(crate) fn embedding_python() -> Option<PathBuf> {
+    let c = REEXEC.get()?;
+    (c.len() >= 3 && c[1] == "-m" && c[2] == "shale").then(|| PathBuf::from(&c[0]))
 }
 
 /// The command that runs this program again.

@@ -12,8 +12,15 @@ use shale_fuse::{MountOptions, State, Target};
 use crate::{Cli, MountArgs};
 
 /// Whether `path` is a mount point, by /proc/self/mountinfo.
-fn is_mounted(path: &Path) -> bool {
+pub(crate) fn is_mounted(path: &Path) -> bool {
     mounted_type(path).is_some()
+}
+
+/// Whether `path` is a mount point whose server answers (a listing of a
+/// mount whose server is gone fails with ENOTCONN).
+pub(crate) fn is_live(path: &Path) -> bool {
+    is_mounted(path)
+        && !matches!(std::fs::read_dir(path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
 }
 
 /// What is mounted at `path`, if anything: its type and source (`fuse`
@@ -92,6 +99,28 @@ fn check_mountpoint(mountpoint: &Path) -> Result<()> {
 /// Mounts, in the foreground or as a detached child that this process
 /// waits for until the mount is up.
 pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
+    let Some((read_only, log_path)) = start(cli, pool_path, args)? else {
+        return Ok(());
+    };
+    if !cli.quiet && !cli.json {
+        println!(
+            "mounted on {} ({}; log in {})",
+            args.mountpoint.display(),
+            if read_only { "read-only" } else { "read-write" },
+            log_path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Mounts as [`mount`] does, printing nothing; for a background mount,
+/// once it is up, whether it is read-only and where its server logs
+/// (`None` after a foreground mount ended).
+pub(crate) fn start(
+    cli: &Cli,
+    pool_path: &Path,
+    args: &MountArgs,
+) -> Result<Option<(bool, PathBuf)>> {
     check_mountpoint(&args.mountpoint)?;
     let pool = crate::commands::open(cli)?;
     let target = match &args.volume {
@@ -124,8 +153,9 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
             busy_poll: Duration::from_micros(args.busy_poll_us),
         };
         let name = format!("shale:{}", crate::commands::pool_spec(cli)?.name());
-        return shale_fuse::mount(pool, target, &args.mountpoint, &name, &opts)
-            .with_context(|| format!("serving the mount on {}", args.mountpoint.display()));
+        shale_fuse::mount(pool, target, &args.mountpoint, &name, &opts)
+            .with_context(|| format!("serving the mount on {}", args.mountpoint.display()))?;
+        return Ok(None);
     }
     drop(pool);
     let log_path = crate::commands::local_root(cli)?.join("mount.log");
@@ -138,7 +168,8 @@ pub fn mount(cli: &Cli, pool_path: &Path, args: &MountArgs) -> Result<()> {
                 ..
             }
         );
-    wait_until_mounted(cli, args, child, &log_path, read_only)
+    wait_until_mounted(args, child, &log_path)?;
+    Ok(Some((read_only, log_path)))
 }
 
 /// Starts this program again as the mount's server, in the foreground of
@@ -200,23 +231,13 @@ fn spawn_server(
 /// Waits up to 15 s for the server to mount; if it exits first, its last
 /// logged line is the error.
 fn wait_until_mounted(
-    cli: &Cli,
     args: &MountArgs,
     mut child: std::process::Child,
     log_path: &Path,
-    read_only: bool,
 ) -> Result<()> {
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(15) {
         if is_mounted(&args.mountpoint) {
-            if !cli.quiet && !cli.json {
-                println!(
-                    "mounted on {} ({}; log in {})",
-                    args.mountpoint.display(),
-                    if read_only { "read-only" } else { "read-write" },
-                    log_path.display()
-                );
-            }
             return Ok(());
         }
         if let Some(status) = child.try_wait()? {
@@ -239,7 +260,7 @@ fn wait_until_mounted(
 }
 
 /// Whether a process exists and has not exited (a zombie has).
-fn is_running(pid: u32) -> bool {
+pub(crate) fn is_running(pid: u32) -> bool {
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
         .ok()
         .and_then(|s| {
@@ -251,7 +272,16 @@ fn is_running(pid: u32) -> bool {
 
 /// Unmounts a FUSE mount point, after its server has committed what was
 /// written through it (unless `force`).
-pub fn unmount(cli: &Cli, mountpoint: &PathBuf, force: bool) -> Result<()> {
+pub fn unmount(cli: &Cli, mountpoint: &Path, force: bool) -> Result<()> {
+    stop(cli, mountpoint, force)?;
+    if !cli.quiet && !cli.json {
+        println!("unmounted {}", mountpoint.display());
+    }
+    Ok(())
+}
+
+/// Unmounts as [`unmount`] does, printing nothing.
+pub(crate) fn stop(cli: &Cli, mountpoint: &Path, force: bool) -> Result<()> {
     match mounted_type(mountpoint) {
         None => bail!("{} is not mounted", mountpoint.display()),
         // `shale mount` names its mounts `shale:POOL`.
@@ -320,9 +350,6 @@ pub fn unmount(cli: &Cli, mountpoint: &PathBuf, force: bool) -> Result<()> {
                 mountpoint.display()
             );
         }
-    }
-    if !cli.quiet && !cli.json {
-        println!("unmounted {}", mountpoint.display());
     }
     Ok(())
 }

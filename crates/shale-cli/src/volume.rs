@@ -248,7 +248,7 @@ pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd) -> Result<()> {
 }
 
 /// Prints a snapshot's report with `--json`, else `line`.
-fn print_snapshot(cli: &Cli, s: &SnapshotReport, line: &str) {
+pub(crate) fn print_snapshot(cli: &Cli, s: &SnapshotReport, line: &str) {
     if cli.json {
         print_json(s);
     } else if !cli.quiet {
@@ -256,7 +256,12 @@ fn print_snapshot(cli: &Cli, s: &SnapshotReport, line: &str) {
     }
 }
 
-fn list_snapshots(cli: &Cli, pool: &Pool, volume: &Option<String>, space: bool) -> Result<()> {
+pub(crate) fn list_snapshots(
+    cli: &Cli,
+    pool: &Pool,
+    volume: &Option<String>,
+    space: bool,
+) -> Result<()> {
     let mut snaps = pool.list_snapshots(volume.as_deref())?;
     if space {
         for s in &mut snaps {

@@ -65,6 +65,12 @@ pub enum Error {
     /// A volume of that name exists already.
     #[error("volume '{0}' already exists")]
     VolumeExists(String),
+    /// The named workspace does not exist.
+    #[error("workspace '{0}' not found")]
+    WorkspaceNotFound(String),
+    /// A workspace of that name exists already.
+    #[error("workspace '{0}' already exists")]
+    WorkspaceExists(String),
     /// A snapshot of that name exists already.
     #[error("snapshot '{volume}@{name}' already exists")]
     SnapshotExists {

@@ -24,6 +24,7 @@ mod sql;
 mod sqlite;
 mod url;
 mod volumes;
+mod workspaces;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -58,6 +59,8 @@ pub(crate) use volumes::{
     set_root, set_root_meta, snapshot_by_name, volume_by_name, volume_by_name_any, volume_id_any,
 };
 pub use volumes::{RootMeta, SnapshotRow, VolumeRow};
+pub use workspaces::WorkspaceRow;
+pub(crate) use workspaces::{delete_workspace, insert_workspace, workspace, workspaces};
 
 /// A handle on the catalog database.
 pub struct Catalog {

@@ -10,7 +10,7 @@ use super::sql::Dialect;
 
 /// Version of the catalog schema this build reads and writes. Older
 /// catalogs are upgraded in place when opened ([`upgrade`]).
-pub const SCHEMA_VERSION: u32 = 7;
+pub const SCHEMA_VERSION: u32 = 8;
 
 /// The tables of schema version 1 (SQLite spelling).
 const TABLES_1: &str = "
@@ -150,6 +150,18 @@ CREATE INDEX blobs_by_pack ON blobs(pack, \"offset\", stored_len, raw_len, kind,
 /// it was deleted, hidden from every listing, until its last snapshot goes.
 const DELETED_7: &str = "ALTER TABLE volumes ADD COLUMN deleted INTEGER;";
 
+/// Version 8 adds workspaces (`workspaces.rs`): what every machine may
+/// know of one (its volume, owner and origin); where it runs is per machine.
+const TABLES_8: &str = "
+CREATE TABLE IF NOT EXISTS workspaces (
+    name TEXT PRIMARY KEY,
+    volume TEXT NOT NULL,
+    owner TEXT NOT NULL,
+    origin TEXT,
+    created INTEGER NOT NULL
+);
+";
+
 /// `sql` in the spelling of `dialect`.
 fn spell(sql: &str, dialect: Dialect) -> String {
     match dialect {
@@ -170,7 +182,7 @@ pub fn create(dialect: Dialect) -> String {
     spell(
         &format!(
             "{TABLES_1} {TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}
-             {DELETED_7} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+             {DELETED_7} {TABLES_8} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
         ),
         dialect,
     )
@@ -181,13 +193,17 @@ pub fn create(dialect: Dialect) -> String {
 pub fn upgrade(from: &str, dialect: Dialect) -> Option<String> {
     let steps = match from {
         "1" => format!(
-            "{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7}"
+            "{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} \
+             {TABLES_8}"
         ),
-        "2" => format!("{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7}"),
-        "3" => format!("{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7}"),
-        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7}"),
-        "5" => format!("{INDEX_6} {DELETED_7}"),
-        "6" => DELETED_7.to_string(),
+        "2" => format!(
+            "{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8}"
+        ),
+        "3" => format!("{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8}"),
+        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8}"),
+        "5" => format!("{INDEX_6} {DELETED_7} {TABLES_8}"),
+        "6" => format!("{DELETED_7} {TABLES_8}"),
+        "7" => TABLES_8.to_string(),
         _ => return None,
     };
     Some(spell(

@@ -13,3 +13,4 @@ pub mod lineage;
 pub mod mirror;
 pub mod verify;
 pub mod volumes;
+pub mod workspaces;
