@@ -19,6 +19,11 @@ def pool(tmp_path):
     """A new pool in a temporary directory; unmounts whatever a test mounted."""
     p = shale.Pool(tmp_path / "pool")
     yield p
+    # A failed workspace test may leave servers running.
+    workspaces = p.path / "workspaces"
+    for ws in workspaces.iterdir() if workspaces.is_dir() else []:
+        subprocess.run([sys.executable, "-m", "shale", "--pool", str(p.path), "-q", "workspace", "stop", ws.name],
+                       capture_output=True)
     for m in p.mountpoints():
         subprocess.run(["fusermount3", "-u", m["mountpoint"]], capture_output=True)
 

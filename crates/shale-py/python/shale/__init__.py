@@ -45,6 +45,17 @@ from ._api import (
     run,
     unmount_volume,
 )
+from .workspaces import (
+    clone_jupyter_lab,
+    create_jupyter_lab,
+    create_jupyter_lab_snapshot,
+    delete_jupyter_lab,
+    list_jupyter_lab_snapshots,
+    list_jupyter_labs,
+    restore_jupyter_lab_snapshot,
+    start_jupyter_lab,
+    stop_jupyter_lab,
+)
 
 __all__ = [
     "ConflictError",
@@ -73,4 +84,13 @@ __all__ = [
     "restore_snapshot",
     "run",
     "unmount_volume",
+    "clone_jupyter_lab",
+    "create_jupyter_lab",
+    "create_jupyter_lab_snapshot",
+    "delete_jupyter_lab",
+    "list_jupyter_lab_snapshots",
+    "list_jupyter_labs",
+    "restore_jupyter_lab_snapshot",
+    "start_jupyter_lab",
+    "stop_jupyter_lab",
 ]
