@@ -9,6 +9,7 @@ mod state;
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
@@ -163,6 +164,7 @@ fn create(
     let quota = size.map(parse_size).transpose()?;
     let listen = listen_for(listen, None)?;
     let python = lab::python()?;
+    let begun = Instant::now();
     pool.create_volume(name, quota)?;
     let made = pool
         .set_root_meta(name, &my_root())
@@ -172,7 +174,7 @@ fn create(
         return Err(e.into());
     }
     drop(pool);
-    launch_new(cli, name, &paths, &python, listen, data)
+    launch_new(cli, name, &paths, &python, (listen, data), begun)
 }
 
 fn clone(cli: &Cli, name: &str, from: &str, listen: &ListenArgs, data: &[String]) -> Result<()> {
@@ -195,13 +197,14 @@ fn clone(cli: &Cli, name: &str, from: &str, listen: &ListenArgs, data: &[String]
     };
     let listen = listen_for(listen, None)?;
     let python = lab::python()?;
+    let begun = Instant::now();
     pool.clone_volume(name, &spec)?;
     if let Err(e) = pool.record_workspace(name, name, &me(), Some(from)) {
         let _ = pool.delete_volume(name, false);
         return Err(e.into());
     }
     drop(pool);
-    launch_new(cli, name, &paths, &python, listen, data)
+    launch_new(cli, name, &paths, &python, (listen, data), begun)
 }
 
 /// Checks that workspace `name` can be made with these extra volumes: no
@@ -256,17 +259,17 @@ fn launch_new(
     name: &str,
     paths: &Paths,
     python: &Path,
-    listen: Listen,
-    data: Vec<DataMount>,
+    (listen, data): (Listen, Vec<DataMount>),
+    begun: Instant,
 ) -> Result<()> {
     let local = Local {
         listen,
         data,
         server: None,
     };
-    match bring_up(cli, name, paths, python, local) {
-        Ok(local) => {
-            report_running(cli, name, paths, &local);
+    match bring_up(cli, name, paths, python, local, begun) {
+        Ok((local, timings)) => {
+            report_running(cli, name, paths, &local, timings);
             Ok(())
         }
         Err(e) => {
@@ -279,7 +282,7 @@ fn launch_new(
     }
 }
 
-fn report_running(cli: &Cli, name: &str, paths: &Paths, local: &Local) {
+fn report_running(cli: &Cli, name: &str, paths: &Paths, local: &Local, timings: Timings) {
     if cli.json {
         print_json(&serde_json::json!({
             "name": name,
@@ -288,23 +291,34 @@ fn report_running(cli: &Cli, name: &str, paths: &Paths, local: &Local) {
             "token": local.listen.token,
             "mountpoint": paths.root(),
             "pid": local.server.map(|p| p.pid),
+            "seconds": timings,
         }));
     } else if !cli.quiet {
         println!("workspace {name} is running at {}", local.listen.url());
     }
 }
 
+/// Seconds a command spent in Shale (volume, mounts) and waiting for
+/// JupyterLab to answer; `--json` reports them.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+struct Timings {
+    shale: f64,
+    jupyterlab: f64,
+}
+
 /// Mounts the workspace's volume and extra volumes (those not mounted
 /// yet) and starts its server; saves the state. On failure, undoes what
-/// it did.
+/// it did. `begun`: when the command started, for [`Timings`].
 fn bring_up(
     cli: &Cli,
     name: &str,
     paths: &Paths,
     python: &Path,
     mut local: Local,
-) -> Result<Local> {
+    begun: Instant,
+) -> Result<(Local, Timings)> {
     paths.save(&local)?;
+    let mut timings = Timings::default();
     let result = (|| {
         mount_at(cli, &paths.root(), name, false)?;
         for d in &local.data {
@@ -313,13 +327,16 @@ fn bring_up(
                 .with_context(|| format!("making {} in the workspace", d.path.display()))?;
             mount_at(cli, &at, &d.spec, d.read_only)?;
         }
-        lab::start(python, &paths.root(), &local.listen, &paths.log())
+        timings.shale = begun.elapsed().as_secs_f64();
+        let process = lab::start(python, &paths.root(), &local.listen, &paths.log());
+        timings.jupyterlab = begun.elapsed().as_secs_f64() - timings.shale;
+        process
     })();
     match result {
         Ok(process) => {
             local.server = Some(process);
             paths.save(&local)?;
-            Ok(local)
+            Ok((local, timings))
         }
         Err(e) => {
             let _ = tear_down(cli, paths, &local);
@@ -402,8 +419,8 @@ fn start(cli: &Cli, name: &str, listen: &ListenArgs) -> Result<()> {
         server: None,
     };
     debug_assert_eq!(ws.volume, name);
-    let local = bring_up(cli, name, &paths, &python, local)?;
-    report_running(cli, name, &paths, &local);
+    let (local, timings) = bring_up(cli, name, &paths, &python, local, Instant::now())?;
+    report_running(cli, name, &paths, &local, timings);
     Ok(())
 }
 
@@ -448,16 +465,11 @@ fn restore(cli: &Cli, name: &str, snapshot: &str, yes: bool) -> Result<()> {
         s.id
     );
     if let (Some(python), Some(local)) = (python, local) {
-        let local = bring_up(
-            cli,
-            name,
-            &paths,
-            &python,
-            Local {
-                server: None,
-                ..local
-            },
-        )?;
+        let local = Local {
+            server: None,
+            ..local
+        };
+        let (local, _) = bring_up(cli, name, &paths, &python, local, Instant::now())?;
         if !cli.json && !cli.quiet {
             println!("{line}; running again at {}", local.listen.url());
         }
