@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -111,6 +112,17 @@ def test_a_dataset_snapshot_sits_read_only_beside_the_code(pool, data_dir):
         api(url, "contents/data/new.txt", "PUT", {"type": "file", "format": "text", "content": "x"})
     shale.delete_jupyter_lab("carol", pool=pool)
     assert not pool.mountpoints()
+
+
+def test_a_python_without_jupyterlab_is_named(pool, tmp_path, monkeypatch):
+    bare = tmp_path / "bare-python"  # this Python without its site-packages
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -S -I \"$@\"\n")
+    bare.chmod(0o755)
+    monkeypatch.setenv("SHALE_PYTHON", str(bare))
+    with pytest.raises(shale.ShaleError, match="JupyterLab is not installed for .*pip install jupyterlab"):
+        shale.create_jupyter_lab("eve", pool=pool)
+    assert pool.list_volumes() == [] and not pool.mountpoints()
+    assert shale.list_jupyter_labs(pool=pool) == []
 
 
 def test_bad_input_is_refused_and_leaves_nothing(pool):

@@ -93,33 +93,24 @@ pub fn free_port(ip: IpAddr, wanted: Option<u16>) -> Result<u16> {
 }
 
 /// The Python that runs JupyterLab: `$SHALE_PYTHON`, else the one this
-/// program runs in (the Python package), else `python3`. Fails, naming the
-/// package, if it cannot import `jupyterlab`.
-pub fn python() -> Result<PathBuf> {
-    let python = std::env::var_os("SHALE_PYTHON")
+/// program runs in (the Python package), else `python3`. Whether it has
+/// the `jupyterlab` package is learnt when it starts ([`start`]), not by
+/// running Python once more.
+pub fn python() -> PathBuf {
+    std::env::var_os("SHALE_PYTHON")
         .filter(|p| !p.is_empty())
         .map(PathBuf::from)
         .or_else(crate::embedding_python)
-        .unwrap_or_else(|| PathBuf::from("python3"));
-    let found = Command::new(&python)
-        .args(["-c", "import jupyterlab"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status();
-    match found {
-        Ok(s) if s.success() => Ok(python),
-        Ok(_) => bail!(
-            "JupyterLab is not installed for {0}: install it with `{0} -m pip install jupyterlab` \
-             (or set SHALE_PYTHON to a Python that has it)",
-            python.display()
-        ),
-        Err(e) => bail!(
-            "cannot run {} ({e}): workspaces need Python with the jupyterlab package; \
-             set SHALE_PYTHON to its interpreter",
-            python.display()
-        ),
-    }
+        .unwrap_or_else(|| PathBuf::from("python3"))
+}
+
+/// The error for a Python that cannot run JupyterLab, naming the package.
+fn not_installed(python: &Path) -> anyhow::Error {
+    anyhow::anyhow!(
+        "JupyterLab is not installed for {0}: install it with `{0} -m pip install jupyterlab` \
+         (or set SHALE_PYTHON to a Python that has it)",
+        python.display()
+    )
 }
 
 /// Starts JupyterLab serving `root` as `listen` says, detached in a session
@@ -127,6 +118,8 @@ pub fn python() -> Result<PathBuf> {
 pub fn start(python: &Path, root: &Path, listen: &Listen, log: &Path) -> Result<Process> {
     let out = shale_core::private::open(log, std::fs::OpenOptions::new().create(true).append(true))
         .with_context(|| format!("opening {}", log.display()))?;
+    // Where this start's output begins, to read only its own.
+    let logged = out.metadata().map(|m| m.len()).unwrap_or(0) as usize;
     let mut cmd = Command::new(python);
     cmd.args(["-m", "jupyterlab", "--no-browser"])
         .arg(format!("--ServerApp.ip={}", listen.ip))
@@ -156,15 +149,26 @@ pub fn start(python: &Path, root: &Path, listen: &Listen, log: &Path) -> Result<
             Ok(())
         });
     }
-    let child = cmd
-        .spawn()
-        .with_context(|| format!("starting JupyterLab with {}", python.display()))?;
+    let child = cmd.spawn().with_context(|| {
+        format!(
+            "cannot run {}: workspaces need Python with the jupyterlab package; \
+             set SHALE_PYTHON to its interpreter",
+            python.display()
+        )
+    })?;
     let pid = child.id();
     let process = Process {
         pid,
         started: start_time(pid).unwrap_or_default(),
     };
-    wait_until_answering(child, listen, log)?;
+    wait_until_answering(child, listen, log).map_err(|e| {
+        let text = std::fs::read(log).unwrap_or_default();
+        let ours = String::from_utf8_lossy(text.get(logged..).unwrap_or_default());
+        match ours.contains("No module named jupyterlab") {
+            true => not_installed(python),
+            false => e,
+        }
+    })?;
     Ok(process)
 }
 

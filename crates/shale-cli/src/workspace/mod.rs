@@ -163,7 +163,7 @@ fn create(
     let data = check_new(&pool, name, data)?;
     let quota = size.map(parse_size).transpose()?;
     let listen = listen_for(listen, None)?;
-    let python = lab::python()?;
+    let python = lab::python();
     let begun = Instant::now();
     pool.create_volume(name, quota)?;
     let made = pool
@@ -196,7 +196,7 @@ fn clone(cli: &Cli, name: &str, from: &str, listen: &ListenArgs, data: &[String]
         None => volume,
     };
     let listen = listen_for(listen, None)?;
-    let python = lab::python()?;
+    let python = lab::python();
     let begun = Instant::now();
     pool.clone_volume(name, &spec)?;
     if let Err(e) = pool.record_workspace(name, name, &me(), Some(from)) {
@@ -404,7 +404,7 @@ fn start(cli: &Cli, name: &str, listen: &ListenArgs) -> Result<()> {
         let url = before.map(|l| l.listen.url()).unwrap_or_default();
         bail!("workspace {name} is already running at {url}");
     }
-    let python = lab::python()?;
+    let python = lab::python();
     // A server that died leaves its kernels, maybe a dead mount: clear them.
     let (data, old_listen) = match &before {
         Some(local) => {
@@ -451,7 +451,7 @@ fn restore(cli: &Cli, name: &str, snapshot: &str, yes: bool) -> Result<()> {
     let local = paths.load()?;
     let was_running = status(&paths, local.as_ref()) == Status::Running;
     let python = if was_running {
-        Some(lab::python()?)
+        Some(lab::python())
     } else {
         None
     };
