@@ -743,3 +743,73 @@ fn loose_pool_permissions_are_warned_about_and_fixed() {
     assert_eq!(mode(env.pool().join("pool.json")), 0o600);
     assert_eq!(env.json(&["pool", "fix-permissions"])["changed"], 0);
 }
+
+/// What `workspace` refuses before it makes anything (the servers
+/// themselves are tested on real JupyterLab in the Python suite).
+#[test]
+fn workspace_input_is_checked_before_anything_is_made() {
+    let env = Env::new();
+    env.ok(&["volume", "create", "taken"]);
+    fails(&env, &["workspace", "create", "a/b"], "invalid name 'a/b'");
+    fails(
+        &env,
+        &["workspace", "create", "taken"],
+        "volume 'taken' already exists",
+    );
+    fails(
+        &env,
+        &["workspace", "create", "w", "--ip", "0.0.0.0"],
+        "over TLS with --certfile and --keyfile",
+    );
+    fails(
+        &env,
+        &["workspace", "create", "w", "--token", ""],
+        "never an open server",
+    );
+    fails(
+        &env,
+        &["workspace", "create", "w", "--certfile", "c.pem"],
+        "--certfile and --keyfile go together",
+    );
+    fails(
+        &env,
+        &["workspace", "create", "w", "--data", "taken"],
+        "use VOLUME[@SNAPSHOT]:/PATH",
+    );
+    fails(
+        &env,
+        &["workspace", "create", "w", "--data", "taken@s:/d:rw"],
+        "a snapshot is read-only",
+    );
+    fails(
+        &env,
+        &["workspace", "create", "w", "--data", "nope:/data"],
+        "volume 'nope' not found",
+    );
+    fails(
+        &env,
+        &["workspace", "clone", "w", "--from", "taken@nope"],
+        "snapshot 'taken@nope' not found",
+    );
+    for cmd in ["snapshot", "snapshots", "start", "stop", "delete"] {
+        fails(
+            &env,
+            &["workspace", cmd, "ghost"],
+            "workspace 'ghost' not found",
+        );
+    }
+    fails(
+        &env,
+        &["workspace", "restore", "ghost", "s"],
+        "workspace 'ghost' not found",
+    );
+    assert_eq!(env.json(&["workspace", "list"]), serde_json::json!([]));
+    let names: Vec<Value> = env
+        .json(&["volume", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["name"].clone())
+        .collect();
+    assert_eq!(names, ["taken"]);
+}
