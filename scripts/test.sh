@@ -44,7 +44,11 @@ command -v uv >/dev/null || python3 -m pip install -q uv
 # (a uv just installed may not be on PATH yet: its module runs it too)
 uv() { if type -P uv >/dev/null; then command uv "$@"; else python3 -m uv "$@"; fi; }
 VENV=target/py
-[ -x "$VENV/bin/python" ] || uv venv -q --python python3 "$VENV"
+# The system's Python where there is one: the JupyterHub test runs servers
+# as other users, who can run it (not one under /root, as pyenv's is).
+BASE=$(command -v /usr/bin/python3 || command -v python3)
+grep -qx "home = $(dirname "$(readlink -f "$BASE")")" "$VENV/pyvenv.cfg" 2>/dev/null || rm -rf "$VENV"
+[ -x "$VENV/bin/python" ] || uv venv -q --python "$BASE" "$VENV"
 PY="$VENV/bin/python"
 uv pip sync -q --python "$PY" scripts/requirements-test.lock
 # The extension, built in the profile the tests above built in, so the
