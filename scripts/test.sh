@@ -56,5 +56,5 @@ uv pip sync -q --python "$PY" scripts/requirements-test.lock
 rm -rf target/wheels
 VIRTUAL_ENV="$VENV" "$VENV/bin/maturin" build --quiet --profile dev \
   -m crates/shale-py/Cargo.toml -o target/wheels
-uv pip install -q --python "$PY" --reinstall --no-deps target/wheels/shale-*.whl
+uv pip install -q --python "$PY" --reinstall --no-deps target/wheels/shale_volumes-*.whl
 "$PY" -m pytest -q -rs crates/shale-py/tests deploy/tests

@@ -527,8 +527,9 @@ pub struct ListenArgs {
 #[derive(Args, Debug)]
 pub struct RunArgs {
     /// Dataset volume: snapshotted as run-N and mounted read-only at
-    /// $SHALE_DATASET_PATH for the command.
-    #[arg(long, value_name = "VOLUME")]
+    /// $SHALE_DATASET_PATH for the command; VOLUME@SNAPSHOT mounts that
+    /// snapshot instead.
+    #[arg(long, value_name = "VOLUME[@SNAPSHOT]")]
     pub dataset: String,
     /// Model volume (created if missing): mounted read-write at
     /// $SHALE_MODEL_PATH, snapshotted as run-N after a successful exit.
@@ -540,9 +541,20 @@ pub struct RunArgs {
     /// Also write the run's record as JSON to this file.
     #[arg(long, value_name = "FILE")]
     pub summary: Option<PathBuf>,
+    /// Label the run's record (a pipeline's run id, its task); repeatable.
+    #[arg(long = "label", value_name = "KEY=VALUE", value_parser = parse_label)]
+    pub labels: Vec<(String, String)>,
     /// The command and its arguments (after `--`).
     #[arg(last = true, required = true, value_name = "COMMAND")]
     pub command: Vec<String>,
+}
+
+/// Parses a run label, `KEY=VALUE` with a non-empty key.
+fn parse_label(s: &str) -> std::result::Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
 }
 
 /// Arguments of `diff`.

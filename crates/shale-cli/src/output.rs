@@ -46,8 +46,9 @@ fn run_line(r: &shale_core::ops::lineage::Run) -> String {
         .as_ref()
         .map(|m| format!(", MLflow run {m}"))
         .unwrap_or_default();
+    let labels: String = r.labels.iter().map(|(k, v)| format!(", {k}={v}")).collect();
     format!(
-        "run {} ({}, {status}{mlflow}): {}",
+        "run {} ({}, {status}{mlflow}{labels}): {}",
         r.id,
         rfc3339(r.started),
         r.command.join(" ")

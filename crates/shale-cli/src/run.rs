@@ -17,6 +17,7 @@ use std::process::Command as Process;
 
 use anyhow::{bail, Context, Result};
 use serde_json::json;
+use shale_core::names::Spec;
 use shale_core::ops::lineage::RunData;
 use shale_core::Pool;
 
@@ -53,9 +54,12 @@ fn mount_on(cli: &Cli, pool_path: &Path, dir: &Path, spec: &str, read_only: bool
         .with_context(|| format!("mounting {spec} for the run"))
 }
 
-/// The Python interpreter for the MLflow hook.
+/// The Python interpreter for the MLflow hook: `SHALE_PYTHON`, else the
+/// Python running this command (`python -m shale`), else `python3`.
 fn python() -> OsString {
-    std::env::var_os("SHALE_PYTHON").unwrap_or_else(|| "python3".into())
+    std::env::var_os("SHALE_PYTHON")
+        .or_else(|| crate::embedding_python().map(Into::into))
+        .unwrap_or_else(|| "python3".into())
 }
 
 /// Runs `python3 -m shale.mlflow ARGS`; returns its stdout's last line.
@@ -116,9 +120,10 @@ struct Outcome {
 /// `shale run`.
 pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
     let pool = prepare(cli, args)?;
-    let id = pool.begin_run(&args.command)?;
+    let labels = args.labels.iter().cloned().collect();
+    let id = pool.begin_run(&args.command, &labels)?;
     let snap = format!("run-{id}");
-    let input = RunData::of(&pool.create_snapshot(&args.dataset, Some(&snap))?);
+    let input = dataset_snapshot(&pool, &args.dataset, &snap)?;
     pool.add_run_data(id, false, &input)?;
     let dir = std::env::temp_dir().join(format!("shale-run-{id}-{}", std::process::id()));
     let run = Running {
@@ -156,9 +161,11 @@ pub fn run(cli: &Cli, pool_path: &Path, args: &RunArgs) -> Result<i32> {
 /// it is missing.
 fn prepare(cli: &Cli, args: &RunArgs) -> Result<Pool> {
     let pool = crate::commands::open(cli)?;
-    pool.volume_info(&args.dataset)?;
+    let dataset = Spec::parse(&args.dataset)?;
+    pool.volume_info(&dataset.volume)?;
+    pool.resolve(&args.dataset)?; // a named snapshot exists, before the run is recorded
     if let Some(m) = &args.model {
-        if m == &args.dataset {
+        if m == &dataset.volume {
             bail!("the model volume must not be the dataset volume");
         }
         if pool.volume_info(m).is_err() {
@@ -169,6 +176,29 @@ fn prepare(cli: &Cli, args: &RunArgs) -> Result<Pool> {
         }
     }
     Ok(pool)
+}
+
+/// The dataset snapshot a run reads: the one `VOLUME@SNAPSHOT` names, or
+/// a new one of `VOLUME` named `snap`.
+fn dataset_snapshot(pool: &Pool, dataset: &str, snap: &str) -> Result<RunData> {
+    let spec = Spec::parse(dataset)?;
+    let Some(name) = &spec.snapshot else {
+        return Ok(RunData::of(
+            &pool.create_snapshot(&spec.volume, Some(snap))?,
+        ));
+    };
+    let found = pool
+        .list_snapshots(Some(&spec.volume))?
+        .into_iter()
+        .find(|s| &s.name == name);
+    match found {
+        Some(s) => Ok(RunData::of(&s)),
+        None => Err(shale_core::Error::SnapshotNotFound {
+            volume: spec.volume,
+            name: name.clone(),
+        }
+        .into()),
+    }
 }
 
 /// Waits for `child` while Ctrl-C reaches it alone (same process group):
@@ -310,6 +340,7 @@ impl Running<'_> {
         let record = json!({
             "run": id, "exit_code": code, "input": input, "output": output,
             "mlflow_run": outcome.mlflow_run,
+            "labels": self.args.labels.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
         });
         if let Some(path) = &self.args.summary {
             std::fs::write(path, record.to_string())

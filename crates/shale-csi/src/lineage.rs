@@ -94,7 +94,9 @@ pub fn record_publish(
         .get(&id.pool)
         .map_err(|s| s.message().to_string())
         .and_then(|pool| {
-            let run = pool.begin_run(&command).map_err(|e| e.to_string())?;
+            let run = pool
+                .begin_run(&command, &Default::default())
+                .map_err(|e| e.to_string())?;
             if read_only {
                 let data = read_data(&pool, id).map_err(|e| e.to_string())?;
                 pool.add_run_data(run, false, &data)

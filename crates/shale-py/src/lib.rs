@@ -314,9 +314,16 @@ impl NativePool {
         run(py, || self.pool.runs())
     }
 
-    /// Records the start of a run of `command`; returns its id.
-    fn begin_run(&self, py: Python<'_>, command: Vec<String>) -> PyResult<i64> {
-        py.allow_threads(|| self.pool.begin_run(&command))
+    /// Records the start of a run of `command`, with `labels`; returns its id.
+    #[pyo3(signature = (command, labels=None))]
+    fn begin_run(
+        &self,
+        py: Python<'_>,
+        command: Vec<String>,
+        labels: Option<std::collections::BTreeMap<String, String>>,
+    ) -> PyResult<i64> {
+        let labels = labels.unwrap_or_default();
+        py.allow_threads(|| self.pool.begin_run(&command, &labels))
             .map_err(to_py)
     }
 

@@ -344,7 +344,10 @@ mod tests {
         // a catalog from a newer build is refused
         c.write(|tx| {
             tx.execute(
-                "UPDATE meta SET value = '9' WHERE key = 'schema_version'",
+                &format!(
+                    "UPDATE meta SET value = '{}' WHERE key = 'schema_version'",
+                    SCHEMA_VERSION + 1
+                ),
                 &[],
             )?;
             Ok(())

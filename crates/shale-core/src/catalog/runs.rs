@@ -2,6 +2,8 @@
 //! Names are kept as text, not keys: the record outlives the volumes and
 //! snapshots it names.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::{now_ns, Sql};
@@ -37,17 +39,20 @@ pub struct Run {
     pub exit_code: Option<i32>,
     /// The MLflow run it was logged to.
     pub mlflow_run: Option<String>,
+    /// Labels given to it (`--label KEY=VALUE`): a pipeline's run id, a task.
+    pub labels: BTreeMap<String, String>,
     /// Snapshots read.
     pub inputs: Vec<RunData>,
     /// Snapshots written.
     pub outputs: Vec<RunData>,
 }
 
-/// Records the start of a run of `command` (JSON) on `host`; returns its number.
-pub fn insert_run(tx: &dyn Sql, command: &str, host: &str) -> Result<i64> {
+/// Records the start of a run of `command` (JSON) on `host`, with `labels`
+/// (a JSON object); returns its number.
+pub fn insert_run(tx: &dyn Sql, command: &str, host: &str, labels: &str) -> Result<i64> {
     tx.query_one(
-        "INSERT INTO runs (command, host, started) VALUES (?1, ?2, ?3) RETURNING id",
-        args![command, host, now_ns()],
+        "INSERT INTO runs (command, host, started, labels) VALUES (?1, ?2, ?3, ?4) RETURNING id",
+        args![command, host, now_ns(), labels],
         |r| r.int(0),
     )
 }
@@ -90,7 +95,7 @@ pub fn end_run(tx: &dyn Sql, run: i64, exit_code: i32) -> Result<()> {
 /// Every recorded run with what it read and wrote, oldest first.
 pub fn runs(db: &dyn Sql) -> Result<Vec<Run>> {
     let mut runs = db.query_all(
-        "SELECT id, command, host, started, ended, exit_code, mlflow_run \
+        "SELECT id, command, host, started, ended, exit_code, mlflow_run, labels \
          FROM runs ORDER BY id",
         &[],
         |r| {
@@ -102,6 +107,10 @@ pub fn runs(db: &dyn Sql) -> Result<Vec<Run>> {
                 ended: r.opt_int(4)?,
                 exit_code: r.opt_int(5)?.map(|c| c as i32),
                 mlflow_run: r.opt_text(6)?,
+                labels: r
+                    .opt_text(7)?
+                    .and_then(|l| serde_json::from_str(&l).ok())
+                    .unwrap_or_default(),
                 inputs: Vec::new(),
                 outputs: Vec::new(),
             })

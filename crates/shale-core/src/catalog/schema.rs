@@ -10,7 +10,7 @@ use super::sql::Dialect;
 
 /// Version of the catalog schema this build reads and writes. Older
 /// catalogs are upgraded in place when opened ([`upgrade`]).
-pub const SCHEMA_VERSION: u32 = 8;
+pub const SCHEMA_VERSION: u32 = 9;
 
 /// The tables of schema version 1 (SQLite spelling).
 const TABLES_1: &str = "
@@ -162,6 +162,10 @@ CREATE TABLE IF NOT EXISTS workspaces (
 );
 ";
 
+/// Version 9 gives runs labels (`shale run --label KEY=VALUE`: the
+/// pipeline's run id, the task), a JSON object of strings.
+const LABELS_9: &str = "ALTER TABLE runs ADD COLUMN labels TEXT;";
+
 /// `sql` in the spelling of `dialect`.
 fn spell(sql: &str, dialect: Dialect) -> String {
     match dialect {
@@ -182,7 +186,7 @@ pub fn create(dialect: Dialect) -> String {
     spell(
         &format!(
             "{TABLES_1} {TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}
-             {DELETED_7} {TABLES_8} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+             {DELETED_7} {TABLES_8} {LABELS_9} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
         ),
         dialect,
     )
@@ -194,16 +198,20 @@ pub fn upgrade(from: &str, dialect: Dialect) -> Option<String> {
     let steps = match from {
         "1" => format!(
             "{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} \
-             {TABLES_8}"
+             {TABLES_8} {LABELS_9}"
         ),
         "2" => format!(
-            "{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8}"
+            "{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} \
+             {LABELS_9}"
         ),
-        "3" => format!("{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8}"),
-        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8}"),
-        "5" => format!("{INDEX_6} {DELETED_7} {TABLES_8}"),
-        "6" => format!("{DELETED_7} {TABLES_8}"),
-        "7" => TABLES_8.to_string(),
+        "3" => format!(
+            "{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9}"
+        ),
+        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9}"),
+        "5" => format!("{INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9}"),
+        "6" => format!("{DELETED_7} {TABLES_8} {LABELS_9}"),
+        "7" => format!("{TABLES_8} {LABELS_9}"),
+        "8" => LABELS_9.to_string(),
         _ => return None,
     };
     Some(spell(

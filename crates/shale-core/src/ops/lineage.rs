@@ -7,6 +7,8 @@
 //! names exactly the bytes it saw. Runs are history: they outlive the
 //! volumes and snapshots they name (the record keeps the names and ids).
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use crate::catalog;
@@ -51,12 +53,14 @@ pub struct Lineage {
 }
 
 impl Pool {
-    /// Records the start of a run of `command`; returns its number.
-    pub fn begin_run(&self, command: &[String]) -> Result<i64> {
+    /// Records the start of a run of `command`, with `labels` (a
+    /// pipeline's run id, its task…); returns its number.
+    pub fn begin_run(&self, command: &[String], labels: &BTreeMap<String, String>) -> Result<i64> {
         let command = serde_json::to_string(command).unwrap_or_default();
+        let labels = serde_json::to_string(labels).unwrap_or_default();
         let host = crate::coord::session::host_name();
         self.catalog()
-            .write(|tx| catalog::insert_run(tx, &command, &host))
+            .write(|tx| catalog::insert_run(tx, &command, &host, &labels))
     }
 
     /// Adds a snapshot a run read (`output` false) or wrote.
@@ -165,7 +169,10 @@ mod tests {
         pool.create_volume("data", None).unwrap();
         pool.create_volume("model", None).unwrap();
         let input = pool.create_snapshot("data", Some("v1")).unwrap();
-        let run = pool.begin_run(&["train".into(), "--fast".into()]).unwrap();
+        let labels = BTreeMap::from([("airflow.run_id".to_string(), "manual__1".to_string())]);
+        let run = pool
+            .begin_run(&["train".into(), "--fast".into()], &labels)
+            .unwrap();
         pool.add_run_data(run, false, &RunData::of(&input)).unwrap();
         let output = pool.create_snapshot("model", Some("m1")).unwrap();
         pool.add_run_data(run, true, &RunData::of(&output)).unwrap();
@@ -176,6 +183,7 @@ mod tests {
         let r = pool.run_record(run).unwrap();
         assert_eq!(r.command, ["train", "--fast"]);
         assert_eq!(r.exit_code, Some(0));
+        assert_eq!(r.labels, labels);
         assert_eq!(r.inputs, [RunData::of(&input)]);
         assert_eq!(r.outputs[0].snapshot_id, output.id);
 

@@ -297,11 +297,13 @@ def run(
     model: Optional[str] = None,
     mlflow: bool = False,
     pool: Optional[Pool] = None,
+    labels: Optional[Dict[str, str]] = None,
 ) -> Dict[str, Any]:
     """``shale run``: runs ``command`` on a snapshot of ``dataset`` (mounted
     read-only at ``$SHALE_DATASET_PATH``), with ``model`` mounted read-write at
     ``$SHALE_MODEL_PATH`` and snapshotted after a successful exit; records
-    the lineage. Returns the run record (``exit_code`` included)."""
+    the lineage, with ``labels`` (a pipeline's run id…). Returns the run
+    record (``exit_code`` included)."""
     pool = pool or Pool()
     with tempfile.TemporaryDirectory() as tmp:
         summary = Path(tmp) / "run.json"
@@ -310,6 +312,8 @@ def run(
             args += ["--model", model]
         if mlflow:
             args.append("--mlflow")
+        for key, value in (labels or {}).items():
+            args += ["--label", f"{key}={value}"]
         cmd = [sys.executable, "-m", "shale", "--pool", str(pool.path), *args, "--", *command]
         done = subprocess.run(cmd, stdin=subprocess.DEVNULL)
         if not summary.exists():
