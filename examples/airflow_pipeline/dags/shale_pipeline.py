@@ -27,7 +27,7 @@ from shale.airflow.operators import (
 )
 from shale.airflow.sensors import ShaleSnapshotSensor
 
-TRAIN = [sys.executable, str(Path(__file__).resolve().parents[1] / "train.py")]
+TRAIN = [sys.executable, str(Path(__file__).resolve().parents[2] / "digits" / "train.py")]
 
 with DAG(
     "shale_train",
