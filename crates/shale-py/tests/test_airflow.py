@@ -28,14 +28,14 @@ DAGS = REPO / "examples" / "airflow_pipeline" / "dags"
 class Airflow:
     """`airflow` commands against one AIRFLOW_HOME, with a `shale` connection."""
 
-    def __init__(self, home: Path, connection: dict, env: dict) -> None:
+    def __init__(self, home: Path, connection: dict, env: dict, dags: Path = DAGS) -> None:
         self.home = home
         home.mkdir(parents=True, exist_ok=True)
         self.env = {
             **os.environ,
             **env,
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(DAGS),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(dags),
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__CORE__UNIT_TEST_MODE": "False",
             "AIRFLOW_CONN_SHALE_DEFAULT": json.dumps({"conn_type": "shale", **connection}),
@@ -195,3 +195,36 @@ def test_example_dags_on_a_garage_and_postgresql_pool(tmp_path, mlflow_server):
     finally:
         garage.stop()
         pg.stop()
+
+
+def test_restore_delete_mirror_update_and_a_sensor_that_gives_up(tmp_path):
+    pool = shale.Pool(tmp_path / "pool")
+    source = shale.Pool(tmp_path / "source")
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.txt").write_text("v1\n")
+    source.create_volume("upstream", from_dir=tmp_path / "src").snapshot("s1")
+    shale_cli = cli_for(str(pool.path), {})
+    shale_cli("mirror", "create", "copy", "--source", f"{source.path}::upstream")
+    source.volume("upstream").import_dir(tmp_path / "src")  # unchanged files: nothing new
+    (tmp_path / "src" / "b.txt").write_text("new\n")
+    source.volume("upstream").import_dir(tmp_path / "src")
+    source.volume("upstream").snapshot("s2")
+    for name, files in {"good": {"keep.txt": "good\n"}, "bad": {"oops.txt": "bad\n"}}.items():
+        (tmp_path / name).mkdir()
+        for f, text in files.items():
+            (tmp_path / name / f).write_text(text)
+
+    af = Airflow(tmp_path / "airflow", {"host": str(pool.path)}, {}, dags=Path(__file__).parent / "dags")
+    af.test("shale_operations", {"good": str(tmp_path / "good"), "bad": str(tmp_path / "bad"), "mirror": "copy"})
+    assert set(af.states("shale_operations").values()) == {"success"}
+    assert af.xcom("shale_operations", "restore_good")["name"] == "good"
+    assert af.xcom("shale_operations", "delete_bad_snapshot")["deleted"] is True
+    assert af.xcom("shale_operations", "delete_it_again")["deleted"] is False
+    out = tmp_path / "out"
+    pool.volume("work").export(out)
+    assert sorted(p.name for p in out.iterdir()) == ["keep.txt"]
+    assert [s["name"] for s in pool.volume("work").snapshots()] == ["good"]
+    assert [s["name"] for s in pool.volume("copy").snapshots()] == ["s1", "s2"]
+
+    af.test("shale_sensor_times_out", {}, check=False)
+    assert af.states("shale_sensor_times_out")["wait"] == "failed"
