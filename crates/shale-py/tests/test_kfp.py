@@ -5,6 +5,7 @@ components compile too (a cluster runs them, not this machine)."""
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -98,3 +99,19 @@ def test_container_components_compile(tmp_path):
     assert {c["image"] for c in commands.values()} == {IMAGE}
     assert any("snapshot create" in " ".join(c["command"]) for c in commands.values())
     assert any("volume clone" in " ".join(c["command"]) for c in commands.values())
+
+
+def test_packages_to_install_name_our_distribution(tmp_path):
+    """With SHALE_KFP_PACKAGES, tasks pip-install the package (by its own
+    name, shale-volumes) on a stock Python image."""
+    code = (
+        "import sys; from kfp import compiler; from shale.kfp import snapshot_volume; "
+        "compiler.Compiler().compile(snapshot_volume, sys.argv[1])"
+    )
+    out = tmp_path / "component.yaml"
+    env = {**os.environ, "SHALE_KFP_PACKAGES": "shale-volumes==0.1.0", "SHALE_KFP_IMAGE": "python:3.11-slim"}
+    subprocess.run([sys.executable, "-c", code, str(out)], env=env, check=True)
+    [executor] = yaml.safe_load(out.read_text())["deploymentSpec"]["executors"].values()
+    command = " ".join(executor["container"]["command"])
+    assert executor["container"]["image"] == "python:3.11-slim"
+    assert "'shale-volumes==0.1.0'" in command and "pip install" in command

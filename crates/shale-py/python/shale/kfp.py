@@ -34,9 +34,15 @@ from kfp import dsl
 #: SHALE_KFP_IMAGE before importing this module to name yours).
 IMAGE = os.environ.get("SHALE_KFP_IMAGE", "shale-python:0.1.0")
 
-# The image holds kfp and this package: nothing is pip-installed when a
-# task starts (PyPI's `shale` is an unrelated project).
-_component = dsl.component(base_image=IMAGE, install_kfp_package=False)
+#: Packages to pip-install when a task starts, instead of using an image
+#: that holds them (SHALE_KFP_PACKAGES, comma-separated: e.g.
+#: ``shale-volumes==0.1.0`` from your index, or a wheel's URL; PyPI's
+#: ``shale`` is an unrelated project). Empty: nothing is installed.
+PACKAGES = [p.strip() for p in os.environ.get("SHALE_KFP_PACKAGES", "").split(",") if p.strip()]
+
+_component = dsl.component(
+    base_image=IMAGE, packages_to_install=PACKAGES or None, install_kfp_package=bool(PACKAGES)
+)
 
 
 @_component
