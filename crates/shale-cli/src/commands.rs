@@ -105,6 +105,8 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Mirror(cmd) => crate::mirror::mirror(cli, cmd),
         Command::Scan(args) => crate::sync::scan(cli, args),
         Command::Workspace(cmd) => crate::workspace::run(cli, cmd),
+        Command::Token(cmd) => crate::server::token(cli, cmd),
+        Command::Serve(args) => crate::server::serve(cli, args),
     }
 }
 

@@ -11,6 +11,7 @@ mod mount;
 mod output;
 mod progress;
 mod run;
+mod server;
 mod sync;
 mod volume;
 mod workspace;
@@ -124,6 +125,12 @@ pub enum Command {
     /// snapshot, clone, restore, start, stop, delete.
     #[command(subcommand)]
     Workspace(WorkspaceCmd),
+    /// Tokens for `shale serve`: create (shown once), list, revoke.
+    #[command(subcommand)]
+    Token(TokenCmd),
+    /// Serve the pool's volumes and snapshots as an authenticated JSON API
+    /// (/api/v1; tokens from `shale token create`).
+    Serve(ServeArgs),
     /// Check that every object the volumes and snapshots reach is present and sound.
     Verify {
         /// Also re-read and re-hash every stored byte.
@@ -417,6 +424,48 @@ pub struct MountArgs {
     /// List `.snapshot` in volume roots (it is always reachable by name).
     #[arg(long)]
     pub show_snapshot_dir: bool,
+}
+
+/// `shale token …`
+#[derive(Subcommand, Debug)]
+pub enum TokenCmd {
+    /// Make a token and print it, once (only its hash is kept).
+    Create {
+        /// admin (tokens and the audit log too), write (snapshot, clone,
+        /// restore, delete) or read.
+        #[arg(long, value_name = "ROLE")]
+        role: String,
+        /// Limit it to this volume and its clones (not for admin).
+        #[arg(long, value_name = "NAME")]
+        volume: Option<String>,
+        /// Stop it working after this long (`30d`, `12h`).
+        #[arg(long, value_name = "DURATION")]
+        expires_in: Option<String>,
+        /// What it is for.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Every token: number, role, volume, note, created, expires, revoked.
+    List,
+    /// Make a token stop working.
+    Revoke {
+        /// Its number (from `token list`).
+        id: i64,
+    },
+}
+
+/// Arguments of `serve`.
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on; beyond loopback only with TLS.
+    #[arg(long, value_name = "ADDRESS:PORT", default_value = "127.0.0.1:8470")]
+    pub listen: std::net::SocketAddr,
+    /// PEM certificate chain for TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// `shale workspace …`

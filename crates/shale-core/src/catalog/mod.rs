@@ -22,6 +22,7 @@ mod runs;
 mod schema;
 mod sql;
 mod sqlite;
+mod tokens;
 mod url;
 mod volumes;
 mod workspaces;
@@ -54,6 +55,8 @@ pub(crate) use runs::{end_run, insert_run, insert_run_data, runs, set_run_mlflow
 pub use runs::{Run, RunData};
 pub use schema::SCHEMA_VERSION;
 pub use sql::{Dialect, Row, Sql, Value};
+pub(crate) use tokens::{audit, insert_audit, insert_token, revoke_token, token_by_hash, tokens};
+pub use tokens::{AuditRow, TokenRow};
 pub(crate) use volumes::{
     delete_snapshot, delete_volume, insert_snapshot, insert_volume, root_meta_of, set_quota,
     set_root, set_root_meta, snapshot_by_name, volume_by_name, volume_by_name_any, volume_id_any,

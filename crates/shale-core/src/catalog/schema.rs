@@ -10,7 +10,7 @@ use super::sql::Dialect;
 
 /// Version of the catalog schema this build reads and writes. Older
 /// catalogs are upgraded in place when opened ([`upgrade`]).
-pub const SCHEMA_VERSION: u32 = 9;
+pub const SCHEMA_VERSION: u32 = 10;
 
 /// The tables of schema version 1 (SQLite spelling).
 const TABLES_1: &str = "
@@ -166,6 +166,28 @@ CREATE TABLE IF NOT EXISTS workspaces (
 /// pipeline's run id, the task), a JSON object of strings.
 const LABELS_9: &str = "ALTER TABLE runs ADD COLUMN labels TEXT;";
 
+/// Version 10 adds the server's tokens (stored as hashes) and its audit
+/// log of every change made through it (`tokens.rs`).
+const TABLES_10: &str = "
+CREATE TABLE IF NOT EXISTS tokens (
+    id INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL UNIQUE,
+    role TEXT NOT NULL,
+    volume TEXT,
+    note TEXT NOT NULL,
+    created INTEGER NOT NULL,
+    expires INTEGER,
+    revoked INTEGER
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id INTEGER PRIMARY KEY,
+    at INTEGER NOT NULL,
+    token INTEGER,
+    action TEXT NOT NULL,
+    result TEXT NOT NULL
+);
+";
+
 /// `sql` in the spelling of `dialect`.
 fn spell(sql: &str, dialect: Dialect) -> String {
     match dialect {
@@ -186,7 +208,7 @@ pub fn create(dialect: Dialect) -> String {
     spell(
         &format!(
             "{TABLES_1} {TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}
-             {DELETED_7} {TABLES_8} {LABELS_9} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+             {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
         ),
         dialect,
     )
@@ -198,20 +220,21 @@ pub fn upgrade(from: &str, dialect: Dialect) -> Option<String> {
     let steps = match from {
         "1" => format!(
             "{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} \
-             {TABLES_8} {LABELS_9}"
+             {TABLES_8} {LABELS_9} {TABLES_10}"
         ),
         "2" => format!(
             "{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} \
-             {LABELS_9}"
+             {LABELS_9} {TABLES_10}"
         ),
         "3" => format!(
-            "{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9}"
+            "{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10}"
         ),
-        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9}"),
-        "5" => format!("{INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9}"),
-        "6" => format!("{DELETED_7} {TABLES_8} {LABELS_9}"),
-        "7" => format!("{TABLES_8} {LABELS_9}"),
-        "8" => LABELS_9.to_string(),
+        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10}"),
+        "5" => format!("{INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10}"),
+        "6" => format!("{DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10}"),
+        "7" => format!("{TABLES_8} {LABELS_9} {TABLES_10}"),
+        "8" => format!("{LABELS_9} {TABLES_10}"),
+        "9" => TABLES_10.to_string(),
         _ => return None,
     };
     Some(spell(

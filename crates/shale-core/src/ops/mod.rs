@@ -11,6 +11,7 @@ pub mod gc;
 pub mod import;
 pub mod lineage;
 pub mod mirror;
+pub mod tokens;
 pub mod verify;
 pub mod volumes;
 pub mod workspaces;

@@ -1,0 +1,369 @@
+//! The routes of `/api/v1` and their handlers.
+
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use shale_core::ops::tokens::Role;
+use shale_core::Pool;
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+
+type Answer = Result<Json<Value>, ApiError>;
+
+/// Every route: method and path (as the OpenAPI document spells it).
+pub const ROUTES: &[(&str, &str)] = &[
+    ("get", "/api/v1/openapi.json"),
+    ("get", "/api/v1/pool"),
+    ("get", "/api/v1/volumes"),
+    ("post", "/api/v1/volumes"),
+    ("get", "/api/v1/volumes/{name}"),
+    ("delete", "/api/v1/volumes/{name}"),
+    ("post", "/api/v1/volumes/{name}/clone"),
+    ("get", "/api/v1/volumes/{name}/lineage"),
+    ("get", "/api/v1/volumes/{name}/snapshots"),
+    ("post", "/api/v1/volumes/{name}/snapshots"),
+    ("get", "/api/v1/volumes/{name}/snapshots/{snapshot}"),
+    ("delete", "/api/v1/volumes/{name}/snapshots/{snapshot}"),
+    (
+        "post",
+        "/api/v1/volumes/{name}/snapshots/{snapshot}/restore",
+    ),
+    ("get", "/api/v1/audit"),
+];
+
+/// The API's router over `pool`.
+pub fn router(pool: Arc<Pool>) -> Router {
+    Router::new()
+        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/pool", get(pool_info))
+        .route("/api/v1/volumes", get(list_volumes).post(create_volume))
+        .route("/api/v1/volumes/{name}", get(volume).delete(delete_volume))
+        .route("/api/v1/volumes/{name}/clone", post(clone_volume))
+        .route("/api/v1/volumes/{name}/lineage", get(lineage))
+        .route(
+            "/api/v1/volumes/{name}/snapshots",
+            get(list_snapshots).post(create_snapshot),
+        )
+        .route(
+            "/api/v1/volumes/{name}/snapshots/{snapshot}",
+            get(snapshot).delete(delete_snapshot),
+        )
+        .route(
+            "/api/v1/volumes/{name}/snapshots/{snapshot}/restore",
+            post(restore),
+        )
+        .route("/api/v1/audit", get(audit))
+        .fallback(|| async { ApiError::not_found("no such resource: see /api/v1/openapi.json") })
+        .with_state(pool)
+}
+
+/// Runs a pool operation on the blocking pool.
+async fn blocking<T: Send + 'static>(
+    pool: &Arc<Pool>,
+    work: impl FnOnce(&Pool) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let pool = pool.clone();
+    tokio::task::spawn_blocking(move || work(&pool))
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+}
+
+/// Runs a change that needs `need`, and writes it to the audit log
+/// whatever its result (refusals too); answers `status` when it succeeds.
+async fn change(
+    pool: &Arc<Pool>,
+    caller: Caller,
+    need: Role,
+    status: StatusCode,
+    action: String,
+    work: impl FnOnce(&Pool, &Caller) -> Result<Value, ApiError> + Send + 'static,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let token = caller.0.token.id;
+    let result = match caller.require(need) {
+        Ok(()) => blocking(pool, move |p| work(p, &caller)).await,
+        Err(e) => Err(e),
+    };
+    let outcome = match &result {
+        Ok(_) => status.as_u16().to_string(),
+        Err(e) => format!("{}: {}", e.status.as_u16(), e.message),
+    };
+    blocking(pool, move |p| {
+        Ok(p.record_audit(Some(token), &action, &outcome)?)
+    })
+    .await?;
+    result.map(|v| (status, Json(v)))
+}
+
+type Changed = Result<(StatusCode, Json<Value>), ApiError>;
+
+fn to_json<T: serde::Serialize>(value: T) -> Result<Value, ApiError> {
+    serde_json::to_value(value)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+async fn openapi() -> impl IntoResponse {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        crate::OPENAPI,
+    )
+}
+
+async fn pool_info(State(pool): State<Arc<Pool>>, caller: Caller) -> Answer {
+    let scoped = caller.0.token.volume.clone();
+    blocking(&pool, move |p| {
+        let t = p.totals()?;
+        Ok(Json(json!({
+            "name": p.name(),
+            "volumes": t.volumes, "snapshots": t.snapshots,
+            "logical_bytes": t.logical_bytes, "unique_bytes": t.unique_bytes,
+            "compressed_bytes": t.compressed_bytes, "stored_bytes": t.stored_bytes,
+            "token": {"role": caller.0.role, "volume": scoped},
+        })))
+    })
+    .await
+}
+
+async fn list_volumes(State(pool): State<Arc<Pool>>, caller: Caller) -> Answer {
+    blocking(&pool, move |p| {
+        let all = p.list_volumes()?;
+        to_json(
+            all.into_iter()
+                .filter(|v| caller.sees(p, &v.name))
+                .collect::<Vec<_>>(),
+        )
+        .map(Json)
+    })
+    .await
+}
+
+/// The body of `POST /api/v1/volumes`.
+#[derive(Deserialize)]
+struct NewVolume {
+    name: String,
+    quota: Option<u64>,
+}
+
+async fn create_volume(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    Json(body): Json<NewVolume>,
+) -> Changed {
+    let action = format!("create volume {}", body.name);
+    change(
+        &pool,
+        caller,
+        Role::Write,
+        StatusCode::CREATED,
+        action,
+        move |p, c| {
+            c.require_pool_wide()?;
+            to_json(p.create_volume(&body.name, body.quota)?)
+        },
+    )
+    .await
+}
+
+async fn volume(State(pool): State<Arc<Pool>>, caller: Caller, Path(name): Path<String>) -> Answer {
+    blocking(&pool, move |p| {
+        caller.check_volume(p, &name)?;
+        to_json(p.volume_info(&name)?).map(Json)
+    })
+    .await
+}
+
+async fn delete_volume(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Changed {
+    let action = format!("delete volume {name}");
+    change(
+        &pool,
+        caller,
+        Role::Write,
+        StatusCode::OK,
+        action,
+        move |p, c| {
+            c.check_volume(p, &name)?;
+            p.delete_volume(&name, false)?;
+            Ok(json!({ "deleted": name }))
+        },
+    )
+    .await
+}
+
+/// The body of `POST …/clone`.
+#[derive(Deserialize)]
+struct NewClone {
+    name: String,
+    snapshot: Option<String>,
+}
+
+async fn clone_volume(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Json(body): Json<NewClone>,
+) -> Changed {
+    let source = match &body.snapshot {
+        Some(s) => format!("{name}@{s}"),
+        None => name.clone(),
+    };
+    let action = format!("clone {source} into {}", body.name);
+    change(
+        &pool,
+        caller,
+        Role::Write,
+        StatusCode::CREATED,
+        action,
+        move |p, c| {
+            c.check_volume(p, &name)?;
+            to_json(p.clone_volume(&body.name, &source)?)
+        },
+    )
+    .await
+}
+
+async fn lineage(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Answer {
+    blocking(&pool, move |p| {
+        caller.check_volume(p, &name)?;
+        let mut l = p.lineage(&name)?;
+        // A volume-scoped token sees no other volume's name.
+        l.clones
+            .retain(|c| caller.sees(p, c.split('@').next().unwrap_or(c)));
+        for run in l.produced_by.iter_mut().chain(l.used_by.iter_mut()) {
+            run.inputs.retain(|d| caller.sees(p, &d.volume));
+            run.outputs.retain(|d| caller.sees(p, &d.volume));
+        }
+        to_json(l).map(Json)
+    })
+    .await
+}
+
+async fn list_snapshots(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    Path(name): Path<String>,
+) -> Answer {
+    blocking(&pool, move |p| {
+        caller.check_volume(p, &name)?;
+        p.volume_info(&name)?;
+        to_json(p.list_snapshots(Some(&name))?).map(Json)
+    })
+    .await
+}
+
+/// The body of `POST …/snapshots` (optional).
+#[derive(Deserialize, Default)]
+struct NewSnapshot {
+    name: Option<String>,
+}
+
+async fn create_snapshot(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    body: Option<Json<NewSnapshot>>,
+) -> Changed {
+    let snap = body.map(|Json(b)| b).unwrap_or_default().name;
+    let action = format!("snapshot {name}");
+    change(
+        &pool,
+        caller,
+        Role::Write,
+        StatusCode::CREATED,
+        action,
+        move |p, c| {
+            c.check_volume(p, &name)?;
+            to_json(p.create_snapshot(&name, snap.as_deref())?)
+        },
+    )
+    .await
+}
+
+async fn snapshot(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    Path((name, snapshot)): Path<(String, String)>,
+) -> Answer {
+    blocking(&pool, move |p| {
+        caller.check_volume(p, &name)?;
+        let found = p
+            .list_snapshots(Some(&name))?
+            .into_iter()
+            .find(|s| s.name == snapshot);
+        match found {
+            Some(s) => to_json(s).map(Json),
+            None => Err(shale_core::Error::SnapshotNotFound {
+                volume: name,
+                name: snapshot,
+            }
+            .into()),
+        }
+    })
+    .await
+}
+
+async fn delete_snapshot(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    Path((name, snapshot)): Path<(String, String)>,
+) -> Changed {
+    let action = format!("delete snapshot {name}@{snapshot}");
+    change(
+        &pool,
+        caller,
+        Role::Write,
+        StatusCode::OK,
+        action,
+        move |p, c| {
+            c.check_volume(p, &name)?;
+            p.delete_snapshot(&name, &snapshot)?;
+            Ok(json!({ "deleted": format!("{name}@{snapshot}") }))
+        },
+    )
+    .await
+}
+
+async fn restore(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    Path((name, snapshot)): Path<(String, String)>,
+) -> Changed {
+    let action = format!("restore {name}@{snapshot}");
+    change(
+        &pool,
+        caller,
+        Role::Write,
+        StatusCode::OK,
+        action,
+        move |p, c| {
+            c.check_volume(p, &name)?;
+            to_json(p.restore_snapshot(&name, &snapshot)?)
+        },
+    )
+    .await
+}
+
+/// `?limit=N` of `GET /api/v1/audit`.
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<i64>,
+}
+
+async fn audit(State(pool): State<Arc<Pool>>, caller: Caller, Query(q): Query<Limit>) -> Answer {
+    caller.require(Role::Admin)?;
+    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    blocking(&pool, move |p| to_json(p.audit(limit)?).map(Json)).await
+}

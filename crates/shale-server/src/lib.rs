@@ -1,0 +1,101 @@
+//! `shale serve`: the pool's operations as an authenticated JSON API
+//! (`/api/v1/…`), for notebooks, pipelines and browsers that should not
+//! hold the pool's credentials.
+//!
+//! Every request carries `Authorization: Bearer TOKEN` (`shale token
+//! create`); a token has a role (`read`, `write`, `admin`) over the pool or
+//! over one volume and its clones. Every change is written to the audit
+//! log. The pool's operations are blocking; each request runs one on
+//! tokio's blocking pool.
+
+mod api;
+mod auth;
+mod error;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::{bail, Context, Result};
+use shale_core::Pool;
+
+pub use api::{router, ROUTES};
+
+/// The OpenAPI document of the API (served at `/api/v1/openapi.json`).
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Where and how to listen.
+pub struct ServeOptions {
+    /// The address (`127.0.0.1:8470`).
+    pub listen: SocketAddr,
+    /// A PEM certificate chain and key: TLS, required beyond loopback.
+    pub tls: Option<(PathBuf, PathBuf)>,
+}
+
+/// Serves `pool` until SIGINT or SIGTERM; requests under way finish first.
+pub fn serve(pool: Pool, options: ServeOptions) -> Result<()> {
+    if !options.listen.ip().is_loopback() && options.tls.is_none() {
+        bail!(
+            "{} is not a loopback address: serving beyond this machine needs TLS \
+             (--tls-cert and --tls-key)",
+            options.listen
+        );
+    }
+    // The pool is dropped after the runtime, outside it: a PostgreSQL
+    // catalog's client blocks on its own runtime when it closes.
+    let pool = Arc::new(pool);
+    let app = router(pool.clone());
+    let runtime = tokio::runtime::Runtime::new().context("starting the server's runtime")?;
+    let served = runtime.block_on(async move {
+        let handle = axum_server::Handle::new();
+        let stopper = handle.clone();
+        tokio::spawn(async move {
+            shutdown_signal().await;
+            stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
+        });
+        let service = app.into_make_service();
+        let scheme = if options.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        eprintln!("shale: serving on {scheme}://{}", options.listen);
+        match &options.tls {
+            Some((cert, key)) => {
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                let config = axum_server::tls_rustls::RustlsConfig::from_pem_file(cert, key)
+                    .await
+                    .with_context(|| {
+                        format!(
+                            "reading the TLS certificate {} and key {}",
+                            cert.display(),
+                            key.display()
+                        )
+                    })?;
+                axum_server::bind_rustls(options.listen, config)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+            None => {
+                axum_server::bind(options.listen)
+                    .handle(handle)
+                    .serve(service)
+                    .await
+            }
+        }
+        .with_context(|| format!("serving on {}", options.listen))
+    });
+    drop(runtime);
+    drop(pool);
+    served
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
