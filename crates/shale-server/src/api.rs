@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
@@ -14,6 +14,7 @@ use shale_core::Pool;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::extract::{Body, Params, QueryOf};
 
 type Answer = Result<Json<Value>, ApiError>;
 
@@ -145,15 +146,36 @@ async fn list_volumes(State(pool): State<Arc<Pool>>, caller: Caller) -> Answer {
 
 /// The body of `POST /api/v1/volumes`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewVolume {
     name: String,
-    quota: Option<u64>,
+    /// Bytes; a JSON number with no fraction (`445.0` too).
+    quota: Option<serde_json::Number>,
+}
+
+/// A quota from JSON: a whole number of bytes.
+fn bytes(n: &Option<serde_json::Number>) -> Result<Option<u64>, ApiError> {
+    let Some(n) = n else { return Ok(None) };
+    n.as_u64()
+        .or_else(|| {
+            n.as_f64()
+                .filter(|f| f.fract() == 0.0 && *f >= 0.0 && *f < 9.2e18)
+                .map(|f| f as u64)
+        })
+        .filter(|b| *b <= i64::MAX as u64) // the catalog keeps sizes as i64
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("quota {n}: a whole number of bytes"),
+            )
+        })
 }
 
 async fn create_volume(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
-    Json(body): Json<NewVolume>,
+    Body(body): Body<NewVolume>,
 ) -> Changed {
     let action = format!("create volume {}", body.name);
     change(
@@ -164,13 +186,17 @@ async fn create_volume(
         action,
         move |p, c| {
             c.require_pool_wide()?;
-            to_json(p.create_volume(&body.name, body.quota)?)
+            to_json(p.create_volume(&body.name, bytes(&body.quota)?)?)
         },
     )
     .await
 }
 
-async fn volume(State(pool): State<Arc<Pool>>, caller: Caller, Path(name): Path<String>) -> Answer {
+async fn volume(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    Params(name): Params<String>,
+) -> Answer {
     blocking(&pool, move |p| {
         caller.check_volume(p, &name)?;
         to_json(p.volume_info(&name)?).map(Json)
@@ -181,7 +207,7 @@ async fn volume(State(pool): State<Arc<Pool>>, caller: Caller, Path(name): Path<
 async fn delete_volume(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
-    Path(name): Path<String>,
+    Params(name): Params<String>,
 ) -> Changed {
     let action = format!("delete volume {name}");
     change(
@@ -201,6 +227,7 @@ async fn delete_volume(
 
 /// The body of `POST …/clone`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct NewClone {
     name: String,
     snapshot: Option<String>,
@@ -209,8 +236,8 @@ struct NewClone {
 async fn clone_volume(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
-    Path(name): Path<String>,
-    Json(body): Json<NewClone>,
+    Params(name): Params<String>,
+    Body(body): Body<NewClone>,
 ) -> Changed {
     let source = match &body.snapshot {
         Some(s) => format!("{name}@{s}"),
@@ -225,7 +252,16 @@ async fn clone_volume(
         action,
         move |p, c| {
             c.check_volume(p, &name)?;
-            to_json(p.clone_volume(&body.name, &source)?)
+            p.volume_info(&name)?; // 404: the volume in the path
+                                   // A snapshot named in the body that does not exist is a bad
+                                   // request, not a missing resource.
+            match p.clone_volume(&body.name, &source) {
+                Err(e @ shale_core::Error::SnapshotNotFound { .. }) => Err(ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    e.to_string(),
+                )),
+                other => to_json(other?),
+            }
         },
     )
     .await
@@ -234,7 +270,7 @@ async fn clone_volume(
 async fn lineage(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
-    Path(name): Path<String>,
+    Params(name): Params<String>,
 ) -> Answer {
     blocking(&pool, move |p| {
         caller.check_volume(p, &name)?;
@@ -254,7 +290,7 @@ async fn lineage(
 async fn list_snapshots(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
-    Path(name): Path<String>,
+    Params(name): Params<String>,
 ) -> Answer {
     blocking(&pool, move |p| {
         caller.check_volume(p, &name)?;
@@ -266,6 +302,7 @@ async fn list_snapshots(
 
 /// The body of `POST …/snapshots` (optional).
 #[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
 struct NewSnapshot {
     name: Option<String>,
 }
@@ -273,10 +310,10 @@ struct NewSnapshot {
 async fn create_snapshot(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
-    Path(name): Path<String>,
-    body: Option<Json<NewSnapshot>>,
+    Params(name): Params<String>,
+    Body(body): Body<Option<NewSnapshot>>,
 ) -> Changed {
-    let snap = body.map(|Json(b)| b).unwrap_or_default().name;
+    let snap = body.unwrap_or_default().name;
     let action = format!("snapshot {name}");
     change(
         &pool,
@@ -295,7 +332,7 @@ async fn create_snapshot(
 async fn snapshot(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
-    Path((name, snapshot)): Path<(String, String)>,
+    Params((name, snapshot)): Params<(String, String)>,
 ) -> Answer {
     blocking(&pool, move |p| {
         caller.check_volume(p, &name)?;
@@ -318,7 +355,7 @@ async fn snapshot(
 async fn delete_snapshot(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
-    Path((name, snapshot)): Path<(String, String)>,
+    Params((name, snapshot)): Params<(String, String)>,
 ) -> Changed {
     let action = format!("delete snapshot {name}@{snapshot}");
     change(
@@ -339,7 +376,7 @@ async fn delete_snapshot(
 async fn restore(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
-    Path((name, snapshot)): Path<(String, String)>,
+    Params((name, snapshot)): Params<(String, String)>,
 ) -> Changed {
     let action = format!("restore {name}@{snapshot}");
     change(
@@ -358,12 +395,23 @@ async fn restore(
 
 /// `?limit=N` of `GET /api/v1/audit`.
 #[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct Limit {
     limit: Option<i64>,
 }
 
-async fn audit(State(pool): State<Arc<Pool>>, caller: Caller, Query(q): Query<Limit>) -> Answer {
+async fn audit(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    QueryOf(q): QueryOf<Limit>,
+) -> Answer {
     caller.require(Role::Admin)?;
-    let limit = q.limit.unwrap_or(100).clamp(1, 10_000);
+    let limit = q.limit.unwrap_or(100);
+    if !(1..=10_000).contains(&limit) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "limit: from 1 to 10000",
+        ));
+    }
     blocking(&pool, move |p| to_json(p.audit(limit)?).map(Json)).await
 }

@@ -11,6 +11,7 @@
 mod api;
 mod auth;
 mod error;
+mod extract;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -1,0 +1,58 @@
+"""`shale serve` fuzzed against its own OpenAPI document by schemathesis
+(capped examples; settings in schemathesis.toml): no 500s, no answers
+outside the document, no schema-valid request refused; the pool verifies
+afterwards."""
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import _free_port
+
+pytest.importorskip("schemathesis")
+HERE = Path(__file__).resolve().parent
+
+
+def shale(pool: Path, *args: str) -> str:
+    done = subprocess.run([sys.executable, "-m", "shale", "--pool", str(pool), *args],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_the_api_keeps_to_its_openapi_document(tmp_path):
+    pool = tmp_path / "pool"
+    shale(pool, "pool", "init")
+    shale(pool, "volume", "create", "imagenet")
+    shale(pool, "snapshot", "create", "imagenet", "v1")
+    token = json.loads(shale(pool, "--json", "token", "create", "--role", "admin"))["token"]
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "shale", "--pool", str(pool), "serve",
+                               "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, server.stderr.read()
+                time.sleep(0.1)
+        st = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or "schemathesis"
+        done = subprocess.run(
+            [st, "--config-file", str(HERE / "schemathesis.toml"), "run",
+             f"http://127.0.0.1:{port}/api/v1/openapi.json", "-H", f"Authorization: Bearer {token}",
+             "--max-examples", "25", "--checks", "all"],
+            capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stdout[-6000:]
+    finally:
+        server.terminate()
+        server.wait(30)
+    verified = json.loads(shale(pool, "--json", "verify"))
+    assert verified["problems"] == [], verified
