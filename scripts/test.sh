@@ -31,7 +31,7 @@ have_postgres() {
 if have_garage; then
   SHALE_TEST_STORE=s3 nextest -p shale-cli --test cli --test integrity --test mount
   if have_postgres; then
-    SHALE_TEST_STORE=s3-postgres nextest -p shale-cli --test cli --test integrity --test serve
+    SHALE_TEST_STORE=s3-postgres nextest -p shale-cli --test cli --test integrity --test serve --test remote
   else
     echo "skipped: the suites on a PostgreSQL catalog need initdb and postgres" >&2
   fi

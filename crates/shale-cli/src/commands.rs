@@ -69,6 +69,31 @@ pub fn open(cli: &Cli) -> Result<Pool> {
     Ok(pool)
 }
 
+/// Runs the command through a server (`--server`): the volume and snapshot
+/// commands, and the lineage of a volume; the others say they need the pool.
+pub fn run_remote(cli: &Cli, server: &crate::remote::Remote) -> Result<()> {
+    match &cli.command {
+        Command::Volume(cmd) => crate::volume::volume_remote(cli, server, cmd),
+        Command::Snapshot(cmd) => crate::volume::snapshot_remote(cli, server, cmd),
+        Command::Lineage { spec, dot } if !spec.contains('@') => {
+            let l = server.lineage(spec)?;
+            if cli.json {
+                print_json(&l);
+            } else if *dot {
+                print!("{}", output::lineage_dot(&l));
+            } else if !cli.quiet {
+                output::print_lineage(&l);
+            }
+            Ok(())
+        }
+        Command::Lineage { .. } => Err(crate::remote::needs_pool("lineage VOLUME@SNAPSHOT")),
+        _ => Err(anyhow::anyhow!(
+            "this command works on the pool itself, not through --server (there: volume, snapshot \
+             and lineage of a volume)"
+        )),
+    }
+}
+
 /// Runs the parsed command line.
 pub fn run(cli: &Cli) -> Result<()> {
     match &cli.command {

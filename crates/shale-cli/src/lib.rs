@@ -10,6 +10,7 @@ mod mirror;
 mod mount;
 mod output;
 mod progress;
+mod remote;
 mod run;
 mod server;
 mod sync;
@@ -43,6 +44,19 @@ pub struct Cli {
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
+    /// Work through a `shale serve` server instead of opening the pool
+    /// (volume and snapshot commands, lineage).
+    #[arg(long, global = true, env = "SHALE_SERVER", value_name = "URL")]
+    pub server: Option<String>,
+    /// The token for --server.
+    #[arg(
+        long,
+        global = true,
+        env = "SHALE_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub token: Option<String>,
     /// Print nothing but errors.
     #[arg(short, long, global = true)]
     pub quiet: bool,
@@ -709,9 +723,14 @@ pub fn run_cli(args: Vec<OsString>) -> i32 {
     } else {
         logger.try_init()
     };
-    let result = match &cli.command {
-        Command::Run(args) => commands::pool_path(&cli).and_then(|p| run::run(&cli, &p, args)),
-        _ => commands::run(&cli).map(|()| 0),
+    quiet_on_closed_pipe(&cli.command);
+    let result = match remote::from_cli(&cli) {
+        Err(e) => Err(e),
+        Ok(Some(server)) => commands::run_remote(&cli, &server).map(|()| 0),
+        Ok(None) => match &cli.command {
+            Command::Run(args) => commands::pool_path(&cli).and_then(|p| run::run(&cli, &p, args)),
+            _ => commands::run(&cli).map(|()| 0),
+        },
     };
     match result {
         Ok(code) => code,
@@ -719,6 +738,28 @@ pub fn run_cli(args: Vec<OsString>) -> i32 {
             eprintln!("shale: error: {}", message(&err));
             1
         }
+    }
+}
+
+/// `shale volume list | head`: a command that only prints ends quietly
+/// when its reader goes away (the default SIGPIPE), instead of panicking
+/// on a failed print. Commands that serve, mount, transfer or supervise
+/// keep Rust's ignored SIGPIPE: a peer that goes away must not kill them.
+#[allow(unsafe_code)] // signal(2): the block says why it is sound
+fn quiet_on_closed_pipe(command: &Command) {
+    let long_lived = matches!(
+        command,
+        Command::Mount(_)
+            | Command::Serve(_)
+            | Command::Workspace(_)
+            | Command::Run(_)
+            | Command::Sync(_)
+            | Command::Mirror(_)
+    );
+    if !long_lived {
+        // SAFETY: setting a signal's disposition to its default has no
+        // preconditions; no handler of ours is replaced.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
 }
 

@@ -33,6 +33,8 @@ fn quiet(cli: &Cli, pool_path: &Path) -> Cli {
         no_instance_metadata: cli.no_instance_metadata,
         json: false,
         quiet: true,
+        server: None,
+        token: None,
         command: Command::Gc { dry_run: true },
         options: cli.options.clone(),
     }

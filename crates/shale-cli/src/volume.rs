@@ -15,6 +15,7 @@ use shale_core::Pool;
 use crate::commands::{open, print_json_timed};
 use crate::output::{print_json, table};
 use crate::progress::Bar;
+use crate::remote::{needs_pool, Remote};
 use crate::{Cli, ExportArgs, SnapshotCmd, VolumeCmd};
 
 /// Runs `shale volume …`.
@@ -101,7 +102,12 @@ fn print_volume(cli: &Cli, v: &VolumeReport, line: &str) {
 }
 
 fn list(cli: &Cli, pool: &Pool) -> Result<()> {
-    let vols = pool.list_volumes()?;
+    print_volumes(cli, &pool.list_volumes()?);
+    Ok(())
+}
+
+/// Prints volumes: JSON, or a table.
+fn print_volumes(cli: &Cli, vols: &[VolumeReport]) {
     if cli.json {
         print_json(&vols);
     } else if !cli.quiet {
@@ -123,7 +129,6 @@ fn list(cli: &Cli, pool: &Pool) -> Result<()> {
             &rows,
         );
     }
-    Ok(())
 }
 
 fn info(cli: &Cli, pool: &Pool, name: &str, space: bool) -> Result<()> {
@@ -131,12 +136,18 @@ fn info(cli: &Cli, pool: &Pool, name: &str, space: bool) -> Result<()> {
     if space {
         v.used_bytes = Some(pool.exclusive_bytes(name, None)?);
     }
+    print_info(cli, &v);
+    Ok(())
+}
+
+/// Prints one volume: JSON, or a field per line.
+fn print_info(cli: &Cli, v: &VolumeReport) {
     if cli.json {
-        print_json(&v);
-        return Ok(());
+        print_json(v);
+        return;
     }
     if cli.quiet {
-        return Ok(());
+        return;
     }
     println!("name:      {}", v.name);
     println!("id:        {}", v.id);
@@ -158,7 +169,6 @@ fn info(cli: &Cli, pool: &Pool, name: &str, space: bool) -> Result<()> {
             format_size(u)
         );
     }
-    Ok(())
 }
 
 fn print_import(cli: &Cli, verb: &str, name: &str, r: &ImportReport, start: Instant) {
@@ -268,12 +278,18 @@ pub(crate) fn list_snapshots(
             s.used_bytes = Some(pool.exclusive_bytes(&s.volume, Some(&s.name))?);
         }
     }
+    print_snapshots(cli, &snaps, space);
+    Ok(())
+}
+
+/// Prints snapshots: JSON, or a table (with USED if `space`).
+fn print_snapshots(cli: &Cli, snaps: &[SnapshotReport], space: bool) {
     if cli.json {
         print_json(&snaps);
-        return Ok(());
+        return;
     }
     if cli.quiet {
-        return Ok(());
+        return;
     }
     let mut header = vec!["VOLUME", "NAME", "ID", "CREATED", "SIZE", "FILES"];
     if space {
@@ -295,5 +311,77 @@ pub(crate) fn list_snapshots(
         })
         .collect();
     table(&header, &rows);
+}
+
+/// `shale volume …` through `--server`: the subcommands that need no
+/// local files.
+pub fn volume_remote(cli: &Cli, remote: &Remote, cmd: &VolumeCmd) -> Result<()> {
+    match cmd {
+        VolumeCmd::Create {
+            name,
+            from: None,
+            size,
+        } => {
+            let v = remote.create_volume(name, size.as_deref())?;
+            print_volume(cli, &v, &format!("created volume {name}"));
+        }
+        VolumeCmd::List => print_volumes(cli, &remote.list_volumes()?),
+        VolumeCmd::Info { name, space: false } => {
+            let v = remote.volume_info(name)?;
+            print_info(cli, &v);
+        }
+        VolumeCmd::Delete {
+            name,
+            keep_snapshots: false,
+        } => {
+            remote.delete_volume(name)?;
+            if cli.json {
+                print_json(&json!({"deleted": name}));
+            } else if !cli.quiet {
+                println!("deleted volume {name}");
+            }
+        }
+        VolumeCmd::Clone { new, from } => {
+            let v = remote.clone_volume(new, from)?;
+            let origin = v.origin.as_deref().unwrap_or(from);
+            print_volume(cli, &v, &format!("created volume {new} from {origin}"));
+        }
+        VolumeCmd::Create { from: Some(_), .. } => return Err(needs_pool("volume create --from")),
+        VolumeCmd::Info { space: true, .. } => return Err(needs_pool("volume info --space")),
+        VolumeCmd::Delete { .. } => return Err(needs_pool("volume delete --keep-snapshots")),
+        VolumeCmd::Resize { .. } => return Err(needs_pool("volume resize")),
+        VolumeCmd::Import { .. } => return Err(needs_pool("volume import")),
+        VolumeCmd::Export(_) => return Err(needs_pool("volume export")),
+    }
+    Ok(())
+}
+
+/// `shale snapshot …` through `--server`.
+pub fn snapshot_remote(cli: &Cli, remote: &Remote, cmd: &SnapshotCmd) -> Result<()> {
+    match cmd {
+        SnapshotCmd::Create { volume, name } => {
+            let s = remote.create_snapshot(volume, name.as_deref())?;
+            let line = format!("created snapshot {}@{} (id {})", s.volume, s.name, s.id);
+            print_snapshot(cli, &s, &line);
+        }
+        SnapshotCmd::List {
+            volume,
+            space: false,
+        } => print_snapshots(cli, &remote.list_snapshots(volume.as_deref())?, false),
+        SnapshotCmd::List { space: true, .. } => return Err(needs_pool("snapshot list --space")),
+        SnapshotCmd::Delete { volume, name } => {
+            remote.delete_snapshot(volume, name)?;
+            if cli.json {
+                print_json(&json!({"deleted": format!("{volume}@{name}")}));
+            } else if !cli.quiet {
+                println!("deleted snapshot {volume}@{name}");
+            }
+        }
+        SnapshotCmd::Restore { volume, name } => {
+            let s = remote.restore_snapshot(volume, name)?;
+            let line = format!("restored {volume} to snapshot {name} (id {})", s.id);
+            print_snapshot(cli, &s, &line);
+        }
+    }
     Ok(())
 }

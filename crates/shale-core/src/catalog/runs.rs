@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{now_ns, Sql};
 use crate::args;
@@ -12,7 +12,7 @@ use crate::error::Result;
 use crate::id::ObjectId;
 
 /// One volume snapshot a run read or wrote.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RunData {
     /// Volume name.
     pub volume: String,
@@ -23,7 +23,7 @@ pub struct RunData {
 }
 
 /// A recorded run.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Run {
     /// Run number, unique in the pool.
     pub id: i64,
@@ -40,6 +40,7 @@ pub struct Run {
     /// The MLflow run it was logged to.
     pub mlflow_run: Option<String>,
     /// Labels given to it (`--label KEY=VALUE`): a pipeline's run id, a task.
+    #[serde(default)]
     pub labels: BTreeMap<String, String>,
     /// Snapshots read.
     pub inputs: Vec<RunData>,

@@ -9,7 +9,7 @@
 
 use std::collections::BTreeMap;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog;
 pub use crate::catalog::{Run, RunData};
@@ -36,7 +36,7 @@ impl RunData {
 }
 
 /// Where a volume or snapshot came from and what was made from it.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Lineage {
     /// `VOLUME` or `VOLUME@SNAPSHOT`, as asked.
     pub subject: String,

@@ -1,0 +1,169 @@
+//! `--server URL --token T`: the volume and snapshot commands through a
+//! `shale serve` server instead of the pool. The server answers with the
+//! same reports (`docs/JSON.md`) and the same error messages, so the
+//! output is the same either way.
+
+use anyhow::{anyhow, bail, Context, Result};
+use reqwest::blocking::{Client, RequestBuilder, Response};
+use reqwest::Method;
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use shale_core::ops::lineage::Lineage;
+use shale_core::ops::volumes::{SnapshotReport, VolumeReport};
+use shale_core::size::parse_size;
+
+use crate::Cli;
+
+/// A server and the token to use it with.
+pub struct Remote {
+    base: String,
+    token: String,
+    client: Client,
+}
+
+/// The remote named by `--server`, if one is.
+pub fn from_cli(cli: &Cli) -> Result<Option<Remote>> {
+    let Some(server) = &cli.server else {
+        return Ok(None);
+    };
+    let Some(token) = cli.token.clone() else {
+        bail!("--server needs a token: --token TOKEN or SHALE_TOKEN (shale token create, on the server)");
+    };
+    let mut builder = Client::builder().timeout(std::time::Duration::from_secs(3600));
+    // A private CA (a self-signed server): SHALE_CA_CERT names its PEM file.
+    if let Some(ca) = std::env::var_os("SHALE_CA_CERT") {
+        let pem = std::fs::read(&ca).with_context(|| format!("reading SHALE_CA_CERT {ca:?}"))?;
+        builder = builder.add_root_certificate(
+            reqwest::Certificate::from_pem(&pem)
+                .context("SHALE_CA_CERT is not a PEM certificate")?,
+        );
+    }
+    Ok(Some(Remote {
+        base: server.trim_end_matches('/').to_string(),
+        token,
+        client: builder.build().context("making the HTTP client")?,
+    }))
+}
+
+/// A path segment, percent-encoded.
+fn seg(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+impl Remote {
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.client
+            .request(method, format!("{}/api/v1{path}", self.base))
+            .bearer_auth(&self.token)
+    }
+
+    /// Sends; a failure becomes the server's message.
+    fn send<T: DeserializeOwned>(&self, request: RequestBuilder) -> Result<T> {
+        let response: Response = request
+            .send()
+            .map_err(|e| anyhow!("cannot reach the server {}: {e}", self.base))?;
+        let status = response.status();
+        let body: Value = response.json().unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = body["error"].as_str().unwrap_or("no message").to_string();
+            // The engine's own message, as the pool would have given it.
+            let _ = status;
+            bail!("{message}");
+        }
+        serde_json::from_value(body)
+            .with_context(|| format!("an answer of {} this shale cannot read", self.base))
+    }
+
+    fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T> {
+        self.send(self.request(Method::GET, path))
+    }
+
+    /// Every volume the token sees.
+    pub fn list_volumes(&self) -> Result<Vec<VolumeReport>> {
+        self.get("/volumes")
+    }
+
+    /// One volume.
+    pub fn volume_info(&self, name: &str) -> Result<VolumeReport> {
+        self.get(&format!("/volumes/{}", seg(name)))
+    }
+
+    /// Creates a volume.
+    pub fn create_volume(&self, name: &str, size: Option<&str>) -> Result<VolumeReport> {
+        let quota = size.map(parse_size).transpose()?;
+        self.send(
+            self.request(Method::POST, "/volumes")
+                .json(&json!({"name": name, "quota": quota})),
+        )
+    }
+
+    /// Deletes a volume.
+    pub fn delete_volume(&self, name: &str) -> Result<()> {
+        self.send::<Value>(self.request(Method::DELETE, &format!("/volumes/{}", seg(name))))
+            .map(drop)
+    }
+
+    /// Clones `from` (`VOLUME[@SNAPSHOT]`) into `new`.
+    pub fn clone_volume(&self, new: &str, from: &str) -> Result<VolumeReport> {
+        let (volume, snapshot) = match from.split_once('@') {
+            Some((v, s)) => (v, Some(s)),
+            None => (from, None),
+        };
+        let path = format!("/volumes/{}/clone", seg(volume));
+        self.send(
+            self.request(Method::POST, &path)
+                .json(&json!({"name": new, "snapshot": snapshot})),
+        )
+    }
+
+    /// Snapshots a volume.
+    pub fn create_snapshot(&self, volume: &str, name: Option<&str>) -> Result<SnapshotReport> {
+        let path = format!("/volumes/{}/snapshots", seg(volume));
+        self.send(
+            self.request(Method::POST, &path)
+                .json(&json!({ "name": name })),
+        )
+    }
+
+    /// One volume's snapshots, or every visible volume's.
+    pub fn list_snapshots(&self, volume: Option<&str>) -> Result<Vec<SnapshotReport>> {
+        match volume {
+            Some(v) => self.get(&format!("/volumes/{}/snapshots", seg(v))),
+            None => {
+                let mut all = Vec::new();
+                for v in self.list_volumes()? {
+                    all.extend(self.list_snapshots(Some(&v.name))?);
+                }
+                Ok(all)
+            }
+        }
+    }
+
+    /// Deletes a snapshot.
+    pub fn delete_snapshot(&self, volume: &str, name: &str) -> Result<()> {
+        let path = format!("/volumes/{}/snapshots/{}", seg(volume), seg(name));
+        self.send::<Value>(self.request(Method::DELETE, &path))
+            .map(drop)
+    }
+
+    /// Puts a volume back to a snapshot.
+    pub fn restore_snapshot(&self, volume: &str, name: &str) -> Result<SnapshotReport> {
+        let path = format!("/volumes/{}/snapshots/{}/restore", seg(volume), seg(name));
+        self.send(self.request(Method::POST, &path))
+    }
+
+    /// A volume's lineage.
+    pub fn lineage(&self, volume: &str) -> Result<Lineage> {
+        self.get(&format!("/volumes/{}/lineage", seg(volume)))
+    }
+}
+
+/// The plain answer for a command `--server` cannot run.
+pub fn needs_pool(what: &str) -> anyhow::Error {
+    anyhow!("`{what}` works on the pool itself, not through --server (run it where the pool is)")
+}
