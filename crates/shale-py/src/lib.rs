@@ -387,12 +387,19 @@ fn cli_main(py: Python<'_>, argv: Vec<OsString>, reexec: Vec<OsString>) -> i32 {
     py.allow_threads(|| shale_cli::run_cli(args))
 }
 
+/// Bytes in a size such as `"500GiB"` (the CLI's rules).
+#[pyfunction]
+fn parse_size(text: &str) -> PyResult<u64> {
+    shale_core::size::parse_size(text).map_err(to_py)
+}
+
 /// The Rust side of the `shale` package.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     let py = m.py();
     m.add_class::<NativePool>()?;
     m.add_function(wrap_pyfunction!(cli_main, m)?)?;
+    m.add_function(wrap_pyfunction!(parse_size, m)?)?;
     m.add("ShaleError", py.get_type::<ShaleError>())?;
     m.add("PoolNotFoundError", py.get_type::<PoolNotFoundError>())?;
     m.add("VolumeNotFoundError", py.get_type::<VolumeNotFoundError>())?;

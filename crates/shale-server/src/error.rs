@@ -10,13 +10,25 @@ use shale_core::Error;
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,
+    /// What went wrong, for programs (`volume_not_found`, `forbidden` …):
+    /// clients raise their own error kinds from it.
+    pub kind: &'static str,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> ApiError {
+        let kind = match status {
+            StatusCode::UNAUTHORIZED => "unauthorized",
+            StatusCode::FORBIDDEN => "forbidden",
+            StatusCode::NOT_FOUND => "not_found",
+            StatusCode::BAD_REQUEST => "bad_request",
+            StatusCode::UNPROCESSABLE_ENTITY => "unprocessable",
+            _ => "error",
+        };
         ApiError {
             status,
             message: message.into(),
+            kind,
         }
     }
 
@@ -44,7 +56,23 @@ impl From<Error> for ApiError {
             Error::Mounted { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError::new(status, e.to_string())
+        let kind = match &e {
+            Error::VolumeNotFound(_) => "volume_not_found",
+            Error::SnapshotNotFound { .. } => "snapshot_not_found",
+            Error::VolumeExists(_) | Error::SnapshotExists { .. } | Error::NameHeld { .. } => {
+                "name_exists"
+            }
+            Error::InvalidName { .. } => "invalid_name",
+            Error::QuotaExceeded { .. } => "quota_exceeded",
+            Error::Conflict(_) | Error::Mounted { .. } => "conflict",
+            Error::Corrupt { .. } | Error::MissingObject(_) => "corrupt",
+            _ => ApiError::new(status, "").kind,
+        };
+        ApiError {
+            status,
+            message: e.to_string(),
+            kind,
+        }
     }
 }
 
@@ -52,7 +80,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (
             self.status,
-            Json(serde_json::json!({ "error": self.message })),
+            Json(serde_json::json!({ "error": self.message, "kind": self.kind })),
         )
             .into_response()
     }

@@ -28,8 +28,13 @@ def default_pool_path() -> Path:
 def _cli(pool: "Pool", args: Sequence[str]) -> str:
     """Runs the shale command (this package's own) on ``pool``; returns its
     stdout, raises ``ShaleError`` with its message if it fails."""
-    cmd = [sys.executable, "-m", "shale", "--pool", str(pool.path), *args]
-    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True)
+    env = None
+    if pool.is_remote:
+        cmd = [sys.executable, "-m", "shale", "--server", str(pool.path), *args]
+        env = {**os.environ, "SHALE_TOKEN": pool._native._token}
+    else:
+        cmd = [sys.executable, "-m", "shale", "--pool", str(pool.path), *args]
+    done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=env)
     if done.returncode != 0:
         lines = [l for l in done.stderr.splitlines() if l.strip()]
         msg = lines[-1] if lines else f"shale exited with status {done.returncode}"
@@ -42,13 +47,28 @@ class Pool:
 
     ``Pool()`` opens the default pool (see :func:`default_pool_path`),
     creating it if missing; ``Pool(path, create=False)`` refuses to create.
+    ``Pool("https://host:8470", token=…)`` (or ``$SHALE_SERVER`` and
+    ``$SHALE_TOKEN``) works through a ``shale serve`` server: volumes and
+    snapshots, same dicts and exceptions; what needs the pool itself
+    (import, export, mounts, runs) raises ``ShaleError`` saying so.
     """
 
-    def __init__(self, path: Optional[PathLike] = None, create: bool = True) -> None:
-        self._native = _native.NativePool(str(path or default_pool_path()), create)
+    def __init__(self, path: Optional[PathLike] = None, create: bool = True, token: Optional[str] = None) -> None:
+        where = str(path or os.environ.get("SHALE_SERVER") or default_pool_path())
+        if where.startswith(("http://", "https://")):
+            from ._remote import RemotePool
+
+            self._native = RemotePool(where, token or os.environ.get("SHALE_TOKEN"))
+        else:
+            self._native = _native.NativePool(where, create)
 
     def __repr__(self) -> str:
         return f"shale.Pool({str(self.path)!r})"
+
+    @property
+    def is_remote(self) -> bool:
+        """Whether this pool is reached through a server."""
+        return not isinstance(self._native, _native.NativePool)
 
     @property
     def path(self) -> Union[Path, str]:
