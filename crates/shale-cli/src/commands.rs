@@ -132,6 +132,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Workspace(cmd) => crate::workspace::run(cli, cmd),
         Command::Token(cmd) => crate::server::token(cli, cmd),
         Command::Serve(args) => crate::server::serve(cli, args),
+        Command::Mcp => shale_server::mcp::serve_stdio(open(cli)?),
     }
 }
 

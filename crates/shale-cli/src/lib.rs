@@ -145,6 +145,9 @@ pub enum Command {
     /// Serve the pool's volumes and snapshots as an authenticated JSON API
     /// (/api/v1; tokens from `shale token create`).
     Serve(ServeArgs),
+    /// An MCP server on stdin/stdout for AI assistants: tools to list,
+    /// snapshot, clone, restore, diff and trace volumes.
+    Mcp,
     /// Check that every object the volumes and snapshots reach is present and sound.
     Verify {
         /// Also re-read and re-hash every stored byte.
@@ -751,6 +754,7 @@ fn quiet_on_closed_pipe(command: &Command) {
         command,
         Command::Mount(_)
             | Command::Serve(_)
+            | Command::Mcp
             | Command::Workspace(_)
             | Command::Run(_)
             | Command::Sync(_)

@@ -12,6 +12,7 @@ mod api;
 mod auth;
 mod error;
 mod extract;
+pub mod mcp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

@@ -13,6 +13,7 @@ use crate::id::ObjectId;
 
 /// One volume snapshot a run read or wrote.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RunData {
     /// Volume name.
     pub volume: String,
@@ -24,6 +25,7 @@ pub struct RunData {
 
 /// A recorded run.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Run {
     /// Run number, unique in the pool.
     pub id: i64,

@@ -12,6 +12,7 @@ use crate::tree::{dir_leaves, leaf_entries, read_dir, Content, Entry};
 
 /// Kind of change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
     /// Only in the second tree.
@@ -35,6 +36,7 @@ impl Change {
 
 /// One changed path.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DiffEntry {
     /// What happened.
     pub change: Change,
@@ -50,6 +52,7 @@ pub struct DiffEntry {
 
 /// Totals of a diff, for `--stat`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DiffStat {
     /// Paths added.
     pub added: u64,

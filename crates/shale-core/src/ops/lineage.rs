@@ -37,6 +37,7 @@ impl RunData {
 
 /// Where a volume or snapshot came from and what was made from it.
 #[derive(Clone, Debug, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Lineage {
     /// `VOLUME` or `VOLUME@SNAPSHOT`, as asked.
     pub subject: String,

@@ -27,6 +27,7 @@ pub struct Resolved {
 /// Python package, the server): the one JSON shape, documented in
 /// `docs/JSON.md`.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct VolumeReport {
     /// Volume name.
     pub name: String,
@@ -71,6 +72,7 @@ impl VolumeReport {
 
 /// A snapshot as every front end shows it: the one JSON shape.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SnapshotReport {
     /// The volume it belongs to.
     pub volume: String,
