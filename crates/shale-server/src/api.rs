@@ -61,6 +61,7 @@ pub fn router(pool: Arc<Pool>) -> Router {
             post(restore),
         )
         .route("/api/v1/audit", get(audit))
+        .merge(crate::ui::routes())
         .fallback(|| async { ApiError::not_found("no such resource: see /api/v1/openapi.json") })
         .with_state(pool)
 }

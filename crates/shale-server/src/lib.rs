@@ -13,6 +13,7 @@ mod auth;
 mod error;
 mod extract;
 pub mod mcp;
+mod ui;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
