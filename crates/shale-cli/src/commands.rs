@@ -347,7 +347,10 @@ fn verify(cli: &Cli, read_data: bool, volume: Option<String>) -> Result<()> {
 fn gc(cli: &Cli, dry_run: bool) -> Result<()> {
     let pool = open(cli)?;
     let start = Instant::now();
-    let r = pool.gc(&GcOptions { dry_run })?;
+    let r = pool.gc(&GcOptions {
+        dry_run,
+        progress: None,
+    })?;
     let secs = start.elapsed().as_secs_f64();
     if cli.json {
         print_json_timed(&r, secs);

@@ -93,6 +93,10 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
         shale_server::ServeOptions {
             listen: args.listen,
             tls,
+            places: shale_server::SyncPlaces {
+                endpoint: cli.endpoint.clone(),
+                region: cli.region.clone(),
+            },
         },
     )
 }

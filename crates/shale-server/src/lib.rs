@@ -12,6 +12,7 @@ mod api;
 mod auth;
 mod error;
 mod extract;
+mod jobs;
 pub mod mcp;
 mod ui;
 
@@ -22,7 +23,8 @@ use std::sync::Arc;
 use anyhow::{bail, Context, Result};
 use shale_core::Pool;
 
-pub use api::{router, ROUTES};
+pub use api::{router, router_with, SyncPlaces, ROUTES};
+pub use jobs::Jobs;
 
 /// The OpenAPI document of the API (served at `/api/v1/openapi.json`).
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -33,6 +35,8 @@ pub struct ServeOptions {
     pub listen: SocketAddr,
     /// A PEM certificate chain and key: TLS, required beyond loopback.
     pub tls: Option<(PathBuf, PathBuf)>,
+    /// Where sync jobs find buckets.
+    pub places: SyncPlaces,
 }
 
 /// Serves `pool` until SIGINT or SIGTERM; requests under way finish first.
@@ -47,13 +51,17 @@ pub fn serve(pool: Pool, options: ServeOptions) -> Result<()> {
     // The pool is dropped after the runtime, outside it: a PostgreSQL
     // catalog's client blocks on its own runtime when it closes.
     let pool = Arc::new(pool);
-    let app = router(pool.clone());
+    let jobs = Arc::new(Jobs::default());
+    let app = router_with(pool.clone(), jobs.clone(), options.places.clone());
     let runtime = tokio::runtime::Runtime::new().context("starting the server's runtime")?;
     let served = runtime.block_on(async move {
         let handle = axum_server::Handle::new();
         let stopper = handle.clone();
         tokio::spawn(async move {
             shutdown_signal().await;
+            // Running jobs stop at their next check, leaving the pool as a
+            // crash would (which it survives); then requests finish.
+            jobs.cancel_all();
             stopper.graceful_shutdown(Some(std::time::Duration::from_secs(30)));
         });
         let service = app.into_make_service();

@@ -14,6 +14,8 @@ use tower::ServiceExt;
 
 struct Api {
     pool: Arc<Pool>,
+    /// One router, so jobs started by one call are seen by the next.
+    router: axum::Router,
     _dir: tempfile::TempDir,
 }
 
@@ -24,8 +26,10 @@ impl Api {
         for v in ["imagenet", "hr-data"] {
             pool.create_volume(v, None).unwrap();
         }
+        let pool = Arc::new(pool);
         Api {
-            pool: Arc::new(pool),
+            router: shale_server::router(pool.clone()),
+            pool,
             _dir: dir,
         }
     }
@@ -44,6 +48,22 @@ impl Api {
         token: Option<&str>,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
+        let body = body.map(|b| b.to_string().into_bytes());
+        let (status, bytes) = self.raw(method, path, token, body).await;
+        (
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        )
+    }
+
+    /// A request with any body; the answer's bytes.
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Vec<u8>>,
+    ) -> (StatusCode, Vec<u8>) {
         let mut req = Request::builder().method(method).uri(path);
         if let Some(t) = token {
             req = req.header("authorization", format!("Bearer {t}"));
@@ -51,26 +71,42 @@ impl Api {
         let req = match body {
             Some(b) => req
                 .header("content-type", "application/json")
-                .body(Body::from(b.to_string())),
+                .body(Body::from(b)),
             None => req.body(Body::empty()),
         }
         .unwrap();
-        let resp = shale_server::router(self.pool.clone())
-            .oneshot(req)
-            .await
-            .unwrap();
+        let resp = self.router.clone().oneshot(req).await.unwrap();
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        (
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        (status, bytes.to_vec())
+    }
+
+    /// Polls a job until it ends; its last state.
+    async fn wait_job(&self, id: &Value, token: &str) -> Value {
+        for _ in 0..600 {
+            let (status, job) = self
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/jobs/{id}"),
+                    Some(token),
+                    None,
+                )
+                .await;
+            assert_eq!(status, StatusCode::OK, "{job}");
+            if job["state"] != "running" {
+                return job;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        panic!("job {id} did not end in 30 s");
     }
 }
 
 fn concrete(path: &str) -> String {
     path.replace("{name}", "imagenet")
         .replace("{snapshot}", "v1")
+        .replace("{path}", "dir/x.txt")
+        .replace("{id}", "1")
 }
 
 #[tokio::test]
@@ -341,4 +377,428 @@ async fn hostile_names_and_bodies_are_refused_not_crashed_on() {
         )
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
+}
+
+#[tokio::test]
+async fn files_are_listed_downloaded_and_uploaded_within_the_tokens_reach() {
+    let api = Api::new();
+    let write = api.token(Role::Write, Some("imagenet"));
+    let read = api.token(Role::Read, None);
+    let data: Vec<u8> = (0..3_000_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let (status, _) = api
+        .raw(
+            Method::PUT,
+            "/api/v1/volumes/imagenet/files/train/a.bin",
+            Some(&write),
+            Some(data.clone()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, listed) = api
+        .call(
+            Method::GET,
+            "/api/v1/volumes/imagenet/files",
+            Some(&read),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(listed[0]["name"], "train");
+    assert_eq!(listed[0]["kind"], "dir");
+    let (_, listed) = api
+        .call(
+            Method::GET,
+            "/api/v1/volumes/imagenet/files?path=train",
+            Some(&read),
+            None,
+        )
+        .await;
+    assert_eq!(listed[0]["name"], "a.bin");
+    assert_eq!(listed[0]["size"], data.len());
+    api.pool.create_snapshot("imagenet", Some("v1")).unwrap();
+    // Replaced in the volume; the snapshot keeps the first bytes.
+    let (status, _) = api
+        .raw(
+            Method::PUT,
+            "/api/v1/volumes/imagenet/files/train/a.bin",
+            Some(&write),
+            Some(b"new".to_vec()),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let (status, got) = api
+        .raw(
+            Method::GET,
+            "/api/v1/volumes/imagenet/files/train/a.bin?snapshot=v1",
+            Some(&read),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(got == data, "the snapshot's bytes come back whole");
+    let (_, got) = api
+        .raw(
+            Method::GET,
+            "/api/v1/volumes/imagenet/files/train/a.bin",
+            Some(&read),
+            None,
+        )
+        .await;
+    assert_eq!(got, b"new");
+
+    // What the caller may not do, and what is not there.
+    let other = api.token(Role::Write, Some("hr-data"));
+    for (method, path, token, want) in [
+        (
+            Method::GET,
+            "/api/v1/volumes/imagenet/files/train/a.bin",
+            &other,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::GET,
+            "/api/v1/volumes/imagenet/files",
+            &other,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/volumes/imagenet/files/x",
+            &other,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/volumes/imagenet/files/x",
+            &read,
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            Method::PUT,
+            "/api/v1/volumes/imagenet/files/..%2F..%2Fx",
+            &write,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            Method::GET,
+            "/api/v1/volumes/imagenet/files/nothing",
+            &read,
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            Method::GET,
+            "/api/v1/volumes/imagenet/files/train",
+            &read,
+            StatusCode::BAD_REQUEST,
+        ),
+    ] {
+        let body = (method == Method::PUT).then(|| b"x".to_vec());
+        let (status, answer) = api.raw(method.clone(), path, Some(token), body).await;
+        assert_eq!(
+            status,
+            want,
+            "{method} {path}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+
+    // A diff of what the uploads did, within reach too.
+    let (status, diff) = api
+        .call(
+            Method::GET,
+            "/api/v1/diff?a=imagenet@v1&b=imagenet",
+            Some(&read),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{diff}");
+    assert_eq!(
+        diff,
+        json!([{"change": "modified", "path": "train/a.bin", "kind": "file", "old_size": 3_000_000, "new_size": 3}])
+    );
+    let (_, stat) = api
+        .call(
+            Method::GET,
+            "/api/v1/diff?a=imagenet@v1&b=imagenet&stat=true",
+            Some(&read),
+            None,
+        )
+        .await;
+    assert_eq!(stat["modified"], 1);
+    let (status, _) = api
+        .call(
+            Method::GET,
+            "/api/v1/diff?a=imagenet@v1&b=hr-data",
+            Some(&write),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+}
+
+#[tokio::test]
+async fn verify_gc_and_sync_run_as_jobs_that_report_and_can_be_stopped() {
+    let api = Api::new();
+    let admin = api.token(Role::Admin, None);
+    let scoped = api.token(Role::Write, Some("imagenet"));
+    for i in 0..200 {
+        let (status, _) = api
+            .raw(
+                Method::PUT,
+                &format!("/api/v1/volumes/imagenet/files/d/{i}.txt"),
+                Some(&admin),
+                Some(format!("file {i}").repeat(100).into_bytes()),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let (status, job) = api
+        .call(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "verify", "read_data": true})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let done = api.wait_job(&job["id"], &admin).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["result"]["problems"], json!([]));
+    assert!(
+        done["files"].as_u64().unwrap() > 0,
+        "progress was counted: {done}"
+    );
+
+    let (_, job) = api
+        .call(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "gc", "dry_run": true})),
+        )
+        .await;
+    let done = api.wait_job(&job["id"], &admin).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["result"]["dry_run"], true);
+
+    // A sync job between two volumes, by a token that may write the target.
+    let (status, job) = api
+        .call(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&scoped),
+            Some(json!({"kind": "sync", "source": "volume:imagenet/d", "destination": "volume:imagenet/copy"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let done = api.wait_job(&job["id"], &scoped).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let (_, listed) = api
+        .call(
+            Method::GET,
+            "/api/v1/volumes/imagenet/files?path=copy",
+            Some(&scoped),
+            None,
+        )
+        .await;
+    assert_eq!(listed.as_array().unwrap().len(), 200);
+
+    // Refusals: the wrong role, another volume, the server's own
+    // directories, a bucket for a non-admin.
+    for (token, body, want) in [
+        (&scoped, json!({"kind": "gc"}), StatusCode::FORBIDDEN),
+        (&scoped, json!({"kind": "verify"}), StatusCode::FORBIDDEN),
+        (
+            &scoped,
+            json!({"kind": "sync", "source": "volume:hr-data", "destination": "volume:imagenet/x"}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &scoped,
+            json!({"kind": "sync", "source": "s3://bucket/p", "destination": "volume:imagenet/x"}),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &admin,
+            json!({"kind": "sync", "source": "/etc", "destination": "volume:imagenet/etc"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &admin,
+            json!({"kind": "mirror_update", "volume": "imagenet"}),
+            StatusCode::BAD_REQUEST,
+        ),
+        (&admin, json!({"kind": "format"}), StatusCode::BAD_REQUEST),
+    ] {
+        let (status, answer) = api
+            .call(
+                Method::POST,
+                "/api/v1/jobs",
+                Some(token),
+                Some(body.clone()),
+            )
+            .await;
+        assert_eq!(status, want, "{body}: {answer}");
+    }
+
+    // The scoped token sees its own jobs only; an admin sees all.
+    let (_, mine) = api
+        .call(Method::GET, "/api/v1/jobs", Some(&scoped), None)
+        .await;
+    assert_eq!(mine.as_array().unwrap().len(), 1, "{mine}");
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/jobs/1", Some(&scoped), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (_, all) = api
+        .call(Method::GET, "/api/v1/jobs", Some(&admin), None)
+        .await;
+    assert_eq!(all.as_array().unwrap().len(), 3);
+
+    // Stopping: an ended job cannot be; a running one stops at its next
+    // check (or ends first, if it was quicker than the request).
+    let (status, _) = api
+        .call(Method::DELETE, "/api/v1/jobs/1", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (_, job) = api
+        .call(
+            Method::POST,
+            "/api/v1/jobs",
+            Some(&admin),
+            Some(json!({"kind": "verify", "read_data": true})),
+        )
+        .await;
+    let (status, answer) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/jobs/{}", job["id"]),
+            Some(&admin),
+            None,
+        )
+        .await;
+    let done = api.wait_job(&job["id"], &admin).await;
+    if status == StatusCode::ACCEPTED {
+        assert_eq!(answer["cancel_requested"], true);
+        assert!(
+            ["cancelled", "succeeded"].contains(&done["state"].as_str().unwrap()),
+            "{done}"
+        );
+        if done["state"] == "cancelled" {
+            assert!(done["error"].as_str().unwrap().contains("cancel"), "{done}");
+        }
+    } else {
+        assert_eq!(status, StatusCode::CONFLICT, "{answer}");
+    }
+    assert_eq!(
+        api.pool.verify(&Default::default()).unwrap().problems.len(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn admins_manage_tokens_through_the_api_and_runs_and_mirrors_are_listed() {
+    let api = Api::new();
+    let admin = api.token(Role::Admin, None);
+    let (status, made) = api
+        .call(
+            Method::POST,
+            "/api/v1/tokens",
+            Some(&admin),
+            Some(json!({"role": "read", "volume": "imagenet", "note": "ci", "expires_days": 7})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{made}");
+    let secret = made["token"].as_str().unwrap().to_string();
+    assert!(made["expires"].is_i64());
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/volumes/imagenet", Some(&secret), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (_, list) = api
+        .call(Method::GET, "/api/v1/tokens", Some(&admin), None)
+        .await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert!(!list.to_string().contains(&secret), "no secret is listed");
+    for (method, path, body) in [
+        (Method::GET, "/api/v1/tokens", None),
+        (
+            Method::POST,
+            "/api/v1/tokens",
+            Some(json!({"role": "admin"})),
+        ),
+        (Method::DELETE, "/api/v1/tokens/1", None),
+    ] {
+        let (status, _) = api.call(method.clone(), path, Some(&secret), body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path}");
+    }
+    let own = api.pool.tokens().unwrap()[0].id;
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{own}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::CONFLICT,
+        "a token does not revoke itself"
+    );
+    let (status, _) = api
+        .call(
+            Method::DELETE,
+            &format!("/api/v1/tokens/{}", made["id"]),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/volumes/imagenet", Some(&secret), None)
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // Runs: a scoped token sees the runs that touched its volumes, with
+    // the other volumes taken out.
+    let snap = api.pool.create_snapshot("imagenet", Some("v1")).unwrap();
+    let model = api.pool.create_snapshot("hr-data", Some("m1")).unwrap();
+    let run = api
+        .pool
+        .begin_run(&["train".into()], &Default::default())
+        .unwrap();
+    use shale_core::ops::lineage::RunData;
+    api.pool
+        .add_run_data(run, false, &RunData::of(&snap))
+        .unwrap();
+    api.pool
+        .add_run_data(run, true, &RunData::of(&model))
+        .unwrap();
+    api.pool.end_run(run, 0).unwrap();
+    let scoped = api.token(Role::Read, Some("imagenet"));
+    let (_, runs) = api
+        .call(Method::GET, "/api/v1/runs", Some(&scoped), None)
+        .await;
+    assert_eq!(runs.as_array().unwrap().len(), 1);
+    assert_eq!(runs[0]["inputs"][0]["volume"], "imagenet");
+    assert_eq!(runs[0]["outputs"], json!([]));
+    let (status, one) = api
+        .call(
+            Method::GET,
+            &format!("/api/v1/runs/{run}"),
+            Some(&admin),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(one["outputs"][0]["volume"], "hr-data");
+    let (status, _) = api
+        .call(Method::GET, "/api/v1/runs/999", Some(&admin), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, mirrors) = api
+        .call(Method::GET, "/api/v1/mirrors", Some(&admin), None)
+        .await;
+    assert_eq!((status, mirrors), (StatusCode::OK, json!([])));
 }

@@ -49,6 +49,9 @@ const REPACK_TARGET: usize = crate::store::blobs::PACK_TARGET;
 pub struct GcOptions {
     /// Report what would be freed without changing anything.
     pub dry_run: bool,
+    /// Asked whether to stop once marking is done, before anything is
+    /// condemned or freed (a collection stopped then has changed nothing).
+    pub progress: Option<std::sync::Arc<dyn crate::progress::Progress>>,
 }
 
 /// What a collection freed (or, with `dry_run`, would free).
@@ -117,6 +120,7 @@ impl Pool {
         }
         let mark = self.mark()?;
         report.live_blobs = mark.marks.blobs.len() as u64;
+        crate::progress::check(&opts.progress)?;
         let condemned = self.condemn(&mark, opts.dry_run)?;
         if !opts.dry_run {
             crate::failpoint::fail_point("gc.condemned");

@@ -27,7 +27,10 @@ pub struct Space {
 impl Pool {
     /// Stored, reclaimable and unused bytes (walks every tree: O(metadata)).
     pub fn space(&self) -> Result<Space> {
-        let plan = self.gc(&GcOptions { dry_run: true })?;
+        let plan = self.gc(&GcOptions {
+            dry_run: true,
+            progress: None,
+        })?;
         let mut marks = Marks::default();
         for root in roots(self)? {
             marks.walk(self, &root)?;

@@ -1,12 +1,17 @@
-//! The routes of `/api/v1` and their handlers.
+//! The routes of `/api/v1` and their handlers: volumes and snapshots here,
+//! the rest in the submodules.
+
+mod files;
+pub(crate) mod jobs;
+mod records;
 
 use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::routing::{delete, get, post};
+use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use shale_core::ops::tokens::Role;
@@ -15,6 +20,8 @@ use shale_core::Pool;
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::extract::{Body, Params, QueryOf};
+use crate::jobs::Jobs;
+pub use jobs::SyncPlaces;
 
 type Answer = Result<Json<Value>, ApiError>;
 
@@ -36,11 +43,31 @@ pub const ROUTES: &[(&str, &str)] = &[
         "post",
         "/api/v1/volumes/{name}/snapshots/{snapshot}/restore",
     ),
+    ("get", "/api/v1/volumes/{name}/files"),
+    ("get", "/api/v1/volumes/{name}/files/{path}"),
+    ("put", "/api/v1/volumes/{name}/files/{path}"),
+    ("get", "/api/v1/diff"),
+    ("get", "/api/v1/runs"),
+    ("get", "/api/v1/runs/{id}"),
+    ("get", "/api/v1/mirrors"),
+    ("get", "/api/v1/jobs"),
+    ("post", "/api/v1/jobs"),
+    ("get", "/api/v1/jobs/{id}"),
+    ("delete", "/api/v1/jobs/{id}"),
+    ("get", "/api/v1/tokens"),
+    ("post", "/api/v1/tokens"),
+    ("delete", "/api/v1/tokens/{id}"),
     ("get", "/api/v1/audit"),
 ];
 
-/// The API's router over `pool`.
+/// The API's router over `pool`, with a job list of its own.
 pub fn router(pool: Arc<Pool>) -> Router {
+    router_with(pool, Arc::default(), SyncPlaces::default())
+}
+
+/// The API's router over `pool`, keeping its jobs in `jobs`; sync jobs
+/// reach buckets through `places`.
+pub fn router_with(pool: Arc<Pool>, jobs: Arc<Jobs>, places: SyncPlaces) -> Router {
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/pool", get(pool_info))
@@ -60,10 +87,54 @@ pub fn router(pool: Arc<Pool>) -> Router {
             "/api/v1/volumes/{name}/snapshots/{snapshot}/restore",
             post(restore),
         )
+        .route("/api/v1/volumes/{name}/files", get(files::list))
+        .route(
+            "/api/v1/volumes/{name}/files/{*path}",
+            get(files::download).put(files::upload),
+        )
+        .route("/api/v1/diff", get(records::diff))
+        .route("/api/v1/runs", get(records::runs))
+        .route("/api/v1/runs/{id}", get(records::run))
+        .route("/api/v1/mirrors", get(records::mirrors))
+        .route("/api/v1/jobs", get(jobs::list).post(jobs::start))
+        .route("/api/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
+        .route(
+            "/api/v1/tokens",
+            get(records::tokens).post(records::create_token),
+        )
+        .route("/api/v1/tokens/{id}", delete(records::revoke_token))
         .route("/api/v1/audit", get(audit))
         .merge(crate::ui::routes())
         .fallback(|| async { ApiError::not_found("no such resource: see /api/v1/openapi.json") })
+        .layer(Extension(jobs))
+        .layer(Extension(places))
         .with_state(pool)
+}
+
+/// Nanoseconds since the Unix epoch.
+fn now_ns() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
+}
+
+/// Writes a refused change to the audit log and answers with the refusal.
+async fn refused<T>(
+    pool: &Arc<Pool>,
+    caller: &Caller,
+    action: String,
+    e: ApiError,
+) -> Result<T, ApiError> {
+    let (token, outcome) = (
+        caller.0.token.id,
+        format!("{}: {}", e.status.as_u16(), e.message),
+    );
+    blocking(pool, move |p| {
+        Ok(p.record_audit(Some(token), &action, &outcome)?)
+    })
+    .await?;
+    Err(e)
 }
 
 /// Runs a pool operation on the blocking pool.
