@@ -4,6 +4,7 @@ outside the document, no schema-valid request refused; the pool verifies
 afterwards."""
 
 import json
+import os
 import shutil
 import socket
 import subprocess
@@ -29,8 +30,14 @@ def shale(pool: Path, *args: str) -> str:
 def serve(pool: Path) -> tuple:
     """Starts `shale serve` on a free port; returns the process and the port."""
     port = _free_port()
-    server = subprocess.Popen([sys.executable, "-m", "shale", "--pool", str(pool), "serve",
-                               "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True)
+    # Sync jobs the fuzzer starts reach buckets only at a closed local port,
+    # with explicit (unused) credentials: nothing leaves this machine.
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "fuzz", "AWS_SECRET_ACCESS_KEY": "fuzz",
+           "SHALE_NO_INSTANCE_METADATA": "1"}
+    server = subprocess.Popen([sys.executable, "-m", "shale", "--pool", str(pool),
+                               "--endpoint", "http://127.0.0.1:9", "serve",
+                               "--listen", f"127.0.0.1:{port}"], stderr=subprocess.PIPE, text=True,
+                              env=env)
     deadline = time.monotonic() + 30
     while True:
         try:
