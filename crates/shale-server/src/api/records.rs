@@ -103,10 +103,7 @@ pub async fn run(
 /// `GET /api/v1/mirrors`: mirror relationships, with their lag.
 pub async fn mirrors(State(pool): State<Arc<Pool>>, caller: Caller) -> Answer {
     blocking(&pool, move |p| {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as i64)
-            .unwrap_or(0);
+        let now = super::now_ns();
         let mut shown = Vec::new();
         for row in p.mirrors()? {
             if !caller.sees(p, &row.volume) {
