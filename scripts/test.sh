@@ -22,6 +22,9 @@ fi
 nextest() { cargo nextest run --locked --no-fail-fast "$@"; }
 
 nextest --workspace
+# The core CLI suite once more through `shale serve` (--server): each command
+# the server can run goes through it, the same assertions hold.
+SHALE_TEST_VIA=server nextest -p shale-cli --test cli
 cargo test --workspace --locked --doc --quiet
 
 have_garage() { command -v garage >/dev/null || [ -x "$HOME/.cargo/bin/garage" ]; }

@@ -5,9 +5,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use serde_json::json;
-use shale_core::ops::diff::DiffStat;
-use shale_core::ops::gc::GcOptions;
-use shale_core::ops::verify::VerifyOptions;
+use shale_core::ops::diff::{DiffEntry, DiffStat};
+use shale_core::ops::gc::{GcOptions, GcReport};
+use shale_core::ops::info::PoolReport;
+use shale_core::ops::verify::{VerifyOptions, VerifyReport};
 use shale_core::pool::PoolSettings;
 use shale_core::size::{format_size, parse_size};
 use shale_core::store::chunker::ChunkParams;
@@ -67,31 +68,6 @@ pub fn open(cli: &Cli) -> Result<Pool> {
         );
     }
     Ok(pool)
-}
-
-/// Runs the command through a server (`--server`): the volume and snapshot
-/// commands, and the lineage of a volume; the others say they need the pool.
-pub fn run_remote(cli: &Cli, server: &crate::remote::Remote) -> Result<()> {
-    match &cli.command {
-        Command::Volume(cmd) => crate::volume::volume_remote(cli, server, cmd),
-        Command::Snapshot(cmd) => crate::volume::snapshot_remote(cli, server, cmd),
-        Command::Lineage { spec, dot } if !spec.contains('@') => {
-            let l = server.lineage(spec)?;
-            if cli.json {
-                print_json(&l);
-            } else if *dot {
-                print!("{}", output::lineage_dot(&l));
-            } else if !cli.quiet {
-                output::print_lineage(&l);
-            }
-            Ok(())
-        }
-        Command::Lineage { .. } => Err(crate::remote::needs_pool("lineage VOLUME@SNAPSHOT")),
-        _ => Err(anyhow::anyhow!(
-            "this command works on the pool itself, not through --server (there: volume, snapshot \
-             and lineage of a volume)"
-        )),
-    }
 }
 
 /// Runs the parsed command line.
@@ -195,101 +171,88 @@ fn fix_permissions(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
-fn ratio(a: u64, b: u64) -> f64 {
-    if b == 0 {
-        1.0
-    } else {
-        a as f64 / b as f64
-    }
+fn pool_info(cli: &Cli) -> Result<()> {
+    print_pool_info(cli, &open(cli)?.report(true)?);
+    Ok(())
 }
 
-fn pool_info(cli: &Cli) -> Result<()> {
-    let pool = open(cli)?;
-    let t = pool.totals()?;
-    // Space accounting walks every tree; on a damaged pool it cannot, and
-    // the rest of the report is still worth showing.
-    let space = pool.space().map_err(|e| e.to_string());
-    let dedup = ratio(t.logical_bytes, t.unique_bytes);
-    let compression = ratio(t.unique_bytes, t.compressed_bytes);
-    let saved = t.logical_bytes.saturating_sub(t.stored_bytes);
+/// Prints `pool info`'s report.
+pub(crate) fn print_pool_info(cli: &Cli, r: &PoolReport) {
     if cli.json {
-        print_json(&json!({
-            "path": pool.name(),
-            "store": pool.description().store,
-            "id": pool.description().id,
-            "format_version": pool.description().version,
-            "chunk_size": pool.chunking().avg,
-            "volumes": t.volumes,
-            "snapshots": t.snapshots,
-            "logical_bytes": t.logical_bytes,
-            "unique_bytes": t.unique_bytes,
-            "stored_bytes": t.stored_bytes,
-            "packs": t.packs,
-            "dedup_ratio": dedup,
-            "compression_ratio": compression,
-            "saved_bytes": saved,
-            "reclaimable_bytes": space.as_ref().ok().map(|s| s.reclaimable_bytes),
-            "unused_bytes": space.as_ref().ok().map(|s| s.unused_bytes),
-        }));
-    } else if !cli.quiet {
-        println!("pool:              {}", pool.name());
-        println!(
-            "chunk size:        {} average",
-            format_size(pool.chunking().avg as u64)
-        );
-        println!("volumes:           {}", t.volumes);
-        println!("snapshots:         {}", t.snapshots);
-        println!(
-            "logical size:      {} (volumes and snapshots as plain copies)",
-            format_size(t.logical_bytes)
-        );
-        println!("unique data:       {}", format_size(t.unique_bytes));
-        println!(
-            "stored:            {} in {} packs",
-            format_size(t.stored_bytes),
-            t.packs
-        );
-        println!("dedup ratio:       {dedup:.2}x");
-        println!("compression ratio: {compression:.2}x");
-        println!("space saved:       {}", format_size(saved));
-        match &space {
-            Ok(space) => println!(
-                "reclaimable:       {} (freed by `shale gc`; {} unused in all)",
-                format_size(space.reclaimable_bytes),
-                format_size(space.unused_bytes)
-            ),
-            Err(e) => println!("reclaimable:       unknown ({e}; run `shale verify`)"),
-        }
+        print_json(r);
+        return;
     }
-    Ok(())
+    if cli.quiet {
+        return;
+    }
+    println!("pool:              {}", r.path);
+    println!(
+        "chunk size:        {} average",
+        format_size(r.chunk_size as u64)
+    );
+    println!("volumes:           {}", r.volumes);
+    println!("snapshots:         {}", r.snapshots);
+    println!(
+        "logical size:      {} (volumes and snapshots as plain copies)",
+        format_size(r.logical_bytes)
+    );
+    println!("unique data:       {}", format_size(r.unique_bytes));
+    println!(
+        "stored:            {} in {} packs",
+        format_size(r.stored_bytes),
+        r.packs
+    );
+    println!("dedup ratio:       {:.2}x", r.dedup_ratio);
+    println!("compression ratio: {:.2}x", r.compression_ratio);
+    println!("space saved:       {}", format_size(r.saved_bytes));
+    match (r.reclaimable_bytes, r.unused_bytes, &r.space_error) {
+        (Some(reclaimable), Some(unused), _) => println!(
+            "reclaimable:       {} (freed by `shale gc`; {} unused in all)",
+            format_size(reclaimable),
+            format_size(unused)
+        ),
+        (_, _, Some(e)) => println!("reclaimable:       unknown ({e}; run `shale verify`)"),
+        _ => {}
+    }
 }
 
 fn diff(cli: &Cli, args: &DiffArgs) -> Result<()> {
     let pool = open(cli)?;
     let changes = pool.diff(&args.a, &args.b)?;
     if args.stat {
-        let s = DiffStat::of(&changes);
-        if cli.json {
-            print_json(&s);
-        } else if !cli.quiet {
-            println!(
-                "{} added, {} removed, {} modified; +{} -{}",
-                s.added,
-                s.removed,
-                s.modified,
-                format_size(s.bytes_added),
-                format_size(s.bytes_removed)
-            );
-        }
-    } else if cli.json {
+        print_diff_stat(cli, &DiffStat::of(&changes));
+    } else {
+        print_diff(cli, &changes);
+    }
+    Ok(())
+}
+
+/// Prints `diff --stat`.
+pub(crate) fn print_diff_stat(cli: &Cli, s: &DiffStat) {
+    if cli.json {
+        print_json(s);
+    } else if !cli.quiet {
+        println!(
+            "{} added, {} removed, {} modified; +{} -{}",
+            s.added,
+            s.removed,
+            s.modified,
+            format_size(s.bytes_added),
+            format_size(s.bytes_removed)
+        );
+    }
+}
+
+/// Prints `diff`: one line per changed path.
+pub(crate) fn print_diff(cli: &Cli, changes: &[DiffEntry]) {
+    if cli.json {
         print_json(&changes);
     } else if !cli.quiet {
-        for c in &changes {
+        for c in changes {
             let suffix = if c.kind == "dir" { "/" } else { "" };
             println!("{} {}{suffix}", c.change.letter(), c.path);
         }
     }
-    Ok(())
 }
 
 fn verify(cli: &Cli, read_data: bool, volume: Option<String>) -> Result<()> {
@@ -302,9 +265,13 @@ fn verify(cli: &Cli, read_data: bool, volume: Option<String>) -> Result<()> {
     };
     let report = pool.verify(&opts);
     drop(bar);
-    let report = report?;
+    print_verify(cli, &report?, read_data)
+}
+
+/// Prints `verify`'s report; an error if it found damage.
+pub(crate) fn print_verify(cli: &Cli, report: &VerifyReport, read_data: bool) -> Result<()> {
     if cli.json {
-        print_json(&report);
+        print_json(report);
     } else if !cli.quiet {
         for p in &report.problems {
             println!("damaged {} object {}: {}", p.kind, p.object, p.error);
@@ -351,9 +318,14 @@ fn gc(cli: &Cli, dry_run: bool) -> Result<()> {
         dry_run,
         progress: None,
     })?;
-    let secs = start.elapsed().as_secs_f64();
+    print_gc(cli, &r, dry_run, start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Prints `gc`'s report.
+pub(crate) fn print_gc(cli: &Cli, r: &GcReport, dry_run: bool, secs: f64) {
     if cli.json {
-        print_json_timed(&r, secs);
+        print_json_timed(r, secs);
     } else if !cli.quiet {
         let verb = if dry_run { "would free" } else { "freed" };
         println!(
@@ -366,7 +338,6 @@ fn gc(cli: &Cli, dry_run: bool) -> Result<()> {
             r.orphans_removed,
         );
     }
-    Ok(())
 }
 
 /// Prints a report as JSON with the seconds the operation took added.

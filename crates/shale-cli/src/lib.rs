@@ -11,6 +11,7 @@ mod mount;
 mod output;
 mod progress;
 mod remote;
+mod remote_cmds;
 mod run;
 mod server;
 mod sync;
@@ -729,7 +730,7 @@ pub fn run_cli(args: Vec<OsString>) -> i32 {
     quiet_on_closed_pipe(&cli.command);
     let result = match remote::from_cli(&cli) {
         Err(e) => Err(e),
-        Ok(Some(server)) => commands::run_remote(&cli, &server).map(|()| 0),
+        Ok(Some(server)) => remote_cmds::run(&cli, &server).map(|()| 0),
         Ok(None) => match &cli.command {
             Command::Run(args) => commands::pool_path(&cli).and_then(|p| run::run(&cli, &p, args)),
             _ => commands::run(&cli).map(|()| 0),

@@ -40,7 +40,7 @@ fn seconds_of(s: &str) -> Result<std::time::Duration> {
         .with_context(|| format!("{s:?} is not an interval (e.g. 30s, 5m)"))
 }
 
-fn say(cli: &Cli, r: &UpdateReport) {
+pub(crate) fn say(cli: &Cli, r: &UpdateReport) {
     if cli.json {
         print_json(r);
     } else if !cli.quiet {
@@ -88,7 +88,7 @@ fn update_one(
     Ok(r?)
 }
 
-fn list(cli: &Cli, rows: &[MirrorRow]) {
+pub(crate) fn list(cli: &Cli, rows: &[MirrorRow]) {
     if cli.json {
         print_json(&rows);
         return;

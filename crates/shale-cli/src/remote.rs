@@ -8,10 +8,16 @@ use reqwest::blocking::{Client, RequestBuilder, Response};
 use reqwest::Method;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use shale_core::catalog::TokenRow;
+use shale_core::ops::diff::{DiffEntry, DiffStat};
+use shale_core::ops::info::PoolReport;
 use shale_core::ops::lineage::Lineage;
+use shale_core::ops::mirror::MirrorRow;
 use shale_core::ops::volumes::{SnapshotReport, VolumeReport};
+use shale_core::progress::Event;
 use shale_core::size::parse_size;
 
+use crate::progress::Bar;
 use crate::Cli;
 
 /// A server and the token to use it with.
@@ -160,6 +166,91 @@ impl Remote {
     /// A volume's lineage.
     pub fn lineage(&self, volume: &str) -> Result<Lineage> {
         self.get(&format!("/volumes/{}/lineage", seg(volume)))
+    }
+
+    /// `pool info`'s report, with what gc would free.
+    pub fn pool_report(&self) -> Result<PoolReport> {
+        self.get("/pool?space=true")
+    }
+
+    fn diff_query(a: &str, b: &str, stat: bool) -> String {
+        format!("/diff?a={}&b={}&stat={stat}", seg(a), seg(b))
+    }
+
+    /// The changes from `a` to `b`.
+    pub fn diff(&self, a: &str, b: &str) -> Result<Vec<DiffEntry>> {
+        self.get(&Self::diff_query(a, b, false))
+    }
+
+    /// Their counts.
+    pub fn diff_stat(&self, a: &str, b: &str) -> Result<DiffStat> {
+        self.get(&Self::diff_query(a, b, true))
+    }
+
+    /// Every mirror the token sees.
+    pub fn mirrors(&self) -> Result<Vec<MirrorRow>> {
+        self.get("/mirrors")
+    }
+
+    /// Every token (admins).
+    pub fn tokens(&self) -> Result<Vec<TokenRow>> {
+        self.get("/tokens")
+    }
+
+    /// A new token, its secret shown once.
+    pub fn create_token(&self, body: &Value) -> Result<Value> {
+        self.send(self.request(Method::POST, "/tokens").json(body))
+    }
+
+    /// Revokes a token.
+    pub fn revoke_token(&self, id: i64) -> Result<()> {
+        self.send::<Value>(self.request(Method::DELETE, &format!("/tokens/{id}")))
+            .map(drop)
+    }
+
+    /// Starts a job (`{"kind": …}`), shows its progress until it ends,
+    /// and returns its result and the seconds it took; a failed or
+    /// cancelled job is the error it ended with.
+    pub fn run_job<T: DeserializeOwned>(
+        &self,
+        body: Value,
+        quiet: bool,
+        verb: &'static str,
+    ) -> Result<(T, f64)> {
+        let mut job: Value = self.send(self.request(Method::POST, "/jobs").json(&body))?;
+        let id = job["id"].as_u64().context("the server's job has no id")?;
+        let (progress, bar) = Bar::start(quiet, verb, None);
+        let (mut files, mut bytes) = (0, 0);
+        while job["state"] == "running" {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            job = self.get(&format!("/jobs/{id}"))?;
+            let (f, b) = (
+                job["files"].as_u64().unwrap_or(0),
+                job["bytes"].as_u64().unwrap_or(0),
+            );
+            if let Some(p) = &progress {
+                for n in files..f {
+                    let add = if n == files {
+                        b.saturating_sub(bytes)
+                    } else {
+                        0
+                    };
+                    p.event(Event::File { bytes: add });
+                }
+            }
+            (files, bytes) = (f, b);
+        }
+        drop(bar);
+        let secs = job["elapsed_ms"].as_u64().unwrap_or(0) as f64 / 1000.0;
+        match job["state"].as_str() {
+            Some("succeeded") => Ok((
+                serde_json::from_value(job["result"].take()).with_context(|| {
+                    format!("a job result of {} this shale cannot read", self.base)
+                })?,
+                secs,
+            )),
+            _ => bail!("{}", job["error"].as_str().unwrap_or("the job failed")),
+        }
     }
 }
 

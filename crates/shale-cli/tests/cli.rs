@@ -722,7 +722,8 @@ fn loose_pool_permissions_are_warned_about_and_fixed() {
         .status()
         .unwrap();
     assert!(loosen.success());
-    let out = env.run(&["volume", "list"]);
+    // (the warning of the CLI that opens the pool)
+    let out = env.run_on_pool(&["volume", "list"]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success());
     assert!(

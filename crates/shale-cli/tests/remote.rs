@@ -109,6 +109,12 @@ fn the_same_commands_through_the_server_answer_the_same() {
         &["snapshot", "list"],
         &["snapshot", "restore", "data", "v1"],
         &["lineage", "data"],
+        &["diff", "data@v1", "exp"],
+        &["diff", "--stat", "data@v1", "data"],
+        &["diff", "data@nope", "data"],
+        &["verify"],
+        &["verify", "--read-data", "--volume", "data"],
+        &["mirror", "list"],
         &["volume", "info", "nope"],
         &["snapshot", "create", "nope"],
         &["snapshot", "create", "data", "v1"],
@@ -139,6 +145,94 @@ fn the_same_commands_through_the_server_answer_the_same() {
             assert_eq!(normal(&here.stderr), normal(&there.stderr), "{args:?}");
         }
     }
+}
+
+/// Reports whose figures differ between two pools (their paths and ids,
+/// the seconds an operation took) in the same shape either way; tokens
+/// made, listed and revoked through the server.
+#[test]
+fn pool_info_gc_and_tokens_through_the_server() {
+    let local = Env::new();
+    let served = Served::start();
+    for env in [&local, &served.env] {
+        env.ok(&["volume", "create", "v"]);
+        env.ok(&["snapshot", "create", "v", "s"]);
+    }
+    let json = |out: Output| -> serde_json::Value {
+        assert!(out.status.success(), "{}", normal(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let mut here = local.json(&["pool", "info"]);
+    let mut there = json(served.run(&["--json", "pool", "info"]));
+    for key in ["path", "id"] {
+        assert!(there[key].is_string());
+        here[key] = serde_json::Value::Null;
+        there[key] = serde_json::Value::Null;
+    }
+    assert_eq!(here, there);
+    let gc = json(served.run(&["--json", "gc", "--dry-run"]));
+    assert_eq!(gc["freed_blobs"], 0);
+    assert!(gc["seconds"].is_f64());
+    let text = served.run(&["gc"]);
+    assert!(
+        normal(&text.stdout).starts_with("freed "),
+        "{}",
+        normal(&text.stdout)
+    );
+
+    let made = json(served.run(&[
+        "--json",
+        "token",
+        "create",
+        "--role",
+        "read",
+        "--volume",
+        "v",
+        "--expires-in",
+        "36h",
+    ]));
+    let id = made["id"].as_i64().unwrap();
+    assert!(made["token"].as_str().unwrap().starts_with("shale_"));
+    let list = json(served.run(&["--json", "token", "list"]));
+    let row = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap()
+        .clone();
+    assert_eq!(
+        (row["role"].as_str(), row["volume"].as_str()),
+        (Some("read"), Some("v"))
+    );
+    // two days, rounded up from 36 hours
+    let day = 86_400_000_000_000;
+    let days =
+        (row["expires"].as_i64().unwrap() - row["created"].as_i64().unwrap() + day / 2) / day;
+    assert_eq!(days, 2);
+    assert!(served
+        .run(&["token", "revoke", &id.to_string()])
+        .status
+        .success());
+    let list = json(served.run(&["--json", "token", "list"]));
+    assert!(list
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|t| t["id"] == id && !t["revoked"].is_null()));
+    // the token itself now opens nothing
+    let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .args([
+            "--server",
+            &served.url,
+            "--token",
+            made["token"].as_str().unwrap(),
+            "volume",
+            "list",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
 }
 
 #[test]

@@ -18,9 +18,40 @@ pub mod postgres;
 /// catalog in a PostgreSQL server started for the test. The same tests
 /// thus run against each kind of pool (`scripts/test.sh` runs all three).
 pub struct Env {
+    /// `shale serve` of the pool, with `SHALE_TEST_VIA=server` (stopped
+    /// first on drop).
+    served: std::sync::OnceLock<Served>,
+    /// Whether `run` goes through the server.
+    serve: bool,
     /// The directory; removed on drop.
     pub dir: tempfile::TempDir,
     store: Option<Remote>,
+}
+
+/// A `shale serve` of a test's pool and an admin token for it.
+struct Served {
+    server: std::process::Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+/// Whether commands go through `shale serve` (`SHALE_TEST_VIA=server`):
+/// each runs as `shale --server URL` when the server can run it, and on
+/// the pool when the CLI says it needs the pool. The same assertions then
+/// hold for the CLI through the server.
+fn via_server() -> bool {
+    match std::env::var("SHALE_TEST_VIA").as_deref() {
+        Ok("server") => true,
+        Ok("pool") | Err(_) => false,
+        Ok(other) => panic!("SHALE_TEST_VIA={other}: use pool or server"),
+    }
 }
 
 /// The servers of an object-store pool.
@@ -33,18 +64,22 @@ struct Remote {
 impl Env {
     /// A pool of the kind `SHALE_TEST_STORE` names.
     pub fn new() -> Env {
-        match std::env::var("SHALE_TEST_STORE").as_deref() {
+        let mut env = match std::env::var("SHALE_TEST_STORE").as_deref() {
             Ok("s3") => Env::remote(false),
             Ok("s3-postgres") => Env::remote(true),
             Ok("local") | Err(_) => Env::local(),
             Ok(other) => panic!("SHALE_TEST_STORE={other}: use local, s3 or s3-postgres"),
-        }
+        };
+        env.serve = via_server();
+        env
     }
 
-    /// A pool in a local directory, whatever `SHALE_TEST_STORE` says (for
-    /// tests of the local layout itself).
+    /// A pool in a local directory, whatever `SHALE_TEST_STORE` or
+    /// `SHALE_TEST_VIA` say (for tests of the local layout itself).
     pub fn local() -> Env {
         Env {
+            served: Default::default(),
+            serve: false,
             dir: tempfile::tempdir().unwrap(),
             store: None,
         }
@@ -55,6 +90,8 @@ impl Env {
         let postgres = with_postgres
             .then(|| postgres::Postgres::start().expect("SHALE_TEST_STORE needs PostgreSQL"));
         let env = Env {
+            served: Default::default(),
+            serve: false,
             dir: tempfile::tempdir().unwrap(),
             store: Some(Remote {
                 garage,
@@ -242,8 +279,72 @@ impl Env {
         }
     }
 
+    /// `shale ARGS` on the pool (or through its server: see `via_server`).
     pub fn run(&self, args: &[&str]) -> Output {
+        if self.serve {
+            if let Some(out) = self.run_served(args) {
+                return out;
+            }
+        }
         self.command().args(args).output().unwrap()
+    }
+
+    /// `shale ARGS` on the pool itself, whatever `SHALE_TEST_VIA` says.
+    pub fn run_on_pool(&self, args: &[&str]) -> Output {
+        self.command().args(args).output().unwrap()
+    }
+
+    /// `shale --server URL ARGS`; `None` if the CLI says that needs the pool.
+    fn run_served(&self, args: &[&str]) -> Option<Output> {
+        let served = self.served.get_or_init(|| self.serve());
+        let out = Command::new(assert_cmd::cargo::cargo_bin("shale"))
+            .env_remove("SHALE_POOL")
+            .env("SHALE_TOKEN", &served.token)
+            .arg("--server")
+            .arg(&served.url)
+            .args(args)
+            .output()
+            .unwrap();
+        let refused = !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("not through --server");
+        (!refused).then_some(out)
+    }
+
+    /// Starts `shale serve` on the pool.
+    fn serve(&self) -> Served {
+        let out = self
+            .command()
+            .args(["--json", "token", "create", "--role", "admin"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "token create: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = self
+            .command()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed().as_secs() < 30, "shale serve did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Served {
+            server,
+            url: format!("http://127.0.0.1:{port}"),
+            token: made["token"].as_str().unwrap().to_string(),
+        }
     }
 
     /// Runs and expects success; returns stdout.

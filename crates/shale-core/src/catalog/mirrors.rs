@@ -1,7 +1,7 @@
 //! Mirror relationships, kept on the destination pool: which volume
 //! mirrors what, and what the last transfer did.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{now_ns, Row, SnapshotRow, Sql, Value};
 use crate::args;
@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
 /// Which source snapshots an update sends.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Policy {
     /// Every snapshot newer than the last one both sides share.
@@ -40,7 +40,7 @@ impl Policy {
 }
 
 /// A mirror relationship, as recorded on the destination.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct MirrorRow {
     /// The destination volume (in this pool).
     pub volume: String,

@@ -2,14 +2,14 @@
 //! they changed. A token is stored as its BLAKE3 hash only: the secret is
 //! shown once, when it is made.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::{now_ns, Row, Sql};
 use crate::args;
 use crate::error::Result;
 
 /// A token's record (never its secret).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRow {
     /// Its number.
     pub id: i64,

@@ -3,7 +3,7 @@
 
 use std::collections::HashSet;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
 use crate::id::ObjectId;
@@ -11,7 +11,7 @@ use crate::pool::Pool;
 use crate::tree::{dir_leaves, leaf_entries, read_dir, Content, Entry};
 
 /// Kind of change.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum Change {
@@ -35,7 +35,7 @@ impl Change {
 }
 
 /// One changed path.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DiffEntry {
     /// What happened.
@@ -43,7 +43,7 @@ pub struct DiffEntry {
     /// Path inside the volume (lossy UTF-8).
     pub path: String,
     /// `file`, `dir` or `symlink` (the new kind for a modification).
-    pub kind: &'static str,
+    pub kind: String,
     /// File size in the first tree (0 if absent or not a file).
     pub old_size: u64,
     /// File size in the second tree (0 if absent or not a file).
@@ -51,7 +51,7 @@ pub struct DiffEntry {
 }
 
 /// Totals of a diff, for `--stat`.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DiffStat {
     /// Paths added.
@@ -180,7 +180,7 @@ impl Pool {
                     out.push(DiffEntry {
                         change: Change::Modified,
                         path: path.clone(),
-                        kind: "dir",
+                        kind: "dir".into(),
                         old_size: 0,
                         new_size: 0,
                     });
@@ -193,7 +193,7 @@ impl Pool {
                 out.push(DiffEntry {
                     change: Change::Modified,
                     path,
-                    kind: y.kind_name(),
+                    kind: y.kind_name().into(),
                     old_size: file_size(x),
                     new_size: file_size(y),
                 });
@@ -224,7 +224,7 @@ impl Pool {
         out.push(DiffEntry {
             change,
             path: path.clone(),
-            kind: e.kind_name(),
+            kind: e.kind_name().into(),
             old_size,
             new_size,
         });

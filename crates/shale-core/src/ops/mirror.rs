@@ -15,7 +15,7 @@
 
 use std::time::Instant;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, now_ns, SnapshotRow};
 pub use crate::catalog::{MirrorRow, Policy};
@@ -27,7 +27,7 @@ use crate::store::blobs::BlobWriter;
 use crate::tree::{load_node, Content, Node};
 
 /// What one update did.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct UpdateReport {
     /// The destination volume.
     pub volume: String,

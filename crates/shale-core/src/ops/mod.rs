@@ -9,6 +9,7 @@ pub mod edit;
 pub mod export;
 pub mod gc;
 pub mod import;
+pub mod info;
 pub mod lineage;
 pub mod mirror;
 pub mod tokens;

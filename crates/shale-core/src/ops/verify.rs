@@ -12,7 +12,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
@@ -33,7 +33,7 @@ pub struct VerifyOptions {
 }
 
 /// A path that a damaged object makes unreadable.
-#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Affected {
     /// `VOLUME` or `VOLUME@SNAPSHOT`.
     pub spec: String,
@@ -42,12 +42,12 @@ pub struct Affected {
 }
 
 /// One damaged or missing object.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Problem {
     /// The object's id.
     pub object: String,
     /// `data` or `tree`.
-    pub kind: &'static str,
+    pub kind: String,
     /// What is wrong with it.
     pub error: String,
     /// Every path it affects.
@@ -55,7 +55,7 @@ pub struct Problem {
 }
 
 /// The outcome of a verification.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct VerifyReport {
     /// Volumes and snapshots checked.
     pub roots: u64,
@@ -329,7 +329,7 @@ impl Pool {
                 paths.sort();
                 report.problems.push(Problem {
                     object: id.to_hex(),
-                    kind,
+                    kind: kind.to_string(),
                     error: error.clone(),
                     affected: paths,
                 });

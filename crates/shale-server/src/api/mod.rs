@@ -188,17 +188,26 @@ async fn openapi() -> impl IntoResponse {
     )
 }
 
-async fn pool_info(State(pool): State<Arc<Pool>>, caller: Caller) -> Answer {
+/// The query of `GET /api/v1/pool`.
+#[derive(Deserialize)]
+struct PoolQuery {
+    /// Add what gc would free (walks every tree: slower).
+    #[serde(default)]
+    space: bool,
+}
+
+async fn pool_info(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    QueryOf(q): QueryOf<PoolQuery>,
+) -> Answer {
     let scoped = caller.0.token.volume.clone();
     blocking(&pool, move |p| {
-        let t = p.totals()?;
-        Ok(Json(json!({
-            "name": p.name(),
-            "volumes": t.volumes, "snapshots": t.snapshots,
-            "logical_bytes": t.logical_bytes, "unique_bytes": t.unique_bytes,
-            "compressed_bytes": t.compressed_bytes, "stored_bytes": t.stored_bytes,
-            "token": {"role": caller.0.role, "volume": scoped},
-        })))
+        let mut v = to_json(p.report(q.space)?)?;
+        v["name"] = json!(p.name());
+        v["compressed_bytes"] = json!(p.totals()?.compressed_bytes);
+        v["token"] = json!({"role": caller.0.role, "volume": scoped});
+        Ok(Json(v))
     })
     .await
 }
@@ -324,9 +333,12 @@ async fn clone_volume(
         action,
         move |p, c| {
             c.check_volume(p, &name)?;
-            p.volume_info(&name)?; // 404: the volume in the path
-                                   // A snapshot named in the body that does not exist is a bad
-                                   // request, not a missing resource.
+            if body.snapshot.is_none() {
+                p.volume_info(&name)?; // 404: the volume in the path
+            }
+            // A snapshot named in the body that does not exist is a bad
+            // request, not a missing resource. (A snapshot outlives a volume
+            // deleted with --keep-snapshots: it clones, as with the CLI.)
             match p.clone_volume(&body.name, &source) {
                 Err(e @ shale_core::Error::SnapshotNotFound { .. }) => Err(ApiError::new(
                     StatusCode::UNPROCESSABLE_ENTITY,
@@ -366,7 +378,7 @@ async fn list_snapshots(
 ) -> Answer {
     blocking(&pool, move |p| {
         caller.check_volume(p, &name)?;
-        p.volume_info(&name)?;
+        // As the CLI: a volume deleted with --keep-snapshots still has them.
         to_json(p.list_snapshots(Some(&name))?).map(Json)
     })
     .await

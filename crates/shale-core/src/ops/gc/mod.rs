@@ -31,7 +31,7 @@ use std::fs::File;
 use std::os::unix::io::AsRawFd;
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::coord::session;
 use crate::error::{Error, IoContext, Result};
@@ -55,7 +55,7 @@ pub struct GcOptions {
 }
 
 /// What a collection freed (or, with `dry_run`, would free).
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct GcReport {
     /// Blobs reachable from volumes and snapshots.
     pub live_blobs: u64,

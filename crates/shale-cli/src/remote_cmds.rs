@@ -1,0 +1,125 @@
+//! The commands that run through `--server`: each asks the server and
+//! prints what the same command prints on the pool. Commands that read or
+//! write this machine's files (mount, import, export, sync of a local
+//! directory, run, workspaces) need the pool and say so.
+
+use anyhow::{anyhow, bail, Result};
+use serde_json::json;
+use shale_core::ops::gc::GcReport;
+use shale_core::ops::mirror::UpdateReport;
+use shale_core::ops::verify::VerifyReport;
+
+use crate::commands::{print_diff, print_diff_stat, print_gc, print_pool_info, print_verify};
+use crate::output::{self, print_json};
+use crate::remote::{needs_pool, Remote};
+use crate::{Cli, Command, MirrorCmd, PoolCmd, TokenCmd};
+
+/// Runs the command through the server.
+pub fn run(cli: &Cli, server: &Remote) -> Result<()> {
+    let quiet = cli.quiet || cli.json;
+    match &cli.command {
+        Command::Volume(cmd) => crate::volume::volume_remote(cli, server, cmd),
+        Command::Snapshot(cmd) => crate::volume::snapshot_remote(cli, server, cmd),
+        Command::Pool(PoolCmd::Info) => {
+            print_pool_info(cli, &server.pool_report()?);
+            Ok(())
+        }
+        Command::Diff(args) if args.stat => {
+            print_diff_stat(cli, &server.diff_stat(&args.a, &args.b)?);
+            Ok(())
+        }
+        Command::Diff(args) => {
+            print_diff(cli, &server.diff(&args.a, &args.b)?);
+            Ok(())
+        }
+        Command::Verify { read_data, volume } => {
+            let body = json!({"kind": "verify", "read_data": read_data, "volume": volume});
+            let (report, _): (VerifyReport, _) = server.run_job(body, quiet, "verifying")?;
+            print_verify(cli, &report, *read_data)
+        }
+        Command::Gc { dry_run } => {
+            let body = json!({"kind": "gc", "dry_run": dry_run});
+            let (report, secs): (GcReport, _) = server.run_job(body, quiet, "collecting")?;
+            print_gc(cli, &report, *dry_run, secs);
+            Ok(())
+        }
+        Command::Lineage { spec, dot } if !spec.contains('@') => {
+            let l = server.lineage(spec)?;
+            if cli.json {
+                print_json(&l);
+            } else if *dot {
+                print!("{}", output::lineage_dot(&l));
+            } else if !cli.quiet {
+                output::print_lineage(&l);
+            }
+            Ok(())
+        }
+        Command::Lineage { .. } => Err(needs_pool("lineage VOLUME@SNAPSHOT")),
+        Command::Mirror(cmd) => mirror(cli, server, cmd),
+        Command::Token(cmd) => token(cli, server, cmd),
+        _ => Err(anyhow!(
+            "this command works on the pool itself, not through --server (there: pool info, \
+             volume, snapshot, diff, lineage of a volume, verify, gc, mirror list/update, token)"
+        )),
+    }
+}
+
+/// `mirror list` and `mirror update` (as a job).
+fn mirror(cli: &Cli, server: &Remote, cmd: &MirrorCmd) -> Result<()> {
+    match cmd {
+        MirrorCmd::List => {
+            crate::mirror::list(cli, &server.mirrors()?);
+            Ok(())
+        }
+        MirrorCmd::Update {
+            volume,
+            all,
+            watch: None,
+            force_baseline: false,
+            bwlimit: None,
+        } => {
+            let names: Vec<String> = match (volume, all) {
+                (Some(v), false) => vec![v.clone()],
+                (None, true) => server.mirrors()?.into_iter().map(|r| r.volume).collect(),
+                _ => bail!("name one mirror, or --all"),
+            };
+            for name in names {
+                let body = json!({"kind": "mirror_update", "volume": name});
+                let (report, _): (UpdateReport, _) =
+                    server.run_job(body, cli.quiet || cli.json, "mirroring")?;
+                crate::mirror::say(cli, &report);
+            }
+            Ok(())
+        }
+        MirrorCmd::Update { .. } => Err(needs_pool(
+            "mirror update --watch/--force-baseline/--bwlimit",
+        )),
+        _ => Err(needs_pool("mirror create/break/resync/delete")),
+    }
+}
+
+/// `token list/create/revoke` (admin tokens).
+fn token(cli: &Cli, server: &Remote, cmd: &TokenCmd) -> Result<()> {
+    match cmd {
+        TokenCmd::Create {
+            role,
+            volume,
+            expires_in,
+            note,
+        } => {
+            // The API counts whole days: round up.
+            let days = crate::server::expiry(expires_in)?.map(|at| {
+                let left = (at - shale_core::catalog::now_ns()).max(1);
+                (left as u64).div_ceil(86_400 * 1_000_000_000)
+            });
+            let body = json!({"role": role, "volume": volume, "note": note, "expires_days": days});
+            crate::server::print_new_token(cli, &server.create_token(&body)?);
+        }
+        TokenCmd::List => crate::server::print_tokens(cli, &server.tokens()?),
+        TokenCmd::Revoke { id } => {
+            server.revoke_token(*id)?;
+            crate::server::print_revoked(cli, *id);
+        }
+    }
+    Ok(())
+}
