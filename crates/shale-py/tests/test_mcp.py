@@ -3,6 +3,7 @@ the tools and their schemas and hints, snapshot and clone called, a
 failure answered as a tool error with Shale's message."""
 
 import asyncio
+import json
 import sys
 
 import pytest
@@ -58,3 +59,64 @@ def test_mcp_tools_over_stdio(tmp_path, data_dir):
     missing = out["missing"]
     assert missing.is_error and "volume 'nope' not found" in missing.content[0].text
     assert not out["restore"].is_error
+
+
+async def http_calls(url: str, token: str) -> dict:
+    from mcp.client.streamable_http import create_mcp_http_client, streamable_http_client
+
+    out = {}
+    client = create_mcp_http_client(headers={"Authorization": f"Bearer {token}"})
+    async with client, streamable_http_client(url, http_client=client) as (read, write, *_):
+        async with ClientSession(read, write) as session:
+            await session.initialize()
+            out["tools"] = {t.name for t in (await session.list_tools()).tools}
+            out["volumes"] = await session.call_tool("list_volumes", {})
+            out["snapshot"] = await session.call_tool("create_snapshot", {"volume": "imagenet", "name": "h1"})
+            out["clone"] = await session.call_tool(
+                "clone_volume", {"new_volume": "exp2", "source": "imagenet", "snapshot": "h1"})
+            out["other"] = await session.call_tool("list_snapshots", {"volume": "hr-data"})
+    return out
+
+
+def test_mcp_tools_over_the_servers_http_with_its_tokens(tmp_path, data_dir):
+    """Under `shale serve`, /mcp speaks the streamable HTTP transport: no
+    token is 401; a write token for one volume sees only it and its clones,
+    snapshots and clones it (audited), and is refused another volume; a
+    read token cannot snapshot."""
+    import urllib.error
+    import urllib.request
+
+    from test_server import serve, shale as run
+
+    pool = tmp_path / "pool"
+    run(pool, "volume", "create", "imagenet", "--from", str(data_dir))
+    run(pool, "volume", "create", "hr-data")
+    admin = json.loads(run(pool, "--json", "token", "create", "--role", "admin"))["token"]
+    writer = json.loads(run(pool, "--json", "token", "create", "--role", "write", "--volume", "imagenet"))["token"]
+    reader = json.loads(run(pool, "--json", "token", "create", "--role", "read"))["token"]
+    server, port = serve(pool)
+    url = f"http://127.0.0.1:{port}/mcp"
+    try:
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(urllib.request.Request(url, data=b"{}", method="POST"))
+        assert refused.value.code == 401
+
+        out = asyncio.run(http_calls(url, writer))
+        assert "restore_snapshot" in out["tools"]
+        assert [v["name"] for v in out["volumes"].structured_content["volumes"]] == ["imagenet"]
+        assert not out["snapshot"].is_error, out["snapshot"].content
+        assert out["clone"].structured_content["origin"] == "imagenet@h1"
+        assert out["other"].is_error and "limited to volume imagenet" in out["other"].content[0].text
+
+        read_only = asyncio.run(http_calls(url, reader))
+        assert read_only["snapshot"].is_error and "needs write" in read_only["snapshot"].content[0].text
+
+        audit = json.load(urllib.request.urlopen(urllib.request.Request(
+            f"http://127.0.0.1:{port}/api/v1/audit", headers={"Authorization": f"Bearer {admin}"})))
+        actions = [(e["action"], e["result"]) for e in audit]
+        assert ("snapshot imagenet", "ok (mcp)") in actions
+        assert ("clone imagenet@h1 into exp2", "ok (mcp)") in actions
+        assert any(a == "snapshot imagenet" and o.startswith("failed (mcp)") for a, o in actions)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -1,21 +1,31 @@
-//! `shale mcp`: the pool's operations as Model Context Protocol tools for
-//! AI assistants, over stdio (rmcp, the official Rust SDK). Each tool
-//! takes JSON-schema'd arguments and answers structured JSON with its
-//! schema; a failure is a tool error carrying Shale's message. Restore is
-//! marked destructive; the reading tools read-only.
+//! The pool's operations as Model Context Protocol tools for AI
+//! assistants (rmcp, the official Rust SDK): over stdio (`shale mcp`, run
+//! by someone who can open the pool), and over the streamable HTTP
+//! transport at `/mcp` under `shale serve`, where every request carries a
+//! bearer token and each tool checks its role and volume scope as the API
+//! does, and changes are written to the audit log. Each tool takes
+//! JSON-schema'd arguments and answers structured JSON with its schema; a
+//! failure is a tool error carrying Shale's message. Restore is marked
+//! destructive; the reading tools read-only.
 
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
 use rmcp::handler::server::wrapper::{Json, Parameters};
 use rmcp::model::{Implementation, ServerCapabilities, ServerInfo};
+use rmcp::service::{RequestContext, RoleServer};
+use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
+use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use rmcp::{tool, tool_handler, tool_router, ServerHandler, ServiceExt};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use shale_core::ops::diff::{DiffEntry, DiffStat};
 use shale_core::ops::lineage::Lineage;
+use shale_core::ops::tokens::{Grant, Role};
 use shale_core::ops::volumes::{SnapshotReport, VolumeReport};
 use shale_core::Pool;
+
+use crate::auth::Caller;
 
 /// The MCP server over one pool.
 #[derive(Clone)]
@@ -23,16 +33,78 @@ pub struct Tools {
     pool: Arc<Pool>,
 }
 
+/// Who calls a tool: over HTTP, the token the request carried (put there
+/// by the server's authentication); over stdio, nobody in particular (the
+/// pool's own user: everything is allowed).
+struct Who(Option<Caller>);
+
+impl Who {
+    fn of(ctx: &RequestContext<RoleServer>) -> Who {
+        let grant = ctx
+            .extensions
+            .get::<axum::http::request::Parts>()
+            .and_then(|parts| parts.extensions.get::<Grant>());
+        Who(grant.map(|g| Caller(g.clone())))
+    }
+
+    /// Refuses unless the caller has `role` and sees each of `volumes`.
+    fn allow(&self, pool: &Pool, role: Role, volumes: &[&str]) -> Result<(), String> {
+        let Some(caller) = &self.0 else { return Ok(()) };
+        caller.require(role).map_err(|e| e.message)?;
+        for v in volumes {
+            caller.check_volume(pool, v).map_err(|e| e.message)?;
+        }
+        Ok(())
+    }
+
+    /// Writes a change and its outcome to the audit log (over HTTP).
+    fn audit<T>(
+        &self,
+        pool: &Pool,
+        action: &str,
+        result: &Result<T, String>,
+    ) -> Result<(), String> {
+        let Some(caller) = &self.0 else { return Ok(()) };
+        let outcome = match result {
+            Ok(_) => "ok (mcp)".to_string(),
+            Err(e) => format!("failed (mcp): {e}"),
+        };
+        pool.record_audit(Some(caller.0.token.id), action, &outcome)
+            .map_err(|e| e.to_string())
+    }
+}
+
 /// Runs a pool operation off the async threads; a failure is its message.
 async fn blocking<T: Send + 'static>(
     pool: &Arc<Pool>,
-    work: impl FnOnce(&Pool) -> shale_core::Result<T> + Send + 'static,
+    work: impl FnOnce(&Pool) -> Result<T, String> + Send + 'static,
 ) -> Result<T, String> {
     let pool = pool.clone();
     tokio::task::spawn_blocking(move || work(&pool))
         .await
         .map_err(|e| e.to_string())?
-        .map_err(|e| e.to_string())
+}
+
+/// A change: allowed (`role` over `volume`), made, audited.
+async fn change<T: Send + 'static>(
+    pool: &Arc<Pool>,
+    who: Who,
+    volume: String,
+    action: String,
+    work: impl FnOnce(&Pool) -> shale_core::Result<T> + Send + 'static,
+) -> Result<T, String> {
+    blocking(pool, move |p| {
+        let result = who
+            .allow(p, Role::Write, &[&volume])
+            .and_then(|()| work(p).map_err(|e| e.to_string()));
+        who.audit(p, &action, &result)?;
+        result
+    })
+    .await
+}
+
+fn text(e: shale_core::Error) -> String {
+    e.to_string()
 }
 
 /// `{ "volume": NAME }`.
@@ -143,9 +215,11 @@ impl Tools {
         description = "The pool's totals: volumes, snapshots, logical, unique and stored bytes",
         annotations(read_only_hint = true)
     )]
-    async fn pool_info(&self) -> Result<Json<PoolInfo>, String> {
-        blocking(&self.pool, |p| {
-            let t = p.totals()?;
+    async fn pool_info(&self, ctx: RequestContext<RoleServer>) -> Result<Json<PoolInfo>, String> {
+        let who = Who::of(&ctx);
+        blocking(&self.pool, move |p| {
+            who.allow(p, Role::Read, &[])?;
+            let t = p.totals().map_err(text)?;
             Ok(Json(PoolInfo {
                 name: p.name(),
                 volumes: t.volumes,
@@ -162,11 +236,15 @@ impl Tools {
         description = "Every volume: name, content id, size, files, snapshots, clone origin, quota",
         annotations(read_only_hint = true)
     )]
-    async fn list_volumes(&self) -> Result<Json<Volumes>, String> {
-        blocking(&self.pool, |p| {
-            Ok(Json(Volumes {
-                volumes: p.list_volumes()?,
-            }))
+    async fn list_volumes(&self, ctx: RequestContext<RoleServer>) -> Result<Json<Volumes>, String> {
+        let who = Who::of(&ctx);
+        blocking(&self.pool, move |p| {
+            who.allow(p, Role::Read, &[])?;
+            let mut volumes = p.list_volumes().map_err(text)?;
+            if let Some(caller) = &who.0 {
+                volumes.retain(|v| caller.sees(p, &v.name));
+            }
+            Ok(Json(Volumes { volumes }))
         })
         .await
     }
@@ -178,11 +256,14 @@ impl Tools {
     async fn list_snapshots(
         &self,
         Parameters(a): Parameters<VolumeArg>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<Json<Snapshots>, String> {
+        let who = Who::of(&ctx);
         blocking(&self.pool, move |p| {
-            p.volume_info(&a.volume)?;
+            who.allow(p, Role::Read, &[&a.volume])?;
+            p.volume_info(&a.volume).map_err(text)?;
             Ok(Json(Snapshots {
-                snapshots: p.list_snapshots(Some(&a.volume))?,
+                snapshots: p.list_snapshots(Some(&a.volume)).map_err(text)?,
             }))
         })
         .await
@@ -195,10 +276,16 @@ impl Tools {
     async fn create_snapshot(
         &self,
         Parameters(a): Parameters<SnapshotArgs>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<Json<SnapshotReport>, String> {
-        blocking(&self.pool, move |p| {
-            p.create_snapshot(&a.volume, a.name.as_deref()).map(Json)
-        })
+        let action = format!("snapshot {}", a.volume);
+        change(
+            &self.pool,
+            Who::of(&ctx),
+            a.volume.clone(),
+            action,
+            move |p| p.create_snapshot(&a.volume, a.name.as_deref()).map(Json),
+        )
         .await
     }
 
@@ -209,14 +296,20 @@ impl Tools {
     async fn clone_volume(
         &self,
         Parameters(a): Parameters<CloneArgs>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<Json<VolumeReport>, String> {
         let source = match &a.snapshot {
             Some(s) => format!("{}@{s}", a.source),
             None => a.source.clone(),
         };
-        blocking(&self.pool, move |p| {
-            p.clone_volume(&a.new_volume, &source).map(Json)
-        })
+        let action = format!("clone {source} into {}", a.new_volume);
+        change(
+            &self.pool,
+            Who::of(&ctx),
+            a.source.clone(),
+            action,
+            move |p| p.clone_volume(&a.new_volume, &source).map(Json),
+        )
         .await
     }
 
@@ -231,10 +324,16 @@ impl Tools {
     async fn restore_snapshot(
         &self,
         Parameters(a): Parameters<RestoreArgs>,
+        ctx: RequestContext<RoleServer>,
     ) -> Result<Json<SnapshotReport>, String> {
-        blocking(&self.pool, move |p| {
-            p.restore_snapshot(&a.volume, &a.snapshot).map(Json)
-        })
+        let action = format!("restore {}@{}", a.volume, a.snapshot);
+        change(
+            &self.pool,
+            Who::of(&ctx),
+            a.volume.clone(),
+            action,
+            move |p| p.restore_snapshot(&a.volume, &a.snapshot).map(Json),
+        )
         .await
     }
 
@@ -242,9 +341,15 @@ impl Tools {
         description = "What changed between two volumes or snapshots: totals and the changed paths",
         annotations(read_only_hint = true)
     )]
-    async fn diff(&self, Parameters(a): Parameters<DiffArgs>) -> Result<Json<Diff>, String> {
+    async fn diff(
+        &self,
+        Parameters(a): Parameters<DiffArgs>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<Diff>, String> {
+        let who = Who::of(&ctx);
         blocking(&self.pool, move |p| {
-            let mut entries = p.diff(&a.from, &a.to)?;
+            who.allow(p, Role::Read, &[volume_of(&a.from), volume_of(&a.to)])?;
+            let mut entries = p.diff(&a.from, &a.to).map_err(text)?;
             let stat = DiffStat::of(&entries);
             let truncated = entries.len() > MAX_DIFF_ENTRIES;
             entries.truncate(MAX_DIFF_ENTRIES);
@@ -261,9 +366,27 @@ impl Tools {
         description = "Where a volume or snapshot came from (clones) and which runs read or wrote it",
         annotations(read_only_hint = true)
     )]
-    async fn lineage(&self, Parameters(a): Parameters<SpecArg>) -> Result<Json<Lineage>, String> {
-        blocking(&self.pool, move |p| p.lineage(&a.spec).map(Json)).await
+    async fn lineage(
+        &self,
+        Parameters(a): Parameters<SpecArg>,
+        ctx: RequestContext<RoleServer>,
+    ) -> Result<Json<Lineage>, String> {
+        let who = Who::of(&ctx);
+        blocking(&self.pool, move |p| {
+            who.allow(p, Role::Read, &[volume_of(&a.spec)])?;
+            let l = p.lineage(&a.spec).map_err(text)?;
+            Ok(Json(match &who.0 {
+                Some(caller) => crate::api::scoped_lineage(p, caller, l),
+                None => l,
+            }))
+        })
+        .await
     }
+}
+
+/// The volume of `VOLUME[@SNAPSHOT]`.
+fn volume_of(spec: &str) -> &str {
+    spec.split('@').next().unwrap_or(spec)
 }
 
 #[tool_handler]
@@ -276,6 +399,23 @@ impl ServerHandler for Tools {
                  Snapshot before changing data; restore discards changes.",
             )
     }
+}
+
+/// The streamable HTTP transport of the tools, for `/mcp` under `shale
+/// serve`: one JSON answer per request, no sessions. Requests reach it
+/// authenticated (see `crate::api::router_with`). Any Host is accepted:
+/// rmcp's Host check guards unauthenticated local servers against DNS
+/// rebinding, and a page on another origin has no token to send here.
+pub fn http_service(pool: Arc<Pool>) -> StreamableHttpService<Tools, LocalSessionManager> {
+    let mut config = StreamableHttpServerConfig::default();
+    config.stateful_mode = false;
+    config.json_response = true;
+    config.allowed_hosts.clear();
+    StreamableHttpService::new(
+        move || Ok(Tools::new(pool.clone())),
+        Arc::new(LocalSessionManager::default()),
+        config,
+    )
 }
 
 /// Serves the tools over stdin and stdout until the client goes away.

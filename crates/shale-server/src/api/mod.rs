@@ -7,13 +7,16 @@ mod records;
 
 use std::sync::Arc;
 
+use axum::extract::Request;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post};
 use axum::{Extension, Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
+use shale_core::ops::lineage::Lineage;
 use shale_core::ops::tokens::Role;
 use shale_core::Pool;
 
@@ -105,10 +108,23 @@ pub fn router_with(pool: Arc<Pool>, jobs: Arc<Jobs>, places: SyncPlaces) -> Rout
         .route("/api/v1/tokens/{id}", delete(records::revoke_token))
         .route("/api/v1/audit", get(audit))
         .merge(crate::ui::routes())
+        .merge(mcp_route(pool.clone()))
         .fallback(|| async { ApiError::not_found("no such resource: see /api/v1/openapi.json") })
         .layer(Extension(jobs))
         .layer(Extension(places))
         .with_state(pool)
+}
+
+/// `/mcp`: the MCP tools over streamable HTTP, for requests with a token
+/// that works (its grant rides along in the request for the tools).
+fn mcp_route(pool: Arc<Pool>) -> Router<Arc<Pool>> {
+    async fn authenticate(caller: Caller, mut request: Request, next: Next) -> Response {
+        request.extensions_mut().insert(caller.0);
+        next.run(request).await
+    }
+    Router::new()
+        .route_service("/mcp", crate::mcp::http_service(pool.clone()))
+        .layer(axum::middleware::from_fn_with_state(pool, authenticate))
 }
 
 /// Nanoseconds since the Unix epoch.
@@ -351,6 +367,18 @@ async fn clone_volume(
     .await
 }
 
+/// `l` with what a volume-scoped token may not see taken out: other
+/// volumes' clones and the runs' other datasets.
+pub(crate) fn scoped_lineage(p: &Pool, caller: &Caller, mut l: Lineage) -> Lineage {
+    l.clones
+        .retain(|c| caller.sees(p, c.split('@').next().unwrap_or(c)));
+    for run in l.produced_by.iter_mut().chain(l.used_by.iter_mut()) {
+        run.inputs.retain(|d| caller.sees(p, &d.volume));
+        run.outputs.retain(|d| caller.sees(p, &d.volume));
+    }
+    l
+}
+
 async fn lineage(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
@@ -358,15 +386,7 @@ async fn lineage(
 ) -> Answer {
     blocking(&pool, move |p| {
         caller.check_volume(p, &name)?;
-        let mut l = p.lineage(&name)?;
-        // A volume-scoped token sees no other volume's name.
-        l.clones
-            .retain(|c| caller.sees(p, c.split('@').next().unwrap_or(c)));
-        for run in l.produced_by.iter_mut().chain(l.used_by.iter_mut()) {
-            run.inputs.retain(|d| caller.sees(p, &d.volume));
-            run.outputs.retain(|d| caller.sees(p, &d.volume));
-        }
-        to_json(l).map(Json)
+        to_json(scoped_lineage(p, &caller, p.lineage(&name)?)).map(Json)
     })
     .await
 }
