@@ -33,6 +33,10 @@ def server(tmp_path, data_dir):
     shale(pool, "pool", "init")
     shale(pool, "volume", "create", "imagenet", "--from", str(data_dir))
     shale(pool, "snapshot", "create", "imagenet", "v1")
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "new.txt").write_text("added after v1")
+    shale(pool, "volume", "import", "imagenet", str(tmp_path / "extra"), "--to", "extra")
+    shale(pool, "volume", "clone", "exp", "--from", "imagenet@v1")
     shale(pool, "-q", "run", "--dataset", "imagenet", "--model", "resnet", "--",
           "sh", "-c", 'ls "$SHALE_DATASET_PATH" > "$SHALE_MODEL_PATH/seen.txt"')
     token = json.loads(shale(pool, "--json", "token", "create", "--role", "admin"))["token"]
@@ -70,15 +74,23 @@ def test_the_dashboard_signs_in_snapshots_and_shows_lineage(server):
         expect(page.locator("#login-error")).to_contain_text("not valid here")
         page.fill("#token", token)
         page.keyboard.press("Enter")
-        expect(page.get_by_role("link", name="imagenet")).to_be_visible()
-        expect(page.get_by_role("link", name="resnet")).to_be_visible()
+        volumes = page.get_by_role("table")
+        expect(volumes.get_by_role("link", name="imagenet")).to_be_visible()
+        expect(volumes.get_by_role("link", name="resnet")).to_be_visible()
+        expect(page.locator("#clone-tree")).to_contain_text("exp from imagenet@v1")
         page.screenshot(path=str(ARTIFACTS / "dashboard-pool.png"), full_page=True)
 
-        page.get_by_role("link", name="imagenet").click()
+        volumes.get_by_role("link", name="imagenet").click()
         page.fill("#snapshot-name", "from-the-page")
         page.get_by_role("button", name="Snapshot").click()
         expect(page.locator("#timeline")).to_contain_text("from-the-page")
         expect(page.locator("#snapshots")).to_contain_text("from-the-page")
+        # What changed since v1, as the page shows it.
+        page.select_option("#diff-a", "imagenet@v1")
+        page.select_option("#diff-b", "imagenet")
+        page.get_by_role("button", name="Compare").click()
+        expect(page.locator("#diff")).to_contain_text("2 added, 0 removed")
+        expect(page.locator("#diff")).to_contain_text("extra/new.txt")
         page.screenshot(path=str(ARTIFACTS / "dashboard-volume.png"), full_page=True)
 
         page.goto(url + "/#/volume/resnet")
@@ -86,10 +98,34 @@ def test_the_dashboard_signs_in_snapshots_and_shows_lineage(server):
         expect(page.locator("#lineage")).to_contain_text("imagenet@run-1")
         expect(page.locator("#lineage")).to_contain_text("resnet@run-1")
         page.screenshot(path=str(ARTIFACTS / "dashboard-lineage.png"), full_page=True)
+
+        # A verify job started from the page, its progress and result.
+        page.get_by_role("link", name="Jobs").click()
+        page.get_by_role("button", name="Verify the pool").click()
+        expect(page.locator("#jobs")).to_contain_text("succeeded", timeout=30_000)
+        expect(page.locator("#jobs")).to_contain_text("0 problems")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-jobs.png"), full_page=True)
+        page.get_by_role("link", name="Mirrors").click()
+        expect(page.get_by_text("No mirrors")).to_be_visible()
+
+        # Tokens: one made on the page is shown once, listed, then revoked.
+        page.get_by_role("link", name="Tokens").click()
+        page.select_option("#token-role", "read")
+        page.fill("#token-volume", "imagenet")
+        page.fill("#token-note", "from the page")
+        page.get_by_role("button", name="Create token").click()
+        expect(page.locator("#new-token")).to_contain_text("shale_")
+        expect(page.locator("#tokens")).to_contain_text("from the page")
+        page.screenshot(path=str(ARTIFACTS / "dashboard-tokens.png"), full_page=True)
+        page.on("dialog", lambda d: d.accept())
+        page.locator("#tokens tr", has_text="from the page").get_by_role("button", name="Revoke").click()
+        expect(page.locator("#tokens tr", has_text="from the page")).to_contain_text("revoked")
         browser.close()
 
     # The snapshot taken in the browser is in the pool, and in the audit log.
     snaps = json.loads(shale(pool, "--json", "snapshot", "list", "imagenet"))
     assert "from-the-page" in {s["name"] for s in snaps}
+    made = [t for t in json.loads(shale(pool, "--json", "token", "list")) if t["note"] == "from the page"]
+    assert len(made) == 1 and made[0]["volume"] == "imagenet" and made[0]["revoked"] is not None
     # Browsers log a failed fetch (the wrong token's 401) as a console error; nothing else.
     assert [e for e in errors if "401" not in e] == [], errors

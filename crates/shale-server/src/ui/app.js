@@ -83,7 +83,9 @@ async function overview() {
     el("div", { class: "stat" }, el("b", {}, pool.snapshots), el("span", {}, "snapshots in the pool")),
     el("div", { class: "stat" }, el("b", {}, size(pool.logical_bytes)), el("span", {}, "as files")),
     el("div", { class: "stat" }, el("b", {}, size(pool.stored_bytes)), el("span", {}, "stored")),
-    el("div", { class: "stat" }, el("b", {}, (saved * 100).toFixed(0) + "%"), el("span", {}, "saved by sharing and compression")));
+    el("div", { class: "stat" }, el("b", {}, (saved * 100).toFixed(0) + "%"), el("span", {}, "saved by sharing and compression")),
+    el("div", { class: "stat" }, el("b", {}, pool.dedup_ratio.toFixed(2) + "×"), el("span", {}, "deduplication")),
+    el("div", { class: "stat" }, el("b", {}, pool.compression_ratio.toFixed(2) + "×"), el("span", {}, "compression")));
   const rows = volumes.map((v) => el("tr", {},
     el("td", {}, el("a", { href: "#/volume/" + encodeURIComponent(v.name) }, v.name)),
     el("td", { class: "num" }, size(v.logical_bytes)),
@@ -93,6 +95,7 @@ async function overview() {
     el("td", {}, v.origin || "–")));
   show(
     el("section", { class: "card" }, el("h1", {}, "Pool"), stats, spaceBar(pool)),
+    el("section", { class: "card" }, el("h2", {}, "Clone trees"), cloneTree(volumes)),
     el("section", { class: "card" }, el("h2", {}, "Volumes"),
       el("table", {}, el("thead", {}, el("tr", {},
         el("th", {}, "Name"), el("th", { class: "num" }, "Size"), el("th", { class: "num" }, "Quota"),
@@ -111,6 +114,25 @@ function spaceBar(pool) {
     s.append(svg("text", { x: 86 + (w - 180) * n / max, y: y + 16 }, size(n)));
   });
   return s;
+}
+
+// Volumes nested under the volume they were cloned from (origins the
+// token cannot see, or deleted, make a volume a root).
+function cloneTree(volumes) {
+  const names = new Set(volumes.map((v) => v.name));
+  const parent = (v) => (v.origin || "").split("@")[0];
+  const children = new Map();
+  for (const v of volumes) {
+    const p = names.has(parent(v)) ? parent(v) : "";
+    if (!children.has(p)) children.set(p, []);
+    children.get(p).push(v);
+  }
+  const branch = (p) => el("ul", { class: "tree" }, (children.get(p) || []).map((v) => el("li", {},
+    el("a", { href: "#/volume/" + encodeURIComponent(v.name) }, v.name),
+    v.origin ? el("span", { class: "muted" }, ` from ${v.origin}`) : "",
+    children.has(v.name) ? branch(v.name) : "")));
+  const withClones = volumes.some((v) => v.origin);
+  return el("div", { id: "clone-tree" }, withClones ? branch("") : el("p", { class: "muted" }, "No clones yet."));
 }
 
 // -- one volume: its snapshots on a timeline, actions, lineage ----------------------------
@@ -156,7 +178,125 @@ async function volume(name) {
     el("section", { class: "card" }, el("h2", {}, "Snapshots"), timeline(snaps),
       el("table", { id: "snapshots" }, el("thead", {}, el("tr", {}, el("th", {}, "Name"), el("th", {}, "Taken"),
         el("th", {}, "Id"), el("th", { class: "num" }, "Size"), el("th", {}, ""))), el("tbody", {}, rows))),
+    diffCard(name, snaps),
     el("section", { class: "card" }, el("h2", {}, "Lineage"), lineageGraph(lineage)));
+}
+
+// Two states of a volume (snapshots or its current state), and what changed between them.
+function diffCard(name, snaps) {
+  const choices = () => [el("option", { value: name }, "current state"),
+    ...snaps.map((s) => el("option", { value: `${name}@${s.name}` }, s.name))];
+  const a = el("select", { id: "diff-a" }, choices()), b = el("select", { id: "diff-b" }, choices());
+  if (snaps.length) a.value = `${name}@${snaps[snaps.length - 1].name}`;
+  const out = el("div", { id: "diff" });
+  const form = el("form", { class: "row", onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      const q = (stat) => `/diff?a=${encodeURIComponent(a.value)}&b=${encodeURIComponent(b.value)}&stat=${stat}`;
+      const [stat, changes] = await Promise.all([api("GET", q(true)), api("GET", q(false))]);
+      out.replaceChildren(
+        el("p", {}, `${stat.added} added, ${stat.removed} removed, ${stat.modified} modified; +${size(stat.bytes_added)} −${size(stat.bytes_removed)}`),
+        el("table", {}, el("tbody", {}, changes.slice(0, 500).map((c) => el("tr", {},
+          el("td", { class: "change-" + ({ added: "A", removed: "D", modified: "M" }[c.change] || "M") }, c.change),
+          el("td", {}, c.path + (c.kind === "dir" ? "/" : "")),
+          el("td", { class: "num" }, c.change === "removed" ? size(c.old_size) : size(c.new_size)))))),
+        changes.length > 500 ? el("p", { class: "muted" }, `… and ${changes.length - 500} more`) : "");
+    } catch (e) { out.replaceChildren(el("p", { class: "error", role: "alert" }, e.message)); }
+  } },
+    el("div", {}, el("label", { for: "diff-a" }, "From"), a),
+    el("div", {}, el("label", { for: "diff-b" }, "to"), b), el("button", { type: "submit" }, "Compare"));
+  return el("section", { class: "card" }, el("h2", {}, "Changes"), form, out);
+}
+
+// -- jobs: verify and gc started here, all running jobs with progress --------------
+let jobTimer = null;
+async function jobs() {
+  const list = await api("GET", "/jobs");
+  const status = el("p", { class: "error", role: "alert" });
+  const start = (body) => async () => {
+    try { await api("POST", "/jobs", body); await jobs(); } catch (e) { status.textContent = e.message; }
+  };
+  const rows = list.map((j) => el("tr", {},
+    el("td", {}, j.id), el("td", {}, j.kind), el("td", {}, j.target), el("td", {}, j.state),
+    el("td", { class: "num" }, `${j.files} · ${size(j.bytes)}`),
+    el("td", { class: "num" }, (j.elapsed_ms / 1000).toFixed(1) + " s"),
+    el("td", {}, j.error || (j.result ? summary(j) : "")),
+    el("td", {}, j.state === "running" && j.cancellable ? el("button", { class: "danger", onclick: async () => {
+      try { await api("DELETE", "/jobs/" + j.id); await jobs(); } catch (e) { status.textContent = e.message; }
+    } }, "Cancel") : "")));
+  show(el("section", { class: "card" }, el("h1", {}, "Jobs"),
+    el("div", { class: "row" },
+      el("button", { onclick: start({ kind: "verify" }) }, "Verify the pool"),
+      el("button", { class: "quiet", onclick: start({ kind: "verify", read_data: true }) }, "Verify, re-reading every byte"),
+      el("button", { class: "quiet", onclick: start({ kind: "gc", dry_run: true }) }, "What would gc free?"),
+      el("button", { class: "danger", onclick: start({ kind: "gc" }) }, "Collect garbage")),
+    status,
+    el("table", { id: "jobs" }, el("thead", {}, el("tr", {}, ["Id", "Kind", "Target", "State", "Done", "Time", "Result", ""].map((h) => el("th", {}, h)))),
+      el("tbody", {}, rows))));
+  clearTimeout(jobTimer);
+  if (list.some((j) => j.state === "running")) jobTimer = setTimeout(() => location.hash === "#/jobs" && jobs().catch(failure), 1000);
+}
+
+function summary(j) {
+  const r = j.result;
+  if (j.kind === "verify") return `${r.roots} roots, ${r.chunks} chunks: ${r.problems.length} problems`;
+  if (j.kind === "gc") return `${size(r.freed_bytes)} in ${r.freed_blobs} objects`;
+  return JSON.stringify(r).slice(0, 120);
+}
+
+// -- mirrors and their lag ------------------------------------------------------------
+async function mirrors() {
+  const list = await api("GET", "/mirrors");
+  const status = el("p", { class: "error", role: "alert" });
+  const ago = (s) => s == null ? "–" : s < 120 ? `${s} s` : s < 7200 ? `${Math.round(s / 60)} min` : `${Math.round(s / 3600)} h`;
+  const rows = list.map((m) => el("tr", {},
+    el("td", {}, el("a", { href: "#/volume/" + encodeURIComponent(m.volume) }, m.volume)),
+    el("td", {}, `${m.source_pool} :: ${m.source_volume}`), el("td", {}, m.state),
+    el("td", {}, m.last_snapshot || "–"), el("td", { class: "num" }, ago(m.lag_seconds)),
+    el("td", {}, el("button", { class: "quiet", onclick: async () => {
+      try { await api("POST", "/jobs", { kind: "mirror_update", volume: m.volume }); location.hash = "#/jobs"; }
+      catch (e) { status.textContent = e.message; }
+    } }, "Update"))));
+  show(el("section", { class: "card" }, el("h1", {}, "Mirrors"), status,
+    list.length ? el("table", { id: "mirrors" }, el("thead", {}, el("tr", {},
+      ["Mirror", "Source", "State", "Last snapshot", "Lag", ""].map((h) => el("th", {}, h)))), el("tbody", {}, rows))
+      : el("p", { class: "muted" }, "No mirrors: shale mirror create on the pool makes one.")));
+}
+
+// -- tokens (admins) --------------------------------------------------------------
+async function tokens() {
+  const list = await api("GET", "/tokens");
+  const status = el("p", { class: "error", role: "alert" });
+  const shown = el("div", { id: "new-token", "aria-live": "polite" });
+  const role = el("select", { id: "token-role" }, ["read", "write", "admin"].map((r) => el("option", { value: r }, r)));
+  const vol = el("input", { id: "token-volume", placeholder: "every volume" });
+  const note = el("input", { id: "token-note" });
+  const days = el("input", { id: "token-days", type: "number", min: "0", max: "36500", placeholder: "never" });
+  const form = el("form", { class: "row", onsubmit: async (ev) => {
+    ev.preventDefault();
+    try {
+      const made = await api("POST", "/tokens", { role: role.value, volume: vol.value || null, note: note.value,
+        expires_days: days.value ? Number(days.value) : null });
+      await tokens();
+      $("new-token").replaceChildren(el("p", {}, `Token ${made.id}, shown only now:`), el("code", { class: "secret" }, made.token));
+    } catch (e) { status.textContent = e.message; }
+  } },
+    el("div", {}, el("label", { for: "token-role" }, "Role"), role),
+    el("div", {}, el("label", { for: "token-volume" }, "Volume"), vol),
+    el("div", {}, el("label", { for: "token-note" }, "Note"), note),
+    el("div", {}, el("label", { for: "token-days" }, "Expires in days"), days),
+    el("button", { type: "submit" }, "Create token"));
+  const when = (ns) => ns == null ? "–" : new Date(ns / 1e6).toISOString().slice(0, 16).replace("T", " ");
+  const rows = list.map((t) => el("tr", {},
+    el("td", {}, t.id), el("td", {}, t.role), el("td", {}, t.volume || "every volume"), el("td", {}, when(t.created)),
+    el("td", {}, when(t.expires)), el("td", {}, t.revoked == null ? "active" : "revoked"), el("td", {}, t.note),
+    el("td", {}, t.revoked == null ? el("button", { class: "danger", onclick: async () => {
+      if (!confirm(`Revoke token ${t.id}? What uses it stops working.`)) return;
+      try { await api("DELETE", "/tokens/" + t.id); await tokens(); } catch (e) { status.textContent = e.message; }
+    } }, "Revoke") : "")));
+  show(el("section", { class: "card" }, el("h1", {}, "Tokens"), form, shown, status,
+    el("table", { id: "tokens" }, el("thead", {}, el("tr", {},
+      ["Id", "Role", "Volume", "Created", "Expires", "State", "Note", ""].map((h) => el("th", {}, h)))), el("tbody", {}, rows))));
 }
 
 // Snapshots as dots on a time axis.
@@ -209,12 +349,17 @@ async function route() {
   const signedIn = Boolean(token);
   $("login").hidden = signedIn;
   $("logout").hidden = !signedIn;
+  $("nav").hidden = !signedIn;
   if (!signedIn) { $("view").replaceChildren(); $("who").textContent = ""; $("token").focus(); return; }
   try {
     const pool = await api("GET", "/pool");
     $("who").textContent = `${pool.token.role} token` + (pool.token.volume ? ` for ${pool.token.volume}` : "");
+    $("nav-tokens").hidden = pool.token.role !== "admin";
     const m = location.hash.match(/^#\/volume\/(.+)$/);
     if (m) await volume(decodeURIComponent(m[1]));
+    else if (location.hash === "#/jobs") await jobs();
+    else if (location.hash === "#/mirrors") await mirrors();
+    else if (location.hash === "#/tokens") await tokens();
     else await overview();
   } catch (e) {
     if (token) failure(e);
