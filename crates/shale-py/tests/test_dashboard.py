@@ -78,6 +78,7 @@ def test_the_dashboard_signs_in_snapshots_and_shows_lineage(server):
         expect(volumes.get_by_role("link", name="imagenet")).to_be_visible()
         expect(volumes.get_by_role("link", name="resnet")).to_be_visible()
         expect(page.locator("#clone-tree")).to_contain_text("exp from imagenet@v1")
+        expect(page.locator("#history")).to_contain_text("the 3 snapshots as plain copies")
         page.screenshot(path=str(ARTIFACTS / "dashboard-pool.png"), full_page=True)
 
         volumes.get_by_role("link", name="imagenet").click()

@@ -46,6 +46,7 @@ pub const ROUTES: &[(&str, &str)] = &[
         "post",
         "/api/v1/volumes/{name}/snapshots/{snapshot}/restore",
     ),
+    ("get", "/api/v1/snapshots"),
     ("get", "/api/v1/volumes/{name}/files"),
     ("get", "/api/v1/volumes/{name}/files/{path}"),
     ("put", "/api/v1/volumes/{name}/files/{path}"),
@@ -90,6 +91,7 @@ pub fn router_with(pool: Arc<Pool>, jobs: Arc<Jobs>, places: SyncPlaces) -> Rout
             "/api/v1/volumes/{name}/snapshots/{snapshot}/restore",
             post(restore),
         )
+        .route("/api/v1/snapshots", get(all_snapshots))
         .route("/api/v1/volumes/{name}/files", get(files::list))
         .route(
             "/api/v1/volumes/{name}/files/{*path}",
@@ -400,6 +402,22 @@ async fn list_snapshots(
         caller.check_volume(p, &name)?;
         // As the CLI: a volume deleted with --keep-snapshots still has them.
         to_json(p.list_snapshots(Some(&name))?).map(Json)
+    })
+    .await
+}
+
+/// Every snapshot the caller sees, oldest first.
+async fn all_snapshots(State(pool): State<Arc<Pool>>, caller: Caller) -> Answer {
+    blocking(&pool, move |p| {
+        let mut all = p.list_snapshots(None)?;
+        let mut seen = std::collections::HashMap::new();
+        all.retain(|s| {
+            *seen
+                .entry(s.volume.clone())
+                .or_insert_with(|| caller.sees(p, &s.volume))
+        });
+        all.sort_by(|a, b| a.created.cmp(&b.created));
+        to_json(all).map(Json)
     })
     .await
 }

@@ -93,8 +93,13 @@ async function overview() {
     el("td", { class: "num" }, v.files),
     el("td", { class: "num" }, v.snapshots),
     el("td", {}, v.origin || "–")));
+  const history = el("div", { id: "history" }, el("p", { class: "muted" }, "Loading the snapshot history…"));
+  // After the first page: the history reads every snapshot.
+  api("GET", "/snapshots").then((snaps) => history.replaceChildren(historyChart(snaps, pool)))
+    .catch((e) => history.replaceChildren(el("p", { class: "error" }, e.message)));
   show(
     el("section", { class: "card" }, el("h1", {}, "Pool"), stats, spaceBar(pool)),
+    el("section", { class: "card" }, el("h2", {}, "Space over time"), history),
     el("section", { class: "card" }, el("h2", {}, "Clone trees"), cloneTree(volumes)),
     el("section", { class: "card" }, el("h2", {}, "Volumes"),
       el("table", {}, el("thead", {}, el("tr", {},
@@ -114,6 +119,31 @@ function spaceBar(pool) {
     s.append(svg("text", { x: 86 + (w - 180) * n / max, y: y + 16 }, size(n)));
   });
   return s;
+}
+
+// What the snapshots would take as plain copies, accumulating as they are
+// taken (a step line), against what the whole pool stores today.
+function historyChart(snaps, pool) {
+  if (!snaps.length) return el("p", { class: "muted" }, "No snapshots yet.");
+  const w = 900, h = 180, left = 80, right = 20, top = 10, bottom = 30;
+  const times = snaps.map((s) => Date.parse(s.created));
+  const t0 = times[0], t1 = Math.max(times[times.length - 1], t0 + 1);
+  let total = 0;
+  const points = snaps.map((s, i) => [times[i], (total += s.logical_bytes)]);
+  const max = Math.max(total, pool.stored_bytes, 1);
+  const x = (t) => left + (w - left - right) * (t - t0) / (t1 - t0);
+  const y = (b) => top + (h - top - bottom) * (1 - b / max);
+  const path = points.map(([t, b], i) => (i ? `H${x(t)}V${y(b)}` : `M${x(t)},${y(0)}V${y(b)}`)).join("");
+  const s = svg("svg", { viewBox: `0 0 ${w} ${h}`, width: "100%", role: "img",
+    "aria-label": `${snaps.length} snapshots would take ${size(total)} as copies; the pool stores ${size(pool.stored_bytes)}` });
+  s.append(svg("path", { d: path, fill: "none", stroke: "#9db4f5", "stroke-width": 2 }));
+  s.append(svg("line", { x1: left, x2: w - right, y1: y(pool.stored_bytes), y2: y(pool.stored_bytes), stroke: "#2f5bd3", "stroke-dasharray": "4 3" }));
+  s.append(svg("text", { x: 0, y: y(total) + 4 }, size(total)));
+  s.append(svg("text", { x: 0, y: y(pool.stored_bytes) + 4 }, size(pool.stored_bytes)));
+  s.append(svg("text", { x: left, y: h - 8 }, snaps[0].created.slice(0, 10)));
+  s.append(svg("text", { x: w - right, y: h - 8, "text-anchor": "end" }, snaps[snaps.length - 1].created.slice(0, 10)));
+  return el("div", {}, s, el("p", { class: "muted" },
+    `Light: the ${snaps.length} snapshots as plain copies, as they were taken. Dashed: what the pool stores now.`));
 }
 
 // Volumes nested under the volume they were cloned from (origins the
