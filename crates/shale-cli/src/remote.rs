@@ -108,10 +108,19 @@ impl Remote {
         )
     }
 
-    /// Deletes a volume.
-    pub fn delete_volume(&self, name: &str) -> Result<()> {
-        self.send::<Value>(self.request(Method::DELETE, &format!("/volumes/{}", seg(name))))
+    /// Deletes a volume (and its snapshots, unless `keep_snapshots`).
+    pub fn delete_volume(&self, name: &str, keep_snapshots: bool) -> Result<()> {
+        let path = format!("/volumes/{}?keep_snapshots={keep_snapshots}", seg(name));
+        self.send::<Value>(self.request(Method::DELETE, &path))
             .map(drop)
+    }
+
+    /// Sets (or, with `None`, removes) a volume's quota.
+    pub fn resize_volume(&self, name: &str, quota: Option<u64>) -> Result<VolumeReport> {
+        self.send(
+            self.request(Method::PATCH, &format!("/volumes/{}", seg(name)))
+                .json(&json!({ "quota": quota })),
+        )
     }
 
     /// Clones `from` (`VOLUME[@SNAPSHOT]`) into `new`.
@@ -163,9 +172,12 @@ impl Remote {
         self.send(self.request(Method::POST, &path))
     }
 
-    /// A volume's lineage.
-    pub fn lineage(&self, volume: &str) -> Result<Lineage> {
-        self.get(&format!("/volumes/{}/lineage", seg(volume)))
+    /// The lineage of `VOLUME` or `VOLUME@SNAPSHOT`.
+    pub fn lineage(&self, spec: &str) -> Result<Lineage> {
+        match spec.split_once('@') {
+            Some((v, s)) => self.get(&format!("/volumes/{}/snapshots/{}/lineage", seg(v), seg(s))),
+            None => self.get(&format!("/volumes/{}/lineage", seg(spec))),
+        }
     }
 
     /// `pool info`'s report, with what gc would free.

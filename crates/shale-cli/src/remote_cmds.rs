@@ -43,7 +43,7 @@ pub fn run(cli: &Cli, server: &Remote) -> Result<()> {
             print_gc(cli, &report, *dry_run, secs);
             Ok(())
         }
-        Command::Lineage { spec, dot } if !spec.contains('@') => {
+        Command::Lineage { spec, dot } => {
             let l = server.lineage(spec)?;
             if cli.json {
                 print_json(&l);
@@ -54,12 +54,11 @@ pub fn run(cli: &Cli, server: &Remote) -> Result<()> {
             }
             Ok(())
         }
-        Command::Lineage { .. } => Err(needs_pool("lineage VOLUME@SNAPSHOT")),
         Command::Mirror(cmd) => mirror(cli, server, cmd),
         Command::Token(cmd) => token(cli, server, cmd),
         _ => Err(anyhow!(
             "this command works on the pool itself, not through --server (there: pool info, \
-             volume, snapshot, diff, lineage of a volume, verify, gc, mirror list/update, token)"
+             volume, snapshot, diff, lineage, verify, gc, mirror list/update, token)"
         )),
     }
 }

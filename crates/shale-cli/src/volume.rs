@@ -57,16 +57,7 @@ pub fn volume(cli: &Cli, cmd: &VolumeCmd) -> Result<()> {
             print_volume(cli, &v, &format!("created volume {new} from {origin}"));
         }
         VolumeCmd::Resize { name, size } => {
-            let quota = match size.as_str() {
-                "none" => None,
-                size => Some(parse_size(size)?),
-            };
-            let v = pool.resize_volume(name, quota)?;
-            let shown = v
-                .quota
-                .map(format_size)
-                .unwrap_or_else(|| "no quota".into());
-            print_volume(cli, &v, &format!("resized volume {name} to {shown}"));
+            print_resized(cli, &pool.resize_volume(name, quota_of(size)?)?);
         }
         VolumeCmd::Import {
             name,
@@ -332,9 +323,9 @@ pub fn volume_remote(cli: &Cli, remote: &Remote, cmd: &VolumeCmd) -> Result<()> 
         }
         VolumeCmd::Delete {
             name,
-            keep_snapshots: false,
+            keep_snapshots,
         } => {
-            remote.delete_volume(name)?;
+            remote.delete_volume(name, *keep_snapshots)?;
             if cli.json {
                 print_json(&json!({"deleted": name}));
             } else if !cli.quiet {
@@ -348,12 +339,31 @@ pub fn volume_remote(cli: &Cli, remote: &Remote, cmd: &VolumeCmd) -> Result<()> 
         }
         VolumeCmd::Create { from: Some(_), .. } => return Err(needs_pool("volume create --from")),
         VolumeCmd::Info { space: true, .. } => return Err(needs_pool("volume info --space")),
-        VolumeCmd::Delete { .. } => return Err(needs_pool("volume delete --keep-snapshots")),
-        VolumeCmd::Resize { .. } => return Err(needs_pool("volume resize")),
+        VolumeCmd::Resize { name, size } => {
+            let v = remote.resize_volume(name, quota_of(size)?)?;
+            print_resized(cli, &v);
+        }
         VolumeCmd::Import { .. } => return Err(needs_pool("volume import")),
         VolumeCmd::Export(_) => return Err(needs_pool("volume export")),
     }
     Ok(())
+}
+
+/// The quota `--size` asks for: a size, or `none`.
+fn quota_of(size: &str) -> Result<Option<u64>> {
+    match size {
+        "none" => Ok(None),
+        size => Ok(Some(parse_size(size)?)),
+    }
+}
+
+/// Prints `volume resize`.
+fn print_resized(cli: &Cli, v: &VolumeReport) {
+    let shown = v
+        .quota
+        .map(format_size)
+        .unwrap_or_else(|| "no quota".into());
+    print_volume(cli, v, &format!("resized volume {} to {shown}", v.name));
 }
 
 /// `shale snapshot …` through `--server`.

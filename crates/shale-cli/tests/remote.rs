@@ -109,6 +109,10 @@ fn the_same_commands_through_the_server_answer_the_same() {
         &["snapshot", "list"],
         &["snapshot", "restore", "data", "v1"],
         &["lineage", "data"],
+        &["lineage", "data@v1"],
+        &["volume", "resize", "data", "--size", "2GiB"],
+        &["volume", "resize", "data", "--size", "none"],
+        &["volume", "resize", "nope", "--size", "1GiB"],
         &["diff", "data@v1", "exp"],
         &["diff", "--stat", "data@v1", "data"],
         &["diff", "data@nope", "data"],
@@ -121,7 +125,10 @@ fn the_same_commands_through_the_server_answer_the_same() {
         &["volume", "create", "bad@name"],
         &["volume", "clone", "exp2", "--from", "data@nope"],
         &["snapshot", "delete", "data", "v1"],
-        &["volume", "delete", "exp"],
+        &["snapshot", "create", "exp", "e1"],
+        &["volume", "delete", "exp", "--keep-snapshots"],
+        &["snapshot", "list", "exp"],
+        &["volume", "clone", "exp2", "--from", "exp@e1"],
         &["volume", "list"],
     ];
     for step in steps {

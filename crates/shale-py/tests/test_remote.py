@@ -58,8 +58,14 @@ def test_a_pool_through_the_server_behaves_like_the_pool(served):
     assert remote.resolve("imagenet@v1")["id"] == snap["id"]
     remote.volume("imagenet").restore("v1")
     assert remote.volume("imagenet").lineage()["clones"] == local.lineage("imagenet")["clones"]
+    assert remote.lineage("imagenet@v1") == local.lineage("imagenet@v1")
     made = remote.create_volume("sized", size="1GiB")
     assert made.info()["quota"] == 1 << 30
+    assert made.resize("2GiB")["quota"] == 2 << 30
+    assert made.resize(None)["quota"] is None
+    made.snapshot("s")
+    made.delete(keep_snapshots=True)
+    assert [s["name"] for s in local.list_snapshots("sized")] == ["s"]
 
     with pytest.raises(shale.VolumeNotFoundError):
         remote.volume("nope")

@@ -52,8 +52,8 @@ impl From<Error> for ApiError {
             Error::InvalidName { .. } | Error::InvalidArgument(_) | Error::BadPath(_) => {
                 StatusCode::BAD_REQUEST
             }
-            Error::QuotaExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
-            Error::Mounted { .. } => StatusCode::CONFLICT,
+            // A quota is the volume's state: going past it conflicts with it.
+            Error::QuotaExceeded { .. } | Error::Mounted { .. } => StatusCode::CONFLICT,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         let kind = match &e {

@@ -85,9 +85,13 @@ class RemotePool:
         return self._call("POST", f"/volumes/{_seg(volume)}/clone", {"name": new, "snapshot": snapshot or None})
 
     def delete_volume(self, name: str, keep_snapshots: bool = False) -> None:
-        if keep_snapshots:
-            raise self._needs_pool("deleting a volume but keeping its snapshots")
-        self._call("DELETE", f"/volumes/{_seg(name)}")
+        keep = "true" if keep_snapshots else "false"
+        self._call("DELETE", f"/volumes/{_seg(name)}?keep_snapshots={keep}")
+
+    def resize_volume(self, name: str, size: Union[int, str, None]) -> Dict[str, Any]:
+        if isinstance(size, str):
+            size = _native.parse_size(size)
+        return self._call("PATCH", f"/volumes/{_seg(name)}", {"quota": size})
 
     def create_snapshot(self, volume: str, name: Optional[str] = None) -> Dict[str, Any]:
         return self._call("POST", f"/volumes/{_seg(volume)}/snapshots", {"name": name})
@@ -110,15 +114,16 @@ class RemotePool:
         return self.volume_info(volume)
 
     def lineage(self, spec: str) -> Dict[str, Any]:
-        if "@" in spec:
-            raise self._needs_pool("the lineage of a snapshot")
+        volume, _, snapshot = spec.partition("@")
+        if snapshot:
+            return self._call("GET", f"/volumes/{_seg(volume)}/snapshots/{_seg(snapshot)}/lineage")
         return self._call("GET", f"/volumes/{_seg(spec)}/lineage")
 
     def mounts(self) -> List[Dict[str, Any]]:
         return []  # nothing of a server's pool is mounted here
 
     def __getattr__(self, name: str) -> Any:
-        # import_dir, export, resize_volume, runs, fix_permissions …
+        # import_dir, export, runs, fix_permissions …
         def refuse(*_: Any, **__: Any) -> Any:
             raise self._needs_pool(name.replace("_", " "))
 

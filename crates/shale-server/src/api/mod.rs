@@ -36,11 +36,13 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("post", "/api/v1/volumes"),
     ("get", "/api/v1/volumes/{name}"),
     ("delete", "/api/v1/volumes/{name}"),
+    ("patch", "/api/v1/volumes/{name}"),
     ("post", "/api/v1/volumes/{name}/clone"),
     ("get", "/api/v1/volumes/{name}/lineage"),
     ("get", "/api/v1/volumes/{name}/snapshots"),
     ("post", "/api/v1/volumes/{name}/snapshots"),
     ("get", "/api/v1/volumes/{name}/snapshots/{snapshot}"),
+    ("get", "/api/v1/volumes/{name}/snapshots/{snapshot}/lineage"),
     ("delete", "/api/v1/volumes/{name}/snapshots/{snapshot}"),
     (
         "post",
@@ -76,7 +78,10 @@ pub fn router_with(pool: Arc<Pool>, jobs: Arc<Jobs>, places: SyncPlaces) -> Rout
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/pool", get(pool_info))
         .route("/api/v1/volumes", get(list_volumes).post(create_volume))
-        .route("/api/v1/volumes/{name}", get(volume).delete(delete_volume))
+        .route(
+            "/api/v1/volumes/{name}",
+            get(volume).delete(delete_volume).patch(resize_volume),
+        )
         .route("/api/v1/volumes/{name}/clone", post(clone_volume))
         .route("/api/v1/volumes/{name}/lineage", get(lineage))
         .route(
@@ -86,6 +91,10 @@ pub fn router_with(pool: Arc<Pool>, jobs: Arc<Jobs>, places: SyncPlaces) -> Rout
         .route(
             "/api/v1/volumes/{name}/snapshots/{snapshot}",
             get(snapshot).delete(delete_snapshot),
+        )
+        .route(
+            "/api/v1/volumes/{name}/snapshots/{snapshot}/lineage",
+            get(snapshot_lineage),
         )
         .route(
             "/api/v1/volumes/{name}/snapshots/{snapshot}/restore",
@@ -303,12 +312,26 @@ async fn volume(
     .await
 }
 
+/// The query of `DELETE /api/v1/volumes/{name}`.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuery {
+    /// Keep the volume's snapshots (readable, clonable) after it is gone.
+    #[serde(default)]
+    keep_snapshots: bool,
+}
+
 async fn delete_volume(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
     Params(name): Params<String>,
+    QueryOf(q): QueryOf<DeleteQuery>,
 ) -> Changed {
-    let action = format!("delete volume {name}");
+    let keep = q.keep_snapshots;
+    let action = format!(
+        "delete volume {name}{}",
+        if keep { " (keeping its snapshots)" } else { "" }
+    );
     change(
         &pool,
         caller,
@@ -317,10 +340,59 @@ async fn delete_volume(
         action,
         move |p, c| {
             c.check_volume(p, &name)?;
-            p.delete_volume(&name, false)?;
+            p.delete_volume(&name, keep)?;
             Ok(json!({ "deleted": name }))
         },
     )
+    .await
+}
+
+/// The body of `PATCH /api/v1/volumes/{name}`: `{"quota": BYTES}`, or
+/// `{"quota": null}` to remove it (required: an empty body changes nothing
+/// by mistake).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Resize {
+    #[serde(deserialize_with = "present")]
+    quota: Option<serde_json::Number>,
+}
+
+/// A field that must be given, `null` allowed.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<serde_json::Number>, D::Error> {
+    Option::deserialize(d)
+}
+
+async fn resize_volume(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    Params(name): Params<String>,
+    Body(body): Body<Resize>,
+) -> Changed {
+    let action = format!("resize volume {name}");
+    change(
+        &pool,
+        caller,
+        Role::Write,
+        StatusCode::OK,
+        action,
+        move |p, c| {
+            c.check_volume(p, &name)?;
+            to_json(p.resize_volume(&name, bytes(&body.quota)?)?)
+        },
+    )
+    .await
+}
+
+async fn snapshot_lineage(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    Params((name, snapshot)): Params<(String, String)>,
+) -> Answer {
+    blocking(&pool, move |p| {
+        caller.check_volume(p, &name)?;
+        let l = p.lineage(&format!("{name}@{snapshot}"))?;
+        to_json(scoped_lineage(p, &caller, l)).map(Json)
+    })
     .await
 }
 
