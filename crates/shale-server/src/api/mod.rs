@@ -230,7 +230,12 @@ async fn pool_info(
 ) -> Answer {
     let scoped = caller.0.token.volume.clone();
     blocking(&pool, move |p| {
-        let mut v = to_json(p.report(q.space)?)?;
+        let mut report = p.report(q.space)?;
+        if caller.0.role != Role::Admin {
+            // Where the data and the catalog live is the admins' business.
+            report.store = None;
+        }
+        let mut v = to_json(report)?;
         v["name"] = json!(p.name());
         v["compressed_bytes"] = json!(p.totals()?.compressed_bytes);
         v["token"] = json!({"role": caller.0.role, "volume": scoped});
