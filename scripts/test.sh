@@ -25,6 +25,7 @@ nextest --workspace
 # The core CLI suite once more through `shale serve` (--server): each command
 # the server can run goes through it, the same assertions hold.
 SHALE_TEST_VIA=server nextest -p shale-cli --test cli
+SHALE_TEST_VIA=server nextest -p shale-cli --test gc -E 'test(space_shows_what_deleting_would_free)'
 cargo test --workspace --locked --doc --quiet
 
 have_garage() { command -v garage >/dev/null || [ -x "$HOME/.cargo/bin/garage" ]; }

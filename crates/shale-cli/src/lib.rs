@@ -484,6 +484,10 @@ pub struct ServeArgs {
     /// PEM private key for TLS.
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<PathBuf>,
+    /// How often to record the pool's totals for the dashboard's space
+    /// history (also at start and after each gc).
+    #[arg(long, value_name = "INTERVAL", default_value = "10m")]
+    pub sample_every: String,
 }
 
 /// `shale workspace …`

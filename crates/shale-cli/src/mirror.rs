@@ -34,10 +34,18 @@ fn open_source(cli: &Cli, pool: &str) -> Result<Pool> {
     Pool::open_spec(&spec, &cli.options).with_context(|| format!("opening the source pool {pool}"))
 }
 
-fn seconds_of(s: &str) -> Result<std::time::Duration> {
+pub(crate) fn seconds_of(s: &str) -> Result<std::time::Duration> {
     humantime::parse_duration(s)
         .or_else(|_| s.parse::<u64>().map(std::time::Duration::from_secs))
         .with_context(|| format!("{s:?} is not an interval (e.g. 30s, 5m)"))
+}
+
+/// `--bwlimit RATE`: bytes a second, more than none.
+pub(crate) fn parse_bwlimit(rate: Option<&str>) -> Result<Option<u64>> {
+    match rate.map(parse_size).transpose()? {
+        Some(0) => bail!("--bwlimit 0 would never send a byte: give a rate, e.g. 10MiB"),
+        limit => Ok(limit),
+    }
 }
 
 pub(crate) fn say(cli: &Cli, r: &UpdateReport) {
@@ -192,7 +200,7 @@ pub fn mirror(cli: &Cli, cmd: &MirrorCmd) -> Result<()> {
             force_baseline,
             bwlimit,
         } => {
-            let bwlimit = bwlimit.as_deref().map(parse_size).transpose()?;
+            let bwlimit = parse_bwlimit(bwlimit.as_deref())?;
             let names: Vec<String> = match (volume, all) {
                 (Some(v), false) => vec![v.clone()],
                 (None, true) => pool.mirrors()?.into_iter().map(|r| r.volume).collect(),

@@ -94,9 +94,9 @@ impl Remote {
         self.get("/volumes")
     }
 
-    /// One volume.
-    pub fn volume_info(&self, name: &str) -> Result<VolumeReport> {
-        self.get(&format!("/volumes/{}", seg(name)))
+    /// One volume; with `space`, the bytes only it holds (`used_bytes`).
+    pub fn volume_info(&self, name: &str, space: bool) -> Result<VolumeReport> {
+        self.get(&format!("/volumes/{}?space={space}", seg(name)))
     }
 
     /// Creates a volume.
@@ -145,15 +145,18 @@ impl Remote {
         )
     }
 
-    /// One volume's snapshots, or every visible volume's.
-    pub fn list_snapshots(&self, volume: Option<&str>) -> Result<Vec<SnapshotReport>> {
+    /// One volume's snapshots, or every visible volume's (ordered as the
+    /// pool lists them: by volume, then age); with `space`, the bytes only
+    /// each holds.
+    pub fn list_snapshots(&self, volume: Option<&str>, space: bool) -> Result<Vec<SnapshotReport>> {
         match volume {
-            Some(v) => self.get(&format!("/volumes/{}/snapshots", seg(v))),
+            Some(v) => self.get(&format!("/volumes/{}/snapshots?space={space}", seg(v))),
             None => {
-                let mut all = Vec::new();
-                for v in self.list_volumes()? {
-                    all.extend(self.list_snapshots(Some(&v.name))?);
-                }
+                let mut all: Vec<SnapshotReport> =
+                    self.get(&format!("/snapshots?space={space}"))?;
+                all.sort_by(|a, b| {
+                    (&a.volume, &a.created, &a.name).cmp(&(&b.volume, &b.created, &b.name))
+                });
                 Ok(all)
             }
         }
@@ -202,6 +205,26 @@ impl Remote {
     /// Every mirror the token sees.
     pub fn mirrors(&self) -> Result<Vec<MirrorRow>> {
         self.get("/mirrors")
+    }
+
+    /// Makes `volume` (new) a mirror of `source` (`POOL::VOLUME`, a pool
+    /// the server opens); transfers nothing.
+    pub fn create_mirror(&self, volume: &str, source: &str, policy: &str) -> Result<MirrorRow> {
+        let body = json!({"volume": volume, "source": source, "policy": policy});
+        self.send(self.request(Method::POST, "/mirrors").json(&body))
+    }
+
+    /// Makes a mirror writable.
+    pub fn break_mirror(&self, volume: &str) -> Result<MirrorRow> {
+        let path = format!("/mirrors/{}/break", seg(volume));
+        self.send(self.request(Method::POST, &path))
+    }
+
+    /// Ends a mirror relationship.
+    pub fn delete_mirror(&self, volume: &str) -> Result<()> {
+        let path = format!("/mirrors/{}", seg(volume));
+        self.send::<Value>(self.request(Method::DELETE, &path))
+            .map(drop)
     }
 
     /// Every token (admins).

@@ -11,7 +11,7 @@ use shale_core::ops::verify::VerifyReport;
 
 use crate::commands::{print_diff, print_diff_stat, print_gc, print_pool_info, print_verify};
 use crate::output::{self, print_json};
-use crate::remote::{needs_pool, Remote};
+use crate::remote::Remote;
 use crate::{Cli, Command, MirrorCmd, PoolCmd, TokenCmd};
 
 /// Runs the command through the server.
@@ -58,43 +58,97 @@ pub fn run(cli: &Cli, server: &Remote) -> Result<()> {
         Command::Token(cmd) => token(cli, server, cmd),
         _ => Err(anyhow!(
             "this command works on the pool itself, not through --server (there: pool info, \
-             volume, snapshot, diff, lineage, verify, gc, mirror list/update, token)"
+             volume, snapshot, diff, lineage, verify, gc, mirror, token)"
         )),
     }
 }
 
-/// `mirror list` and `mirror update` (as a job).
+/// `shale mirror …`: relationships through the API; transfers (update,
+/// resync) as jobs on the server.
 fn mirror(cli: &Cli, server: &Remote, cmd: &MirrorCmd) -> Result<()> {
+    let loud = !cli.quiet && !cli.json;
     match cmd {
-        MirrorCmd::List => {
-            crate::mirror::list(cli, &server.mirrors()?);
-            Ok(())
+        MirrorCmd::List => crate::mirror::list(cli, &server.mirrors()?),
+        MirrorCmd::Create {
+            volume,
+            source,
+            policy,
+            no_transfer,
+        } => {
+            let row = server.create_mirror(volume, source, policy)?;
+            if loud {
+                eprintln!(
+                    "created mirror {volume} of {}::{}",
+                    row.source_pool, row.source_volume
+                );
+            }
+            if !no_transfer {
+                let body = json!({"kind": "mirror_update", "volume": volume});
+                crate::mirror::say(cli, &mirror_job(cli, server, body)?);
+            }
         }
         MirrorCmd::Update {
             volume,
             all,
-            watch: None,
-            force_baseline: false,
-            bwlimit: None,
+            watch,
+            force_baseline,
+            bwlimit,
         } => {
             let names: Vec<String> = match (volume, all) {
                 (Some(v), false) => vec![v.clone()],
                 (None, true) => server.mirrors()?.into_iter().map(|r| r.volume).collect(),
                 _ => bail!("name one mirror, or --all"),
             };
-            for name in names {
-                let body = json!({"kind": "mirror_update", "volume": name});
-                let (report, _): (UpdateReport, _) =
-                    server.run_job(body, cli.quiet || cli.json, "mirroring")?;
-                crate::mirror::say(cli, &report);
+            let bwlimit = crate::mirror::parse_bwlimit(bwlimit.as_deref())?;
+            let interval = watch
+                .as_deref()
+                .map(crate::mirror::seconds_of)
+                .transpose()?;
+            loop {
+                let mut failed = 0;
+                for name in &names {
+                    let body = json!({"kind": "mirror_update", "volume": name,
+                                      "force_baseline": force_baseline, "bwlimit": bwlimit});
+                    match mirror_job(cli, server, body) {
+                        Ok(r) => crate::mirror::say(cli, &r),
+                        Err(e) if interval.is_some() => {
+                            failed += 1;
+                            eprintln!("shale: error: mirror {name}: {}", crate::message(&e));
+                        }
+                        Err(e) => return Err(e),
+                    }
+                }
+                match interval {
+                    Some(every) => std::thread::sleep(every),
+                    None if failed > 0 => bail!("{failed} of {} mirrors failed", names.len()),
+                    None => break,
+                }
             }
-            Ok(())
         }
-        MirrorCmd::Update { .. } => Err(needs_pool(
-            "mirror update --watch/--force-baseline/--bwlimit",
-        )),
-        _ => Err(needs_pool("mirror create/break/resync/delete")),
+        MirrorCmd::Break { volume } => {
+            server.break_mirror(volume)?;
+            if loud {
+                eprintln!("mirror {volume} is broken: the volume is writable; `shale mirror resync {volume}` mirrors again");
+            }
+        }
+        MirrorCmd::Resync { volume } => {
+            let body = json!({"kind": "mirror_resync", "volume": volume});
+            crate::mirror::say(cli, &mirror_job(cli, server, body)?);
+        }
+        MirrorCmd::Delete { volume } => {
+            server.delete_mirror(volume)?;
+            if loud {
+                eprintln!("ended mirror {volume}; the volume stays, writable");
+            }
+        }
     }
+    Ok(())
+}
+
+/// Runs a mirror transfer as a job on the server.
+fn mirror_job(cli: &Cli, server: &Remote, body: serde_json::Value) -> Result<UpdateReport> {
+    let (report, _) = server.run_job(body, cli.quiet || cli.json, "mirroring")?;
+    Ok(report)
 }
 
 /// `token list/create/revoke` (admin tokens).

@@ -111,6 +111,15 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
                 endpoint: cli.endpoint.clone(),
                 region: cli.region.clone(),
             },
+            sample_every: humantime::parse_duration(&args.sample_every)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .with_context(|| {
+                    format!(
+                        "--sample-every {:?} is not an interval (e.g. 10m)",
+                        args.sample_every
+                    )
+                })?,
         },
     )
 }

@@ -317,8 +317,8 @@ pub fn volume_remote(cli: &Cli, remote: &Remote, cmd: &VolumeCmd) -> Result<()> 
             print_volume(cli, &v, &format!("created volume {name}"));
         }
         VolumeCmd::List => print_volumes(cli, &remote.list_volumes()?),
-        VolumeCmd::Info { name, space: false } => {
-            let v = remote.volume_info(name)?;
+        VolumeCmd::Info { name, space } => {
+            let v = remote.volume_info(name, *space)?;
             print_info(cli, &v);
         }
         VolumeCmd::Delete {
@@ -338,7 +338,6 @@ pub fn volume_remote(cli: &Cli, remote: &Remote, cmd: &VolumeCmd) -> Result<()> 
             print_volume(cli, &v, &format!("created volume {new} from {origin}"));
         }
         VolumeCmd::Create { from: Some(_), .. } => return Err(needs_pool("volume create --from")),
-        VolumeCmd::Info { space: true, .. } => return Err(needs_pool("volume info --space")),
         VolumeCmd::Resize { name, size } => {
             let v = remote.resize_volume(name, quota_of(size)?)?;
             print_resized(cli, &v);
@@ -374,11 +373,11 @@ pub fn snapshot_remote(cli: &Cli, remote: &Remote, cmd: &SnapshotCmd) -> Result<
             let line = format!("created snapshot {}@{} (id {})", s.volume, s.name, s.id);
             print_snapshot(cli, &s, &line);
         }
-        SnapshotCmd::List {
-            volume,
-            space: false,
-        } => print_snapshots(cli, &remote.list_snapshots(volume.as_deref())?, false),
-        SnapshotCmd::List { space: true, .. } => return Err(needs_pool("snapshot list --space")),
+        SnapshotCmd::List { volume, space } => print_snapshots(
+            cli,
+            &remote.list_snapshots(volume.as_deref(), *space)?,
+            *space,
+        ),
         SnapshotCmd::Delete { volume, name } => {
             remote.delete_snapshot(volume, name)?;
             if cli.json {

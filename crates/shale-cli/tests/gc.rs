@@ -138,6 +138,8 @@ fn space_shows_what_deleting_would_free() {
     // deleting s2 alone frees nothing (the live volume still has own.bin)
     let snaps = p.json(&["snapshot", "list", "v", "--space"]);
     assert_eq!(snaps[1]["used_bytes"], 0);
+    // every volume's snapshots (only v has any), in the same order
+    assert_eq!(p.json(&["snapshot", "list", "--space"]), snaps);
     // deleting v (with s1, s2) frees own.bin but not shared.bin (the clone has it)
     let used = p.json(&["volume", "info", "v", "--space"])["used_bytes"]
         .as_u64()

@@ -14,18 +14,93 @@ use common::{noise, same_tree, write};
 struct Site {
     pool: String,
     env: Vec<(&'static str, String)>,
+    /// With `served`, commands go through `shale serve` of this pool where
+    /// the CLI can run them so (the rest on the pool).
+    served: Option<Served>,
+}
+
+/// A `shale serve` of a site's pool and an admin token for it.
+struct Served {
+    server: std::process::Child,
+    url: String,
+    token: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
 }
 
 impl Site {
-    fn run(&self, args: &[&str]) -> Output {
-        Command::new(assert_cmd::cargo::cargo_bin("shale"))
-            .env_remove("SHALE_POOL")
+    /// `shale --pool POOL`.
+    fn on_pool(&self) -> Command {
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("shale"));
+        c.env_remove("SHALE_POOL")
             .envs(self.env.iter().cloned())
             .arg("--pool")
-            .arg(&self.pool)
-            .args(args)
-            .output()
+            .arg(&self.pool);
+        c
+    }
+
+    /// `shale --server URL` if the site is served, else `shale --pool POOL`.
+    fn command(&self) -> Command {
+        let Some(s) = &self.served else {
+            return self.on_pool();
+        };
+        let mut c = Command::new(assert_cmd::cargo::cargo_bin("shale"));
+        c.env_remove("SHALE_POOL")
+            .env("SHALE_TOKEN", &s.token)
+            .arg("--server")
+            .arg(&s.url);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        let out = self.command().args(args).output().unwrap();
+        let needs_pool = self.served.is_some()
+            && !out.status.success()
+            && String::from_utf8_lossy(&out.stderr).contains("not through --server");
+        if needs_pool {
+            return self.on_pool().args(args).output().unwrap();
+        }
+        out
+    }
+
+    /// Starts `shale serve` on the site's pool; later commands go through it.
+    fn serve(&mut self) {
+        let made: Value = serde_json::from_slice(
+            &self
+                .on_pool()
+                .args(["--json", "token", "create", "--role", "admin"])
+                .output()
+                .unwrap()
+                .stdout,
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let server = self
+            .on_pool()
+            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(start.elapsed().as_secs() < 30, "shale serve did not start");
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        self.served = Some(Served {
+            server,
+            url: format!("http://127.0.0.1:{port}"),
+            token: made["token"].as_str().unwrap().to_string(),
+        });
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -212,11 +287,9 @@ fn workflow(a: &Site, b: &Site, scratch: &Path) {
     ]);
     assert_eq!(id(b, "m3").split(',').count(), 1, "{}", id(b, "m3"));
     assert!(id(b, "m3").starts_with("s6="));
-    let mut watcher = Command::new(assert_cmd::cargo::cargo_bin("shale"))
-        .envs(b.env.iter().cloned())
-        .args([
-            "--pool", &b.pool, "mirror", "update", "--all", "--watch", "1s",
-        ])
+    let mut watcher = b
+        .command()
+        .args(["mirror", "update", "--all", "--watch", "1s"])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())
         .spawn()
@@ -258,6 +331,7 @@ fn local_site(dir: &Path, name: &str) -> Site {
     Site {
         pool: pool.to_str().unwrap().to_string(),
         env: Vec::new(),
+        served: None,
     }
 }
 
@@ -266,6 +340,43 @@ fn local_to_local() {
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = two_local_sites(dir.path(), &[]);
     workflow(&a, &b, dir.path());
+}
+
+/// The same workflow with the destination's commands through `shale serve`
+/// (`--server`): relationships through the API, transfers as jobs.
+#[test]
+fn local_to_local_through_the_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, mut b) = two_local_sites(dir.path(), &[]);
+    b.serve();
+    workflow(&a, &b, dir.path());
+    // the relationships went through the API, the transfers as jobs
+    let served = b.served.as_ref().unwrap();
+    let audit: Value = reqwest::blocking::Client::new()
+        .get(format!("{}/api/v1/audit", served.url))
+        .bearer_auth(&served.token)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let actions: Vec<&str> = audit
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for done in [
+        "create mirror m of",
+        "break mirror m",
+        "(mirror_resync m)",
+        "(mirror_update m2)",
+        "end mirror m",
+    ] {
+        assert!(
+            actions.iter().any(|a| a.contains(done)),
+            "{done}: {actions:?}"
+        );
+    }
 }
 
 #[test]
@@ -280,6 +391,7 @@ fn bucket_to_local_and_local_to_bucket() {
     let s3 = Site {
         pool: format!("s3://{BUCKET}/site-a"),
         env: env.clone(),
+        served: None,
     };
     s3.ok(&["pool", "init"]);
     let mut local = local_site(dir.path(), "site-b");
@@ -290,6 +402,7 @@ fn bucket_to_local_and_local_to_bucket() {
     let s3b = Site {
         pool: format!("s3://{BUCKET}/site-c"),
         env,
+        served: None,
     };
     s3b.ok(&["pool", "init"]);
     let src = dir.path().join("two/src");

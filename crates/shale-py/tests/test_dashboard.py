@@ -33,6 +33,7 @@ def server(tmp_path, data_dir):
     shale(pool, "pool", "init")
     shale(pool, "volume", "create", "imagenet", "--from", str(data_dir))
     shale(pool, "snapshot", "create", "imagenet", "v1")
+    shale(pool, "gc")  # records the pool's totals: the history's first sample
     (tmp_path / "extra").mkdir()
     (tmp_path / "extra" / "new.txt").write_text("added after v1")
     shale(pool, "volume", "import", "imagenet", str(tmp_path / "extra"), "--to", "extra")
@@ -79,6 +80,9 @@ def test_the_dashboard_signs_in_snapshots_and_shows_lineage(server):
         expect(volumes.get_by_role("link", name="resnet")).to_be_visible()
         expect(page.locator("#clone-tree")).to_contain_text("exp from imagenet@v1")
         expect(page.locator("#history")).to_contain_text("the 3 snapshots as plain copies")
+        # gc's sample, then the server's at start (the pool has grown since)
+        expect(page.locator("#ratios")).to_contain_text("2 samples")
+        expect(page.locator("#ratios svg")).to_have_count(2)
         page.screenshot(path=str(ARTIFACTS / "dashboard-pool.png"), full_page=True)
 
         volumes.get_by_role("link", name="imagenet").click()

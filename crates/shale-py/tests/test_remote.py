@@ -66,6 +66,8 @@ def test_a_pool_through_the_server_behaves_like_the_pool(served):
     made.snapshot("s")
     made.delete(keep_snapshots=True)
     assert [s["name"] for s in local.list_snapshots("sized")] == ["s"]
+    # every snapshot, those of the deleted volume too, in the pool's order
+    assert remote.list_snapshots() == local.list_snapshots()
 
     with pytest.raises(shale.VolumeNotFoundError):
         remote.volume("nope")

@@ -40,7 +40,7 @@ struct Outcome {
 /// One long operation.
 pub struct Job {
     pub id: u64,
-    /// `verify`, `gc`, `sync` or `mirror_update`.
+    /// `verify`, `gc`, `sync`, `mirror_update` or `mirror_resync`.
     pub kind: &'static str,
     /// What it works on, in words (`pool`, `imagenet`, `s3://b/p -> volume:x`).
     pub target: String,

@@ -37,6 +37,9 @@ pub struct ServeOptions {
     pub tls: Option<(PathBuf, PathBuf)>,
     /// Where sync jobs find buckets.
     pub places: SyncPlaces,
+    /// How often the pool's totals are sampled for the space history
+    /// (`GET /api/v1/pool/history`); also once at start.
+    pub sample_every: std::time::Duration,
 }
 
 /// Serves `pool` until SIGINT or SIGTERM; requests under way finish first.
@@ -53,10 +56,12 @@ pub fn serve(pool: Pool, options: ServeOptions) -> Result<()> {
     let pool = Arc::new(pool);
     let jobs = Arc::new(Jobs::default());
     let app = router_with(pool.clone(), jobs.clone(), options.places.clone());
+    let sampled = pool.clone();
     let runtime = tokio::runtime::Runtime::new().context("starting the server's runtime")?;
     let served = runtime.block_on(async move {
         let handle = axum_server::Handle::new();
         let stopper = handle.clone();
+        tokio::spawn(sample_space(sampled, options.sample_every));
         tokio::spawn(async move {
             shutdown_signal().await;
             // Running jobs stop at their next check, leaving the pool as a
@@ -100,6 +105,26 @@ pub fn serve(pool: Pool, options: ServeOptions) -> Result<()> {
     drop(runtime);
     drop(pool);
     served
+}
+
+/// Samples the pool's totals every `every` for the space history (a
+/// sample that repeats the last is not kept). A failure is said once, not
+/// fatal: the history is a statistic.
+async fn sample_space(pool: Arc<Pool>, every: std::time::Duration) {
+    let mut ticks = tokio::time::interval(every);
+    let mut warned = false;
+    loop {
+        ticks.tick().await;
+        let p = pool.clone();
+        match tokio::task::spawn_blocking(move || p.sample_space()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) if !warned => {
+                warned = true;
+                eprintln!("shale: warning: the space history is not being recorded: {e}");
+            }
+            _ => {}
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -107,6 +107,7 @@ fn concrete(path: &str) -> String {
         .replace("{snapshot}", "v1")
         .replace("{path}", "dir/x.txt")
         .replace("{id}", "1")
+        .replace("{volume}", "imagenet")
 }
 
 #[tokio::test]
@@ -626,7 +627,7 @@ async fn verify_gc_and_sync_run_as_jobs_that_report_and_can_be_stopped() {
         (
             &admin,
             json!({"kind": "mirror_update", "volume": "imagenet"}),
-            StatusCode::BAD_REQUEST,
+            StatusCode::NOT_FOUND,
         ),
         (&admin, json!({"kind": "format"}), StatusCode::BAD_REQUEST),
     ] {
@@ -801,4 +802,151 @@ async fn admins_manage_tokens_through_the_api_and_runs_and_mirrors_are_listed() 
         .call(Method::GET, "/api/v1/mirrors", Some(&admin), None)
         .await;
     assert_eq!((status, mirrors), (StatusCode::OK, json!([])));
+}
+
+#[tokio::test]
+async fn mirrors_are_made_broken_resynced_and_ended_by_the_tokens_allowed_to() {
+    let api = Api::new();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source");
+    let src = Pool::init(&source).unwrap();
+    src.create_volume("ds", None).unwrap();
+    src.create_snapshot("ds", Some("s1")).unwrap();
+    drop(src);
+    let admin = api.token(Role::Admin, None);
+    let writer = api.token(Role::Write, None);
+    let reader = api.token(Role::Read, None);
+    let scoped = api.token(Role::Write, Some("imagenet"));
+    let at = |s: &str| format!("{}::{s}", source.display());
+    let post = |body: Value| (Method::POST, "/api/v1/mirrors".to_string(), Some(body));
+
+    // Making one opens another pool with the server's credentials: admins.
+    for (token, (method, path, body), want) in [
+        (
+            &writer,
+            post(json!({"volume": "m", "source": at("ds")})),
+            StatusCode::FORBIDDEN,
+        ),
+        (
+            &admin,
+            post(json!({"volume": "m", "source": "nope"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &admin,
+            post(json!({"volume": "m", "source": at("nope")})),
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            &admin,
+            post(json!({"volume": "m", "source": at("ds"), "policy": "some"})),
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            &admin,
+            post(json!({"volume": "m", "source": at("ds")})),
+            StatusCode::CREATED,
+        ),
+        (
+            &admin,
+            post(json!({"volume": "m", "source": at("ds")})),
+            StatusCode::CONFLICT,
+        ),
+    ] {
+        let (status, answer) = api.call(method, &path, Some(token), body.clone()).await;
+        assert_eq!(status, want, "{body:?}: {answer}");
+    }
+    let update = json!({"kind": "mirror_update", "volume": "m", "bwlimit": 10_000_000});
+    let (status, job) = api
+        .call(Method::POST, "/api/v1/jobs", Some(&writer), Some(update))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{job}");
+    let done = api.wait_job(&job["id"], &writer).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    assert_eq!(done["result"]["snapshots"], json!(["s1"]));
+    let zero = json!({"kind": "mirror_update", "volume": "m", "bwlimit": 0});
+    let (status, _) = api
+        .call(Method::POST, "/api/v1/jobs", Some(&admin), Some(zero))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "a rate of 0 never ends");
+
+    // A token for another volume neither sees nor breaks it; a reader
+    // does not break it.
+    let (_, seen) = api
+        .call(Method::GET, "/api/v1/mirrors", Some(&scoped), None)
+        .await;
+    assert_eq!(seen, json!([]));
+    for token in [&scoped, &reader] {
+        let (status, _) = api
+            .call(Method::POST, "/api/v1/mirrors/m/break", Some(token), None)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN);
+    }
+    let (status, row) = api
+        .call(Method::POST, "/api/v1/mirrors/m/break", Some(&writer), None)
+        .await;
+    assert_eq!(
+        (status, &row["state"]),
+        (StatusCode::OK, &json!("broken")),
+        "{row}"
+    );
+    let (status, _) = api
+        .call(Method::POST, "/api/v1/mirrors/m/break", Some(&writer), None)
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "already broken");
+    let resync = json!({"kind": "mirror_resync", "volume": "m"});
+    let (_, job) = api
+        .call(Method::POST, "/api/v1/jobs", Some(&writer), Some(resync))
+        .await;
+    let done = api.wait_job(&job["id"], &writer).await;
+    assert_eq!(done["state"], "succeeded", "{done}");
+    let (_, rows) = api
+        .call(Method::GET, "/api/v1/mirrors", Some(&reader), None)
+        .await;
+    assert_eq!(rows[0]["state"], "mirrored", "{rows}");
+
+    let (status, _) = api
+        .call(Method::DELETE, "/api/v1/mirrors/m", Some(&writer), None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = api
+        .call(Method::DELETE, "/api/v1/mirrors/m", Some(&writer), None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "no longer a mirror");
+    assert!(api.pool.volume_info("m").is_ok(), "the volume stays");
+}
+
+#[tokio::test]
+async fn the_space_history_answers_the_samples_oldest_first() {
+    let api = Api::new();
+    assert!(api.pool.sample_space().unwrap());
+    api.pool.create_snapshot("imagenet", Some("v1")).unwrap();
+    assert!(api.pool.sample_space().unwrap());
+    let scoped = api.token(Role::Read, Some("imagenet"));
+    let (status, history) = api
+        .call(Method::GET, "/api/v1/pool/history", Some(&scoped), None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let samples = history.as_array().unwrap();
+    assert_eq!(samples.len(), 2, "{history}");
+    assert!(samples[0]["at"].as_i64() < samples[1]["at"].as_i64());
+    assert_eq!(samples[1]["snapshots"], 1);
+    let (_, newest) = api
+        .call(
+            Method::GET,
+            "/api/v1/pool/history?limit=1",
+            Some(&scoped),
+            None,
+        )
+        .await;
+    assert_eq!(newest, json!([samples[1]]));
+    let (status, _) = api
+        .call(
+            Method::GET,
+            "/api/v1/pool/history?limit=x",
+            Some(&scoped),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
 }

@@ -10,6 +10,7 @@
 //! - PostgreSQL (`postgres.rs`): for a pool that several machines share.
 
 mod gc;
+mod history;
 mod holders;
 mod index;
 mod mirrors;
@@ -41,6 +42,8 @@ pub(crate) use gc::{
     blobs_written_before, drop_condemned, drop_pack_if_unused, each_blob, move_blob, pack_usage,
     session_ids, set_condemned,
 };
+pub use history::SpaceSample;
+pub(crate) use history::{record_space, space_history};
 pub(crate) use holders::{
     delete_lease, delete_session, insert_session, lease_of, put_lease, renew, sessions,
 };

@@ -10,7 +10,7 @@ use super::sql::Dialect;
 
 /// Version of the catalog schema this build reads and writes. Older
 /// catalogs are upgraded in place when opened ([`upgrade`]).
-pub const SCHEMA_VERSION: u32 = 10;
+pub const SCHEMA_VERSION: u32 = 11;
 
 /// The tables of schema version 1 (SQLite spelling).
 const TABLES_1: &str = "
@@ -188,6 +188,20 @@ CREATE TABLE IF NOT EXISTS audit (
 );
 ";
 
+/// Version 11 keeps the pool's totals over time (`history.rs`), for the
+/// dashboard's dedup and compression chart.
+const HISTORY_11: &str = "
+CREATE TABLE IF NOT EXISTS space_history (
+    at INTEGER PRIMARY KEY,
+    volumes INTEGER NOT NULL,
+    snapshots INTEGER NOT NULL,
+    logical_bytes INTEGER NOT NULL,
+    unique_bytes INTEGER NOT NULL,
+    compressed_bytes INTEGER NOT NULL,
+    stored_bytes INTEGER NOT NULL
+);
+";
+
 /// `sql` in the spelling of `dialect`.
 fn spell(sql: &str, dialect: Dialect) -> String {
     match dialect {
@@ -208,7 +222,7 @@ pub fn create(dialect: Dialect) -> String {
     spell(
         &format!(
             "{TABLES_1} {TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}
-             {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+             {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
         ),
         dialect,
     )
@@ -220,21 +234,22 @@ pub fn upgrade(from: &str, dialect: Dialect) -> Option<String> {
     let steps = match from {
         "1" => format!(
             "{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} \
-             {TABLES_8} {LABELS_9} {TABLES_10}"
+             {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11}"
         ),
         "2" => format!(
             "{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} \
-             {LABELS_9} {TABLES_10}"
+             {LABELS_9} {TABLES_10} {HISTORY_11}"
         ),
         "3" => format!(
-            "{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10}"
+            "{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11}"
         ),
-        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10}"),
-        "5" => format!("{INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10}"),
-        "6" => format!("{DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10}"),
-        "7" => format!("{TABLES_8} {LABELS_9} {TABLES_10}"),
-        "8" => format!("{LABELS_9} {TABLES_10}"),
-        "9" => TABLES_10.to_string(),
+        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11}"),
+        "5" => format!("{INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11}"),
+        "6" => format!("{DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11}"),
+        "7" => format!("{TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11}"),
+        "8" => format!("{LABELS_9} {TABLES_10} {HISTORY_11}"),
+        "9" => format!("{TABLES_10} {HISTORY_11}"),
+        "10" => HISTORY_11.to_string(),
         _ => return None,
     };
     Some(spell(

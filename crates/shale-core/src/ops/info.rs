@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::SpaceSample;
 use crate::coord::s3pool::StoreSettings;
 use crate::error::Result;
 use crate::pool::Pool;
@@ -87,5 +88,40 @@ impl Pool {
             }
         }
         Ok(r)
+    }
+
+    /// Records the pool's totals now (see `catalog::SpaceSample`), unless
+    /// they are those of the last sample; whether it was recorded.
+    pub fn sample_space(&self) -> Result<bool> {
+        let sample = SpaceSample::of(crate::catalog::now_ns(), &self.totals()?);
+        self.catalog()
+            .write(|tx| crate::catalog::record_space(tx, &sample))
+    }
+
+    /// The last `limit` samples of the pool's totals, oldest first.
+    pub fn space_history(&self, limit: i64) -> Result<Vec<SpaceSample>> {
+        self.catalog()
+            .read(|db| crate::catalog::space_history(db, limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sample_is_kept_when_the_totals_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = Pool::init(&dir.path().join("pool")).unwrap();
+        assert!(pool.sample_space().unwrap());
+        assert!(!pool.sample_space().unwrap(), "the same figures again");
+        pool.create_volume("v", None).unwrap();
+        pool.create_snapshot("v", Some("s")).unwrap();
+        assert!(pool.sample_space().unwrap());
+        let history = pool.space_history(10).unwrap();
+        assert_eq!(history.len(), 2);
+        assert!(history[0].at < history[1].at, "oldest first");
+        assert_eq!((history[1].volumes, history[1].snapshots), (1, 1));
+        assert_eq!(pool.space_history(1).unwrap(), history[1..]);
     }
 }

@@ -102,7 +102,10 @@ class RemotePool:
     def list_snapshots(self, volume: Optional[str] = None) -> List[Dict[str, Any]]:
         if volume is not None:
             return self._call("GET", f"/volumes/{_seg(volume)}/snapshots")
-        return [s for v in self.list_volumes() for s in self.list_snapshots(v["name"])]
+        # As the pool lists them: by volume, then age (kept snapshots of a
+        # deleted volume too).
+        every = self._call("GET", "/snapshots")
+        return sorted(every, key=lambda s: (s["volume"], s["created"], s["name"]))
 
     def restore_snapshot(self, volume: str, name: str) -> Dict[str, Any]:
         return self._call("POST", f"/volumes/{_seg(volume)}/snapshots/{_seg(name)}/restore")

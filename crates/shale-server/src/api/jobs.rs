@@ -16,6 +16,7 @@ use shale_core::progress::{Event, Progress};
 use shale_core::Pool;
 use shale_sync::{Location, SyncOptions};
 
+use super::mirrors::{mirror_of, open_source};
 use super::{blocking, to_json, Answer, Changed};
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -56,8 +57,17 @@ pub enum NewJob {
         #[serde(default)]
         checksum: bool,
     },
-    /// `shale mirror update VOLUME`.
-    MirrorUpdate { volume: String },
+    /// `shale mirror update VOLUME [--force-baseline] [--bwlimit RATE]`.
+    MirrorUpdate {
+        volume: String,
+        #[serde(default)]
+        force_baseline: bool,
+        /// Bytes per second at most.
+        bwlimit: Option<std::num::NonZeroU64>,
+    },
+    /// `shale mirror resync VOLUME`: this side's changes kept in a
+    /// snapshot, then the source's state again.
+    MirrorResync { volume: String },
 }
 
 /// A job's work, once allowed: runs on the blocking pool.
@@ -133,32 +143,63 @@ fn plan(
             });
             Ok(("sync", target, true, work))
         }
-        NewJob::MirrorUpdate { volume } => {
-            caller.require(Role::Write)?;
-            caller.check_volume(pool, &volume)?;
-            let row = pool.mirror(&volume)?;
+        NewJob::MirrorUpdate {
+            volume,
+            force_baseline,
+            bwlimit,
+        } => {
+            let source = mirror_source(pool, caller, &volume)?;
             let places = places.clone();
+            let target = volume.clone();
             let work: Work = Box::new(move |p, job| {
-                let mut spec = shale_core::PoolSpec::parse(std::ffi::OsStr::new(&row.source_pool))
-                    .map_err(|e| e.to_string())?;
-                if let shale_core::PoolSpec::Store(l) = &mut spec {
-                    l.endpoint = places.endpoint;
-                    l.region = places.region;
-                }
-                let source = Pool::open_spec(&spec, p.options())
-                    .map_err(|e| format!("opening the source pool {}: {e}", row.source_pool))?;
-                let counters = job.counters.clone();
+                let source = open_source(&source, &places, p.options())?;
                 let opts = UpdateOptions {
-                    force_baseline: false,
-                    on_bytes: Some(Arc::new(move |bytes| counters.event(Event::File { bytes }))),
+                    force_baseline,
+                    on_bytes: Some(sent(job, bwlimit)),
                 };
                 p.mirror_update(&source, &volume, &opts)
                     .map_err(|e| e.to_string())
                     .and_then(|r| json_of(&r))
             });
-            Ok(("mirror_update", row.volume.clone(), false, work))
+            Ok(("mirror_update", target, false, work))
+        }
+        NewJob::MirrorResync { volume } => {
+            let source = mirror_source(pool, caller, &volume)?;
+            let places = places.clone();
+            let target = volume.clone();
+            let work: Work = Box::new(move |p, job| {
+                let source = open_source(&source, &places, p.options())?;
+                let opts = UpdateOptions {
+                    force_baseline: false,
+                    on_bytes: Some(sent(job, None)),
+                };
+                p.mirror_resync(&source, &volume, &opts)
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| json_of(&r))
+            });
+            Ok(("mirror_resync", target, false, work))
         }
     }
+}
+
+/// The source pool of a mirror the caller may write.
+fn mirror_source(pool: &Pool, caller: &Caller, volume: &str) -> Result<String, ApiError> {
+    caller.require(Role::Write)?;
+    caller.check_volume(pool, volume)?;
+    Ok(mirror_of(pool, volume)?.source_pool)
+}
+
+/// Counts a mirror transfer's bytes in the job's progress, at most
+/// `bwlimit` bytes a second.
+fn sent(job: &Arc<Job>, bwlimit: Option<std::num::NonZeroU64>) -> Arc<dyn Fn(u64) + Send + Sync> {
+    let counters = job.counters.clone();
+    let limiter = bwlimit.map(|rate| shale_sync::Limiter::new(rate.get()));
+    Arc::new(move |bytes| {
+        if let Some(l) = &limiter {
+            l.take(bytes as usize);
+        }
+        counters.event(Event::File { bytes })
+    })
 }
 
 fn json_of<T: serde::Serialize>(value: &T) -> Result<Value, String> {

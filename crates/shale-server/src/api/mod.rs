@@ -3,6 +3,7 @@
 
 mod files;
 pub(crate) mod jobs;
+mod mirrors;
 mod records;
 
 use std::sync::Arc;
@@ -32,6 +33,7 @@ type Answer = Result<Json<Value>, ApiError>;
 pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/openapi.json"),
     ("get", "/api/v1/pool"),
+    ("get", "/api/v1/pool/history"),
     ("get", "/api/v1/volumes"),
     ("post", "/api/v1/volumes"),
     ("get", "/api/v1/volumes/{name}"),
@@ -56,6 +58,9 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("get", "/api/v1/runs"),
     ("get", "/api/v1/runs/{id}"),
     ("get", "/api/v1/mirrors"),
+    ("post", "/api/v1/mirrors"),
+    ("delete", "/api/v1/mirrors/{volume}"),
+    ("post", "/api/v1/mirrors/{volume}/break"),
     ("get", "/api/v1/jobs"),
     ("post", "/api/v1/jobs"),
     ("get", "/api/v1/jobs/{id}"),
@@ -77,6 +82,7 @@ pub fn router_with(pool: Arc<Pool>, jobs: Arc<Jobs>, places: SyncPlaces) -> Rout
     Router::new()
         .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/pool", get(pool_info))
+        .route("/api/v1/pool/history", get(pool_history))
         .route("/api/v1/volumes", get(list_volumes).post(create_volume))
         .route(
             "/api/v1/volumes/{name}",
@@ -109,7 +115,9 @@ pub fn router_with(pool: Arc<Pool>, jobs: Arc<Jobs>, places: SyncPlaces) -> Rout
         .route("/api/v1/diff", get(records::diff))
         .route("/api/v1/runs", get(records::runs))
         .route("/api/v1/runs/{id}", get(records::run))
-        .route("/api/v1/mirrors", get(records::mirrors))
+        .route("/api/v1/mirrors", get(mirrors::list).post(mirrors::create))
+        .route("/api/v1/mirrors/{volume}", delete(mirrors::delete))
+        .route("/api/v1/mirrors/{volume}/break", post(mirrors::break_off))
         .route("/api/v1/jobs", get(jobs::list).post(jobs::start))
         .route("/api/v1/jobs/{id}", get(jobs::get).delete(jobs::cancel))
         .route(
@@ -244,6 +252,30 @@ async fn pool_info(
     .await
 }
 
+/// The query of `GET /api/v1/pool/history`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HistoryQuery {
+    /// The newest samples to answer with (at most 10,000).
+    #[serde(default = "history_limit")]
+    limit: u32,
+}
+
+fn history_limit() -> u32 {
+    2_000
+}
+
+/// `GET /api/v1/pool/history`: the pool's totals as sampled over time
+/// (pool totals only: every token may read them).
+async fn pool_history(
+    State(pool): State<Arc<Pool>>,
+    _caller: Caller,
+    QueryOf(q): QueryOf<HistoryQuery>,
+) -> Answer {
+    let limit = i64::from(q.limit.min(10_000));
+    blocking(&pool, move |p| to_json(p.space_history(limit)?).map(Json)).await
+}
+
 async fn list_volumes(State(pool): State<Arc<Pool>>, caller: Caller) -> Answer {
     blocking(&pool, move |p| {
         let all = p.list_volumes()?;
@@ -305,14 +337,29 @@ async fn create_volume(
     .await
 }
 
+/// The query of `GET /api/v1/volumes/{name}` and of its snapshot list.
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct SpaceQuery {
+    /// Also count the bytes only this volume (or snapshot) holds: what
+    /// deleting it would free (`used_bytes`; `--space` in the CLI).
+    #[serde(default)]
+    space: bool,
+}
+
 async fn volume(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
     Params(name): Params<String>,
+    QueryOf(q): QueryOf<SpaceQuery>,
 ) -> Answer {
     blocking(&pool, move |p| {
         caller.check_volume(p, &name)?;
-        to_json(p.volume_info(&name)?).map(Json)
+        let mut v = p.volume_info(&name)?;
+        if q.space {
+            v.used_bytes = Some(p.exclusive_bytes(&name, None)?);
+        }
+        to_json(v).map(Json)
     })
     .await
 }
@@ -474,17 +521,28 @@ async fn list_snapshots(
     State(pool): State<Arc<Pool>>,
     caller: Caller,
     Params(name): Params<String>,
+    QueryOf(q): QueryOf<SpaceQuery>,
 ) -> Answer {
     blocking(&pool, move |p| {
         caller.check_volume(p, &name)?;
         // As the CLI: a volume deleted with --keep-snapshots still has them.
-        to_json(p.list_snapshots(Some(&name))?).map(Json)
+        let mut snaps = p.list_snapshots(Some(&name))?;
+        if q.space {
+            for s in &mut snaps {
+                s.used_bytes = Some(p.exclusive_bytes(&s.volume, Some(&s.name))?);
+            }
+        }
+        to_json(snaps).map(Json)
     })
     .await
 }
 
 /// Every snapshot the caller sees, oldest first.
-async fn all_snapshots(State(pool): State<Arc<Pool>>, caller: Caller) -> Answer {
+async fn all_snapshots(
+    State(pool): State<Arc<Pool>>,
+    caller: Caller,
+    QueryOf(q): QueryOf<SpaceQuery>,
+) -> Answer {
     blocking(&pool, move |p| {
         let mut all = p.list_snapshots(None)?;
         let mut seen = std::collections::HashMap::new();
@@ -493,6 +551,11 @@ async fn all_snapshots(State(pool): State<Arc<Pool>>, caller: Caller) -> Answer 
                 .entry(s.volume.clone())
                 .or_insert_with(|| caller.sees(p, &s.volume))
         });
+        if q.space {
+            for s in &mut all {
+                s.used_bytes = Some(p.exclusive_bytes(&s.volume, Some(&s.name))?);
+            }
+        }
         all.sort_by(|a, b| a.created.cmp(&b.created));
         to_json(all).map(Json)
     })

@@ -1,5 +1,5 @@
-//! What the pool knows beyond volumes and snapshots: diffs, runs, mirrors
-//! and the tokens themselves.
+//! What the pool knows beyond volumes and snapshots: diffs, runs and the
+//! tokens themselves.
 
 use std::sync::Arc;
 
@@ -96,27 +96,6 @@ pub async fn run(
         let number: i64 = id.parse().map_err(|_| missing())?;
         let run = p.run_record(number).map_err(|_| missing())?;
         shown_run(p, &caller, run).map(Json).ok_or_else(missing)
-    })
-    .await
-}
-
-/// `GET /api/v1/mirrors`: mirror relationships, with their lag.
-pub async fn mirrors(State(pool): State<Arc<Pool>>, caller: Caller) -> Answer {
-    blocking(&pool, move |p| {
-        let now = super::now_ns();
-        let mut shown = Vec::new();
-        for row in p.mirrors()? {
-            if !caller.sees(p, &row.volume) {
-                continue;
-            }
-            let lag = row
-                .last_source_created
-                .map(|t| ((now - t).max(0) / 1_000_000_000) as u64);
-            let mut v = to_json(row)?;
-            v["lag_seconds"] = json!(lag);
-            shown.push(v);
-        }
-        Ok(Json(Value::Array(shown)))
     })
     .await
 }

@@ -93,9 +93,10 @@ async function overview() {
     el("td", { class: "num" }, v.files),
     el("td", { class: "num" }, v.snapshots),
     el("td", {}, v.origin || "–")));
-  const history = el("div", { id: "history" }, el("p", { class: "muted" }, "Loading the snapshot history…"));
-  // After the first page: the history reads every snapshot.
-  api("GET", "/snapshots").then((snaps) => history.replaceChildren(historyChart(snaps, pool)))
+  const history = el("div", { id: "history" }, el("p", { class: "muted" }, "Loading the history…"));
+  // After the first page: the pool's sampled totals, and every snapshot.
+  Promise.all([api("GET", "/pool/history"), api("GET", "/snapshots")])
+    .then(([samples, snaps]) => history.replaceChildren(sampledCharts(samples), historyChart(snaps, pool)))
     .catch((e) => history.replaceChildren(el("p", { class: "error" }, e.message)));
   show(
     el("section", { class: "card" }, el("h1", {}, "Pool"), stats, spaceBar(pool)),
@@ -119,6 +120,53 @@ function spaceBar(pool) {
     s.append(svg("text", { x: 86 + (w - 180) * n / max, y: y + 16 }, size(n)));
   });
   return s;
+}
+
+// Lines over time: each series a label, a colour and [time, value] points.
+function lineChart(series, format, label) {
+  const w = 900, h = 160, left = 80, right = 20, top = 10, bottom = 26;
+  const all = series.flatMap((s) => s.points);
+  const t0 = Math.min(...all.map((p) => p[0])), t1 = Math.max(...all.map((p) => p[0]), t0 + 1);
+  const max = Math.max(...all.map((p) => p[1]), 1e-9) * 1.05;
+  const x = (t) => left + (w - left - right) * (t - t0) / (t1 - t0);
+  const y = (v) => top + (h - top - bottom) * (1 - v / max);
+  const s = svg("svg", { viewBox: `0 0 ${w} ${h}`, width: "100%", role: "img", "aria-label": label });
+  for (const line of series) {
+    s.append(svg("path", { d: line.points.map(([t, v], i) => `${i ? "L" : "M"}${x(t)},${y(v)}`).join(""),
+      fill: "none", stroke: line.color, "stroke-width": 2 }));
+    const [tl, vl] = line.points[line.points.length - 1];
+    s.append(svg("text", { x: 0, y: y(vl) + 4, fill: line.color }, format(vl)));
+    s.append(svg("circle", { cx: x(tl), cy: y(vl), r: 3, fill: line.color }));
+  }
+  const day = (t) => new Date(t).toISOString().slice(0, 16).replace("T", " ");
+  s.append(svg("text", { x: left, y: h - 6 }, day(t0)));
+  s.append(svg("text", { x: w - right, y: h - 6, "text-anchor": "end" }, day(t1)));
+  return s;
+}
+
+// The pool's totals as the server sampled them: bytes as files against
+// bytes stored, and the dedup and compression ratios, over time.
+function sampledCharts(samples) {
+  if (samples.length < 2)
+    return el("p", { class: "muted", id: "ratios" },
+      "The server records the pool's totals at start, every 10 minutes (--sample-every) and after each gc; " +
+      "the dedup and compression chart appears with the second sample that differs from the first.");
+  const at = (s) => s.at / 1e6;
+  const ratio = (a, b) => (b ? a / b : 1);
+  const bytes = lineChart([
+    { color: "#9db4f5", points: samples.map((s) => [at(s), s.logical_bytes]) },
+    { color: "#2f5bd3", points: samples.map((s) => [at(s), s.stored_bytes]) }], size,
+    "bytes as files and stored, over time");
+  const ratios = lineChart([
+    { color: "#2f5bd3", points: samples.map((s) => [at(s), ratio(s.logical_bytes, s.unique_bytes)]) },
+    { color: "#1a7f4b", points: samples.map((s) => [at(s), ratio(s.unique_bytes, s.compressed_bytes)]) }],
+    (v) => v.toFixed(2) + "×", "deduplication and compression ratios, over time");
+  return el("div", { id: "ratios" },
+    el("h3", {}, "Stored against as files"), bytes,
+    el("p", { class: "muted" }, "Light: every volume and snapshot as plain copies. Dark: what the pool stores."),
+    el("h3", {}, "Deduplication and compression"), ratios,
+    el("p", { class: "muted" }, `Blue: deduplication (as files ÷ distinct). Green: compression (distinct ÷ compressed). ${samples.length} samples.`),
+    el("h3", {}, "Snapshots as they were taken"));
 }
 
 // What the snapshots would take as plain copies, accumulating as they are

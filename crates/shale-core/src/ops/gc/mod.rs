@@ -136,6 +136,11 @@ impl Pool {
         report.freed_blobs = self.free(&rescued)?;
         self.sweep(&mut report)?;
         report.orphans_removed = self.remove_orphans()?;
+        // The pool's totals after a collection, for the space history; the
+        // collection itself has succeeded whether or not this is written.
+        if let Err(e) = self.sample_space() {
+            tracing::warn!("gc: the space history was not updated: {e}");
+        }
         Ok(report)
     }
 
