@@ -52,6 +52,16 @@ def server(tmp_path, data_dir):
         except OSError:
             assert proc.poll() is None and time.monotonic() < deadline
             time.sleep(0.1)
+    # The server samples the pool's totals as it starts: wait for that
+    # sample, the history's second, before the page reads it.
+    import urllib.request
+    while True:
+        req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/pool/history",
+                                     headers={"Authorization": f"Bearer {token}"})
+        if len(json.load(urllib.request.urlopen(req))) >= 2:
+            break
+        assert time.monotonic() < deadline, "the server took no sample of the pool's totals"
+        time.sleep(0.1)
     yield f"http://127.0.0.1:{port}", token, pool
     proc.terminate()
     proc.wait(30)
@@ -112,6 +122,21 @@ def test_the_dashboard_signs_in_snapshots_and_shows_lineage(server):
         page.screenshot(path=str(ARTIFACTS / "dashboard-jobs.png"), full_page=True)
         page.get_by_role("link", name="Mirrors").click()
         expect(page.get_by_text("No mirrors")).to_be_visible()
+        # A mirror made through the API, updated from the page as a job.
+        source = pool.parent / "source"
+        shale(source, "pool", "init")
+        shale(source, "volume", "create", "ds")
+        shale(source, "snapshot", "create", "ds", "s1")
+        import urllib.request
+        made = urllib.request.urlopen(urllib.request.Request(
+            url + "/api/v1/mirrors", method="POST",
+            data=json.dumps({"volume": "ds-copy", "source": f"{source}::ds"}).encode(),
+            headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"}))
+        assert made.status == 201
+        page.reload()
+        expect(page.locator("#mirrors")).to_contain_text("ds-copy")
+        page.locator("#mirrors tr", has_text="ds-copy").get_by_role("button", name="Update").click()
+        expect(page.locator("#jobs")).to_contain_text("sent s1", timeout=30_000)
 
         # Tokens: one made on the page is shown once, listed, then revoked.
         page.get_by_role("link", name="Tokens").click()

@@ -319,6 +319,8 @@ function summary(j) {
   const r = j.result;
   if (j.kind === "verify") return `${r.roots} roots, ${r.chunks} chunks: ${r.problems.length} problems`;
   if (j.kind === "gc") return `${size(r.freed_bytes)} in ${r.freed_blobs} objects`;
+  if (j.kind.startsWith("mirror_"))
+    return r.snapshots.length ? `sent ${r.snapshots.join(", ")} (${size(r.bytes)})` : "up to date";
   return JSON.stringify(r).slice(0, 120);
 }
 
@@ -338,7 +340,7 @@ async function mirrors() {
   show(el("section", { class: "card" }, el("h1", {}, "Mirrors"), status,
     list.length ? el("table", { id: "mirrors" }, el("thead", {}, el("tr", {},
       ["Mirror", "Source", "State", "Last snapshot", "Lag", ""].map((h) => el("th", {}, h)))), el("tbody", {}, rows))
-      : el("p", { class: "muted" }, "No mirrors: shale mirror create on the pool makes one.")));
+      : el("p", { class: "muted" }, "No mirrors: shale mirror create makes one (on the pool, or with --server).")));
 }
 
 // -- tokens (admins) --------------------------------------------------------------
