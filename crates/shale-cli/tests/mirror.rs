@@ -9,7 +9,7 @@ use serde_json::Value;
 
 mod common;
 use common::garage::{Garage, BUCKET};
-use common::{noise, same_tree, write};
+use common::{noise, same_tree, write, Served};
 
 struct Site {
     pool: String,
@@ -17,20 +17,6 @@ struct Site {
     /// With `served`, commands go through `shale serve` of this pool where
     /// the CLI can run them so (the rest on the pool).
     served: Option<Served>,
-}
-
-/// A `shale serve` of a site's pool and an admin token for it.
-struct Served {
-    server: std::process::Child,
-    url: String,
-    token: String,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-    }
 }
 
 impl Site {
@@ -70,37 +56,7 @@ impl Site {
 
     /// Starts `shale serve` on the site's pool; later commands go through it.
     fn serve(&mut self) {
-        let made: Value = serde_json::from_slice(
-            &self
-                .on_pool()
-                .args(["--json", "token", "create", "--role", "admin"])
-                .output()
-                .unwrap()
-                .stdout,
-        )
-        .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = self
-            .on_pool()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed().as_secs() < 30, "shale serve did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        self.served = Some(Served {
-            server,
-            url: format!("http://127.0.0.1:{port}"),
-            token: made["token"].as_str().unwrap().to_string(),
-        });
+        self.served = Some(common::serve_with(|| self.on_pool()));
     }
 
     fn ok(&self, args: &[&str]) -> String {

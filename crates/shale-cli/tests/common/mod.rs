@@ -28,11 +28,14 @@ pub struct Env {
     store: Option<Remote>,
 }
 
-/// A `shale serve` of a test's pool and an admin token for it.
-struct Served {
+/// A `shale serve` of a test's pool and an admin token for it (stopped on
+/// drop).
+pub struct Served {
     server: std::process::Child,
-    url: String,
-    token: String,
+    /// `http://127.0.0.1:PORT`.
+    pub url: String,
+    /// An admin token.
+    pub token: String,
 }
 
 impl Drop for Served {
@@ -312,39 +315,7 @@ impl Env {
 
     /// Starts `shale serve` on the pool.
     fn serve(&self) -> Served {
-        let out = self
-            .command()
-            .args(["--json", "token", "create", "--role", "admin"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "token create: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let made: Value = serde_json::from_slice(&out.stdout).unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = self
-            .command()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = std::time::Instant::now();
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(start.elapsed().as_secs() < 30, "shale serve did not start");
-            std::thread::sleep(std::time::Duration::from_millis(50));
-        }
-        Served {
-            server,
-            url: format!("http://127.0.0.1:{port}"),
-            token: made["token"].as_str().unwrap().to_string(),
-        }
+        serve_with(|| self.command())
     }
 
     /// Runs and expects success; returns stdout.
@@ -363,6 +334,42 @@ impl Env {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         serde_json::from_str(&self.ok(&all)).unwrap()
+    }
+}
+
+/// Makes an admin token and starts `shale serve` on a free port of
+/// 127.0.0.1, with `shale --pool POOL` commands from `command`.
+pub fn serve_with(command: impl Fn() -> Command) -> Served {
+    let out = command()
+        .args(["--json", "token", "create", "--role", "admin"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "token create: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let server = command()
+        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(start.elapsed().as_secs() < 30, "shale serve did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Served {
+        server,
+        url: format!("http://127.0.0.1:{port}"),
+        token: made["token"].as_str().unwrap().to_string(),
     }
 }
 

@@ -147,46 +147,46 @@ fn plan(
             volume,
             force_baseline,
             bwlimit,
-        } => {
-            let source = mirror_source(pool, caller, &volume)?;
-            let places = places.clone();
-            let target = volume.clone();
-            let work: Work = Box::new(move |p, job| {
-                let source = open_source(&source, &places, p.options())?;
-                let opts = UpdateOptions {
-                    force_baseline,
-                    on_bytes: Some(sent(job, bwlimit)),
-                };
-                p.mirror_update(&source, &volume, &opts)
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| json_of(&r))
-            });
-            Ok(("mirror_update", target, false, work))
-        }
+        } => mirror_transfer(pool, caller, places, volume, false, force_baseline, bwlimit),
         NewJob::MirrorResync { volume } => {
-            let source = mirror_source(pool, caller, &volume)?;
-            let places = places.clone();
-            let target = volume.clone();
-            let work: Work = Box::new(move |p, job| {
-                let source = open_source(&source, &places, p.options())?;
-                let opts = UpdateOptions {
-                    force_baseline: false,
-                    on_bytes: Some(sent(job, None)),
-                };
-                p.mirror_resync(&source, &volume, &opts)
-                    .map_err(|e| e.to_string())
-                    .and_then(|r| json_of(&r))
-            });
-            Ok(("mirror_resync", target, false, work))
+            mirror_transfer(pool, caller, places, volume, true, false, None)
         }
     }
 }
 
-/// The source pool of a mirror the caller may write.
-fn mirror_source(pool: &Pool, caller: &Caller, volume: &str) -> Result<String, ApiError> {
+/// A mirror update (or, with `resync`, a resync) of `volume` as a job.
+fn mirror_transfer(
+    pool: &Pool,
+    caller: &Caller,
+    places: &SyncPlaces,
+    volume: String,
+    resync: bool,
+    force_baseline: bool,
+    bwlimit: Option<std::num::NonZeroU64>,
+) -> Result<(&'static str, String, bool, Work), ApiError> {
     caller.require(Role::Write)?;
-    caller.check_volume(pool, volume)?;
-    Ok(mirror_of(pool, volume)?.source_pool)
+    caller.check_volume(pool, &volume)?;
+    let source = mirror_of(pool, &volume)?.source_pool;
+    let (places, target) = (places.clone(), volume.clone());
+    let work: Work = Box::new(move |p, job| {
+        let source = open_source(&source, &places, p.options())?;
+        let opts = UpdateOptions {
+            force_baseline,
+            on_bytes: Some(sent(job, bwlimit)),
+        };
+        let report = if resync {
+            p.mirror_resync(&source, &volume, &opts)
+        } else {
+            p.mirror_update(&source, &volume, &opts)
+        };
+        report.map_err(|e| e.to_string()).and_then(|r| json_of(&r))
+    });
+    let kind = if resync {
+        "mirror_resync"
+    } else {
+        "mirror_update"
+    };
+    Ok((kind, target, false, work))
 }
 
 /// Counts a mirror transfer's bytes in the job's progress, at most

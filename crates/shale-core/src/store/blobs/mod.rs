@@ -92,7 +92,18 @@ impl BlobStore {
     /// Where a blob is, if the index knows it (remembered per pack, as
     /// for reads).
     pub fn location(&self, id: &ObjectId) -> Result<Option<BlobLocation>> {
-        match self.locate(id, false) {
+        self.location_of(id, false)
+    }
+
+    /// Where a blob is, asked of the catalog whatever is remembered: for
+    /// a remembered place whose pack has gone (`gc`, in this process or
+    /// another, moved the blob since), as `get` does.
+    pub fn location_fresh(&self, id: &ObjectId) -> Result<Option<BlobLocation>> {
+        self.location_of(id, true)
+    }
+
+    fn location_of(&self, id: &ObjectId, fresh: bool) -> Result<Option<BlobLocation>> {
+        match self.locate(id, fresh) {
             Ok(loc) => Ok(Some(loc)),
             Err(Error::MissingObject(_)) => Ok(None),
             Err(e) => Err(e),
@@ -116,12 +127,29 @@ impl BlobStore {
     /// A blob as stored (its index entry and its bytes, compressed or
     /// not), for copying to another pool without recompressing.
     pub fn get_stored(&self, id: &ObjectId) -> Result<(EntryHead, Vec<u8>)> {
-        let loc = self.locate(id, false)?;
-        let stored = self.objects.get_range(
-            &pack::key(&loc.pack),
-            loc.head.offset,
-            loc.head.stored_len as usize,
-        )?;
+        match self.get_stored_once(id, false) {
+            // As in `get`: the blob may have moved since we learnt where.
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+                self.get_stored_once(id, true)
+            }
+            other => other,
+        }
+    }
+
+    fn get_stored_once(&self, id: &ObjectId, fresh: bool) -> Result<(EntryHead, Vec<u8>)> {
+        let loc = self.locate(id, fresh)?;
+        let stored = self
+            .objects
+            .get_range(
+                &pack::key(&loc.pack),
+                loc.head.offset,
+                loc.head.stored_len as usize,
+            )
+            .inspect_err(|e| {
+                if matches!(e, Error::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound) {
+                    self.locations.forget_pack(&loc.pack);
+                }
+            })?;
         Ok((loc.head, stored))
     }
 
