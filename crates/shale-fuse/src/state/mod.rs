@@ -4,7 +4,9 @@
 mod attrs;
 mod data;
 mod handles;
+mod listings;
 use data::memory_budget;
+pub use listings::{cookie, uncookie, Listings};
 
 pub use attrs::SetAttr;
 mod names;
@@ -121,8 +123,8 @@ pub struct State {
     /// through a handle this mount did not give out, with the chunks that
     /// commit stored for them.
     pub lingering: HashMap<u64, Vec<ChunkRef>>,
-    /// Open directory listings.
-    pub listings: HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>,
+    /// Directory listings being read.
+    pub listings: Listings,
     next_fh: u64,
     nodes: HashMap<ObjectId, Arc<TreeNode>>,
     /// Bytes of files held in memory (`Data::Memory`).
@@ -199,7 +201,7 @@ impl State {
             mounted_at,
             handles: HashMap::new(),
             lingering: HashMap::new(),
-            listings: HashMap::new(),
+            listings: Listings::default(),
             next_fh: 1,
             nodes: HashMap::new(),
             memory_bytes: 0,
