@@ -7,25 +7,23 @@ use fuser::ReplyDirectoryPlus;
 
 use super::attr::{attr, ttl};
 use super::READDIR_BATCH;
-use crate::state::{cookie, State};
+use crate::state::State;
 
-/// Answers a `READDIRPLUS` of directory `ino` from its listing `id`,
+/// Answers a `READDIRPLUS` of directory `ino` from its listing `fh`,
 /// starting at entry `next`; each entry is looked up (a lookup the kernel
-/// counts, but for `.` and `..`). With `cookies`, offsets name the listing
-/// too (see `state::listings`).
+/// counts, but for `.` and `..`).
 pub(super) fn list_plus(
     st: &mut State,
     ino: u64,
-    id: u64,
+    fh: u64,
     mut next: usize,
-    cookies: bool,
     mut reply: ReplyDirectoryPlus,
 ) {
     loop {
         // Names are taken a batch at a time (looking entries up needs
         // the state): taking all the rest at every call made listing
         // a 100,000-entry directory quadratic, most of it in malloc.
-        let Some(listing) = st.listings.get(id) else {
+        let Some(listing) = st.listings.get(&fh) else {
             return reply.error(libc::EBADF);
         };
         let batch: Vec<Vec<u8>> = listing
@@ -55,12 +53,7 @@ pub(super) fn list_plus(
                 continue;
             };
             let ttl = ttl(st, child);
-            let offset = if cookies {
-                cookie(id, next - 1)
-            } else {
-                next as i64
-            };
-            if reply.add(child, offset, OsStr::from_bytes(&name), &ttl, &a, 0) {
+            if reply.add(child, next as i64, OsStr::from_bytes(&name), &ttl, &a, 0) {
                 return reply.ok();
             }
             // The kernel counts a lookup for every entry but . and ..

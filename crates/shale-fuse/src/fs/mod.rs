@@ -24,7 +24,7 @@ use fuser::{
 use crate::busy_poll::{BusyPoll, Linger};
 use crate::inodes::Kind;
 use crate::reader::ChunkCache;
-use crate::state::{cookie, uncookie, SetAttr, State, Write};
+use crate::state::{SetAttr, State, Write};
 use crate::workers::Workers;
 
 /// How long the kernel may cache names and attributes in a live volume.
@@ -62,9 +62,6 @@ pub struct ShaleFs {
     chunks: Arc<ChunkCache>,
     /// The kernel can open files without asking (`FUSE_NO_OPEN_SUPPORT`).
     opens_without_asking: bool,
-    /// The kernel can open directories without asking
-    /// (`FUSE_NO_OPENDIR_SUPPORT`).
-    opens_dirs_without_asking: bool,
     /// The kernel maps files opened for direct I/O shared too
     /// (`FUSE_DIRECT_IO_ALLOW_MMAP`), so files created here are written
     /// without its page cache (see `create`).
@@ -92,7 +89,6 @@ impl ShaleFs {
             readers,
             chunks: Arc::new(ChunkCache::default()),
             opens_without_asking: false,
-            opens_dirs_without_asking: false,
             direct_writes: false,
             notifier,
             busy_poll,
@@ -132,9 +128,6 @@ impl Filesystem for ShaleFs {
         // fails (ENODEV: SQLite's `-shm` file, for one), so files created
         // here use the page cache like the rest.
         self.direct_writes = config.add_capabilities(FUSE_DIRECT_IO_ALLOW_MMAP).is_ok();
-        self.opens_dirs_without_asking = config
-            .add_capabilities(fuser::consts::FUSE_NO_OPENDIR_SUPPORT)
-            .is_ok();
         Ok(())
     }
 
@@ -480,20 +473,12 @@ impl Filesystem for ShaleFs {
         reply_empty(st.fallocate(ino, offset, length, mode), reply)
     }
 
-    /// Where the kernel can, it is told to open directories without asking
-    /// (the first `OPENDIR` answers `ENOSYS`): listing a directory then
-    /// costs two round trips fewer. Each listing is then taken at the first
-    /// `READDIR` from the top and named in the offsets (see
-    /// `state::listings`).
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
         let (_next, mut st) = self.start();
-        if self.opens_dirs_without_asking {
-            return reply.error(libc::ENOSYS);
-        }
         match st.list(ino) {
             Ok(listing) => {
                 let fh = st.new_fh();
-                st.listings.hold(fh, listing);
+                st.listings.insert(fh, listing);
                 reply.opened(fh, 0)
             }
             Err(e) => reply.error(e),
@@ -503,26 +488,17 @@ impl Filesystem for ShaleFs {
     fn readdir(
         &mut self,
         _req: &Request<'_>,
-        ino: u64,
+        _ino: u64,
         fh: u64,
         offset: i64,
         mut reply: ReplyDirectory,
     ) {
-        let (_next, mut st) = self.start();
-        let (id, from, cookies) = match listing_at(&mut st, ino, fh, offset) {
-            Ok(at) => at,
-            Err(e) => return reply.error(e),
-        };
-        let Some(listing) = st.listings.get(id) else {
+        let (_next, st) = self.start();
+        let Some(listing) = st.listings.get(&fh) else {
             return reply.error(libc::EBADF);
         };
-        for (i, (ino, kind, name)) in listing.iter().enumerate().skip(from) {
-            let next = if cookies {
-                cookie(id, i)
-            } else {
-                (i + 1) as i64
-            };
-            if reply.add(*ino, next, *kind, OsStr::from_bytes(name)) {
+        for (i, (ino, kind, name)) in listing.iter().enumerate().skip(offset.max(0) as usize) {
+            if reply.add(*ino, (i + 1) as i64, *kind, OsStr::from_bytes(name)) {
                 break;
             }
         }
@@ -538,10 +514,7 @@ impl Filesystem for ShaleFs {
         reply: ReplyDirectoryPlus,
     ) {
         let (_next, mut st) = self.start();
-        match listing_at(&mut st, ino, fh, offset) {
-            Ok((id, from, cookies)) => list_plus(&mut st, ino, id, from, cookies, reply),
-            Err(e) => reply.error(e),
-        }
+        list_plus(&mut st, ino, fh, offset.max(0) as usize, reply)
     }
 
     fn releasedir(
@@ -553,7 +526,7 @@ impl Filesystem for ShaleFs {
         reply: ReplyEmpty,
     ) {
         let _next = self.busy_poll.after_reply();
-        self.lock().listings.release(fh);
+        self.lock().listings.remove(&fh);
         reply.ok()
     }
 
@@ -620,20 +593,4 @@ impl Filesystem for ShaleFs {
         let (_next, mut st) = self.start();
         reply_empty(st.remove_xattr(ino, name.as_bytes()), reply)
     }
-}
-
-/// The listing a `READDIR(PLUS)` of `ino` reads and the entry it starts
-/// at, and whether its offsets are cookies: the handle's listing (the
-/// directory was opened), or, opened without asking (`fh` 0), the one the
-/// offset names, taken anew from the top or when it was dropped.
-fn listing_at(st: &mut State, ino: u64, fh: u64, offset: i64) -> Result<(u64, usize, bool), i32> {
-    if fh != 0 {
-        return Ok((fh, offset.max(0) as usize, false));
-    }
-    let (id, from) = uncookie(offset);
-    if id != 0 && st.listings.get(id).is_some() {
-        return Ok((id, from, true));
-    }
-    let listing = st.list(ino)?;
-    Ok((st.listings.keep(listing), from, true))
 }

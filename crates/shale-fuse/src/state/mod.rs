@@ -4,9 +4,7 @@
 mod attrs;
 mod data;
 mod handles;
-mod listings;
 use data::memory_budget;
-pub use listings::{cookie, uncookie, Listings};
 
 pub use attrs::SetAttr;
 mod names;
@@ -123,8 +121,8 @@ pub struct State {
     /// through a handle this mount did not give out, with the chunks that
     /// commit stored for them.
     pub lingering: HashMap<u64, Vec<ChunkRef>>,
-    /// Directory listings being read.
-    pub listings: Listings,
+    /// Open directory listings.
+    pub listings: HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>,
     next_fh: u64,
     nodes: HashMap<ObjectId, Arc<TreeNode>>,
     /// Bytes of files held in memory (`Data::Memory`).
@@ -201,7 +199,7 @@ impl State {
             mounted_at,
             handles: HashMap::new(),
             lingering: HashMap::new(),
-            listings: Listings::default(),
+            listings: HashMap::new(),
             next_fh: 1,
             nodes: HashMap::new(),
             memory_bytes: 0,
