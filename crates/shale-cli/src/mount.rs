@@ -19,8 +19,19 @@ pub(crate) fn is_mounted(path: &Path) -> bool {
 /// Whether `path` is a mount point whose server answers (a listing of a
 /// mount whose server is gone fails with ENOTCONN).
 pub(crate) fn is_live(path: &Path) -> bool {
-    is_mounted(path)
-        && !matches!(std::fs::read_dir(path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+    is_mounted(path) && !is_stale(path)
+}
+
+/// Whether the file system at `path` has lost its server. Reading the
+/// directory asks the server: attributes may come from the kernel's
+/// cache, and a FUSE file system may have the kernel open directories
+/// without asking it.
+fn is_stale(path: &Path) -> bool {
+    let gone = |e: &std::io::Error| e.raw_os_error() == Some(libc::ENOTCONN);
+    match std::fs::read_dir(path) {
+        Err(e) => gone(&e),
+        Ok(mut entries) => matches!(entries.next(), Some(Err(e)) if gone(&e)),
+    }
 }
 
 /// What is mounted at `path`, if anything: its type and source (`fuse`
@@ -78,8 +89,7 @@ fn check_mountpoint(mountpoint: &Path) -> Result<()> {
     }
     if is_mounted(mountpoint) {
         // Cached attributes can outlive a dead server; listing asks it.
-        if matches!(std::fs::read_dir(mountpoint), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
-        {
+        if is_stale(mountpoint) {
             bail!(
                 "{} is a stale mount (its server is gone): run `shale unmount {0}` first",
                 mountpoint.display()

@@ -73,9 +73,14 @@ pub fn at(path: &Path) -> io::Result<Option<Mount>> {
 
 /// Whether a mount at `path` lost its server (a FUSE server gone).
 pub fn is_stale(path: &Path) -> bool {
-    // Opening the directory asks the server (attributes may come from the
-    // kernel's cache without asking).
-    matches!(std::fs::read_dir(path), Err(e) if e.raw_os_error() == Some(libc::ENOTCONN))
+    // Reading the directory asks the server: attributes may come from the
+    // kernel's cache, and a FUSE file system may have the kernel open
+    // directories without asking it (`FUSE_NO_OPENDIR_SUPPORT`).
+    let gone = |e: &io::Error| e.raw_os_error() == Some(libc::ENOTCONN);
+    match std::fs::read_dir(path) {
+        Err(e) => gone(&e),
+        Ok(mut entries) => matches!(entries.next(), Some(Err(e)) if gone(&e)),
+    }
 }
 
 /// Bind-mounts `from` on `to`, read-only if asked.

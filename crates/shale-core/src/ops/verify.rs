@@ -391,7 +391,11 @@ mod tests {
         };
         pool.import("v", &src, &replace).unwrap();
         // Learn where every blob is, then let gc move the live ones.
-        assert!(pool.verify(&VerifyOptions::default()).unwrap().problems.is_empty());
+        assert!(pool
+            .verify(&VerifyOptions::default())
+            .unwrap()
+            .problems
+            .is_empty());
         pool.delete_snapshot("v", "s").unwrap();
         let gc = pool.gc(&GcOptions::default()).unwrap();
         assert!(gc.repacked_packs > 0, "{gc:?}");
