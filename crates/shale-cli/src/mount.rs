@@ -361,6 +361,24 @@ pub(crate) fn stop(cli: &Cli, mountpoint: &Path, force: bool) -> Result<()> {
             );
         }
     }
+    // A server that stopped without unmounting (kill -9, a crash) left
+    // what fsync made durable in its intent logs.
+    let logs = pool_root.as_ref().map(|p| p.join("journal"));
+    if logs.is_some_and(|d| std::fs::read_dir(d).is_ok_and(|mut i| i.next().is_some())) {
+        apply_intent_logs(cli)?;
+    }
+    Ok(())
+}
+
+/// Applies what a mount that stopped without unmounting made durable in its
+/// intent logs (see `shale_fuse::recover`), saying so.
+fn apply_intent_logs(cli: &Cli) -> Result<()> {
+    let pool = std::sync::Arc::new(crate::commands::open(cli)?);
+    let done = shale_fuse::recover(&pool)
+        .map_err(|e| anyhow::anyhow!("applying the intent log of the stopped mount: {e}"))?;
+    for said in done {
+        eprintln!("shale: {said}");
+    }
     Ok(())
 }
 

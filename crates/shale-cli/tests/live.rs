@@ -600,11 +600,14 @@ fn one_mount_writes_a_volume_and_others_follow_it() {
         !out.status.success() && msg.contains("mounted read-write by process"),
         "{msg}"
     );
-    // what the writer commits shows in the other mount at once
+    // what the writer commits shows in the other mount at once (an fsync
+    // goes to the writer's intent log; a snapshot commits)
     assert!(!env.path("b/ws/first").exists(), "not committed yet");
     let f = fs::File::open(env.path("a/ws/first")).unwrap();
     f.sync_all().unwrap();
     drop(f);
+    assert!(!env.path("b/ws/first").exists(), "fsync does not commit");
+    env.ok(&["snapshot", "create", "ws", "now"]);
     let start = Instant::now();
     while !env.path("b/ws/first").exists() && start.elapsed() < Duration::from_secs(5) {
         std::thread::sleep(Duration::from_millis(20));

@@ -173,6 +173,7 @@ impl State {
             v.committed = tree.tree;
             v.bytes = tree.bytes;
         }
+        self.restart_journal(volume, tree);
         tracing::debug!("committed {volume}: root {}", tree.tree);
         shale_core::coord::mounts::announce_changed(pool.root(), volume);
         // An object-store pool's catalog copy follows each commit; the
@@ -438,9 +439,16 @@ impl State {
         }
         // A read-only view of a volume another mount wrote may now write it.
         let writer = match self.vols.get(volume).filter(|v| v.writer.is_none()) {
-            Some(_) => self.claim(volume).ok().and_then(Result::ok).flatten(),
+            Some(_) => self
+                .claim_unless_logged(volume)
+                .ok()
+                .and_then(Result::ok)
+                .flatten(),
             None => None,
         };
+        let journal = writer
+            .is_some()
+            .then(|| self.new_journal(volume, &row, root));
         if let Some(v) = self.vols.get_mut(volume) {
             v.generation = generation;
             v.committed = row.root;
@@ -448,8 +456,18 @@ impl State {
             v.quota = row.quota;
             if writer.is_some() {
                 v.writer = writer;
+                v.journal = journal;
             }
         }
+        // What was written here since the last commit is gone with the
+        // overlay: so is its log.
+        let base = DirRef {
+            tree: row.root,
+            bytes: row.bytes,
+            files: row.files,
+            entries: 0,
+        };
+        self.restart_journal(volume, base);
         tracing::info!("volume {volume} changed by another process: reloaded");
         forget
     }

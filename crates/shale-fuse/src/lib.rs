@@ -20,13 +20,16 @@ mod busy_poll;
 mod commit;
 mod fs;
 mod inodes;
+mod journal;
 mod reader;
+mod recover;
 mod state;
 mod upper;
 mod workers;
 
 pub use busy_poll::DEFAULT_BUSY_POLL;
 pub use fs::ShaleFs;
+pub use recover::{recover, recover_all};
 pub use state::{State, Target};
 
 use std::os::fd::{AsFd, AsRawFd};
@@ -155,7 +158,13 @@ pub fn mount(
             None => volume.clone(),
         }),
     };
-    let state = State::new(
+    let pool = Arc::new(pool);
+    if !opts.read_only {
+        for said in recover_all(&pool, &upper)? {
+            tracing::warn!("{said}");
+        }
+    }
+    let state = State::with_pool(
         pool,
         target,
         opts.read_only,
@@ -263,6 +272,8 @@ fn finish(state: &Mutex<State>, pool_root: &Path) -> shale_core::Result<()> {
     // mount point record disappears).
     for v in st.vols.values_mut() {
         v.writer = None;
+        // Empty after the commit (unless it failed): removed.
+        v.journal = None;
     }
     drop(st);
     if let Err(e) = &committed {

@@ -23,6 +23,7 @@ use fuser::{
 
 use crate::busy_poll::{BusyPoll, Linger};
 use crate::inodes::Kind;
+use crate::journal::Op;
 use crate::reader::ChunkCache;
 use crate::state::{SetAttr, State, Write};
 use crate::workers::Workers;
@@ -187,7 +188,12 @@ impl Filesystem for ShaleFs {
             atime_ns: atime.map(ns_of),
             mtime_ns: mtime.map(ns_of),
         };
-        match st.set_attr(ino, &set).and_then(|()| attr(&mut st, ino)) {
+        let r = st.logged(
+            ino,
+            |st| st.set_attr(ino, &set),
+            |_| Op::SetAttr { ino, set },
+        );
+        match r.and_then(|()| attr(&mut st, ino)) {
             Ok(a) => reply.attr(&TTL, &a),
             Err(e) => reply.error(e),
         }
@@ -213,8 +219,21 @@ impl Filesystem for ShaleFs {
         reply: ReplyEntry,
     ) {
         let (_next, mut st) = self.start();
-        let owner = (req.uid(), req.gid());
-        let r = st.mknod(parent, name.as_bytes(), mode & !umask, rdev.into(), owner);
+        let (uid, gid) = (req.uid(), req.gid());
+        let (name, mode, rdev) = (name.as_bytes(), mode & !umask, rdev.into());
+        let r = st.logged(
+            parent,
+            |st| st.mknod(parent, name, mode, rdev, (uid, gid)),
+            |&ino| Op::Mknod {
+                ino,
+                parent,
+                name: name.to_vec(),
+                mode,
+                rdev,
+                uid,
+                gid,
+            },
+        );
         reply_entry(&mut st, r, reply)
     }
 
@@ -228,23 +247,49 @@ impl Filesystem for ShaleFs {
         reply: ReplyEntry,
     ) {
         let (_next, mut st) = self.start();
-        let r = st.mkdir(
+        let (uid, gid) = (req.uid(), req.gid());
+        let (name, mode) = (name.as_bytes(), mode & !umask);
+        let r = st.logged(
             parent,
-            name.as_bytes(),
-            mode & !umask,
-            (req.uid(), req.gid()),
+            |st| st.mkdir(parent, name, mode, (uid, gid)),
+            |&ino| Op::Mkdir {
+                ino,
+                parent,
+                name: name.to_vec(),
+                mode,
+                uid,
+                gid,
+            },
         );
         reply_entry(&mut st, r, reply)
     }
 
     fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
         let (_next, mut st) = self.start();
-        reply_empty(st.unlink(parent, name.as_bytes()), reply)
+        let name = name.as_bytes();
+        let r = st.logged(
+            parent,
+            |st| st.unlink(parent, name),
+            |_| Op::Unlink {
+                parent,
+                name: name.to_vec(),
+            },
+        );
+        reply_empty(r, reply)
     }
 
     fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
         let (_next, mut st) = self.start();
-        reply_empty(st.rmdir(parent, name.as_bytes()), reply)
+        let name = name.as_bytes();
+        let r = st.logged(
+            parent,
+            |st| st.rmdir(parent, name),
+            |_| Op::Rmdir {
+                parent,
+                name: name.to_vec(),
+            },
+        );
+        reply_empty(r, reply)
     }
 
     fn symlink(
@@ -256,13 +301,19 @@ impl Filesystem for ShaleFs {
         reply: ReplyEntry,
     ) {
         let (_next, mut st) = self.start();
-        let r = st.add(
+        let (uid, gid) = (req.uid(), req.gid());
+        let (name, target) = (link_name.as_bytes(), target.as_os_str().as_bytes());
+        let r = st.logged(
             parent,
-            link_name.as_bytes(),
-            Kind::Symlink(target.as_os_str().as_bytes().to_vec()),
-            0o777,
-            req.uid(),
-            req.gid(),
+            |st| st.symlink(parent, name, target, (uid, gid)),
+            |&ino| Op::Symlink {
+                ino,
+                parent,
+                name: name.to_vec(),
+                target: target.to_vec(),
+                uid,
+                gid,
+            },
         );
         reply_entry(&mut st, r, reply)
     }
@@ -278,12 +329,17 @@ impl Filesystem for ShaleFs {
         reply: ReplyEmpty,
     ) {
         let (_next, mut st) = self.start();
-        let r = st.rename(
+        let (name, newname) = (name.as_bytes(), newname.as_bytes());
+        let r = st.logged(
             parent,
-            name.as_bytes(),
-            newparent,
-            newname.as_bytes(),
-            flags,
+            |st| st.rename(parent, name, newparent, newname, flags),
+            |_| Op::Rename {
+                parent,
+                name: name.to_vec(),
+                newparent,
+                newname: newname.to_vec(),
+                flags,
+            },
         );
         reply_empty(r, reply)
     }
@@ -297,7 +353,16 @@ impl Filesystem for ShaleFs {
         reply: ReplyEntry,
     ) {
         let (_next, mut st) = self.start();
-        let r = st.link(ino, newparent, newname.as_bytes()).map(|()| ino);
+        let name = newname.as_bytes();
+        let r = st.logged(
+            newparent,
+            |st| st.link(ino, newparent, name).map(|()| ino),
+            |_| Op::Link {
+                ino,
+                parent: newparent,
+                name: name.to_vec(),
+            },
+        );
         reply_entry(&mut st, r, reply)
     }
 
@@ -336,14 +401,20 @@ impl Filesystem for ShaleFs {
         reply: ReplyCreate,
     ) {
         let (_next, mut st) = self.start();
-        let owner = (req.uid(), req.gid());
+        let (uid, gid) = (req.uid(), req.gid());
+        let (name, mode, direct) = (name.as_bytes(), mode & !umask, self.direct_writes);
         let r = st
-            .create(
+            .logged(
                 parent,
-                name.as_bytes(),
-                mode & !umask,
-                owner,
-                self.direct_writes,
+                |st| st.create(parent, name, mode, (uid, gid), direct),
+                |&(ino, _)| Op::Create {
+                    ino,
+                    parent,
+                    name: name.to_vec(),
+                    mode,
+                    uid,
+                    gid,
+                },
             )
             .and_then(|(ino, fh)| Ok((entry(&mut st, ino)?, fh)));
         // A file created here is written through this handle without the
@@ -396,8 +467,14 @@ impl Filesystem for ShaleFs {
         // A direct write: the kernel left clearing privileges to us.
         let mode_changed = match handle {
             Some(h) if h.direct => {
-                match st.drop_privileges(ino, write_flags & WRITE_KILL_SUIDGID != 0) {
-                    Ok(changed) => changed,
+                let kill_suidgid = write_flags & WRITE_KILL_SUIDGID != 0;
+                match st.drop_privileges(ino, kill_suidgid) {
+                    Ok(dropped) => {
+                        if dropped.any {
+                            st.record_now(ino, Op::DropPrivileges { ino, kill_suidgid });
+                        }
+                        dropped.mode
+                    }
                     Err(e) => return reply.error(e),
                 }
             }
@@ -470,7 +547,17 @@ impl Filesystem for ShaleFs {
         reply: ReplyEmpty,
     ) {
         let (_next, mut st) = self.start();
-        reply_empty(st.fallocate(ino, offset, length, mode), reply)
+        let r = st.logged(
+            ino,
+            |st| st.fallocate(ino, offset, length, mode),
+            |_| Op::Fallocate {
+                ino,
+                offset,
+                length,
+                mode,
+            },
+        );
+        reply_empty(r, reply)
     }
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
@@ -558,7 +645,18 @@ impl Filesystem for ShaleFs {
         reply: ReplyEmpty,
     ) {
         let (_next, mut st) = self.start();
-        reply_empty(st.set_xattr(ino, name.as_bytes(), value, flags), reply)
+        let name = name.as_bytes();
+        let r = st.logged(
+            ino,
+            |st| st.set_xattr(ino, name, value, flags),
+            |_| Op::SetXattr {
+                ino,
+                name: name.to_vec(),
+                value: value.to_vec(),
+                flags,
+            },
+        );
+        reply_empty(r, reply)
     }
 
     fn getxattr(
@@ -591,6 +689,15 @@ impl Filesystem for ShaleFs {
 
     fn removexattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
         let (_next, mut st) = self.start();
-        reply_empty(st.remove_xattr(ino, name.as_bytes()), reply)
+        let name = name.as_bytes();
+        let r = st.logged(
+            ino,
+            |st| st.remove_xattr(ino, name),
+            |_| Op::RemoveXattr {
+                ino,
+                name: name.to_vec(),
+            },
+        );
+        reply_empty(r, reply)
     }
 }

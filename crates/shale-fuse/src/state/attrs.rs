@@ -1,11 +1,10 @@
 //! Attributes: `setattr` (size, mode, owner, times), `fallocate`, extended
-//! attributes with their create/replace rules, and `fsync` (a commit of
-//! the file's volume).
+//! attributes with their create/replace rules.
 
 use super::*;
 
 /// What a `setattr` changes; `None` leaves it as it is.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SetAttr {
     /// New permission bits.
     pub mode: Option<u32>,
@@ -32,7 +31,7 @@ impl State {
                 return Err(libc::EISDIR);
             }
             self.truncate(ino, size)?;
-            let now = now_ns();
+            let now = self.now();
             let i = self.inode_mut(ino)?;
             i.meta.mtime_ns = now;
             i.meta.ctime_ns = now;
@@ -82,7 +81,7 @@ impl State {
                 if end > self.file_size(ino)? {
                     self.truncate(ino, end)?;
                 }
-                let now = now_ns();
+                let now = self.now();
                 let i = self.inode_mut(ino)?;
                 i.meta.mtime_ns = now;
                 i.meta.ctime_ns = now;
@@ -92,21 +91,6 @@ impl State {
             libc::FALLOC_FL_KEEP_SIZE => Ok(()),
             _ => Err(libc::EOPNOTSUPP),
         }
-    }
-
-    /// Commits the volume of `ino`, if it belongs to an attached live volume.
-    pub fn fsync(&mut self, ino: u64) -> Result<(), Errno> {
-        let attached = self
-            .inode(ino)
-            .map(|i| self.is_attached(i))
-            .unwrap_or(false);
-        let Some(volume) = self.volume_of(ino).filter(|_| attached) else {
-            return Ok(());
-        };
-        self.commit(&volume).map(drop).map_err(|e| {
-            tracing::error!("commit of volume {volume}: {e}");
-            no_space(&e).unwrap_or(libc::EIO)
-        })
     }
 
     /// Sets extended attribute `name` of `ino` (`XATTR_CREATE`: only if

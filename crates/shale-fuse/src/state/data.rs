@@ -26,6 +26,15 @@ pub(super) fn memory_budget() -> u64 {
     (ram / 8).clamp(256 << 20, 1 << 30)
 }
 
+/// What [`State::drop_privileges`] changed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Dropped {
+    /// Anything (the mode, or a capability).
+    pub any: bool,
+    /// The mode.
+    pub mode: bool,
+}
+
 impl State {
     /// Accounts for a file in memory growing or shrinking.
     pub fn memory_changed(&mut self, old: usize, new: usize) {
@@ -139,6 +148,7 @@ impl State {
         self.writable_data(ino, end.max(old), true)?;
         self.charge(ino, old, end.max(old))?;
         let mut grown = None;
+        let now = self.now();
         let inode = self.inode_mut(ino)?;
         inode.written_unheld |= !w.held;
         match &mut inode.kind {
@@ -163,13 +173,13 @@ impl State {
             }
             _ => {}
         }
-        let now = now_ns();
         inode.meta.mtime_ns = now;
         inode.meta.ctime_ns = now;
         if let Some((before, after)) = grown {
             self.memory_changed(before, after);
         }
         self.touch(ino);
+        self.note_written(ino, offset, data.len() as u64);
         Ok(data.len() as u32)
     }
 
@@ -178,9 +188,9 @@ impl State {
     /// attribute goes, and where the writer may not keep them
     /// (`kill_suidgid`: it lacks `CAP_FSETID`), the setuid bit and a setgid
     /// bit that marks a group-executable file, as `should_remove_suid` in
-    /// the kernel does. Returns whether the mode changed, so that the
-    /// kernel's copy of it can be dropped.
-    pub fn drop_privileges(&mut self, ino: u64, kill_suidgid: bool) -> Result<bool, Errno> {
+    /// the kernel does. Says what changed: the mode changing means the
+    /// kernel's copy of it must be dropped.
+    pub fn drop_privileges(&mut self, ino: u64, kill_suidgid: bool) -> Result<Dropped, Errno> {
         self.writable(ino)?;
         let i = self.inode_mut(ino)?;
         let mut changed = false;
@@ -205,7 +215,10 @@ impl State {
             i.meta.ctime_ns = now_ns();
             self.touch(ino);
         }
-        Ok(mode_changed)
+        Ok(Dropped {
+            any: changed || mode_changed,
+            mode: mode_changed,
+        })
     }
 
     /// A regular file's length.

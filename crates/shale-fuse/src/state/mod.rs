@@ -4,6 +4,7 @@
 mod attrs;
 mod data;
 mod handles;
+mod logged;
 use data::memory_budget;
 
 pub use attrs::SetAttr;
@@ -69,6 +70,8 @@ pub struct Vol {
     /// This mount's right to write the volume (`None`: read-only here,
     /// because the mount is, or another mount writes it).
     pub writer: Option<shale_core::coord::mounts::WriterClaim>,
+    /// Its intent log, while this mount writes it.
+    pub journal: Option<crate::journal::Journal>,
 }
 
 /// A file handle this mount gave out (by `create`, or by `open` where the
@@ -134,6 +137,8 @@ pub struct State {
     pub commit_soon: Option<std::sync::mpsc::SyncSender<()>>,
     /// The commit thread was woken and has not committed yet.
     pub commit_asked: bool,
+    /// The time the change being applied uses (see [`State::logged`]).
+    clock: Option<i64>,
 }
 
 /// Maps a core error to an errno, logging what is not a plain "not found".
@@ -186,10 +191,30 @@ impl State {
         upper_dir: PathBuf,
         mountpoint: &Path,
     ) -> shale_core::Result<State> {
+        let pool = Arc::new(pool);
+        State::with_pool(
+            pool,
+            target,
+            read_only,
+            show_snapshot_dir,
+            upper_dir,
+            mountpoint,
+        )
+    }
+
+    /// [`State::new`] of a pool already shared.
+    pub fn with_pool(
+        pool: Arc<Pool>,
+        target: Target,
+        read_only: bool,
+        show_snapshot_dir: bool,
+        upper_dir: PathBuf,
+        mountpoint: &Path,
+    ) -> shale_core::Result<State> {
         let mounted_at = now_ns();
         let mut st = State {
             holder: format!("the shale mount at {}", mountpoint.display()),
-            pool: Arc::new(pool),
+            pool,
             table: Table::default(),
             vols: HashMap::new(),
             specials: HashMap::new(),
@@ -206,6 +231,7 @@ impl State {
             memory_budget: memory_budget(),
             commit_soon: None,
             commit_asked: false,
+            clock: None,
         };
         match target {
             Target::Pool => {
@@ -221,7 +247,7 @@ impl State {
                 }
                 let root = st.volume_root_inode(&row, 1);
                 st.table = Table::new(root);
-                let writer = match st.claim(&volume)? {
+                let writer = match st.claim_unless_logged(&volume)? {
                     Ok(claim) => claim,
                     Err(holder) => {
                         return Err(Error::InvalidArgument(format!(
@@ -230,6 +256,9 @@ impl State {
                         )))
                     }
                 };
+                let journal = writer
+                    .is_some()
+                    .then(|| st.new_journal(&volume, &row, fuser::FUSE_ROOT_ID));
                 st.vols.insert(
                     volume,
                     Vol {
@@ -239,6 +268,7 @@ impl State {
                         bytes: row.bytes,
                         quota: row.quota,
                         writer,
+                        journal,
                     },
                 );
             }
@@ -354,7 +384,7 @@ impl State {
     /// Becomes the writer of a volume another mount wrote, if that mount
     /// is gone and this mount shows the volume as last committed.
     fn take_over(&mut self, volume: &str) -> Result<(), Errno> {
-        let claim = match self.claim(volume) {
+        let claim = match self.claim_unless_logged(volume) {
             Ok(Ok(Some(claim))) => claim,
             Ok(Err(holder)) => {
                 tracing::debug!("volume {volume} stays read-only here: {holder} writes it");
@@ -371,6 +401,11 @@ impl State {
         }
         tracing::info!("this mount now writes volume {volume}");
         vol.writer = Some(claim);
+        let root = vol.root;
+        let journal = self.new_journal(volume, &current, root);
+        if let Some(vol) = self.vols.get_mut(volume) {
+            vol.journal = Some(journal);
+        }
         Ok(())
     }
 
@@ -466,7 +501,7 @@ pub(crate) mod tests {
         let mode = |st: &State, ino: u64| st.inode(ino).unwrap().meta.mode;
         // A writer with CAP_FSETID keeps the bits; capabilities go anyway.
         let a = file(&mut st, b"a", 0o6755);
-        assert!(!st.drop_privileges(a, false).unwrap());
+        assert!(!st.drop_privileges(a, false).unwrap().mode);
         assert_eq!(mode(&st, a), 0o6755);
         let names: Vec<_> = st
             .inode(a)
@@ -477,12 +512,13 @@ pub(crate) mod tests {
             .collect();
         assert_eq!(names, vec![b"user.note".to_vec()]);
         // Without it: setuid goes, setgid too on a group-executable file,
-        assert!(st.drop_privileges(a, true).unwrap());
+        assert!(st.drop_privileges(a, true).unwrap().mode);
         assert_eq!(mode(&st, a), 0o0755);
         // but not a setgid bit without group execution (a locking mark).
         let b = file(&mut st, b"b", 0o6744);
-        assert!(st.drop_privileges(b, true).unwrap());
+        assert!(st.drop_privileges(b, true).unwrap().mode);
         assert_eq!(mode(&st, b), 0o2744);
-        assert!(!st.drop_privileges(b, true).unwrap());
+        let again = st.drop_privileges(b, true).unwrap();
+        assert!(!again.any && !again.mode);
     }
 }

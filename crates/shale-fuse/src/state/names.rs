@@ -41,7 +41,7 @@ impl State {
 
     /// Sets a directory's mtime and ctime to now after a change of names.
     pub(super) fn names_changed(&mut self, dir: u64) {
-        let now = now_ns();
+        let now = self.now();
         if let Some(d) = self.table.get_mut(dir) {
             d.meta.mtime_ns = now;
             d.meta.ctime_ns = now;
@@ -86,7 +86,7 @@ impl State {
             (gid, mode)
         };
         mode &= 0o7777;
-        let now = now_ns();
+        let now = self.now();
         let meta = Meta {
             mode,
             uid,
@@ -130,7 +130,7 @@ impl State {
     ) -> Result<(), Errno> {
         self.drop_name(parent, name)?;
         let volume = self.volume_of(parent);
-        let now = now_ns();
+        let now = self.now();
         let c = self.inode_mut(child)?;
         if let Some(i) = c.parents.iter().position(|p| *p == parent) {
             c.parents.remove(i);
@@ -214,7 +214,7 @@ impl State {
         if let Some(d) = self.inode_mut(parent)?.dir_mut() {
             d.children.insert(name.to_vec(), Slot::Ino(ino));
         }
-        let now = now_ns();
+        let now = self.now();
         let c = self.inode_mut(ino)?;
         c.parents.push(parent);
         c.meta.ctime_ns = now;
@@ -415,6 +415,19 @@ impl State {
             .and_then(|_| self.pool.set_root_meta(name, &meta))
             .map_err(|e| errno(&e))?;
         self.child(parent, name.as_bytes())
+    }
+
+    /// Makes symbolic link `name` in `parent` to `target`, owned by
+    /// `uid`/`gid`.
+    pub fn symlink(
+        &mut self,
+        parent: u64,
+        name: &[u8],
+        target: &[u8],
+        (uid, gid): (u32, u32),
+    ) -> Result<u64, Errno> {
+        let kind = Kind::Symlink(target.to_vec());
+        self.add(parent, name, kind, 0o777, uid, gid)
     }
 
     /// Makes a device node, FIFO, socket or (`S_IFREG`) empty file `name`

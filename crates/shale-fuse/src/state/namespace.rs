@@ -75,7 +75,7 @@ impl State {
         let row = self.pool.catalog().volume(name).map_err(|e| errno(&e))?;
         let mut root = self.volume_root_inode(&row, 1);
         root.parents = vec![fuser::FUSE_ROOT_ID];
-        let writer = match self.claim(name).map_err(|e| errno(&e))? {
+        let writer = match self.claim_unless_logged(name).map_err(|e| errno(&e))? {
             Ok(claim) => claim,
             Err(holder) => {
                 tracing::warn!("volume {name} is read-only in this mount: {holder} writes it");
@@ -83,6 +83,7 @@ impl State {
             }
         };
         let ino = self.table.add(root);
+        let journal = writer.is_some().then(|| self.new_journal(name, &row, ino));
         self.vols.insert(
             name.to_string(),
             Vol {
@@ -92,6 +93,7 @@ impl State {
                 bytes: row.bytes,
                 quota: row.quota,
                 writer,
+                journal,
             },
         );
         Ok(ino)
