@@ -262,8 +262,8 @@ impl State {
             let path = journal::path_of(self.pool.root(), volume);
             if std::fs::metadata(&path).is_ok_and(|m| m.len() > 0) {
                 return Ok(Err(format!(
-                    "the intent log of a mount that stopped without unmounting \
-                     ({}; `shale unmount` of that mount or a new `shale mount` applies it)",
+                    "a mount that stopped without unmounting (its intent log {} waits to \
+                     be applied by `shale unmount` of that mount or a new `shale mount`)",
                     path.display()
                 )));
             }
