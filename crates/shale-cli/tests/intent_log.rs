@@ -65,6 +65,20 @@ fn usable() -> bool {
     true
 }
 
+/// A pool with an empty volume `ws`, an empty directory `mnt` (its path),
+/// and a guard unmounting it; `None` (saying why) where the tests cannot run.
+fn volume_ws_and_mount_point() -> Option<(Env, String, Mounted)> {
+    if !usable() {
+        return None;
+    }
+    let env = Env::new();
+    env.ok(&["volume", "create", "ws"]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    let guard = Mounted(env.path("mnt"));
+    Some((env, m, guard))
+}
+
 fn python(script: &str, arg: &Path) -> Command {
     let mut c = Command::new("python3");
     c.arg("-u").arg("-c").arg(script).arg(arg);
@@ -98,14 +112,9 @@ fn kill(mut server: Child) {
 
 #[test]
 fn sqlite_transactions_committed_before_kill_9_are_there_after() {
-    if !usable() {
+    let Some((env, m, _guard)) = volume_ws_and_mount_point() else {
         return;
-    }
-    let env = Env::new();
-    env.ok(&["volume", "create", "ws"]);
-    fs::create_dir_all(env.path("mnt")).unwrap();
-    let m = env.s("mnt");
-    let _guard = Mounted(env.path("mnt"));
+    };
     let db = env.path("mnt/ws/state.db");
     for round in 0..2 {
         let server = serve(&env, &m);
@@ -158,14 +167,9 @@ fn sqlite_transactions_committed_before_kill_9_are_there_after() {
 
 #[test]
 fn a_tree_fsyncd_before_kill_9_during_an_untar_is_there_after_the_next_mount() {
-    if !usable() {
+    let Some((env, m, _guard)) = volume_ws_and_mount_point() else {
         return;
-    }
-    let env = Env::new();
-    env.ok(&["volume", "create", "ws"]);
-    fs::create_dir_all(env.path("mnt")).unwrap();
-    let m = env.s("mnt");
-    let _guard = Mounted(env.path("mnt"));
+    };
     // A source tree: small files and a few over 1 MiB (upper files).
     let src = env.path("src");
     for i in 0..300u64 {
