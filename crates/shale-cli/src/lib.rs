@@ -247,6 +247,43 @@ pub struct SyncArgs {
     /// Also write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// What to leave out.
+    #[command(flatten)]
+    pub filter: FilterArgs,
+}
+
+/// `--exclude`, `--include`, `--exclude-from`: paths left out of a sync
+/// or an import (gitignore-style globs).
+#[derive(Args, Debug, Clone, Default)]
+pub struct FilterArgs {
+    /// Leave out paths matching PATTERN, a gitignore-style glob: `*.tmp`,
+    /// `__pycache__` (any depth), `/build` (at the root), `.git/`
+    /// (directories only), `**`. Left-out paths are neither copied nor
+    /// deleted. Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub exclude: Vec<String>,
+    /// Take back paths an --exclude matched (not inside an excluded
+    /// directory); alone it leaves nothing out. To keep only `*.py`:
+    /// `--exclude '*' --include '*/' --include '*.py'`. Repeatable.
+    #[arg(long, value_name = "PATTERN")]
+    pub include: Vec<String>,
+    /// Read --exclude patterns from FILE, one per line, .gitignore syntax
+    /// (`#` comments, `!` to take back). Repeatable.
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
+}
+
+impl FilterArgs {
+    /// The filter these flags describe.
+    pub fn filter(&self) -> anyhow::Result<shale_core::filter::Filter> {
+        Ok(shale_core::filter::Filter::new(
+            &shale_core::filter::FilterSpec {
+                exclude: self.exclude.clone(),
+                include: self.include.clone(),
+                exclude_from: self.exclude_from.clone(),
+            },
+        )?)
+    }
 }
 
 /// `shale scan …`
@@ -311,6 +348,9 @@ pub enum VolumeCmd {
         /// Quota (e.g. 500GiB, 2T).
         #[arg(long, value_name = "SIZE")]
         size: Option<String>,
+        /// What of --from to leave out.
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// List volumes.
     List,
@@ -363,6 +403,9 @@ pub enum VolumeCmd {
         /// Compare file contents, not size, mtime and mode.
         #[arg(long)]
         checksum: bool,
+        /// What of DIR to leave out (the volume's entries there are kept).
+        #[command(flatten)]
+        filter: FilterArgs,
     },
     /// Write a volume or snapshot out to a directory.
     Export(ExportArgs),

@@ -39,6 +39,7 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<()> {
     if args.jobs == 0 {
         bail!("--jobs must be at least 1");
     }
+    let filter = args.filter.filter()?;
     let pool = pool_for(cli, &[&src, &dst])?;
     let (progress, bar) = Bar::start(cli.quiet || cli.json || args.dry_run, "syncing", None);
     let opts = SyncOptions {
@@ -51,6 +52,7 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<()> {
         snapshot: args.snapshot.clone().map(|n| (!n.is_empty()).then_some(n)),
         progress,
         pool_options: cli.options.clone(),
+        filter,
     };
     let report = shale_sync::sync(pool.as_ref(), &src, &dst, &opts);
     drop(bar);

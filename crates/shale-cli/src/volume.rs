@@ -22,13 +22,19 @@ use crate::{Cli, ExportArgs, SnapshotCmd, VolumeCmd};
 pub fn volume(cli: &Cli, cmd: &VolumeCmd) -> Result<()> {
     let pool = open(cli)?;
     match cmd {
-        VolumeCmd::Create { name, from, size } => {
+        VolumeCmd::Create {
+            name,
+            from,
+            size,
+            filter,
+        } => {
             let quota = size.as_deref().map(parse_size).transpose()?;
+            let filter = filter.filter()?;
             match from {
                 Some(dir) => {
                     let start = Instant::now();
                     let (progress, bar) = Bar::start(cli.quiet || cli.json, "importing", None);
-                    let r = pool.create_volume_from(name, dir, quota, progress);
+                    let r = pool.create_volume_from(name, dir, quota, progress, filter);
                     drop(bar);
                     print_import(cli, "created volume", name, &r?, start);
                 }
@@ -65,13 +71,16 @@ pub fn volume(cli: &Cli, cmd: &VolumeCmd) -> Result<()> {
             to,
             delete,
             checksum,
+            filter,
         } => {
+            let filter = filter.filter()?;
             let (progress, bar) = Bar::start(cli.quiet || cli.json, "importing", None);
             let opts = ImportOptions {
                 to: to.clone(),
                 delete: *delete,
                 checksum: *checksum,
                 progress,
+                filter,
             };
             let start = Instant::now();
             let r = pool.import(name, dir, &opts);
@@ -312,6 +321,7 @@ pub fn volume_remote(cli: &Cli, remote: &Remote, cmd: &VolumeCmd) -> Result<()> 
             name,
             from: None,
             size,
+            ..
         } => {
             let v = remote.create_volume(name, size.as_deref())?;
             print_volume(cli, &v, &format!("created volume {name}"));

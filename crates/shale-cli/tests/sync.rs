@@ -432,3 +432,104 @@ fn scan_reports_counts_sizes_and_duplicates() {
         "{text}"
     );
 }
+
+/// A project tree with what filters are for: `.git/`, `__pycache__`,
+/// temporary files and one checkpoint worth keeping.
+fn project_tree(root: &Path) {
+    for (p, d) in [
+        ("src/main.py", "print()\n"),
+        ("src/__pycache__/main.cpython-311.pyc", "bytecode"),
+        (".git/HEAD", "ref: refs/heads/main\n"),
+        (".git/objects/ab/cdef", "object"),
+        ("notes.tmp", "scratch"),
+        ("ckpt/last.ckpt", "last"),
+        ("ckpt/best.ckpt", "best"),
+        ("data/train.csv", "a,b\n"),
+    ] {
+        write(&root.join(p), d.as_bytes());
+    }
+}
+
+const FILTERS: [&str; 10] = [
+    "--exclude",
+    ".git/",
+    "--exclude",
+    "__pycache__",
+    "--exclude",
+    "*.tmp",
+    "--exclude",
+    "*.ckpt",
+    "--include",
+    "best.ckpt",
+];
+
+#[test]
+fn filters_leave_paths_out_of_syncs_and_imports_and_delete_never_touches_them() {
+    let Some(t) = T::new(false) else { return };
+    project_tree(&t.path("src"));
+    let kept = ["ckpt/best.ckpt", "data/train.csv", "src/main.py"];
+    let files_under = |dir: &Path| -> Vec<String> {
+        let mut v: Vec<String> = walk(dir)
+            .into_iter()
+            .filter(|p| p.is_file())
+            .map(|p| p.strip_prefix(dir).unwrap().to_str().unwrap().to_string())
+            .collect();
+        v.sort();
+        v
+    };
+    // local -> local
+    let mut args = FILTERS.to_vec();
+    let (src, dst) = (t.s("src"), t.s("dst"));
+    args.extend([src.as_str(), dst.as_str()]);
+    let r = t.sync(&args);
+    assert_eq!(files_under(&t.path("dst")), kept);
+    assert_eq!(n(&r, "copied"), 3);
+    assert!(n(&r, "excluded") >= 5, "{r}");
+    // --delete leaves excluded destination files (and their directories) alone
+    write(&t.path("dst/.git/config"), b"mine");
+    write(&t.path("dst/cache/x.tmp"), b"mine");
+    fs::remove_file(t.path("src/data/train.csv")).unwrap();
+    let mut args = FILTERS.to_vec();
+    args.extend(["--delete", src.as_str(), dst.as_str()]);
+    let r = t.sync(&args);
+    assert_eq!(n(&r, "deleted"), 1, "{r}");
+    assert!(t.path("dst/.git/config").exists());
+    assert!(t.path("dst/cache/x.tmp").exists());
+    assert!(!t.path("dst/data/train.csv").exists());
+    // --exclude-from, gitignore lines
+    write(&t.path("ignore"), b"# build output\n*.pyc\n.git/\n*.tmp\n");
+    let r = t.sync(&["--exclude-from", &t.s("ignore"), &src, &t.s("dst2")]);
+    assert_eq!(n(&r, "copied"), 3, "{r}");
+    assert!(t.path("dst2/ckpt/last.ckpt").exists());
+    assert!(!t.path("dst2/src/__pycache__/main.cpython-311.pyc").exists());
+    // volume create --from and volume import: the same rules; the
+    // volume's own copies at excluded paths survive --delete
+    let mut args = vec!["volume", "create", "p", "--from", src.as_str()];
+    args.extend(FILTERS);
+    t.ok(&args);
+    t.ok(&["volume", "export", "p", &t.s("out")]);
+    assert_eq!(
+        files_under(&t.path("out")),
+        ["ckpt/best.ckpt", "src/main.py"]
+    );
+    write(&t.path("more/.git/HEAD"), b"volume's own\n");
+    t.ok(&["volume", "import", "p", &t.s("more")]);
+    let mut args = vec!["volume", "import", "p", "--delete", src.as_str()];
+    args.extend(FILTERS);
+    t.ok(&args);
+    t.ok(&["volume", "export", "p", &t.s("out2")]);
+    assert_eq!(
+        files_under(&t.path("out2")),
+        [".git/HEAD", "ckpt/best.ckpt", "src/main.py"]
+    );
+    assert_eq!(
+        fs::read(t.path("out2/.git/HEAD")).unwrap(),
+        b"volume's own\n"
+    );
+    // a bad pattern is a clear error before anything is done
+    let out = t.run(&["sync", "--exclude", "a{b", &src, &t.s("dst3")]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--exclude \"a{b\""), "{err}");
+    assert!(!t.path("dst3").exists());
+}

@@ -16,6 +16,7 @@ pub mod config;
 pub mod coord;
 pub mod error;
 pub mod failpoint;
+pub mod filter;
 pub mod id;
 pub mod names;
 pub mod ops;

@@ -230,7 +230,7 @@ fn apply(pool: &Pool, model: &mut Model, op: &Op, scratch: &Path, step: usize) {
                 to: to.clone(),
                 delete: *delete,
                 checksum: *checksum,
-                progress: None,
+                ..Default::default()
             };
             let r = pool.import(name, &src, &opts);
             match model.vols.get(name) {

@@ -104,6 +104,18 @@ where
     to_object(py, &out)
 }
 
+/// The filter of Python's `exclude=` and `include=` pattern lists.
+fn filter_of(
+    exclude: Option<Vec<String>>,
+    include: Option<Vec<String>>,
+) -> Result<shale_core::filter::Filter, Error> {
+    shale_core::filter::Filter::new(&shale_core::filter::FilterSpec {
+        exclude: exclude.unwrap_or_default(),
+        include: include.unwrap_or_default(),
+        exclude_from: Vec::new(),
+    })
+}
+
 /// A size argument: bytes, or a string such as `"500GiB"`.
 #[derive(FromPyObject)]
 enum Size {
@@ -186,19 +198,25 @@ impl NativePool {
     }
 
     /// Creates a volume, empty or holding a copy of `from_dir`; returns it.
-    #[pyo3(signature = (name, size=None, from_dir=None))]
+    /// `exclude`/`include`: gitignore-style patterns of `from_dir` paths to
+    /// leave out (as `shale volume create --exclude/--include`).
+    #[pyo3(signature = (name, size=None, from_dir=None, exclude=None, include=None))]
     fn create_volume(
         &self,
         py: Python<'_>,
         name: &str,
         size: Option<Size>,
         from_dir: Option<PathBuf>,
+        exclude: Option<Vec<String>>,
+        include: Option<Vec<String>>,
     ) -> PyResult<PyObject> {
+        let filter = filter_of(exclude, include).map_err(to_py)?;
         run(py, || {
             let quota = size.as_ref().map(Size::bytes).transpose()?;
             match from_dir {
                 Some(dir) => {
-                    self.pool.create_volume_from(name, &dir, quota, None)?;
+                    self.pool
+                        .create_volume_from(name, &dir, quota, None, filter)?;
                     self.pool.volume_info(name)
                 }
                 None => self.pool.create_volume(name, quota),
@@ -267,7 +285,8 @@ impl NativePool {
     }
 
     /// Copies directory `source` into a volume; returns the import report.
-    #[pyo3(signature = (volume, source, to=None, delete=false, checksum=false))]
+    #[pyo3(signature = (volume, source, to=None, delete=false, checksum=false, exclude=None, include=None))]
+    #[allow(clippy::too_many_arguments)] // Python's keyword arguments
     fn import_dir(
         &self,
         py: Python<'_>,
@@ -276,11 +295,14 @@ impl NativePool {
         to: Option<String>,
         delete: bool,
         checksum: bool,
+        exclude: Option<Vec<String>>,
+        include: Option<Vec<String>>,
     ) -> PyResult<PyObject> {
         let opts = ImportOptions {
             to,
             delete,
             checksum,
+            filter: filter_of(exclude, include).map_err(to_py)?,
             ..Default::default()
         };
         run(py, || self.pool.import(volume, &source, &opts))

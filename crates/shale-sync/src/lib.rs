@@ -20,10 +20,12 @@ pub mod side;
 pub mod store;
 pub mod volume;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Serialize;
+use shale_core::filter::Filter;
 use shale_core::ops::import::ImportOptions;
 use shale_core::progress::{self, Progress};
 use shale_core::{Error, Pool, PoolOptions, Result};
@@ -54,6 +56,9 @@ pub struct SyncOptions {
     pub progress: Option<Arc<dyn Progress>>,
     /// How stores are reached and directories walked.
     pub pool_options: PoolOptions,
+    /// Paths left out on both sides (`--exclude`, `--include`): neither
+    /// copied nor deleted.
+    pub filter: Filter,
 }
 
 impl Default for SyncOptions {
@@ -68,6 +73,7 @@ impl Default for SyncOptions {
             snapshot: None,
             progress: None,
             pool_options: PoolOptions::default(),
+            filter: Filter::default(),
         }
     }
 }
@@ -121,6 +127,8 @@ pub struct SyncReport {
     pub unchanged: u64,
     /// Entries removed from the destination.
     pub deleted: u64,
+    /// Source and destination entries left out by `--exclude`/`--include`.
+    pub excluded: u64,
     /// Directories created.
     pub dirs_created: u64,
     /// Symlinks created.
@@ -294,10 +302,27 @@ fn between(
     report: &mut SyncReport,
 ) -> Result<()> {
     let (s_list, d_list) = rayon::join(|| src.list(), || dst.list());
-    let (s_list, d_list) = (s_list?, d_list?);
-    let plan = plan::plan(&s_list, &d_list, &rules(src, dst, opts), &|s, d| {
+    let (mut s_list, mut d_list) = (s_list?, d_list?);
+    let mut holding = HashSet::new();
+    if !opts.filter.is_empty() {
+        let before = s_list.len() + d_list.len();
+        s_list.retain(|e| !left_out(&opts.filter, e));
+        d_list.retain(|e| {
+            let out = left_out(&opts.filter, e);
+            if out {
+                holding.extend(ancestors(&e.path));
+            }
+            !out
+        });
+        report.excluded = (before - s_list.len() - d_list.len()) as u64;
+    }
+    let mut plan = plan::plan(&s_list, &d_list, &rules(src, dst, opts), &|s, d| {
         same_content(src, s, dst, d)
     })?;
+    // A directory holding left-out entries is not deleted (it could not be
+    // emptied without deleting them).
+    plan.actions
+        .retain(|a| !matches!(a, Action::Delete(e) if holding.contains(e.path.as_slice())));
     report.scanned = plan.scanned;
     report.unchanged = plan.unchanged;
     report.skipped = plan.skipped;
@@ -307,6 +332,19 @@ fn between(
     }
     run::run(src, dst, &plan.actions, opts, report);
     Ok(())
+}
+
+/// Whether `filter` leaves listing entry `e` out.
+fn left_out(filter: &Filter, e: &Entry) -> bool {
+    filter.leaves_out(&e.path, e.kind == Kind::Dir)
+}
+
+/// The directories above relative path `path`.
+fn ancestors(path: &[u8]) -> impl Iterator<Item = Vec<u8>> + '_ {
+    path.iter()
+        .enumerate()
+        .filter(|(i, b)| **b == b'/' && *i > 0)
+        .map(|(i, _)| path[..i].to_vec())
 }
 
 /// Syncs into a volume: an import of a local source (it recognises
@@ -346,6 +384,7 @@ fn into_volume(
             delete: opts.delete,
             checksum: opts.checksum,
             progress: opts.progress.clone(),
+            filter: opts.filter.clone(),
         },
     )?;
     report.scanned = imported.files + imported.dirs + imported.symlinks;
@@ -422,6 +461,7 @@ fn from_elsewhere(
                     delete: false,
                     checksum: false,
                     progress: None,
+                    filter: Default::default(),
                 },
             ))
         } else {

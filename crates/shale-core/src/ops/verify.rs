@@ -380,7 +380,8 @@ mod tests {
         for i in 0..20 {
             std::fs::write(src.join(format!("f{i}")), noise(i, 40_000)).unwrap();
         }
-        pool.create_volume_from("v", &src, None, None).unwrap();
+        pool.create_volume_from("v", &src, None, None, Default::default())
+            .unwrap();
         pool.create_snapshot("v", Some("s")).unwrap();
         for i in 0..15 {
             std::fs::write(src.join(format!("f{i}")), noise(100 + i, 40_000)).unwrap();

@@ -447,7 +447,8 @@ mod tests {
         let src = dir.path().join("src");
         std::fs::create_dir(&src).unwrap();
         std::fs::write(src.join("f"), b"kept").unwrap();
-        pool.create_volume_from("v", &src, None, None).unwrap();
+        pool.create_volume_from("v", &src, None, None, Default::default())
+            .unwrap();
         let s1 = pool.create_snapshot("v", Some("s1")).unwrap();
         pool.create_snapshot("v", Some("s2")).unwrap();
         pool.delete_volume("v", true).unwrap();

@@ -98,11 +98,22 @@ class Pool:
         return self._native.list_volumes()
 
     def create_volume(
-        self, name: str, from_dir: Optional[PathLike] = None, size: Optional[str] = None
+        self,
+        name: str,
+        from_dir: Optional[PathLike] = None,
+        size: Optional[str] = None,
+        exclude: Optional[Sequence[str]] = None,
+        include: Optional[Sequence[str]] = None,
     ) -> "Volume":
         """Creates a volume, empty or holding a copy of ``from_dir``; ``size``
-        is a quota such as ``"500GiB"``."""
-        self._native.create_volume(name, size, None if from_dir is None else os.fspath(from_dir))
+        is a quota such as ``"500GiB"``; ``exclude``/``include`` are
+        gitignore-style patterns of ``from_dir`` paths to leave out (as
+        ``shale volume create --exclude/--include``)."""
+        src = None if from_dir is None else os.fspath(from_dir)
+        if exclude or include:
+            self._native.create_volume(name, size, src, list(exclude or []), list(include or []))
+        else:
+            self._native.create_volume(name, size, src)
         return Volume(self, name)
 
     # -- snapshots, lineage ------------------------------------------------
@@ -228,11 +239,17 @@ class Volume:
         to: Optional[str] = None,
         delete: bool = False,
         checksum: bool = False,
+        exclude: Optional[Sequence[str]] = None,
+        include: Optional[Sequence[str]] = None,
     ) -> Dict[str, Any]:
         """Copies directory ``source`` into the volume (at ``to`` inside it):
         only changed files are read; ``delete`` also removes what ``source``
-        lacks. Returns the import report."""
-        return self.pool._native.import_dir(self.name, os.fspath(source), to, delete, checksum)
+        lacks. ``exclude``/``include`` are gitignore-style patterns of paths
+        to leave out; what they leave out is neither copied nor deleted.
+        Returns the import report."""
+        return self.pool._native.import_dir(
+            self.name, os.fspath(source), to, delete, checksum, list(exclude or []), list(include or [])
+        )
 
     def export(
         self,

@@ -73,7 +73,14 @@ class RemotePool:
     def volume_info(self, name: str) -> Dict[str, Any]:
         return self._call("GET", f"/volumes/{_seg(name)}")
 
-    def create_volume(self, name: str, size: Union[int, str, None] = None, from_dir: Optional[str] = None):
+    def create_volume(
+        self,
+        name: str,
+        size: Union[int, str, None] = None,
+        from_dir: Optional[str] = None,
+        exclude: Optional[List[str]] = None,
+        include: Optional[List[str]] = None,
+    ):
         if from_dir is not None:
             raise self._needs_pool("creating a volume from a directory")
         if isinstance(size, str):

@@ -220,7 +220,7 @@ pub async fn upload(
                         to: (!into.is_empty()).then(|| into.join("/")),
                         delete: false,
                         checksum: true,
-                        progress: None,
+                        ..Default::default()
                     },
                 )?;
                 Ok(json!({ "volume": name, "path": path, "bytes": bytes, "files_read": report.files_read }))

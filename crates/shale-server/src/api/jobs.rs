@@ -136,6 +136,7 @@ fn plan(
                     snapshot: None,
                     progress: Some(job.counters.clone()),
                     pool_options: p.options().clone(),
+                    filter: Default::default(),
                 };
                 let report =
                     shale_sync::sync(Some(p), &src, &dst, &opts).map_err(|e| e.to_string())?;

@@ -26,6 +26,7 @@ use serde::Serialize;
 
 use crate::catalog;
 use crate::error::{Error, IoContext, Result};
+use crate::filter::Filter;
 use crate::id::ObjectId;
 use crate::names::check_name;
 use crate::pool::Pool;
@@ -46,6 +47,9 @@ pub struct ImportOptions {
     pub checksum: bool,
     /// Advanced after each file.
     pub progress: Option<Arc<dyn Progress>>,
+    /// Source paths to leave out; the volume's entries at those paths are
+    /// kept as they are, even with `delete`.
+    pub filter: Filter,
 }
 
 /// Something in the source that was not imported, and why.
@@ -212,6 +216,30 @@ impl Importer<'_> {
             .push(s);
     }
 
+    /// Whether the filter leaves out source name `name` in directory
+    /// `dir` (`is_dir` asked only when a pattern needs to know).
+    fn left_out(&self, dir: &Path, name: &[u8], is_dir: impl FnOnce() -> bool) -> bool {
+        let mut rel = dir
+            .strip_prefix(&self.root)
+            .unwrap_or(dir)
+            .as_os_str()
+            .as_bytes()
+            .to_vec();
+        if !rel.is_empty() {
+            rel.push(b'/');
+        }
+        rel.extend_from_slice(name);
+        let is_dir = is_dir();
+        self.opts.filter.leaves_out_here(&rel, is_dir)
+    }
+
+    /// Whether the volume's entry `old` in directory `dir` is at a path the
+    /// filter leaves out (so that even `delete` keeps it).
+    fn left_out_old(&self, dir: &Path, old: &Entry) -> bool {
+        !self.opts.filter.is_empty()
+            && self.left_out(dir, &old.name, || matches!(old.content, Content::Dir(_)))
+    }
+
     fn add_source_bytes(&self, n: u64) -> Result<()> {
         let total = self.counters.source_bytes.fetch_add(n, Ordering::Relaxed) + n;
         match self.quota {
@@ -233,7 +261,15 @@ impl Importer<'_> {
     fn import_dir(&self, path: &Path, old: Option<&ObjectId>) -> Result<DirRef> {
         let mut names = Vec::new();
         for entry in fs::read_dir(path).at(path)? {
-            names.push(entry.at(path)?.file_name());
+            let entry = entry.at(path)?;
+            let name = entry.file_name();
+            if self.opts.filter.is_empty()
+                || !self.left_out(path, name.as_bytes(), || {
+                    entry.file_type().is_ok_and(|t| t.is_dir())
+                })
+            {
+                names.push(name);
+            }
         }
         names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
         let mut cursor = DirCursor::new(&self.pool.store, old)?;
@@ -249,7 +285,7 @@ impl Importer<'_> {
                     .is_some_and(|o| o.name.as_slice() < name_bytes)
                 {
                     if let Some(o) = cursor.next_entry()? {
-                        if keep {
+                        if keep || self.left_out_old(path, &o) {
                             slots.push(Slot::Kept(o));
                         }
                     }
@@ -295,7 +331,7 @@ impl Importer<'_> {
             }
         }
         while let Some(o) = cursor.next_entry()? {
-            if keep {
+            if keep || self.left_out_old(path, &o) {
                 builder.push(o)?;
             }
         }
@@ -412,13 +448,15 @@ impl Pool {
         }
     }
 
-    /// Creates a volume holding a copy of directory `src`.
+    /// Creates a volume holding a copy of directory `src`, less what
+    /// `filter` leaves out.
     pub fn create_volume_from(
         &self,
         name: &str,
         src: &Path,
         quota: Option<u64>,
         progress: Option<Arc<dyn Progress>>,
+        filter: Filter,
     ) -> Result<ImportReport> {
         check_name(name)?;
         check_source(src)?;
@@ -428,6 +466,7 @@ impl Pool {
         let opts = ImportOptions {
             delete: true,
             progress,
+            filter,
             ..Default::default()
         };
         let writer = self.store.writer("import")?;
@@ -515,7 +554,8 @@ mod tests {
             }
         }
         let pool = Pool::init(&dir.path().join("pool")).unwrap();
-        pool.create_volume_from("v", &src, None, None).unwrap();
+        pool.create_volume_from("v", &src, None, None, Filter::default())
+            .unwrap();
         for (d, other) in [("a", "b"), ("b", "a")] {
             let (places, others) = (places(&pool, d), places(&pool, other));
             assert_eq!(places.len(), files);
@@ -577,7 +617,7 @@ mod tests {
             }))
         };
         let e = pool
-            .create_volume_from("v", &src, None, cancel())
+            .create_volume_from("v", &src, None, cancel(), Filter::default())
             .unwrap_err();
         assert!(matches!(e, Error::Cancelled), "{e}");
         assert!(matches!(
