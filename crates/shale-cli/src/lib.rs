@@ -247,6 +247,10 @@ pub struct SyncArgs {
     /// Also write the report as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub report: Option<PathBuf>,
+    /// Exit with status 1 when anything was skipped (a key that cannot be
+    /// a local name, a symlink a store cannot hold), after syncing the rest.
+    #[arg(long)]
+    pub strict: bool,
     /// What to leave out.
     #[command(flatten)]
     pub filter: FilterArgs,

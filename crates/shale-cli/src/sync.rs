@@ -91,6 +91,12 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<()> {
             report.copied as usize + report.errors.len()
         );
     }
+    if args.strict && !report.skipped.is_empty() {
+        bail!(
+            "{} entries skipped (listed in the report) and --strict was given",
+            report.skipped.len()
+        );
+    }
     Ok(())
 }
 

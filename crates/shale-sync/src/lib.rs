@@ -325,7 +325,9 @@ fn between(
         .retain(|a| !matches!(a, Action::Delete(e) if holding.contains(e.path.as_slice())));
     report.scanned = plan.scanned;
     report.unchanged = plan.unchanged;
-    report.skipped = plan.skipped;
+    report.skipped = src.listing_skips();
+    report.skipped.extend(dst.listing_skips());
+    report.skipped.extend(plan.skipped);
     if opts.dry_run {
         report.planned = planned(&plan.actions);
         return Ok(());

@@ -33,12 +33,21 @@ impl Local {
         }
     }
 
-    fn at(&self, rel: &[u8]) -> PathBuf {
+    /// The path of `rel` under the root; a name that would lead elsewhere
+    /// (`..`, `.` or empty segments, a leading `/`) is refused, whatever
+    /// side it came from.
+    fn at(&self, rel: &[u8]) -> Result<PathBuf> {
         if rel.is_empty() {
-            self.root.clone()
-        } else {
-            self.root.join(OsStr::from_bytes(rel))
+            return Ok(self.root.clone());
         }
+        if let Some(why) = crate::store::not_a_local_name(rel) {
+            return Err(Error::InvalidArgument(format!(
+                "{}: not written under {}: {why}",
+                String::from_utf8_lossy(rel),
+                self.root.display()
+            )));
+        }
+        Ok(self.root.join(OsStr::from_bytes(rel)))
     }
 }
 
@@ -169,7 +178,7 @@ impl Side for Local {
     }
 
     fn read(&self, e: &Entry, sink: &mut Sink<'_>) -> Result<()> {
-        let path = self.at(&e.path);
+        let path = self.at(&e.path)?;
         let mut f = fs::File::open(&path).at(&path)?;
         // Sized to the file (a zeroed 1 MiB per small file costs more than reading it).
         let mut buf = vec![0u8; (e.size as usize).saturating_add(1).clamp(4096, PIECE)];
@@ -183,7 +192,7 @@ impl Side for Local {
     }
 
     fn write(&self, e: &Entry, feed: &mut Feed<'_>) -> Result<()> {
-        let path = self.at(&e.path);
+        let path = self.at(&e.path)?;
         let parent = path.parent().unwrap_or(&self.root).to_path_buf();
         fs::create_dir_all(&parent).at(&parent)?;
         let name = path.file_name().map(|n| n.as_bytes()).unwrap_or(b"file");
@@ -215,7 +224,7 @@ impl Side for Local {
     }
 
     fn mkdir(&self, e: &Entry) -> Result<()> {
-        let path = self.at(&e.path);
+        let path = self.at(&e.path)?;
         if path.symlink_metadata().is_ok_and(|m| !m.is_dir()) {
             fs::remove_file(&path).at(&path)?;
         }
@@ -227,7 +236,7 @@ impl Side for Local {
         let Kind::Symlink(target) = &e.kind else {
             return Ok(());
         };
-        let path = self.at(&e.path);
+        let path = self.at(&e.path)?;
         if let Some(parent) = path.parent() {
             fs::create_dir_all(parent).at(parent)?;
         }
@@ -240,7 +249,7 @@ impl Side for Local {
     }
 
     fn remove(&self, e: &Entry) -> Result<()> {
-        let path = self.at(&e.path);
+        let path = self.at(&e.path)?;
         let r = if e.kind == Kind::Dir {
             fs::remove_dir(&path)
         } else {

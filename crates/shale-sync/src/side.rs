@@ -47,6 +47,12 @@ pub trait Side: Sync {
     /// Whether the side has directories and symlinks (object stores do not).
     fn has_dirs(&self) -> bool;
 
+    /// What the last [`Side::list`] found and left out (keys that cannot be
+    /// local names), and why.
+    fn listing_skips(&self) -> Vec<crate::plan::Skip> {
+        Vec::new()
+    }
+
     /// Whether a failure is worth retrying (a network side: yes).
     fn retries(&self) -> bool {
         false

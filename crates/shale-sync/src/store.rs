@@ -7,17 +7,23 @@
 //! `aws s3 sync` decides). Objects up to [`PART`] bytes are written with one
 //! request, larger ones as multipart uploads of `PART`-byte parts.
 
+use std::sync::Mutex;
+
 use object_store::path::Path as ObjectPath;
+use shale_core::store::objects::listing::Listed;
 pub use shale_core::store::objects::PART;
 use shale_core::store::objects::{Bucket, StoreLocation};
 use shale_core::{Error, Result, StoreOptions};
 
 use crate::entry::{Entry, Kind, StoredHash};
+use crate::plan::Skip;
 use crate::side::{Feed, Side, Sink};
 
 /// A prefix of a bucket as a sync side.
 pub struct Store {
     bucket: Bucket,
+    /// Keys the last listing left out, and why.
+    skips: Mutex<Vec<Skip>>,
 }
 
 impl Store {
@@ -25,6 +31,7 @@ impl Store {
     pub fn connect(location: &StoreLocation, options: &StoreOptions) -> Result<Store> {
         Ok(Store {
             bucket: Bucket::connect(location, options, 4)?,
+            skips: Mutex::new(Vec::new()),
         })
     }
 
@@ -56,6 +63,54 @@ impl Store {
     }
 }
 
+/// The listing entry of listed object `l` at relative path `path`.
+fn listed_entry(path: Vec<u8>, l: Listed) -> Entry {
+    Entry {
+        path,
+        kind: Kind::File,
+        size: l.size,
+        mtime_ns: l.mtime_ns,
+        mode: 0o644,
+        stored_hash: l.e_tag.map(StoredHash::ETag),
+    }
+}
+
+/// Why relative path `rel` cannot be a local path as it is, if it cannot:
+/// an empty, `.` or `..` segment, a leading `/`, a segment over 255 bytes,
+/// a NUL byte. (Such a name cannot be mapped back and forth reversibly:
+/// `a//b` and `a/b` would be one file; so it is skipped, and named.)
+pub fn not_a_local_name(rel: &[u8]) -> Option<&'static str> {
+    if rel.first() == Some(&b'/') {
+        return Some("invalid local name (a leading /)");
+    }
+    if rel.contains(&0) {
+        return Some("invalid local name (a NUL byte)");
+    }
+    for seg in rel.split(|b| *b == b'/') {
+        match seg {
+            b"" => return Some("invalid local name (an empty segment)"),
+            b"." | b".." => return Some("invalid local name (a . or .. segment)"),
+            s if s.len() > 255 => return Some("invalid local name (a segment over 255 bytes)"),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Whether the object at relative key `rel` can be synced, and if not why.
+fn usable(rel: &str) -> std::result::Result<(), &'static str> {
+    if rel.ends_with('/') {
+        return Err("a directory marker (stores keep no directories)");
+    }
+    if let Some(why) = not_a_local_name(rel.as_bytes()) {
+        return Err(why);
+    }
+    if rel.chars().any(|c| c.is_ascii_control()) {
+        return Err("a control character in the key (the object client cannot address it)");
+    }
+    Ok(())
+}
+
 /// The listing entry of an object at relative path `path`.
 fn entry_of(path: Vec<u8>, m: object_store::ObjectMeta) -> Entry {
     Entry {
@@ -77,24 +132,30 @@ impl Side for Store {
 
     fn list(&self) -> Result<Vec<Entry>> {
         let prefix = self.bucket.prefix();
-        let base = (!prefix.is_empty()).then(|| ObjectPath::from(prefix));
         let strip = if prefix.is_empty() {
             String::new()
         } else {
             format!("{prefix}/")
         };
-        let metas = self
+        let listed = self
             .bucket
-            .list(base.as_ref())
+            .list_keys(&strip)
             .map_err(|e| self.bucket.error(&ObjectPath::from(prefix), e))?;
-        let mut out: Vec<Entry> = metas
-            .into_iter()
-            .filter_map(|m| {
-                let rel = m.location.as_ref().strip_prefix(&strip)?.to_string();
-                Some(entry_of(rel.into_bytes(), m))
-            })
-            .collect();
-        if out.is_empty() && !prefix.is_empty() {
+        let mut out = Vec::with_capacity(listed.len());
+        let mut skips = Vec::new();
+        for l in listed {
+            let Some(rel) = l.key.strip_prefix(&strip) else {
+                continue;
+            };
+            match usable(rel) {
+                Ok(()) => out.push(listed_entry(rel.as_bytes().to_vec(), l)),
+                Err(why) => skips.push(Skip {
+                    path: rel.to_string(),
+                    reason: why.to_string(),
+                }),
+            }
+        }
+        if out.is_empty() && skips.is_empty() && !prefix.is_empty() {
             // Not a prefix of anything: perhaps one object.
             let path = ObjectPath::from(prefix);
             match self.bucket.head(&path) {
@@ -104,7 +165,12 @@ impl Side for Store {
             }
         }
         out.sort_by(|a, b| a.path.cmp(&b.path));
+        *self.skips.lock().unwrap_or_else(|p| p.into_inner()) = skips;
         Ok(out)
+    }
+
+    fn listing_skips(&self) -> Vec<Skip> {
+        self.skips.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     fn read(&self, e: &Entry, sink: &mut Sink<'_>) -> Result<()> {
@@ -208,4 +274,32 @@ pub fn etag_of(size: u64, read: &mut dyn FnMut(&mut Sink<'_>) -> Result<()>) -> 
         count += 1;
     }
     Ok(format!("{:x}-{count}", Md5::digest(&parts)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_that_cannot_be_local_names_say_why() {
+        for ok in [
+            "a",
+            "a/b.txt",
+            "données/été",
+            "with space/f 1",
+            "..a/b..",
+            ".hidden",
+        ] {
+            assert_eq!(usable(ok), Ok(()), "{ok}");
+        }
+        let why = |k: &str| usable(k).unwrap_err();
+        assert!(why("a//b").contains("empty segment"));
+        assert!(why("../x").contains(". or .."));
+        assert!(why("a/./x").contains(". or .."));
+        assert!(why("/x").contains("leading /"));
+        assert!(why(&"s".repeat(256)).contains("over 255"));
+        assert!(why("dir/").contains("directory marker"));
+        assert!(why("a\u{1}b").contains("control character"));
+        assert!(not_a_local_name(b"a\0b").is_some());
+    }
 }

@@ -5,7 +5,11 @@
 
 use std::sync::Arc;
 
-use object_store::ObjectStore as Backend;
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::client::{HttpConnector, ReqwestConnector};
+use object_store::{ClientOptions, ObjectStore as Backend};
+
+use super::listing::S3Lister;
 
 use super::location::{StoreKind, StoreLocation};
 use crate::config::StoreOptions;
@@ -41,6 +45,15 @@ fn config_keys<'a, K: std::str::FromStr>(
 /// the caller's to apply): S3 path-style, GCS and Azure, each configured
 /// with the standard settings of its provider given in `options`.
 pub fn backend(location: &StoreLocation, options: &StoreOptions) -> Result<Arc<dyn Backend>> {
+    Ok(backend_and_lister(location, options)?.0)
+}
+
+/// [`backend`], and for S3 a lister that lists any key the bucket holds
+/// (see [`S3Lister`]).
+pub fn backend_and_lister(
+    location: &StoreLocation,
+    options: &StoreOptions,
+) -> Result<(Arc<dyn Backend>, Option<S3Lister>)> {
     let retry = retry_config(options);
     let invalid =
         |e: object_store::Error| Error::InvalidArgument(format!("{}: {e}", location.url()));
@@ -54,10 +67,26 @@ pub fn backend(location: &StoreLocation, options: &StoreOptions) -> Result<Arc<d
                     builder = builder.with_config(key, v);
                 }
             }
-            Arc::new(builder.build().map_err(invalid)?)
+            let lister_of = |s3: Arc<AmazonS3>, b: &AmazonS3Builder| -> Result<S3Lister> {
+                let region = b
+                    .get_config_value(&AmazonS3ConfigKey::Region)
+                    .unwrap_or_else(|| "us-east-1".into());
+                let endpoint = b
+                    .get_config_value(&AmazonS3ConfigKey::Endpoint)
+                    .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+                let allow_http = endpoint.starts_with("http://");
+                let client = ReqwestConnector::default()
+                    .connect(&ClientOptions::new().with_allow_http(allow_http))
+                    .map_err(invalid)?;
+                let url = format!("{}/{}", endpoint.trim_end_matches('/'), location.bucket);
+                Ok(S3Lister::new(s3, client, url, region))
+            };
+            let s3 = Arc::new(builder.clone().build().map_err(invalid)?);
+            let lister = lister_of(s3.clone(), &builder)?;
+            (s3, Some(lister))
         }
-        StoreKind::Gcs => gcs(location, options, retry).map_err(invalid)?,
-        StoreKind::Azure => azure(location, options, retry).map_err(invalid)?,
+        StoreKind::Gcs => (gcs(location, options, retry).map_err(invalid)?, None),
+        StoreKind::Azure => (azure(location, options, retry).map_err(invalid)?, None),
     })
 }
 

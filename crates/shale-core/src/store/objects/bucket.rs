@@ -13,7 +13,8 @@ use futures::TryStreamExt;
 use object_store::path::Path as ObjectPath;
 use object_store::{ObjectMeta, ObjectStore as Backend, ObjectStoreExt, PutPayload};
 
-use super::backend::backend;
+use super::backend::backend_and_lister;
+use super::listing::{list_through, Listed, S3Lister};
 use super::location::StoreLocation;
 use crate::config::StoreOptions;
 use crate::error::{Error, Result};
@@ -25,6 +26,8 @@ pub const PART: usize = 16 << 20;
 /// A bucket (or container) under a key prefix, reached by blocking calls.
 pub struct Bucket {
     backend: Arc<dyn Backend>,
+    /// For S3: lists keys `backend` refuses to parse.
+    lister: Option<S3Lister>,
     prefix: String,
     /// What to call it in messages: its URL.
     name: String,
@@ -39,8 +42,10 @@ impl Bucket {
         options: &StoreOptions,
         threads: usize,
     ) -> Result<Self> {
-        let backend = backend(location, options)?;
-        Bucket::new(backend, &location.prefix, &location.url(), threads)
+        let (backend, lister) = backend_and_lister(location, options)?;
+        let mut bucket = Bucket::new(backend, &location.prefix, &location.url(), threads)?;
+        bucket.lister = lister;
+        Ok(bucket)
     }
 
     /// A bucket over any `object_store` backend (tests use its in-memory one).
@@ -58,6 +63,7 @@ impl Bucket {
             .map_err(|e| Error::io(name, e))?;
         Ok(Bucket {
             backend,
+            lister: None,
             prefix: prefix.trim_matches('/').to_string(),
             name: name.to_string(),
             runtime,
@@ -121,6 +127,20 @@ impl Bucket {
     /// Every object under `base` (the whole bucket for `None`).
     pub fn list(&self, base: Option<&ObjectPath>) -> object_store::Result<Vec<ObjectMeta>> {
         self.runtime.block_on(self.backend.list(base).try_collect())
+    }
+
+    /// Every object whose key starts with `prefix` (a whole key, not under
+    /// this bucket's prefix), any key the store holds: keys `object_store`
+    /// cannot parse (`a//b`, `../x`) are listed too, for S3.
+    pub fn list_keys(&self, prefix: &str) -> object_store::Result<Vec<Listed>> {
+        match &self.lister {
+            Some(l) => self.runtime.block_on(l.list(prefix)),
+            None => {
+                let dir = prefix.trim_end_matches('/');
+                self.runtime
+                    .block_on(list_through(self.backend.as_ref(), dir))
+            }
+        }
     }
 
     /// Deletes an object; an absent one is not an error.

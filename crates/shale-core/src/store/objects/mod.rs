@@ -8,6 +8,7 @@
 mod backend;
 mod bucket;
 mod credentials;
+pub mod listing;
 mod local;
 mod location;
 mod memory;
@@ -15,7 +16,7 @@ mod read_ahead;
 mod read_cache;
 mod remote;
 
-pub use backend::backend;
+pub use backend::{backend, backend_and_lister};
 pub use bucket::{Bucket, Upload, PART};
 pub use local::LocalDir;
 pub use location::{StoreKind, StoreLocation};
