@@ -12,6 +12,7 @@ mod output;
 mod progress;
 mod remote;
 mod remote_cmds;
+mod retention;
 mod run;
 mod server;
 mod sync;
@@ -437,9 +438,24 @@ pub enum SnapshotCmd {
     Create {
         /// Volume name.
         volume: String,
-        /// Snapshot name.
+        /// Snapshot name (with --keep or --keep-days: the series' prefix).
         name: Option<String>,
+        /// Keep the newest N of this series: the snapshot is named
+        /// NAME.YYYYMMDDhhmmss (NAME defaults to shale), and older
+        /// snapshots of the series are deleted after it is taken, except
+        /// those a clone, run or mirror depends on or that are mounted
+        /// (said which, and why). Other snapshots are never touched.
+        #[arg(long, value_name = "N")]
+        keep: Option<usize>,
+        /// Also delete the series' snapshots older than DAYS (the newest
+        /// stays).
+        #[arg(long, value_name = "DAYS")]
+        keep_days: Option<u64>,
     },
+    /// Hourly, daily and weekly snapshots, taken and pruned by
+    /// `shale snapshot policy run` (from cron or a systemd timer).
+    #[command(subcommand)]
+    Policy(PolicyCmd),
     /// List snapshots of one volume or of all.
     List {
         /// Volume name.
@@ -462,6 +478,32 @@ pub enum SnapshotCmd {
         /// Snapshot name.
         name: String,
     },
+}
+
+/// `shale snapshot policy …`
+#[derive(Subcommand, Debug)]
+pub enum PolicyCmd {
+    /// Set how many hourly, daily and weekly snapshots a volume keeps
+    /// (series hourly.*, daily.*, weekly.*); all 0 removes its policy.
+    Set {
+        /// Volume name.
+        volume: String,
+        /// Hourly snapshots kept.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        hourly: u32,
+        /// Daily snapshots kept.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        daily: u32,
+        /// Weekly snapshots kept.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        weekly: u32,
+    },
+    /// List the policies.
+    List,
+    /// Take the snapshots that are due (a class is due when its newest
+    /// snapshot is at least 90% of its period old) and prune each class
+    /// to its count. Run it from a timer, e.g. hourly.
+    Run,
 }
 
 /// Arguments of `mount`.

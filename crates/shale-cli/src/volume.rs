@@ -234,11 +234,23 @@ fn export(cli: &Cli, pool: &Pool, args: &ExportArgs) -> Result<()> {
 pub fn snapshot(cli: &Cli, cmd: &SnapshotCmd) -> Result<()> {
     let pool = open(cli)?;
     match cmd {
-        SnapshotCmd::Create { volume, name } => {
+        SnapshotCmd::Create {
+            volume,
+            name,
+            keep: None,
+            keep_days: None,
+        } => {
             let s = pool.create_snapshot(volume, name.as_deref())?;
             let line = format!("created snapshot {}@{} (id {})", s.volume, s.name, s.id);
             print_snapshot(cli, &s, &line);
         }
+        SnapshotCmd::Create {
+            volume,
+            name,
+            keep,
+            keep_days,
+        } => crate::retention::create(cli, &pool, volume, name.as_deref(), *keep, *keep_days)?,
+        SnapshotCmd::Policy(cmd) => crate::retention::policy(cli, &pool, cmd)?,
         SnapshotCmd::List { volume, space } => list_snapshots(cli, &pool, volume, *space)?,
         SnapshotCmd::Delete { volume, name } => {
             pool.delete_snapshot(volume, name)?;
@@ -378,7 +390,12 @@ fn print_resized(cli: &Cli, v: &VolumeReport) {
 /// `shale snapshot …` through `--server`.
 pub fn snapshot_remote(cli: &Cli, remote: &Remote, cmd: &SnapshotCmd) -> Result<()> {
     match cmd {
-        SnapshotCmd::Create { volume, name } => {
+        SnapshotCmd::Create { keep: Some(_), .. }
+        | SnapshotCmd::Create {
+            keep_days: Some(_), ..
+        } => return Err(needs_pool("snapshot create --keep")),
+        SnapshotCmd::Policy(_) => return Err(needs_pool("snapshot policy")),
+        SnapshotCmd::Create { volume, name, .. } => {
             let s = remote.create_snapshot(volume, name.as_deref())?;
             let line = format!("created snapshot {}@{} (id {})", s.volume, s.name, s.id);
             print_snapshot(cli, &s, &line);

@@ -232,6 +232,67 @@ fn snapshots_and_clones_of_live_volumes() {
 }
 
 #[test]
+fn snapshot_series_keep_the_newest_and_policies_take_their_classes() {
+    let env = Env::new();
+    env.ok(&["volume", "create", "ds"]);
+    env.ok(&["snapshot", "create", "ds", "hand"]);
+    let mut names = Vec::new();
+    for _ in 0..3 {
+        let r = env.json(&["snapshot", "create", "ds", "nightly", "--keep", "2"]);
+        names.push(r["snapshot"]["name"].as_str().unwrap().to_string());
+    }
+    assert!(names.iter().all(|n| n.starts_with("nightly.")), "{names:?}");
+    let left: Vec<String> = env
+        .json(&["snapshot", "list", "ds"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_string())
+        .collect();
+    assert!(left.contains(&"hand".to_string()), "{left:?}");
+    assert!(!left.contains(&names[0]), "{left:?}");
+    assert!(
+        left.contains(&names[1]) && left.contains(&names[2]),
+        "{left:?}"
+    );
+    fails(
+        &env,
+        &["snapshot", "create", "ds", "--keep", "0"],
+        "keep at least 1",
+    );
+    // a policy: the first run takes one of each class it keeps
+    env.ok(&[
+        "snapshot", "policy", "set", "ds", "--hourly", "24", "--daily", "7",
+    ]);
+    let listed = env.json(&["snapshot", "policy", "list"]);
+    assert_eq!(listed[0]["hourly"], 24);
+    let run = env.json(&["snapshot", "policy", "run"]);
+    let taken: Vec<&str> = run[0]["taken"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(taken.len() == 2 && taken[0].starts_with("hourly.") && taken[1].starts_with("daily."));
+    let again = env.json(&["snapshot", "policy", "run"]);
+    assert!(
+        again[0]["taken"].as_array().unwrap().is_empty(),
+        "nothing due yet"
+    );
+    fails(
+        &env,
+        &["snapshot", "policy", "set", "nope", "--daily", "1"],
+        "nope",
+    );
+    env.ok(&["snapshot", "policy", "set", "ds"]);
+    assert!(env
+        .json(&["snapshot", "policy", "list"])
+        .as_array()
+        .unwrap()
+        .is_empty());
+}
+
+#[test]
 fn unchanged_files_are_not_read_again() {
     let env = Env::new();
     sample_tree(&env.path("src"));

@@ -14,6 +14,7 @@ mod history;
 mod holders;
 mod index;
 mod mirrors;
+mod policies;
 #[cfg(not(feature = "postgres"))]
 #[path = "no_postgres.rs"]
 mod postgres;
@@ -54,6 +55,8 @@ pub(crate) use mirrors::{
     delete_mirror, insert_mirror, mirror_of, mirrors, record_transfer, set_mirror_state,
 };
 pub use mirrors::{MirrorRow, Policy, Transfer};
+pub use policies::SnapshotPolicy;
+pub(crate) use policies::{delete_policy, policies, set_policy};
 pub(crate) use runs::{end_run, insert_run, insert_run_data, runs, set_run_mlflow};
 pub use runs::{Run, RunData};
 pub use schema::SCHEMA_VERSION;

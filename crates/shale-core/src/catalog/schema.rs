@@ -10,7 +10,7 @@ use super::sql::Dialect;
 
 /// Version of the catalog schema this build reads and writes. Older
 /// catalogs are upgraded in place when opened ([`upgrade`]).
-pub const SCHEMA_VERSION: u32 = 11;
+pub const SCHEMA_VERSION: u32 = 12;
 
 /// The tables of schema version 1 (SQLite spelling).
 const TABLES_1: &str = "
@@ -202,6 +202,18 @@ CREATE TABLE IF NOT EXISTS space_history (
 );
 ";
 
+/// Version 12 adds snapshot policies (`policies.rs`): how many hourly,
+/// daily and weekly snapshots each volume keeps.
+const POLICIES_12: &str = "
+CREATE TABLE IF NOT EXISTS snapshot_policies (
+    volume TEXT PRIMARY KEY,
+    hourly INTEGER NOT NULL,
+    daily INTEGER NOT NULL,
+    weekly INTEGER NOT NULL,
+    updated INTEGER NOT NULL
+);
+";
+
 /// `sql` in the spelling of `dialect`.
 fn spell(sql: &str, dialect: Dialect) -> String {
     match dialect {
@@ -222,7 +234,7 @@ pub fn create(dialect: Dialect) -> String {
     spell(
         &format!(
             "{TABLES_1} {TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}
-             {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+             {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
         ),
         dialect,
     )
@@ -234,22 +246,23 @@ pub fn upgrade(from: &str, dialect: Dialect) -> Option<String> {
     let steps = match from {
         "1" => format!(
             "{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} \
-             {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11}"
+             {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"
         ),
         "2" => format!(
             "{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} \
-             {LABELS_9} {TABLES_10} {HISTORY_11}"
+             {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"
         ),
         "3" => format!(
-            "{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11}"
+            "{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"
         ),
-        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11}"),
-        "5" => format!("{INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11}"),
-        "6" => format!("{DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11}"),
-        "7" => format!("{TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11}"),
-        "8" => format!("{LABELS_9} {TABLES_10} {HISTORY_11}"),
-        "9" => format!("{TABLES_10} {HISTORY_11}"),
-        "10" => HISTORY_11.to_string(),
+        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"),
+        "5" => format!("{INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"),
+        "6" => format!("{DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"),
+        "7" => format!("{TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"),
+        "8" => format!("{LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"),
+        "9" => format!("{TABLES_10} {HISTORY_11} {POLICIES_12}"),
+        "10" => format!("{HISTORY_11} {POLICIES_12}"),
+        "11" => POLICIES_12.to_string(),
         _ => return None,
     };
     Some(spell(

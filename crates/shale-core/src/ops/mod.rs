@@ -12,6 +12,7 @@ pub mod import;
 pub mod info;
 pub mod lineage;
 pub mod mirror;
+pub mod retention;
 pub mod tokens;
 pub mod verify;
 pub mod volumes;
