@@ -261,6 +261,28 @@ impl NativePool {
         run(py, || self.pool.create_snapshot(volume, name))
     }
 
+    /// Takes snapshot `PREFIX.YYYYMMDDhhmmss` and prunes that series to the
+    /// newest `keep` and/or those younger than `keep_days` (see
+    /// `shale snapshot create --keep`); returns the snapshot and the pruning.
+    #[pyo3(signature = (volume, prefix=None, keep=None, keep_days=None))]
+    fn snapshot_series(
+        &self,
+        py: Python<'_>,
+        volume: &str,
+        prefix: Option<&str>,
+        keep: Option<usize>,
+        keep_days: Option<u64>,
+    ) -> PyResult<PyObject> {
+        let retention = shale_core::ops::retention::Retention {
+            keep,
+            max_age: keep_days.map(|d| std::time::Duration::from_secs(d.saturating_mul(86_400))),
+        };
+        run(py, || {
+            self.pool
+                .snapshot_series(volume, prefix, &retention, shale_core::catalog::now_ns())
+        })
+    }
+
     /// Deletes a snapshot.
     fn delete_snapshot(&self, py: Python<'_>, volume: &str, name: &str) -> PyResult<PyObject> {
         run(py, || self.pool.delete_snapshot(volume, name))

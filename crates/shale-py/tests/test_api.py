@@ -60,6 +60,32 @@ def test_toolkit_functions(pool, data_dir):
     assert [v["name"] for v in shale.list_volumes(pool=pool)] == ["proj"]
 
 
+def test_retention_and_filters(pool, data_dir):
+    shale.create_volume(volume_name="r", pool=pool)
+    shale.create_snapshot(volume_name="r", snapshot_name="hand", pool=pool)
+    made = [
+        shale.create_snapshot(volume_name="r", snapshot_name="nightly", retention_count=2, pool=pool)
+        for _ in range(3)
+    ]
+    assert all(m["name"].startswith("nightly.") for m in made)
+    assert made[2]["deleted"] == [made[0]["name"]] and made[2]["kept"] == []
+    names = {s["name"] for s in shale.list_snapshots(volume_name="r", pool=pool)}
+    assert names == {"hand", made[1]["name"], made[2]["name"]}
+    # by days: nothing is a day old yet
+    by_days = shale.create_snapshot(
+        volume_name="r", snapshot_name="nightly", retention_count=1, retention_days=True, pool=pool
+    )
+    assert by_days["deleted"] == []
+    with pytest.raises(shale.ShaleError, match="keep at least 1"):
+        pool._native.snapshot_series("r", "x", 0, None)
+    # filters: import_dir and create_volume leave paths out
+    (data_dir / "junk.tmp").write_text("x")
+    v = pool.create_volume("f", from_dir=data_dir, exclude=["*.tmp", "sub/"])
+    assert v.info()["files"] == 1
+    report = v.import_dir(data_dir, delete=True, exclude=["*.tmp"], include=[])
+    assert v.info()["files"] == 2 and report["files_read"] == 1
+
+
 def test_print_output(pool, capsys):
     shale.create_volume(volume_name="p", pool=pool, print_output=True)
     shale.create_snapshot(volume_name="p", snapshot_name="x", pool=pool, print_output=True)

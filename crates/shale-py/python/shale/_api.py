@@ -441,10 +441,32 @@ def list_volumes(pool: Optional[Pool] = None, print_output: bool = False) -> Lis
 
 
 def create_snapshot(
-    volume_name: str, snapshot_name: Optional[str] = None, pool: Optional[Pool] = None, print_output: bool = False
+    volume_name: str,
+    snapshot_name: Optional[str] = None,
+    pool: Optional[Pool] = None,
+    print_output: bool = False,
+    retention_count: int = 0,
+    retention_days: bool = False,
 ) -> Dict[str, Any]:
-    """Snapshots a volume; returns the snapshot with its content ``id``."""
-    snap = (pool or Pool()).volume(volume_name).snapshot(snapshot_name)
+    """Snapshots a volume; returns the snapshot with its content ``id``.
+
+    With ``retention_count`` N > 0 (the DataOps Toolkit's retention), the
+    snapshot is named ``SNAPSHOT_NAME.YYYYMMDDhhmmss`` (``shale.…`` without
+    a name) and older snapshots of that series beyond the newest N are
+    deleted, or with ``retention_days=True`` those older than N days; other
+    snapshots, and any a clone, run or mirror depends on, are kept. The
+    returned dict then also has ``deleted`` and ``kept`` (name and reason)."""
+    pool = pool or Pool()
+    if retention_count < 0:
+        raise ValueError("retention_count must be 0 (no retention) or more")
+    if retention_count == 0:
+        snap = pool.volume(volume_name).snapshot(snapshot_name)
+    else:
+        keep, days = (None, retention_count) if retention_days else (retention_count, None)
+        r = pool._native.snapshot_series(volume_name, snapshot_name, keep, days)
+        snap = {**r["snapshot"], "deleted": r["pruned"]["deleted"], "kept": r["pruned"]["kept"]}
+        for name in snap["deleted"]:
+            _say(print_output, f"Snapshot deleted: {volume_name}@{name}")
     _say(print_output, f"Snapshot created: {volume_name}@{snap['name']} (id {snap['id']})")
     return snap
 

@@ -87,6 +87,9 @@ class RemotePool:
             size = _native.parse_size(size)
         return self._call("POST", "/volumes", {"name": name, "quota": size})
 
+    def snapshot_series(self, volume: str, prefix=None, keep=None, keep_days=None):
+        raise self._needs_pool("snapshot retention")
+
     def clone_volume(self, new: str, source: str) -> Dict[str, Any]:
         volume, _, snapshot = source.partition("@")
         return self._call("POST", f"/volumes/{_seg(volume)}/clone", {"name": new, "snapshot": snapshot or None})
