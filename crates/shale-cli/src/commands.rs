@@ -16,7 +16,7 @@ use shale_core::{Pool, PoolSpec};
 
 use crate::output::{self, print_json};
 use crate::progress::Bar;
-use crate::{Cli, Command, DiffArgs, PoolCmd};
+use crate::{CacheCmd, Cli, Command, DiffArgs, PoolCmd};
 
 /// The pool as given: --pool, $SHALE_POOL (via clap), else the XDG data
 /// directory. A path, or an `s3://` URL (see [`pool_spec`]).
@@ -105,11 +105,42 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Sync(args) => crate::sync::sync(cli, args),
         Command::Mirror(cmd) => crate::mirror::mirror(cli, cmd),
         Command::Scan(args) => crate::sync::scan(cli, args),
+        Command::Cache(CacheCmd::Warm { spec, paths, jobs }) => warm(cli, spec, paths, *jobs),
         Command::Workspace(cmd) => crate::workspace::run(cli, cmd),
         Command::Token(cmd) => crate::server::token(cli, cmd),
         Command::Serve(args) => crate::server::serve(cli, args),
         Command::Mcp => shale_server::mcp::serve_stdio(open(cli)?),
     }
+}
+
+/// `cache warm`.
+fn warm(cli: &Cli, spec: &str, paths: &[String], jobs: usize) -> Result<()> {
+    if jobs == 0 {
+        anyhow::bail!("--jobs must be at least 1");
+    }
+    let pool = open(cli)?;
+    let (progress, bar) = crate::progress::Bar::start(cli.quiet || cli.json, "warming", None);
+    let r = pool.warm_cache(spec, paths, jobs, progress);
+    drop(bar);
+    let r = r?;
+    if cli.json {
+        print_json(&r);
+    } else if !cli.quiet {
+        use shale_core::size::format_size;
+        println!(
+            "warmed {}: {} files ({}), {} fetched, {} already cached; cache {} of {} ({} left) in {:.1} s",
+            r.spec,
+            r.files,
+            format_size(r.logical_bytes),
+            format_size(r.bytes_fetched),
+            format_size(r.bytes_already_cached),
+            format_size(r.cache_used),
+            format_size(r.cache_limit),
+            format_size(r.cache_limit.saturating_sub(r.cache_used)),
+            r.seconds
+        );
+    }
+    Ok(())
 }
 
 /// `pool init`.

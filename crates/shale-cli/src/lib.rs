@@ -14,6 +14,7 @@ mod remote;
 mod remote_cmds;
 mod retention;
 mod run;
+mod saved_sync;
 mod server;
 mod sync;
 mod volume;
@@ -133,10 +134,13 @@ pub enum Command {
     Mirror(MirrorCmd),
     /// Make DST hold what SRC holds, copying only what differs: local
     /// paths, s3://BUCKET/PREFIX (gs://, az://), volume:NAME[@SNAPSHOT][/PATH].
-    Sync(SyncArgs),
+    Sync(Box<SyncArgs>),
     /// Report what a directory, bucket prefix or volume holds: counts,
     /// sizes, ages, largest files and directories, extensions, duplicates.
     Scan(ScanArgs),
+    /// This machine's read cache of an object-store pool.
+    #[command(subcommand)]
+    Cache(CacheCmd),
     /// JupyterLab workspaces whose root directory is a volume: create,
     /// snapshot, clone, restore, start, stop, delete.
     #[command(subcommand)]
@@ -218,11 +222,36 @@ pub enum MirrorCmd {
 
 /// `shale sync …`
 #[derive(Args, Debug)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct SyncArgs {
+    /// Saved syncs (a source named `create`, `list`, `run` or `delete`:
+    /// write it `./create`).
+    #[command(subcommand)]
+    pub saved: Option<SavedSyncCmd>,
     /// Where to copy from.
-    pub src: std::ffi::OsString,
+    #[arg(required = true)]
+    pub src: Option<std::ffi::OsString>,
     /// Where to copy to (a snapshot is read-only: not a destination).
-    pub dst: std::ffi::OsString,
+    #[arg(required = true)]
+    pub dst: Option<std::ffi::OsString>,
+    /// How to sync.
+    #[command(flatten)]
+    pub how: SyncFlags,
+    /// Print what would be done; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Also write the report as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Exit with status 1 when anything was skipped (a key that cannot be
+    /// a local name, a symlink a store cannot hold), after syncing the rest.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// The flags of a sync that a saved sync keeps.
+#[derive(Args, Debug, Clone)]
+pub struct SyncFlags {
     /// Remove from DST what SRC lacks.
     #[arg(long)]
     pub delete: bool,
@@ -230,9 +259,6 @@ pub struct SyncArgs {
     /// has them: ETags, Shale chunk ids), not by modification time.
     #[arg(long)]
     pub checksum: bool,
-    /// Print what would be done; change nothing.
-    #[arg(long, short = 'n')]
-    pub dry_run: bool,
     /// Files copied at once.
     #[arg(long, short = 'j', default_value_t = 32)]
     pub jobs: usize,
@@ -245,16 +271,50 @@ pub struct SyncArgs {
     /// After syncing into a volume, snapshot it (named NAME, else by time).
     #[arg(long, value_name = "NAME", num_args = 0..=1, default_missing_value = "")]
     pub snapshot: Option<String>,
-    /// Also write the report as JSON to FILE.
-    #[arg(long, value_name = "FILE")]
-    pub report: Option<PathBuf>,
-    /// Exit with status 1 when anything was skipped (a key that cannot be
-    /// a local name, a symlink a store cannot hold), after syncing the rest.
-    #[arg(long)]
-    pub strict: bool,
     /// What to leave out.
     #[command(flatten)]
     pub filter: FilterArgs,
+}
+
+/// `shale sync create|list|run|delete`: saved syncs, kept in the pool's
+/// catalog.
+#[derive(Subcommand, Debug)]
+pub enum SavedSyncCmd {
+    /// Save a sync under NAME, to run by name or on a schedule (nothing is
+    /// copied now). Credentials are not saved: each run takes them from
+    /// its environment.
+    Create {
+        /// Its name.
+        name: String,
+        /// Where to copy from.
+        src: std::ffi::OsString,
+        /// Where to copy to.
+        dst: std::ffi::OsString,
+        /// How to sync.
+        #[command(flatten)]
+        how: Box<SyncFlags>,
+        /// Run it every INTERVAL (`1h`, `30m`, `1day`) with `shale sync run
+        /// --due`, from a timer.
+        #[arg(long, value_name = "INTERVAL")]
+        every: Option<String>,
+    },
+    /// List saved syncs: last run, its outcome, when next due.
+    List,
+    /// Run a saved sync (its report is kept with it), or with --due every
+    /// scheduled one that is due.
+    Run {
+        /// The saved sync.
+        #[arg(required_unless_present = "due")]
+        name: Option<String>,
+        /// Run every saved sync whose interval has (90%) passed.
+        #[arg(long, conflicts_with = "name")]
+        due: bool,
+    },
+    /// Forget a saved sync (nothing it copied is touched).
+    Delete {
+        /// The saved sync.
+        name: String,
+    },
 }
 
 /// `--exclude`, `--include`, `--exclude-from`: paths left out of a sync
@@ -477,6 +537,23 @@ pub enum SnapshotCmd {
         volume: String,
         /// Snapshot name.
         name: String,
+    },
+}
+
+/// `shale cache …`
+#[derive(Subcommand, Debug)]
+pub enum CacheCmd {
+    /// Fetch a volume's (or snapshot's, or paths') data from the object
+    /// store into this machine's read cache before a job reads it; refused
+    /// when it would not fit (SHALE_READ_CACHE_SIZE).
+    Warm {
+        /// VOLUME or VOLUME@SNAPSHOT.
+        spec: String,
+        /// Paths inside it (default: all of it).
+        paths: Vec<String>,
+        /// Windows fetched at once.
+        #[arg(long, short = 'j', default_value_t = 32)]
+        jobs: usize,
     },
 }
 
@@ -852,6 +929,7 @@ fn quiet_on_closed_pipe(command: &Command) {
             | Command::Workspace(_)
             | Command::Run(_)
             | Command::Sync(_)
+            | Command::Cache(_)
             | Command::Mirror(_)
     );
     if !long_lived {

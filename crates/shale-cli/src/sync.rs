@@ -18,7 +18,7 @@ fn pool_for(cli: &Cli, places: &[&Location]) -> Result<Option<shale_core::Pool>>
 }
 
 /// With the endpoint and region of the command line.
-fn located(cli: &Cli, arg: &std::ffi::OsStr) -> Result<Location> {
+pub(crate) fn located(cli: &Cli, arg: &std::ffi::OsStr) -> Result<Location> {
     let mut loc = Location::parse(arg)?;
     if let Location::Store(l) = &mut loc {
         l.endpoint = cli.endpoint.clone();
@@ -28,43 +28,72 @@ fn located(cli: &Cli, arg: &std::ffi::OsStr) -> Result<Location> {
 }
 
 pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<()> {
-    let src = located(cli, &args.src)?;
-    let dst = located(cli, &args.dst)?;
-    let bwlimit = match &args.bwlimit {
-        Some(r) => {
-            Some(parse_size(r.trim_end_matches("/s")).with_context(|| format!("--bwlimit {r}"))?)
-        }
-        None => None,
-    };
-    if args.jobs == 0 {
-        bail!("--jobs must be at least 1");
+    if let Some(cmd) = &args.saved {
+        return crate::saved_sync::saved(cli, cmd);
     }
-    let filter = args.filter.filter()?;
+    let (Some(src), Some(dst)) = (&args.src, &args.dst) else {
+        bail!("shale sync SRC DST: name both places");
+    };
+    let src = located(cli, src)?;
+    let dst = located(cli, dst)?;
+    let how = &args.how;
+    let filter = how.filter.filter()?;
+    let bwlimit = bwlimit(how)?;
     let pool = pool_for(cli, &[&src, &dst])?;
     let (progress, bar) = Bar::start(cli.quiet || cli.json || args.dry_run, "syncing", None);
     let opts = SyncOptions {
-        delete: args.delete,
-        checksum: args.checksum,
+        delete: how.delete,
+        checksum: how.checksum,
         dry_run: args.dry_run,
-        jobs: args.jobs,
+        jobs: how.jobs,
         bwlimit,
-        retries: args.retries,
-        snapshot: args.snapshot.clone().map(|n| (!n.is_empty()).then_some(n)),
+        retries: how.retries,
+        snapshot: how.snapshot.clone().map(|n| (!n.is_empty()).then_some(n)),
         progress,
         pool_options: cli.options.clone(),
         filter,
     };
     let report = shale_sync::sync(pool.as_ref(), &src, &dst, &opts);
     drop(bar);
-    let report = report?;
-    if let Some(path) = &args.report {
-        let json = serde_json::to_vec_pretty(&report)?;
+    print_report(
+        cli,
+        &report?,
+        args.dry_run,
+        args.strict,
+        args.report.as_deref(),
+    )
+}
+
+/// `--bwlimit RATE` in bytes per second; checks `--jobs` too.
+pub(crate) fn bwlimit(how: &crate::SyncFlags) -> Result<Option<u64>> {
+    if how.jobs == 0 {
+        bail!("--jobs must be at least 1");
+    }
+    match &how.bwlimit {
+        Some(r) => Ok(Some(
+            parse_size(r.trim_end_matches("/s")).with_context(|| format!("--bwlimit {r}"))?,
+        )),
+        None => Ok(None),
+    }
+}
+
+/// Prints a sync's report (and writes it to `file`); fails if paths
+/// failed, or anything was skipped and `strict`.
+pub(crate) fn print_report(
+    cli: &Cli,
+    report: &SyncReport,
+    dry_run: bool,
+    strict: bool,
+    file: Option<&std::path::Path>,
+) -> Result<()> {
+    if let Some(path) = file {
+        let json = serde_json::to_vec_pretty(report)?;
         std::fs::write(path, json).with_context(|| format!("writing {}", path.display()))?;
     }
     if cli.json {
-        print_json(&serde_json::to_value(&report)?);
+        print_json(&serde_json::to_value(report)?);
     } else {
-        if args.dry_run {
+        if dry_run {
             for p in &report.planned {
                 match p.reason {
                     Some(r) => {
@@ -75,7 +104,7 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<()> {
             }
         }
         if !cli.quiet {
-            eprintln!("{}", summary(&report));
+            eprintln!("{}", summary(report));
             for s in &report.skipped {
                 eprintln!("skipped {}: {}", s.path, s.reason);
             }
@@ -91,7 +120,7 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<()> {
             report.copied as usize + report.errors.len()
         );
     }
-    if args.strict && !report.skipped.is_empty() {
+    if strict && !report.skipped.is_empty() {
         bail!(
             "{} entries skipped (listed in the report) and --strict was given",
             report.skipped.len()
@@ -100,7 +129,7 @@ pub fn sync(cli: &Cli, args: &SyncArgs) -> Result<()> {
     Ok(())
 }
 
-fn summary(r: &SyncReport) -> String {
+pub(crate) fn summary(r: &SyncReport) -> String {
     let verb = if r.dry_run { "would sync" } else { "synced" };
     let copied = if r.dry_run {
         r.planned.iter().filter(|p| p.action == "copy").count() as u64

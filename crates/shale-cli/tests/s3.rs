@@ -275,6 +275,106 @@ fn a_store_outage_under_a_mount_keeps_the_writes_until_it_ends() {
     );
 }
 
+#[test]
+fn a_warmed_cache_serves_a_cold_mount_with_the_store_stopped() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let Some(mut g) = Garage::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, reader) = (dir.path().join("cache-w"), dir.path().join("cache-r"));
+    let url = format!("s3://{BUCKET}/warm");
+    let src = dir.path().join("src");
+    // test/ sorts first and fills the first 4 MiB windows of the pack
+    // (the cache fetches whole windows); train/ lies after it
+    for i in 0..23u64 {
+        let (d, len) = if i < 20 {
+            ("train", 50_000 + i as usize * 7_000)
+        } else {
+            ("test", 3 << 20)
+        };
+        write(&src.join(format!("{d}/f{i}.bin")), &noise(i, len));
+    }
+    ok(&g, &url, &writer, &["pool", "init"]);
+    ok(
+        &g,
+        &url,
+        &writer,
+        &["volume", "create", "ds", "--from", src.to_str().unwrap()],
+    );
+    ok(&g, &url, &writer, &["snapshot", "create", "ds", "v1"]);
+    // another machine: attach, warm only train/ of the snapshot
+    ok(&g, &url, &reader, &["pool", "attach"]);
+    let warm = |g: &Garage, args: &[&str]| -> serde_json::Value {
+        let mut all = vec!["--json", "cache", "warm"];
+        all.extend_from_slice(args);
+        serde_json::from_str(&ok(g, &url, &reader, &all)).unwrap()
+    };
+    // a cache too small for the ask is refused before fetching anything
+    let small = Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .envs(g.env())
+        .env("SHALE_CACHE_DIR", &reader)
+        .env("SHALE_READ_CACHE_SIZE", "64KiB")
+        .args(["--pool", &url, "cache", "warm", "ds@v1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&small.stderr);
+    assert!(
+        !small.status.success() && err.contains("SHALE_READ_CACHE_SIZE"),
+        "{err}"
+    );
+    let r = warm(&g, &["ds@v1", "train"]);
+    assert_eq!(r["files"], 20);
+    // (the window holding the directory nodes was cached by the walk itself)
+    let total = r["bytes_fetched"].as_u64().unwrap() + r["bytes_already_cached"].as_u64().unwrap();
+    assert!(total >= 2_330_000, "{r}");
+    let again = warm(&g, &["ds@v1", "train"]);
+    assert_eq!(again["bytes_fetched"], 0, "{again}");
+    assert_eq!(again["bytes_already_cached"], total);
+    // mounted, then the store stops: what was warmed reads, the rest fails
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    ok(
+        &g,
+        &url,
+        &reader,
+        &["mount", mnt.to_str().unwrap(), "--volume", "ds@v1"],
+    );
+    let _guard = Mounted(mnt.clone());
+    g.stop();
+    for i in 0..20u64 {
+        let rel = format!("train/f{i}.bin");
+        assert_eq!(
+            std::fs::read(mnt.join(&rel)).unwrap(),
+            std::fs::read(src.join(&rel)).unwrap(),
+            "{rel}"
+        );
+    }
+    assert!(
+        std::fs::read(mnt.join("test/f20.bin")).is_err(),
+        "not warmed"
+    );
+    g.resume();
+    ok(&g, &url, &reader, &["unmount", mnt.to_str().unwrap()]);
+    // the whole snapshot fetches the test/ windows too
+    let all = warm(&g, &["ds@v1"]);
+    assert!(all["bytes_fetched"].as_u64().unwrap() >= 8 << 20, "{all}");
+    assert_eq!(all["files"], 23);
+    // a local pool says cache warm is not for it
+    let out = Command::new(assert_cmd::cargo::cargo_bin("shale"))
+        .args([
+            "--pool",
+            dir.path().join("local").to_str().unwrap(),
+            "cache",
+            "warm",
+            "x",
+        ])
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("object-store pools"));
+}
+
 /// No credential reaches a file the pool or its cache holds, the bucket's
 /// `pool.json`, a log line or `--json` output.
 #[test]

@@ -533,3 +533,58 @@ fn filters_leave_paths_out_of_syncs_and_imports_and_delete_never_touches_them() 
     assert!(err.contains("--exclude \"a{b\""), "{err}");
     assert!(!t.path("dst3").exists());
 }
+
+#[test]
+fn saved_syncs_run_by_name_and_when_due_and_keep_their_last_report() {
+    let Some(t) = T::new(false) else { return };
+    project_tree(&t.path("src"));
+    let (src, dst) = (t.s("src"), t.s("dst"));
+    let saved = t.ok(&[
+        "sync",
+        "create",
+        "proj",
+        &src,
+        &dst,
+        "--exclude",
+        ".git/",
+        "--delete",
+        "--every",
+        "1h",
+    ]);
+    assert!(saved.contains("saved sync proj"), "{saved}");
+    let listed: Value = serde_json::from_str(&t.ok(&["--json", "sync", "list"])).unwrap();
+    assert_eq!(listed[0]["name"], "proj");
+    assert_eq!(listed[0]["options"]["exclude"][0], ".git/");
+    assert_eq!(listed[0]["every_secs"], 3600);
+    assert!(listed[0]["last_run"].is_null());
+    assert!(!t.path("dst").exists(), "saving copies nothing");
+    // run by name: the saved flags apply
+    let r = t.sync(&["run", "proj"]);
+    assert_eq!(n(&r, "copied"), 6);
+    assert!(!t.path("dst/.git").exists());
+    let listed: Value = serde_json::from_str(&t.ok(&["--json", "sync", "list"])).unwrap();
+    assert_eq!(listed[0]["last_ok"], true);
+    assert_eq!(listed[0]["last_report"]["copied"], 6);
+    // just run: not due yet
+    let due: Value = serde_json::from_str(&t.ok(&["--json", "sync", "run", "--due"])).unwrap();
+    assert_eq!(due.as_array().unwrap().len(), 0);
+    let table = t.ok(&["sync", "list"]);
+    assert!(table.contains("proj") && table.contains("ok"), "{table}");
+    // errors: a second save of the name, an unknown one
+    let out = t.run(&["sync", "create", "proj", &src, &dst]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already saved"));
+    let out = t.run(&["sync", "run", "nope"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no sync named 'nope'"));
+    t.ok(&["sync", "delete", "proj"]);
+    assert_eq!(t.ok(&["--json", "sync", "list"]).trim(), "[]");
+}
+
+#[test]
+fn a_missing_local_source_is_an_error_not_an_empty_source() {
+    let Some(t) = T::new(false) else { return };
+    write(&t.path("dst/keep.txt"), b"mine");
+    let out = t.run(&["sync", "--delete", &t.s("no-such-dir"), &t.s("dst")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    assert!(t.path("dst/keep.txt").exists(), "--delete removed nothing");
+}

@@ -14,6 +14,7 @@ pub mod local;
 pub mod location;
 pub mod plan;
 mod run;
+pub mod saved;
 pub use run::Limiter;
 pub mod scan;
 pub mod side;
@@ -226,6 +227,16 @@ pub fn sync(
         return Err(Error::InvalidArgument(
             "--snapshot is for a volume destination (volume:NAME)".into(),
         ));
+    }
+    if let Location::Local(p) = src_loc {
+        // A mistyped source must not read as an empty one (with --delete,
+        // that would empty the destination).
+        if std::fs::symlink_metadata(p).is_err() {
+            return Err(Error::InvalidArgument(format!(
+                "source {} does not exist",
+                p.display()
+            )));
+        }
     }
     let src = open_side(src_loc, pool, &opts.pool_options)?;
     let mut report = SyncReport {

@@ -24,6 +24,7 @@ mod runs;
 mod schema;
 mod sql;
 mod sqlite;
+mod syncs;
 mod tokens;
 mod url;
 mod volumes;
@@ -61,6 +62,10 @@ pub(crate) use runs::{end_run, insert_run, insert_run_data, runs, set_run_mlflow
 pub use runs::{Run, RunData};
 pub use schema::SCHEMA_VERSION;
 pub use sql::{Dialect, Row, Sql, Value};
+pub use syncs::SavedSyncRow;
+pub(crate) use syncs::{
+    delete_saved_sync, insert_saved_sync, record_sync_run, saved_sync, saved_syncs,
+};
 pub(crate) use tokens::{audit, insert_audit, insert_token, revoke_token, token_by_hash, tokens};
 pub use tokens::{AuditRow, TokenRow};
 pub(crate) use volumes::{

@@ -203,7 +203,8 @@ CREATE TABLE IF NOT EXISTS space_history (
 ";
 
 /// Version 12 adds snapshot policies (`policies.rs`): how many hourly,
-/// daily and weekly snapshots each volume keeps.
+/// daily and weekly snapshots each volume keeps; and saved syncs
+/// (`syncs.rs`): named syncs to re-run, with their last outcome.
 const POLICIES_12: &str = "
 CREATE TABLE IF NOT EXISTS snapshot_policies (
     volume TEXT PRIMARY KEY,
@@ -211,6 +212,17 @@ CREATE TABLE IF NOT EXISTS snapshot_policies (
     daily INTEGER NOT NULL,
     weekly INTEGER NOT NULL,
     updated INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS syncs (
+    name TEXT PRIMARY KEY,
+    source TEXT NOT NULL,
+    destination TEXT NOT NULL,
+    options TEXT NOT NULL,
+    every_secs INTEGER,
+    created INTEGER NOT NULL,
+    last_run INTEGER,
+    last_ok INTEGER,
+    last_report TEXT
 );
 ";
 

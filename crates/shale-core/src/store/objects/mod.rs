@@ -25,6 +25,17 @@ pub use remote::Remote;
 
 use crate::error::Result;
 
+/// What a remote store's local read cache holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct CacheInfo {
+    /// Bytes cached now.
+    pub used: u64,
+    /// The most it keeps (`SHALE_READ_CACHE_SIZE`).
+    pub limit: u64,
+    /// Bytes of an object fetched and kept together.
+    pub window: u64,
+}
+
 /// A place that stores immutable objects.
 pub trait ObjectStore: Send + Sync {
     /// Stores `data` under `key`. When this returns, the object is durable.
@@ -39,6 +50,20 @@ pub trait ObjectStore: Send + Sync {
     /// and hand the rest to a thread that may wait.
     fn get_range_now(&self, _key: &str, _offset: u64, _len: usize) -> Option<Vec<u8>> {
         None
+    }
+    /// The local read cache, for a remote store that keeps one.
+    fn read_cache(&self) -> Option<CacheInfo> {
+        None
+    }
+    /// Brings window `w` (bytes `w * window ..` of [`CacheInfo::window`])
+    /// of object `key` into the read cache; returns its length and whether
+    /// it was fetched now (not when it was there, or there is no cache).
+    fn warm_window(&self, _key: &str, _w: u64) -> Result<(u64, bool)> {
+        Ok((0, false))
+    }
+    /// Whether window `w` of object `key` is in the read cache.
+    fn window_cached(&self, _key: &str, _w: u64) -> Result<bool> {
+        Ok(false)
     }
     /// Lists the keys that start with `prefix`, in no particular order.
     fn list(&self, prefix: &str) -> Result<Vec<String>>;

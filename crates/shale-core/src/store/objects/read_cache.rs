@@ -94,6 +94,19 @@ impl ReadCache {
         Some(file)
     }
 
+    /// Whether window `w` of `key` is cached whole (`len` bytes).
+    pub(super) fn has_window(&self, key: &str, w: u64, len: u64) -> bool {
+        std::fs::metadata(self.path(key, w)).is_ok_and(|m| m.len() >= len)
+    }
+
+    /// Bytes cached, and the limit.
+    pub(super) fn usage(&self) -> (u64, u64) {
+        (
+            self.used.load(std::sync::atomic::Ordering::Acquire),
+            self.limit,
+        )
+    }
+
     pub(super) fn put_window(&self, key: &str, w: u64, data: &[u8]) {
         let path = self.path(key, w);
         let Some(parent) = path.parent() else { return };

@@ -21,7 +21,7 @@ use super::backend::backend;
 use super::bucket::{Bucket, PART};
 use super::location::StoreLocation;
 use super::read_cache::ReadCache;
-use super::ObjectStore;
+use super::{CacheInfo, ObjectStore};
 
 /// A remote object store under a key prefix.
 pub struct Remote {
@@ -135,6 +135,13 @@ impl Remote {
         Ok(data[from..to].to_vec())
     }
 
+    /// The length of window `w` of `key` (the last one may be short).
+    fn window_len(&self, cache: &ReadCache, key: &str, w: u64) -> Result<u64> {
+        let size = self.object_size(key)?;
+        let start = w * cache.window;
+        Ok(size.min(start + cache.window).saturating_sub(start))
+    }
+
     /// An object's size, asked once (objects never change).
     fn object_size(&self, key: &str) -> Result<u64> {
         if let Some(s) = self
@@ -193,6 +200,41 @@ impl ObjectStore for Remote {
             .get(&self.path(key))
             .map(|b| b.to_vec())
             .map_err(|e| self.error(key, e))
+    }
+
+    fn read_cache(&self) -> Option<CacheInfo> {
+        let cache = self.cache.as_ref()?;
+        let (used, limit) = cache.usage();
+        Some(CacheInfo {
+            used,
+            limit,
+            window: cache.window,
+        })
+    }
+
+    fn window_cached(&self, key: &str, w: u64) -> Result<bool> {
+        let Some(cache) = &self.cache else {
+            return Ok(false);
+        };
+        let len = self.window_len(cache, key, w)?;
+        Ok(cache.has_window(key, w, len))
+    }
+
+    fn warm_window(&self, key: &str, w: u64) -> Result<(u64, bool)> {
+        let Some(cache) = &self.cache else {
+            return Ok((0, false));
+        };
+        let len = self.window_len(cache, key, w)?;
+        if len == 0 || cache.has_window(key, w, len) {
+            return Ok((len, false));
+        }
+        let _one = cache.lock(key, w);
+        if cache.has_window(key, w, len) {
+            return Ok((len, false));
+        }
+        let data = self.fetch_range(key, w * cache.window, len as usize)?;
+        cache.put_window(key, w, &data);
+        Ok((len, true))
     }
 
     fn get_range(&self, key: &str, offset: u64, len: usize) -> Result<Vec<u8>> {
