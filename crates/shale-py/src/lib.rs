@@ -283,6 +283,34 @@ impl NativePool {
         })
     }
 
+    /// Sets the mode (permission bits), owner and group of a volume's top
+    /// directory; `None` keeps each as it is.
+    #[pyo3(signature = (volume, mode=None, uid=None, gid=None))]
+    fn set_root(
+        &self,
+        py: Python<'_>,
+        volume: &str,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+    ) -> PyResult<PyObject> {
+        run(py, || {
+            let mut meta = self.pool.root_meta(volume)?;
+            if let Some(m) = mode {
+                if m > 0o7777 {
+                    return Err(Error::InvalidArgument(format!(
+                        "unix_permissions {m:o}: at most 7777 (octal)"
+                    )));
+                }
+                meta.mode = m;
+            }
+            meta.uid = uid.unwrap_or(meta.uid);
+            meta.gid = gid.unwrap_or(meta.gid);
+            self.pool.set_root_meta(volume, &meta)?;
+            self.pool.root_meta(volume).map(|m| (m.mode, m.uid, m.gid))
+        })
+    }
+
     /// Deletes a snapshot.
     fn delete_snapshot(&self, py: Python<'_>, volume: &str, name: &str) -> PyResult<PyObject> {
         run(py, || self.pool.delete_snapshot(volume, name))

@@ -372,6 +372,43 @@ def _say(print_output: bool, msg: str) -> None:
         print(msg)
 
 
+#: Arguments of the DataOps Toolkit that only mean something on ONTAP
+#: (clusters, SVMs, aggregates, junctions, export policies, FlexCache and
+#: SnapMirror labels …). Given a value, they raise ``ShaleError`` naming
+#: them; other unknown names raise ``TypeError`` as Python would.
+ONTAP_ONLY = frozenset(
+    {
+        "cluster_name", "svm_name", "source_svm", "target_svm", "aggregate", "junction",
+        "export_policy", "export_hosts", "guarantee_space", "volume_type", "tiering_policy",
+        "vol_dp", "snaplock_type", "snapshot_policy", "split", "refresh", "svm_dr_unprotect",
+        "snapmirror_label", "skip_owned", "mount_options", "lif_name", "delete_mirror",
+        "delete_non_clone", "include_space_usage_details",
+    }
+)
+
+
+def _ontap_only(function: str, given: Dict[str, Any]) -> None:
+    for name, value in given.items():
+        if name not in ONTAP_ONLY:
+            raise TypeError(f"{function}() got an unexpected keyword argument '{name}'")
+        if value not in (None, False, "", "default", "flexvol"):
+            raise ShaleError(
+                f"{function}: {name}={value!r} has no meaning for Shale (ONTAP only; a pool is "
+                "chosen with pool= or $SHALE_POOL): see the README's DataOps Toolkit table"
+            )
+
+
+def _set_root(pool: "Pool", volume: str, unix_permissions: Any, unix_uid: Any, unix_gid: Any) -> None:
+    """The toolkit's ``unix_permissions`` (octal, ``"0755"``), ``unix_uid``
+    and ``unix_gid`` for a new volume's top directory."""
+    if unix_permissions is None and unix_uid is None and unix_gid is None:
+        return
+    mode = int(str(unix_permissions), 8) if unix_permissions is not None else None
+    uid = int(unix_uid) if unix_uid is not None else None
+    gid = int(unix_gid) if unix_gid is not None else None
+    pool._native.set_root(volume, mode, uid, gid)
+
+
 def create_volume(
     volume_name: str,
     volume_size: Optional[str] = None,
@@ -380,11 +417,19 @@ def create_volume(
     readonly: bool = False,
     pool: Optional[Pool] = None,
     print_output: bool = False,
+    unix_permissions: Optional[str] = None,
+    unix_uid: Optional[Union[int, str]] = None,
+    unix_gid: Optional[Union[int, str]] = None,
+    **ontap: Any,
 ) -> Dict[str, Any]:
     """Creates a volume (quota ``volume_size``, e.g. ``"100GiB"``), optionally
-    filled from ``from_dir`` and mounted at ``mountpoint``."""
+    filled from ``from_dir`` and mounted at ``mountpoint``; its top
+    directory gets ``unix_permissions`` (octal, ``"0755"``), ``unix_uid`` and
+    ``unix_gid`` if given."""
+    _ontap_only("create_volume", ontap)
     pool = pool or Pool()
     v = pool.create_volume(volume_name, from_dir=from_dir, size=volume_size)
+    _set_root(pool, volume_name, unix_permissions, unix_uid, unix_gid)
     _say(print_output, f"Volume created: {volume_name}")
     if mountpoint:
         mount_volume(volume_name, mountpoint, readonly=readonly, pool=pool, print_output=print_output)
@@ -399,11 +444,17 @@ def clone_volume(
     readonly: bool = False,
     pool: Optional[Pool] = None,
     print_output: bool = False,
+    unix_uid: Optional[Union[int, str]] = None,
+    unix_gid: Optional[Union[int, str]] = None,
+    **ontap: Any,
 ) -> Dict[str, Any]:
     """Clones a volume (its current state, or ``source_snapshot_name``) in
-    constant time; optionally mounts the clone."""
+    constant time; optionally mounts the clone, whose top directory gets
+    ``unix_uid``/``unix_gid`` if given."""
+    _ontap_only("clone_volume", ontap)
     pool = pool or Pool()
     v = pool.volume(source_volume_name).clone(new_volume_name, snapshot=source_snapshot_name)
+    _set_root(pool, new_volume_name, None, unix_uid, unix_gid)
     _say(print_output, f"Volume cloned: {source_volume_name} -> {new_volume_name}")
     if mountpoint:
         mount_volume(new_volume_name, mountpoint, readonly=readonly, pool=pool, print_output=print_output)
@@ -411,24 +462,50 @@ def clone_volume(
 
 
 def resize_volume(
-    volume_name: str, new_size: Union[int, str, None], pool: Optional[Pool] = None, print_output: bool = False
+    volume_name: str,
+    new_size: Union[int, str, None],
+    pool: Optional[Pool] = None,
+    print_output: bool = False,
+    **ontap: Any,
 ) -> Dict[str, Any]:
     """Sets a volume's quota (``None``: no limit); see :meth:`Volume.resize`."""
+    _ontap_only("resize_volume", ontap)
     v = (pool or Pool()).volume(volume_name).resize(new_size)
     _say(print_output, f"Volume resized: {volume_name}")
     return v
 
 
 def delete_volume(
-    volume_name: str, pool: Optional[Pool] = None, print_output: bool = False, keep_snapshots: bool = False
+    volume_name: str,
+    pool: Optional[Pool] = None,
+    print_output: bool = False,
+    keep_snapshots: bool = False,
+    mountpoint: Optional[PathLike] = None,
+    **ontap: Any,
 ) -> None:
-    """Deletes a volume and its snapshots (with ``keep_snapshots``, the volume alone)."""
-    (pool or Pool()).volume(volume_name).delete(keep_snapshots)
+    """Deletes a volume and its snapshots (with ``keep_snapshots``, the
+    volume alone); unmounts ``mountpoint`` first if given."""
+    _ontap_only("delete_volume", ontap)
+    pool = pool or Pool()
+    if mountpoint is not None:
+        pool.unmount(mountpoint)
+    pool.volume(volume_name).delete(keep_snapshots)
     _say(print_output, f"Volume deleted: {volume_name}")
 
 
-def list_volumes(pool: Optional[Pool] = None, print_output: bool = False) -> List[Dict[str, Any]]:
-    """Every volume, as dicts (with ``local_mountpoint`` where the pool is mounted)."""
+def get_volume(volume_name: str, print_output: bool = False, pool: Optional[Pool] = None) -> Dict[str, Any]:
+    """One volume, described (as in :func:`list_volumes`)."""
+    info = (pool or Pool()).volume(volume_name).info()
+    _say(print_output, f"{info['name']}\t{info['logical_bytes']} bytes\t{info['files']} files")
+    return info
+
+
+def list_volumes(
+    pool: Optional[Pool] = None, print_output: bool = False, check_local_mounts: bool = False, **ontap: Any
+) -> List[Dict[str, Any]]:
+    """Every volume, as dicts (with ``local_mountpoint`` where the pool is
+    mounted; always filled in, so ``check_local_mounts`` changes nothing)."""
+    _ontap_only("list_volumes", ontap)
     pool = pool or Pool()
     root = pool.root_mountpoint()
     out = pool.list_volumes()
@@ -447,6 +524,7 @@ def create_snapshot(
     print_output: bool = False,
     retention_count: int = 0,
     retention_days: bool = False,
+    **ontap: Any,
 ) -> Dict[str, Any]:
     """Snapshots a volume; returns the snapshot with its content ``id``.
 
@@ -456,6 +534,7 @@ def create_snapshot(
     deleted, or with ``retention_days=True`` those older than N days; other
     snapshots, and any a clone, run or mirror depends on, are kept. The
     returned dict then also has ``deleted`` and ``kept`` (name and reason)."""
+    _ontap_only("create_snapshot", ontap)
     pool = pool or Pool()
     if retention_count < 0:
         raise ValueError("retention_count must be 0 (no retention) or more")
@@ -472,17 +551,19 @@ def create_snapshot(
 
 
 def delete_snapshot(
-    volume_name: str, snapshot_name: str, pool: Optional[Pool] = None, print_output: bool = False
+    volume_name: str, snapshot_name: str, pool: Optional[Pool] = None, print_output: bool = False, **ontap: Any
 ) -> None:
     """Deletes a snapshot."""
+    _ontap_only("delete_snapshot", ontap)
     (pool or Pool()).volume(volume_name).delete_snapshot(snapshot_name)
     _say(print_output, f"Snapshot deleted: {volume_name}@{snapshot_name}")
 
 
 def list_snapshots(
-    volume_name: Optional[str] = None, pool: Optional[Pool] = None, print_output: bool = False
+    volume_name: Optional[str] = None, pool: Optional[Pool] = None, print_output: bool = False, **ontap: Any
 ) -> List[Dict[str, Any]]:
     """Snapshots of one volume (or of all), as dicts."""
+    _ontap_only("list_snapshots", ontap)
     out = (pool or Pool()).list_snapshots(volume_name)
     if print_output:
         for s in out:
@@ -491,9 +572,10 @@ def list_snapshots(
 
 
 def restore_snapshot(
-    volume_name: str, snapshot_name: str, pool: Optional[Pool] = None, print_output: bool = False
+    volume_name: str, snapshot_name: str, pool: Optional[Pool] = None, print_output: bool = False, **ontap: Any
 ) -> Dict[str, Any]:
     """Puts a volume back to one of its snapshots."""
+    _ontap_only("restore_snapshot", ontap)
     snap = (pool or Pool()).volume(volume_name).restore(snapshot_name)
     _say(print_output, f"Snapshot restored: {volume_name}@{snapshot_name}")
     return snap
@@ -505,8 +587,10 @@ def mount_volume(
     readonly: bool = False,
     pool: Optional[Pool] = None,
     print_output: bool = False,
+    **ontap: Any,
 ) -> str:
     """Mounts a volume (``NAME`` or ``NAME@SNAPSHOT``) at ``mountpoint``."""
+    _ontap_only("mount_volume", ontap)
     mp = (pool or Pool()).mount(mountpoint, volume=volume_name, readonly=readonly)
     _say(print_output, f"Volume mounted: {volume_name} at {mp}")
     return str(mp)

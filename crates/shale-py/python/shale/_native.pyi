@@ -1,5 +1,5 @@
 from os import PathLike
-from typing import Any, Dict, List, Optional, Union
+from typing import Any, Dict, List, Optional, Tuple, Union
 
 __version__: str
 
@@ -40,6 +40,9 @@ class NativePool:
         keep: Optional[int] = None,
         keep_days: Optional[int] = None,
     ) -> Dict[str, Any]: ...
+    def set_root(
+        self, volume: str, mode: Optional[int] = None, uid: Optional[int] = None, gid: Optional[int] = None
+    ) -> Tuple[int, int, int]: ...
     def delete_snapshot(self, volume: str, name: str) -> None: ...
     def list_snapshots(self, volume: Optional[str] = None) -> List[Dict[str, Any]]: ...
     def restore_snapshot(self, volume: str, name: str) -> Dict[str, Any]: ...
