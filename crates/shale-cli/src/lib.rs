@@ -819,6 +819,23 @@ fn parse_args(args: Vec<OsString>) -> Result<Cli, i32> {
             let rendered = e.to_string();
             let first = rendered.lines().next().unwrap_or("invalid arguments");
             let first = first.strip_prefix("error: ").unwrap_or(first);
+            // A message ending in ':' lists what it means on the lines
+            // after (missing arguments): keep them on the one line.
+            let listed: Vec<&str> = if first.ends_with(':') {
+                rendered
+                    .lines()
+                    .skip(1)
+                    .map(str::trim)
+                    .take_while(|l| !l.is_empty())
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let first = if listed.is_empty() {
+                first.to_string()
+            } else {
+                format!("{first} {}", listed.join(", "))
+            };
             eprintln!("shale: error: {first} (see 'shale --help')");
             Err(2)
         }

@@ -117,15 +117,48 @@ impl Filter {
     /// Whether `path` is left out, by its own name or because a directory
     /// above it is.
     pub fn leaves_out(&self, path: &[u8], is_dir: bool) -> bool {
-        if self.rules.is_none() {
+        self.pass().leaves_out(path, is_dir)
+    }
+
+    /// A pass over one listing: what it decided for each directory is
+    /// remembered, so a path costs one match of its own name and one
+    /// lookup of its parent's decision, however deep it lies.
+    pub fn pass(&self) -> FilterPass<'_> {
+        FilterPass {
+            filter: self,
+            dirs: Default::default(),
+        }
+    }
+}
+
+/// [`Filter::leaves_out`] over many paths, remembering directories.
+pub struct FilterPass<'a> {
+    filter: &'a Filter,
+    /// Directory path → whether it is left out (itself or from above).
+    dirs: std::collections::HashMap<Vec<u8>, bool>,
+}
+
+impl FilterPass<'_> {
+    /// Whether `path` is left out, by its own name or because a directory
+    /// above it is.
+    pub fn leaves_out(&mut self, path: &[u8], is_dir: bool) -> bool {
+        if self.filter.is_empty() {
             return false;
         }
-        let above = path
-            .iter()
-            .enumerate()
-            .filter(|(_, b)| **b == b'/')
-            .any(|(i, _)| i > 0 && self.leaves_out_here(&path[..i], true));
-        above || self.leaves_out_here(path, is_dir)
+        let above = match path.iter().rposition(|b| *b == b'/') {
+            Some(i) if i > 0 => self.dir_left_out(&path[..i]),
+            _ => false,
+        };
+        above || self.filter.leaves_out_here(path, is_dir)
+    }
+
+    fn dir_left_out(&mut self, dir: &[u8]) -> bool {
+        if let Some(out) = self.dirs.get(dir) {
+            return *out;
+        }
+        let out = self.leaves_out(dir, true);
+        self.dirs.insert(dir.to_vec(), out);
+        out
     }
 }
 

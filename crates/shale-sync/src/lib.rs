@@ -317,9 +317,11 @@ fn between(
     let mut holding = HashSet::new();
     if !opts.filter.is_empty() {
         let before = s_list.len() + d_list.len();
-        s_list.retain(|e| !left_out(&opts.filter, e));
+        let mut pass = opts.filter.pass();
+        s_list.retain(|e| !pass.leaves_out(&e.path, e.kind == Kind::Dir));
+        let mut pass = opts.filter.pass();
         d_list.retain(|e| {
-            let out = left_out(&opts.filter, e);
+            let out = pass.leaves_out(&e.path, e.kind == Kind::Dir);
             if out {
                 holding.extend(ancestors(&e.path));
             }
@@ -345,11 +347,6 @@ fn between(
     }
     run::run(src, dst, &plan.actions, opts, report);
     Ok(())
-}
-
-/// Whether `filter` leaves listing entry `e` out.
-fn left_out(filter: &Filter, e: &Entry) -> bool {
-    filter.leaves_out(&e.path, e.kind == Kind::Dir)
 }
 
 /// The directories above relative path `path`.
