@@ -357,9 +357,11 @@ fn a_warmed_cache_serves_a_cold_mount_with_the_store_stopped() {
     );
     g.resume();
     ok(&g, &url, &reader, &["unmount", mnt.to_str().unwrap()]);
-    // the whole snapshot fetches the test/ windows too
+    // the whole snapshot covers the test/ windows too (some may have come
+    // in meanwhile: the mount's read-ahead retries once the store is back)
     let all = warm(&g, &["ds@v1"]);
-    assert!(all["bytes_fetched"].as_u64().unwrap() >= 8 << 20, "{all}");
+    let covered = all["bytes_fetched"].as_u64().unwrap() + all["bytes_already_cached"].as_u64().unwrap();
+    assert!(covered >= 11_767_184, "{all}");
     assert_eq!(all["files"], 23);
     // a local pool says cache warm is not for it
     let out = Command::new(assert_cmd::cargo::cargo_bin("shale"))
