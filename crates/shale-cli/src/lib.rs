@@ -654,6 +654,11 @@ pub struct ServeArgs {
     /// history (also at start and after each gc).
     #[arg(long, value_name = "INTERVAL", default_value = "10m")]
     pub sample_every: String,
+    /// Also take the snapshots policies have due and run the saved syncs
+    /// that are due (as `snapshot policy run` and `sync run --due` from a
+    /// timer would), checking every INTERVAL (default 1m) and at start.
+    #[arg(long, value_name = "INTERVAL", num_args = 0..=1, default_missing_value = "1m")]
+    pub run_schedules: Option<String>,
 }
 
 /// `shale workspace …`

@@ -111,15 +111,21 @@ pub fn serve(cli: &Cli, args: &ServeArgs) -> Result<()> {
                 endpoint: cli.endpoint.clone(),
                 region: cli.region.clone(),
             },
-            sample_every: humantime::parse_duration(&args.sample_every)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .with_context(|| {
-                    format!(
-                        "--sample-every {:?} is not an interval (e.g. 10m)",
-                        args.sample_every
-                    )
-                })?,
+            sample_every: interval("--sample-every", &args.sample_every)?,
+            run_schedules: args
+                .run_schedules
+                .as_deref()
+                .map(|e| interval("--run-schedules", e))
+                .transpose()?,
+            pool_options: cli.options.clone(),
         },
     )
+}
+
+/// A flag's interval (`10m`), more than zero.
+fn interval(flag: &str, text: &str) -> Result<std::time::Duration> {
+    humantime::parse_duration(text)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("{flag} {text:?} is not an interval (e.g. 10m)"))
 }

@@ -360,7 +360,8 @@ fn a_warmed_cache_serves_a_cold_mount_with_the_store_stopped() {
     // the whole snapshot covers the test/ windows too (some may have come
     // in meanwhile: the mount's read-ahead retries once the store is back)
     let all = warm(&g, &["ds@v1"]);
-    let covered = all["bytes_fetched"].as_u64().unwrap() + all["bytes_already_cached"].as_u64().unwrap();
+    let covered =
+        all["bytes_fetched"].as_u64().unwrap() + all["bytes_already_cached"].as_u64().unwrap();
     assert!(covered >= 11_767_184, "{all}");
     assert_eq!(all["files"], 23);
     // a local pool says cache warm is not for it

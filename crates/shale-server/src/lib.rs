@@ -40,6 +40,11 @@ pub struct ServeOptions {
     /// How often the pool's totals are sampled for the space history
     /// (`GET /api/v1/pool/history`); also once at start.
     pub sample_every: std::time::Duration,
+    /// How often to take the snapshots policies have due and run the
+    /// saved syncs that are due (`None`: never; timers do it).
+    pub run_schedules: Option<std::time::Duration>,
+    /// How the saved syncs reach stores and walk directories.
+    pub pool_options: shale_core::PoolOptions,
 }
 
 /// Serves `pool` until SIGINT or SIGTERM; requests under way finish first.
@@ -57,11 +62,19 @@ pub fn serve(pool: Pool, options: ServeOptions) -> Result<()> {
     let jobs = Arc::new(Jobs::default());
     let app = router_with(pool.clone(), jobs.clone(), options.places.clone());
     let sampled = pool.clone();
+    let scheduled = pool.clone();
     let runtime = tokio::runtime::Runtime::new().context("starting the server's runtime")?;
     let served = runtime.block_on(async move {
         let handle = axum_server::Handle::new();
         let stopper = handle.clone();
         tokio::spawn(sample_space(sampled, options.sample_every));
+        if let Some(every) = options.run_schedules {
+            tokio::spawn(run_schedules(
+                scheduled,
+                every,
+                options.pool_options.clone(),
+            ));
+        }
         tokio::spawn(async move {
             shutdown_signal().await;
             // Running jobs stop at their next check, leaving the pool as a
@@ -123,6 +136,52 @@ async fn sample_space(pool: Arc<Pool>, every: std::time::Duration) {
                 eprintln!("shale: warning: the space history is not being recorded: {e}");
             }
             _ => {}
+        }
+    }
+}
+
+/// Every `every` (and at start), takes the snapshots policies have due and
+/// runs the saved syncs that are due; what failed is said on stderr, and
+/// recorded with each sync.
+async fn run_schedules(
+    pool: Arc<Pool>,
+    every: std::time::Duration,
+    options: shale_core::PoolOptions,
+) {
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let (p, o) = (pool.clone(), options.clone());
+        let ran = tokio::task::spawn_blocking(move || {
+            let now = shale_core::catalog::now_ns();
+            let policies = p.run_snapshot_policies(now);
+            let syncs = shale_sync::saved::run_due(&p, now, &o);
+            (policies, syncs)
+        })
+        .await;
+        let Ok((policies, syncs)) = ran else { continue };
+        match policies {
+            Ok(runs) => {
+                for r in runs.iter().filter(|r| r.error.is_some()) {
+                    eprintln!(
+                        "shale: warning: snapshot policy of {}: {}",
+                        r.volume,
+                        r.error.as_deref().unwrap_or_default()
+                    );
+                }
+            }
+            Err(e) => eprintln!("shale: warning: snapshot policies: {e}"),
+        }
+        match syncs {
+            Ok(ran) => {
+                for (name, r) in ran {
+                    if let Err(e) = r {
+                        eprintln!("shale: warning: saved sync {name}: {e}");
+                    }
+                }
+            }
+            Err(e) => eprintln!("shale: warning: saved syncs: {e}"),
         }
     }
 }
