@@ -14,6 +14,7 @@
 pub mod catalog;
 pub mod config;
 pub mod coord;
+pub mod crypt;
 pub mod error;
 pub mod failpoint;
 pub mod filter;
