@@ -7,6 +7,7 @@ pub mod commit;
 pub mod diff;
 pub mod edit;
 pub mod export;
+pub mod files;
 pub mod gc;
 pub mod import;
 pub mod info;

@@ -1,0 +1,78 @@
+//! `shale.torch`'s reader: a snapshot's files, listed from its tree and
+//! read straight from the pool, without a mount.
+
+use pyo3::exceptions::PyIndexError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use shale_core::ops::files::SnapshotFile;
+
+use crate::{to_py, NativePool};
+
+/// The regular files of a snapshot (or of a directory in it), in name
+/// order, each read on demand with the GIL released.
+#[pyclass(module = "shale._native", frozen)]
+pub struct SnapshotReader {
+    owner: Py<NativePool>,
+    id: String,
+    files: Vec<SnapshotFile>,
+}
+
+#[pymethods]
+impl SnapshotReader {
+    /// Lists `spec` (`VOLUME@SNAPSHOT`; a volume is read as of now), or
+    /// the directory `path` inside it.
+    #[new]
+    #[pyo3(signature = (pool, spec, path=None))]
+    fn new(py: Python<'_>, pool: Py<NativePool>, spec: &str, path: Option<&str>) -> PyResult<Self> {
+        let listed = {
+            let p = pool.get();
+            py.allow_threads(|| p.pool.snapshot_files(spec, path))
+                .map_err(to_py)?
+        };
+        Ok(SnapshotReader {
+            owner: pool,
+            id: listed.id.to_hex(),
+            files: listed.files,
+        })
+    }
+
+    fn __len__(&self) -> usize {
+        self.files.len()
+    }
+
+    /// The content id of the tree listed (the snapshot id).
+    #[getter]
+    fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// Each file's path, relative to where the listing started.
+    fn paths(&self) -> Vec<String> {
+        self.files.iter().map(|f| f.path.clone()).collect()
+    }
+
+    /// Each file's size.
+    fn sizes(&self) -> Vec<u64> {
+        self.files.iter().map(|f| f.size).collect()
+    }
+
+    /// Each file's group: the pack its data starts in, numbered in order.
+    fn groups(&self) -> Vec<u32> {
+        self.files.iter().map(|f| f.group).collect()
+    }
+
+    /// The bytes of file `index`.
+    fn read<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyBytes>> {
+        let Some(f) = self.files.get(index) else {
+            return Err(PyIndexError::new_err(format!(
+                "file {index} of {}",
+                self.files.len()
+            )));
+        };
+        let pool = self.owner.get();
+        let data = py
+            .allow_threads(|| pool.pool.read_file_chunks(&f.chunks))
+            .map_err(to_py)?;
+        Ok(PyBytes::new(py, &data))
+    }
+}
