@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Make an ImageNet-like tree for Shale's benchmarks.
 
-    gen_dataset.py images OUT [--files 20000] [--per-class 200] [--seed 1]
+    gen_dataset.py images OUT [--files 20000] [--per-class 200] [--seed 1] [--fixed-size BYTES]
     gen_dataset.py checkpoints OUT [--count 4] [--size-mib 64]
     gen_dataset.py mutate OUT [--fraction 0.01] [--seed 2] [--what both|images|checkpoints]
     gen_dataset.py flat OUT [--files 1000000]
@@ -43,7 +43,7 @@ def images(args):
         os.makedirs(d, exist_ok=True)
         count = args.per_class if c < classes - 1 else args.files - made
         for i in range(count):
-            size = max(1024, int(rng.lognormvariate(mu, sigma)))
+            size = args.fixed_size or max(1024, int(rng.lognormvariate(mu, sigma)))
             with open(os.path.join(d, f"{wnid}_{i:05d}.JPEG"), "wb") as f:
                 f.write(rand_bytes(rng, size))
             total += size
@@ -128,6 +128,7 @@ def main():
     a.add_argument("--files", type=int, default=20000)
     a.add_argument("--per-class", type=int, default=200)
     a.add_argument("--seed", type=int, default=1)
+    a.add_argument("--fixed-size", type=int, default=0, help="every file this many bytes")
     a.set_defaults(fn=images)
     a = sub.add_parser("checkpoints")
     a.add_argument("out")

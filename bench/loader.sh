@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# A data loader's read of a dataset (fixed 150,528-byte files, ImageNet's
+# 224x224x3), cold and warm, with 1 to 64 reader threads, in one run:
+#   native     the files on the local disk (ext4 here)
+#   mount      the same data imported into a volume, read through `shale mount`
+#   shale.torch  the snapshot read without a mount (SnapshotFiles)
+# Files per second, listing included (os.walk / the tree). Cold: page cache
+# dropped, Shale's chunk cache is per process. Needs root (drop_caches,
+# mount), fuse3, and the Python package (scripts/test.sh builds target/py).
+#
+#   bench/loader.sh [--files N] [--readers "1 4 16 64"]
+#
+# Writes bench/results/LOADER.md.
+set -euo pipefail
+
+main() {
+FILES=12000
+READERS="1 4 16 64"
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --files) FILES=$2; shift 2 ;;
+    --readers) READERS=$2; shift 2 ;;
+    *) echo "unknown option $1" >&2; exit 2 ;;
+  esac
+done
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(dirname "$HERE")
+WORK=${BENCH_WORK:-/tmp/shale-loader-bench}
+OUT=$HERE/results/LOADER.md
+PY=${SHALE_PY:-$ROOT/target/py/bin/python}
+"$PY" -c "import shale.torch" || { echo "needs the shale Python package in $PY (scripts/test.sh)" >&2; exit 2; }
+cargo build --release --manifest-path "$ROOT/Cargo.toml" -p shale-cli >/dev/null
+S=$ROOT/target/release/shale
+cleanup() { fusermount3 -u "$WORK/mnt" 2>/dev/null || true; }
+trap cleanup EXIT
+cleanup
+rm -rf "$WORK"; mkdir -p "$WORK/mnt"
+python3 "$HERE/gen_dataset.py" images "$WORK/ds" --files "$FILES" --fixed-size 150528 >&2
+"$S" -q --pool "$WORK/pool" pool init
+"$S" -q --pool "$WORK/pool" volume create ds --from "$WORK/ds"
+"$S" -q --pool "$WORK/pool" snapshot create ds v1
+"$S" -q --pool "$WORK/pool" mount "$WORK/mnt" --volume ds@v1
+settle() { sync; echo 3 > /proc/sys/vm/drop_caches; }
+rate() { "$PY" "$HERE/loader.py" "$@" | cut -d' ' -f1; }
+ROWS=()
+for n in $READERS; do
+  row="| $n |"
+  for temp in cold warm; do
+    [ $temp = cold ] && settle; a=$(rate files "$WORK/ds" "$n")
+    [ $temp = cold ] && settle; b=$(rate files "$WORK/mnt" "$n")
+    [ $temp = cold ] && settle; c=$(rate snapshot "$WORK/pool" ds@v1 "$n")
+    row+=" $a | $b ($(printf %.2f "$(echo "$b / $a" | bc -l)")x) | $c ($(printf %.2f "$(echo "$c / $a" | bc -l)")x) |"
+  done
+  ROWS+=("$row")
+done
+{
+  echo "# A data loader's read: native, mount, shale.torch"
+  echo
+  echo "\`bench/loader.sh\`, $(date -u +%Y-%m-%d), $(nproc) cores, kernel $(uname -r); $FILES files of 150,528 bytes, incompressible;"
+  echo "files per second, listing included; in brackets the rate over native's."
+  echo
+  echo "| readers | native cold | mount cold | shale.torch cold | native warm | mount warm | shale.torch warm |"
+  echo "|---|---|---|---|---|---|---|"
+  printf "%s\n" "${ROWS[@]}"
+} > "$OUT"
+cat "$OUT"
+}
+
+main "$@"
