@@ -84,18 +84,8 @@ impl Pool {
             self.collect_chunks(&e, &mut chunks, &mut report, 0)?;
         }
         report.chunks = chunks.len() as u64;
-        let mut windows = BTreeSet::new();
-        for id in &chunks {
-            let loc = self.store.location(id)?.ok_or(Error::MissingObject(*id))?;
-            let key = pack::key(&loc.pack);
-            let first = loc.head.offset / info.window;
-            let last = (loc.head.offset + u64::from(loc.head.stored_len).max(1) - 1) / info.window;
-            for w in first..=last {
-                windows.insert((key.clone(), w));
-            }
-        }
+        let windows = self.windows_of(&chunks, info.window)?;
         report.windows = windows.len() as u64;
-        let windows: Vec<(String, u64)> = windows.into_iter().collect();
         let need = windows.len() as u64 * info.window;
         if need > info.limit / 10 * FILL {
             return Err(Error::InvalidArgument(format!(
@@ -126,6 +116,26 @@ impl Pool {
         report.cache_used = objects.read_cache().map_or(0, |c| c.used);
         report.seconds = started.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// The cache windows (pack key, window number) that `chunks` lie in,
+    /// in pack order.
+    fn windows_of(
+        &self,
+        chunks: &BTreeSet<crate::id::ObjectId>,
+        window: u64,
+    ) -> Result<Vec<(String, u64)>> {
+        let mut windows = BTreeSet::new();
+        for id in chunks {
+            let loc = self.store.location(id)?.ok_or(Error::MissingObject(*id))?;
+            let key = pack::key(&loc.pack);
+            let first = loc.head.offset / window;
+            let last = (loc.head.offset + u64::from(loc.head.stored_len).max(1) - 1) / window;
+            for w in first..=last {
+                windows.insert((key.clone(), w));
+            }
+        }
+        Ok(windows.into_iter().collect())
     }
 
     /// The entries `paths` name under `root` (the root itself for none).

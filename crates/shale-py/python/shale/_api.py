@@ -382,7 +382,7 @@ ONTAP_ONLY = frozenset(
         "export_policy", "export_hosts", "guarantee_space", "volume_type", "tiering_policy",
         "vol_dp", "snaplock_type", "snapshot_policy", "split", "refresh", "svm_dr_unprotect",
         "snapmirror_label", "skip_owned", "mount_options", "lif_name", "delete_mirror",
-        "delete_non_clone", "include_space_usage_details",
+        "delete_non_clone", "include_space_usage_details", "s3_extra_args", "schedule",
     }
 )
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Union
 
-from ._api import Pool, _cli, _say
+from ._api import Pool, _cli, _ontap_only, _say
 from ._native import ShaleError
 
 PathLike = Union[str, os.PathLike]
@@ -25,16 +25,6 @@ PathLike = Union[str, os.PathLike]
 def _json(pool: Optional[Pool], args: Sequence[str]) -> Any:
     out = _cli(pool or Pool(), ["--json", *args])
     return json.loads(out) if out.strip() else None
-
-
-def _no_meaning(function: str, **given: Any) -> None:
-    """Raises for an ONTAP-only argument given a value."""
-    for name, value in given.items():
-        if value not in (None, False, "", "default"):
-            raise ShaleError(
-                f"{function}: {name}={value!r} has no meaning for Shale "
-                "(a pool is chosen with pool=, or $SHALE_POOL; see the README's DataOps Toolkit table)"
-            )
 
 
 def _s3(bucket: str, key: str = "") -> str:
@@ -65,7 +55,7 @@ def push_directory_to_s3(
 ) -> Dict[str, Any]:
     """Copies what differs of ``local_directory`` to ``s3://BUCKET/PREFIX``
     (``shale sync DIR s3://BUCKET/PREFIX``); returns the sync report."""
-    _no_meaning("push_directory_to_s3", s3_extra_args=s3_extra_args)
+    _ontap_only("push_directory_to_s3", dict(s3_extra_args=s3_extra_args))
     return _sync(os.fspath(local_directory), _s3(s3_bucket, s3_object_key_prefix), pool, print_output)
 
 
@@ -79,7 +69,7 @@ def push_file_to_s3(
 ) -> Dict[str, Any]:
     """Copies ``local_file`` to ``s3://BUCKET/KEY`` (the key defaults to the
     file's name); returns the sync report."""
-    _no_meaning("push_file_to_s3", s3_extra_args=s3_extra_args)
+    _ontap_only("push_file_to_s3", dict(s3_extra_args=s3_extra_args))
     key = s3_object_key or Path(local_file).name
     return _sync(os.fspath(local_file), _s3(s3_bucket, key), pool, print_output)
 
@@ -190,7 +180,7 @@ def create_snap_mirror_relationship(
     pool at ``source_svm`` (a path or URL: Shale's pools play the SVMs'
     part). ``action="initialize"`` transfers now; ``None`` only creates the
     relationship; ``"resync"`` mirrors again after a break."""
-    _no_meaning("create_snap_mirror_relationship", cluster_name=cluster_name, schedule=schedule)
+    _ontap_only("create_snap_mirror_relationship", dict(cluster_name=cluster_name, schedule=schedule))
     if target_svm is not None:
         pool = Pool(target_svm, create=False)
     if policy not in _POLICIES:
@@ -212,7 +202,7 @@ def list_snap_mirror_relationships(
 ) -> List[Dict[str, Any]]:
     """Every mirror of this pool: ``uuid`` (the mirror volume's name, which
     identifies it), source pool and volume, last snapshot, lag, state."""
-    _no_meaning("list_snap_mirror_relationships", cluster_name=cluster_name)
+    _ontap_only("list_snap_mirror_relationships", dict(cluster_name=cluster_name))
     rows = [{"uuid": m["volume"], **m} for m in _json(pool, ["mirror", "list"])]
     for m in rows:
         _say(print_output, f"{m['uuid']}\t{m['source_pool']}::{m['source_volume']}\t{m['state']}")
@@ -232,7 +222,7 @@ def sync_snap_mirror_relationship(
     or ``volume_name`` (both are the mirror volume's name). With
     ``wait_until_complete``, returns the update's report; otherwise the
     update runs in the background."""
-    _no_meaning("sync_snap_mirror_relationship", svm_name=svm_name, cluster_name=cluster_name)
+    _ontap_only("sync_snap_mirror_relationship", dict(svm_name=svm_name, cluster_name=cluster_name))
     uuid = uuid or volume_name
     if not uuid:
         raise ShaleError("sync_snap_mirror_relationship: name the mirror (uuid= or volume_name=)")
