@@ -78,7 +78,12 @@ pub fn run(cli: &Cli) -> Result<()> {
             chunk_size,
             catalog,
             group,
-        }) => pool_init(cli, path.as_deref(), chunk_size, catalog, group),
+            encrypt,
+            key_name,
+        }) => {
+            let encrypt = encrypt.then_some(key_name.as_str());
+            pool_init(cli, path.as_deref(), chunk_size, catalog, group, encrypt)
+        }
         Command::Pool(PoolCmd::Attach) => {
             let PoolSpec::Store(location) = pool_spec(cli)? else {
                 anyhow::bail!("`pool attach` is for object-store pools (--pool s3://BUCKET/PREFIX); a local pool is used where it is");
@@ -92,6 +97,7 @@ pub fn run(cli: &Cli) -> Result<()> {
             Ok(())
         }
         Command::Pool(PoolCmd::Info) => pool_info(cli),
+        Command::Pool(PoolCmd::Key(cmd)) => crate::keys::key(cli, cmd),
         Command::Pool(PoolCmd::FixPermissions) => fix_permissions(cli),
         Command::Volume(cmd) => crate::volume::volume(cli, cmd),
         Command::Snapshot(cmd) => crate::volume::snapshot(cli, cmd),
@@ -150,6 +156,7 @@ fn pool_init(
     chunk_size: &str,
     catalog: &Option<String>,
     group: &Option<String>,
+    encrypt: Option<&str>,
 ) -> Result<()> {
     let spec = match path {
         Some(p) => with_endpoint(cli, PoolSpec::parse(p.as_os_str())?)?,
@@ -160,15 +167,27 @@ fn pool_init(
         chunking,
         catalog: catalog.clone(),
         group: group.clone(),
+        encrypt: match encrypt {
+            Some(_) => Some(crate::keys::init_key(cli)?),
+            None => None,
+        },
+        key_name: encrypt.map(str::to_string),
     };
     let pool = Pool::init_spec(&spec, &settings, &cli.options)?;
     pool.sync_catalog()?;
+    if encrypt.is_none() && matches!(spec, PoolSpec::Store(_)) && !cli.quiet {
+        eprintln!(
+            "shale: note: {} is not encrypted: its store holds your files compressed, not              sealed (`pool init --encrypt` makes a pool whose store sees only ciphertext)",
+            pool.name()
+        );
+    }
     if cli.json {
         print_json(
             &json!({"path": pool.name(), "id": pool.description().id, "version": pool.description().version}),
         );
     } else if !cli.quiet {
-        println!("created pool at {}", pool.name());
+        let how = if encrypt.is_some() { "encrypted " } else { "" };
+        println!("created {how}pool at {}", pool.name());
     }
     Ok(())
 }
@@ -217,6 +236,10 @@ pub(crate) fn print_pool_info(cli: &Cli, r: &PoolReport) {
         return;
     }
     println!("pool:              {}", r.path);
+    println!(
+        "encryption:        {}",
+        r.encryption.as_deref().unwrap_or("none")
+    );
     println!(
         "chunk size:        {} average",
         format_size(r.chunk_size as u64)

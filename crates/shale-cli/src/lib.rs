@@ -7,6 +7,7 @@
 
 mod args_data;
 mod commands;
+mod keys;
 mod mirror;
 mod mount;
 mod output;
@@ -47,6 +48,10 @@ pub struct Cli {
     /// custom --endpoint).
     #[arg(long, global = true)]
     pub no_instance_metadata: bool,
+    /// The key file that opens an encrypted pool (over SHALE_KEY_FILE and
+    /// SHALE_PASSPHRASE).
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
     /// Print machine-readable JSON on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -87,6 +92,9 @@ fn with_options(mut cli: Cli) -> anyhow::Result<Cli> {
         store.insert("AWS_REGION".into(), r.clone());
     }
     cli.options.store.no_instance_metadata |= cli.no_instance_metadata;
+    if let Some(f) = &cli.key_file {
+        cli.options.key = Some(shale_core::config::KeySource::File(f.clone()));
+    }
     Ok(cli)
 }
 
@@ -244,9 +252,25 @@ pub enum PoolCmd {
         /// owner's alone, 0700 and 0600).
         #[arg(long, value_name = "NAME")]
         group: Option<String>,
+        /// Encrypt everything the pool stores, under the key given with
+        /// --key-file, SHALE_KEY_FILE or SHALE_PASSPHRASE (asked for at a
+        /// terminal when none is).
+        #[arg(long)]
+        encrypt: bool,
+        /// The name of that first key in the pool's key ring.
+        #[arg(
+            long,
+            value_name = "NAME",
+            requires = "encrypt",
+            default_value = "first"
+        )]
+        key_name: String,
     },
     /// Volumes, snapshots, the space saved by sharing, and what gc would reclaim.
     Info,
+    /// The keys that open an encrypted pool.
+    #[command(subcommand)]
+    Key(crate::keys::KeyCmd),
     /// Make this machine the one working on an object-store pool with an
     /// SQLite catalog (used from one machine at a time; a pool with a
     /// PostgreSQL catalog needs no attach).

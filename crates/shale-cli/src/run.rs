@@ -31,6 +31,7 @@ fn quiet(cli: &Cli, pool_path: &Path) -> Cli {
         endpoint: cli.endpoint.clone(),
         region: cli.region.clone(),
         no_instance_metadata: cli.no_instance_metadata,
+        key_file: cli.key_file.clone(),
         json: false,
         quiet: true,
         server: None,

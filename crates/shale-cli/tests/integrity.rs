@@ -88,20 +88,38 @@ fn a_healthy_pool_verifies() {
     assert!(report["problems"].as_array().unwrap().is_empty());
 }
 
+/// Flips one byte inside the stored content of a file of volume `bad`:
+/// `dir/y.bin` in a plain pool (found by its bytes); in an encrypted one,
+/// whose packs show no plaintext, the file whose blob the middle of the
+/// largest new pack holds. Returns the error verify should give.
+fn flip_a_byte(p: &Env, packs: &[String]) -> &'static str {
+    let (pack, at) = if p.is_encrypted() {
+        let pack = packs.iter().max_by_key(|f| p.read_object(f).len()).unwrap();
+        (pack, p.read_object(pack).len() / 2)
+    } else {
+        let needle = &noise(4, 80_000)[1000..1032];
+        let pack = packs
+            .iter()
+            .find(|f| p.read_object(f).windows(32).any(|w| w == needle))
+            .unwrap();
+        let at = p.read_object(pack).windows(32).position(|w| w == needle);
+        (pack, at.unwrap() + 5)
+    };
+    let mut bytes = p.read_object(pack);
+    bytes[at] ^= 0x40;
+    p.write_object(pack, &bytes);
+    if p.is_encrypted() {
+        "does not authenticate"
+    } else {
+        "does not match its hash"
+    }
+}
+
 #[test]
 fn flipped_bytes_are_found_and_named() {
     let p = Env::new();
     let packs = two_volumes(&p);
-    // flip one byte inside the stored content of bad/dir/y.bin
-    let needle = &noise(4, 80_000)[1000..1032];
-    let pack = packs
-        .iter()
-        .find(|f| p.read_object(f).windows(32).any(|w| w == needle))
-        .unwrap();
-    let mut bytes = p.read_object(pack);
-    let at = bytes.windows(32).position(|w| w == needle).unwrap();
-    bytes[at + 5] ^= 0x40;
-    p.write_object(pack, &bytes);
+    let expected_error = flip_a_byte(&p, &packs);
 
     // structure alone looks fine; re-reading the data finds it
     assert!(verify(&p, false).0);
@@ -111,33 +129,39 @@ fn flipped_bytes_are_found_and_named() {
         stderr.contains("verify found 1 damaged objects affecting 2 paths"),
         "{stderr}"
     );
-    assert_eq!(affected(&report), ["bad:dir/y.bin", "bad@s:dir/y.bin"]);
+    let paths = affected(&report);
+    let file = paths[0].strip_prefix("bad:").unwrap().to_string();
+    assert_eq!(paths, [format!("bad:{file}"), format!("bad@s:{file}")]);
+    if !p.is_encrypted() {
+        assert_eq!(file, "dir/y.bin");
+    }
     assert!(report["problems"][0]["error"]
         .as_str()
         .unwrap()
-        .contains("does not match its hash"));
+        .contains(expected_error));
 
     // reading the file fails naming it and the object; the rest still reads
     let out = p.run(&["volume", "export", "bad", p.path("out").to_str().unwrap()]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(
-        err.contains("dir/y.bin") && err.contains("is corrupt"),
-        "{err}"
-    );
+    assert!(err.contains(&file) && err.contains("is corrupt"), "{err}");
     assert!(
         err.contains(report["problems"][0]["object"].as_str().unwrap()),
         "{err}"
     );
+    let (other, data) = [("x.bin", noise(3, 60_000)), ("dir/z.bin", noise(5, 90_000))]
+        .into_iter()
+        .find(|(name, _)| *name != file)
+        .unwrap();
     p.ok(&[
         "volume",
         "export",
         "bad",
         p.path("out2").to_str().unwrap(),
         "--path",
-        "x.bin",
+        other,
     ]);
-    assert_eq!(fs::read(p.path("out2/x.bin")).unwrap(), noise(3, 60_000));
+    assert_eq!(fs::read(p.path("out2").join(other)).unwrap(), data);
     p.ok(&["volume", "export", "good", p.path("out3").to_str().unwrap()]);
     assert_eq!(
         fs::read(p.path("out3/sub/b.bin")).unwrap(),

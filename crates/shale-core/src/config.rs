@@ -30,6 +30,50 @@ pub struct PoolOptions {
     /// How long a writer lease or session on a shared catalog lasts unless
     /// renewed (renewed every third of it).
     pub lease: Duration,
+    /// The key that opens encrypted pools (None: they cannot be opened).
+    pub key: Option<KeySource>,
+}
+
+/// Where the key of an encrypted pool comes from. Its `Debug` form shows
+/// no secret.
+#[derive(Clone)]
+pub enum KeySource {
+    /// A key file (at least 32 bytes; e.g. `head -c 32 /dev/urandom`).
+    File(PathBuf),
+    /// A passphrase (stretched with Argon2id).
+    Passphrase(zeroize::Zeroizing<String>),
+}
+
+impl std::fmt::Debug for KeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            KeySource::File(p) => write!(f, "KeySource::File({})", p.display()),
+            KeySource::Passphrase(_) => f.write_str("KeySource::Passphrase(…)"),
+        }
+    }
+}
+
+impl KeySource {
+    /// The user key it gives: the key file read, or the passphrase.
+    pub fn user_key(&self) -> Result<crate::crypt::keyring::UserKey> {
+        use crate::crypt::keyring::UserKey;
+        match self {
+            KeySource::File(path) => std::fs::read(path)
+                .map(|b| UserKey::File(zeroize::Zeroizing::new(b)))
+                .map_err(|e| {
+                    Error::InvalidArgument(format!("cannot read key file {}: {e}", path.display()))
+                }),
+            KeySource::Passphrase(p) => Ok(UserKey::Passphrase(p.clone())),
+        }
+    }
+
+    /// How to name it to a user (`key file K`, `passphrase`).
+    pub fn describe(&self) -> String {
+        match self {
+            KeySource::File(p) => format!("key file {}", p.display()),
+            KeySource::Passphrase(_) => "passphrase".into(),
+        }
+    }
 }
 
 /// How object stores are reached. Its `Debug` form shows the settings'
@@ -75,6 +119,7 @@ impl std::fmt::Debug for PoolOptions {
             .field("catalog_password", &password)
             .field("io_threads", &self.io_threads)
             .field("lease", &self.lease)
+            .field("key", &self.key)
             .finish()
     }
 }
@@ -119,6 +164,7 @@ impl Default for PoolOptions {
             catalog_password: None,
             io_threads: default_io_threads(),
             lease: Duration::from_secs(60),
+            key: None,
         }
     }
 }
@@ -141,6 +187,7 @@ impl PoolOptions {
     /// | `PGPASSWORD` | [`catalog_password`](Self::catalog_password) |
     /// | `SHALE_IO_THREADS` | [`io_threads`](Self::io_threads) |
     /// | `SHALE_LEASE_SECS` | [`lease`](Self::lease) |
+    /// | `SHALE_KEY_FILE`, else `SHALE_PASSPHRASE` | [`key`](Self::key) |
     pub fn from_env() -> Result<PoolOptions> {
         let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
         let secs = |k: &str| -> Result<Option<Duration>> {
@@ -192,6 +239,9 @@ impl PoolOptions {
             lease: secs("SHALE_LEASE_SECS")?
                 .filter(|d| !d.is_zero())
                 .unwrap_or(defaults.lease),
+            key: var("SHALE_KEY_FILE")
+                .map(|p| KeySource::File(PathBuf::from(p)))
+                .or_else(|| var("SHALE_PASSPHRASE").map(|p| KeySource::Passphrase(p.into()))),
         })
     }
 

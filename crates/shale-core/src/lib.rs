@@ -19,6 +19,7 @@ pub mod error;
 pub mod failpoint;
 pub mod filter;
 pub mod id;
+pub mod keys;
 pub mod names;
 pub mod ops;
 pub mod pool;

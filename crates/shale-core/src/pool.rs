@@ -3,6 +3,7 @@
 //! ```text
 //! POOL/
 //!   pool.json     what this pool is: format name and version, pool id
+//!   keys.json     an encrypted pool's key ring (see `keys.rs`)
 //!   catalog.db    the SQLite catalog (with -wal and -shm beside it)
 //!   packs/xx/…    pack objects
 //!   tmp/          objects being written
@@ -19,16 +20,22 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
-use crate::config::PoolOptions;
+use crate::config::{KeySource, PoolOptions};
 use crate::coord::s3pool::{self, StoreSettings};
+use crate::crypt::PoolKeys;
 use crate::error::{Error, IoContext, Result};
+use crate::keys::{self, Encryption};
 use crate::private::{Access, Fixed};
 use crate::store::blobs::BlobStore;
 use crate::store::chunker::ChunkParams;
 use crate::store::objects::{LocalDir, ObjectStore, Remote, StoreLocation};
 
-/// The pool format version this build reads and writes.
-pub const POOL_VERSION: u32 = 1;
+/// The newest pool format version this build reads and writes: 2 for an
+/// encrypted pool (sealed packs and catalog copy), 1 for a plain one
+/// (which every release since the first reads).
+pub const POOL_VERSION: u32 = 2;
+/// The version of a plain pool.
+const PLAIN_VERSION: u32 = 1;
 const POOL_FILE: &str = "pool.json";
 /// The catalog's file name in a pool directory (or an object-store pool's cache).
 pub const CATALOG_FILE: &str = "catalog.db";
@@ -55,6 +62,9 @@ pub struct PoolDescription {
     /// group's name. Absent: owner-only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub group: Option<String>,
+    /// For an encrypted pool: how (absent: a plain pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<Encryption>,
 }
 
 impl PoolDescription {
@@ -62,14 +72,20 @@ impl PoolDescription {
     fn new(place: &str, settings: &PoolSettings, store: Option<StoreSettings>) -> Self {
         let created = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let seed = format!("{created}{}{place}", std::process::id());
+        let encryption = settings.encrypt.as_ref().map(|_| Encryption::current());
         PoolDescription {
             format: FORMAT_NAME.into(),
-            version: POOL_VERSION,
+            version: if encryption.is_some() {
+                POOL_VERSION
+            } else {
+                PLAIN_VERSION
+            },
             id: blake3::hash(seed.as_bytes()).to_hex()[..32].to_string(),
             created,
             chunking: settings.chunking,
             store,
             group: settings.group.clone(),
+            encryption,
         }
     }
 }
@@ -140,6 +156,17 @@ pub struct PoolSettings {
     /// directories 2770 with that group, its files 0660). None:
     /// owner-only.
     pub group: Option<String>,
+    /// For an encrypted pool: the key that opens it at first (more are
+    /// added with [`crate::keys::add`]). None: a plain pool.
+    pub encrypt: Option<KeySource>,
+    /// The name of that first key in the ring (default `first`).
+    pub key_name: Option<String>,
+}
+
+impl PoolSettings {
+    fn first_key_name(&self) -> &str {
+        self.key_name.as_deref().unwrap_or("first")
+    }
 }
 
 /// An open pool.
@@ -201,6 +228,10 @@ impl Pool {
         let objects = LocalDir::new(root)?;
         let catalog = Catalog::create(&root.join(CATALOG_FILE))?;
         let description = PoolDescription::new(&root.display().to_string(), settings, None);
+        let keys = match &settings.encrypt {
+            Some(key) => Some(keys::create(&objects, key, settings.first_key_name())?),
+            None => None,
+        };
         // pool.json is written last: a pool is complete once it exists.
         let json = serde_json::to_vec_pretty(&description)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -209,7 +240,7 @@ impl Pool {
         fs::File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
         fs::rename(&tmp, root.join(POOL_FILE)).at(root.join(POOL_FILE))?;
         fs::File::open(root).and_then(|f| f.sync_all()).at(root)?;
-        Ok(Pool::local(root, description, objects, catalog))
+        Ok(Pool::local(root, description, objects, catalog, keys))
     }
 
     /// The local pool in `root`.
@@ -218,18 +249,26 @@ impl Pool {
         description: PoolDescription,
         objects: LocalDir,
         catalog: Catalog,
+        keys: Option<Arc<PoolKeys>>,
     ) -> Pool {
         Pool {
             root: root.to_path_buf(),
             description,
-            store: BlobStore::new(Arc::new(objects), Arc::new(catalog)),
+            store: BlobStore::new(Arc::new(objects), Arc::new(catalog)).with_keys(keys),
             remote: None,
             options: PoolOptions::default(),
         }
     }
 
-    /// Opens the pool in `root`.
+    /// Opens the plain pool in `root` (an encrypted one needs its key:
+    /// [`Pool::open_spec`]).
     pub fn open(root: &Path) -> Result<Pool> {
+        Pool::open_local(root, &PoolOptions::default())
+    }
+
+    /// Opens the pool in `root`, an encrypted one with the key `options`
+    /// gives.
+    fn open_local(root: &Path, options: &PoolOptions) -> Result<Pool> {
         let desc_path = root.join(POOL_FILE);
         let text = match fs::read(&desc_path) {
             Ok(t) => t,
@@ -240,14 +279,22 @@ impl Pool {
         };
         let description = parse_description(&text, &desc_path.display().to_string(), root)?;
         let objects = LocalDir::new(root)?;
+        let keys = match &description.encryption {
+            Some(_) => Some(keys::unlock(
+                &objects,
+                &root.display().to_string(),
+                options,
+            )?),
+            None => None,
+        };
         let catalog = Catalog::open(&root.join(CATALOG_FILE))?;
-        Ok(Pool::local(root, description, objects, catalog))
+        Ok(Pool::local(root, description, objects, catalog, keys))
     }
 
     /// Opens the pool `spec` names.
     pub fn open_spec(spec: &PoolSpec, options: &PoolOptions) -> Result<Pool> {
         match spec {
-            PoolSpec::Local(root) => Ok(Pool::open(root)?.with_options(options)),
+            PoolSpec::Local(root) => Ok(Pool::open_local(root, options)?.with_options(options)),
             PoolSpec::Store(location) => Pool::open_s3(location, options),
         }
     }
@@ -256,7 +303,9 @@ impl Pool {
     /// is absent or empty (an object-store pool needs `pool init`).
     pub fn open_or_init_spec(spec: &PoolSpec, options: &PoolOptions) -> Result<Pool> {
         match spec {
-            PoolSpec::Local(root) => Ok(Pool::open_or_init(root)?.with_options(options)),
+            PoolSpec::Local(root) => {
+                Ok(Pool::open_or_init_local(root, options)?.with_options(options))
+            }
             PoolSpec::Store(location) => Pool::open_s3(location, options),
         }
     }
@@ -326,6 +375,10 @@ impl Pool {
         let description =
             parse_description(&text, &format!("{name}/{POOL_FILE}"), Path::new(&name))?;
         let shared = description.shared_catalog().map(str::to_string);
+        let keys = match &description.encryption {
+            Some(_) => Some(keys::unlock(remote.as_ref(), &name, options)?),
+            None => None,
+        };
         if shared.is_none() {
             s3pool::check_owner(remote.as_ref(), &cache, &name)?;
         }
@@ -353,7 +406,7 @@ impl Pool {
         Ok(Pool {
             root: cache,
             description,
-            store: BlobStore::new(remote.clone(), catalog),
+            store: BlobStore::new(remote.clone(), catalog).with_keys(keys),
             remote: Some((remote, name)),
             options: options.clone(),
         })
@@ -410,6 +463,15 @@ impl Pool {
             },
         };
         let description = PoolDescription::new(&name, settings, Some(store));
+        let keys = match &settings.encrypt {
+            Some(key) => Some(keys::create(
+                remote.as_ref(),
+                key,
+                settings.first_key_name(),
+            )?),
+            None => None,
+        };
+        let seal = keys.as_deref().map(|k| (k, description.id.as_str()));
         let catalog = match &settings.catalog {
             Some(url) => {
                 if !crate::catalog::is_postgres_url(url) {
@@ -423,7 +485,7 @@ impl Pool {
             None => {
                 let catalog = Catalog::create(&cache.join(CATALOG_FILE))?;
                 s3pool::take_ownership(remote.as_ref(), &cache)?;
-                s3pool::upload_catalog(remote.as_ref(), &catalog, &cache)?;
+                s3pool::upload_catalog(remote.as_ref(), &catalog, &cache, seal)?;
                 catalog
             }
         };
@@ -434,7 +496,7 @@ impl Pool {
         Ok(Pool {
             root: cache,
             description,
-            store: BlobStore::new(remote.clone(), Arc::new(catalog)),
+            store: BlobStore::new(remote.clone(), Arc::new(catalog)).with_keys(keys),
             remote: Some((remote, name)),
             options: options.clone(),
         })
@@ -456,7 +518,12 @@ impl Pool {
             // Nothing to take over: every machine uses the shared catalog.
             return Pool::open_s3(location, options);
         }
-        s3pool::download_catalog(remote.as_ref(), &cache, &name)?;
+        let keys = match &description.encryption {
+            Some(_) => Some(keys::unlock(remote.as_ref(), &name, options)?),
+            None => None,
+        };
+        let seal = keys.as_deref().map(|k| (k, description.id.as_str()));
+        s3pool::download_catalog(remote.as_ref(), &cache, &name, seal)?;
         let _ = fs::remove_file(cache.join(POOL_FILE));
         s3pool::take_ownership(remote.as_ref(), &cache)?;
         Pool::open_s3(location, options)
@@ -477,7 +544,8 @@ impl Pool {
         let owed = self.root.join(s3pool::UNSYNCED_FILE);
         crate::private::write(&owed, b"").at(&owed)?;
         s3pool::check_owner(remote.as_ref(), &self.root, name)?;
-        s3pool::upload_catalog(remote.as_ref(), self.catalog(), &self.root)?;
+        let seal = self.store.keys().map(|k| (k, self.description.id.as_str()));
+        s3pool::upload_catalog(remote.as_ref(), self.catalog(), &self.root, seal)?;
         fs::remove_file(&owed).at(&owed)
     }
 
@@ -491,7 +559,11 @@ impl Pool {
 
     /// Opens the pool in `root`, creating it if `root` is absent or empty.
     pub fn open_or_init(root: &Path) -> Result<Pool> {
-        match Pool::open(root) {
+        Pool::open_or_init_local(root, &PoolOptions::default())
+    }
+
+    fn open_or_init_local(root: &Path, options: &PoolOptions) -> Result<Pool> {
+        match Pool::open_local(root, options) {
             Err(Error::NoPool(_)) => {
                 let empty = match fs::read_dir(root) {
                     Ok(mut d) => d.next().is_none(),
@@ -543,7 +615,8 @@ fn parse_description(text: &[u8], what: &str, root: &Path) -> Result<PoolDescrip
         return Err(Error::corrupt(what, "not a Shale pool description"));
     }
     let version = value.get("version").cloned().unwrap_or_default();
-    if version.as_u64() != Some(POOL_VERSION as u64) {
+    if !matches!(version.as_u64(), Some(v) if v == PLAIN_VERSION as u64 || v == POOL_VERSION as u64)
+    {
         return Err(Error::UnsupportedFormat {
             path: root.to_path_buf(),
             found: version.to_string(),
@@ -557,6 +630,11 @@ fn parse_description(text: &[u8], what: &str, root: &Path) -> Result<PoolDescrip
     }
     let description: PoolDescription =
         serde_json::from_value(value).map_err(|e| Error::corrupt(what, e.to_string()))?;
+    match (&description.encryption, description.version) {
+        (Some(e), POOL_VERSION) => e.check(what)?,
+        (None, PLAIN_VERSION) => {}
+        _ => return Err(Error::corrupt(what, "its version and encryption disagree")),
+    }
     ChunkParams::new(description.chunking.avg as u64)
         .map_err(|e| Error::corrupt(what, e.to_string()))?;
     Ok(description)

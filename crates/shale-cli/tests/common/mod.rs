@@ -17,6 +17,8 @@ pub mod postgres;
 /// for the test, with an SQLite catalog; `s3-postgres` the same with its
 /// catalog in a PostgreSQL server started for the test. The same tests
 /// thus run against each kind of pool (`scripts/test.sh` runs all three).
+/// With `SHALE_TEST_ENCRYPT=1` the pool is encrypted (`pool init
+/// --encrypt`), every command given its key file through `SHALE_KEY_FILE`.
 pub struct Env {
     /// `shale serve` of the pool, with `SHALE_TEST_VIA=server` (stopped
     /// first on drop).
@@ -26,6 +28,8 @@ pub struct Env {
     /// The directory; removed on drop.
     pub dir: tempfile::TempDir,
     store: Option<Remote>,
+    /// Whether the pool is encrypted (its key file is `DIR/pool.key`).
+    encrypted: bool,
 }
 
 /// A `shale serve` of a test's pool and an admin token for it (stopped on
@@ -70,11 +74,30 @@ impl Env {
         let mut env = match std::env::var("SHALE_TEST_STORE").as_deref() {
             Ok("s3") => Env::remote(false),
             Ok("s3-postgres") => Env::remote(true),
-            Ok("local") | Err(_) => Env::local(),
+            Ok("local") | Err(_) => Env::local_maybe_encrypted(),
             Ok(other) => panic!("SHALE_TEST_STORE={other}: use local, s3 or s3-postgres"),
         };
         env.serve = via_server();
+        if env.is_local() && env.encrypted {
+            env.ok(&["pool", "init", "--encrypt"]);
+        }
         env
+    }
+
+    /// Whether `SHALE_TEST_ENCRYPT` asks for encrypted pools.
+    fn encrypt_wanted() -> bool {
+        std::env::var("SHALE_TEST_ENCRYPT").is_ok_and(|v| v == "1")
+    }
+
+    /// Whether the pool is encrypted.
+    pub fn is_encrypted(&self) -> bool {
+        self.encrypted
+    }
+
+    /// Writes the key file of an encrypted pool.
+    fn write_key(dir: &Path) {
+        let key = dir.join("pool.key");
+        std::fs::write(&key, noise(42, 32)).unwrap();
     }
 
     /// A pool in a local directory, whatever `SHALE_TEST_STORE` or
@@ -85,7 +108,18 @@ impl Env {
             serve: false,
             dir: tempfile::tempdir().unwrap(),
             store: None,
+            encrypted: false,
         }
+    }
+
+    /// A local pool, encrypted when `SHALE_TEST_ENCRYPT` says so.
+    fn local_maybe_encrypted() -> Env {
+        let mut env = Env::local();
+        env.encrypted = Env::encrypt_wanted();
+        if env.encrypted {
+            Env::write_key(env.dir.path());
+        }
+        env
     }
 
     fn remote(with_postgres: bool) -> Env {
@@ -101,8 +135,13 @@ impl Env {
                 postgres,
                 url: format!("s3://{}/pool", garage::BUCKET),
             }),
+            encrypted: Env::encrypt_wanted(),
         };
         let mut init = vec!["pool", "init"];
+        if env.encrypted {
+            Env::write_key(env.dir.path());
+            init.push("--encrypt");
+        }
         if let Some(pg) = env.store.as_ref().and_then(|r| r.postgres.as_ref()) {
             init.extend(["--catalog", pg.url.as_str()]);
         }
@@ -154,6 +193,9 @@ impl Env {
     /// machine's cache directory, `$SHALE_POOL` cleared.
     pub fn apply(&self, c: &mut Command) {
         c.env_remove("SHALE_POOL");
+        if self.encrypted {
+            c.env("SHALE_KEY_FILE", self.path("pool.key"));
+        }
         if let Some(r) = &self.store {
             c.envs(r.garage.env())
                 .env("SHALE_CACHE_DIR", self.path("cache"));

@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::Catalog;
 use crate::config::PoolOptions;
+use crate::crypt::PoolKeys;
 use crate::error::{Error, IoContext, Result};
 use crate::store::objects::{ObjectStore, Remote, StoreLocation};
 
@@ -163,20 +164,45 @@ pub fn check_owner(store: &dyn ObjectStore, cache: &Path, name: &str) -> Result<
     }
 }
 
-/// Uploads a consistent copy of `catalog` (made with `VACUUM INTO`).
-pub fn upload_catalog(store: &dyn ObjectStore, catalog: &Catalog, cache: &Path) -> Result<()> {
+/// An encrypted pool's keys and id, to seal its catalog copy with.
+pub type Seal<'a> = Option<(&'a PoolKeys, &'a str)>;
+
+/// Uploads a consistent copy of `catalog` (made with `VACUUM INTO`),
+/// sealed for an encrypted pool.
+pub fn upload_catalog(
+    store: &dyn ObjectStore,
+    catalog: &Catalog,
+    cache: &Path,
+    seal: Seal<'_>,
+) -> Result<()> {
     let tmp = cache
         .join("tmp")
         .join(format!("catalog-upload-{}.db", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     catalog.copy_to(&tmp)?;
-    store.put_file(CATALOG_KEY, &tmp)
+    let Some((keys, pool_id)) = seal else {
+        return store.put_file(CATALOG_KEY, &tmp);
+    };
+    let db = std::fs::read(&tmp).at(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    store.put(CATALOG_KEY, &keys.seal_catalog(pool_id, &db?)?)
 }
 
-/// Downloads the catalog copy into `cache`, replacing any local catalog.
-pub fn download_catalog(store: &dyn ObjectStore, cache: &Path, name: &str) -> Result<()> {
+/// Downloads the catalog copy into `cache`, replacing any local catalog
+/// (opened first for an encrypted pool).
+pub fn download_catalog(
+    store: &dyn ObjectStore,
+    cache: &Path,
+    name: &str,
+    seal: Seal<'_>,
+) -> Result<()> {
+    let what = format!("{name}/{CATALOG_KEY}");
     let data = get_optional(store, CATALOG_KEY)?
-        .ok_or_else(|| Error::corrupt(format!("{name}/{CATALOG_KEY}"), "the object is missing"))?;
+        .ok_or_else(|| Error::corrupt(&what, "the object is missing"))?;
+    let data = match seal {
+        Some((keys, pool_id)) => keys.open_catalog(pool_id, &data, &what)?,
+        None => data,
+    };
     crate::private::create_dir_all(&cache.join("tmp")).at(cache)?;
     let path = cache.join(crate::pool::CATALOG_FILE);
     for suffix in ["-wal", "-shm"] {

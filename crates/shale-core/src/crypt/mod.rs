@@ -13,6 +13,9 @@
 //! pool is encrypted, `pool init` has no `--encrypt`).
 
 pub mod keyring;
+pub mod sealing;
+
+pub use sealing::PoolKeys;
 
 use chacha20poly1305::aead::{Aead, KeyInit, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};

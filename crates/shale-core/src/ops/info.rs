@@ -19,6 +19,10 @@ pub struct PoolReport {
     pub id: String,
     /// The pool's format version.
     pub format_version: u32,
+    /// For an encrypted pool: how, and how many keys open it (absent for
+    /// a plain pool).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
     /// Average chunk size in bytes.
     pub chunk_size: u32,
     /// Volumes.
@@ -66,6 +70,7 @@ impl Pool {
             store: self.description().store.clone(),
             id: self.description().id.clone(),
             format_version: self.description().version,
+            encryption: self.encryption_summary()?,
             chunk_size: self.chunking().avg,
             volumes: t.volumes,
             snapshots: t.snapshots,
@@ -88,6 +93,19 @@ impl Pool {
             }
         }
         Ok(r)
+    }
+
+    /// How an encrypted pool is sealed, and how many keys open it.
+    fn encryption_summary(&self) -> Result<Option<String>> {
+        if self.description().encryption.is_none() {
+            return Ok(None);
+        }
+        let ring = crate::keys::read_ring(self.blobs().objects().as_ref(), &self.name())?;
+        Ok(Some(format!(
+            "encrypted (XChaCha20-Poly1305, keyed BLAKE3 ids; {} key{})",
+            ring.slots.len(),
+            if ring.slots.len() == 1 { "" } else { "s" }
+        )))
     }
 
     /// Records the pool's totals now (see `catalog::SpaceSample`), unless

@@ -64,10 +64,19 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
+    /// Copies one blob; between plain pools as stored (no recompression),
+    /// otherwise as plaintext, sealed again (or for the first time, or no
+    /// longer) by the destination.
     fn copy(&mut self, id: &ObjectId) -> Result<()> {
-        let (head, stored) = self.source.blobs().get_stored(id)?;
-        let n = stored.len() as u64;
-        if self.writer.put_stored(&head, &stored)? {
+        let plain = self.source.blobs().keys().is_none() && self.dest.blobs().keys().is_none();
+        let written = if plain {
+            let (head, stored) = self.source.blobs().get_stored(id)?;
+            let n = stored.len() as u64;
+            self.writer.put_stored(&head, &stored)?.then_some(n)
+        } else {
+            self.copy_plaintext(id)?
+        };
+        if let Some(n) = written {
             self.report.objects += 1;
             self.report.bytes += n;
             if let Some(f) = self.on_bytes {
@@ -77,8 +86,22 @@ impl Sender<'_> {
         Ok(())
     }
 
+    /// Copies one blob as plaintext; its size when it was written.
+    fn copy_plaintext(&mut self, id: &ObjectId) -> Result<Option<u64>> {
+        if self.dest.blobs().has(id)? {
+            return Ok(None);
+        }
+        let kind = match self.source.blobs().location(id)? {
+            Some(loc) => loc.head.kind,
+            None => return Err(crate::error::Error::MissingObject(*id)),
+        };
+        let data = self.source.blobs().get(id)?;
+        self.writer.put_with_id(*id, kind, &data)?;
+        Ok(Some(data.len() as u64))
+    }
+
     fn send_node(&mut self, id: &ObjectId) -> Result<()> {
-        if self.dest.catalog().has_blob(id)? {
+        if self.dest.blobs().has(id)? {
             self.report.skipped += 1;
             return Ok(());
         }
@@ -93,7 +116,7 @@ impl Sender<'_> {
                     match &e.content {
                         Content::File { chunks, .. } => {
                             for c in chunks {
-                                if self.dest.catalog().has_blob(&c.id)? {
+                                if self.dest.blobs().has(&c.id)? {
                                     self.report.skipped += 1;
                                 } else {
                                     self.copy(&c.id)?;

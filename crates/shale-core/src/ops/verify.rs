@@ -75,6 +75,7 @@ pub struct VerifyReport {
 struct Checker<'a> {
     pool: &'a Pool,
     /// Blob id → error, for blobs found bad while reading packs.
+    /// By index id (keyed in an encrypted pool).
     bad_blobs: HashMap<ObjectId, String>,
     /// Known pack sizes (None: the pack is missing).
     pack_sizes: HashMap<ObjectId, Option<u64>>,
@@ -97,6 +98,8 @@ impl Checker<'_> {
 
     /// Reads every indexed pack and re-hashes each blob in it.
     fn read_packs(&mut self, report: &mut VerifyReport) -> Result<()> {
+        let store = self.pool.store.clone();
+        let keys = store.keys();
         for (rowid, name) in self.pool.catalog().packs()? {
             let heads = self.pool.catalog().blobs_in_pack(rowid)?;
             let key = pack::key(&name);
@@ -130,12 +133,20 @@ impl Checker<'_> {
             );
             progress::check(&self.progress)?;
             for h in heads {
-                if let Err(e) = crate::store::blobs::check_in_pack(&h, &name, &data) {
+                if let Err(e) = crate::store::blobs::check_in_pack(keys, &h, &name, &data) {
                     self.bad_blobs.insert(h.id, e.to_string());
                 }
             }
         }
         Ok(())
+    }
+
+    /// What reading the packs found wrong with the blob of content id
+    /// `id`, named by that id (the packs know it by its index id).
+    fn bad_blob(&self, id: &ObjectId) -> Option<String> {
+        let ix = self.pool.store.index_id(id);
+        let e = self.bad_blobs.get(&ix)?;
+        Some(e.replace(&ix.to_string(), &id.to_string()))
     }
 
     /// Where `id` is: remembered, or, when the remembered pack has gone
@@ -154,8 +165,8 @@ impl Checker<'_> {
         if let Some(known) = self.chunks.get(id) {
             return Ok(known.clone());
         }
-        let problem = if let Some(e) = self.bad_blobs.get(id) {
-            Some(e.clone())
+        let problem = if let Some(e) = self.bad_blob(id) {
+            Some(e)
         } else {
             match self.location(id)? {
                 None => Some(format!("object {id} is missing from the pool")),
@@ -186,8 +197,8 @@ impl Checker<'_> {
         if let Some(&tainted) = self.nodes.get(id) {
             return Ok(tainted);
         }
-        let node = match self.bad_blobs.get(id) {
-            Some(e) => Err(Error::corrupt(format!("tree node {id}"), e.clone())),
+        let node = match self.bad_blob(id) {
+            Some(e) => Err(Error::corrupt(format!("tree node {id}"), e)),
             None => load_node(&self.pool.store, id),
         };
         let mut tainted = false;

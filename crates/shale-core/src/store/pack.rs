@@ -7,12 +7,18 @@
 //!           raw_len:u32le stored_len:u32le data:[u8; stored_len]   (44-byte head)
 //! ```
 //!
+//! An encrypted pool's packs are version 2: each entry head is sealed
+//! (XChaCha20-Poly1305, 84 bytes: nonce, the 44-byte head, tag) and so is
+//! each blob's data, bound to its keyed id (see `crypt/sealing.rs`). The
+//! store sees neither ids nor where one blob ends and the next begins.
+//!
 //! A pack's object key is `packs/<first two hex digits>/<pack name>.pack`, where
 //! the name is a hash of its entry heads and a per-writer nonce.
 //! The catalog's index maps a blob id to (pack, offset of its data, lengths), so a
 //! read needs one ranged get; the entry heads make every pack self-describing so
 //! that the index can be checked or rebuilt from the packs alone.
 
+use crate::crypt::PoolKeys;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 
@@ -24,6 +30,10 @@ pub const VERSION: u8 = 1;
 pub const HEADER_LEN: usize = 8;
 /// Length of an entry head.
 pub const ENTRY_HEAD_LEN: usize = 44;
+/// The version of an encrypted pool's packs (sealed heads and data).
+pub const SEALED_VERSION: u8 = 2;
+/// Length of a sealed entry head.
+pub const SEALED_HEAD_LEN: usize = ENTRY_HEAD_LEN + crate::crypt::OVERHEAD;
 
 /// What a blob holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -87,6 +97,37 @@ pub fn header() -> [u8; HEADER_LEN] {
     [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], VERSION, 0, 0, 0]
 }
 
+/// The header of a pack in a pool sealed with `keys` (plain without).
+pub fn header_for(keys: Option<&PoolKeys>) -> [u8; HEADER_LEN] {
+    let mut h = header();
+    if keys.is_some() {
+        h[4] = SEALED_VERSION;
+    }
+    h
+}
+
+/// The bytes of an entry head to write at `at`, sealed under `keys` when
+/// the pool is encrypted, and the entry as the index records it (`id` is
+/// the index id; `stored_len` counts the data as written, sealed or not).
+pub fn head_bytes(
+    keys: Option<&PoolKeys>,
+    id: ObjectId,
+    kind: BlobKind,
+    compression: Compression,
+    raw_len: u32,
+    stored_len: u32,
+    at: u64,
+) -> Result<(Vec<u8>, EntryHead)> {
+    let mut head = [0u8; ENTRY_HEAD_LEN];
+    let mut e = entry_head(&mut head, id, kind, compression, raw_len, stored_len, at);
+    let Some(keys) = keys else {
+        return Ok((head.to_vec(), e));
+    };
+    let sealed = keys.seal_head(&head)?;
+    e.offset = at + sealed.len() as u64;
+    Ok((sealed, e))
+}
+
 /// Fills `out` with the head of an entry whose head starts at `at`, and
 /// returns the entry as the index records it.
 pub fn entry_head(
@@ -136,21 +177,45 @@ pub fn append(
     e
 }
 
-/// Parses a whole pack and returns the heads of its entries.
+/// Parses a whole plain pack and returns the heads of its entries.
 pub fn parse(pack: &[u8]) -> Result<Vec<EntryHead>> {
+    parse_with(pack, None)
+}
+
+/// Parses a whole pack, sealed ones with the pool's `keys`, and returns
+/// the heads of its entries.
+pub fn parse_with(pack: &[u8], keys: Option<&PoolKeys>) -> Result<Vec<EntryHead>> {
     let bad = |reason: String| Error::corrupt("pack", reason);
     if pack.len() < HEADER_LEN || &pack[..4] != MAGIC {
         return Err(bad("missing pack header".into()));
     }
-    if pack[4] != VERSION {
-        return Err(bad(format!("unknown pack version {}", pack[4])));
-    }
+    let keys = match (pack[4], keys) {
+        (VERSION, _) => None,
+        (SEALED_VERSION, Some(k)) => Some(k),
+        (SEALED_VERSION, None) => {
+            return Err(bad("the pack is sealed: it needs the pool's key".into()))
+        }
+        (v, _) => return Err(bad(format!("unknown pack version {v}"))),
+    };
+    let head_len = if keys.is_some() {
+        SEALED_HEAD_LEN
+    } else {
+        ENTRY_HEAD_LEN
+    };
     let mut heads = Vec::new();
     let mut pos = HEADER_LEN;
     while pos < pack.len() {
-        let head = pack
-            .get(pos..pos + ENTRY_HEAD_LEN)
+        let raw = pack
+            .get(pos..pos + head_len)
             .ok_or_else(|| bad(format!("truncated entry head at offset {pos}")))?;
+        let opened;
+        let head = match keys {
+            Some(k) => {
+                opened = k.open_head(raw, &format!("entry head at offset {pos}"))?;
+                &opened[..]
+            }
+            None => raw,
+        };
         let id = ObjectId::from_slice(&head[..32]).expect("32 bytes");
         let kind = BlobKind::from_u8(head[32])
             .ok_or_else(|| bad(format!("unknown blob kind {} at offset {pos}", head[32])))?;
@@ -158,7 +223,7 @@ pub fn parse(pack: &[u8]) -> Result<Vec<EntryHead>> {
             .ok_or_else(|| bad(format!("unknown compression {} at offset {pos}", head[33])))?;
         let raw_len = u32::from_le_bytes(head[36..40].try_into().expect("4 bytes"));
         let stored_len = u32::from_le_bytes(head[40..44].try_into().expect("4 bytes"));
-        let offset = pos + ENTRY_HEAD_LEN;
+        let offset = pos + head_len;
         let end = offset
             .checked_add(stored_len as usize)
             .filter(|&e| e <= pack.len())

@@ -10,7 +10,8 @@ use crate::id::ObjectId;
 use crate::pool::Pool;
 use crate::tree::{load_node, Content, Node};
 
-/// Blob ids reachable from a set of roots, with the tree nodes walked.
+/// Blobs reachable from a set of roots (by index id, as the catalog
+/// knows them), with the tree nodes walked (by content id).
 #[derive(Default)]
 pub(super) struct Marks {
     pub(super) nodes: HashSet<ObjectId>,
@@ -25,14 +26,15 @@ impl Marks {
             if !self.nodes.insert(id) {
                 continue;
             }
-            self.blobs.insert(id);
+            self.blobs.insert(pool.store.index_id(&id));
             match load_node(&pool.store, &id)? {
                 Node::Interior(children) => stack.extend(children.iter().map(|c| c.node)),
                 Node::Leaf(entries) => {
                     for e in entries {
                         match e.content {
                             Content::File { chunks, .. } => {
-                                self.blobs.extend(chunks.iter().map(|c| c.id));
+                                let ids = chunks.iter().map(|c| pool.store.index_id(&c.id));
+                                self.blobs.extend(ids);
                             }
                             Content::Dir(d) => stack.push(d.tree),
                             Content::Symlink(_) | Content::Special(_) => {}

@@ -105,8 +105,9 @@ impl Pool {
     /// return). Returns, per new pack, the moved entries (new head, old
     /// pack key) and the old packs it replaces.
     fn repack(&self, packs: &[PackRef], report: &mut GcReport) -> Result<Vec<Repacked>> {
+        let keys = self.store.keys();
         let mut out = Vec::new();
-        let mut buf = pack::header().to_vec();
+        let mut buf = pack::header_for(keys).to_vec();
         let mut moved: Vec<(EntryHead, i64)> = Vec::new();
         let mut olds = Vec::new();
         let nonce = *blake3::hash(format!("repack {} {}", std::process::id(), now_ns()).as_bytes())
@@ -135,7 +136,7 @@ impl Pool {
                 entries: moved.iter().map(|(e, _)| e.clone()).collect(),
             };
             out.push((sealed, std::mem::take(moved), std::mem::take(olds)));
-            *buf = pack::header().to_vec();
+            *buf = pack::header_for(keys).to_vec();
             Ok(())
         };
         for (id, name, size) in packs {
@@ -148,14 +149,17 @@ impl Pool {
                         "truncated; run `shale verify`",
                     ));
                 };
-                let new = pack::append(
-                    &mut buf,
+                let (new_head, new) = pack::head_bytes(
+                    keys,
                     head.id,
                     head.kind,
                     head.compression,
                     head.raw_len,
-                    stored,
-                );
+                    head.stored_len,
+                    buf.len() as u64,
+                )?;
+                buf.extend_from_slice(&new_head);
+                buf.extend_from_slice(stored);
                 moved.push((new, *id));
             }
             olds.push((*id, *name, *size));

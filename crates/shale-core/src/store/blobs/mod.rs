@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use crate::catalog::{BlobLocation, Catalog};
 use crate::coord::session::Session;
+use crate::crypt::PoolKeys;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::store::locations::LocationCache;
@@ -43,6 +44,9 @@ pub struct BlobStore {
     objects: Arc<dyn ObjectStore>,
     catalog: Arc<Catalog>,
     locations: Arc<LocationCache>,
+    /// An encrypted pool's keys: blobs are then indexed by keyed id and
+    /// sealed (see `crypt/sealing.rs`).
+    keys: Option<Arc<PoolKeys>>,
 }
 
 impl BlobStore {
@@ -52,7 +56,34 @@ impl BlobStore {
             objects,
             catalog,
             locations: Arc::default(),
+            keys: None,
         }
+    }
+
+    /// This store, sealing and opening blobs with an encrypted pool's keys.
+    pub fn with_keys(mut self, keys: Option<Arc<PoolKeys>>) -> Self {
+        self.keys = keys;
+        self
+    }
+
+    /// An encrypted pool's keys (None for a plain pool).
+    pub fn keys(&self) -> Option<&PoolKeys> {
+        self.keys.as_deref()
+    }
+
+    /// The id under which the index and the packs know the blob whose
+    /// content id is `id`: keyed in an encrypted pool, `id` itself in a
+    /// plain one.
+    pub fn index_id(&self, id: &ObjectId) -> ObjectId {
+        match &self.keys {
+            Some(k) => k.index_id(id),
+            None => *id,
+        }
+    }
+
+    /// Whether the pool has the blob whose content id is `id`.
+    pub fn has(&self, id: &ObjectId) -> Result<bool> {
+        self.catalog.has_blob(&self.index_id(id))
     }
 
     /// The catalog.
@@ -80,13 +111,13 @@ impl BlobStore {
     /// [`ObjectStore::get_range_now`]). `None` when it would wait; errors
     /// are left to [`BlobStore::get`], which reports them.
     pub fn get_now(&self, id: &ObjectId) -> Option<Vec<u8>> {
-        let loc = self.locations.get(id)?;
+        let loc = self.locations.get(&self.index_id(id))?;
         let stored = self.objects.get_range_now(
             &pack::key(&loc.pack),
             loc.head.offset,
             loc.head.stored_len as usize,
         )?;
-        decode_blob(&loc.head, &loc.pack, stored).ok()
+        decode_blob(self.keys(), &loc.head, &loc.pack, stored, id).ok()
     }
 
     /// Where a blob is, if the index knows it (remembered per pack, as
@@ -111,21 +142,24 @@ impl BlobStore {
     }
 
     /// Where a blob is: remembered, or asked of the catalog (with the rest
-    /// of its pack, see `locations.rs`); `fresh` asks in any case.
+    /// of its pack, see `locations.rs`); `fresh` asks in any case. The
+    /// location's head names the blob by its index id.
     fn locate(&self, id: &ObjectId, fresh: bool) -> Result<BlobLocation> {
+        let index_id = self.index_id(id);
         if !fresh {
-            if let Some(loc) = self.locations.get(id) {
+            if let Some(loc) = self.locations.get(&index_id) {
                 return Ok(loc);
             }
         }
-        let pack = self.catalog.locate_pack_of(id)?;
-        let found = pack.iter().find(|l| l.head.id == *id).cloned();
+        let pack = self.catalog.locate_pack_of(&index_id)?;
+        let found = pack.iter().find(|l| l.head.id == index_id).cloned();
         self.locations.insert(pack);
         found.ok_or(Error::MissingObject(*id))
     }
 
     /// A blob as stored (its index entry and its bytes, compressed or
-    /// not), for copying to another pool without recompressing.
+    /// not, sealed in an encrypted pool), for copying to another plain pool
+    /// without recompressing.
     pub fn get_stored(&self, id: &ObjectId) -> Result<(EntryHead, Vec<u8>)> {
         match self.get_stored_once(id, false) {
             // As in `get`: the blob may have moved since we learnt where.
@@ -170,7 +204,7 @@ impl BlobStore {
                 }
                 other => other,
             })?;
-        decode_blob(&loc.head, &loc.pack, stored)
+        decode_blob(self.keys(), &loc.head, &loc.pack, stored, id)
     }
 
     /// Starts a writing session, registered in the catalog until the
@@ -181,22 +215,42 @@ impl BlobStore {
     }
 }
 
-/// Turns a blob's stored bytes back into its plaintext and checks the hash.
-fn decode_blob(head: &EntryHead, pack: &ObjectId, stored: Vec<u8>) -> Result<Vec<u8>> {
-    let what = || format!("object {} in pack {pack}", head.id);
+/// Turns a blob's stored bytes back into its plaintext (opening them with
+/// an encrypted pool's `keys`) and checks them against the blob's id;
+/// errors name the blob `name` (its content id where the caller knows it).
+fn decode_blob(
+    keys: Option<&PoolKeys>,
+    head: &EntryHead,
+    pack: &ObjectId,
+    stored: Vec<u8>,
+    name: &ObjectId,
+) -> Result<Vec<u8>> {
+    let what = || format!("object {name} in pack {pack}");
+    let stored = match keys {
+        Some(k) => k.open_blob(&head.id, &stored, &what())?,
+        None => stored,
+    };
     let plain = match head.compression {
         Compression::None => stored,
         Compression::Zstd => zstd::bulk::decompress(&stored, head.raw_len as usize)
             .map_err(|e| Error::corrupt(what(), format!("cannot decompress: {e}")))?,
     };
-    if plain.len() != head.raw_len as usize || ObjectId::of(&plain) != head.id {
+    let id = ObjectId::of(&plain);
+    let id = keys.map_or(id, |k| k.index_id(&id));
+    if plain.len() != head.raw_len as usize || id != head.id {
         return Err(Error::corrupt(what(), "content does not match its hash"));
     }
     Ok(plain)
 }
 
-/// Checks one indexed blob inside the bytes of its whole pack.
-pub fn check_in_pack(head: &EntryHead, pack: &ObjectId, data: &[u8]) -> Result<()> {
+/// Checks one indexed blob inside the bytes of its whole pack (`keys`: an
+/// encrypted pool's).
+pub fn check_in_pack(
+    keys: Option<&PoolKeys>,
+    head: &EntryHead,
+    pack: &ObjectId,
+    data: &[u8],
+) -> Result<()> {
     let start = head.offset as usize;
     let Some(stored) = start
         .checked_add(head.stored_len as usize)
@@ -207,7 +261,7 @@ pub fn check_in_pack(head: &EntryHead, pack: &ObjectId, data: &[u8]) -> Result<(
             "its pack is truncated",
         ));
     };
-    decode_blob(head, pack, stored.to_vec()).map(|_| ())
+    decode_blob(keys, head, pack, stored.to_vec(), &head.id).map(|_| ())
 }
 
 #[cfg(test)]

@@ -45,7 +45,7 @@ struct Open {
 
 struct State {
     open: Option<Open>,
-    /// Ids written in this session, not yet in the catalog.
+    /// Index ids written in this session, not yet in the catalog.
     pending: HashSet<ObjectId>,
     stats: WriteStats,
     staged: u64,
@@ -53,6 +53,7 @@ struct State {
 
 /// A blob made ready by [`BlobWriter::prepare_chunk`], not yet written.
 pub struct Prepared {
+    /// The index id.
     id: ObjectId,
     kind: BlobKind,
     compression: Compression,
@@ -272,24 +273,42 @@ impl BlobWriter {
 
     /// Like [`put`](Self::put) for a caller that already hashed `data`.
     pub fn put_with_id(&self, id: ObjectId, kind: BlobKind, data: &[u8]) -> Result<()> {
-        if !self.claim(id)? {
+        let Some(ix) = self.claim(id)? else {
             return Ok(());
-        }
-        let (compression, compressed) = encode(kind, data);
-        let stored = compressed.as_deref().unwrap_or(data);
-        self.append(id, kind, compression, data.len() as u32, stored)
+        };
+        let (compression, stored) = self.stored_form(&ix, kind, data)?;
+        let stored = stored.as_deref().unwrap_or(data);
+        self.append(ix, kind, compression, data.len() as u32, stored)
     }
 
     /// Counts a blob and, unless the pool or this session has it, claims
-    /// it for this session: true when the caller must write it.
-    fn claim(&self, id: ObjectId) -> Result<bool> {
+    /// it for this session: its index id when the caller must write it.
+    fn claim(&self, id: ObjectId) -> Result<Option<ObjectId>> {
+        let ix = self.store.index_id(&id);
         let mut st = self.state();
         st.stats.blobs += 1;
-        if st.pending.contains(&id) || self.store.catalog.has_blob(&id)? {
-            return Ok(false);
+        if st.pending.contains(&ix) || self.store.catalog.has_blob(&ix)? {
+            return Ok(None);
         }
-        st.pending.insert(id);
-        Ok(true)
+        st.pending.insert(ix);
+        Ok(Some(ix))
+    }
+
+    /// A blob's bytes as its pack holds them: compressed where that pays,
+    /// then sealed in an encrypted pool (None: `data` itself). Done before
+    /// the writer's lock is taken, so writers compress and seal at once.
+    fn stored_form(
+        &self,
+        ix: &ObjectId,
+        kind: BlobKind,
+        data: &[u8],
+    ) -> Result<(Compression, Option<Vec<u8>>)> {
+        let (compression, compressed) = encode(kind, data);
+        let Some(keys) = self.store.keys() else {
+            return Ok((compression, compressed));
+        };
+        let sealed = keys.seal_blob(ix, compressed.as_deref().unwrap_or(data))?;
+        Ok((compression, Some(sealed)))
     }
 
     /// Makes a chunk of file data ready to be written, without writing it:
@@ -312,16 +331,16 @@ impl BlobWriter {
             id,
             len: data.len() as u32,
         };
-        if !self.claim(id)? {
+        let Some(ix) = self.claim(id)? else {
             return Ok((chunk, None));
-        }
-        let (compression, compressed) = encode(BlobKind::Data, &data);
+        };
+        let (compression, stored) = self.stored_form(&ix, BlobKind::Data, &data)?;
         let prepared = Prepared {
-            id,
+            id: ix,
             kind: BlobKind::Data,
             compression,
             raw_len: data.len() as u32,
-            stored: compressed.unwrap_or(data),
+            stored: stored.unwrap_or(data),
         };
         Ok((chunk, Some(prepared)))
     }
@@ -341,10 +360,17 @@ impl BlobWriter {
         Ok(())
     }
 
-    /// Stores a blob as another pool stored it (`head` and its stored
-    /// bytes, compressed or not), unless this pool or session has it;
-    /// checks it against its id first. Returns whether it was written.
+    /// Stores a blob as another plain pool stored it (`head` and its
+    /// stored bytes, compressed or not), unless this pool or session has
+    /// it; checks it against its id first. Returns whether it was written.
+    /// Both pools must be plain: an encrypted one's blobs are copied as
+    /// plaintext with [`put`](Self::put).
     pub fn put_stored(&self, head: &EntryHead, stored: &[u8]) -> Result<bool> {
+        if self.store.keys().is_some() {
+            return Err(Error::InvalidArgument(
+                "a blob as stored cannot be copied into an encrypted pool".into(),
+            ));
+        }
         {
             let mut st = self.state();
             st.stats.blobs += 1;
@@ -352,7 +378,7 @@ impl BlobWriter {
                 return Ok(false);
             }
         }
-        decode_blob(head, &ObjectId([0; 32]), stored.to_vec()).map_err(|e| {
+        decode_blob(None, head, &ObjectId([0; 32]), stored.to_vec(), &head.id).map_err(|e| {
             Error::corrupt(format!("object {} as received", head.id), e.to_string())
         })?;
         self.state().pending.insert(head.id);
@@ -396,16 +422,15 @@ impl BlobWriter {
             st.open = Some(self.open_pack(seq)?);
         }
         let open = st.open.as_mut().expect("opened above");
-        let mut head = [0u8; pack::ENTRY_HEAD_LEN];
-        let entry = pack::entry_head(
-            &mut head,
+        let (head, entry) = pack::head_bytes(
+            self.store.keys(),
             id,
             kind,
             compression,
             raw_len,
             stored.len() as u32,
             open.len,
-        );
+        )?;
         open.file
             .write_all(&head)
             .and_then(|_| open.file.write_all(stored))
@@ -432,7 +457,7 @@ impl BlobWriter {
         )
         .map_err(|e| Error::io(&path, e))?;
         let mut file = BufWriter::with_capacity(64 << 10, file);
-        file.write_all(&pack::header())
+        file.write_all(&pack::header_for(self.store.keys()))
             .map_err(|e| Error::io(&path, e))?;
         Ok(Open {
             file,

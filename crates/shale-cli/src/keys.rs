@@ -1,0 +1,135 @@
+//! `shale pool key …` and `pool init --encrypt`'s key: the keys that open
+//! an encrypted pool, and asking for a passphrase at a terminal.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use serde_json::json;
+use shale_core::config::KeySource;
+use shale_core::crypt::keyring::SlotKind;
+use shale_core::keys;
+use shale_core::Pool;
+
+use crate::output::print_json;
+use crate::Cli;
+
+/// `shale pool key …`
+#[derive(Subcommand, Debug)]
+pub enum KeyCmd {
+    /// Add a key that opens the pool (a key file, or a passphrase from
+    /// SHALE_NEW_PASSPHRASE or asked for at a terminal), given a key that
+    /// opens it already.
+    Add {
+        /// A name for it (a person, `ci`).
+        #[arg(long, value_name = "NAME")]
+        name: String,
+        /// The new key is this key file (at least 32 bytes; make one with
+        /// `head -c 32 /dev/urandom > FILE; chmod 600 FILE`).
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
+    },
+    /// The pool's keys: number, name and kind (never a secret).
+    List,
+    /// Remove a key (by number or name). The master key stays the same:
+    /// whoever held the removed key and kept a copy of the pool's key ring
+    /// or its master key can still read what was stored until then.
+    Remove {
+        /// Its number or name (`pool key list`).
+        key: String,
+    },
+}
+
+/// Runs `shale pool key …`.
+pub fn key(cli: &Cli, cmd: &KeyCmd) -> Result<()> {
+    let pool = Pool::open_spec(&crate::commands::pool_spec(cli)?, &cli.options)?;
+    if pool.description().encryption.is_none() {
+        bail!("{} is not encrypted: it has no keys", pool.name());
+    }
+    let objects = pool.blobs().objects().as_ref();
+    let name = pool.name();
+    match cmd {
+        KeyCmd::Add {
+            name: slot,
+            new_key_file,
+        } => {
+            let new = match new_key_file {
+                Some(f) => KeySource::File(f.clone()),
+                None => new_passphrase("SHALE_NEW_PASSPHRASE", "new passphrase")?,
+            };
+            let id = keys::add(objects, &name, &cli.options, &new, slot)?;
+            if cli.json {
+                print_json(&json!({"id": id, "name": slot}));
+            } else if !cli.quiet {
+                println!("added key {id} ({slot}, {}) to {name}", new.describe());
+            }
+        }
+        KeyCmd::List => list(cli, objects, &name)?,
+        KeyCmd::Remove { key } => {
+            let slot = keys::remove(objects, &name, &cli.options, key)?;
+            if cli.json {
+                print_json(&json!({"id": slot.id, "name": slot.name}));
+            } else if !cli.quiet {
+                println!(
+                    "removed key {} ({}) from {name}; the master key is unchanged, so a copy \
+                     of it taken with that key still reads what is stored",
+                    slot.id, slot.name
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn list(
+    cli: &Cli,
+    objects: &dyn shale_core::store::objects::ObjectStore,
+    name: &str,
+) -> Result<()> {
+    let ring = keys::read_ring(objects, name)?;
+    let kind = |k: &SlotKind| match k {
+        SlotKind::Passphrase { .. } => "passphrase",
+        SlotKind::KeyFile => "key file",
+    };
+    if cli.json {
+        let rows: Vec<_> = ring
+            .slots
+            .iter()
+            .map(|s| json!({"id": s.id, "name": s.name, "kind": kind(&s.kind)}))
+            .collect();
+        print_json(&rows);
+    } else if !cli.quiet {
+        println!("{:>4}  {:<20}  KIND", "ID", "NAME");
+        for s in &ring.slots {
+            println!("{:>4}  {:<20}  {}", s.id, s.name, kind(&s.kind));
+        }
+    }
+    Ok(())
+}
+
+/// The key for `pool init --encrypt`: the one given (--key-file,
+/// SHALE_KEY_FILE, SHALE_PASSPHRASE), else a passphrase asked for twice at
+/// a terminal.
+pub fn init_key(cli: &Cli) -> Result<KeySource> {
+    match &cli.options.key {
+        Some(k) => Ok(k.clone()),
+        None => new_passphrase("SHALE_PASSPHRASE", "passphrase"),
+    }
+}
+
+/// A new passphrase: from `var`, else asked for twice at a terminal.
+fn new_passphrase(var: &str, what: &str) -> Result<KeySource> {
+    if let Some(p) = std::env::var(var).ok().filter(|p| !p.is_empty()) {
+        return Ok(KeySource::Passphrase(p.into()));
+    }
+    if !std::io::stdin().is_terminal() {
+        bail!("no key given: use --key-file FILE (or --new-key-file for `key add`), or set {var}");
+    }
+    let first = rpassword::prompt_password(format!("{what}: "))?;
+    let again = rpassword::prompt_password(format!("{what} again: "))?;
+    if first != again {
+        bail!("the two passphrases differ");
+    }
+    Ok(KeySource::Passphrase(first.into()))
+}
