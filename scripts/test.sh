@@ -28,13 +28,18 @@ nextest --workspace
 # process had moved).
 SHALE_TEST_VIA=server nextest -p shale-cli --test cli --test gc
 cargo test --workspace --locked --doc --quiet
+# The core suites once more on encrypted local pools (SHALE_TEST_ENCRYPT:
+# `pool init --encrypt`, the key given through SHALE_KEY_FILE).
+SHALE_TEST_ENCRYPT=1 nextest -p shale-cli --test cli --test integrity --test mount
 
 have_garage() { command -v garage >/dev/null || [ -x "$HOME/.cargo/bin/garage" ]; }
 have_postgres() {
   command -v initdb >/dev/null || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1
 }
 if have_garage; then
-  SHALE_TEST_STORE=s3 nextest -p shale-cli --test cli --test integrity --test mount
+  SHALE_TEST_STORE=s3 nextest -p shale-cli --test cli --test integrity --test mount --test encrypt
+  # Encrypted pools in Garage: the store holds only ciphertext.
+  SHALE_TEST_STORE=s3 SHALE_TEST_ENCRYPT=1 nextest -p shale-cli --test integrity --test mount
   if have_postgres; then
     SHALE_TEST_STORE=s3-postgres nextest -p shale-cli --test cli --test integrity --test serve --test remote
   else

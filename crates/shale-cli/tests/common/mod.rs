@@ -71,10 +71,24 @@ struct Remote {
 impl Env {
     /// A pool of the kind `SHALE_TEST_STORE` names.
     pub fn new() -> Env {
+        Env::build(Env::encrypt_wanted())
+    }
+
+    /// A plain pool of the kind `SHALE_TEST_STORE` names.
+    pub fn new_plain() -> Env {
+        Env::build(false)
+    }
+
+    /// An encrypted pool of the kind `SHALE_TEST_STORE` names.
+    pub fn new_encrypted() -> Env {
+        Env::build(true)
+    }
+
+    fn build(encrypted: bool) -> Env {
         let mut env = match std::env::var("SHALE_TEST_STORE").as_deref() {
-            Ok("s3") => Env::remote(false),
-            Ok("s3-postgres") => Env::remote(true),
-            Ok("local") | Err(_) => Env::local_maybe_encrypted(),
+            Ok("s3") => Env::remote(false, encrypted),
+            Ok("s3-postgres") => Env::remote(true, encrypted),
+            Ok("local") | Err(_) => Env::local_maybe_encrypted(encrypted),
             Ok(other) => panic!("SHALE_TEST_STORE={other}: use local, s3 or s3-postgres"),
         };
         env.serve = via_server();
@@ -112,17 +126,24 @@ impl Env {
         }
     }
 
-    /// A local pool, encrypted when `SHALE_TEST_ENCRYPT` says so.
-    fn local_maybe_encrypted() -> Env {
+    /// An encrypted local pool, whatever `SHALE_TEST_STORE` says.
+    pub fn local_encrypted() -> Env {
+        let env = Env::local_maybe_encrypted(true);
+        env.ok(&["pool", "init", "--encrypt"]);
+        env
+    }
+
+    /// A local pool, encrypted or not (not yet created).
+    fn local_maybe_encrypted(encrypted: bool) -> Env {
         let mut env = Env::local();
-        env.encrypted = Env::encrypt_wanted();
+        env.encrypted = encrypted;
         if env.encrypted {
             Env::write_key(env.dir.path());
         }
         env
     }
 
-    fn remote(with_postgres: bool) -> Env {
+    fn remote(with_postgres: bool, encrypted: bool) -> Env {
         let garage = garage::Garage::start().expect("SHALE_TEST_STORE needs garage");
         let postgres = with_postgres
             .then(|| postgres::Postgres::start().expect("SHALE_TEST_STORE needs PostgreSQL"));
@@ -135,7 +156,7 @@ impl Env {
                 postgres,
                 url: format!("s3://{}/pool", garage::BUCKET),
             }),
-            encrypted: Env::encrypt_wanted(),
+            encrypted,
         };
         let mut init = vec!["pool", "init"];
         if env.encrypted {
@@ -244,6 +265,28 @@ impl Env {
             &self.path("test-staging"),
         )
         .unwrap()
+    }
+
+    /// Every object the pool's store holds (every file under a local
+    /// pool's directory), by key, with its bytes.
+    pub fn all_objects(&self) -> Vec<(String, Vec<u8>)> {
+        use shale_core::store::objects::ObjectStore;
+        match &self.store {
+            None => walk_files(&self.path("pool"))
+                .into_iter()
+                .map(|(rel, path)| (rel, std::fs::read(path).unwrap()))
+                .collect(),
+            Some(r) => {
+                let objects = self.objects(r);
+                let keys = objects.list("").unwrap();
+                keys.into_iter()
+                    .map(|k| {
+                        let data = objects.get(&k).unwrap();
+                        (k, data)
+                    })
+                    .collect()
+            }
+        }
     }
 
     /// Keys of every pack object (`packs/xx/NAME.pack`), sorted.
@@ -549,4 +592,28 @@ pub fn opened_by(uid: u32, groups: &[u32], root: &Path) -> (Vec<PathBuf>, Vec<Pa
 pub fn open_the_way(env: &Env) {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(env.dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
+}
+
+/// Every file under `root`, by path relative to it.
+pub fn walk_files(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                let rel = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                out.push((rel, path));
+            }
+        }
+    }
+    out.sort();
+    out
 }

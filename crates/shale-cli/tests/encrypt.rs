@@ -1,0 +1,328 @@
+//! Encrypted pools (issue 33): what the store holds, snapshot ids and
+//! mirrors across plain and encrypted pools, keys, and tampering.
+//!
+//! The pool is local or in Garage as `SHALE_TEST_STORE` says.
+
+use std::path::Path;
+use std::process::Output;
+
+mod common;
+use common::{noise, write, Env};
+
+const CSV: &[u8] = b"employee,salary\nalice,123456\nbob,654321\n";
+
+/// A small dataset whose names and bytes the store must never show.
+fn dataset(env: &Env) {
+    write(&env.path("src/confidential-payroll-2026.csv"), CSV);
+    write(
+        &env.path("src/models/weights-unreleased.bin"),
+        &noise(7, 300_000),
+    );
+    env.ok(&["volume", "create", "ds", "--from", &env.s("src")]);
+    env.ok(&["snapshot", "create", "ds", "s1"]);
+}
+
+/// The snapshot ids of volume `v`, as `NAME=ID`.
+fn snapshot_ids(env: &Env, v: &str) -> Vec<String> {
+    env.json(&["snapshot", "list", v])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| {
+            format!(
+                "{}={}",
+                x["name"].as_str().unwrap(),
+                x["id"].as_str().unwrap()
+            )
+        })
+        .collect()
+}
+
+/// What must not be seen: names, contents, content ids (raw and hex).
+fn secrets(env: &Env) -> Vec<(String, Vec<u8>)> {
+    let weights = noise(7, 300_000);
+    let csv_id = shale_core::id::ObjectId::of(CSV);
+    let snap = snapshot_ids(env, "ds")[0]
+        .split('=')
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let snap_raw = (0..32)
+        .map(|i| u8::from_str_radix(&snap[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    vec![
+        ("a file name".into(), b"confidential-payroll".to_vec()),
+        ("a directory name".into(), b"models".to_vec()),
+        ("text content".into(), b"alice,123456".to_vec()),
+        ("binary content".into(), weights[150_000..150_032].to_vec()),
+        ("a chunk's BLAKE3".into(), csv_id.0.to_vec()),
+        (
+            "a chunk's BLAKE3 in hex".into(),
+            csv_id.to_hex().into_bytes(),
+        ),
+        ("the snapshot id".into(), snap_raw),
+        ("the snapshot id in hex".into(), snap.into_bytes()),
+    ]
+}
+
+/// Which secrets which stored objects show. A local pool's catalog
+/// (`catalog.db`, beside the packs on the owner's disk) is not sealed and
+/// is left out; an object-store pool's catalog copy is sealed and checked.
+fn leaks(env: &Env) -> Vec<String> {
+    let secrets = secrets(env);
+    let mut found = Vec::new();
+    for (key, data) in env.all_objects() {
+        if env.is_local() && key.starts_with("catalog.db") {
+            continue;
+        }
+        for (what, needle) in &secrets {
+            if data.windows(needle.len()).any(|w| w == &needle[..]) {
+                found.push(format!("{key} shows {what}"));
+            }
+        }
+    }
+    found
+}
+
+#[test]
+fn the_store_holds_no_name_content_or_content_id() {
+    let env = Env::new_encrypted();
+    dataset(&env);
+    assert!(env.pack_keys().len() >= 1);
+    assert_eq!(leaks(&env), Vec::<String>::new());
+    let info = env.json(&["pool", "info"]);
+    assert!(info["encryption"]
+        .as_str()
+        .unwrap()
+        .contains("XChaCha20-Poly1305"));
+    assert_eq!(info["format_version"], 2);
+
+    // The same scan finds them in a plain pool: it can fail.
+    let plain = Env::new_plain();
+    dataset(&plain);
+    let found = leaks(&plain);
+    assert!(
+        found.iter().any(|f| f.contains("binary content")),
+        "{found:?}"
+    );
+    assert!(
+        found.iter().any(|f| f.contains("a chunk's BLAKE3")),
+        "{found:?}"
+    );
+}
+
+#[test]
+fn snapshot_ids_are_the_same_and_mirrors_cross_both_ways() {
+    // Both made by `pool init` (same chunking), from the same files.
+    let plain = Env::local();
+    plain.ok(&["pool", "init"]);
+    let sealed = Env::local_encrypted();
+    dataset(&plain);
+    sealed.ok(&["volume", "create", "ds", "--from", &plain.s("src")]);
+    sealed.ok(&["snapshot", "create", "ds", "s1"]);
+    assert_eq!(snapshot_ids(&plain, "ds"), snapshot_ids(&sealed, "ds"));
+
+    // plain -> encrypted, then encrypted -> another plain pool
+    let source = format!("{}::ds", plain.s("pool"));
+    sealed.ok(&["mirror", "create", "m", "--source", &source]);
+    assert_eq!(snapshot_ids(&sealed, "m"), snapshot_ids(&plain, "ds"));
+    sealed.ok(&["verify", "--read-data"]);
+    let back = Env::local();
+    back.ok(&["pool", "init"]);
+    let key = sealed.s("pool.key");
+    let source = format!("{}::m", sealed.s("pool"));
+    back.ok(&[
+        "--key-file",
+        &key,
+        "mirror",
+        "create",
+        "m",
+        "--source",
+        &source,
+    ]);
+    assert_eq!(snapshot_ids(&back, "m"), snapshot_ids(&plain, "ds"));
+    back.ok(&["verify", "--read-data"]);
+    back.ok(&["volume", "export", "m@s1", &back.s("out")]);
+    assert_eq!(
+        std::fs::read(back.path("out/confidential-payroll-2026.csv")).unwrap(),
+        CSV
+    );
+}
+
+/// `shale ARGS` on `env`'s pool with `key` (a key file) or none.
+fn with_key(env: &Env, key: Option<&Path>, args: &[&str]) -> Output {
+    let mut c = env.command();
+    c.env_remove("SHALE_KEY_FILE")
+        .env_remove("SHALE_PASSPHRASE");
+    if let Some(k) = key {
+        c.env("SHALE_KEY_FILE", k);
+    }
+    c.args(args).output().unwrap()
+}
+
+/// Expects failure with `needle` in the error.
+fn refused(out: Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "succeeded");
+    assert!(err.contains(needle) && !err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn missing_wrong_added_and_removed_keys() {
+    let env = Env::new_encrypted();
+    dataset(&env);
+    let first = env.path("pool.key");
+    let before = env.all_objects();
+
+    refused(
+        with_key(&env, None, &["volume", "create", "x"]),
+        "is encrypted: give its key",
+    );
+    let wrong = env.path("wrong.key");
+    write(&wrong, &noise(9, 32));
+    refused(
+        with_key(&env, Some(&wrong), &["volume", "create", "x"]),
+        "opens none of this pool's keys",
+    );
+    assert_eq!(env.all_objects(), before, "nothing written without the key");
+
+    // a key file and a passphrase added
+    let ci = env.path("ci.key");
+    write(&ci, &noise(10, 64));
+    env.ok(&[
+        "pool",
+        "key",
+        "add",
+        "--name",
+        "ci",
+        "--new-key-file",
+        ci.to_str().unwrap(),
+    ]);
+    let short = env.path("short.key");
+    write(&short, b"too short");
+    let out = env.run(&[
+        "pool",
+        "key",
+        "add",
+        "--name",
+        "s",
+        "--new-key-file",
+        short.to_str().unwrap(),
+    ]);
+    refused(out, "at least 32 bytes");
+    let out = env
+        .command()
+        .env("SHALE_NEW_PASSPHRASE", "correct horse battery")
+        .args(["pool", "key", "add", "--name", "alice"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let names: Vec<String> = env
+        .json(&["pool", "key", "list"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| {
+            format!(
+                "{}:{}",
+                k["name"].as_str().unwrap(),
+                k["kind"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(names, ["first:key file", "ci:key file", "alice:passphrase"]);
+    let passphrase = |p: &str| {
+        let mut c = env.command();
+        c.env_remove("SHALE_KEY_FILE").env("SHALE_PASSPHRASE", p);
+        c.args(["volume", "list"]).output().unwrap()
+    };
+    assert!(passphrase("correct horse battery").status.success());
+    refused(
+        passphrase("wrong horse battery"),
+        "opens none of this pool's keys",
+    );
+
+    // the first key removed: it opens nothing any more, the others do
+    assert!(
+        with_key(&env, Some(&ci), &["pool", "key", "remove", "first"])
+            .status
+            .success()
+    );
+    refused(
+        with_key(&env, Some(&first), &["volume", "list"]),
+        "opens none",
+    );
+    assert!(with_key(&env, Some(&ci), &["volume", "list"])
+        .status
+        .success());
+    assert!(
+        with_key(&env, Some(&ci), &["pool", "key", "remove", "alice"])
+            .status
+            .success()
+    );
+    refused(
+        with_key(&env, Some(&ci), &["pool", "key", "remove", "ci"]),
+        "the pool's last key",
+    );
+    let out = with_key(&env, Some(&ci), &["volume", "export", "ds", &env.s("out")]);
+    assert!(out.status.success());
+    assert_eq!(
+        std::fs::read(env.path("out/confidential-payroll-2026.csv")).unwrap(),
+        CSV
+    );
+}
+
+#[test]
+fn replaced_packs_and_a_damaged_key_ring_are_refused() {
+    let env = Env::new_encrypted();
+    dataset(&env);
+    write(&env.path("more/other.bin"), &noise(11, 200_000));
+    env.ok(&["volume", "create", "other", "--from", &env.s("more")]);
+    let packs = env.pack_keys();
+    assert!(packs.len() >= 2);
+    // One pack's bytes under another's name: every blob fails to open.
+    let (a, b) = (&packs[0], &packs[1]);
+    env.write_object(a, &env.read_object(b));
+    let out = env.run(&["--json", "verify", "--read-data"]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("damaged objects affecting"), "{err}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let errors: Vec<&str> = report["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["error"].as_str().unwrap())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .all(|e| e.contains("does not authenticate") || e.contains("truncated")),
+        "{errors:?}"
+    );
+
+    // An object-store pool's catalog copy, damaged: attaching refuses it
+    // and keeps this machine's catalog.
+    if !env.is_local() {
+        let mut copy = env.read_object("catalog/catalog.db");
+        let mid = copy.len() / 2;
+        copy[mid] ^= 1;
+        env.write_object("catalog/catalog.db", &copy);
+        refused(env.run(&["pool", "attach"]), "does not authenticate");
+        assert!(env.run(&["volume", "list"]).status.success());
+    }
+
+    // A flipped byte in the key ring: a clear error, nothing opened.
+    let mut ring = env.read_object("keys.json");
+    let at = ring.windows(9).position(|w| w == b"\"wrapped\"").unwrap() + 14;
+    ring[at] = if ring[at] == b'0' { b'1' } else { b'0' };
+    env.write_object("keys.json", &ring);
+    refused(
+        env.run(&["volume", "list"]),
+        "opens none of this pool's keys",
+    );
+}
