@@ -88,7 +88,7 @@ fn leaks(env: &Env) -> Vec<String> {
 fn the_store_holds_no_name_content_or_content_id() {
     let env = Env::new_encrypted();
     dataset(&env);
-    assert!(env.pack_keys().len() >= 1);
+    assert!(!env.pack_keys().is_empty());
     assert_eq!(leaks(&env), Vec::<String>::new());
     let info = env.json(&["pool", "info"]);
     assert!(info["encryption"]
