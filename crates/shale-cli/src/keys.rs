@@ -9,7 +9,6 @@ use clap::Subcommand;
 use serde_json::json;
 use shale_core::config::KeySource;
 use shale_core::crypt::keyring::SlotKind;
-use shale_core::keys;
 use shale_core::Pool;
 
 use crate::output::print_json;
@@ -32,6 +31,17 @@ pub enum KeyCmd {
     },
     /// The pool's keys: number, name and kind (never a secret).
     List,
+    /// Replace a key (by number or name) with a new one under the same
+    /// name (a key file, or a passphrase from SHALE_NEW_PASSPHRASE or asked
+    /// for at a terminal): the old one stops opening the pool. The master
+    /// key stays the same (see `remove`).
+    Rotate {
+        /// Its number or name (`pool key list`).
+        key: String,
+        /// The new key is this key file.
+        #[arg(long, value_name = "FILE")]
+        new_key_file: Option<PathBuf>,
+    },
     /// Remove a key (by number or name). The master key stays the same:
     /// whoever held the removed key and kept a copy of the pool's key ring
     /// or its master key can still read what was stored until then.
@@ -44,50 +54,56 @@ pub enum KeyCmd {
 /// Runs `shale pool key …`.
 pub fn key(cli: &Cli, cmd: &KeyCmd) -> Result<()> {
     let pool = Pool::open_spec(&crate::commands::pool_spec(cli)?, &cli.options)?;
-    if pool.description().encryption.is_none() {
-        bail!("{} is not encrypted: it has no keys", pool.name());
-    }
-    let objects = pool.blobs().objects().as_ref();
     let name = pool.name();
+    let Some(ring) = pool.ring(&name) else {
+        bail!("{name} is not encrypted: it has no keys");
+    };
+    let new_key = |file: &Option<PathBuf>| match file {
+        Some(f) => Ok(KeySource::File(f.clone())),
+        None => new_passphrase("SHALE_NEW_PASSPHRASE", "new passphrase"),
+    };
+    let say = |value: serde_json::Value, text: String| {
+        if cli.json {
+            print_json(&value);
+        } else if !cli.quiet {
+            println!("{text}");
+        }
+    };
     match cmd {
         KeyCmd::Add {
             name: slot,
             new_key_file,
         } => {
-            let new = match new_key_file {
-                Some(f) => KeySource::File(f.clone()),
-                None => new_passphrase("SHALE_NEW_PASSPHRASE", "new passphrase")?,
-            };
-            let id = keys::add(objects, &name, &cli.options, &new, slot)?;
-            if cli.json {
-                print_json(&json!({"id": id, "name": slot}));
-            } else if !cli.quiet {
-                println!("added key {id} ({slot}, {}) to {name}", new.describe());
-            }
+            let new = new_key(new_key_file)?;
+            let id = ring.add(&cli.options, &new, slot)?;
+            let text = format!("added key {id} ({slot}, {}) to {name}", new.describe());
+            say(json!({"id": id, "name": slot}), text);
         }
-        KeyCmd::List => list(cli, objects, &name)?,
+        KeyCmd::List => list(cli, &ring.read()?),
+        KeyCmd::Rotate { key, new_key_file } => {
+            let new = new_key(new_key_file)?;
+            let id = ring.replace(&cli.options, key, &new)?;
+            let text = format!(
+                "replaced key {key} of {name} with a new {} (now key {id}); the old one no \
+                 longer opens the pool",
+                new.describe()
+            );
+            say(json!({"id": id}), text);
+        }
         KeyCmd::Remove { key } => {
-            let slot = keys::remove(objects, &name, &cli.options, key)?;
-            if cli.json {
-                print_json(&json!({"id": slot.id, "name": slot.name}));
-            } else if !cli.quiet {
-                println!(
-                    "removed key {} ({}) from {name}; the master key is unchanged, so a copy \
-                     of it taken with that key still reads what is stored",
-                    slot.id, slot.name
-                );
-            }
+            let slot = ring.remove(&cli.options, key)?;
+            let text = format!(
+                "removed key {} ({}) from {name}; the master key is unchanged, so a copy \
+                 of it taken with that key still reads what is stored",
+                slot.id, slot.name
+            );
+            say(json!({"id": slot.id, "name": slot.name}), text);
         }
     }
     Ok(())
 }
 
-fn list(
-    cli: &Cli,
-    objects: &dyn shale_core::store::objects::ObjectStore,
-    name: &str,
-) -> Result<()> {
-    let ring = keys::read_ring(objects, name)?;
+fn list(cli: &Cli, ring: &shale_core::crypt::keyring::KeyRing) {
     let kind = |k: &SlotKind| match k {
         SlotKind::Passphrase { .. } => "passphrase",
         SlotKind::KeyFile => "key file",
@@ -105,7 +121,6 @@ fn list(
             println!("{:>4}  {:<20}  {}", s.id, s.name, kind(&s.kind));
         }
     }
-    Ok(())
 }
 
 /// The key for `pool init --encrypt`: the one given (--key-file,

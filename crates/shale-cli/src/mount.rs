@@ -205,6 +205,11 @@ fn spawn_server(
     if cli.no_instance_metadata {
         child.arg("--no-instance-metadata");
     }
+    if let Some(k) = &cli.key_file {
+        // The server runs from another directory: the key file's full path.
+        let k = std::path::absolute(k).with_context(|| format!("{}", k.display()))?;
+        child.arg("--key-file").arg(k);
+    }
     child
         .arg("--pool")
         .arg(pool_path)

@@ -235,9 +235,22 @@ fn missing_wrong_added_and_removed_keys() {
         })
         .collect();
     assert_eq!(names, ["first:key file", "ci:key file", "alice:passphrase"]);
+    refused(
+        env.run(&[
+            "pool",
+            "key",
+            "add",
+            "--name",
+            "ci",
+            "--new-key-file",
+            ci.to_str().unwrap(),
+        ]),
+        "already has a key named",
+    );
     let passphrase = |p: &str| {
         let mut c = env.command();
         c.env_remove("SHALE_KEY_FILE").env("SHALE_PASSPHRASE", p);
+        c.env("SHALE_CACHE_DIR", env.path("cache"));
         c.args(["volume", "list"]).output().unwrap()
     };
     assert!(passphrase("correct horse battery").status.success());
@@ -245,6 +258,38 @@ fn missing_wrong_added_and_removed_keys() {
         passphrase("wrong horse battery"),
         "opens none of this pool's keys",
     );
+    // Argon2id is paid once per machine: the stretched key is remembered,
+    // owner-only, and a wrong passphrase still fails beside it.
+    let id = env.json(&["pool", "info"])["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let remembered = env.path("cache/keys").join(format!("{id}.json"));
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&remembered).unwrap().permissions().mode();
+    assert_eq!(mode & 0o077, 0, "{mode:o}");
+    assert!(passphrase("correct horse battery").status.success());
+    refused(
+        passphrase("wrong horse battery"),
+        "opens none of this pool's keys",
+    );
+
+    // a key rotated: the new one opens, the old one no longer does
+    let ci2 = env.path("ci2.key");
+    write(&ci2, &noise(12, 32));
+    let new = ci2.to_str().unwrap();
+    let out = with_key(
+        &env,
+        Some(&ci),
+        &["pool", "key", "rotate", "ci", "--new-key-file", new],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    refused(with_key(&env, Some(&ci), &["volume", "list"]), "opens none");
+    let ci = ci2;
 
     // the first key removed: it opens nothing any more, the others do
     assert!(
@@ -325,4 +370,38 @@ fn replaced_packs_and_a_damaged_key_ring_are_refused() {
         env.run(&["volume", "list"]),
         "opens none of this pool's keys",
     );
+}
+
+#[test]
+fn a_mount_opens_an_encrypted_pool_with_the_key_file_flag() {
+    if !common::fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::new_encrypted();
+    dataset(&env);
+    std::fs::create_dir_all(env.path("mnt")).unwrap();
+    // a relative --key-file, no SHALE_KEY_FILE: the mount's server, started
+    // elsewhere, is given the file's full path
+    let mut c = env.command();
+    c.env_remove("SHALE_KEY_FILE").current_dir(env.dir.path());
+    let out = c
+        .args([
+            "--key-file",
+            "pool.key",
+            "mount",
+            "mnt",
+            "--volume",
+            "ds@s1",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let read = std::fs::read(env.path("mnt/confidential-payroll-2026.csv"));
+    env.ok(&["unmount", &env.s("mnt")]);
+    assert_eq!(read.unwrap(), CSV);
 }

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{KeySource, PoolOptions};
-use crate::crypt::keyring::{KeyRing, Slot, Stretch};
+use crate::crypt::keyring::{KeyRing, Slot, Stretch, StretchCache};
 use crate::crypt::{Key, PoolKeys};
 use crate::error::{Error, Result};
 use crate::store::objects::ObjectStore;
@@ -59,92 +59,172 @@ pub fn create(objects: &dyn ObjectStore, user: &KeySource, name: &str) -> Result
     Ok(Arc::new(PoolKeys::new(&master)))
 }
 
-/// The ring of pool `pool` (named in messages).
-pub fn read_ring(objects: &dyn ObjectStore, pool: &str) -> Result<KeyRing> {
-    let bytes = crate::coord::s3pool::get_optional(objects, RING_KEY)?.ok_or_else(|| {
-        Error::corrupt(
-            format!("{pool}/{RING_KEY}"),
-            "the encrypted pool's key ring is missing",
-        )
-    })?;
-    serde_json::from_slice(&bytes)
-        .map_err(|e| Error::corrupt(format!("{pool}/{RING_KEY}"), e.to_string()))
-}
-
 /// Replaces the ring.
-pub fn write_ring(objects: &dyn ObjectStore, ring: &KeyRing) -> Result<()> {
+fn write_ring(objects: &dyn ObjectStore, ring: &KeyRing) -> Result<()> {
     let json =
         serde_json::to_vec_pretty(ring).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     objects.put(RING_KEY, &json)
 }
 
-/// The master key of pool `pool`, unlocked with the key `options` gives.
-pub fn master(objects: &dyn ObjectStore, pool: &str, options: &PoolOptions) -> Result<Key> {
-    let Some(source) = &options.key else {
-        return Err(Error::InvalidArgument(format!(
-            "{pool} is encrypted: give its key with --key-file FILE, SHALE_KEY_FILE=FILE or \
-             SHALE_PASSPHRASE"
-        )));
-    };
-    let ring = read_ring(objects, pool)?;
-    let (master, _) = ring.unlock(&source.user_key()?).map_err(|e| {
-        Error::InvalidArgument(format!(
-            "cannot open {pool} with the {}: {e}",
-            source.describe()
-        ))
-    })?;
-    Ok(master)
+/// An encrypted pool's key ring where the pool keeps it.
+pub struct PoolRing<'a> {
+    /// The pool's store (a local pool's directory, or its bucket prefix).
+    pub objects: &'a dyn ObjectStore,
+    /// The pool, as named to users.
+    pub name: &'a str,
+    /// The pool's id (names its entry in the per-machine cache).
+    pub id: &'a str,
 }
 
-/// The keys of pool `pool`, unlocked with the key `options` gives.
-pub fn unlock(
-    objects: &dyn ObjectStore,
-    pool: &str,
-    options: &PoolOptions,
-) -> Result<Arc<PoolKeys>> {
-    master(objects, pool, options).map(|m| Arc::new(PoolKeys::new(&m)))
-}
-
-/// Adds `new` to the ring as slot `name`, opening it with the key
-/// `options` gives; returns the new slot's id.
-pub fn add(
-    objects: &dyn ObjectStore,
-    pool: &str,
-    options: &PoolOptions,
-    new: &KeySource,
-    name: &str,
-) -> Result<u32> {
-    let master = master(objects, pool, options)?;
-    let mut ring = read_ring(objects, pool)?;
-    if ring.slots.iter().any(|s| s.name == name) {
-        return Err(Error::InvalidArgument(format!(
-            "{pool} already has a key named {name:?}: pick another name (`pool key list`)"
-        )));
+impl PoolRing<'_> {
+    /// The ring.
+    pub fn read(&self) -> Result<KeyRing> {
+        let what = || format!("{}/{RING_KEY}", self.name);
+        let bytes = crate::coord::s3pool::get_optional(self.objects, RING_KEY)?
+            .ok_or_else(|| Error::corrupt(what(), "the encrypted pool's key ring is missing"))?;
+        serde_json::from_slice(&bytes).map_err(|e| Error::corrupt(what(), e.to_string()))
     }
-    let id = ring.add(&master, name, &new.user_key()?, Stretch::default())?;
-    write_ring(objects, &ring)?;
-    Ok(id)
+
+    /// The master key, unlocked with the key `options` gives (a
+    /// passphrase's stretched key remembered in the per-machine cache).
+    pub fn master(&self, options: &PoolOptions) -> Result<Key> {
+        let Some(source) = &options.key else {
+            return Err(Error::InvalidArgument(format!(
+                "{} is encrypted: give its key with --key-file FILE, SHALE_KEY_FILE=FILE or \
+                 SHALE_PASSPHRASE",
+                self.name
+            )));
+        };
+        let cache = options.cache_dir.as_ref().map(|dir| StretchFile {
+            path: dir.join("keys").join(format!("{}.json", self.id)),
+        });
+        let cache = cache.as_ref().map(|c| c as &dyn StretchCache);
+        let (master, _) = self
+            .read()?
+            .unlock_cached(&source.user_key()?, cache)
+            .map_err(|e| {
+                Error::InvalidArgument(format!(
+                    "cannot open {} with the {}: {e}",
+                    self.name,
+                    source.describe()
+                ))
+            })?;
+        Ok(master)
+    }
+
+    /// The pool's keys, unlocked with the key `options` gives.
+    pub fn unlock(&self, options: &PoolOptions) -> Result<Arc<PoolKeys>> {
+        self.master(options).map(|m| Arc::new(PoolKeys::new(&m)))
+    }
+
+    /// Adds `new` as slot `name`, opening the ring with the key `options`
+    /// gives; returns the new slot's id.
+    pub fn add(&self, options: &PoolOptions, new: &KeySource, name: &str) -> Result<u32> {
+        let master = self.master(options)?;
+        let mut ring = self.read()?;
+        if ring.slots.iter().any(|s| s.name == name) {
+            return Err(Error::InvalidArgument(format!(
+                "{} already has a key named {name:?}: pick another name (`pool key list`)",
+                self.name
+            )));
+        }
+        let id = ring.add(&master, name, &new.user_key()?, Stretch::default())?;
+        write_ring(self.objects, &ring)?;
+        Ok(id)
+    }
+
+    /// Removes the slot `which` names (its number or name), proving first
+    /// that the key `options` gives opens the pool; returns it.
+    pub fn remove(&self, options: &PoolOptions, which: &str) -> Result<Slot> {
+        self.master(options)?;
+        let mut ring = self.read()?;
+        let slot = ring.remove(self.find(&ring, which)?)?;
+        write_ring(self.objects, &ring)?;
+        Ok(slot)
+    }
+
+    /// Replaces the key of slot `which` with `new` under the same name, in
+    /// one write of the ring: the old key stops opening the pool. Returns
+    /// the new slot's id.
+    pub fn replace(&self, options: &PoolOptions, which: &str, new: &KeySource) -> Result<u32> {
+        let master = self.master(options)?;
+        let mut ring = self.read()?;
+        let old = self.find(&ring, which)?;
+        let name = ring
+            .slots
+            .iter()
+            .find(|s| s.id == old)
+            .map(|s| s.name.clone());
+        let id = ring.add(
+            &master,
+            &name.unwrap_or_default(),
+            &new.user_key()?,
+            Stretch::default(),
+        )?;
+        ring.remove(old)?;
+        write_ring(self.objects, &ring)?;
+        Ok(id)
+    }
+
+    /// The id of the slot `which` names.
+    fn find(&self, ring: &KeyRing, which: &str) -> Result<u32> {
+        ring.slots
+            .iter()
+            .find(|s| s.name == which || s.id.to_string() == which)
+            .map(|s| s.id)
+            .ok_or_else(|| {
+                Error::InvalidArgument(format!(
+                    "{} has no key {which:?} (`pool key list`)",
+                    self.name
+                ))
+            })
+    }
 }
 
-/// Removes slot `id` (a number or a name), proving first that the key
-/// `options` gives opens the pool; returns the slot removed.
-pub fn remove(
-    objects: &dyn ObjectStore,
-    pool: &str,
-    options: &PoolOptions,
-    which: &str,
-) -> Result<Slot> {
-    master(objects, pool, options)?;
-    let mut ring = read_ring(objects, pool)?;
-    let id = ring
-        .slots
-        .iter()
-        .find(|s| s.name == which || s.id.to_string() == which)
-        .map(|s| s.id)
-        .ok_or_else(|| {
-            Error::InvalidArgument(format!("{pool} has no key {which:?} (`pool key list`)"))
-        })?;
-    let slot = ring.remove(id)?;
-    write_ring(objects, &ring)?;
-    Ok(slot)
+/// Passphrases' stretched keys remembered in an owner-only file of the
+/// per-machine cache (`CACHE/keys/POOL_ID.json`: check value → key, hex).
+/// Whoever can read it can open the pool, as with a key file; a fast hash
+/// of the passphrase is in it, so a passphrase used elsewhere too is
+/// exposed to them.
+struct StretchFile {
+    path: std::path::PathBuf,
+}
+
+impl StretchFile {
+    fn entries(&self) -> std::collections::BTreeMap<String, String> {
+        std::fs::read(&self.path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default()
+    }
+}
+
+impl StretchCache for StretchFile {
+    fn get(&self, check: &[u8; 32]) -> Option<Key> {
+        let hex = self.entries().remove(&hex::encode(check))?;
+        let bytes: [u8; 32] = hex::decode(hex).ok()?.try_into().ok()?;
+        Some(Key::from_bytes(bytes))
+    }
+
+    fn put(&self, check: &[u8; 32], key: &Key) {
+        let mut entries = self.entries();
+        entries.insert(hex::encode(check), hex::encode(key.as_bytes()));
+        let Some(dir) = self.path.parent() else {
+            return;
+        };
+        let aside = self
+            .path
+            .with_extension(format!("json.{}", std::process::id()));
+        let written = crate::private::create_dir_all(dir)
+            .and_then(|_| {
+                crate::private::write(&aside, serde_json::to_vec(&entries).unwrap_or_default())
+            })
+            .and_then(|_| std::fs::rename(&aside, &self.path));
+        if let Err(e) = written {
+            tracing::warn!(
+                "could not remember a stretched passphrase in {}: {e}",
+                self.path.display()
+            );
+        }
+    }
 }

@@ -279,14 +279,7 @@ impl Pool {
         };
         let description = parse_description(&text, &desc_path.display().to_string(), root)?;
         let objects = LocalDir::new(root)?;
-        let keys = match &description.encryption {
-            Some(_) => Some(keys::unlock(
-                &objects,
-                &root.display().to_string(),
-                options,
-            )?),
-            None => None,
-        };
+        let keys = unlock(&description, &objects, &root.display().to_string(), options)?;
         let catalog = Catalog::open(&root.join(CATALOG_FILE))?;
         Ok(Pool::local(root, description, objects, catalog, keys))
     }
@@ -375,10 +368,7 @@ impl Pool {
         let description =
             parse_description(&text, &format!("{name}/{POOL_FILE}"), Path::new(&name))?;
         let shared = description.shared_catalog().map(str::to_string);
-        let keys = match &description.encryption {
-            Some(_) => Some(keys::unlock(remote.as_ref(), &name, options)?),
-            None => None,
-        };
+        let keys = unlock(&description, remote.as_ref(), &name, options)?;
         if shared.is_none() {
             s3pool::check_owner(remote.as_ref(), &cache, &name)?;
         }
@@ -518,10 +508,7 @@ impl Pool {
             // Nothing to take over: every machine uses the shared catalog.
             return Pool::open_s3(location, options);
         }
-        let keys = match &description.encryption {
-            Some(_) => Some(keys::unlock(remote.as_ref(), &name, options)?),
-            None => None,
-        };
+        let keys = unlock(&description, remote.as_ref(), &name, options)?;
         let seal = keys.as_deref().map(|k| (k, description.id.as_str()));
         s3pool::download_catalog(remote.as_ref(), &cache, &name, seal)?;
         let _ = fs::remove_file(cache.join(POOL_FILE));
@@ -604,6 +591,36 @@ impl Pool {
     pub fn blobs(&self) -> &BlobStore {
         &self.store
     }
+
+    /// An encrypted pool's key ring (None for a plain pool), named as
+    /// `name` names it.
+    pub fn ring<'a>(&'a self, name: &'a str) -> Option<keys::PoolRing<'a>> {
+        self.description.encryption.as_ref()?;
+        Some(keys::PoolRing {
+            objects: self.store.objects().as_ref(),
+            name,
+            id: &self.description.id,
+        })
+    }
+}
+
+/// An encrypted pool's keys, unlocked with the key `options` gives (None
+/// for a plain pool); `name` names the pool to users.
+fn unlock(
+    description: &PoolDescription,
+    objects: &dyn ObjectStore,
+    name: &str,
+    options: &PoolOptions,
+) -> Result<Option<Arc<PoolKeys>>> {
+    if description.encryption.is_none() {
+        return Ok(None);
+    }
+    let ring = keys::PoolRing {
+        objects,
+        name,
+        id: &description.id,
+    };
+    ring.unlock(options).map(Some)
 }
 
 /// Parses and checks a pool description (`what` names it in messages,

@@ -20,6 +20,20 @@ const WRAP_AAD: &[u8] = b"shale master key v1";
 const KEY_FILE_CONTEXT: &str = "shale 2026-12 key file v1";
 /// The least a key file may hold.
 pub const KEY_FILE_MIN: usize = 32;
+/// The context a passphrase's check value is hashed under.
+const CHECK_CONTEXT: &str = "shale 2026-12 passphrase check v1";
+
+/// Remembers keys stretched from passphrases, so that Argon2id is paid
+/// once per machine. A key is remembered under a check value, a fast hash
+/// of the passphrase and the slot's salt, which tells which passphrase it
+/// came from; only keys that opened their slot are remembered.
+pub trait StretchCache {
+    /// The key remembered under `check`.
+    fn get(&self, check: &[u8; 32]) -> Option<Key>;
+    /// Remembers `key` under `check` (failing quietly: the cache only
+    /// saves time).
+    fn put(&self, check: &[u8; 32], key: &Key);
+}
 
 /// A key a user gives.
 pub enum UserKey {
@@ -98,15 +112,31 @@ impl UserKey {
     /// The key that wraps the master key in a slot of `kind`, if this user
     /// key is of that kind.
     fn wrapping_key(&self, kind: &SlotKind) -> Result<Option<Key>> {
+        Ok(self.wrapping_key_cached(kind, None)?.map(|(k, _)| k))
+    }
+
+    /// As [`wrapping_key`](Self::wrapping_key), a passphrase's looked up in
+    /// `cache` first; with the check value to remember it under when it was
+    /// stretched here.
+    fn wrapping_key_cached(
+        &self,
+        kind: &SlotKind,
+        cache: Option<&dyn StretchCache>,
+    ) -> Result<Option<(Key, Option<[u8; 32]>)>> {
         match (self, kind) {
             (UserKey::Passphrase(p), SlotKind::Passphrase { salt, stretch }) => {
                 let salt = hex::decode(salt)
                     .map_err(|_| Error::corrupt("the pool's key ring", "a salt is not hex"))?;
-                stretched(p, &salt, *stretch).map(Some)
+                let check = blake3::derive_key(CHECK_CONTEXT, &[&salt[..], p.as_bytes()].concat());
+                if let Some(key) = cache.and_then(|c| c.get(&check)) {
+                    return Ok(Some((key, None)));
+                }
+                Ok(Some((stretched(p, &salt, *stretch)?, Some(check))))
             }
-            (UserKey::File(bytes), SlotKind::KeyFile) => {
-                Ok(Some(Key(blake3::derive_key(KEY_FILE_CONTEXT, bytes))))
-            }
+            (UserKey::File(bytes), SlotKind::KeyFile) => Ok(Some((
+                Key(blake3::derive_key(KEY_FILE_CONTEXT, bytes)),
+                None,
+            ))),
             _ => Ok(None),
         }
     }
@@ -175,9 +205,19 @@ impl KeyRing {
 
     /// The master key, unwrapped with `user`, and the slot it opened.
     pub fn unlock(&self, user: &UserKey) -> Result<(Key, u32)> {
+        self.unlock_cached(user, None)
+    }
+
+    /// As [`unlock`](Self::unlock), a passphrase's stretched key looked up
+    /// in `cache` first and remembered there once it opens a slot.
+    pub fn unlock_cached(
+        &self,
+        user: &UserKey,
+        cache: Option<&dyn StretchCache>,
+    ) -> Result<(Key, u32)> {
         let mut tried = 0;
         for slot in &self.slots {
-            let Some(wrapping) = user.wrapping_key(&slot.kind)? else {
+            let Some((wrapping, check)) = user.wrapping_key_cached(&slot.kind, cache)? else {
                 continue;
             };
             tried += 1;
@@ -187,6 +227,9 @@ impl KeyRing {
                 let bytes: [u8; 32] = bytes.try_into().map_err(|_| {
                     Error::corrupt("the pool's key ring", "a wrapped key is not 32 bytes")
                 })?;
+                if let (Some(c), Some(check)) = (cache, check) {
+                    c.put(&check, &wrapping);
+                }
                 return Ok((Key(bytes), slot.id));
             }
         }
@@ -269,6 +312,52 @@ mod tests {
             .contains("no passphrase key"));
         let e = ring.remove(ci).unwrap_err();
         assert!(e.to_string().contains("last key"), "{e}");
+    }
+
+    /// A cache in memory, counting what it is asked.
+    #[derive(Default)]
+    struct Remember(std::sync::Mutex<Vec<([u8; 32], Key)>>);
+
+    impl StretchCache for Remember {
+        fn get(&self, check: &[u8; 32]) -> Option<Key> {
+            let v = self.0.lock().unwrap();
+            v.iter().find(|(c, _)| c == check).map(|(_, k)| k.clone())
+        }
+        fn put(&self, check: &[u8; 32], key: &Key) {
+            self.0.lock().unwrap().push((*check, key.clone()));
+        }
+    }
+
+    #[test]
+    fn a_stretched_passphrase_is_remembered_once_it_opens() {
+        let master = Key::random().unwrap();
+        let mut ring = KeyRing::default();
+        ring.add(&master, "a", &pass("correct horse"), QUICK)
+            .unwrap();
+        let cache = Remember::default();
+        assert!(ring
+            .unlock_cached(&pass("wrong horse"), Some(&cache))
+            .is_err());
+        assert!(
+            cache.0.lock().unwrap().is_empty(),
+            "a wrong one is not kept"
+        );
+        let (got, _) = ring
+            .unlock_cached(&pass("correct horse"), Some(&cache))
+            .unwrap();
+        assert_eq!(got, master);
+        assert_eq!(cache.0.lock().unwrap().len(), 1);
+        // the remembered key is used: a wrong passphrase still fails
+        assert_eq!(
+            ring.unlock_cached(&pass("correct horse"), Some(&cache))
+                .unwrap()
+                .0,
+            master
+        );
+        assert_eq!(cache.0.lock().unwrap().len(), 1);
+        assert!(ring
+            .unlock_cached(&pass("wrong horse"), Some(&cache))
+            .is_err());
     }
 
     #[test]

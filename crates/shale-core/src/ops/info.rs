@@ -97,10 +97,11 @@ impl Pool {
 
     /// How an encrypted pool is sealed, and how many keys open it.
     fn encryption_summary(&self) -> Result<Option<String>> {
-        if self.description().encryption.is_none() {
+        let name = self.name();
+        let Some(ring) = self.ring(&name) else {
             return Ok(None);
-        }
-        let ring = crate::keys::read_ring(self.blobs().objects().as_ref(), &self.name())?;
+        };
+        let ring = ring.read()?;
         Ok(Some(format!(
             "encrypted (XChaCha20-Poly1305, keyed BLAKE3 ids; {} key{})",
             ring.slots.len(),
