@@ -80,9 +80,22 @@ pub fn run(cli: &Cli) -> Result<()> {
             group,
             encrypt,
             key_name,
+            same_key_as,
         }) => {
             let encrypt = encrypt.then_some(key_name.as_str());
-            pool_init(cli, path.as_deref(), chunk_size, catalog, group, encrypt)
+            let master = same_key_as
+                .as_deref()
+                .map(|p| master_of(cli, p))
+                .transpose()?;
+            pool_init(
+                cli,
+                path.as_deref(),
+                chunk_size,
+                catalog,
+                group,
+                encrypt,
+                master,
+            )
         }
         Command::Pool(PoolCmd::Attach) => {
             let PoolSpec::Store(location) = pool_spec(cli)? else {
@@ -157,6 +170,7 @@ fn pool_init(
     catalog: &Option<String>,
     group: &Option<String>,
     encrypt: Option<&str>,
+    master: Option<shale_core::crypt::Key>,
 ) -> Result<()> {
     let spec = match path {
         Some(p) => with_endpoint(cli, PoolSpec::parse(p.as_os_str())?)?,
@@ -172,6 +186,7 @@ fn pool_init(
             None => None,
         },
         key_name: encrypt.map(str::to_string),
+        master,
     };
     let pool = Pool::init_spec(&spec, &settings, &cli.options)?;
     pool.sync_catalog()?;
@@ -190,6 +205,17 @@ fn pool_init(
         println!("created {how}pool at {}", pool.name());
     }
     Ok(())
+}
+
+/// The master key of the encrypted pool `pool`, opened with the key given.
+fn master_of(cli: &Cli, pool: &std::ffi::OsStr) -> Result<shale_core::crypt::Key> {
+    let spec = with_endpoint(cli, PoolSpec::parse(pool)?)?;
+    let other = Pool::open_spec(&spec, &cli.options)?;
+    let name = other.name();
+    let Some(ring) = other.ring(&name) else {
+        anyhow::bail!("{name} is not encrypted: it has no master key to share");
+    };
+    Ok(ring.master(&cli.options)?)
 }
 
 /// `pool fix-permissions`.

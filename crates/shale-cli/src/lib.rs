@@ -265,6 +265,11 @@ pub enum PoolCmd {
             default_value = "first"
         )]
         key_name: String,
+        /// Share the master key of this encrypted pool (opened with the
+        /// same key): mirrors between the two then send blobs as sealed,
+        /// without decrypting them.
+        #[arg(long, value_name = "POOL", requires = "encrypt")]
+        same_key_as: Option<std::ffi::OsString>,
     },
     /// Volumes, snapshots, the space saved by sharing, and what gc would reclaim.
     Info,

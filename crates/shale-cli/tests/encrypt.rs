@@ -91,10 +91,7 @@ fn the_store_holds_no_name_content_or_content_id() {
     assert!(!env.pack_keys().is_empty());
     assert_eq!(leaks(&env), Vec::<String>::new());
     let info = env.json(&["pool", "info"]);
-    assert!(info["encryption"]
-        .as_str()
-        .unwrap()
-        .contains("XChaCha20-Poly1305"));
+    assert!(info["encryption"].as_str().unwrap().contains("AES-256-GCM"));
     assert_eq!(info["format_version"], 2);
 
     // The same scan finds them in a plain pool: it can fail.
@@ -404,4 +401,77 @@ fn a_mount_opens_an_encrypted_pool_with_the_key_file_flag() {
     let read = std::fs::read(env.path("mnt/confidential-payroll-2026.csv"));
     env.ok(&["unmount", &env.s("mnt")]);
     assert_eq!(read.unwrap(), CSV);
+}
+
+#[test]
+fn sync_goes_into_and_out_of_an_encrypted_volume() {
+    let env = Env::new_encrypted();
+    write(&env.path("src/confidential-payroll-2026.csv"), CSV);
+    write(&env.path("src/big.bin"), &noise(13, 700_000));
+    env.ok(&["volume", "create", "ds"]);
+    env.ok(&["sync", &env.s("src"), "volume:ds", "--snapshot", "s1"]);
+    env.ok(&["sync", "volume:ds@s1", &env.s("back")]);
+    common::same_tree(&env.path("src"), &env.path("back"));
+    assert_eq!(leaks(&env), Vec::<String>::new());
+}
+
+#[test]
+fn pools_sharing_a_master_key_mirror_sealed_blobs_as_they_are() {
+    let a = Env::local_encrypted();
+    dataset(&a);
+    // b shares a's master key (opened with a's key file)
+    let b = tempfile::tempdir().unwrap();
+    let b_pool = b.path().join("pool");
+    let key = a.s("pool.key");
+    let b_arg = b_pool.to_str().unwrap();
+    a.ok(&[
+        "--key-file",
+        &key,
+        "pool",
+        "init",
+        b_arg,
+        "--encrypt",
+        "--same-key-as",
+        &a.s("pool"),
+    ]);
+    let source = format!("{}::ds", a.s("pool"));
+    let mut c = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"));
+    c.args([
+        "--pool",
+        b_arg,
+        "--key-file",
+        &key,
+        "--json",
+        "mirror",
+        "create",
+        "m",
+        "--source",
+        &source,
+    ]);
+    let out = c.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // sent as sealed: b's packs hold exactly a's blobs, byte for byte
+    let blobs = |root: &Path| {
+        let mut all: Vec<Vec<u8>> = common::walk_files(&root.join("packs"))
+            .into_iter()
+            .map(|(_, p)| std::fs::read(p).unwrap())
+            .collect();
+        all.sort();
+        all
+    };
+    let (in_a, in_b) = (blobs(&a.path("pool")), blobs(&b_pool));
+    let sealed_data = |packs: &[Vec<u8>]| packs.iter().map(|p| p.len()).sum::<usize>();
+    assert!(sealed_data(&in_b) > 300_000, "the data went over");
+    let shown = &in_a[0][in_a[0].len() - 40..];
+    assert!(
+        in_b.iter().any(|p| p.windows(40).any(|w| w == shown)),
+        "a's sealed bytes are in b's packs as they are"
+    );
+    let mut v = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"));
+    v.args(["--pool", b_arg, "--key-file", &key, "verify", "--read-data"]);
+    assert!(v.output().unwrap().status.success());
 }

@@ -22,7 +22,8 @@ pub const RING_KEY: &str = "keys.json";
 /// What `pool.json` says of an encrypted pool.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Encryption {
-    /// The cipher sealing every object: `xchacha20-poly1305`.
+    /// The cipher sealing every object: `aes-256-gcm-blake3-subkeys`
+    /// (AES-256-GCM under a key per message, see `crypt/mod.rs`).
     pub cipher: String,
     /// How blob ids are keyed: `blake3-keyed`.
     pub ids: String,
@@ -32,7 +33,7 @@ impl Encryption {
     /// What this build writes.
     pub fn current() -> Encryption {
         Encryption {
-            cipher: "xchacha20-poly1305".into(),
+            cipher: "aes-256-gcm-blake3-subkeys".into(),
             ids: "blake3-keyed".into(),
         }
     }
@@ -49,10 +50,18 @@ impl Encryption {
     }
 }
 
-/// A new master key and a ring holding it under `user` (slot `name`),
-/// written to `objects`; returns the pool's keys.
-pub fn create(objects: &dyn ObjectStore, user: &KeySource, name: &str) -> Result<Arc<PoolKeys>> {
-    let master = Key::random()?;
+/// A ring holding `master` (a new random key when None) under `user`
+/// (slot `name`), written to `objects`; returns the pool's keys.
+pub fn create(
+    objects: &dyn ObjectStore,
+    user: &KeySource,
+    name: &str,
+    master: Option<&Key>,
+) -> Result<Arc<PoolKeys>> {
+    let master = match master {
+        Some(k) => k.clone(),
+        None => Key::random()?,
+    };
     let mut ring = KeyRing::default();
     ring.add(&master, name, &user.user_key()?, Stretch::default())?;
     write_ring(objects, &ring)?;

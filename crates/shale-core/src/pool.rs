@@ -161,6 +161,9 @@ pub struct PoolSettings {
     pub encrypt: Option<KeySource>,
     /// The name of that first key in the ring (default `first`).
     pub key_name: Option<String>,
+    /// An encrypted pool's master key, when it is to share another pool's
+    /// (mirrors between the two then send blobs as sealed); None: a new one.
+    pub master: Option<crate::crypt::Key>,
 }
 
 impl PoolSettings {
@@ -229,7 +232,12 @@ impl Pool {
         let catalog = Catalog::create(&root.join(CATALOG_FILE))?;
         let description = PoolDescription::new(&root.display().to_string(), settings, None);
         let keys = match &settings.encrypt {
-            Some(key) => Some(keys::create(&objects, key, settings.first_key_name())?),
+            Some(key) => Some(keys::create(
+                &objects,
+                key,
+                settings.first_key_name(),
+                settings.master.as_ref(),
+            )?),
             None => None,
         };
         // pool.json is written last: a pool is complete once it exists.
@@ -458,6 +466,7 @@ impl Pool {
                 remote.as_ref(),
                 key,
                 settings.first_key_name(),
+                settings.master.as_ref(),
             )?),
             None => None,
         };

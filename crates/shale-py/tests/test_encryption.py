@@ -30,7 +30,7 @@ def test_an_encrypted_pool_reads_and_writes_given_its_key(tmp_path, data_dir, mo
     pool = shale.Pool(path, create=False)
     info = subprocess.run([sys.executable, "-m", "shale", "--pool", str(path), "--json", "pool", "info"],
                           check=True, capture_output=True, text=True).stdout
-    assert json.loads(info)["encryption"].startswith("encrypted (XChaCha20-Poly1305")
+    assert json.loads(info)["encryption"].startswith("encrypted (AES-256-GCM")
     vol = pool.create_volume("ds", from_dir=data_dir)
     vol.snapshot("s1")
     files = SnapshotFiles("ds@s1", pool=pool)

@@ -1,32 +1,38 @@
-//! Encryption at rest, the key layer (issue 33): a pool's master key, the
-//! keys derived from it, authenticated encryption of byte strings, and the
-//! key ring that wraps the master key under each user key.
+//! Encryption at rest (issue 33): a pool's master key, the keys derived
+//! from it, authenticated encryption of byte strings, the key ring that
+//! wraps the master key under each user key, and what a pool seals.
 //!
-//! Nothing here is home-made cryptography: XChaCha20-Poly1305 (RustCrypto's
-//! `chacha20poly1305`) seals, with a random 24-byte nonce per message (safe
-//! to draw at random at this nonce size); Argon2id (`argon2`) turns a
-//! passphrase into a key; BLAKE3's `derive_key` separates the master key
-//! into keys for distinct purposes, and its keyed mode makes chunk ids that
-//! reveal nothing without the key.
-//!
-//! Status: this layer is built and tested; pools do not use it yet (no
-//! pool is encrypted, `pool init` has no `--encrypt`).
+//! Nothing here is home-made cryptography; well-kept primitives are
+//! combined in the usual ways. Messages are sealed with AES-256-GCM
+//! (`ring`, hardware-accelerated: 7.9 GB/s per core here against 1.0 GB/s
+//! for RustCrypto's XChaCha20-Poly1305, which made an encrypted mount read
+//! at half a plain one's speed). Each message draws a random 24-byte salt,
+//! and is sealed under its own key, the keyed BLAKE3 of that salt under
+//! the purpose key: GCM's 96-bit nonce could not be drawn at random for
+//! billions of blobs under one key (NIST's bound is 2^32 messages), a
+//! 192-bit salt can, as XChaCha's or XAES-256-GCM's extended nonces do.
+//! Argon2id (`argon2`) turns a passphrase into a key; BLAKE3's
+//! `derive_key` separates the master key into keys for distinct purposes,
+//! and its keyed mode makes index ids that reveal nothing without the key.
 
 pub mod keyring;
 pub mod sealing;
 
 pub use sealing::PoolKeys;
 
-use chacha20poly1305::aead::{Aead, KeyInit, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use ring::aead::{Aad, LessSafeKey, Nonce, UnboundKey, AES_256_GCM};
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::error::{Error, Result};
 
-/// Bytes a sealed message adds: the nonce before, the tag after.
-pub const OVERHEAD: usize = NONCE + TAG;
-const NONCE: usize = 24;
+/// Bytes a sealed message adds: the tag and the salt, after the
+/// ciphertext (so a message opens in place with its plaintext where the
+/// buffer starts, nothing to move).
+pub const OVERHEAD: usize = SALT + TAG;
+const SALT: usize = 24;
 const TAG: usize = 16;
+/// The context a message's own key is hashed under.
+const MESSAGE_KEY: &[u8] = b"shale 2026-12 message key v1";
 
 /// 32 secret bytes, wiped from memory when dropped.
 #[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
@@ -68,19 +74,31 @@ impl Key {
         *blake3::keyed_hash(&self.0, data).as_bytes()
     }
 
+    /// The AES-256-GCM key of the message with `salt`, and its nonce.
+    fn message_key(&self, salt: &[u8]) -> Result<(LessSafeKey, Nonce)> {
+        let mut h = blake3::Hasher::new_keyed(&self.0);
+        h.update(MESSAGE_KEY);
+        h.update(salt);
+        let key = UnboundKey::new(&AES_256_GCM, h.finalize().as_bytes())
+            .map_err(|_| Error::InvalidArgument("AES-256-GCM is unavailable".into()))?;
+        let nonce: [u8; 12] = salt[..12].try_into().expect("12 bytes");
+        Ok((LessSafeKey::new(key), Nonce::assume_unique_for_key(nonce)))
+    }
+
     /// Encrypts and authenticates `plain`, binding `aad` (associated data,
     /// not stored: e.g. an object's name, so a sealed object cannot be
-    /// passed off under another name). Output: nonce, ciphertext, tag.
+    /// passed off under another name). Output: ciphertext, tag, salt.
     pub fn seal(&self, plain: &[u8], aad: &[u8]) -> Result<Vec<u8>> {
-        let mut nonce = [0u8; NONCE];
-        fill_random(&mut nonce)?;
-        let cipher = XChaCha20Poly1305::new((&self.0).into());
-        let sealed = cipher
-            .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
+        let mut salt = [0u8; SALT];
+        fill_random(&mut salt)?;
+        let (key, nonce) = self.message_key(&salt)?;
+        let mut out = Vec::with_capacity(plain.len() + OVERHEAD);
+        out.extend_from_slice(plain);
+        let tag = key
+            .seal_in_place_separate_tag(nonce, Aad::from(aad), &mut out)
             .map_err(|_| Error::InvalidArgument("encryption failed".into()))?;
-        let mut out = Vec::with_capacity(NONCE + sealed.len());
-        out.extend_from_slice(&nonce);
-        out.extend_from_slice(&sealed);
+        out.extend_from_slice(tag.as_ref());
+        out.extend_from_slice(&salt);
         Ok(out)
     }
 
@@ -88,27 +106,36 @@ impl Key {
     /// same `aad`; `what` names it in the error. A wrong key, a changed
     /// byte or another `aad` all fail the same way, never giving garbage.
     pub fn open(&self, sealed: &[u8], aad: &[u8], what: &str) -> Result<Vec<u8>> {
+        self.open_vec(sealed.to_vec(), aad, what)
+    }
+
+    /// As [`open`](Self::open), decrypting in the buffer given.
+    pub fn open_vec(&self, mut sealed: Vec<u8>, aad: &[u8], what: &str) -> Result<Vec<u8>> {
         if sealed.len() < OVERHEAD {
             return Err(Error::corrupt(what, "too short to be sealed"));
         }
-        let (nonce, body) = sealed.split_at(NONCE);
-        XChaCha20Poly1305::new((&self.0).into())
-            .decrypt(XNonce::from_slice(nonce), Payload { msg: body, aad })
+        let body = sealed.len() - SALT;
+        let (key, nonce) = self.message_key(&sealed[body..])?;
+        let plain_len = key
+            .open_in_place(nonce, Aad::from(aad), &mut sealed[..body])
             .map_err(|_| {
                 Error::corrupt(
                     what,
                     "it does not authenticate: damaged, replaced, or sealed with another key",
                 )
-            })
+            })?
+            .len();
+        sealed.truncate(plain_len);
+        Ok(sealed)
     }
 }
 
 /// Fills `buf` from the operating system's random number generator.
 pub fn fill_random(buf: &mut [u8]) -> Result<()> {
-    use chacha20poly1305::aead::rand_core::RngCore;
-    chacha20poly1305::aead::OsRng
-        .try_fill_bytes(buf)
-        .map_err(|e| Error::InvalidArgument(format!("no randomness from the system: {e}")))
+    use ring::rand::SecureRandom;
+    ring::rand::SystemRandom::new()
+        .fill(buf)
+        .map_err(|_| Error::InvalidArgument("no randomness from the system".into()))
 }
 
 #[cfg(test)]

@@ -19,8 +19,9 @@ const IDS: &str = "shale 2026-12 index ids v1";
 const BLOBS: &str = "shale 2026-12 blob sealing v1";
 const CATALOG: &str = "shale 2026-12 catalog sealing v1";
 
-/// The keys of an unlocked encrypted pool.
-#[derive(Debug)]
+/// The keys of an unlocked encrypted pool (equal for pools sharing a
+/// master key).
+#[derive(Debug, PartialEq, Eq)]
 pub struct PoolKeys {
     ids: Key,
     blobs: Key,
@@ -51,8 +52,9 @@ impl PoolKeys {
 
     /// Opens what [`seal_blob`](Self::seal_blob) made; `what` names it in
     /// the error.
-    pub fn open_blob(&self, index_id: &ObjectId, sealed: &[u8], what: &str) -> Result<Vec<u8>> {
-        self.blobs.open(sealed, &aad(b"blob", &index_id.0), what)
+    pub fn open_blob(&self, index_id: &ObjectId, sealed: Vec<u8>, what: &str) -> Result<Vec<u8>> {
+        self.blobs
+            .open_vec(sealed, &aad(b"blob", &index_id.0), what)
     }
 
     /// Seals a pack entry head (its id, kind and lengths).
@@ -97,10 +99,13 @@ mod tests {
         assert_eq!(a.index_id(&id), a.index_id(&id));
         let ix = a.index_id(&id);
         let sealed = a.seal_blob(&ix, b"chunk").unwrap();
-        assert_eq!(a.open_blob(&ix, &sealed, "x").unwrap(), b"chunk");
+        assert_eq!(a.open_blob(&ix, sealed.clone(), "x").unwrap(), b"chunk");
         let other = a.index_id(&ObjectId::of(b"other"));
-        assert!(a.open_blob(&other, &sealed, "x").is_err(), "moved blob");
-        assert!(b.open_blob(&ix, &sealed, "x").is_err(), "other key");
+        assert!(
+            a.open_blob(&other, sealed.clone(), "x").is_err(),
+            "moved blob"
+        );
+        assert!(b.open_blob(&ix, sealed.clone(), "x").is_err(), "other key");
         assert!(a.open_head(&sealed, "x").is_err(), "not a head");
         let cat = a.seal_catalog("pool1", b"db").unwrap();
         assert!(a.open_catalog("pool2", &cat, "x").is_err(), "other pool");

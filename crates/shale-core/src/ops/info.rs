@@ -103,7 +103,7 @@ impl Pool {
         };
         let ring = ring.read()?;
         Ok(Some(format!(
-            "encrypted (XChaCha20-Poly1305, keyed BLAKE3 ids; {} key{})",
+            "encrypted (AES-256-GCM, keyed BLAKE3 ids; {} key{})",
             ring.slots.len(),
             if ring.slots.len() == 1 { "" } else { "s" }
         )))

@@ -64,12 +64,13 @@ struct Sender<'a> {
 }
 
 impl Sender<'_> {
-    /// Copies one blob; between plain pools as stored (no recompression),
-    /// otherwise as plaintext, sealed again (or for the first time, or no
-    /// longer) by the destination.
+    /// Copies one blob; between plain pools, or pools sharing a master
+    /// key, as stored (no recompression, no re-sealing), otherwise as
+    /// plaintext, sealed again (or for the first time, or no longer) by
+    /// the destination.
     fn copy(&mut self, id: &ObjectId) -> Result<()> {
-        let plain = self.source.blobs().keys().is_none() && self.dest.blobs().keys().is_none();
-        let written = if plain {
+        let as_stored = self.source.blobs().keys() == self.dest.blobs().keys();
+        let written = if as_stored {
             let (head, stored) = self.source.blobs().get_stored(id)?;
             let n = stored.len() as u64;
             self.writer.put_stored(&head, &stored)?.then_some(n)

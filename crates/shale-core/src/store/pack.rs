@@ -8,7 +8,7 @@
 //! ```
 //!
 //! An encrypted pool's packs are version 2: each entry head is sealed
-//! (XChaCha20-Poly1305, 84 bytes: nonce, the 44-byte head, tag) and so is
+//! (84 bytes: the 44-byte head, tag, salt; see `crypt/`) and so is
 //! each blob's data, bound to its keyed id (see `crypt/sealing.rs`). The
 //! store sees neither ids nor where one blob ends and the next begins.
 //!
@@ -272,6 +272,28 @@ mod tests {
         );
         assert_eq!(parse(&pack).unwrap(), vec![a.clone(), b]);
         assert_eq!(&pack[a.offset as usize..][..1], b"a");
+    }
+
+    #[test]
+    fn sealed_packs_parse_with_the_key_only() {
+        use crate::crypt::Key;
+        let keys = PoolKeys::new(&Key::from_bytes([3; 32]));
+        let mut pack = header_for(Some(&keys)).to_vec();
+        let id = keys.index_id(&ObjectId::of(b"abc"));
+        let sealed = keys.seal_blob(&id, b"abc").unwrap();
+        let at = pack.len() as u64;
+        let n = sealed.len() as u32;
+        let (head, e) =
+            head_bytes(Some(&keys), id, BlobKind::Data, Compression::None, 3, n, at).unwrap();
+        assert_eq!(head.len(), SEALED_HEAD_LEN);
+        pack.extend_from_slice(&head);
+        pack.extend_from_slice(&sealed);
+        assert_eq!(parse_with(&pack, Some(&keys)).unwrap(), vec![e]);
+        let err = parse(&pack).unwrap_err().to_string();
+        assert!(err.contains("needs the pool's key"), "{err}");
+        assert!(!pack.windows(32).any(|w| w == id.0), "no id in the clear");
+        let other = PoolKeys::new(&Key::from_bytes([4; 32]));
+        assert!(parse_with(&pack, Some(&other)).is_err());
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use super::{
-    decode_blob, BlobStore, MIN_COMPRESS, PACK_MAX_BLOBS, PACK_TARGET, SAMPLE, ZSTD_LEVEL,
+    decode_blob, BlobStore, Rehash, MIN_COMPRESS, PACK_MAX_BLOBS, PACK_TARGET, SAMPLE, ZSTD_LEVEL,
 };
 use crate::catalog::{insert_packs, SealedPack};
 use crate::coord::session::Session;
@@ -360,17 +360,13 @@ impl BlobWriter {
         Ok(())
     }
 
-    /// Stores a blob as another plain pool stored it (`head` and its
-    /// stored bytes, compressed or not), unless this pool or session has
-    /// it; checks it against its id first. Returns whether it was written.
-    /// Both pools must be plain: an encrypted one's blobs are copied as
+    /// Stores a blob as another pool stored it (`head` and its stored
+    /// bytes, compressed or not, sealed or not), unless this pool or
+    /// session has it; checks it against its id first. Returns whether it
+    /// was written. Both pools must be plain, or share a master key (then
+    /// ids and seals are the same in both); otherwise blobs are copied as
     /// plaintext with [`put`](Self::put).
     pub fn put_stored(&self, head: &EntryHead, stored: &[u8]) -> Result<bool> {
-        if self.store.keys().is_some() {
-            return Err(Error::InvalidArgument(
-                "a blob as stored cannot be copied into an encrypted pool".into(),
-            ));
-        }
         {
             let mut st = self.state();
             st.stats.blobs += 1;
@@ -378,9 +374,15 @@ impl BlobWriter {
                 return Ok(false);
             }
         }
-        decode_blob(None, head, &ObjectId([0; 32]), stored.to_vec(), &head.id).map_err(|e| {
-            Error::corrupt(format!("object {} as received", head.id), e.to_string())
-        })?;
+        decode_blob(
+            self.store.keys(),
+            head,
+            &ObjectId([0; 32]),
+            stored.to_vec(),
+            &head.id,
+            Rehash::Always,
+        )
+        .map_err(|e| Error::corrupt(format!("object {} as received", head.id), e.to_string()))?;
         self.state().pending.insert(head.id);
         self.append(head.id, head.kind, head.compression, head.raw_len, stored)?;
         Ok(true)
