@@ -7,10 +7,11 @@
 #   SHALE_SKIP_PY=1 scripts/test.sh   # Rust only
 #
 # Every Rust test runs on a local pool. Representative suites run again on
-# pools in a Garage bucket, with an SQLite catalog (the CLI, integrity and
-# mount suites) and with a PostgreSQL catalog (the CLI and integrity
-# suites); the suites written for those stores (s3, shared, mirror, sync)
-# run in the first pass. Each test starts its own servers; without garage
+# pools in a Garage bucket, with an SQLite catalog (the CLI, integrity,
+# mount and encryption suites) and with a PostgreSQL catalog (the CLI and
+# integrity suites), and on encrypted pools, local and in Garage (the CLI,
+# integrity and mount suites); the suites written for those stores (s3,
+# shared, mirror, sync) run in the first pass. Each test starts its own servers; without garage
 # or PostgreSQL installed, those passes are skipped with a message.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -39,7 +40,7 @@ have_postgres() {
 if have_garage; then
   SHALE_TEST_STORE=s3 nextest -p shale-cli --test cli --test integrity --test mount --test encrypt
   # Encrypted pools in Garage: the store holds only ciphertext.
-  SHALE_TEST_STORE=s3 SHALE_TEST_ENCRYPT=1 nextest -p shale-cli --test integrity --test mount
+  SHALE_TEST_STORE=s3 SHALE_TEST_ENCRYPT=1 nextest -p shale-cli --test cli --test integrity --test mount
   if have_postgres; then
     SHALE_TEST_STORE=s3-postgres nextest -p shale-cli --test cli --test integrity --test serve --test remote
   else

@@ -111,6 +111,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         }
         Command::Pool(PoolCmd::Info) => pool_info(cli),
         Command::Pool(PoolCmd::Key(cmd)) => crate::keys::key(cli, cmd),
+        Command::Pool(PoolCmd::Rekey) => crate::keys::rekey(cli),
         Command::Pool(PoolCmd::FixPermissions) => fix_permissions(cli),
         Command::Volume(cmd) => crate::volume::volume(cli, cmd),
         Command::Snapshot(cmd) => crate::volume::snapshot(cli, cmd),

@@ -123,6 +123,34 @@ fn list(cli: &Cli, ring: &shale_core::crypt::keyring::KeyRing) {
     }
 }
 
+/// Runs `shale pool rekey`.
+pub fn rekey(cli: &Cli) -> Result<()> {
+    let pool = Pool::open_spec(&crate::commands::pool_spec(cli)?, &cli.options)?;
+    let (progress, bar) = crate::progress::Bar::start(cli.quiet || cli.json, "rekeying", None);
+    let r = pool.rekey(progress);
+    drop(bar);
+    let r = r?;
+    if cli.json {
+        print_json(&r);
+    } else if !cli.quiet {
+        println!(
+            "sealed {} again under a new master key: {} blobs, {} packs read, {} written ({})",
+            pool.name(),
+            r.blobs,
+            r.packs_read,
+            r.packs_written,
+            shale_core::size::format_size(r.bytes_written)
+        );
+        if !r.keys_dropped.is_empty() {
+            println!(
+                "only the key given opens it now; no longer: {} (add them again with `pool key add`)",
+                r.keys_dropped.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
 /// The key for `pool init --encrypt`: the one given (--key-file,
 /// SHALE_KEY_FILE, SHALE_PASSPHRASE), else a passphrase asked for twice at
 /// a terminal.

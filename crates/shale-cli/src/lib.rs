@@ -276,6 +276,11 @@ pub enum PoolCmd {
     /// The keys that open an encrypted pool.
     #[command(subcommand)]
     Key(crate::keys::KeyCmd),
+    /// Seal an encrypted pool again under a new master key, every pack
+    /// rewritten; afterwards only the key given opens it (add the others
+    /// again). Needs the pool to itself. For a full revocation: a removed
+    /// key's holder who kept the old master key reads none of it then.
+    Rekey,
     /// Make this machine the one working on an object-store pool with an
     /// SQLite catalog (used from one machine at a time; a pool with a
     /// PostgreSQL catalog needs no attach).

@@ -349,7 +349,7 @@ fn replaced_packs_and_a_damaged_key_ring_are_refused() {
 
     // An object-store pool's catalog copy, damaged: attaching refuses it
     // and keeps this machine's catalog.
-    if !env.is_local() {
+    if !env.is_local() && !env.has_shared_catalog() {
         let mut copy = env.read_object("catalog/catalog.db");
         let mid = copy.len() / 2;
         copy[mid] ^= 1;
@@ -474,4 +474,91 @@ fn pools_sharing_a_master_key_mirror_sealed_blobs_as_they_are() {
     let mut v = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"));
     v.args(["--pool", b_arg, "--key-file", &key, "verify", "--read-data"]);
     assert!(v.output().unwrap().status.success());
+}
+
+/// Whether `env`'s pool opens and holds the dataset (key file `key`).
+fn holds_the_dataset(env: &Env, key: &Path, out: &str) {
+    let out_dir = env.s(out);
+    let r = with_key(env, Some(key), &["volume", "export", "ds@s1", &out_dir]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(
+        std::fs::read(env.path(out).join("confidential-payroll-2026.csv")).unwrap(),
+        CSV
+    );
+}
+
+#[test]
+fn rekey_seals_everything_again_and_only_the_key_given_opens() {
+    let env = Env::new_encrypted();
+    dataset(&env);
+    let key = env.path("pool.key");
+    let ci = env.path("ci.key");
+    write(&ci, &noise(20, 32));
+    env.ok(&[
+        "pool",
+        "key",
+        "add",
+        "--name",
+        "ci",
+        "--new-key-file",
+        ci.to_str().unwrap(),
+    ]);
+    let before = env.pack_keys();
+    let ids = snapshot_ids(&env, "ds");
+
+    let r = env.json(&["pool", "rekey"]);
+    assert_eq!(r["keys_dropped"], serde_json::json!(["ci"]));
+    assert!(r["blobs"].as_u64().unwrap() >= 3);
+    let after = env.pack_keys();
+    assert!(after.iter().all(|k| !before.contains(k)), "every pack new");
+    refused(with_key(&env, Some(&ci), &["volume", "list"]), "opens none");
+    assert_eq!(snapshot_ids(&env, "ds"), ids);
+    env.ok(&["verify", "--read-data"]);
+    holds_the_dataset(&env, &key, "out");
+    assert_eq!(leaks(&env), Vec::<String>::new());
+    if !env.is_local() && !env.has_shared_catalog() {
+        env.ok(&["pool", "attach"]);
+        holds_the_dataset(&env, &key, "out2");
+    }
+}
+
+#[test]
+fn a_rekey_stopped_at_any_step_opens_and_finishes() {
+    for point in ["rekey.ring", "rekey.packs", "rekey.index", "rekey.sealed"] {
+        let env = Env::new_encrypted();
+        dataset(&env);
+        let key = env.path("pool.key");
+        let out = env
+            .command()
+            .env("SHALE_FAIL_AT", point)
+            .args(["pool", "rekey"])
+            .output()
+            .unwrap();
+        assert!(!out.status.success(), "{point}: did not stop");
+        holds_the_dataset(&env, &key, "out");
+        env.ok(&["pool", "rekey"]);
+        env.ok(&["verify", "--read-data"]);
+        holds_the_dataset(&env, &key, "out2");
+        env.ok(&["gc"]);
+        env.ok(&["verify", "--read-data"]);
+        assert_eq!(
+            env.json(&["pool", "key", "list"]).as_array().unwrap().len(),
+            1
+        );
+    }
+}
+
+#[test]
+fn rekey_is_refused_while_the_pool_is_in_use() {
+    if !common::fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::new_encrypted();
+    dataset(&env);
+    std::fs::create_dir_all(env.path("mnt")).unwrap();
+    env.ok(&["mount", &env.s("mnt"), "--volume", "ds", "--read-only"]);
+    let out = env.run(&["pool", "rekey"]);
+    env.ok(&["unmount", &env.s("mnt")]);
+    refused(out, "needs it to itself");
 }

@@ -351,8 +351,10 @@ fn a_warmed_cache_serves_a_cold_mount_with_the_store_stopped() {
             "{rel}"
         );
     }
+    // (the import writes files in parallel, so a test/ chunk may share a
+    // window with train/ and come in with it; 9 MiB of test/ cannot all)
     assert!(
-        std::fs::read(mnt.join("test/f20.bin")).is_err(),
+        (20..23).any(|i| std::fs::read(mnt.join(format!("test/f{i}.bin"))).is_err()),
         "not warmed"
     );
     g.resume();

@@ -36,4 +36,8 @@ pub const FAIL_POINTS: &[&str] = &[
     "gc.condemned",
     "gc.repacked",
     "gc.swept",
+    "rekey.ring",
+    "rekey.packs",
+    "rekey.index",
+    "rekey.sealed",
 ];

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::{Catalog, Sql};
 use crate::config::{KeySource, PoolOptions};
 use crate::crypt::keyring::{KeyRing, Slot, Stretch, StretchCache};
 use crate::crypt::{Key, PoolKeys};
@@ -69,7 +70,7 @@ pub fn create(
 }
 
 /// Replaces the ring.
-fn write_ring(objects: &dyn ObjectStore, ring: &KeyRing) -> Result<()> {
+pub(crate) fn write_ring(objects: &dyn ObjectStore, ring: &KeyRing) -> Result<()> {
     let json =
         serde_json::to_vec_pretty(ring).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     objects.put(RING_KEY, &json)
@@ -86,6 +87,11 @@ pub struct PoolRing<'a> {
 }
 
 impl PoolRing<'_> {
+    /// Replaces the ring.
+    pub fn write(&self, ring: &KeyRing) -> Result<()> {
+        write_ring(self.objects, ring)
+    }
+
     /// The ring.
     pub fn read(&self) -> Result<KeyRing> {
         let what = || format!("{}/{RING_KEY}", self.name);
@@ -96,7 +102,21 @@ impl PoolRing<'_> {
 
     /// The master key, unlocked with the key `options` gives (a
     /// passphrase's stretched key remembered in the per-machine cache).
+    /// Refused while a `pool rekey` is unfinished.
     pub fn master(&self, options: &PoolOptions) -> Result<Key> {
+        let ring = self.read()?;
+        if ring.next.is_some() {
+            return Err(Error::InvalidArgument(format!(
+                "a `pool rekey` of {} did not finish: run it again first",
+                self.name
+            )));
+        }
+        Ok(self.masters(options)?.remove(0))
+    }
+
+    /// The master keys the key `options` gives opens: the ring's, then,
+    /// while a `pool rekey` is unfinished, the next ring's.
+    pub fn masters(&self, options: &PoolOptions) -> Result<Vec<Key>> {
         let Some(source) = &options.key else {
             return Err(Error::InvalidArgument(format!(
                 "{} is encrypted: give its key with --key-file FILE, SHALE_KEY_FILE=FILE or \
@@ -108,22 +128,33 @@ impl PoolRing<'_> {
             path: dir.join("keys").join(format!("{}.json", self.id)),
         });
         let cache = cache.as_ref().map(|c| c as &dyn StretchCache);
-        let (master, _) = self
-            .read()?
-            .unlock_cached(&source.user_key()?, cache)
-            .map_err(|e| {
-                Error::InvalidArgument(format!(
+        let ring = self.read()?;
+        let user = source.user_key()?;
+        let mut out = Vec::new();
+        let first = ring.unlock_cached(&user, cache);
+        if let Some(next) = &ring.next {
+            if let Ok((m, _)) = next.unlock_cached(&user, cache) {
+                out.push(m);
+            }
+        }
+        match first {
+            Ok((m, _)) => out.insert(0, m),
+            Err(e) if out.is_empty() => {
+                return Err(Error::InvalidArgument(format!(
                     "cannot open {} with the {}: {e}",
                     self.name,
                     source.describe()
-                ))
-            })?;
-        Ok(master)
+                )))
+            }
+            Err(_) => {}
+        }
+        Ok(out)
     }
 
-    /// The pool's keys, unlocked with the key `options` gives.
-    pub fn unlock(&self, options: &PoolOptions) -> Result<Arc<PoolKeys>> {
-        self.master(options).map(|m| Arc::new(PoolKeys::new(&m)))
+    /// The keys the key `options` gives opens (see [`masters`](Self::masters)).
+    pub fn unlock(&self, options: &PoolOptions) -> Result<Vec<Arc<PoolKeys>>> {
+        let masters = self.masters(options)?;
+        Ok(masters.iter().map(|m| Arc::new(PoolKeys::new(m))).collect())
     }
 
     /// Adds `new` as slot `name`, opening the ring with the key `options`
@@ -188,6 +219,47 @@ impl PoolRing<'_> {
                 ))
             })
     }
+}
+
+/// Of the keys `candidates`, the one whose index ids `catalog` uses (the
+/// first where it records none).
+pub fn matching(
+    candidates: Vec<Arc<PoolKeys>>,
+    catalog: &Catalog,
+    pool: &str,
+) -> Result<Arc<PoolKeys>> {
+    let Some(check) = recorded_check(catalog)? else {
+        return candidates.into_iter().next().ok_or_else(|| no_match(pool));
+    };
+    candidates
+        .into_iter()
+        .find(|k| k.check() == check)
+        .ok_or_else(|| no_match(pool))
+}
+
+fn no_match(pool: &str) -> Error {
+    Error::InvalidArgument(format!(
+        "the key given opens {pool}'s key ring but none of its keys matches its catalog"
+    ))
+}
+
+/// The check value of the keys a catalog's index ids are keyed with.
+pub fn recorded_check(catalog: &Catalog) -> Result<Option<String>> {
+    catalog.read(|db| {
+        db.query_opt("SELECT value FROM meta WHERE key = 'ids_check'", &[], |r| {
+            r.text(0)
+        })
+    })
+}
+
+/// Records which keys the index ids are keyed with.
+pub fn record_check(tx: &dyn Sql, keys: &PoolKeys) -> Result<()> {
+    tx.execute("DELETE FROM meta WHERE key = 'ids_check'", &[])?;
+    tx.execute(
+        "INSERT INTO meta VALUES ('ids_check', ?1)",
+        crate::args![keys.check()],
+    )?;
+    Ok(())
 }
 
 /// Passphrases' stretched keys remembered in an owner-only file of the

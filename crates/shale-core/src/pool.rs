@@ -240,6 +240,9 @@ impl Pool {
             )?),
             None => None,
         };
+        if let Some(k) = &keys {
+            catalog.write(|tx| keys::record_check(tx, k))?;
+        }
         // pool.json is written last: a pool is complete once it exists.
         let json = serde_json::to_vec_pretty(&description)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -287,8 +290,10 @@ impl Pool {
         };
         let description = parse_description(&text, &desc_path.display().to_string(), root)?;
         let objects = LocalDir::new(root)?;
-        let keys = unlock(&description, &objects, &root.display().to_string(), options)?;
+        let name = root.display().to_string();
+        let candidates = unlock(&description, &objects, &name, options)?;
         let catalog = Catalog::open(&root.join(CATALOG_FILE))?;
+        let keys = choose(candidates, &catalog, &name)?;
         Ok(Pool::local(root, description, objects, catalog, keys))
     }
 
@@ -376,7 +381,7 @@ impl Pool {
         let description =
             parse_description(&text, &format!("{name}/{POOL_FILE}"), Path::new(&name))?;
         let shared = description.shared_catalog().map(str::to_string);
-        let keys = unlock(&description, remote.as_ref(), &name, options)?;
+        let candidates = unlock(&description, remote.as_ref(), &name, options)?;
         if shared.is_none() {
             s3pool::check_owner(remote.as_ref(), &cache, &name)?;
         }
@@ -399,6 +404,7 @@ impl Pool {
             // An earlier copy to the store failed: owe it again.
             catalog.write(|_| Ok(()))?;
         }
+        let keys = choose(candidates, &catalog, &name)?;
         let catalog = Arc::new(catalog);
         crate::coord::leases::start_heartbeat(&catalog);
         Ok(Pool {
@@ -488,6 +494,9 @@ impl Pool {
                 catalog
             }
         };
+        if let Some(k) = &keys {
+            catalog.write(|tx| keys::record_check(tx, k))?;
+        }
         // pool.json is written last: a pool is complete once it exists.
         let json = serde_json::to_vec_pretty(&description)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
@@ -517,9 +526,8 @@ impl Pool {
             // Nothing to take over: every machine uses the shared catalog.
             return Pool::open_s3(location, options);
         }
-        let keys = unlock(&description, remote.as_ref(), &name, options)?;
-        let seal = keys.as_deref().map(|k| (k, description.id.as_str()));
-        s3pool::download_catalog(remote.as_ref(), &cache, &name, seal)?;
+        let candidates = unlock(&description, remote.as_ref(), &name, options)?;
+        download(&description, remote.as_ref(), &cache, &name, &candidates)?;
         let _ = fs::remove_file(cache.join(POOL_FILE));
         s3pool::take_ownership(remote.as_ref(), &cache)?;
         Pool::open_s3(location, options)
@@ -543,6 +551,26 @@ impl Pool {
         let seal = self.store.keys().map(|k| (k, self.description.id.as_str()));
         s3pool::upload_catalog(remote.as_ref(), self.catalog(), &self.root, seal)?;
         fs::remove_file(&owed).at(&owed)
+    }
+
+    /// For an object-store pool with an SQLite catalog: copies the catalog
+    /// to the store now, sealed under `keys` (`pool rekey`'s new keys, not
+    /// yet this pool's), and owes no copy afterwards.
+    pub(crate) fn upload_catalog_sealed(&self, keys: &PoolKeys) -> Result<()> {
+        let Some((remote, _)) = &self.remote else {
+            return Ok(());
+        };
+        if self.description.shared_catalog().is_some() {
+            return Ok(());
+        }
+        s3pool::upload_catalog(
+            remote.as_ref(),
+            self.catalog(),
+            &self.root,
+            Some((keys, &self.description.id)),
+        )?;
+        self.catalog().take_dirty();
+        Ok(())
     }
 
     /// How to name the pool to a user: its directory or URL.
@@ -613,23 +641,63 @@ impl Pool {
     }
 }
 
-/// An encrypted pool's keys, unlocked with the key `options` gives (None
-/// for a plain pool); `name` names the pool to users.
+/// The keys the key `options` gives opens in an encrypted pool (empty for
+/// a plain pool; two while a `pool rekey` is unfinished); `name` names the
+/// pool to users.
 fn unlock(
     description: &PoolDescription,
     objects: &dyn ObjectStore,
     name: &str,
     options: &PoolOptions,
-) -> Result<Option<Arc<PoolKeys>>> {
+) -> Result<Vec<Arc<PoolKeys>>> {
     if description.encryption.is_none() {
-        return Ok(None);
+        return Ok(Vec::new());
     }
     let ring = keys::PoolRing {
         objects,
         name,
         id: &description.id,
     };
-    ring.unlock(options).map(Some)
+    ring.unlock(options)
+}
+
+/// Of an encrypted pool's `candidates`, the keys `catalog` uses (None for
+/// a plain pool).
+fn choose(
+    candidates: Vec<Arc<PoolKeys>>,
+    catalog: &Catalog,
+    name: &str,
+) -> Result<Option<Arc<PoolKeys>>> {
+    if candidates.is_empty() {
+        return Ok(None);
+    }
+    keys::matching(candidates, catalog, name).map(Some)
+}
+
+/// Downloads an object-store pool's catalog copy, opened with whichever of
+/// `candidates` sealed it (while a rekey is unfinished, either).
+fn download(
+    description: &PoolDescription,
+    remote: &dyn ObjectStore,
+    cache: &Path,
+    name: &str,
+    candidates: &[Arc<PoolKeys>],
+) -> Result<()> {
+    let Some((last, others)) = candidates.split_last() else {
+        return s3pool::download_catalog(remote, cache, name, None);
+    };
+    for k in others {
+        let seal = Some((&**k, description.id.as_str()));
+        if s3pool::download_catalog(remote, cache, name, seal).is_ok() {
+            return Ok(());
+        }
+    }
+    s3pool::download_catalog(
+        remote,
+        cache,
+        name,
+        Some((&**last, description.id.as_str())),
+    )
 }
 
 /// Parses and checks a pool description (`what` names it in messages,

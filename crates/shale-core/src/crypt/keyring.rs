@@ -99,6 +99,10 @@ pub struct Slot {
 pub struct KeyRing {
     /// The slots.
     pub slots: Vec<Slot>,
+    /// While `pool rekey` runs: the slots of the new master key (the
+    /// catalog's check value says which of the two the pool uses).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<Box<KeyRing>>,
 }
 
 impl UserKey {

@@ -38,6 +38,12 @@ impl PoolKeys {
         }
     }
 
+    /// A value the catalog records, telling which master key its index ids
+    /// are keyed with (reveals nothing of the key).
+    pub fn check(&self) -> String {
+        hex::encode(self.ids.keyed_hash(b"shale index ids check"))
+    }
+
     /// The id the index and the packs give the blob whose plaintext id is
     /// `id`.
     pub fn index_id(&self, id: &ObjectId) -> ObjectId {

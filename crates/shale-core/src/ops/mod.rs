@@ -13,6 +13,7 @@ pub mod import;
 pub mod info;
 pub mod lineage;
 pub mod mirror;
+pub mod rekey;
 pub mod retention;
 pub mod syncs;
 pub mod tokens;
