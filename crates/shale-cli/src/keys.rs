@@ -151,6 +151,40 @@ pub fn rekey(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+/// At a terminal, for a command on an encrypted pool given no key: its
+/// passphrase, asked for once. It is put in `SHALE_PASSPHRASE` for the
+/// processes this one starts (a mount's server). The pool is known to be
+/// encrypted from its `pool.json` on this machine (a local pool, or an
+/// object-store pool's cache); elsewhere the command says how to give it.
+pub fn ask_if_encrypted(cli: &Cli) -> Result<Option<KeySource>> {
+    let terminal = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    if !terminal
+        || cli.server.is_some()
+        || matches!(
+            cli.command,
+            crate::Command::Pool(crate::PoolCmd::Init { .. })
+        )
+    {
+        return Ok(None);
+    }
+    let Ok(spec) = crate::commands::pool_spec(cli) else {
+        return Ok(None);
+    };
+    let Ok(root) = spec.local_root(&cli.options) else {
+        return Ok(None);
+    };
+    let encrypted = std::fs::read(root.join("pool.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+        .is_some_and(|v| v.get("encryption").is_some());
+    if !encrypted {
+        return Ok(None);
+    }
+    let p = rpassword::prompt_password(format!("passphrase for {}: ", spec.name()))?;
+    std::env::set_var("SHALE_PASSPHRASE", &p);
+    Ok(Some(KeySource::Passphrase(p.into())))
+}
+
 /// The key for `pool init --encrypt`: the one given (--key-file,
 /// SHALE_KEY_FILE, SHALE_PASSPHRASE), else a passphrase asked for twice at
 /// a terminal.

@@ -95,6 +95,9 @@ fn with_options(mut cli: Cli) -> anyhow::Result<Cli> {
     if let Some(f) = &cli.key_file {
         cli.options.key = Some(shale_core::config::KeySource::File(f.clone()));
     }
+    if cli.options.key.is_none() {
+        cli.options.key = keys::ask_if_encrypted(&cli)?;
+    }
     Ok(cli)
 }
 

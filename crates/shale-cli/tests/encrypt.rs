@@ -562,3 +562,61 @@ fn rekey_is_refused_while_the_pool_is_in_use() {
     env.ok(&["unmount", &env.s("mnt")]);
     refused(out, "needs it to itself");
 }
+
+#[test]
+fn a_terminal_is_asked_for_the_passphrase() {
+    // `script` gives the command a terminal; its input is typed into it
+    if std::process::Command::new("script")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: needs script(1)");
+        return;
+    }
+    let env = Env::local();
+    let shale = assert_cmd::cargo::cargo_bin("shale");
+    let pool = env.s("pool");
+    let out = std::process::Command::new(&shale)
+        .env("SHALE_PASSPHRASE", "correct horse battery")
+        .args(["--pool", &pool, "pool", "init", "--encrypt"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let typed = |text: &str| {
+        let mut c = std::process::Command::new("script");
+        c.args([
+            "-qec",
+            &format!("{} --pool {pool} volume create typed", shale.display()),
+            "/dev/null",
+        ])
+        .env_remove("SHALE_PASSPHRASE")
+        .env_remove("SHALE_KEY_FILE")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        use std::io::Write;
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(text.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (ok, shown) = typed("wrong horse battery\n");
+    assert!(
+        !ok && shown.contains("passphrase for") && shown.contains("opens none"),
+        "{shown}"
+    );
+    let (ok, shown) = typed("correct horse battery\n");
+    assert!(ok && shown.contains("created volume typed"), "{shown}");
+}
