@@ -620,3 +620,38 @@ fn a_terminal_is_asked_for_the_passphrase() {
     let (ok, shown) = typed("correct horse battery\n");
     assert!(ok && shown.contains("created volume typed"), "{shown}");
 }
+
+#[test]
+fn an_unfinished_rekey_is_finished_with_its_own_key_only() {
+    let env = Env::new_encrypted();
+    dataset(&env);
+    let ci = env.path("ci.key");
+    write(&ci, &noise(21, 32));
+    env.ok(&[
+        "pool",
+        "key",
+        "add",
+        "--name",
+        "ci",
+        "--new-key-file",
+        ci.to_str().unwrap(),
+    ]);
+    let out = env
+        .command()
+        .env("SHALE_FAIL_AT", "rekey.packs")
+        .args(["pool", "rekey"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    refused(
+        with_key(&env, Some(&ci), &["pool", "rekey"]),
+        "begun with another key did not finish",
+    );
+    refused(
+        with_key(&env, Some(&ci), &["pool", "key", "remove", "first"]),
+        "did not finish",
+    );
+    holds_the_dataset(&env, &ci, "out");
+    env.ok(&["pool", "rekey"]);
+    holds_the_dataset(&env, &env.path("pool.key"), "out2");
+}

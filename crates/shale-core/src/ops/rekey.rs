@@ -210,9 +210,16 @@ impl Pool {
             .map(|s| s.name.clone())
             .collect();
         if let Some(next) = &current.next {
-            if let Ok((m, _)) = next.unlock(&user) {
-                return Ok((m, dropped));
-            }
+            // An unfinished rekey: finish it with its key, never replace
+            // it (the catalog may already use that key).
+            return match next.unlock(&user) {
+                Ok((m, _)) => Ok((m, dropped)),
+                Err(_) => Err(Error::InvalidArgument(
+                    "a `pool rekey` begun with another key did not finish: run it again \
+                     with that key"
+                        .into(),
+                )),
+            };
         }
         let master = Key::random()?;
         let mut next = KeyRing::default();
