@@ -281,7 +281,8 @@ pub enum PoolCmd {
     Key(crate::keys::KeyCmd),
     /// Seal an encrypted pool again under a new master key, every pack
     /// rewritten; afterwards only the key given opens it (add the others
-    /// again). Needs the pool to itself. For a full revocation: a removed
+    /// again). Needs the pool to itself: no writer, no mount (on other
+    /// machines of a shared pool too). For a full revocation: a removed
     /// key's holder who kept the old master key reads none of it then.
     Rekey,
     /// Make this machine the one working on an object-store pool with an
