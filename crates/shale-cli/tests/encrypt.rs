@@ -157,6 +157,23 @@ fn with_key(env: &Env, key: Option<&Path>, args: &[&str]) -> Output {
     c.args(args).output().unwrap()
 }
 
+/// Adds a key file of `len` bytes (seeded by `seed`) named `name` to the
+/// pool; returns its path.
+fn add_key_file(env: &Env, name: &str, seed: u64, len: usize) -> std::path::PathBuf {
+    let path = env.path(&format!("{name}.key"));
+    write(&path, &noise(seed, len));
+    env.ok(&[
+        "pool",
+        "key",
+        "add",
+        "--name",
+        name,
+        "--new-key-file",
+        path.to_str().unwrap(),
+    ]);
+    path
+}
+
 /// Expects failure with `needle` in the error.
 fn refused(out: Output, needle: &str) {
     let err = String::from_utf8_lossy(&out.stderr);
@@ -184,17 +201,7 @@ fn missing_wrong_added_and_removed_keys() {
     assert_eq!(env.all_objects(), before, "nothing written without the key");
 
     // a key file and a passphrase added
-    let ci = env.path("ci.key");
-    write(&ci, &noise(10, 64));
-    env.ok(&[
-        "pool",
-        "key",
-        "add",
-        "--name",
-        "ci",
-        "--new-key-file",
-        ci.to_str().unwrap(),
-    ]);
+    let ci = add_key_file(&env, "ci", 10, 64);
     let short = env.path("short.key");
     write(&short, b"too short");
     let out = env.run(&[
@@ -492,17 +499,7 @@ fn rekey_seals_everything_again_and_only_the_key_given_opens() {
     let env = Env::new_encrypted();
     dataset(&env);
     let key = env.path("pool.key");
-    let ci = env.path("ci.key");
-    write(&ci, &noise(20, 32));
-    env.ok(&[
-        "pool",
-        "key",
-        "add",
-        "--name",
-        "ci",
-        "--new-key-file",
-        ci.to_str().unwrap(),
-    ]);
+    let ci = add_key_file(&env, "ci", 20, 32);
     let before = env.pack_keys();
     let ids = snapshot_ids(&env, "ds");
 
@@ -625,17 +622,7 @@ fn a_terminal_is_asked_for_the_passphrase() {
 fn an_unfinished_rekey_is_finished_with_its_own_key_only() {
     let env = Env::new_encrypted();
     dataset(&env);
-    let ci = env.path("ci.key");
-    write(&ci, &noise(21, 32));
-    env.ok(&[
-        "pool",
-        "key",
-        "add",
-        "--name",
-        "ci",
-        "--new-key-file",
-        ci.to_str().unwrap(),
-    ]);
+    let ci = add_key_file(&env, "ci", 21, 32);
     let out = env
         .command()
         .env("SHALE_FAIL_AT", "rekey.packs")

@@ -104,6 +104,11 @@ impl PoolRing<'_> {
     /// passphrase's stretched key remembered in the per-machine cache).
     /// Refused while a `pool rekey` is unfinished.
     pub fn master(&self, options: &PoolOptions) -> Result<Key> {
+        Ok(self.master_and_ring(options)?.0)
+    }
+
+    /// [`master`](Self::master), with the ring it was read from.
+    fn master_and_ring(&self, options: &PoolOptions) -> Result<(Key, KeyRing)> {
         let ring = self.read()?;
         if ring.next.is_some() {
             return Err(Error::InvalidArgument(format!(
@@ -111,12 +116,18 @@ impl PoolRing<'_> {
                 self.name
             )));
         }
-        Ok(self.masters(options)?.remove(0))
+        let master = self.masters_in(&ring, options)?.remove(0);
+        Ok((master, ring))
     }
 
     /// The master keys the key `options` gives opens: the ring's, then,
     /// while a `pool rekey` is unfinished, the next ring's.
     pub fn masters(&self, options: &PoolOptions) -> Result<Vec<Key>> {
+        self.masters_in(&self.read()?, options)
+    }
+
+    /// [`masters`](Self::masters) of `ring`, as read.
+    fn masters_in(&self, ring: &KeyRing, options: &PoolOptions) -> Result<Vec<Key>> {
         let Some(source) = &options.key else {
             return Err(Error::InvalidArgument(format!(
                 "{} is encrypted: give its key with --key-file FILE, SHALE_KEY_FILE=FILE or \
@@ -128,7 +139,6 @@ impl PoolRing<'_> {
             path: dir.join("keys").join(format!("{}.json", self.id)),
         });
         let cache = cache.as_ref().map(|c| c as &dyn StretchCache);
-        let ring = self.read()?;
         let user = source.user_key()?;
         let mut out = Vec::new();
         let first = ring.unlock_cached(&user, cache);
@@ -160,8 +170,7 @@ impl PoolRing<'_> {
     /// Adds `new` as slot `name`, opening the ring with the key `options`
     /// gives; returns the new slot's id.
     pub fn add(&self, options: &PoolOptions, new: &KeySource, name: &str) -> Result<u32> {
-        let master = self.master(options)?;
-        let mut ring = self.read()?;
+        let (master, mut ring) = self.master_and_ring(options)?;
         if ring.slots.iter().any(|s| s.name == name) {
             return Err(Error::InvalidArgument(format!(
                 "{} already has a key named {name:?}: pick another name (`pool key list`)",
@@ -176,8 +185,7 @@ impl PoolRing<'_> {
     /// Removes the slot `which` names (its number or name), proving first
     /// that the key `options` gives opens the pool; returns it.
     pub fn remove(&self, options: &PoolOptions, which: &str) -> Result<Slot> {
-        self.master(options)?;
-        let mut ring = self.read()?;
+        let (_, mut ring) = self.master_and_ring(options)?;
         let slot = ring.remove(self.find(&ring, which)?)?;
         write_ring(self.objects, &ring)?;
         Ok(slot)
@@ -187,8 +195,7 @@ impl PoolRing<'_> {
     /// one write of the ring: the old key stops opening the pool. Returns
     /// the new slot's id.
     pub fn replace(&self, options: &PoolOptions, which: &str, new: &KeySource) -> Result<u32> {
-        let master = self.master(options)?;
-        let mut ring = self.read()?;
+        let (master, mut ring) = self.master_and_ring(options)?;
         let old = self.find(&ring, which)?;
         let name = ring
             .slots

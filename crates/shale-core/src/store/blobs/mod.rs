@@ -117,15 +117,7 @@ impl BlobStore {
             loc.head.offset,
             loc.head.stored_len as usize,
         )?;
-        decode_blob(
-            self.keys(),
-            &loc.head,
-            &loc.pack,
-            stored,
-            id,
-            Rehash::UnlessSealed,
-        )
-        .ok()
+        self.decode(&loc, stored, id).ok()
     }
 
     /// Where a blob is, if the index knows it (remembered per pack, as
@@ -212,6 +204,12 @@ impl BlobStore {
                 }
                 other => other,
             })?;
+        self.decode(&loc, stored, id)
+    }
+
+    /// A blob read from its pack, decoded for the reader of content id
+    /// `id` (see [`decode_blob`]).
+    fn decode(&self, loc: &BlobLocation, stored: Vec<u8>, id: &ObjectId) -> Result<Vec<u8>> {
         decode_blob(
             self.keys(),
             &loc.head,
