@@ -130,7 +130,8 @@ impl MountControl for Control {
 }
 
 /// Mounts `target` of `pool` at `mountpoint` and serves it until unmounted,
-/// committing every change at the end.
+/// committing every change at the end. The process should exit once it
+/// returns: the ended session is left to the exit to close.
 #[allow(unsafe_code)] // mallopt: the block says why it is sound
 pub fn mount(
     pool: Pool,
@@ -193,6 +194,12 @@ pub fn mount(
     let _ = std::fs::remove_dir_all(&upper);
     drop(listening);
     served.map_err(io)?;
+    // The kernel ended the session: the mount is gone. Dropped, fuser's
+    // session would still unmount the mount point by its path, and so
+    // unmount whatever was mounted there since (a script that unmounts
+    // and mounts again at once lost its new mount). Its process exits
+    // next (`shale mount` is the only caller).
+    std::mem::forget(session);
     committed
 }
 

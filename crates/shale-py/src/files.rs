@@ -56,9 +56,13 @@ impl SnapshotReader {
         self.files.iter().map(|f| f.size).collect()
     }
 
-    /// Each file's group: the pack its data starts in, numbered in order.
-    fn groups(&self) -> Vec<u32> {
-        self.files.iter().map(|f| f.group).collect()
+    /// Each file's group: the pack its data starts in, numbered in order
+    /// (asks the index where each file is: only readers that shuffle
+    /// need it).
+    fn groups(&self, py: Python<'_>) -> PyResult<Vec<u32>> {
+        let pool = self.owner.get();
+        py.allow_threads(|| pool.pool.file_groups(&self.files))
+            .map_err(to_py)
     }
 
     /// The bytes of file `index`.

@@ -103,14 +103,15 @@ impl Catalog {
         })
     }
 
-    /// Where a blob is, with every other entry of its pack (empty if the
-    /// index does not know it).
+    /// Where a blob is, with every other entry of its kind in its pack
+    /// (empty if the index does not know it): a tree node brings the
+    /// pack's other tree nodes, not the thousands of chunks beside them.
     pub fn locate_pack_of(&self, id: &ObjectId) -> Result<Vec<BlobLocation>> {
         self.read(|db| {
             db.query_all(
                 "SELECT p.name, b.id, b.\"offset\", b.stored_len, b.raw_len, b.kind, b.compression \
-                 FROM blobs b JOIN packs p ON p.id = b.pack \
-                 WHERE b.pack = (SELECT pack FROM blobs WHERE id = ?1)",
+                 FROM blobs w JOIN blobs b ON b.pack = w.pack AND b.kind = w.kind \
+                 JOIN packs p ON p.id = b.pack WHERE w.id = ?1",
                 args![id],
                 |r| {
                     Ok(BlobLocation {

@@ -10,7 +10,7 @@ use super::sql::Dialect;
 
 /// Version of the catalog schema this build reads and writes. Older
 /// catalogs are upgraded in place when opened ([`upgrade`]).
-pub const SCHEMA_VERSION: u32 = 12;
+pub const SCHEMA_VERSION: u32 = 13;
 
 /// The tables of schema version 1 (SQLite spelling).
 const TABLES_1: &str = "
@@ -226,6 +226,16 @@ CREATE TABLE IF NOT EXISTS syncs (
 );
 ";
 
+/// Version 13 orders the index of blobs by pack by kind first: learning
+/// where a pack's tree nodes lie (`locate_pack_of` for a node, as walks of
+/// a tree do) then reads only those entries, not those of the thousands of
+/// chunks beside them (a cold walk of a million small files read the whole
+/// index, 16 packs' worth).
+const INDEX_13: &str = "
+DROP INDEX IF EXISTS blobs_by_pack;
+CREATE INDEX blobs_by_pack ON blobs(pack, kind, \"offset\", stored_len, raw_len, compression, id);
+";
+
 /// `sql` in the spelling of `dialect`.
 fn spell(sql: &str, dialect: Dialect) -> String {
     match dialect {
@@ -245,8 +255,8 @@ fn spell(sql: &str, dialect: Dialect) -> String {
 pub fn create(dialect: Dialect) -> String {
     spell(
         &format!(
-            "{TABLES_1} {TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6}
-             {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
+            "{TABLES_1} {TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5}
+             {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12} {INDEX_13} INSERT INTO meta VALUES ('schema_version', '{SCHEMA_VERSION}');"
         ),
         dialect,
     )
@@ -258,23 +268,24 @@ pub fn upgrade(from: &str, dialect: Dialect) -> Option<String> {
     let steps = match from {
         "1" => format!(
             "{TABLES_2} {TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} \
-             {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"
+             {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12} {INDEX_13}"
         ),
         "2" => format!(
             "{TABLES_3} {TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} \
-             {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"
+             {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12} {INDEX_13}"
         ),
         "3" => format!(
-            "{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"
+            "{TABLES_4} {SESSIONS_EXPIRE} {TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12} {INDEX_13}"
         ),
-        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"),
-        "5" => format!("{INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"),
-        "6" => format!("{DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"),
-        "7" => format!("{TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"),
-        "8" => format!("{LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12}"),
-        "9" => format!("{TABLES_10} {HISTORY_11} {POLICIES_12}"),
-        "10" => format!("{HISTORY_11} {POLICIES_12}"),
-        "11" => POLICIES_12.to_string(),
+        "4" => format!("{TABLES_5} {INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12} {INDEX_13}"),
+        "5" => format!("{INDEX_6} {DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12} {INDEX_13}"),
+        "6" => format!("{DELETED_7} {TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12} {INDEX_13}"),
+        "7" => format!("{TABLES_8} {LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12} {INDEX_13}"),
+        "8" => format!("{LABELS_9} {TABLES_10} {HISTORY_11} {POLICIES_12} {INDEX_13}"),
+        "9" => format!("{TABLES_10} {HISTORY_11} {POLICIES_12} {INDEX_13}"),
+        "10" => format!("{HISTORY_11} {POLICIES_12} {INDEX_13}"),
+        "11" => format!("{POLICIES_12} {INDEX_13}"),
+        "12" => INDEX_13.to_string(),
         _ => return None,
     };
     Some(spell(

@@ -2,18 +2,33 @@
 //! its regular files straight from the tree, each with where its data lies,
 //! and a file's bytes straight from the pool.
 //!
-//! The list carries each file's *group*: the pack its first chunk is in,
-//! numbered in the order packs are first met. Files of one group were
-//! written together and lie together, so a reader that shuffles groups and
-//! then files within a few groups at a time still reads the pool in large,
-//! mostly sequential stretches.
+//! The list is made from the tree's nodes alone, subdirectories read in
+//! parallel: no system call per file, no inode. A million files in a
+//! thousand directories list in a fraction of a cold `os.walk`'s time.
+//!
+//! Each file can also be given a *group* ([`Pool::file_groups`]): the pack
+//! its first chunk is in, numbered in the order packs are first met. Files
+//! of one group were written together and lie together, so a reader that
+//! shuffles groups and then files within a few groups at a time still
+//! reads the pool in large, mostly sequential stretches. Groups ask the
+//! index where every file's data is, so they are found only for readers
+//! that shuffle.
 
 use std::collections::HashMap;
+
+use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::pool::Pool;
 use crate::tree::{lookup, read_dir, split_path, ChunkRef, Content, Entry};
+
+/// Directories nested deeper than this are refused (a tree that deep is
+/// damaged, or made to hurt).
+const MAX_DEPTH: u32 = 4096;
+
+/// Threads reading a tree's directories at once.
+const LIST_THREADS: usize = 16;
 
 /// A regular file of a snapshot.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -24,9 +39,6 @@ pub struct SnapshotFile {
     pub size: u64,
     /// Its chunks, in order.
     pub chunks: Vec<ChunkRef>,
-    /// The pack of its first chunk, numbered in listing order (an empty
-    /// file takes its predecessor's).
-    pub group: u32,
 }
 
 /// A snapshot's files, as of one tree.
@@ -44,91 +56,99 @@ impl Pool {
     /// current tree), or under `path` inside it.
     pub fn snapshot_files(&self, spec: &str, path: Option<&str>) -> Result<SnapshotFiles> {
         let resolved = self.resolve(spec)?;
-        let mut files = Vec::new();
         let comps = split_path(path.unwrap_or(""))?;
-        let start = if comps.is_empty() {
-            read_dir(&self.store, &resolved.root)?
+        // Reading nodes waits on the disk or the network far more than it
+        // computes: more threads than cores keep more reads in flight.
+        let threads = rayon::ThreadPoolBuilder::new()
+            .num_threads(LIST_THREADS)
+            .thread_name(|i| format!("shale-list-{i}"))
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("cannot start listing threads: {e}")))?;
+        let files = if comps.is_empty() {
+            threads.install(|| self.list_dir(&resolved.root, "", 0))?
         } else {
+            let bad =
+                |why: &str| Error::BadPath(format!("{spec}: {}: {why}", path.unwrap_or_default()));
             match lookup(&self.store, &resolved.root, &comps)? {
-                Some(
-                    e @ Entry {
-                        content: Content::Dir(_),
-                        ..
-                    },
-                ) => vec![e],
-                Some(_) => {
-                    return Err(Error::BadPath(format!(
-                        "{spec}: {}: not a directory",
-                        path.unwrap_or_default()
-                    )))
-                }
-                None => {
-                    return Err(Error::BadPath(format!(
-                        "{spec}: {}: no such directory",
-                        path.unwrap_or_default()
-                    )))
-                }
+                Some(Entry {
+                    content: Content::Dir(d),
+                    ..
+                }) => threads.install(|| self.list_dir(&d.tree, "", 0))?,
+                Some(_) => return Err(bad("not a directory")),
+                None => return Err(bad("no such directory")),
             }
         };
-        let mut groups = HashMap::new();
-        for e in &start {
-            // Listed under `path`, the starting directory's own name is dropped.
-            let rel = if comps.is_empty() {
-                String::from_utf8_lossy(&e.name).into_owned()
-            } else {
-                String::new()
-            };
-            self.list_entry(e, &rel, &mut files, &mut groups, 0)?;
-        }
         Ok(SnapshotFiles {
             id: resolved.root,
             files,
         })
     }
 
-    fn list_entry(
-        &self,
-        e: &Entry,
-        rel: &str,
-        out: &mut Vec<SnapshotFile>,
-        groups: &mut HashMap<ObjectId, u32>,
-        depth: u32,
-    ) -> Result<()> {
-        match &e.content {
-            Content::File { size, chunks } => {
-                let group = match chunks.first() {
-                    Some(c) => {
-                        let pack = self
-                            .store
-                            .location(&c.id)?
-                            .ok_or(Error::MissingObject(c.id))?
-                            .pack;
-                        let next = groups.len() as u32;
-                        *groups.entry(pack).or_insert(next)
-                    }
-                    None => out.last().map_or(0, |f| f.group),
-                };
-                out.push(SnapshotFile {
-                    path: rel.to_string(),
-                    size: *size,
-                    chunks: chunks.clone(),
-                    group,
-                });
-            }
-            Content::Dir(d) if depth < 4096 => {
-                for child in read_dir(&self.store, &d.tree)? {
-                    let name = String::from_utf8_lossy(&child.name);
-                    let path = if rel.is_empty() {
-                        name.into_owned()
-                    } else {
-                        format!("{rel}/{name}")
-                    };
-                    self.list_entry(&child, &path, out, groups, depth + 1)?;
-                }
-            }
-            _ => {}
+    /// The regular files below directory tree `tree`, whose path is `rel`
+    /// (empty at the top), in name order; subdirectories are listed in
+    /// parallel.
+    fn list_dir(&self, tree: &ObjectId, rel: &str, depth: u32) -> Result<Vec<SnapshotFile>> {
+        if depth > MAX_DEPTH {
+            return Err(Error::corrupt(
+                format!("directory {rel}"),
+                format!("nested deeper than {MAX_DEPTH} levels"),
+            ));
         }
-        Ok(())
+        let entries = read_dir(&self.store, tree)?;
+        let path = |name: &[u8]| {
+            let name = String::from_utf8_lossy(name);
+            let mut p = String::with_capacity(rel.len() + 1 + name.len());
+            if !rel.is_empty() {
+                p.push_str(rel);
+                p.push('/');
+            }
+            p.push_str(&name);
+            p
+        };
+        let subdirs: Vec<Vec<SnapshotFile>> = entries
+            .par_iter()
+            .filter_map(|e| match &e.content {
+                Content::Dir(d) => Some(self.list_dir(&d.tree, &path(&e.name), depth + 1)),
+                _ => None,
+            })
+            .collect::<Result<_>>()?;
+        let mut subdirs = subdirs.into_iter();
+        let mut out = Vec::with_capacity(entries.len());
+        for e in entries {
+            match e.content {
+                Content::File { size, chunks } => out.push(SnapshotFile {
+                    path: path(&e.name),
+                    size,
+                    chunks,
+                }),
+                Content::Dir(_) => out.extend(subdirs.next().unwrap_or_default()),
+                _ => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each file's group: the pack its first chunk is in, numbered in the
+    /// order packs are first met (an empty file takes its predecessor's).
+    pub fn file_groups(&self, files: &[SnapshotFile]) -> Result<Vec<u32>> {
+        let mut groups: HashMap<ObjectId, u32> = HashMap::new();
+        let mut out: Vec<u32> = Vec::with_capacity(files.len());
+        for f in files {
+            let group = match f.chunks.first() {
+                Some(c) => {
+                    let pack = self
+                        .store
+                        .location(&c.id)?
+                        .ok_or(Error::MissingObject(c.id))?
+                        .pack;
+                    let next = groups.len() as u32;
+                    *groups.entry(pack).or_insert(next)
+                }
+                None => out.last().copied().unwrap_or(0),
+            };
+            out.push(group);
+        }
+        Ok(out)
     }
 
     /// The bytes of a file listed by [`Pool::snapshot_files`], read and
@@ -168,8 +188,9 @@ mod tests {
         assert_eq!(all.id.to_hex(), snap.id);
         let paths: Vec<&str> = all.files.iter().map(|f| f.path.as_str()).collect();
         assert_eq!(paths, ["a.txt", "e", "sub/b.txt", "sub/deep/c.bin"]);
-        assert!(
-            all.files.iter().all(|f| f.group == 0),
+        assert_eq!(
+            pool.file_groups(&all.files).unwrap(),
+            [0, 0, 0, 0],
             "one import, one pack"
         );
         let c = &all.files[3];

@@ -255,7 +255,7 @@ fn reseal_one(
     let plain = match head.compression {
         Compression::None => None,
         Compression::Zstd => Some(
-            zstd::bulk::decompress(&stored, head.raw_len as usize)
+            crate::store::blobs::zstd_decompress(&stored, head.raw_len as usize)
                 .map_err(|e| Error::corrupt(what(), format!("cannot decompress: {e}")))?,
         ),
     };

@@ -17,10 +17,37 @@ pub fn load_node(store: &BlobStore, id: &ObjectId) -> Result<Node> {
 /// All entries of the directory whose root node is `tree`, in name order.
 pub fn read_dir(store: &BlobStore, tree: &ObjectId) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
-    for leaf in dir_leaves(store, tree)? {
-        out.extend(leaf_entries(store, &leaf)?);
-    }
+    collect_entries(store, tree, &mut out, 0)?;
     Ok(out)
+}
+
+/// Appends the entries below node `id` to `out`, each node read once
+/// (listing by [`dir_leaves`] then [`leaf_entries`] reads every leaf twice).
+fn collect_entries(
+    store: &BlobStore,
+    id: &ObjectId,
+    out: &mut Vec<Entry>,
+    depth: u32,
+) -> Result<()> {
+    if depth > 64 {
+        return Err(too_deep(id));
+    }
+    match load_node(store, id)? {
+        Node::Leaf(entries) => out.extend(entries),
+        Node::Interior(children) => {
+            for c in children {
+                collect_entries(store, &c.node, out, depth + 1)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+fn too_deep(id: &ObjectId) -> Error {
+    Error::corrupt(
+        format!("tree node {id}"),
+        "directory tree deeper than 64 levels",
+    )
 }
 
 /// The leaf node ids of a directory, in order (reads interior nodes only).
@@ -37,10 +64,7 @@ fn collect_leaves(
     depth: u32,
 ) -> Result<()> {
     if depth > 64 {
-        return Err(Error::corrupt(
-            format!("tree node {id}"),
-            "directory tree deeper than 64 levels",
-        ));
+        return Err(too_deep(id));
     }
     match load_node(store, id)? {
         Node::Leaf(_) => out.push(*id),

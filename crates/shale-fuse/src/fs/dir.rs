@@ -10,13 +10,13 @@ use super::READDIR_BATCH;
 use crate::state::State;
 
 /// Answers a `READDIRPLUS` of directory `ino` from its listing `fh`,
-/// starting at entry `next`; each entry is looked up (a lookup the kernel
-/// counts, but for `.` and `..`).
+/// starting at entry `next` and ending before entry `end`; each entry is
+/// looked up (a lookup the kernel counts, but for `.` and `..`).
 pub(super) fn list_plus(
     st: &mut State,
-    ino: u64,
-    fh: u64,
+    (ino, fh): (u64, u64),
     mut next: usize,
+    end: usize,
     mut reply: ReplyDirectoryPlus,
 ) {
     loop {
@@ -29,10 +29,10 @@ pub(super) fn list_plus(
         let batch: Vec<Vec<u8>> = listing
             .iter()
             .skip(next)
-            .take(READDIR_BATCH)
+            .take(READDIR_BATCH.min(end.saturating_sub(next)))
             .map(|(_, _, n)| n.clone())
             .collect();
-        let last_batch = batch.len() < READDIR_BATCH;
+        let last_batch = batch.len() < READDIR_BATCH || next + batch.len() >= end;
         for name in batch {
             next += 1;
             let dot = name == b"." || name == b"..";

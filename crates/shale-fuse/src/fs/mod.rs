@@ -4,10 +4,12 @@
 
 mod attr;
 mod dir;
+mod plus;
 mod read;
 
 use attr::{attr, entry, ns_of, reply_empty, reply_entry, statfs, ttl};
 use dir::list_plus;
+use plus::PlusAdvisor;
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -71,6 +73,8 @@ pub struct ShaleFs {
     notifier: Arc<OnceLock<fuser::Notifier>>,
     /// Watching for the next request after each answer.
     busy_poll: Arc<BusyPoll>,
+    /// Whether listings carry attributes.
+    plus: PlusAdvisor,
 }
 
 impl ShaleFs {
@@ -93,6 +97,7 @@ impl ShaleFs {
             direct_writes: false,
             notifier,
             busy_poll,
+            plus: PlusAdvisor::default(),
         })
     }
 
@@ -140,6 +145,7 @@ impl Filesystem for ShaleFs {
     }
 
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+        self.plus.lookup(parent);
         let (_next, mut st) = self.start();
         let r = st.child(parent, name.as_bytes());
         reply_entry(&mut st, r, reply)
@@ -600,8 +606,16 @@ impl Filesystem for ShaleFs {
         offset: i64,
         reply: ReplyDirectoryPlus,
     ) {
+        let names = (self.lock().listings.get(&fh)).map_or(0, |l| l.len().saturating_sub(2));
+        // Only `.` and `..` when the advisor says the walk wants names
+        // alone: the kernel then asks for the rest as a plain `READDIR`.
+        let end = if offset == 0 && !self.plus.listing(ino, names) {
+            2
+        } else {
+            usize::MAX
+        };
         let (_next, mut st) = self.start();
-        list_plus(&mut st, ino, fh, offset.max(0) as usize, reply)
+        list_plus(&mut st, (ino, fh), offset.max(0) as usize, end, reply)
     }
 
     fn releasedir(

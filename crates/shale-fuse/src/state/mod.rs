@@ -10,6 +10,7 @@ use data::memory_budget;
 pub use attrs::SetAttr;
 mod names;
 mod namespace;
+mod preload;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

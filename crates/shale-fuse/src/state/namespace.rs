@@ -47,14 +47,21 @@ impl State {
     /// Every entry of a directory tree, through the node cache.
     pub fn entries(&mut self, tree: &ObjectId) -> Result<Vec<Entry>, Error> {
         let mut out = Vec::new();
+        self.each_entry(tree, |e| out.push(e.clone()))?;
+        Ok(out)
+    }
+
+    /// Calls `f` on every entry of a directory tree, in name order,
+    /// through the node cache (without copying them).
+    pub fn each_entry(&mut self, tree: &ObjectId, mut f: impl FnMut(&Entry)) -> Result<(), Error> {
         let mut stack = vec![*tree];
         while let Some(id) = stack.pop() {
             match self.node(&id)?.as_ref() {
-                TreeNode::Leaf(entries) => out.extend(entries.iter().cloned()),
+                TreeNode::Leaf(entries) => entries.iter().for_each(&mut f),
                 TreeNode::Interior(children) => stack.extend(children.iter().rev().map(|c| c.node)),
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     pub(super) fn base_has(&mut self, dir: u64, name: &[u8]) -> Result<bool, Errno> {
@@ -229,6 +236,24 @@ impl State {
             let d = self.inode(ino)?.dir().ok_or(libc::ENOTDIR)?;
             (d.base, d.children.clone())
         };
+        if children.is_empty() {
+            // Nothing looked up or changed here yet: the tree alone (the
+            // first listing of every directory of a walk).
+            if let Some(b) = base {
+                let mut subtrees = Vec::new();
+                self.each_entry(&b.tree, |e| {
+                    if let shale_core::tree::Content::Dir(d) = &e.content {
+                        subtrees.push(d.tree);
+                    }
+                    out.push((placeholder_ino(ino, &e.name), entry_type(e), e.name.clone()))
+                })
+                .map_err(|e| errno(&e))?;
+                // A walk lists them next; a listing with attributes counts
+                // their subdirectories now.
+                self.preload(&subtrees);
+            }
+            return Ok(out);
+        }
         let base_entries = match base {
             Some(b) => self.entries(&b.tree).map_err(|e| errno(&e))?,
             None => Vec::new(),
@@ -255,13 +280,7 @@ impl State {
                     }
                 }
             } else if let Some(e) = base_iter.next() {
-                let kind = match e.content {
-                    shale_core::tree::Content::File { .. } => FileType::RegularFile,
-                    shale_core::tree::Content::Dir(_) => FileType::Directory,
-                    shale_core::tree::Content::Symlink(_) => FileType::Symlink,
-                    shale_core::tree::Content::Special(s) => special_type(s.kind),
-                };
-                out.push((placeholder_ino(ino, &e.name), kind, e.name));
+                out.push((placeholder_ino(ino, &e.name), entry_type(&e), e.name));
             }
         }
         Ok(out)
@@ -269,7 +288,20 @@ impl State {
 
     /// Number of subdirectories of a directory inode (for `nlink`).
     pub fn subdirs(&mut self, ino: u64) -> Result<u64, Errno> {
-        if let Some(n) = self.inode(ino)?.dir().and_then(|d| d.subdirs) {
+        let d = self.inode(ino)?.dir().ok_or(libc::ENOTDIR)?;
+        if let Some(n) = d.subdirs {
+            return Ok(n);
+        }
+        if let (Some(base), true) = (d.base, d.children.is_empty()) {
+            // Counted in the tree, without listing.
+            let mut n = 0;
+            self.each_entry(&base.tree, |e| {
+                n += u64::from(matches!(e.content, shale_core::tree::Content::Dir(_)))
+            })
+            .map_err(|e| errno(&e))?;
+            if let Some(d) = self.inode_mut(ino)?.dir_mut() {
+                d.subdirs = Some(n);
+            }
             return Ok(n);
         }
         let n = self
@@ -309,13 +341,24 @@ impl State {
     // ---- changes ------------------------------------------------------
 }
 
+/// The file type of a tree entry.
+fn entry_type(e: &Entry) -> FileType {
+    match e.content {
+        shale_core::tree::Content::File { .. } => FileType::RegularFile,
+        shale_core::tree::Content::Dir(_) => FileType::Directory,
+        shale_core::tree::Content::Symlink(_) => FileType::Symlink,
+        shale_core::tree::Content::Special(s) => special_type(s.kind),
+    }
+}
+
 /// A number for a name listed but not looked up, outside the range of real
-/// inode numbers.
+/// inode numbers: a hash of directory and name, the same for the life of
+/// the mount (a cold walk makes one per name; a cryptographic hash cost 5%
+/// of it).
 fn placeholder_ino(dir: u64, name: &[u8]) -> u64 {
-    let mut key = dir.to_le_bytes().to_vec();
-    key.extend_from_slice(name);
-    let id = ObjectId::of(&key);
-    let mut w = [0u8; 8];
-    w.copy_from_slice(&id.0[..8]);
-    u64::from_le_bytes(w) | (1 << 63)
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    dir.hash(&mut h);
+    name.hash(&mut h);
+    h.finish() | (1 << 63)
 }

@@ -93,7 +93,9 @@ class SnapshotFiles:
         self.snapshot_id: str = reader.id
         self.paths: List[str] = reader.paths()
         self.sizes: List[int] = reader.sizes()
-        self.groups: List[int] = reader.groups()
+        # Where each file's data starts asks the index once per file: only
+        # a shuffling reader needs it (found here, before workers fork).
+        self._groups: Optional[List[int]] = reader.groups() if shuffle else None
 
     def _reader(self) -> Any:
         """This process's reader (opened again after a fork)."""
@@ -107,6 +109,14 @@ class SnapshotFiles:
         state = dict(self.__dict__)
         state["_pid"], state["_reader_obj"] = None, None
         return state
+
+    @property
+    def groups(self) -> List[int]:
+        """Each file's group: the pack its data starts in, numbered in the
+        order packs are first met."""
+        if self._groups is None:
+            self._groups = self._reader().groups()
+        return self._groups
 
     def __len__(self) -> int:
         return len(self.paths)

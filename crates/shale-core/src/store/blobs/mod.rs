@@ -260,7 +260,7 @@ fn decode_blob(
     };
     let plain = match head.compression {
         Compression::None => stored,
-        Compression::Zstd => zstd::bulk::decompress(&stored, head.raw_len as usize)
+        Compression::Zstd => zstd_decompress(&stored, head.raw_len as usize)
             .map_err(|e| Error::corrupt(what(), format!("cannot decompress: {e}")))?,
     };
     let checked = keys.is_some() && rehash == Rehash::UnlessSealed;
@@ -272,6 +272,28 @@ fn decode_blob(
         return Err(Error::corrupt(what(), "content does not match its hash"));
     }
     Ok(plain)
+}
+
+thread_local! {
+    /// A decompression context per thread: making one costs more than
+    /// decompressing a small tree node (a cold walk of a million-file tree
+    /// spent 6% of its time creating them).
+    static DECOMPRESSOR: std::cell::RefCell<Option<zstd::bulk::Decompressor<'static>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Decompresses a blob whose plaintext is `len` bytes long.
+pub(crate) fn zstd_decompress(stored: &[u8], len: usize) -> std::io::Result<Vec<u8>> {
+    DECOMPRESSOR.with(|d| {
+        let mut d = d.borrow_mut();
+        if d.is_none() {
+            *d = Some(zstd::bulk::Decompressor::new()?);
+        }
+        match d.as_mut() {
+            Some(d) => d.decompress(stored, len),
+            None => zstd::bulk::decompress(stored, len),
+        }
+    })
 }
 
 /// Checks one indexed blob inside the bytes of its whole pack (`keys`: an
