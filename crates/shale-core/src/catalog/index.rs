@@ -123,6 +123,21 @@ impl Catalog {
         })
     }
 
+    /// The index ids of the blobs of the kind of blob `id` in its pack,
+    /// with that pack's catalog key (empty if the index does not know
+    /// `id`): [`Catalog::locate_pack_of`] without the entries, for callers
+    /// that only group blobs by pack.
+    pub fn pack_kin(&self, id: &ObjectId) -> Result<Vec<(i64, ObjectId)>> {
+        self.read(|db| {
+            db.query_all(
+                "SELECT b.pack, b.id FROM blobs w \
+                 JOIN blobs b ON b.pack = w.pack AND b.kind = w.kind WHERE w.id = ?1",
+                args![id],
+                |r| Ok((r.int(0)?, r.id(1)?)),
+            )
+        })
+    }
+
     /// Every pack: (catalog key, name).
     pub fn packs(&self) -> Result<Vec<(i64, ObjectId)>> {
         self.read(|db| {

@@ -130,19 +130,27 @@ impl Pool {
 
     /// Each file's group: the pack its first chunk is in, numbered in the
     /// order packs are first met (an empty file takes its predecessor's).
+    /// One catalog query per pack met, each naming the pack's chunks.
     pub fn file_groups(&self, files: &[SnapshotFile]) -> Result<Vec<u32>> {
-        let mut groups: HashMap<ObjectId, u32> = HashMap::new();
+        let blobs = self.blobs();
+        let mut group_of: HashMap<ObjectId, u32> = HashMap::new();
+        let mut packs: HashMap<i64, u32> = HashMap::new();
         let mut out: Vec<u32> = Vec::with_capacity(files.len());
         for f in files {
             let group = match f.chunks.first() {
                 Some(c) => {
-                    let pack = self
-                        .store
-                        .location(&c.id)?
-                        .ok_or(Error::MissingObject(c.id))?
-                        .pack;
-                    let next = groups.len() as u32;
-                    *groups.entry(pack).or_insert(next)
+                    let key = blobs.index_id(&c.id);
+                    match group_of.get(&key) {
+                        Some(g) => *g,
+                        None => {
+                            let kin = self.catalog().pack_kin(&key)?;
+                            let pack = kin.first().ok_or(Error::MissingObject(c.id))?.0;
+                            let next = packs.len() as u32;
+                            let g = *packs.entry(pack).or_insert(next);
+                            group_of.extend(kin.into_iter().map(|(_, id)| (id, g)));
+                            g
+                        }
+                    }
                 }
                 None => out.last().copied().unwrap_or(0),
             };

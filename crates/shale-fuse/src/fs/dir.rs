@@ -23,8 +23,9 @@ pub(super) fn list_plus(
         // Names are taken a batch at a time (looking entries up needs
         // the state): taking all the rest at every call made listing
         // a 100,000-entry directory quadratic, most of it in malloc.
-        let Some(listing) = st.listings.get(&fh) else {
-            return reply.error(libc::EBADF);
+        let listing = match st.listing(ino, fh) {
+            Ok(listing) => listing,
+            Err(e) => return reply.error(e),
         };
         let batch: Vec<Vec<u8>> = listing
             .iter()

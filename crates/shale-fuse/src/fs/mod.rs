@@ -24,7 +24,7 @@ use fuser::{
 };
 
 use crate::busy_poll::{BusyPoll, Linger};
-use crate::inodes::Kind;
+use crate::inodes::{Kind, Owner};
 use crate::journal::Op;
 use crate::reader::ChunkCache;
 use crate::state::{SetAttr, State, Write};
@@ -145,10 +145,14 @@ impl Filesystem for ShaleFs {
     }
 
     fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
-        self.plus.lookup(parent);
         let (_next, mut st) = self.start();
         let r = st.child(parent, name.as_bytes());
-        reply_entry(&mut st, r, reply)
+        let file = r.is_ok_and(|ino| st.inode(ino).is_ok_and(|i| i.dir().is_none()));
+        reply_entry(&mut st, r, reply);
+        drop(st);
+        if file {
+            self.plus.lookup(parent);
+        }
     }
 
     fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
@@ -568,12 +572,18 @@ impl Filesystem for ShaleFs {
 
     fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
         let (_next, mut st) = self.start();
-        match st.list(ino) {
-            Ok(listing) => {
-                let fh = st.new_fh();
-                st.listings.insert(fh, listing);
-                reply.opened(fh, 0)
-            }
+        // A snapshot's directories never change: the kernel may keep their
+        // listings, so a second walk lists them without asking.
+        let frozen = st
+            .inode(ino)
+            .is_ok_and(|i| i.dir().is_some() && matches!(i.owner, Owner::Snapshot));
+        let flags = if frozen {
+            fuser::consts::FOPEN_CACHE_DIR | fuser::consts::FOPEN_KEEP_CACHE
+        } else {
+            0
+        };
+        match st.open_dir(ino) {
+            Ok(fh) => reply.opened(fh, flags),
             Err(e) => reply.error(e),
         }
     }
@@ -581,14 +591,15 @@ impl Filesystem for ShaleFs {
     fn readdir(
         &mut self,
         _req: &Request<'_>,
-        _ino: u64,
+        ino: u64,
         fh: u64,
         offset: i64,
         mut reply: ReplyDirectory,
     ) {
-        let (_next, st) = self.start();
-        let Some(listing) = st.listings.get(&fh) else {
-            return reply.error(libc::EBADF);
+        let (_next, mut st) = self.start();
+        let listing = match st.listing(ino, fh) {
+            Ok(listing) => listing,
+            Err(e) => return reply.error(e),
         };
         for (i, (ino, kind, name)) in listing.iter().enumerate().skip(offset.max(0) as usize) {
             if reply.add(*ino, (i + 1) as i64, *kind, OsStr::from_bytes(name)) {
@@ -606,10 +617,14 @@ impl Filesystem for ShaleFs {
         offset: i64,
         reply: ReplyDirectoryPlus,
     ) {
-        let names = (self.lock().listings.get(&fh)).map_or(0, |l| l.len().saturating_sub(2));
+        let files = self.lock().listing(ino, fh).map_or(0, |l| {
+            l.iter()
+                .filter(|(_, kind, _)| *kind != fuser::FileType::Directory)
+                .count()
+        });
         // Only `.` and `..` when the advisor says the walk wants names
         // alone: the kernel then asks for the rest as a plain `READDIR`.
-        let end = if offset == 0 && !self.plus.listing(ino, names) {
+        let end = if offset == 0 && !self.plus.listing(ino, files) {
             2
         } else {
             usize::MAX

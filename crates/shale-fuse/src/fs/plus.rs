@@ -11,17 +11,23 @@
 //! (`FUSE_READDIRPLUS_AUTO`), then for the rest only once names of that
 //! directory were looked up. A listing answered with just `.` and `..`
 //! (which never make inodes) leaves the rest of it plain. This advisor
-//! decides, as NFS clients do: it watches the last listing answered
-//! plain, a probe; if a quarter of its names were then looked up, walks
-//! are statting and listings carry attributes again. While they do, one
-//! listing in [`PROBE_EVERY`] is still answered plain, to notice when
-//! walks stop statting. Small directories always get attributes: they
-//! cost little either way and say little about the walk.
+//! decides, as NFS clients do, from what follows listings answered plain:
+//! once a quarter of the files (not subdirectories, which a walk looks up
+//! to descend) of one of the last [`RECENT`] of them are looked up, walks
+//! are statting or reading what they list, and listings carry attributes
+//! again. While they do, one listing in [`PROBE_EVERY`] is still answered
+//! plain, and if too few of its files were looked up by the next probe,
+//! walks stopped wanting attributes. Directories with few files always
+//! get them: they cost little either way and say little about the walk.
+
+use std::collections::VecDeque;
 
 /// Listings answered with attributes between two plain probes.
 const PROBE_EVERY: u32 = 16;
-/// Directories with fewer names always get attributes.
+/// Directories with fewer files always get attributes.
 const SMALL: usize = 16;
+/// Plain listings watched for lookups of their files.
+const RECENT: usize = 64;
 
 /// The state of the adaptive choice, for one mount.
 #[derive(Debug)]
@@ -30,16 +36,23 @@ pub(super) struct PlusAdvisor {
     attrs: bool,
     /// Listings answered with attributes since the last probe.
     since_probe: u32,
-    /// The last listing answered plain, and how many of its names were
-    /// looked up since.
-    probe: Option<Probe>,
+    /// The last listings answered plain, newest last.
+    plain: VecDeque<Plain>,
 }
 
+/// A listing answered plain, and how many of its files were looked up
+/// since.
 #[derive(Debug)]
-struct Probe {
+struct Plain {
     dir: u64,
-    names: usize,
+    files: usize,
     lookups: usize,
+}
+
+impl Plain {
+    fn wanted(&self) -> bool {
+        self.lookups * 4 >= self.files
+    }
 }
 
 impl Default for PlusAdvisor {
@@ -47,38 +60,50 @@ impl Default for PlusAdvisor {
         PlusAdvisor {
             attrs: true,
             since_probe: 0,
-            probe: None,
+            plain: VecDeque::new(),
         }
     }
 }
 
 impl PlusAdvisor {
-    /// A listing of directory `dir`, of `names` names (`.` and `..` not
-    /// counted), is starting: whether to answer it with attributes.
-    pub(super) fn listing(&mut self, dir: u64, names: usize) -> bool {
-        if let Some(p) = self.probe.take() {
-            self.attrs = p.lookups * 4 >= p.names;
-            self.since_probe = 0;
-        }
-        if names < SMALL {
+    /// A listing of directory `dir`, holding `files` names that are not
+    /// directories, is starting: whether to answer it with attributes.
+    pub(super) fn listing(&mut self, dir: u64, files: usize) -> bool {
+        if files < SMALL {
             return true;
         }
-        if self.attrs && self.since_probe + 1 < PROBE_EVERY {
+        if self.attrs {
             self.since_probe += 1;
-            return true;
+            if self.since_probe < PROBE_EVERY {
+                return true;
+            }
+            // Time for a probe: the last one says whether walks still
+            // look up what they list.
+            self.since_probe = 0;
+            if self.plain.back().is_some_and(|p| !p.wanted()) {
+                self.attrs = false;
+            }
         }
-        self.probe = Some(Probe {
+        if self.plain.len() == RECENT {
+            self.plain.pop_front();
+        }
+        self.plain.push_back(Plain {
             dir,
-            names,
+            files,
             lookups: 0,
         });
         false
     }
 
-    /// A name in directory `parent` was looked up.
+    /// A file (not a directory) in directory `parent` was looked up.
     pub(super) fn lookup(&mut self, parent: u64) {
-        if let Some(p) = self.probe.as_mut().filter(|p| p.dir == parent) {
-            p.lookups += 1;
+        let Some(p) = self.plain.iter_mut().rev().find(|p| p.dir == parent) else {
+            return;
+        };
+        p.lookups += 1;
+        if p.wanted() && !self.attrs {
+            self.attrs = true;
+            self.since_probe = 0;
         }
     }
 }
@@ -87,11 +112,11 @@ impl PlusAdvisor {
 mod tests {
     use super::*;
 
-    /// Lists `dirs` directories of 100 names, looking up `stat` of the
-    /// names of each; how many listings carried attributes.
-    fn walk(a: &mut PlusAdvisor, dirs: u64, stat: usize) -> u64 {
+    /// Lists `dirs` directories of 100 files, looking up `stat` of the
+    /// files of each plain one; how many listings carried attributes.
+    fn walk(a: &mut PlusAdvisor, dirs: std::ops::Range<u64>, stat: usize) -> u64 {
         let mut with = 0;
-        for d in 0..dirs {
+        for d in dirs {
             if a.listing(d, 100) {
                 with += 1;
             } else {
@@ -102,36 +127,40 @@ mod tests {
     }
 
     #[test]
-    fn a_walk_that_only_lists_goes_plain_after_one_probe() {
+    fn a_walk_that_only_lists_goes_plain_after_two_probes() {
         let mut a = PlusAdvisor::default();
-        let with = walk(&mut a, 1000, 0);
-        assert_eq!(with, u64::from(PROBE_EVERY) - 1);
+        let with = walk(&mut a, 0..1000, 0);
+        assert_eq!(with, 2 * u64::from(PROBE_EVERY - 1));
         assert!(!a.listing(5000, 100));
     }
 
     #[test]
     fn a_walk_that_stats_keeps_attributes_but_for_probes() {
         let mut a = PlusAdvisor::default();
-        let with = walk(&mut a, 1600, 100);
+        let with = walk(&mut a, 0..1600, 100);
         assert_eq!(with, 1600 - 100);
     }
 
     #[test]
-    fn a_statting_walk_after_a_listing_one_turns_attributes_back_on() {
+    fn reading_files_of_an_earlier_plain_listing_turns_attributes_back_on() {
         let mut a = PlusAdvisor::default();
-        walk(&mut a, 100, 0);
-        assert!(!a.listing(1, 100));
-        (0..30).for_each(|_| a.lookup(1));
-        assert!(a.listing(2, 100));
+        walk(&mut a, 0..100, 0);
+        assert!(!a.listing(100, 100));
+        assert!(!a.listing(101, 100));
+        // A reader behind the walk reaches directory 90's files.
+        (0..24).for_each(|_| a.lookup(90));
+        assert!(!a.listing(102, 100));
+        a.lookup(90);
+        assert!(a.listing(103, 100));
     }
 
     #[test]
     fn lookups_elsewhere_and_small_directories_do_not_count() {
         let mut a = PlusAdvisor::default();
-        walk(&mut a, 100, 0);
-        assert!(!a.listing(1, 100));
-        (0..100).for_each(|_| a.lookup(2));
-        assert!(a.listing(3, SMALL - 1));
-        assert!(!a.listing(4, 100));
+        walk(&mut a, 0..100, 0);
+        (0..100).for_each(|_| a.lookup(5000));
+        (0..100).for_each(|_| a.lookup(10));
+        assert!(a.listing(101, SMALL - 1));
+        assert!(!a.listing(102, 100));
     }
 }

@@ -41,6 +41,10 @@ const MEMORY_FILE_MAX: u64 = 1 << 20;
 /// An errno.
 pub type Errno = i32;
 
+/// A directory's listing: `.`, `..`, then each name with its inode number
+/// and type.
+pub type Listing = Vec<(u64, FileType, Vec<u8>)>;
+
 /// What a mount shows.
 #[derive(Clone, Debug)]
 pub enum Target {
@@ -125,8 +129,8 @@ pub struct State {
     /// through a handle this mount did not give out, with the chunks that
     /// commit stored for them.
     pub lingering: HashMap<u64, Vec<ChunkRef>>,
-    /// Open directory listings.
-    pub listings: HashMap<u64, Vec<(u64, FileType, Vec<u8>)>>,
+    /// Open directories' listings, made at their first read.
+    pub listings: HashMap<u64, Option<Listing>>,
     next_fh: u64,
     nodes: HashMap<ObjectId, Arc<TreeNode>>,
     /// Bytes of files held in memory (`Data::Memory`).

@@ -194,10 +194,39 @@ impl State {
         Ok(ino)
     }
 
+    /// Opens directory `ino` to be listed, as handle `fh`.
+    pub fn open_dir(&mut self, ino: u64) -> Result<u64, Errno> {
+        match self.inode(ino)?.kind {
+            Kind::PoolRoot | Kind::SnapshotDir { .. } | Kind::Dir(_) => {}
+            _ => return Err(libc::ENOTDIR),
+        }
+        let fh = self.new_fh();
+        self.listings.insert(fh, None);
+        Ok(fh)
+    }
+
+    /// The listing of directory `ino`, open as `fh`, made at its first
+    /// read: a listing the kernel keeps (a snapshot directory's) is not
+    /// made again each time the directory is opened.
+    pub fn listing(&mut self, ino: u64, fh: u64) -> Result<&Listing, Errno> {
+        match self.listings.get(&fh) {
+            None => return Err(libc::EBADF),
+            Some(Some(_)) => {}
+            Some(None) => {
+                let listing = self.list(ino)?;
+                self.listings.insert(fh, Some(listing));
+            }
+        }
+        self.listings
+            .get(&fh)
+            .and_then(Option::as_ref)
+            .ok_or(libc::EBADF)
+    }
+
     /// A directory's listing: `.`, `..` and every name with its inode (a
     /// name the mount has not looked up gets a placeholder number, which
     /// `readdir` allows).
-    pub fn list(&mut self, ino: u64) -> Result<Vec<(u64, FileType, Vec<u8>)>, Errno> {
+    pub fn list(&mut self, ino: u64) -> Result<Listing, Errno> {
         let parent = self.inode(ino)?.parents.first().copied().unwrap_or(ino);
         let mut out = vec![
             (ino, FileType::Directory, b".".to_vec()),
