@@ -6,9 +6,11 @@ use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
 use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
 
 mod common;
-use common::{fuse_usable, write, Env, Mounted};
+use common::{fuse_usable, noise, write, Env, Mounted};
 
 #[test]
 fn read_only_mounts_show_volumes_and_snapshots() {
@@ -347,4 +349,49 @@ fn what_a_mount_shows_is_not_deleted_under_it() {
             .all(|e| !e.file_name().to_string_lossy().ends_with(".shows")),
         "the records of ended mounts are removed"
     );
+}
+
+/// `fusermount3 -u` returns once the kernel lets go; the server then
+/// commits and exits. A mount made at the same place meanwhile must
+/// outlive it (fuser unmounted its mount point by path as its session
+/// was dropped, taking the new mount with it).
+#[test]
+fn a_mount_made_again_at_once_outlives_the_server_before() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::new();
+    write(&env.path("src/kept.txt"), b"kept");
+    env.ok(&["volume", "create", "ws", "--from", &env.s("src")]);
+    env.ok(&["snapshot", "create", "ws", "s1"]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    let mut first = env
+        .command()
+        .args(["mount", &m, "--volume", "ws", "--foreground"])
+        .args(["--commit-interval", "3600"])
+        .spawn()
+        .unwrap();
+    let _guard = Mounted(env.path("mnt"));
+    let start = Instant::now();
+    while !env.path("mnt/kept.txt").exists() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "mount did not come up"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Enough written that the first server's last commit takes a while.
+    fs::write(env.path("mnt/big.bin"), noise(7, 96 << 20)).unwrap();
+    let unmounted = Command::new("fusermount3").arg("-u").arg(&m).status();
+    assert!(unmounted.unwrap().success());
+    env.ok(&["mount", &m, "--volume", "ws@s1"]);
+    assert!(first.wait().unwrap().success());
+    assert_eq!(fs::read(env.path("mnt/kept.txt")).unwrap(), b"kept");
+    assert!(!env.path("mnt/big.bin").exists(), "the snapshot is mounted");
+    env.ok(&["unmount", &m]);
+    let out = env.s("out");
+    env.ok(&["volume", "export", "ws", &out]);
+    assert_eq!(fs::read(env.path("out/big.bin")).unwrap().len(), 96 << 20);
 }
