@@ -148,6 +148,7 @@ pub fn mount(
         libc::mallopt(libc::M_MMAP_THRESHOLD, 8 << 20);
         libc::mallopt(libc::M_TRIM_THRESHOLD, 256 << 20);
     }
+    raise_open_file_limit();
     let io = |e| shale_core::Error::io(mountpoint, e);
     let pool_root = pool.root().to_path_buf();
     let upper = upper::upper_dir(&pool_root).map_err(|e| shale_core::Error::io(&pool_root, e))?;
@@ -214,6 +215,26 @@ pub fn mount(
     // next (`shale mount` is the only caller).
     std::mem::forget(session);
     committed
+}
+
+/// Raises this process's limit of open files to the most it may have: a
+/// mount holds a descriptor for each file being written (see
+/// `upper::open_limit`), and the usual default of 1,024 is soon reached.
+#[allow(unsafe_code)] // getrlimit, setrlimit: the block says why it is sound
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: both calls only read or write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
+                tracing::warn!("could not raise the limit of open files");
+            }
+        }
+    }
 }
 
 /// The options of the FUSE mount.

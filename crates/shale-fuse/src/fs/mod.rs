@@ -617,18 +617,19 @@ impl Filesystem for ShaleFs {
         offset: i64,
         reply: ReplyDirectoryPlus,
     ) {
-        let files = self.lock().listing(ino, fh).map_or(0, |l| {
-            l.iter()
-                .filter(|(_, kind, _)| *kind != fuser::FileType::Directory)
-                .count()
-        });
         // Only `.` and `..` when the advisor says the walk wants names
         // alone: the kernel then asks for the rest as a plain `READDIR`.
-        let end = if offset == 0 && !self.plus.listing(ino, files) {
-            2
-        } else {
-            usize::MAX
-        };
+        let mut end = usize::MAX;
+        if offset == 0 {
+            let files = self.lock().listing(ino, fh).map_or(0, |l| {
+                l.iter()
+                    .filter(|(_, kind, _)| *kind != fuser::FileType::Directory)
+                    .count()
+            });
+            if !self.plus.listing(ino, files) {
+                end = 2;
+            }
+        }
         let (_next, mut st) = self.start();
         list_plus(&mut st, (ino, fh), offset.max(0) as usize, end, reply)
     }

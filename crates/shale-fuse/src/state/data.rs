@@ -39,11 +39,28 @@ impl State {
     /// Accounts for a file in memory growing or shrinking.
     pub fn memory_changed(&mut self, old: usize, new: usize) {
         self.memory_bytes = (self.memory_bytes + new as u64).saturating_sub(old as u64);
-        if self.memory_bytes >= self.memory_budget / 4 && !self.commit_asked {
+        if self.memory_bytes >= self.memory_budget / 4 {
+            self.ask_commit();
+        }
+    }
+
+    /// Asks the committer to commit soon (once until it has).
+    fn ask_commit(&mut self) {
+        if !self.commit_asked {
             if let Some(wake) = &self.commit_soon {
                 self.commit_asked = true;
                 let _ = wake.try_send(());
             }
+        }
+    }
+
+    /// Before an upper file is made: past [`upper::open_limit`] open ones,
+    /// lets go of the committed copies of closed files, and asks for a
+    /// commit (which makes more of them committed).
+    fn relieve_upper_files(&mut self) {
+        if crate::upper::open_count() >= crate::upper::open_limit() {
+            self.settle_lingering();
+            self.ask_commit();
         }
     }
 
@@ -90,6 +107,7 @@ impl State {
             self.memory_changed(0, bytes.len());
             Data::Memory(Arc::new(bytes))
         } else {
+            self.relieve_upper_files();
             match &self.inode(ino)?.kind {
                 Kind::File(Data::Memory(m)) => {
                     // Grown out of memory: spill to an upper file.
