@@ -218,8 +218,8 @@ pub fn mount(
 }
 
 /// Raises this process's limit of open files to the most it may have: a
-/// mount holds a descriptor for each file being written (see
-/// `upper::open_limit`), and the usual default of 1,024 is soon reached.
+/// mount holds a descriptor for each file in an upper file until a commit
+/// after it is closed, and the usual default of 1,024 is soon reached.
 #[allow(unsafe_code)] // getrlimit, setrlimit: the block says why it is sound
 fn raise_open_file_limit() {
     let mut lim = libc::rlimit {

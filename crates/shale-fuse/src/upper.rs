@@ -9,40 +9,12 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use shale_core::store::blobs::BlobWriter;
 use shale_core::store::chunker::ChunkParams;
 use shale_core::tree::ChunkRef;
 use shale_core::Pool;
-
-/// Upper files open in this process (each holds a file descriptor).
-static OPEN: AtomicUsize = AtomicUsize::new(0);
-
-/// How many upper files are open.
-pub fn open_count() -> usize {
-    OPEN.load(Ordering::Relaxed)
-}
-
-/// How many upper files may stay open before the mount lets go of the ones
-/// it can (a quarter of the descriptors this process may open): a copy of
-/// 40,000 small files, each kept after its commit, ran the server out of
-/// descriptors, and its next commit could not create a pack.
-#[allow(unsafe_code)] // getrlimit: the block says why it is sound
-pub fn open_limit() -> usize {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit writes into the struct it is given.
-    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
-        lim.rlim_cur
-    } else {
-        1024
-    };
-    (soft / 4).clamp(64, 1 << 20) as usize
-}
 
 /// A file's data as a local file.
 #[derive(Debug)]
@@ -64,7 +36,6 @@ pub struct Upper {
 
 impl Drop for Upper {
     fn drop(&mut self) {
-        OPEN.fetch_sub(1, Ordering::Relaxed);
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -103,7 +74,6 @@ impl Upper {
                 .create(true)
                 .truncate(true),
         )?;
-        OPEN.fetch_add(1, Ordering::Relaxed);
         Ok(Upper {
             file: Arc::new(file),
             path,

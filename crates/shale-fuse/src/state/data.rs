@@ -54,16 +54,6 @@ impl State {
         }
     }
 
-    /// Before an upper file is made: past [`upper::open_limit`] open ones,
-    /// lets go of the committed copies of closed files, and asks for a
-    /// commit (which makes more of them committed).
-    fn relieve_upper_files(&mut self) {
-        if crate::upper::open_count() >= crate::upper::open_limit() {
-            self.settle_lingering();
-            self.ask_commit();
-        }
-    }
-
     /// Makes a regular file writable up to length `len`: in memory if small
     /// enough, else in an upper file (copied up from its chunks, unless its
     /// old content is not needed: `keep` false).
@@ -107,7 +97,6 @@ impl State {
             self.memory_changed(0, bytes.len());
             Data::Memory(Arc::new(bytes))
         } else {
-            self.relieve_upper_files();
             match &self.inode(ino)?.kind {
                 Kind::File(Data::Memory(m)) => {
                     // Grown out of memory: spill to an upper file.
