@@ -17,60 +17,37 @@ pub fn load_node(store: &BlobStore, id: &ObjectId) -> Result<Node> {
 /// All entries of the directory whose root node is `tree`, in name order.
 pub fn read_dir(store: &BlobStore, tree: &ObjectId) -> Result<Vec<Entry>> {
     let mut out = Vec::new();
-    collect_entries(store, tree, &mut out, 0)?;
+    each_leaf(store, tree, 0, &mut |_, entries| out.extend(entries))?;
     Ok(out)
 }
 
-/// Appends the entries below node `id` to `out`, each node read once
-/// (listing by [`dir_leaves`] then [`leaf_entries`] reads every leaf twice).
-fn collect_entries(
-    store: &BlobStore,
-    id: &ObjectId,
-    out: &mut Vec<Entry>,
-    depth: u32,
-) -> Result<()> {
-    if depth > 64 {
-        return Err(too_deep(id));
-    }
-    match load_node(store, id)? {
-        Node::Leaf(entries) => out.extend(entries),
-        Node::Interior(children) => {
-            for c in children {
-                collect_entries(store, &c.node, out, depth + 1)?;
-            }
-        }
-    }
-    Ok(())
-}
-
-fn too_deep(id: &ObjectId) -> Error {
-    Error::corrupt(
-        format!("tree node {id}"),
-        "directory tree deeper than 64 levels",
-    )
-}
-
-/// The leaf node ids of a directory, in order (reads interior nodes only).
+/// The leaf node ids of a directory, in order (every node is read: only
+/// reading a node tells whether it is a leaf).
 pub fn dir_leaves(store: &BlobStore, tree: &ObjectId) -> Result<Vec<ObjectId>> {
     let mut leaves = Vec::new();
-    collect_leaves(store, tree, &mut leaves, 0)?;
+    each_leaf(store, tree, 0, &mut |id, _| leaves.push(id))?;
     Ok(leaves)
 }
 
-fn collect_leaves(
+/// Calls `f` with each leaf below node `id` and its entries, in order,
+/// each node read once.
+fn each_leaf(
     store: &BlobStore,
     id: &ObjectId,
-    out: &mut Vec<ObjectId>,
     depth: u32,
+    f: &mut impl FnMut(ObjectId, Vec<Entry>),
 ) -> Result<()> {
     if depth > 64 {
-        return Err(too_deep(id));
+        return Err(Error::corrupt(
+            format!("tree node {id}"),
+            "directory tree deeper than 64 levels",
+        ));
     }
     match load_node(store, id)? {
-        Node::Leaf(_) => out.push(*id),
+        Node::Leaf(entries) => f(*id, entries),
         Node::Interior(children) => {
             for c in children {
-                collect_leaves(store, &c.node, out, depth + 1)?;
+                each_leaf(store, &c.node, depth + 1, f)?;
             }
         }
     }
