@@ -286,8 +286,6 @@ fn a_warmed_cache_serves_a_cold_mount_with_the_store_stopped() {
     let (writer, reader) = (dir.path().join("cache-w"), dir.path().join("cache-r"));
     let url = format!("s3://{BUCKET}/warm");
     let src = dir.path().join("src");
-    // test/ sorts first and fills the first 4 MiB windows of the pack
-    // (the cache fetches whole windows); train/ lies after it
     for i in 0..23u64 {
         let (d, len) = if i < 20 {
             ("train", 50_000 + i as usize * 7_000)
@@ -297,12 +295,14 @@ fn a_warmed_cache_serves_a_cold_mount_with_the_store_stopped() {
         write(&src.join(format!("{d}/f{i}.bin")), &noise(i, len));
     }
     ok(&g, &url, &writer, &["pool", "init"]);
-    ok(
-        &g,
-        &url,
-        &writer,
-        &["volume", "create", "ds", "--from", src.to_str().unwrap()],
-    );
+    // train/ and test/ imported apart, so their bytes lie in different
+    // packs and warming train/ (whole 4 MiB windows) cannot bring test/ in
+    ok(&g, &url, &writer, &["volume", "create", "ds"]);
+    for d in ["train", "test"] {
+        let from = src.join(d);
+        let args = ["volume", "import", "ds", from.to_str().unwrap(), "--to", d];
+        ok(&g, &url, &writer, &args);
+    }
     ok(&g, &url, &writer, &["snapshot", "create", "ds", "v1"]);
     // another machine: attach, warm only train/ of the snapshot
     ok(&g, &url, &reader, &["pool", "attach"]);
