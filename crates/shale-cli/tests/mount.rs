@@ -5,6 +5,7 @@
 use std::fs;
 use std::io::Write;
 use std::os::unix::fs::{symlink, MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -394,4 +395,61 @@ fn a_mount_made_again_at_once_outlives_the_server_before() {
     let out = env.s("out");
     env.ok(&["volume", "export", "ws", &out]);
     assert_eq!(fs::read(env.path("out/big.bin")).unwrap().len(), 96 << 20);
+}
+
+/// A mount keeps a local upper file for each file over 1 MiB written since
+/// its last commit. Writing more of them between two commits than the
+/// server may open files must not run it out of descriptors: it lets go of
+/// those of closed files and opens them again when it needs them.
+#[test]
+fn more_big_files_written_between_commits_than_the_server_may_open() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::local();
+    env.ok(&["volume", "create", "ws"]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    let mut mount = env.command();
+    mount.args(["mount", &m, "--volume", "ws", "--commit-interval", "3600"]);
+    let limit = libc::rlimit {
+        rlim_cur: 128,
+        rlim_max: 128,
+    };
+    // SAFETY: setrlimit only reads the struct it is given; nothing else
+    // runs between fork and exec.
+    unsafe {
+        mount.pre_exec(move || match libc::setrlimit(libc::RLIMIT_NOFILE, &limit) {
+            0 => Ok(()),
+            _ => Err(std::io::Error::last_os_error()),
+        });
+    }
+    assert!(mount.status().unwrap().success());
+    let _guard = Mounted(env.path("mnt"));
+    // 160 files of 1.1 MiB, each in an upper file until the commit; the
+    // last ones written again by path (no handle the mount gave out)
+    let file = |i: u64| env.path(&format!("mnt/d/f{i}.bin"));
+    fs::create_dir(env.path("mnt/d")).unwrap();
+    for i in 0..160u64 {
+        fs::write(file(i), noise(i, 1_100_000)).unwrap();
+    }
+    for i in 150..160u64 {
+        let mut f = fs::OpenOptions::new().append(true).open(file(i)).unwrap();
+        f.write_all(b"more").unwrap();
+    }
+    for i in 0..160u64 {
+        let mut want = noise(i, 1_100_000);
+        if i >= 150 {
+            want.extend_from_slice(b"more");
+        }
+        assert!(fs::read(file(i)).unwrap() == want, "f{i}.bin");
+    }
+    env.ok(&["unmount", &m]);
+    let out = env.s("out");
+    env.ok(&["volume", "export", "ws", &out]);
+    for i in [0u64, 80, 159] {
+        let got = fs::read(env.path(&format!("out/d/f{i}.bin"))).unwrap();
+        assert_eq!(got.len(), 1_100_000 + if i >= 150 { 4 } else { 0 });
+    }
 }

@@ -4,23 +4,43 @@
 //! (copied up from its chunks, unless truncated to nothing). A commit splits
 //! the upper file into chunks again, reusing the chunks of the part before
 //! the first byte written since the last commit.
+//!
+//! An upper file's descriptor is opened when it is made and let go of when
+//! the mount holds too many ([`OpenUppers`]; `State::limit_upper_fds`), and
+//! opened again by path at the next use: a copy of tens of thousands of
+//! files can outrun the commits that drop their upper files, and must not
+//! run the server out of descriptors.
 
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use shale_core::store::blobs::BlobWriter;
 use shale_core::store::chunker::ChunkParams;
 use shale_core::tree::ChunkRef;
 use shale_core::Pool;
 
+/// How many upper-file descriptors a mount holds open (clones share it).
+#[derive(Clone, Debug, Default)]
+pub struct OpenUppers(Arc<AtomicUsize>);
+
+impl OpenUppers {
+    /// Descriptors open now.
+    pub fn count(&self) -> usize {
+        self.0.load(Ordering::Relaxed)
+    }
+}
+
 /// A file's data as a local file.
 #[derive(Debug)]
 pub struct Upper {
-    /// The open file (shared with reader threads).
-    pub file: Arc<File>,
+    /// The open file (shared with reader threads), or `None` once let go.
+    file: Mutex<Option<Arc<File>>>,
+    /// The count it is in.
+    open: OpenUppers,
     /// Where it is.
     pub path: PathBuf,
     /// Length in bytes.
@@ -36,6 +56,7 @@ pub struct Upper {
 
 impl Drop for Upper {
     fn drop(&mut self) {
+        self.let_go();
         let _ = std::fs::remove_file(&self.path);
     }
 }
@@ -64,8 +85,8 @@ fn io_err(e: shale_core::Error) -> std::io::Error {
 }
 
 impl Upper {
-    /// A new empty upper file at `path`.
-    pub fn create(path: PathBuf) -> std::io::Result<Upper> {
+    /// A new empty upper file at `path`, its descriptor counted in `open`.
+    pub fn create(path: PathBuf, open: &OpenUppers) -> std::io::Result<Upper> {
         let file = shale_core::private::open(
             &path,
             std::fs::OpenOptions::new()
@@ -74,8 +95,10 @@ impl Upper {
                 .create(true)
                 .truncate(true),
         )?;
+        open.0.fetch_add(1, Ordering::Relaxed);
         Ok(Upper {
-            file: Arc::new(file),
+            file: Mutex::new(Some(Arc::new(file))),
+            open: open.clone(),
             path,
             size: 0,
             known: Vec::new(),
@@ -87,15 +110,17 @@ impl Upper {
     /// An upper file at `path` holding the data of `chunks`.
     pub fn copy_up(
         path: PathBuf,
+        open: &OpenUppers,
         pool: &Pool,
         chunks: &[ChunkRef],
         size: u64,
     ) -> std::io::Result<Upper> {
-        let mut up = Upper::create(path)?;
+        let mut up = Upper::create(path, open)?;
+        let file = up.file()?;
         let mut pos = 0u64;
         for c in chunks {
             let data = pool.blobs().get(&c.id).map_err(io_err)?;
-            up.file.write_all_at(&data, pos)?;
+            file.write_all_at(&data, pos)?;
             pos += data.len() as u64;
         }
         up.size = size;
@@ -105,9 +130,50 @@ impl Upper {
         Ok(up)
     }
 
+    /// The open file, opened again (and kept open) if it was let go of.
+    pub fn file(&self) -> std::io::Result<Arc<File>> {
+        self.opened(true)
+    }
+
+    /// The open file, or if it was let go of, a descriptor for this use
+    /// only (a commit reading every closed file must not reopen them all).
+    pub fn file_once(&self) -> std::io::Result<Arc<File>> {
+        self.opened(false)
+    }
+
+    fn opened(&self, keep: bool) -> std::io::Result<Arc<File>> {
+        let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(f) = &*slot {
+            return Ok(f.clone());
+        }
+        // (Made by `create` with its mode: no need to set it again.)
+        let opened = Arc::new(
+            std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&self.path)?,
+        );
+        if keep {
+            self.open.0.fetch_add(1, Ordering::Relaxed);
+            *slot = Some(opened.clone());
+        }
+        Ok(opened)
+    }
+
+    /// Closes the descriptor (readers still using it keep it until they
+    /// are done); returns whether it was open.
+    pub fn let_go(&self) -> bool {
+        let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let was_open = slot.take().is_some();
+        if was_open {
+            self.open.0.fetch_sub(1, Ordering::Relaxed);
+        }
+        was_open
+    }
+
     /// Writes `data` at `offset`.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
-        self.file.write_all_at(data, offset)?;
+        self.file()?.write_all_at(data, offset)?;
         self.size = self.size.max(offset + data.len() as u64);
         self.dirty_from = self.dirty_from.min(offset);
         Ok(())
@@ -115,7 +181,7 @@ impl Upper {
 
     /// Sets the length.
     pub fn truncate(&mut self, size: u64) -> std::io::Result<()> {
-        self.file.set_len(size)?;
+        self.file()?.set_len(size)?;
         self.size = size;
         self.dirty_from = self.dirty_from.min(size);
         Ok(())
@@ -150,8 +216,11 @@ impl Upper {
                 start += c.len as u64;
             }
         }
+        let file = self
+            .file_once()
+            .map_err(|e| shale_core::Error::io(&self.path, e))?;
         let reader = ReadAt {
-            file: &self.file,
+            file: &file,
             pos: start,
             end: self.size,
         };

@@ -16,7 +16,7 @@ impl ShaleFs {
     /// released before any wait.
     pub(super) fn read_data(
         &self,
-        st: MutexGuard<'_, State>,
+        mut st: MutexGuard<'_, State>,
         ino: u64,
         offset: u64,
         size: u32,
@@ -65,7 +65,14 @@ impl ShaleFs {
                 reply.data(&m[from..to])
             }
             Ok(Kind::File(Data::Upper(u))) => {
-                let (file, file_size) = (u.file.clone(), u.size);
+                let (file, file_size) = match u.file() {
+                    Ok(f) => (f, u.size),
+                    Err(e) => {
+                        tracing::error!("opening an upper file: {e}");
+                        return reply.error(e.raw_os_error().unwrap_or(libc::EIO));
+                    }
+                };
+                st.limit_upper_fds(ino);
                 drop(st);
                 self.readers.spawn(move || {
                     let len = (file_size.saturating_sub(offset)).min(size as u64) as usize;

@@ -26,6 +26,25 @@ pub(super) fn memory_budget() -> u64 {
     (ram / 8).clamp(256 << 20, 1 << 30)
 }
 
+/// Most upper-file descriptors a mount keeps open: a quarter of its limit
+/// of open files (raised to the hard limit at mount), from 64 to 8,192.
+/// Past it, those of files no handle holds are let go (a copy of 20,000
+/// files through handles the kernel opened without asking ran a server with
+/// a limit of 20,000 out of descriptors); reopening one costs an `open`.
+pub(super) fn upper_fd_cap() -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given.
+    let soft = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    };
+    (soft / 4).clamp(64, 8192) as usize
+}
+
 /// What [`State::drop_privileges`] changed.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Dropped {
@@ -42,6 +61,33 @@ impl State {
         if self.memory_bytes >= self.memory_budget / 4 {
             self.ask_commit();
         }
+    }
+
+    /// Lets go of the descriptors of upper files no handle holds (but not
+    /// `ino`'s, in use) once the mount holds more than its cap.
+    pub fn limit_upper_fds(&mut self, ino: u64) {
+        let (cap, at) = self.upper_fds;
+        if self.open_uppers.count() <= at {
+            return;
+        }
+        let mut gone = Vec::new();
+        for &other in &self.uppers {
+            match self.table.get(other).map(|i| (i.opens, &i.kind)) {
+                Some((opens, Kind::File(Data::Upper(u)))) => {
+                    if opens == 0 && other != ino {
+                        u.let_go();
+                    }
+                }
+                _ => gone.push(other),
+            }
+        }
+        for other in gone {
+            self.uppers.remove(&other);
+        }
+        // Those handles hold stay open: look again only once as many more
+        // as half the cap were opened.
+        let left = self.open_uppers.count();
+        self.upper_fds = (cap, cap.max(left + cap / 2));
     }
 
     /// Asks the committer to commit soon (once until it has).
@@ -100,8 +146,8 @@ impl State {
             match &self.inode(ino)?.kind {
                 Kind::File(Data::Memory(m)) => {
                     // Grown out of memory: spill to an upper file.
-                    let mut up =
-                        Upper::create(path).map_err(|e| io("creating an upper file", e))?;
+                    let mut up = Upper::create(path, &self.open_uppers)
+                        .map_err(|e| io("creating an upper file", e))?;
                     if keep {
                         up.write(0, m).map_err(|e| io("writing an upper file", e))?;
                     }
@@ -110,17 +156,22 @@ impl State {
                     Data::Upper(up)
                 }
                 Kind::File(Data::Chunks { chunks, size }) => if keep {
-                    Upper::copy_up(path, &pool, &chunks.refs, *size)
+                    Upper::copy_up(path, &self.open_uppers, &pool, &chunks.refs, *size)
                 } else {
-                    Upper::create(path)
+                    Upper::create(path, &self.open_uppers)
                 }
                 .map(Data::Upper)
                 .map_err(|e| io("copying a file up for writing", e))?,
                 _ => return Ok(()),
             }
         };
+        let upper = matches!(new, Data::Upper(_));
         if let Kind::File(data) = &mut self.inode_mut(ino)?.kind {
             *data = new;
+        }
+        if upper {
+            self.uppers.insert(ino);
+            self.limit_upper_fds(ino);
         }
         Ok(())
     }
@@ -187,6 +238,7 @@ impl State {
         }
         self.touch(ino);
         self.note_written(ino, offset, data.len() as u64);
+        self.limit_upper_fds(ino);
         Ok(data.len() as u32)
     }
 

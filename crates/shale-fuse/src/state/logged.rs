@@ -209,7 +209,7 @@ impl State {
                 Data::Memory(m) => m[s as usize..e as usize].to_vec(),
                 Data::Upper(u) => {
                     let mut buf = vec![0; (e - s) as usize];
-                    u.file.read_exact_at(&mut buf, s)?;
+                    u.file_once()?.read_exact_at(&mut buf, s)?;
                     buf
                 }
                 // Committed since it was written: nothing new.

@@ -5,14 +5,14 @@ mod attrs;
 mod data;
 mod handles;
 mod logged;
-use data::memory_budget;
+use data::{memory_budget, upper_fd_cap};
 
 pub use attrs::SetAttr;
 mod names;
 mod namespace;
 mod preload;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -22,7 +22,7 @@ use shale_core::tree::{load_node, ChunkRef, DirRef, Entry, Node as TreeNode, Spe
 use shale_core::{Error, ObjectId, Pool};
 
 use crate::inodes::{Data, Dir, Inode, Kind, Meta, Owner, Slot, Table};
-use crate::upper::Upper;
+use crate::upper::{OpenUppers, Upper};
 
 /// Decoded tree nodes kept in memory (about 10 KB each at most).
 const NODE_CACHE: usize = 20_000;
@@ -129,6 +129,13 @@ pub struct State {
     /// through a handle this mount did not give out, with the chunks that
     /// commit stored for them.
     pub lingering: HashMap<u64, Vec<ChunkRef>>,
+    /// Files that were given upper files (some may have none now).
+    pub uppers: HashSet<u64>,
+    /// The upper-file descriptors open now.
+    pub open_uppers: OpenUppers,
+    /// Most of them kept open ([`upper_fd_cap`]), and the count past which
+    /// the next look for some to let go of is made.
+    upper_fds: (usize, usize),
     /// Open directories' listings, made at their first read.
     pub listings: HashMap<u64, Option<Listing>>,
     next_fh: u64,
@@ -229,6 +236,9 @@ impl State {
             mounted_at,
             handles: HashMap::new(),
             lingering: HashMap::new(),
+            uppers: HashSet::new(),
+            open_uppers: OpenUppers::default(),
+            upper_fds: (upper_fd_cap(), upper_fd_cap()),
             listings: HashMap::new(),
             next_fh: 1,
             nodes: HashMap::new(),
