@@ -725,8 +725,43 @@ fn a_file_reopened_for_writing_keeps_its_local_copy_while_written() {
     assert_eq!(fs::read(env.path("out/big.bin")).unwrap(), want);
 }
 
-/// Fills the volume's disk through the mount with `name`, until a write or
-/// the final `fsync` fails; returns that error.
+#[test]
+fn files_created_once_the_kernel_opens_alone_let_their_local_copies_go() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    // Reading a file makes the kernel open files without asking the mount;
+    // it then sends no RELEASE for files created through it either, and
+    // their local copies must still go once they are committed and quiet
+    // (they stayed until the server ran out of memory and descriptors).
+    let env = Env::local();
+    write(&env.path("src/old.txt"), b"old");
+    env.ok(&["volume", "create", "ws", "--from", &env.s("src")]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    env.ok(&["mount", &env.s("mnt"), "--commit-interval", "1"]);
+    let guard = Mounted(env.path("mnt"));
+    assert_eq!(fs::read(env.path("mnt/ws/old.txt")).unwrap(), b"old");
+    for i in 0..5u64 {
+        write(
+            &env.path(&format!("mnt/ws/new{i}.bin")),
+            &noise(i, 1_500_000),
+        );
+    }
+    assert_eq!(upper_files(&env.pool()).len(), 5);
+    let start = Instant::now();
+    while !upper_files(&env.pool()).is_empty() && start.elapsed() < Duration::from_secs(20) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(upper_files(&env.pool()).is_empty(), "local copies dropped");
+    for i in 0..5u64 {
+        let got = fs::read(env.path(&format!("mnt/ws/new{i}.bin"))).unwrap();
+        assert!(got == noise(i, 1_500_000), "new{i}.bin");
+    }
+    env.ok(&["unmount", &env.s("mnt")]);
+    drop(guard);
+}
+
 /// Waits (up to a minute) until the file system holding `dir` has `bytes`
 /// free.
 fn wait_for_free_space(dir: &Path, bytes: u64) {
@@ -747,6 +782,8 @@ fn wait_for_free_space(dir: &Path, bytes: u64) {
     }
 }
 
+/// Fills the volume's disk through the mount with file `at`, until a
+/// write or the final `fsync` fails; returns that error.
 fn fill(at: &Path) -> std::io::Error {
     let block = noise(7, 1 << 20);
     let mut f = fs::File::create(at).unwrap();

@@ -382,12 +382,14 @@ impl Filesystem for ShaleFs {
     /// a small file whose pages are cached (a second epoch). The kernel
     /// still checks permissions and read-only mounts; writes name the inode
     /// and carry the open flags, and a write to a snapshot view fails with
-    /// `EROFS` at the write rather than at the open. Files created here
-    /// still get handles (`create`), so their local copies are kept while
-    /// they are open; see `State::settle_lingering` for the others.
+    /// `EROFS` at the write rather than at the open. From then on the
+    /// kernel sends no `RELEASE` for files created here either, so their
+    /// handles are not counted (`State::kernel_opens_alone`); see
+    /// `State::settle_lingering` for when their local copies go.
     fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
         let _next = self.busy_poll.after_reply();
         if self.opens_without_asking {
+            self.lock().kernel_opens_alone();
             return reply.error(libc::ENOSYS);
         }
         let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
@@ -473,28 +475,26 @@ impl Filesystem for ShaleFs {
         reply: ReplyWrite,
     ) {
         let (_next, mut st) = self.start();
-        let handle = st.handles.get(&fh).copied();
+        let (held, direct) = st.write_handle(fh);
         // A direct write: the kernel left clearing privileges to us.
-        let mode_changed = match handle {
-            Some(h) if h.direct => {
-                let kill_suidgid = write_flags & WRITE_KILL_SUIDGID != 0;
-                match st.drop_privileges(ino, kill_suidgid) {
-                    Ok(dropped) => {
-                        if dropped.any {
-                            st.record_now(ino, Op::DropPrivileges { ino, kill_suidgid });
-                        }
-                        dropped.mode
+        let mut mode_changed = false;
+        if direct {
+            let kill_suidgid = write_flags & WRITE_KILL_SUIDGID != 0;
+            match st.drop_privileges(ino, kill_suidgid) {
+                Ok(dropped) => {
+                    if dropped.any {
+                        st.record_now(ino, Op::DropPrivileges { ino, kill_suidgid });
                     }
-                    Err(e) => return reply.error(e),
+                    mode_changed = dropped.mode;
                 }
+                Err(e) => return reply.error(e),
             }
-            _ => false,
-        };
+        }
         // The kernel checked the file was opened for writing.
         let w = Write {
             ino,
             append: flags & libc::O_APPEND != 0,
-            held: handle.is_some(),
+            held,
         };
         let r = st.write(w, offset.max(0) as u64, data);
         drop(st);

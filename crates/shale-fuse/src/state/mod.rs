@@ -90,6 +90,8 @@ pub struct Handle {
     /// kernel's clearing of privileges, which [`State::drop_privileges`]
     /// does instead.
     pub direct: bool,
+    /// Counted in its inode's `opens` (see [`State::kernel_opens_alone`]).
+    pub counted: bool,
 }
 
 /// Who writes, for [`State::write`].
@@ -125,6 +127,9 @@ pub struct State {
     pub mounted_at: i64,
     /// Open files.
     pub handles: HashMap<u64, Handle>,
+    /// The kernel opens files without asking this mount (an `OPEN` was
+    /// answered `ENOSYS`); see [`State::kernel_opens_alone`].
+    pub opens_alone: bool,
     /// Files whose local copy a commit kept because they were being written
     /// through a handle this mount did not give out, with the chunks that
     /// commit stored for them.
@@ -235,6 +240,7 @@ impl State {
             upper_dir,
             mounted_at,
             handles: HashMap::new(),
+            opens_alone: false,
             lingering: HashMap::new(),
             uppers: HashSet::new(),
             open_uppers: OpenUppers::default(),
