@@ -169,6 +169,20 @@ impl Filesystem for ShaleFs {
             Ok(a) => reply.attr(&ttl(&st, ino), &a),
             Err(e) => reply.error(e),
         }
+        // A file's attributes asked for after a plain listing of its
+        // directory: walks want them (a second epoch of `find | xargs cat`
+        // on a writable mount, where each read marks the access time stale
+        // and `cat`'s `fstat` asks again, made 14,400 `GETATTR`s for
+        // 20,000 files and ran at half the speed of listings with them).
+        let parent = st
+            .inode(ino)
+            .ok()
+            .filter(|i| i.dir().is_none())
+            .and_then(|i| i.parents.first().copied());
+        drop(st);
+        if let Some(parent) = parent {
+            self.plus.lookup(parent);
+        }
     }
 
     fn setattr(

@@ -13,7 +13,8 @@
 //! (which never make inodes) leaves the rest of it plain. This advisor
 //! decides, as NFS clients do, from what follows listings answered plain:
 //! once a quarter of the files (not subdirectories, which a walk looks up
-//! to descend) of one of the last [`RECENT`] of them are looked up, walks
+//! to descend) of one of the last [`RECENT`] of them are looked up (or
+//! their attributes asked for: a cached name whose attributes went stale), walks
 //! are statting or reading what they list, and listings carry attributes
 //! again. While they do, one listing in [`PROBE_EVERY`] is still answered
 //! plain, and if too few of its files were looked up by the next probe,
@@ -95,7 +96,8 @@ impl PlusAdvisor {
         false
     }
 
-    /// A file (not a directory) in directory `parent` was looked up.
+    /// A file (not a directory) in directory `parent` was looked up, or
+    /// its attributes asked for.
     pub(super) fn lookup(&mut self, parent: u64) {
         let Some(p) = self.plain.iter_mut().rev().find(|p| p.dir == parent) else {
             return;
