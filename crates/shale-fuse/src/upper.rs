@@ -161,14 +161,12 @@ impl Upper {
     }
 
     /// Closes the descriptor (readers still using it keep it until they
-    /// are done); returns whether it was open.
-    pub fn let_go(&self) -> bool {
+    /// are done).
+    pub fn let_go(&self) {
         let mut slot = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        let was_open = slot.take().is_some();
-        if was_open {
+        if slot.take().is_some() {
             self.open.0.fetch_sub(1, Ordering::Relaxed);
         }
-        was_open
     }
 
     /// Writes `data` at `offset`.
