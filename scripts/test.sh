@@ -32,6 +32,11 @@ cargo test --workspace --locked --doc --quiet
 # The core suites once more on encrypted local pools (SHALE_TEST_ENCRYPT:
 # `pool init --encrypt`, the key given through SHALE_KEY_FILE).
 SHALE_TEST_ENCRYPT=1 nextest -p shale-cli --test cli --test integrity --test mount
+# The FUSE suites once more with four session threads, each on its own
+# clone of the FUSE device, as on machines of 8 CPUs or more (one thread
+# serves a mount on the 2-CPU machines CI runs on).
+SHALE_MOUNT_THREADS=4 nextest -p shale-cli --test mount --test live --test posix \
+  --test concurrency --test crash --test intent_log
 
 have_garage() { command -v garage >/dev/null || [ -x "$HOME/.cargo/bin/garage" ]; }
 have_postgres() {

@@ -421,6 +421,10 @@ pub struct MountArgs {
     /// by one, at the cost of some CPU; 0 turns it off.
     #[arg(long, value_name = "MICROSECONDS", default_value_t = shale_fuse::DEFAULT_BUSY_POLL.as_micros() as u64)]
     pub busy_poll_us: u64,
+    /// Threads serving FUSE requests, each on its own clone of the FUSE
+    /// device (default: one per two CPUs, 1 to 8; or $SHALE_MOUNT_THREADS).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub threads: Option<u16>,
     /// Stay in the foreground (for containers) instead of detaching.
     #[arg(long)]
     pub foreground: bool,

@@ -161,6 +161,7 @@ pub(crate) fn start(
             show_snapshot_dir: args.show_snapshot_dir,
             commit_interval: Duration::from_secs(args.commit_interval),
             busy_poll: Duration::from_micros(args.busy_poll_us),
+            threads: args.threads.map(usize::from),
         };
         let name = format!("shale:{}", crate::commands::pool_spec(cli)?.name());
         shale_fuse::mount(pool, target, &args.mountpoint, &name, &opts)
@@ -220,6 +221,9 @@ fn spawn_server(
         .arg(args.commit_interval.to_string())
         .arg("--busy-poll-us")
         .arg(args.busy_poll_us.to_string());
+    if let Some(n) = args.threads {
+        child.arg("--threads").arg(n.to_string());
+    }
     if args.read_only {
         child.arg("--read-only");
     }

@@ -50,6 +50,7 @@ fn mount_on(cli: &Cli, pool_path: &Path, dir: &Path, spec: &str, read_only: bool
         read_only,
         commit_interval: 5,
         busy_poll_us: shale_fuse::DEFAULT_BUSY_POLL.as_micros() as u64,
+        threads: None,
         foreground: false,
         show_snapshot_dir: false,
     };

@@ -453,3 +453,83 @@ fn more_big_files_written_between_commits_than_the_server_may_open() {
         assert_eq!(got.len(), 1_100_000 + if i >= 150 { 4 } else { 0 });
     }
 }
+
+/// `--threads N` serves the mount on N session threads, each reading
+/// requests from its own clone of the FUSE device: several clients working
+/// at once are answered by more than one of them, and every change arrives.
+#[test]
+fn several_session_threads_serve_clients_working_at_once() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let env = Env::local();
+    env.ok(&["volume", "create", "ws"]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    let mut server = env
+        .command()
+        .args(["mount", &m, "--volume", "ws", "--foreground"])
+        .args(["--threads", "3"])
+        .spawn()
+        .unwrap();
+    let _guard = Mounted(env.path("mnt"));
+    let start = Instant::now();
+    while !fs::metadata(env.path("mnt")).is_ok_and(|m| m.ino() == 1) {
+        assert!(start.elapsed() < Duration::from_secs(10), "not mounted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let clients: Vec<_> = (0..8u64)
+        .map(|c| {
+            let dir = env.path(&format!("mnt/c{c}"));
+            std::thread::spawn(move || {
+                fs::create_dir(&dir).unwrap();
+                for i in 0..200u64 {
+                    let f = dir.join(format!("f{i}"));
+                    fs::write(&f, noise(c * 1000 + i, 3000)).unwrap();
+                    assert!(fs::read(&f).unwrap() == noise(c * 1000 + i, 3000));
+                    fs::rename(&f, dir.join(format!("g{i}"))).unwrap();
+                }
+            })
+        })
+        .collect();
+    for c in clients {
+        c.join().unwrap();
+    }
+    let busy = session_threads(server.id())
+        .iter()
+        .filter(|switches| **switches > 10)
+        .count();
+    assert_eq!(session_threads(server.id()).len(), 3);
+    assert!(busy >= 2, "one session thread answered everything");
+    env.ok(&["unmount", &m]);
+    assert!(server.wait().unwrap().success());
+    let out = env.s("out");
+    env.ok(&["volume", "export", "ws", &out]);
+    for (c, i) in [(0u64, 0u64), (3, 117), (7, 199)] {
+        let got = fs::read(env.path(&format!("out/c{c}/g{i}"))).unwrap();
+        assert!(got == noise(c * 1000 + i, 3000), "c{c}/g{i}");
+    }
+}
+
+/// The context switches of each FUSE session thread (`fuser-0`...) of process
+/// `pid`: a thread woken for requests switches often.
+fn session_threads(pid: u32) -> Vec<u64> {
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    let mut found = Vec::new();
+    for task in tasks.flatten() {
+        let comm = fs::read_to_string(task.path().join("comm")).unwrap_or_default();
+        // `fuser-bg` runs the session and joins the threads that serve it.
+        if !comm.starts_with("fuser-") || comm.trim() == "fuser-bg" {
+            continue;
+        }
+        let status = fs::read_to_string(task.path().join("status")).unwrap_or_default();
+        let switches = status
+            .lines()
+            .filter(|l| l.contains("ctxt_switches:"))
+            .filter_map(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+            .sum();
+        found.push(switches);
+    }
+    found
+}

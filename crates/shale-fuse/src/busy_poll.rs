@@ -10,11 +10,12 @@
 //! 2-CPU VMs Shale is measured on (Firecracker, halt polling off), `cp -r`
 //! of 20,000 files ran at 3,500 files/s with the thread sleeping and
 //! 4,400-5,100 with it watching for 50-200 µs (see `bench/results/NOTES.md`).
-//! `shale mount --busy-poll-us 0` turns it off.
+//! `shale mount --busy-poll-us 0` turns it off. With several session
+//! threads, one watches at a time: the others sleep in `read`.
 #![allow(unsafe_code)] // poll(2) on the FUSE device: each block says why it is sound
 
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
 /// How long the session thread watches for the next request by default.
@@ -25,6 +26,8 @@ pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(100);
 pub struct BusyPoll {
     fd: AtomicI32,
     budget: Duration,
+    /// A session thread is watching.
+    watching: AtomicBool,
 }
 
 impl BusyPoll {
@@ -33,6 +36,7 @@ impl BusyPoll {
         BusyPoll {
             fd: AtomicI32::new(-1),
             budget,
+            watching: AtomicBool::new(false),
         }
     }
 
@@ -44,24 +48,26 @@ impl BusyPoll {
     /// A guard to make first in a request's handler: dropped at its end,
     /// after the reply, it waits until the next request is there or the
     /// budget is spent.
-    pub fn after_reply(&self) -> Linger {
+    pub fn after_reply(&self) -> Linger<'_> {
         Linger {
             fd: self.fd.load(Ordering::Relaxed),
             budget: self.budget,
+            watching: &self.watching,
         }
     }
 }
 
 /// Waits for the next request when dropped (see [`BusyPoll::after_reply`]).
 #[must_use = "the wait happens when the guard is dropped"]
-pub struct Linger {
+pub struct Linger<'a> {
     fd: RawFd,
     budget: Duration,
+    watching: &'a AtomicBool,
 }
 
-impl Drop for Linger {
+impl Drop for Linger<'_> {
     fn drop(&mut self) {
-        if self.fd < 0 || self.budget.is_zero() {
+        if self.fd < 0 || self.budget.is_zero() || self.watching.swap(true, Ordering::Acquire) {
             return;
         }
         let start = Instant::now();
@@ -76,6 +82,7 @@ impl Drop for Linger {
         while unsafe { libc::poll(&mut watched, 1, 0) } == 0 && start.elapsed() < self.budget {
             std::thread::yield_now();
         }
+        self.watching.store(false, Ordering::Release);
     }
 }
 
@@ -124,6 +131,19 @@ mod tests {
         let start = Instant::now();
         drop(poll.after_reply());
         assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
+    fn one_thread_watches_at_a_time() {
+        let (read, _write) = pipe();
+        let poll = BusyPoll::new(Duration::from_secs(600));
+        poll.watch(read.as_raw_fd());
+        poll.watching.store(true, Ordering::Relaxed);
+        let start = Instant::now();
+        drop(poll.after_reply());
+        assert!(start.elapsed() < Duration::from_secs(300));
+        // The one watching still is.
+        assert!(poll.watching.load(Ordering::Relaxed));
     }
 
     #[test]

@@ -400,10 +400,10 @@ impl State {
             Err(_) => {
                 // Deleted: every inode of it is detached.
                 self.vols.remove(volume);
-                return if root == fuser::FUSE_ROOT_ID {
+                return if root == fuser::INodeNo::ROOT.0 {
                     Vec::new()
                 } else {
-                    vec![(fuser::FUSE_ROOT_ID, volume.as_bytes().to_vec())]
+                    vec![(fuser::INodeNo::ROOT.0, volume.as_bytes().to_vec())]
                 };
             }
         };
@@ -501,7 +501,7 @@ mod tests {
     fn a_file_written_after_its_chunks_were_prepared_is_committed_as_written() {
         let dir = tempfile::tempdir().unwrap();
         let mut st = crate::state::tests::one_volume(dir.path());
-        let root = fuser::FUSE_ROOT_ID;
+        let root = fuser::INodeNo::ROOT.0;
         let file = |st: &mut State, name: &[u8], bytes: &[u8]| {
             let kind = Kind::File(Data::Memory(Arc::new(Vec::new())));
             let ino = st.add(root, name, kind, 0o644, 0, 0).unwrap();

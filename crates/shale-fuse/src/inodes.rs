@@ -267,10 +267,10 @@ impl Table {
     /// A table whose root (inode 1) is `root`.
     pub fn new(root: Inode) -> Self {
         let mut inodes = HashMap::new();
-        inodes.insert(fuser::FUSE_ROOT_ID, root);
+        inodes.insert(fuser::INodeNo::ROOT.0, root);
         Table {
             inodes,
-            next: fuser::FUSE_ROOT_ID + 1,
+            next: fuser::INodeNo::ROOT.0 + 1,
         }
     }
 

@@ -57,6 +57,9 @@ pub struct MountOptions {
     /// How long the session thread watches for the next request after
     /// answering one (zero: it sleeps at once; see `busy_poll.rs`).
     pub busy_poll: Duration,
+    /// Threads serving FUSE requests, each on its own clone of the FUSE
+    /// device (`None`: sized from the CPU count; see [`default_threads`]).
+    pub threads: Option<usize>,
 }
 
 impl Default for MountOptions {
@@ -66,6 +69,7 @@ impl Default for MountOptions {
             show_snapshot_dir: false,
             commit_interval: Duration::from_secs(5),
             busy_poll: DEFAULT_BUSY_POLL,
+            threads: None,
         }
     }
 }
@@ -89,9 +93,9 @@ impl Control {
         if let Some(n) = self.notifier.get() {
             for (dir, name) in names {
                 let _ = if name.is_empty() {
-                    n.inval_inode(dir, 0, 0)
+                    n.inval_inode(fuser::INodeNo(dir), 0, 0)
                 } else {
-                    n.inval_entry(dir, std::ffi::OsStr::from_bytes(&name))
+                    n.inval_entry(fuser::INodeNo(dir), std::ffi::OsStr::from_bytes(&name))
                 };
             }
         }
@@ -197,24 +201,53 @@ pub fn mount(
     });
     let listening =
         shale_core::coord::mounts::serve(&pool_root, &absolute, shows.as_deref(), control.clone())?;
-    let options = mount_options(fs_name, kernel_read_only);
-    let mut session = fuser::Session::new(fs, mountpoint, &options).map_err(io)?;
+    let threads = opts.threads.unwrap_or_else(default_threads).max(1);
+    tracing::info!("serving FUSE requests on {threads} thread(s)");
+    let config = session_config(fs_name, kernel_read_only, threads);
+    let session = fuser::Session::new(fs, mountpoint, &config).map_err(io)?;
     let _ = notifier.set(session.notifier());
     busy_poll.watch(session.as_fd().as_raw_fd());
     stop_on_signals(state.clone(), absolute.clone()).map_err(io)?;
     start_committer(&state, control, opts.commit_interval).map_err(io)?;
-    let served = session.run();
+    let served = serve(session);
     let committed = finish(&state, &pool_root);
     let _ = std::fs::remove_dir_all(&upper);
     drop(listening);
     served.map_err(io)?;
-    // The kernel ended the session: the mount is gone. Dropped, fuser's
-    // session would still unmount the mount point by its path, and so
-    // unmount whatever was mounted there since (a script that unmounts
-    // and mounts again at once lost its new mount). Its process exits
-    // next (`shale mount` is the only caller).
-    std::mem::forget(session);
     committed
+}
+
+/// Serves `session` until the kernel ends it (the mount point was
+/// unmounted). Its threads run under a background session, which fuser
+/// would unmount by path when dropped, and so unmount whatever was mounted
+/// there since (a script that unmounts and mounts again at once lost its
+/// new mount): it is left to the process's exit instead (`shale mount` is
+/// the only caller, and exits next).
+fn serve(session: fuser::Session<ShaleFs>) -> std::io::Result<()> {
+    let mut background = session.spawn()?;
+    let finished = std::thread::spawn(|| Ok(()));
+    let running = std::mem::replace(&mut background.guard, finished);
+    let served = running
+        .join()
+        .unwrap_or_else(|_| Err(std::io::Error::other("the FUSE session panicked")));
+    std::mem::forget(background);
+    served
+}
+
+/// How many threads serve FUSE requests when the user does not say:
+/// `$SHALE_MOUNT_THREADS` if set, else one per two CPUs, up to eight (on
+/// two CPUs a second thread gained nothing measurable: see
+/// `bench/results/NOTES.md`).
+pub fn default_threads() -> usize {
+    if let Some(n) = std::env::var("SHALE_MOUNT_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+        .filter(|n| (1..=64).contains(n))
+    {
+        return n;
+    }
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    (cpus / 2).clamp(1, 8)
 }
 
 /// Raises this process's limit of open files to the most it may have: a
@@ -237,9 +270,10 @@ fn raise_open_file_limit() {
     }
 }
 
-/// The options of the FUSE mount.
+/// The options of the FUSE mount and its session, served by `threads`
+/// threads.
 #[allow(unsafe_code)] // geteuid: the block says why it is sound
-fn mount_options(fs_name: &str, read_only: bool) -> Vec<fuser::MountOption> {
+fn session_config(fs_name: &str, read_only: bool, threads: usize) -> fuser::Config {
     let mut options = vec![
         fuser::MountOption::FSName(fs_name.to_string()),
         fuser::MountOption::Subtype("shale".into()),
@@ -251,10 +285,15 @@ fn mount_options(fs_name: &str, read_only: bool) -> Vec<fuser::MountOption> {
     // Other users may use a root-owned mount (permissions still apply);
     // for an ordinary user that needs user_allow_other in /etc/fuse.conf.
     // SAFETY: geteuid cannot fail.
+    let mut config = fuser::Config::default();
     if unsafe { libc::geteuid() } == 0 {
-        options.push(fuser::MountOption::AllowOther);
+        config.acl = fuser::SessionACL::All;
     }
-    options
+    config.mount_options = options;
+    config.n_threads = Some(threads);
+    // Each thread reads requests from its own clone of the device.
+    config.clone_fd = threads > 1;
+    config
 }
 
 /// Starts the thread that commits every `interval`, or early when files

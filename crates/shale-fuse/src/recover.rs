@@ -287,7 +287,7 @@ mod tests {
     use crate::inodes::{Data, Kind};
     use crate::state::SetAttr;
 
-    const ROOT: u64 = fuser::FUSE_ROOT_ID;
+    const ROOT: u64 = fuser::INodeNo::ROOT.0;
 
     /// What a file holds, from its chunks (after a commit).
     fn bytes_of(st: &State, ino: u64) -> Vec<u8> {

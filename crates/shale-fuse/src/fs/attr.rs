@@ -6,7 +6,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use fuser::{FileAttr, FileType, ReplyEmpty, ReplyEntry, ReplyStatfs, TimeOrNow};
+use fuser::{
+    FileAttr, FileType, Generation, INodeNo, ReplyEmpty, ReplyEntry, ReplyStatfs, TimeOrNow,
+};
 use shale_core::catalog::now_ns;
 
 use super::{FROZEN_TTL, IO_SIZE, LISTING_TTL, TTL};
@@ -67,7 +69,7 @@ pub(super) fn attr(st: &mut State, ino: u64) -> Result<FileAttr, Errno> {
         _ => (4096, FileType::Directory, 0),
     };
     Ok(FileAttr {
-        ino,
+        ino: INodeNo(ino),
         size,
         blocks: size.div_ceil(512),
         atime: time_of(i.meta.atime_ns),
@@ -96,15 +98,15 @@ pub(super) fn entry(st: &mut State, ino: u64) -> Result<(Duration, FileAttr), Er
 
 pub(super) fn reply_entry(st: &mut State, r: Result<u64, Errno>, reply: ReplyEntry) {
     match r.and_then(|ino| entry(st, ino)) {
-        Ok((ttl, a)) => reply.entry(&ttl, &a, 0),
-        Err(e) => reply.error(e),
+        Ok((ttl, a)) => reply.entry(&ttl, &a, Generation(0)),
+        Err(e) => reply.error(super::errno(e)),
     }
 }
 
 pub(super) fn reply_empty(r: Result<(), Errno>, reply: ReplyEmpty) {
     match r {
         Ok(()) => reply.ok(),
-        Err(e) => reply.error(e),
+        Err(e) => reply.error(super::errno(e)),
     }
 }
 

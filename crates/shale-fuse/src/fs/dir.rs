@@ -3,7 +3,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
-use fuser::ReplyDirectoryPlus;
+use fuser::{Generation, INodeNo, ReplyDirectoryPlus};
 
 use super::attr::{attr, ttl};
 use super::READDIR_BATCH;
@@ -25,7 +25,7 @@ pub(super) fn list_plus(
         // a 100,000-entry directory quadratic, most of it in malloc.
         let listing = match st.listing(ino, fh) {
             Ok(listing) => listing,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(super::errno(e)),
         };
         let batch: Vec<Vec<u8>> = listing
             .iter()
@@ -54,7 +54,8 @@ pub(super) fn list_plus(
                 continue;
             };
             let ttl = ttl(st, child);
-            if reply.add(child, next as i64, OsStr::from_bytes(&name), &ttl, &a, 0) {
+            let name = OsStr::from_bytes(&name);
+            if reply.add(INodeNo(child), next as u64, name, &ttl, &a, Generation(0)) {
                 return reply.ok();
             }
             // The kernel counts a lookup for every entry but . and ..

@@ -18,9 +18,10 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    Filesystem, KernelConfig, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow,
+    BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
+    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::busy_poll::{BusyPoll, Linger};
@@ -51,12 +52,6 @@ const IO_SIZE: u32 = 1 << 20;
 /// Names looked up at a time for a `READDIRPLUS` reply (a 4 KiB reply
 /// holds about 25).
 const READDIR_BATCH: usize = 64;
-/// `FUSE_DIRECT_IO_ALLOW_MMAP` (Linux 6.6, FUSE 7.39; not among fuser's
-/// constants): files opened for direct I/O can still be mapped shared.
-const FUSE_DIRECT_IO_ALLOW_MMAP: u64 = 1 << 36;
-/// The writer lacks `CAP_FSETID` (`FUSE_WRITE_KILL_SUIDGID`, set by the
-/// kernel on direct writes).
-const WRITE_KILL_SUIDGID: u32 = 1 << 2;
 
 /// A mount's file system: shared state behind a lock, plus reader threads.
 pub struct ShaleFs {
@@ -74,7 +69,7 @@ pub struct ShaleFs {
     /// Watching for the next request after each answer.
     busy_poll: Arc<BusyPoll>,
     /// Whether listings carry attributes.
-    plus: PlusAdvisor,
+    plus: Mutex<PlusAdvisor>,
 }
 
 impl ShaleFs {
@@ -97,7 +92,7 @@ impl ShaleFs {
             direct_writes: false,
             notifier,
             busy_poll,
-            plus: PlusAdvisor::default(),
+            plus: Mutex::default(),
         })
     }
 
@@ -105,15 +100,25 @@ impl ShaleFs {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The advisor on listings with attributes.
+    fn plus(&self) -> MutexGuard<'_, PlusAdvisor> {
+        self.plus.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// The opening of every request's handler: the busy-poll guard, to be
     /// dropped last (after the reply and the state lock), and the state.
-    fn start(&self) -> (Linger, MutexGuard<'_, State>) {
+    fn start(&self) -> (Linger<'_>, MutexGuard<'_, State>) {
         (self.busy_poll.after_reply(), self.lock())
     }
 }
 
+/// The error `e` (an `errno` value) as fuser takes it.
+fn errno(e: crate::state::Errno) -> Errno {
+    Errno::from_i32(e)
+}
+
 impl Filesystem for ShaleFs {
-    fn init(&mut self, _req: &Request<'_>, config: &mut KernelConfig) -> Result<(), libc::c_int> {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
         let _ = config.set_max_write(IO_SIZE);
         // Large reads (up to 1 MiB) for sequential reads of big files. The
         // kernel takes the smaller of this and the mount's read-ahead (128
@@ -124,16 +129,17 @@ impl Filesystem for ShaleFs {
         }
         // Names and attributes in one reply for listings that stat
         // (`ls -l`); plain listings when the kernel sees no need.
-        let _ = config.add_capabilities(
-            fuser::consts::FUSE_DO_READDIRPLUS | fuser::consts::FUSE_READDIRPLUS_AUTO,
-        );
+        let _ = config
+            .add_capabilities(InitFlags::FUSE_DO_READDIRPLUS | InitFlags::FUSE_READDIRPLUS_AUTO);
         self.opens_without_asking = config
-            .add_capabilities(fuser::consts::FUSE_NO_OPEN_SUPPORT)
+            .add_capabilities(InitFlags::FUSE_NO_OPEN_SUPPORT)
             .is_ok();
         // Without it a shared mapping of a file opened for direct I/O
         // fails (ENODEV: SQLite's `-shm` file, for one), so files created
         // here use the page cache like the rest.
-        self.direct_writes = config.add_capabilities(FUSE_DIRECT_IO_ALLOW_MMAP).is_ok();
+        self.direct_writes = config
+            .add_capabilities(InitFlags::FUSE_DIRECT_IO_ALLOW_MMAP)
+            .is_ok();
         Ok(())
     }
 
@@ -144,18 +150,20 @@ impl Filesystem for ShaleFs {
         }
     }
 
-    fn lookup(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        let parent = parent.0;
         let (_next, mut st) = self.start();
         let r = st.child(parent, name.as_bytes());
         let file = r.is_ok_and(|ino| st.inode(ino).is_ok_and(|i| i.dir().is_none()));
         reply_entry(&mut st, r, reply);
         drop(st);
         if file {
-            self.plus.lookup(parent);
+            self.plus().lookup(parent);
         }
     }
 
-    fn forget(&mut self, _req: &Request<'_>, ino: u64, nlookup: u64) {
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        let ino = ino.0;
         let mut st = self.lock();
         if let Some(i) = st.table.get_mut(ino) {
             i.lookups = i.lookups.saturating_sub(nlookup);
@@ -163,11 +171,12 @@ impl Filesystem for ShaleFs {
         st.maybe_drop(ino);
     }
 
-    fn getattr(&mut self, _req: &Request<'_>, ino: u64, _fh: Option<u64>, reply: ReplyAttr) {
+    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        let ino = ino.0;
         let (_next, mut st) = self.start();
         match attr(&mut st, ino) {
             Ok(a) => reply.attr(&ttl(&st, ino), &a),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
         // A file's attributes asked for after a plain listing of its
         // directory: walks want them (a second epoch of `find | xargs cat`
@@ -181,14 +190,14 @@ impl Filesystem for ShaleFs {
             .and_then(|i| i.parents.first().copied());
         drop(st);
         if let Some(parent) = parent {
-            self.plus.lookup(parent);
+            self.plus().lookup(parent);
         }
     }
 
     fn setattr(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
         gid: Option<u32>,
@@ -196,13 +205,14 @@ impl Filesystem for ShaleFs {
         atime: Option<TimeOrNow>,
         mtime: Option<TimeOrNow>,
         _ctime: Option<SystemTime>,
-        _fh: Option<u64>,
+        _fh: Option<FileHandle>,
         _crtime: Option<SystemTime>,
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
-        _flags: Option<u32>,
+        _flags: Option<BsdFileFlags>,
         reply: ReplyAttr,
     ) {
+        let ino = ino.0;
         let (_next, mut st) = self.start();
         let set = SetAttr {
             mode,
@@ -219,29 +229,31 @@ impl Filesystem for ShaleFs {
         );
         match r.and_then(|()| attr(&mut st, ino)) {
             Ok(a) => reply.attr(&TTL, &a),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn readlink(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyData) {
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        let ino = ino.0;
         let (_next, st) = self.start();
         match st.inode(ino).map(|i| &i.kind) {
             Ok(Kind::Symlink(t)) => reply.data(t),
-            Ok(_) => reply.error(libc::EINVAL),
-            Err(e) => reply.error(e),
+            Ok(_) => reply.error(Errno::EINVAL),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
     fn mknod(
-        &mut self,
-        req: &Request<'_>,
-        parent: u64,
+        &self,
+        req: &Request,
+        parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
+        let parent = parent.0;
         let (_next, mut st) = self.start();
         let (uid, gid) = (req.uid(), req.gid());
         let (name, mode, rdev) = (name.as_bytes(), mode & !umask, rdev.into());
@@ -262,14 +274,15 @@ impl Filesystem for ShaleFs {
     }
 
     fn mkdir(
-        &mut self,
-        req: &Request<'_>,
-        parent: u64,
+        &self,
+        req: &Request,
+        parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         reply: ReplyEntry,
     ) {
+        let parent = parent.0;
         let (_next, mut st) = self.start();
         let (uid, gid) = (req.uid(), req.gid());
         let (name, mode) = (name.as_bytes(), mode & !umask);
@@ -288,7 +301,8 @@ impl Filesystem for ShaleFs {
         reply_entry(&mut st, r, reply)
     }
 
-    fn unlink(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let parent = parent.0;
         let (_next, mut st) = self.start();
         let name = name.as_bytes();
         let r = st.logged(
@@ -302,7 +316,8 @@ impl Filesystem for ShaleFs {
         reply_empty(r, reply)
     }
 
-    fn rmdir(&mut self, _req: &Request<'_>, parent: u64, name: &OsStr, reply: ReplyEmpty) {
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let parent = parent.0;
         let (_next, mut st) = self.start();
         let name = name.as_bytes();
         let r = st.logged(
@@ -317,13 +332,14 @@ impl Filesystem for ShaleFs {
     }
 
     fn symlink(
-        &mut self,
-        req: &Request<'_>,
-        parent: u64,
+        &self,
+        req: &Request,
+        parent: INodeNo,
         link_name: &OsStr,
         target: &Path,
         reply: ReplyEntry,
     ) {
+        let parent = parent.0;
         let (_next, mut st) = self.start();
         let (uid, gid) = (req.uid(), req.gid());
         let (name, target) = (link_name.as_bytes(), target.as_os_str().as_bytes());
@@ -343,39 +359,41 @@ impl Filesystem for ShaleFs {
     }
 
     fn rename(
-        &mut self,
-        _req: &Request<'_>,
-        parent: u64,
+        &self,
+        _req: &Request,
+        parent: INodeNo,
         name: &OsStr,
-        newparent: u64,
+        newparent: INodeNo,
         newname: &OsStr,
-        flags: u32,
+        flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
+        let (parent, newparent) = (parent.0, newparent.0);
         let (_next, mut st) = self.start();
         let (name, newname) = (name.as_bytes(), newname.as_bytes());
         let r = st.logged(
             parent,
-            |st| st.rename(parent, name, newparent, newname, flags),
+            |st| st.rename(parent, name, newparent, newname, flags.bits()),
             |_| Op::Rename {
                 parent,
                 name: name.to_vec(),
                 newparent,
                 newname: newname.to_vec(),
-                flags,
+                flags: flags.bits(),
             },
         );
         reply_empty(r, reply)
     }
 
     fn link(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        newparent: u64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
+        let (ino, newparent) = (ino.0, newparent.0);
         let (_next, mut st) = self.start();
         let name = newname.as_bytes();
         let r = st.logged(
@@ -400,32 +418,34 @@ impl Filesystem for ShaleFs {
     /// kernel sends no `RELEASE` for files created here either, so their
     /// handles are not counted (`State::kernel_opens_alone`); see
     /// `State::settle_lingering` for when their local copies go.
-    fn open(&mut self, _req: &Request<'_>, ino: u64, flags: i32, reply: ReplyOpen) {
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        let ino = ino.0;
         let _next = self.busy_poll.after_reply();
         if self.opens_without_asking {
             self.lock().kernel_opens_alone();
-            return reply.error(libc::ENOSYS);
+            return reply.error(Errno::ENOSYS);
         }
-        let write = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let write = flags.acc_mode() != OpenAccMode::O_RDONLY;
         let r = self.lock().open(ino, write);
         match r {
             // Every change to a file goes through this mount (and a reload
             // gives new inodes), so cached pages stay valid across opens.
-            Ok(fh) => reply.opened(fh, fuser::consts::FOPEN_KEEP_CACHE),
-            Err(e) => reply.error(e),
+            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::FOPEN_KEEP_CACHE),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
     fn create(
-        &mut self,
-        req: &Request<'_>,
-        parent: u64,
+        &self,
+        req: &Request,
+        parent: INodeNo,
         name: &OsStr,
         mode: u32,
         umask: u32,
         _flags: i32,
         reply: ReplyCreate,
     ) {
+        let parent = parent.0;
         let (_next, mut st) = self.start();
         let (uid, gid) = (req.uid(), req.gid());
         let (name, mode, direct) = (name.as_bytes(), mode & !umask, self.direct_writes);
@@ -451,49 +471,51 @@ impl Filesystem for ShaleFs {
         // page cache as usual; the kernel drops their pages a direct write
         // overlaps.
         let flags = if self.direct_writes {
-            fuser::consts::FOPEN_KEEP_CACHE | fuser::consts::FOPEN_DIRECT_IO
+            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_DIRECT_IO
         } else {
-            fuser::consts::FOPEN_KEEP_CACHE
+            FopenFlags::FOPEN_KEEP_CACHE
         };
         match r {
-            Ok(((ttl, a), fh)) => reply.created(&ttl, &a, 0, fh, flags),
-            Err(e) => reply.error(e),
+            Ok(((ttl, a), fh)) => reply.created(&ttl, &a, Generation(0), FileHandle(fh), flags),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
     fn read(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
         size: u32,
-        _flags: i32,
-        _lock: Option<u64>,
+        _flags: OpenFlags,
+        _lock: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        let ino = ino.0;
         let (_next, st) = self.start();
-        self.read_data(st, ino, offset.max(0) as u64, size, reply)
+        self.read_data(st, ino, offset, size, reply)
     }
 
     fn write(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
         data: &[u8],
-        write_flags: u32,
-        flags: i32,
-        _lock_owner: Option<u64>,
+        write_flags: WriteFlags,
+        flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
+        let (ino, fh) = (ino.0, fh.0);
         let (_next, mut st) = self.start();
         let (held, direct) = st.write_handle(fh);
         // A direct write: the kernel left clearing privileges to us.
         let mut mode_changed = false;
         if direct {
-            let kill_suidgid = write_flags & WRITE_KILL_SUIDGID != 0;
+            let kill_suidgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
             match st.drop_privileges(ino, kill_suidgid) {
                 Ok(dropped) => {
                     if dropped.any {
@@ -501,75 +523,88 @@ impl Filesystem for ShaleFs {
                     }
                     mode_changed = dropped.mode;
                 }
-                Err(e) => return reply.error(e),
+                Err(e) => return reply.error(errno(e)),
             }
         }
         // The kernel checked the file was opened for writing.
         let w = Write {
             ino,
-            append: flags & libc::O_APPEND != 0,
+            append: flags.0 & libc::O_APPEND != 0,
             held,
         };
-        let r = st.write(w, offset.max(0) as u64, data);
+        let r = st.write(w, offset, data);
         drop(st);
         if mode_changed {
             // Attributes only (a negative offset); nothing the kernel does
             // for it calls back into the mount.
             if let Some(n) = self.notifier.get() {
-                let _ = n.inval_inode(ino, -1, 0);
+                let _ = n.inval_inode(INodeNo(ino), -1, 0);
             }
         }
         match r {
             Ok(n) => reply.written(n),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn flush(&mut self, _req: &Request<'_>, _ino: u64, _fh: u64, _lock: u64, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         let _next = self.busy_poll.after_reply();
         // Writes are in the upper file already and durability is fsync's
         // job: ENOSYS tells the kernel to stop sending flushes (one round
         // trip less per close).
-        reply.error(libc::ENOSYS)
+        reply.error(Errno::ENOSYS)
     }
 
     fn release(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        _flags: i32,
-        _lock_owner: Option<u64>,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
         _flush: bool,
         reply: ReplyEmpty,
     ) {
+        let fh = fh.0;
         let (_next, mut st) = self.start();
         st.release(fh);
         reply.ok()
     }
 
     fn fsync(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let ino = ino.0;
         let (_next, mut st) = self.start();
         reply_empty(st.fsync(ino), reply)
     }
 
     fn fallocate(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
-        offset: i64,
-        length: i64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        offset: u64,
+        length: u64,
         mode: i32,
         reply: ReplyEmpty,
     ) {
+        let ino = ino.0;
+        let (Ok(offset), Ok(length)) = (i64::try_from(offset), i64::try_from(length)) else {
+            return reply.error(Errno::EINVAL);
+        };
         let (_next, mut st) = self.start();
         let r = st.logged(
             ino,
@@ -584,7 +619,8 @@ impl Filesystem for ShaleFs {
         reply_empty(r, reply)
     }
 
-    fn opendir(&mut self, _req: &Request<'_>, ino: u64, _flags: i32, reply: ReplyOpen) {
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        let ino = ino.0;
         let (_next, mut st) = self.start();
         // A snapshot's directories never change: the kernel may keep their
         // listings, so a second walk lists them without asking.
@@ -592,31 +628,37 @@ impl Filesystem for ShaleFs {
             .inode(ino)
             .is_ok_and(|i| i.dir().is_some() && matches!(i.owner, Owner::Snapshot));
         let flags = if frozen {
-            fuser::consts::FOPEN_CACHE_DIR | fuser::consts::FOPEN_KEEP_CACHE
+            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE
         } else {
-            0
+            FopenFlags::empty()
         };
         match st.open_dir(ino) {
-            Ok(fh) => reply.opened(fh, flags),
-            Err(e) => reply.error(e),
+            Ok(fh) => reply.opened(FileHandle(fh), flags),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
     fn readdir(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
         mut reply: ReplyDirectory,
     ) {
+        let (ino, fh) = (ino.0, fh.0);
         let (_next, mut st) = self.start();
         let listing = match st.listing(ino, fh) {
             Ok(listing) => listing,
-            Err(e) => return reply.error(e),
+            Err(e) => return reply.error(errno(e)),
         };
-        for (i, (ino, kind, name)) in listing.iter().enumerate().skip(offset.max(0) as usize) {
-            if reply.add(*ino, (i + 1) as i64, *kind, OsStr::from_bytes(name)) {
+        for (i, (ino, kind, name)) in listing.iter().enumerate().skip(offset as usize) {
+            if reply.add(
+                INodeNo(*ino),
+                (i + 1) as u64,
+                *kind,
+                OsStr::from_bytes(name),
+            ) {
                 break;
             }
         }
@@ -624,13 +666,14 @@ impl Filesystem for ShaleFs {
     }
 
     fn readdirplus(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        fh: u64,
-        offset: i64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
         reply: ReplyDirectoryPlus,
     ) {
+        let (ino, fh) = (ino.0, fh.0);
         // Only `.` and `..` when the advisor says the walk wants names
         // alone: the kernel then asks for the rest as a plain `READDIR`.
         let mut end = usize::MAX;
@@ -640,54 +683,58 @@ impl Filesystem for ShaleFs {
                     .filter(|(_, kind, _)| *kind != fuser::FileType::Directory)
                     .count()
             });
-            if !self.plus.listing(ino, files) {
+            if !self.plus().listing(ino, files) {
                 end = 2;
             }
         }
         let (_next, mut st) = self.start();
-        list_plus(&mut st, (ino, fh), offset.max(0) as usize, end, reply)
+        list_plus(&mut st, (ino, fh), offset as usize, end, reply)
     }
 
     fn releasedir(
-        &mut self,
-        _req: &Request<'_>,
-        _ino: u64,
-        fh: u64,
-        _flags: i32,
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
         reply: ReplyEmpty,
     ) {
+        let fh = fh.0;
         let _next = self.busy_poll.after_reply();
         self.lock().listings.remove(&fh);
         reply.ok()
     }
 
     fn fsyncdir(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        _fh: u64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
+        let ino = ino.0;
         let (_next, mut st) = self.start();
         reply_empty(st.fsync(ino), reply)
     }
 
-    fn statfs(&mut self, _req: &Request<'_>, ino: u64, reply: ReplyStatfs) {
+    fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
+        let ino = ino.0;
         let (_next, st) = self.start();
         statfs(&st, ino, reply)
     }
 
     fn setxattr(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
+        &self,
+        _req: &Request,
+        ino: INodeNo,
         name: &OsStr,
         value: &[u8],
         flags: i32,
         _position: u32,
         reply: ReplyEmpty,
     ) {
+        let ino = ino.0;
         let (_next, mut st) = self.start();
         let name = name.as_bytes();
         let r = st.logged(
@@ -703,35 +750,31 @@ impl Filesystem for ShaleFs {
         reply_empty(r, reply)
     }
 
-    fn getxattr(
-        &mut self,
-        _req: &Request<'_>,
-        ino: u64,
-        name: &OsStr,
-        size: u32,
-        reply: ReplyXattr,
-    ) {
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        let ino = ino.0;
         let (_next, st) = self.start();
         let value = st.get_xattr(ino, name.as_bytes());
         match value {
             Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() > size as usize => reply.error(libc::ERANGE),
+            Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
             Ok(v) => reply.data(&v),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn listxattr(&mut self, _req: &Request<'_>, ino: u64, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        let ino = ino.0;
         let (_next, st) = self.start();
         match st.list_xattrs(ino) {
             Ok(names) if size == 0 => reply.size(names.len() as u32),
-            Ok(names) if names.len() > size as usize => reply.error(libc::ERANGE),
+            Ok(names) if names.len() > size as usize => reply.error(Errno::ERANGE),
             Ok(names) => reply.data(&names),
-            Err(e) => reply.error(e),
+            Err(e) => reply.error(errno(e)),
         }
     }
 
-    fn removexattr(&mut self, _req: &Request<'_>, ino: u64, name: &OsStr, reply: ReplyEmpty) {
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        let ino = ino.0;
         let (_next, mut st) = self.start();
         let name = name.as_bytes();
         let r = st.logged(

@@ -54,7 +54,7 @@ impl ShaleFs {
                             |d| answer(&mut reply, d),
                         );
                         if let (Err(e), Some(r)) = (r, reply.take()) {
-                            r.error(e)
+                            r.error(super::errno(e))
                         }
                     });
                 }
@@ -69,7 +69,7 @@ impl ShaleFs {
                     Ok(f) => (f, u.size),
                     Err(e) => {
                         tracing::error!("opening an upper file: {e}");
-                        return reply.error(e.raw_os_error().unwrap_or(libc::EIO));
+                        return reply.error(e.into());
                     }
                 };
                 st.limit_upper_fds(ino);
@@ -82,14 +82,14 @@ impl ShaleFs {
                         match file.read_at(&mut buf[done..], offset + done as u64) {
                             Ok(0) => break,
                             Ok(n) => done += n,
-                            Err(e) => return reply.error(e.raw_os_error().unwrap_or(libc::EIO)),
+                            Err(e) => return reply.error(e.into()),
                         }
                     }
                     reply.data(&buf[..done])
                 });
             }
-            Ok(_) => reply.error(libc::EISDIR),
-            Err(e) => reply.error(e),
+            Ok(_) => reply.error(fuser::Errno::EISDIR),
+            Err(e) => reply.error(super::errno(e)),
         }
     }
 }

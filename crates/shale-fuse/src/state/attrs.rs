@@ -174,7 +174,7 @@ mod tests {
             size: 0,
             chunks: Default::default(),
         });
-        st.add(fuser::FUSE_ROOT_ID, name, kind, mode, 1000, 1000)
+        st.add(fuser::INodeNo::ROOT.0, name, kind, mode, 1000, 1000)
             .unwrap()
     }
 
@@ -245,12 +245,15 @@ mod tests {
         st.set_attr(f, &truncate).unwrap();
         assert_eq!(st.file_size(f).unwrap(), 10);
         assert_eq!(st.inode(f).unwrap().meta.mode & 0o7777, 0o600);
-        let d = st.inode(fuser::FUSE_ROOT_ID).unwrap().is_dir();
+        let d = st.inode(fuser::INodeNo::ROOT.0).unwrap().is_dir();
         assert!(d);
         let on_dir = SetAttr {
             size: Some(0),
             ..Default::default()
         };
-        assert_eq!(st.set_attr(fuser::FUSE_ROOT_ID, &on_dir), Err(libc::EISDIR));
+        assert_eq!(
+            st.set_attr(fuser::INodeNo::ROOT.0, &on_dir),
+            Err(libc::EISDIR)
+        );
     }
 }

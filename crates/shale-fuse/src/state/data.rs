@@ -315,7 +315,7 @@ impl State {
     /// Drops an inode nothing refers to any more.
     pub fn maybe_drop(&mut self, ino: u64) {
         let Some(i) = self.table.get(ino) else { return };
-        if ino == fuser::FUSE_ROOT_ID || i.lookups > 0 || i.opens > 0 {
+        if ino == fuser::INodeNo::ROOT.0 || i.lookups > 0 || i.opens > 0 {
             return;
         }
         let attached = self.is_attached(i);
@@ -367,7 +367,7 @@ mod tests {
     use super::super::tests::one_volume;
     use super::*;
 
-    const ROOT: u64 = fuser::FUSE_ROOT_ID;
+    const ROOT: u64 = fuser::INodeNo::ROOT.0;
 
     fn write(st: &mut State, ino: u64, offset: u64, data: &[u8]) -> Result<u32, Errno> {
         let w = Write {

@@ -120,7 +120,7 @@ mod tests {
     fn once_the_kernel_opens_alone_handles_stop_counting() {
         let dir = tempfile::tempdir().unwrap();
         let mut st = one_volume(dir.path());
-        let root = fuser::FUSE_ROOT_ID;
+        let root = fuser::INodeNo::ROOT.0;
         let (before, fh) = st.create(root, b"a", 0o644, (0, 0), true).unwrap();
         assert_eq!(st.write_handle(fh), (true, true));
         st.kernel_opens_alone();
@@ -143,7 +143,7 @@ mod tests {
     fn a_file_open_keeps_its_inode_until_released() {
         let dir = tempfile::tempdir().unwrap();
         let mut st = one_volume(dir.path());
-        let root = fuser::FUSE_ROOT_ID;
+        let root = fuser::INodeNo::ROOT.0;
         let (ino, fh) = st.create(root, b"f", 0o644, (0, 0), false).unwrap();
         assert_eq!(st.inode(ino).unwrap().opens, 1);
         let again = st.open(ino, true).unwrap();

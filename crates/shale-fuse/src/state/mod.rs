@@ -279,11 +279,11 @@ impl State {
                 };
                 let journal = writer
                     .is_some()
-                    .then(|| st.new_journal(&volume, &row, fuser::FUSE_ROOT_ID));
+                    .then(|| st.new_journal(&volume, &row, fuser::INodeNo::ROOT.0));
                 st.vols.insert(
                     volume,
                     Vol {
-                        root: fuser::FUSE_ROOT_ID,
+                        root: fuser::INodeNo::ROOT.0,
                         generation: 1,
                         committed: row.root,
                         bytes: row.bytes,
@@ -508,7 +508,7 @@ pub(crate) mod tests {
     fn a_direct_write_drops_privileges_as_the_kernel_would() {
         let dir = tempfile::tempdir().unwrap();
         let mut st = one_volume(dir.path());
-        let root = fuser::FUSE_ROOT_ID;
+        let root = fuser::INodeNo::ROOT.0;
         let file = |st: &mut State, name: &[u8], mode: u32| {
             let kind = Kind::File(Data::Memory(Arc::new(Vec::new())));
             let ino = st.add(root, name, kind, mode, 0, 0).unwrap();

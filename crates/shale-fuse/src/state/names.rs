@@ -456,7 +456,7 @@ impl State {
 mod tests {
     use super::super::tests::one_volume;
 
-    const ROOT: u64 = fuser::FUSE_ROOT_ID;
+    const ROOT: u64 = fuser::INodeNo::ROOT.0;
 
     #[test]
     fn rename_moves_replaces_and_refuses_as_posix_says() {

@@ -81,7 +81,7 @@ impl State {
         }
         let row = self.pool.catalog().volume(name).map_err(|e| errno(&e))?;
         let mut root = self.volume_root_inode(&row, 1);
-        root.parents = vec![fuser::FUSE_ROOT_ID];
+        root.parents = vec![fuser::INodeNo::ROOT.0];
         let writer = match self.claim_unless_logged(name).map_err(|e| errno(&e))? {
             Ok(claim) => claim,
             Err(holder) => {

@@ -110,7 +110,7 @@ mod tests {
         let upper = dir.path().join("upper");
         std::fs::create_dir_all(&upper).unwrap();
         let mut st = State::new(pool, target, true, false, upper, dir.path()).unwrap();
-        let root = fuser::FUSE_ROOT_ID;
+        let root = fuser::INodeNo::ROOT.0;
         let fh = st.open_dir(root).unwrap();
         assert!(
             st.nodes.is_empty(),
