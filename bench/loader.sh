@@ -6,7 +6,10 @@
 #   shale.torch  the snapshot read without a mount (SnapshotFiles)
 # Files per second, listing included (os.walk / the tree). Cold: page cache
 # dropped, Shale's chunk cache is per process. Needs root (drop_caches,
-# mount), fuse3, and the Python package (scripts/test.sh builds target/py).
+# mount), fuse3, and the Python package (scripts/test.sh builds target/py;
+# on a lent machine SHALE, SHALE_PY, SHALE_WHEEL: bench/lib/shale_env.sh).
+# The mount is served by `shale mount`'s default threads, or as many as
+# SHALE_MOUNT_THREADS says.
 #
 #   bench/loader.sh [--files N] [--readers "1 4 16 64"]
 #
@@ -27,14 +30,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(dirname "$HERE")
 WORK=${BENCH_WORK:-/tmp/shale-loader-bench}
 OUT=$HERE/results/LOADER.md
-PY=${SHALE_PY:-$ROOT/target/py/bin/python}
+mkdir -p "$WORK"
+. "$HERE/lib/shale_env.sh"
 "$PY" -c "import shale.torch" || { echo "needs the shale Python package in $PY (scripts/test.sh)" >&2; exit 2; }
-cargo build --release --manifest-path "$ROOT/Cargo.toml" -p shale-cli >/dev/null
-S=$ROOT/target/release/shale
 cleanup() { fusermount3 -u "$WORK/mnt" 2>/dev/null || true; }
 trap cleanup EXIT
 cleanup
-rm -rf "$WORK"; mkdir -p "$WORK/mnt"
+rm -rf "$WORK/ds" "$WORK/pool"; mkdir -p "$WORK/mnt"
 python3 "$HERE/gen_dataset.py" images "$WORK/ds" --files "$FILES" --fixed-size 150528 >&2
 "$S" -q --pool "$WORK/pool" pool init
 "$S" -q --pool "$WORK/pool" volume create ds --from "$WORK/ds"
