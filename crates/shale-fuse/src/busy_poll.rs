@@ -18,7 +18,7 @@ use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long the session thread watches for the next request by default.
+/// How long a session thread watches for the next request by default.
 pub const DEFAULT_BUSY_POLL: Duration = Duration::from_micros(100);
 
 /// The device to watch, once the session has opened it, and for how long.

@@ -54,7 +54,7 @@ pub struct MountOptions {
     pub show_snapshot_dir: bool,
     /// How often changes are committed without an `fsync`.
     pub commit_interval: Duration,
-    /// How long the session thread watches for the next request after
+    /// How long a session thread watches for the next request after
     /// answering one (zero: it sleeps at once; see `busy_poll.rs`).
     pub busy_poll: Duration,
     /// Threads serving FUSE requests, each on its own clone of the FUSE
