@@ -368,21 +368,7 @@ fn a_mount_made_again_at_once_outlives_the_server_before() {
     env.ok(&["snapshot", "create", "ws", "s1"]);
     fs::create_dir_all(env.path("mnt")).unwrap();
     let m = env.s("mnt");
-    let mut first = env
-        .command()
-        .args(["mount", &m, "--volume", "ws", "--foreground"])
-        .args(["--commit-interval", "3600"])
-        .spawn()
-        .unwrap();
-    let _guard = Mounted(env.path("mnt"));
-    let start = Instant::now();
-    while !env.path("mnt/kept.txt").exists() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "mount did not come up"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut first, _guard) = serve_in_foreground(&env, &["--commit-interval", "3600"]);
     // Enough written that the first server's last commit takes a while.
     fs::write(env.path("mnt/big.bin"), noise(7, 96 << 20)).unwrap();
     let unmounted = Command::new("fusermount3").arg("-u").arg(&m).status();
@@ -467,18 +453,7 @@ fn several_session_threads_serve_clients_working_at_once() {
     env.ok(&["volume", "create", "ws"]);
     fs::create_dir_all(env.path("mnt")).unwrap();
     let m = env.s("mnt");
-    let mut server = env
-        .command()
-        .args(["mount", &m, "--volume", "ws", "--foreground"])
-        .args(["--threads", "3"])
-        .spawn()
-        .unwrap();
-    let _guard = Mounted(env.path("mnt"));
-    let start = Instant::now();
-    while !fs::metadata(env.path("mnt")).is_ok_and(|m| m.ino() == 1) {
-        assert!(start.elapsed() < Duration::from_secs(10), "not mounted");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let (mut server, _guard) = serve_in_foreground(&env, &["--threads", "3"]);
     let clients: Vec<_> = (0..8u64)
         .map(|c| {
             let dir = env.path(&format!("mnt/c{c}"));
@@ -532,4 +507,23 @@ fn session_threads(pid: u32) -> Vec<u64> {
         found.push(switches);
     }
     found
+}
+
+/// Serves volume `ws` at `mnt` from a `shale mount --foreground` child
+/// with `extra` options, once its root is there (inode 1).
+fn serve_in_foreground(env: &Env, extra: &[&str]) -> (std::process::Child, Mounted) {
+    let m = env.s("mnt");
+    let child = env
+        .command()
+        .args(["mount", &m, "--volume", "ws", "--foreground"])
+        .args(extra)
+        .spawn()
+        .unwrap();
+    let guard = Mounted(env.path("mnt"));
+    let start = Instant::now();
+    while !fs::metadata(env.path("mnt")).is_ok_and(|m| m.ino() == 1) {
+        assert!(start.elapsed() < Duration::from_secs(10), "not mounted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    (child, guard)
 }
