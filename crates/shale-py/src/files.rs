@@ -3,7 +3,7 @@
 
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyList};
 use shale_core::ops::files::SnapshotFile;
 
 use crate::{to_py, NativePool};
@@ -46,9 +46,10 @@ impl SnapshotReader {
         &self.id
     }
 
-    /// Each file's path, relative to where the listing started.
-    fn paths(&self) -> Vec<String> {
-        self.files.iter().map(|f| f.path.clone()).collect()
+    /// Each file's path, relative to where the listing started (made
+    /// into Python strings straight from the list, nothing copied first).
+    fn paths<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
+        PyList::new(py, self.files.iter().map(|f| f.path.as_str()))
     }
 
     /// Each file's size.

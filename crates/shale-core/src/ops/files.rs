@@ -21,7 +21,7 @@ use rayon::prelude::*;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::pool::Pool;
-use crate::tree::{lookup, read_dir, split_path, ChunkRef, Content, Entry};
+use crate::tree::{each_leaf_view, lookup, split_path, ChunkRef, Content, Entry};
 
 /// Directories nested deeper than this are refused (a tree that deep is
 /// damaged, or made to hurt).
@@ -86,7 +86,8 @@ impl Pool {
 
     /// The regular files below directory tree `tree`, whose path is `rel`
     /// (empty at the top), in name order; subdirectories are listed in
-    /// parallel.
+    /// parallel. Leaves are read in place ([`each_leaf_view`]): a name is
+    /// copied once, into its path.
     fn list_dir(&self, tree: &ObjectId, rel: &str, depth: u32) -> Result<Vec<SnapshotFile>> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(
@@ -94,35 +95,38 @@ impl Pool {
                 format!("nested deeper than {MAX_DEPTH} levels"),
             ));
         }
-        let entries = read_dir(&self.store, tree)?;
-        let path = |name: &[u8]| {
-            let name = String::from_utf8_lossy(name);
-            let mut p = String::with_capacity(rel.len() + 1 + name.len());
-            if !rel.is_empty() {
-                p.push_str(rel);
-                p.push('/');
+        // This directory's files in name order, `None` where a
+        // subdirectory's files go (listed next, in parallel).
+        let mut items: Vec<Option<SnapshotFile>> = Vec::new();
+        let mut subdirs: Vec<(String, ObjectId)> = Vec::new();
+        each_leaf_view(&self.store, tree, &mut |entries| {
+            items.reserve(entries.len());
+            for e in entries {
+                match e.content {
+                    Content::File { size, chunks } => items.push(Some(SnapshotFile {
+                        path: join(rel, e.name),
+                        size,
+                        chunks,
+                    })),
+                    Content::Dir(d) => {
+                        subdirs.push((join(rel, e.name), d.tree));
+                        items.push(None);
+                    }
+                    _ => {}
+                }
             }
-            p.push_str(&name);
-            p
-        };
-        let subdirs: Vec<Vec<SnapshotFile>> = entries
+            Ok(())
+        })?;
+        let below: Vec<Vec<SnapshotFile>> = subdirs
             .par_iter()
-            .filter_map(|e| match &e.content {
-                Content::Dir(d) => Some(self.list_dir(&d.tree, &path(&e.name), depth + 1)),
-                _ => None,
-            })
+            .map(|(path, tree)| self.list_dir(tree, path, depth + 1))
             .collect::<Result<_>>()?;
-        let mut subdirs = subdirs.into_iter();
-        let mut out = Vec::with_capacity(entries.len());
-        for e in entries {
-            match e.content {
-                Content::File { size, chunks } => out.push(SnapshotFile {
-                    path: path(&e.name),
-                    size,
-                    chunks,
-                }),
-                Content::Dir(_) => out.extend(subdirs.next().unwrap_or_default()),
-                _ => {}
+        let mut out = Vec::with_capacity(items.len() + below.iter().map(Vec::len).sum::<usize>());
+        let mut below = below.into_iter();
+        for item in items {
+            match item {
+                Some(file) => out.push(file),
+                None => out.extend(below.next().unwrap_or_default()),
             }
         }
         Ok(out)
@@ -168,6 +172,18 @@ impl Pool {
         }
         Ok(out)
     }
+}
+
+/// `name` below `rel` (a path relative to where the listing started).
+fn join(rel: &str, name: &[u8]) -> String {
+    let name = String::from_utf8_lossy(name);
+    let mut path = String::with_capacity(rel.len() + 1 + name.len());
+    if !rel.is_empty() {
+        path.push_str(rel);
+        path.push('/');
+    }
+    path.push_str(&name);
+    path
 }
 
 #[cfg(test)]

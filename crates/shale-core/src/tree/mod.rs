@@ -8,6 +8,7 @@
 mod build;
 mod node;
 mod read;
+mod view;
 
 pub use build::{build_dir, DirBuilder};
 pub use node::{
@@ -15,3 +16,4 @@ pub use node::{
     TREE_VERSION,
 };
 pub use read::{dir_leaves, leaf_entries, load_node, lookup, read_dir, split_path, DirCursor};
+pub use view::{each_leaf_view, EntryView};

@@ -235,72 +235,101 @@ pub fn encode(node: &Node) -> Vec<u8> {
 /// consistent with chunk lists.
 pub fn decode(bytes: &[u8]) -> Result<Node> {
     let bad = |reason: String| Error::corrupt("tree node", reason);
-    if bytes.len() < 3 || &bytes[..2] != MAGIC {
-        return Err(bad("missing tree node header".into()));
-    }
+    let version = header(bytes)?;
     let undecodable = |e: postcard::Error| bad(format!("undecodable: {e}"));
-    let (node, rest): (Node, &[u8]) = match bytes[2] {
-        1 => postcard::take_from_bytes::<NodeV1>(&bytes[3..])
+    let (node, rest): (Node, &[u8]) = if version == 1 {
+        postcard::take_from_bytes::<NodeV1>(&bytes[3..])
             .map(|(n, rest)| (n.into(), rest))
-            .map_err(undecodable)?,
-        TREE_VERSION => postcard::take_from_bytes(&bytes[3..]).map_err(undecodable)?,
-        v => {
-            return Err(bad(format!(
-                "unknown tree node version {v}; this shale reads versions 1 and {TREE_VERSION}: \
-                 upgrade shale"
-            )))
-        }
+            .map_err(undecodable)?
+    } else {
+        postcard::take_from_bytes(&bytes[3..]).map_err(undecodable)?
     };
     if !rest.is_empty() {
         return Err(bad(format!("{} trailing bytes", rest.len())));
     }
     match &node {
         Node::Leaf(entries) => {
-            for (i, e) in entries.iter().enumerate() {
-                if !valid_name(&e.name) {
-                    return Err(bad(format!(
-                        "invalid entry name {:?}",
-                        String::from_utf8_lossy(&e.name)
-                    )));
-                }
-                if i > 0 && entries[i - 1].name >= e.name {
-                    return Err(bad("entries not in strictly ascending order".into()));
-                }
-                if e.xattrs.windows(2).any(|w| w[0].0 >= w[1].0)
-                    || e.xattrs.iter().any(|(n, _)| n.is_empty() || n.contains(&0))
-                {
-                    return Err(bad(format!(
-                        "extended attributes of {:?} not unique, sorted and named",
-                        String::from_utf8_lossy(&e.name)
-                    )));
-                }
-                if let Content::File { size, chunks } = &e.content {
-                    let sum: u64 = chunks.iter().map(|c| c.len as u64).sum();
-                    if sum != *size || chunks.iter().any(|c| c.len == 0) {
-                        return Err(bad(format!(
-                            "file {:?} size {size} does not match its chunks",
-                            String::from_utf8_lossy(&e.name)
-                        )));
-                    }
-                }
+            let mut prev: Option<&[u8]> = None;
+            for e in entries {
+                let xattrs = e.xattrs.iter().map(|(n, _)| n.as_slice());
+                check_entry(prev, &e.name, xattrs, &e.content).map_err(bad)?;
+                prev = Some(&e.name);
             }
         }
-        Node::Interior(children) => {
-            if children.is_empty() {
-                return Err(bad("empty interior node".into()));
-            }
-            for (i, c) in children.iter().enumerate() {
-                if i > 0 && children[i - 1].first >= c.first {
-                    return Err(bad("children not in strictly ascending order".into()));
-                }
-            }
-        }
+        Node::Interior(children) => check_children(children).map_err(bad)?,
     }
     Ok(node)
 }
 
+/// The format version of an encoded node, checked: 1 or [`TREE_VERSION`].
+pub(super) fn header(bytes: &[u8]) -> Result<u8> {
+    let bad = |reason: String| Error::corrupt("tree node", reason);
+    if bytes.len() < 3 || &bytes[..2] != MAGIC {
+        return Err(bad("missing tree node header".into()));
+    }
+    match bytes[2] {
+        v @ (1 | TREE_VERSION) => Ok(v),
+        v => Err(bad(format!(
+            "unknown tree node version {v}; this shale reads versions 1 and {TREE_VERSION}: \
+             upgrade shale"
+        ))),
+    }
+}
+
+/// Checks one leaf entry: its name valid and above `prev` (the name
+/// before it), its extended attribute names sorted, unique and named, a
+/// file's size the sum of its chunks.
+pub(super) fn check_entry<'a>(
+    prev: Option<&[u8]>,
+    name: &[u8],
+    mut xattr_names: impl Iterator<Item = &'a [u8]>,
+    content: &Content,
+) -> std::result::Result<(), String> {
+    let shown = || String::from_utf8_lossy(name).into_owned();
+    if !valid_name(name) {
+        return Err(format!("invalid entry name {:?}", shown()));
+    }
+    if prev.is_some_and(|p| p >= name) {
+        return Err("entries not in strictly ascending order".into());
+    }
+    let mut last: Option<&[u8]> = None;
+    let ordered = xattr_names.all(|n| {
+        let ok = !n.is_empty() && !n.contains(&0) && last.is_none_or(|l| l < n);
+        last = Some(n);
+        ok
+    });
+    if !ordered {
+        return Err(format!(
+            "extended attributes of {:?} not unique, sorted and named",
+            shown()
+        ));
+    }
+    if let Content::File { size, chunks } = content {
+        let sum: u64 = chunks.iter().map(|c| c.len as u64).sum();
+        if sum != *size || chunks.iter().any(|c| c.len == 0) {
+            return Err(format!(
+                "file {:?} size {size} does not match its chunks",
+                shown()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Checks an interior node's children: some, in strictly ascending order.
+pub(super) fn check_children(children: &[Child]) -> std::result::Result<(), String> {
+    if children.is_empty() {
+        return Err("empty interior node".into());
+    }
+    if children.windows(2).any(|w| w[0].first >= w[1].first) {
+        return Err("children not in strictly ascending order".into());
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
+    use super::super::view::{decode_view, NodeView};
     use super::*;
 
     fn entry(name: &str, content: Content) -> Entry {
@@ -436,5 +465,16 @@ mod tests {
             xattrs: vec![],
         }]);
         assert_eq!(decode(&bytes).unwrap(), want);
+        // and read in place alike
+        let NodeView::Leaf(viewed) = decode_view(&bytes).unwrap() else {
+            panic!("a leaf")
+        };
+        let e = &viewed[0];
+        assert_eq!(
+            (e.name, e.mode, e.uid, e.gid, e.mtime_ns),
+            (&b"x"[..], 0o600, 1, 2, 3)
+        );
+        assert_eq!(e.content, Content::Symlink(b"t".to_vec()));
+        assert!(e.xattrs.is_empty());
     }
 }

@@ -201,6 +201,19 @@ mod tests {
         assert!(leaves.len() > 100, "only {} leaves", leaves.len());
         let back = read_dir(&store, &dir.tree).unwrap();
         assert_eq!(back.len(), 20_000);
+        let mut viewed = Vec::new();
+        crate::tree::each_leaf_view(&store, &dir.tree, &mut |entries| {
+            viewed.extend(entries.iter().map(|e| e.name.to_vec()));
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(
+            viewed,
+            names
+                .iter()
+                .map(|n| n.as_bytes().to_vec())
+                .collect::<Vec<_>>()
+        );
         assert_eq!(
             lookup(&store, &dir.tree, &[b"file012345".to_vec()])
                 .unwrap()
