@@ -66,8 +66,9 @@ enum NodeViewV1<'a> {
 pub(super) fn decode_view(bytes: &[u8]) -> Result<NodeView<'_>> {
     let bad = |reason: String| Error::corrupt("tree node", reason);
     let undecodable = |e: postcard::Error| bad(format!("undecodable: {e}"));
+    let version = header(bytes)?;
     let body = &bytes[3..];
-    let (node, rest) = if header(bytes)? == 1 {
+    let (node, rest) = if version == 1 {
         let (node, rest) = postcard::take_from_bytes::<NodeViewV1>(body).map_err(undecodable)?;
         (from_v1(node), rest)
     } else {
@@ -228,5 +229,7 @@ mod tests {
         cut.push(0);
         assert!(decode_view(&cut).is_err());
         assert!(decode_view(b"ST\x09").is_err());
+        assert!(decode_view(b"S").is_err());
+        assert!(decode_view(b"").is_err());
     }
 }
