@@ -4,7 +4,7 @@
 use pyo3::exceptions::PyIndexError;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyList};
-use shale_core::ops::files::SnapshotFile;
+use shale_core::ops::files::FileList;
 
 use crate::{to_py, NativePool};
 
@@ -14,7 +14,7 @@ use crate::{to_py, NativePool};
 pub struct SnapshotReader {
     owner: Py<NativePool>,
     id: String,
-    files: Vec<SnapshotFile>,
+    files: FileList,
 }
 
 #[pymethods]
@@ -49,12 +49,12 @@ impl SnapshotReader {
     /// Each file's path, relative to where the listing started (made
     /// into Python strings straight from the list, nothing copied first).
     fn paths<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyList>> {
-        PyList::new(py, self.files.iter().map(|f| f.path.as_str()))
+        PyList::new(py, self.files.paths())
     }
 
     /// Each file's size.
     fn sizes(&self) -> Vec<u64> {
-        self.files.iter().map(|f| f.size).collect()
+        self.files.sizes().to_vec()
     }
 
     /// Each file's group: the pack its data starts in, numbered in order
@@ -68,7 +68,7 @@ impl SnapshotReader {
 
     /// The bytes of file `index`.
     fn read<'py>(&self, py: Python<'py>, index: usize) -> PyResult<Bound<'py, PyBytes>> {
-        let Some(f) = self.files.get(index) else {
+        let Some(chunks) = self.files.chunks(index) else {
             return Err(PyIndexError::new_err(format!(
                 "file {index} of {}",
                 self.files.len()
@@ -76,7 +76,7 @@ impl SnapshotReader {
         };
         let pool = self.owner.get();
         let data = py
-            .allow_threads(|| pool.pool.read_file_chunks(&f.chunks))
+            .allow_threads(|| pool.pool.read_file_chunks(chunks))
             .map_err(to_py)?;
         Ok(PyBytes::new(py, &data))
     }

@@ -24,23 +24,15 @@ use crate::id::ObjectId;
 use crate::pool::Pool;
 use crate::tree::{each_leaf_view, lookup, split_path, ChunkRef, Content, Entry};
 
+mod list;
+pub use list::FileList;
+
 /// Directories nested deeper than this are refused (a tree that deep is
 /// damaged, or made to hurt).
 const MAX_DEPTH: u32 = 4096;
 
 /// Threads reading a tree's directories at once.
 const LIST_THREADS: usize = 16;
-
-/// A regular file of a snapshot.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapshotFile {
-    /// Its path, relative to where the listing started.
-    pub path: String,
-    /// Its size in bytes.
-    pub size: u64,
-    /// Its chunks, in order.
-    pub chunks: Vec<ChunkRef>,
-}
 
 /// A snapshot's files, as of one tree.
 #[derive(Clone, Debug)]
@@ -49,7 +41,7 @@ pub struct SnapshotFiles {
     /// a live volume is read as of this tree).
     pub id: ObjectId,
     /// Its regular files, in tree (name) order.
-    pub files: Vec<SnapshotFile>,
+    pub files: FileList,
 }
 
 impl Pool {
@@ -66,7 +58,7 @@ impl Pool {
             .build()
             .map_err(|e| Error::InvalidArgument(format!("cannot start listing threads: {e}")))?;
         let files = if comps.is_empty() {
-            threads.install(|| self.list_dir(&resolved.root, "", 0))?
+            threads.install(|| self.list_dir(&resolved.root, "", 0))
         } else {
             let bad =
                 |why: &str| Error::BadPath(format!("{spec}: {}: {why}", path.unwrap_or_default()));
@@ -74,62 +66,60 @@ impl Pool {
                 Some(Entry {
                     content: Content::Dir(d),
                     ..
-                }) => threads.install(|| self.list_dir(&d.tree, "", 0))?,
+                }) => threads.install(|| self.list_dir(&d.tree, "", 0)),
                 Some(_) => return Err(bad("not a directory")),
                 None => return Err(bad("no such directory")),
             }
         };
         Ok(SnapshotFiles {
             id: resolved.root,
-            files,
+            files: FileList::concat(files?),
         })
     }
 
     /// The regular files below directory tree `tree`, whose path is `rel`
-    /// (empty at the top), in name order; subdirectories are listed in
-    /// parallel. Leaves are read in place ([`each_leaf_view`]): a name is
-    /// copied once, into its path.
-    fn list_dir(&self, tree: &ObjectId, rel: &str, depth: u32) -> Result<Vec<SnapshotFile>> {
+    /// (empty at the top), in name order, as lists to be joined;
+    /// subdirectories are listed in parallel. Leaves are read in place
+    /// ([`each_leaf_view`]): a name is copied once, into its path.
+    fn list_dir(&self, tree: &ObjectId, rel: &str, depth: u32) -> Result<Vec<FileList>> {
         if depth > MAX_DEPTH {
             return Err(Error::corrupt(
                 format!("directory {rel}"),
                 format!("nested deeper than {MAX_DEPTH} levels"),
             ));
         }
-        // This directory's files in name order, `None` where a
-        // subdirectory's files go (listed next, in parallel).
-        let mut items: Vec<Option<SnapshotFile>> = Vec::new();
+        // This directory's files in runs: each run but the last is
+        // followed by a subdirectory's files (listed next, in parallel).
+        let mut runs = vec![FileList::default()];
         let mut subdirs: Vec<(String, ObjectId)> = Vec::new();
         each_leaf_view(&self.store, tree, &mut |entries| {
-            items.reserve(entries.len());
+            let mut run = runs.last_mut().expect("never empty");
+            run.reserve(entries.len());
             for e in entries {
                 match e.content {
-                    Content::File { size, chunks } => items.push(Some(SnapshotFile {
-                        path: join(rel, e.name),
-                        size,
-                        chunks,
-                    })),
+                    Content::File { size, chunks } => run.push(rel, e.name, size, &chunks),
                     Content::Dir(d) => {
                         subdirs.push((join(rel, e.name), d.tree));
-                        items.push(None);
+                        runs.push(FileList::default());
+                        run = runs.last_mut().expect("just pushed");
                     }
                     _ => {}
                 }
             }
             Ok(())
         })?;
-        let below: Vec<Vec<SnapshotFile>> = subdirs
+        let below: Vec<Vec<FileList>> = subdirs
             .par_iter()
             .map(|(path, tree)| self.list_dir(tree, path, depth + 1))
             .collect::<Result<_>>()?;
-        let mut out = Vec::with_capacity(items.len() + below.iter().map(Vec::len).sum::<usize>());
-        let mut below = below.into_iter();
-        for item in items {
-            match item {
-                Some(file) => out.push(file),
-                None => out.extend(below.next().unwrap_or_default()),
-            }
+        let mut out = Vec::with_capacity(runs.len() + below.iter().map(Vec::len).sum::<usize>());
+        let mut runs = runs.into_iter();
+        out.extend(runs.next());
+        for (sub, run) in below.into_iter().zip(runs) {
+            out.extend(sub);
+            out.push(run);
         }
+        out.retain(|run| !run.is_empty());
         Ok(out)
     }
 
@@ -141,15 +131,15 @@ impl Pool {
     /// hash): a million chunks share a prefix with odds of about 1 in
     /// 30 million, and two that did would only put a file in another
     /// pack's group, which orders reads and decides nothing else.
-    pub fn file_groups(&self, files: &[SnapshotFile]) -> Result<Vec<u32>> {
+    pub fn file_groups(&self, files: &FileList) -> Result<Vec<u32>> {
         let blobs = self.blobs();
         // Packs met hold about as many chunks as there are files.
         let mut group_of: HashMap<u64, u32, BuildHasherDefault<Prefix>> =
             HashMap::with_capacity_and_hasher(files.len(), Default::default());
         let mut packs: HashMap<i64, u32> = HashMap::new();
         let mut out: Vec<u32> = Vec::with_capacity(files.len());
-        for f in files {
-            let group = match f.chunks.first() {
+        for i in 0..files.len() {
+            let group = match files.chunks(i).and_then(<[ChunkRef]>::first) {
                 Some(c) => {
                     let key = blobs.index_id(&c.id);
                     match group_of.get(&prefix(&key)) {
@@ -249,18 +239,19 @@ mod tests {
         let snap = pool.create_snapshot("v", Some("s")).unwrap();
         let all = pool.snapshot_files("v@s", None).unwrap();
         assert_eq!(all.id.to_hex(), snap.id);
-        let paths: Vec<&str> = all.files.iter().map(|f| f.path.as_str()).collect();
+        let paths: Vec<&str> = all.files.paths().collect();
         assert_eq!(paths, ["a.txt", "e", "sub/b.txt", "sub/deep/c.bin"]);
         assert_eq!(
             pool.file_groups(&all.files).unwrap(),
             [0, 0, 0, 0],
             "one import, one pack"
         );
-        let c = &all.files[3];
-        assert_eq!(pool.read_file_chunks(&c.chunks).unwrap(), b"gamma");
-        assert_eq!(pool.read_file_chunks(&all.files[1].chunks).unwrap(), b"");
+        let chunks = |i| all.files.chunks(i).unwrap();
+        assert_eq!(pool.read_file_chunks(chunks(3)).unwrap(), b"gamma");
+        assert_eq!(pool.read_file_chunks(chunks(1)).unwrap(), b"");
+        assert_eq!(all.files.sizes(), [5, 0, 4, 5]);
         let sub = pool.snapshot_files("v@s", Some("sub")).unwrap();
-        let paths: Vec<&str> = sub.files.iter().map(|f| f.path.as_str()).collect();
+        let paths: Vec<&str> = sub.files.paths().collect();
         assert_eq!(paths, ["b.txt", "deep/c.bin"]);
         assert!(pool.snapshot_files("v@s", Some("a.txt")).is_err());
         assert!(pool.snapshot_files("v@nope", None).is_err());
