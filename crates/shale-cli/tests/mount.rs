@@ -276,6 +276,31 @@ fn a_damaged_chunk_reads_as_an_io_error_never_as_wrong_bytes() {
 }
 
 #[test]
+fn ioctls_are_refused_without_filling_the_log() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    use std::io::IsTerminal;
+    let env = Env::new();
+    write(&env.path("src/a.txt"), b"a");
+    env.ok(&["volume", "create", "ds", "--from", &env.s("src")]);
+    fs::create_dir_all(env.path("mnt")).unwrap();
+    let m = env.s("mnt");
+    env.ok(&["mount", &m, "--volume", "ds"]);
+    let _guard = Mounted(env.path("mnt"));
+    // `isatty`, as Python's `open()` asks of every file: an `ioctl` the
+    // kernel hands to the server each time.
+    for _ in 0..3 {
+        let f = fs::File::open(env.path("mnt/a.txt")).unwrap();
+        assert!(!f.is_terminal());
+    }
+    env.ok(&["unmount", &m]);
+    let log = fs::read_to_string(env.pool().join("mount.log")).unwrap();
+    assert!(!log.contains("ioctl"), "{log}");
+}
+
+#[test]
 fn unmount_leaves_alone_what_shale_did_not_mount() {
     let env = Env::new();
     let Some(_tmpfs) = common::Tmpfs::mount(&env.path("other"), "1m") else {

@@ -19,9 +19,9 @@ use std::time::{Duration, SystemTime};
 
 use fuser::{
     BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs,
-    ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    IoctlFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
+    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::busy_poll::{BusyPoll, Linger};
@@ -716,6 +716,26 @@ impl Filesystem for ShaleFs {
         let ino = ino.0;
         let (_next, mut st) = self.start();
         reply_empty(st.fsync(ino), reply)
+    }
+
+    /// No `ioctl` is supported: `ENOTTY`, at once and without a word in
+    /// the log. The kernel sends every `ioctl` of a file here and keeps no
+    /// memory of a refusal, and Python's `open()` makes one for each file
+    /// (`isatty`): fuser's default logged a warning for each, 200 bytes
+    /// of `mount.log` per file a data loader opened.
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        let _next = self.busy_poll.after_reply();
+        reply.error(Errno::ENOTTY);
     }
 
     fn statfs(&self, _req: &Request, ino: INodeNo, reply: ReplyStatfs) {
