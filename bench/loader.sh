@@ -44,13 +44,20 @@ python3 "$HERE/gen_dataset.py" images "$WORK/ds" --files "$FILES" --fixed-size 1
 "$S" -q --pool "$WORK/pool" mount "$WORK/mnt" --volume ds@v1
 settle() { sync; echo 3 > /proc/sys/vm/drop_caches; }
 rate() { "$PY" "$HERE/loader.py" "$@" | cut -d' ' -f1; }
+# Cold: the page cache dropped just before. Warm: the same read twice in a
+# row, the second timed (each cold read drops what the one before cached,
+# so a warm read must follow its own source's read).
+measure() {
+  if [ "$1" = cold ]; then settle; else rate "${@:2}" >/dev/null; fi
+  rate "${@:2}"
+}
 ROWS=()
 for n in $READERS; do
   row="| $n |"
   for temp in cold warm; do
-    [ $temp = cold ] && settle; a=$(rate files "$WORK/ds" "$n")
-    [ $temp = cold ] && settle; b=$(rate files "$WORK/mnt" "$n")
-    [ $temp = cold ] && settle; c=$(rate snapshot "$WORK/pool" ds@v1 "$n")
+    a=$(measure $temp files "$WORK/ds" "$n")
+    b=$(measure $temp files "$WORK/mnt" "$n")
+    c=$(measure $temp snapshot "$WORK/pool" ds@v1 "$n")
     row+=" $a | $b ($(printf %.2f "$(echo "$b / $a" | bc -l)")x) | $c ($(printf %.2f "$(echo "$c / $a" | bc -l)")x) |"
   done
   ROWS+=("$row")

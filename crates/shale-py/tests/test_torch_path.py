@@ -10,7 +10,7 @@ import pickle
 import pytest
 
 import shale
-from shale.torch import SnapshotFiles
+from shale.torch import SnapshotFiles, worker_runs
 
 
 @pytest.fixture
@@ -53,14 +53,36 @@ def test_files_list_read_and_are_the_snapshots(pool, snap):
 
 @pytest.mark.parametrize("world_size", [1, 2, 3])
 @pytest.mark.parametrize("workers", [1, 2, 4])
-def test_every_file_once_per_epoch_over_ranks_and_workers(pool, snap, world_size, workers):
-    seen = []
+@pytest.mark.parametrize("drop_last", [False, True])
+def test_every_file_once_per_epoch_over_ranks_and_workers(pool, snap, world_size, workers, drop_last):
+    seen, per_rank = [], []
     for rank in range(world_size):
-        files = SnapshotFiles("ds@v1", pool=pool, shuffle=True, seed=7, rank=rank, world_size=world_size)
+        files = SnapshotFiles(
+            "ds@v1", pool=pool, shuffle=True, seed=7, rank=rank, world_size=world_size, drop_last=drop_last
+        )
         files.set_epoch(3)
-        for w in range(workers):
-            seen.extend(files.indices(w, workers))
-    assert sorted(seen) == list(range(29))
+        mine = [i for w in range(workers) for i in files.indices(w, workers)]
+        assert sorted(mine) == sorted(files.share()), "the workers read the rank's share"
+        per_rank.append(len(mine))
+        seen.extend(mine)
+    # every rank reads as many files: 29 padded or cut to a multiple of world_size
+    assert len(set(per_rank)) == 1
+    if drop_last:
+        assert len(seen) == 29 - 29 % world_size and len(set(seen)) == len(seen)
+    else:
+        assert len(seen) == -(-29 // world_size) * world_size and sorted(set(seen)) == list(range(29))
+
+
+def test_workers_read_runs_of_consecutive_files():
+    share = list(range(300))
+    parts = [worker_runs(share, w, 2) for w in range(2)]
+    assert parts[0][:64] == list(range(64)) and parts[1][:64] == list(range(64, 128))
+    assert sorted(parts[0] + parts[1]) == share
+    # a small share is split evenly, every worker gets a run
+    assert [worker_runs(list(range(10)), w, 4) for w in range(4)] == [[0, 1, 2], [3, 4, 5], [6, 7, 8], [9]]
+    assert worker_runs([], 0, 3) == []
+    with pytest.raises(ValueError):
+        worker_runs(share, 2, 2)
 
 
 def test_order_is_seeded_reproducible_and_pack_aware(pool, snap):

@@ -18,9 +18,16 @@ sequential on disk and in object stores while the order is random, seeded
 and reproducible (``seed`` and the epoch). Each rank of a
 ``torch.distributed`` job (``rank``/``world_size``, taken from
 ``torch.distributed`` when initialised) takes every ``world_size``-th file
-of the epoch's order, and each DataLoader worker every ``num_workers``-th
-of those: every file is read exactly once per epoch over all ranks and
-workers.
+of the epoch's order, the same number on every rank: the order is padded
+by repeating its first files, as ``DistributedSampler`` pads, or with
+``drop_last=True`` its last few are left out. Each DataLoader worker reads
+runs of consecutive files of its rank's share (up to :data:`RUN`), the
+runs dealt out in turn, so each worker reads its own stretch of the packs
+rather than all of them the same one (measured on 2 cores, unshuffled,
+4-16 readers: 1.35-1.7x the files/s of each worker taking every
+``num_workers``-th file; shuffled, no clear difference). Every file is
+read exactly once per epoch over all ranks and workers, but for the
+padding.
 
 The reading and ordering live in :class:`SnapshotFiles`, which needs no
 PyTorch; ``SnapshotDataset`` (map-style, with a pack-aware ``sampler()``)
@@ -38,6 +45,21 @@ from ._api import Pool, default_pool_path
 from ._native import ShaleError
 
 Transform = Callable[[str, bytes], Any]
+
+#: The most consecutive files of a rank's share one worker reads before
+#: the next worker's run (fewer when the share is small, so every worker
+#: gets some).
+RUN = 64
+
+
+def worker_runs(share: List[int], worker: int, num_workers: int) -> List[int]:
+    """``worker``'s part of ``share``: runs of consecutive items (at most
+    :data:`RUN`), dealt out to the ``num_workers`` workers in turn."""
+    if not 0 <= worker < num_workers:
+        raise ValueError(f"worker {worker} is not in 0..{num_workers}")
+    run = max(1, min(RUN, -(-len(share) // num_workers)))
+    step = run * num_workers
+    return [i for start in range(worker * run, len(share), step) for i in share[start : start + run]]
 
 
 def _distributed() -> Tuple[int, int]:
@@ -67,6 +89,7 @@ class SnapshotFiles:
         world_size: Optional[int] = None,
         transform: Optional[Transform] = None,
         buffer_groups: int = 8,
+        drop_last: bool = False,
     ) -> None:
         if pool is not None and pool.is_remote:
             raise ShaleError("shale.torch reads the pool itself: give a local or object-store pool, not a server")
@@ -86,6 +109,7 @@ class SnapshotFiles:
         if buffer_groups < 1:
             raise ValueError("buffer_groups must be at least 1")
         self.buffer_groups = buffer_groups
+        self.drop_last = drop_last
         self.epoch = 0
         self._pid: Optional[int] = None
         self._reader_obj: Any = None
@@ -155,12 +179,23 @@ class SnapshotFiles:
             out.extend(buffer)
         return out
 
+    def share(self, epoch: Optional[int] = None) -> List[int]:
+        """This rank's files in ``epoch``: every ``world_size``-th of the
+        order, as many on every rank (padded by repeating the order's first
+        files, or the last few dropped with ``drop_last``)."""
+        order = self.order(epoch)
+        extra = len(order) % self.world_size
+        if extra and self.drop_last:
+            order = order[: len(order) - extra]
+        elif extra:
+            pad = self.world_size - extra
+            order = order + (order * (pad // len(order) + 1))[:pad]
+        return order[self.rank :: self.world_size]
+
     def indices(self, worker: int = 0, num_workers: int = 1, epoch: Optional[int] = None) -> List[int]:
         """The indices this rank's ``worker`` (of ``num_workers``) reads in
-        ``epoch``."""
-        if not 0 <= worker < num_workers:
-            raise ValueError(f"worker {worker} is not in 0..{num_workers}")
-        return self.order(epoch)[self.rank :: self.world_size][worker::num_workers]
+        ``epoch``: runs of its share (:func:`worker_runs`)."""
+        return worker_runs(self.share(epoch), worker, num_workers)
 
     def iterate(self, worker: int = 0, num_workers: int = 1, epoch: Optional[int] = None) -> Iterator[Any]:
         """Reads this rank's ``worker``'s share of ``epoch``: items as
