@@ -51,6 +51,20 @@ def test_files_list_read_and_are_the_snapshots(pool, snap):
     assert sub.item(0) == ("img0.bin", (src / "class2" / "img0.bin").stat().st_size)
 
 
+def test_a_kept_list_lists_as_the_tree_does(pool, snap):
+    first = SnapshotFiles("ds@v1", pool=pool)
+    kept = list((pool.path / "lists").iterdir())
+    assert [k.name for k in kept] == [first.snapshot_id]
+    again = SnapshotFiles("ds@v1", pool=pool)
+    assert (again.paths, again.sizes) == (first.paths, first.sizes)
+    assert [again.read(i) for i in range(len(again))] == [first.read(i) for i in range(len(first))]
+    # A damaged list is listed again from the tree, and kept again.
+    kept[0].write_bytes(kept[0].read_bytes()[:-1])
+    damaged = kept[0].stat().st_size
+    assert SnapshotFiles("ds@v1", pool=pool).paths == first.paths
+    assert kept[0].stat().st_size == damaged + 1
+
+
 @pytest.mark.parametrize("world_size", [1, 2, 3])
 @pytest.mark.parametrize("workers", [1, 2, 4])
 @pytest.mark.parametrize("drop_last", [False, True])

@@ -24,7 +24,9 @@ use crate::id::ObjectId;
 use crate::pool::Pool;
 use crate::tree::{each_leaf_view, lookup, split_path, ChunkRef, Content, Entry};
 
+mod kept;
 mod list;
+pub(crate) use kept::clear as clear_kept_lists;
 pub use list::FileList;
 
 /// Directories nested deeper than this are refused (a tree that deep is
@@ -50,15 +52,8 @@ impl Pool {
     pub fn snapshot_files(&self, spec: &str, path: Option<&str>) -> Result<SnapshotFiles> {
         let resolved = self.resolve(spec)?;
         let comps = split_path(path.unwrap_or(""))?;
-        // Reading nodes waits on the disk or the network far more than it
-        // computes: more threads than cores keep more reads in flight.
-        let threads = rayon::ThreadPoolBuilder::new()
-            .num_threads(LIST_THREADS)
-            .thread_name(|i| format!("shale-list-{i}"))
-            .build()
-            .map_err(|e| Error::InvalidArgument(format!("cannot start listing threads: {e}")))?;
-        let files = if comps.is_empty() {
-            threads.install(|| self.list_dir(&resolved.root, "", 0))
+        let tree = if comps.is_empty() {
+            resolved.root
         } else {
             let bad =
                 |why: &str| Error::BadPath(format!("{spec}: {}: {why}", path.unwrap_or_default()));
@@ -66,15 +61,41 @@ impl Pool {
                 Some(Entry {
                     content: Content::Dir(d),
                     ..
-                }) => threads.install(|| self.list_dir(&d.tree, "", 0)),
+                }) => d.tree,
                 Some(_) => return Err(bad("not a directory")),
                 None => return Err(bad("no such directory")),
             }
         };
         Ok(SnapshotFiles {
             id: resolved.root,
-            files: FileList::concat(files?),
+            files: self.tree_files(&tree)?,
         })
+    }
+
+    /// The regular files below directory tree `tree`: its kept list if
+    /// there is one ([`kept`]), else listed from its nodes and kept.
+    fn tree_files(&self, tree: &ObjectId) -> Result<FileList> {
+        // An encrypted pool's list would hold its paths in the clear.
+        let keep = self.description().encryption.is_none();
+        if keep {
+            if let Some(files) = kept::load(self.root(), tree) {
+                return Ok(files);
+            }
+        }
+        // Reading nodes waits on the disk or the network far more than it
+        // computes: more threads than cores keep more reads in flight.
+        let threads = rayon::ThreadPoolBuilder::new()
+            .num_threads(LIST_THREADS)
+            .thread_name(|i| format!("shale-list-{i}"))
+            .build()
+            .map_err(|e| Error::InvalidArgument(format!("cannot start listing threads: {e}")))?;
+        let files = FileList::concat(threads.install(|| self.list_dir(tree, "", 0))?);
+        if keep {
+            if let Err(e) = kept::save(self.root(), tree, &files) {
+                tracing::debug!("cannot keep the list of tree {}: {e}", tree.short());
+            }
+        }
+        Ok(files)
     }
 
     /// The regular files below directory tree `tree`, whose path is `rel`
@@ -255,5 +276,58 @@ mod tests {
         assert_eq!(paths, ["b.txt", "deep/c.bin"]);
         assert!(pool.snapshot_files("v@s", Some("a.txt")).is_err());
         assert!(pool.snapshot_files("v@nope", None).is_err());
+    }
+
+    /// A pool with one snapshot `v@s` of two files, one in `sub/`.
+    fn pool_with_snapshot(dir: &std::path::Path, settings: &crate::pool::PoolSettings) -> Pool {
+        let src = dir.join("src");
+        std::fs::create_dir_all(src.join("sub")).unwrap();
+        std::fs::write(src.join("a"), "alpha").unwrap();
+        std::fs::write(src.join("sub/b"), "beta").unwrap();
+        let pool = Pool::init_with(&dir.join("pool"), settings).unwrap();
+        pool.create_volume_from("v", &src, None, None, Default::default())
+            .unwrap();
+        pool.create_snapshot("v", Some("s")).unwrap();
+        pool
+    }
+
+    fn kept_lists(pool: &Pool) -> usize {
+        std::fs::read_dir(pool.root().join(kept::DIR)).map_or(0, |d| d.count())
+    }
+
+    #[test]
+    fn a_listed_tree_is_read_back_from_its_kept_list_until_gc() {
+        let dir = tempfile::tempdir().unwrap();
+        let pool = pool_with_snapshot(dir.path(), &Default::default());
+        let first = pool.snapshot_files("v@s", None).unwrap();
+        pool.snapshot_files("v@s", Some("sub")).unwrap();
+        assert_eq!(kept_lists(&pool), 2, "the snapshot's tree and sub/'s");
+        // What is kept is what is read: a list kept in its place shows.
+        let mut other = FileList::default();
+        other.push("", b"kept", 1, &[]);
+        kept::save(pool.root(), &first.id, &other).unwrap();
+        let again = pool.snapshot_files("v@s", None).unwrap();
+        assert_eq!(again.files, other);
+        pool.gc(&Default::default()).unwrap();
+        assert_eq!(kept_lists(&pool), 0);
+        let listed = pool.snapshot_files("v@s", None).unwrap();
+        assert_eq!(listed.files, first.files);
+        let paths: Vec<&str> = listed.files.paths().collect();
+        assert_eq!(paths, ["a", "sub/b"]);
+    }
+
+    #[test]
+    fn an_encrypted_pool_keeps_no_list() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = dir.path().join("key");
+        std::fs::write(&key, [7u8; 32]).unwrap();
+        let settings = crate::pool::PoolSettings {
+            encrypt: Some(crate::config::KeySource::File(key)),
+            ..Default::default()
+        };
+        let pool = pool_with_snapshot(dir.path(), &settings);
+        let paths = pool.snapshot_files("v@s", None).unwrap();
+        assert_eq!(paths.files.len(), 2);
+        assert_eq!(kept_lists(&pool), 0);
     }
 }

@@ -136,6 +136,8 @@ impl Pool {
         report.freed_blobs = self.free(&rescued)?;
         self.sweep(&mut report)?;
         report.orphans_removed = self.remove_orphans()?;
+        // Kept file lists name files that may just have been freed.
+        crate::ops::files::clear_kept_lists(self.root()).at(self.root())?;
         // The pool's totals after a collection, for the space history; the
         // collection itself has succeeded whether or not this is written.
         if let Err(e) = self.sample_space() {
