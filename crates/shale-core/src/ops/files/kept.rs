@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 
-use super::list::{Counts, FileList};
+use super::list::{le_u64, Counts, FileList};
 use crate::id::ObjectId;
 
 /// The directory of kept lists, in a pool's local root.
@@ -124,11 +124,6 @@ fn files_part(frame: &[u8], tree: &ObjectId) -> Option<(Vec<u8>, Counts, [u8; 32
     let hash = trailer[56..].try_into().expect("32 bytes");
     data.truncate(columns);
     Some((data, counts, hash))
-}
-
-/// A little-endian `u64` from 8 bytes.
-fn le_u64(b: &[u8]) -> u64 {
-    u64::from_le_bytes(b.try_into().expect("8 bytes"))
 }
 
 /// Keeps `list` as the list of `tree`, then leaves only the newest

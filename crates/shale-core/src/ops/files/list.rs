@@ -199,7 +199,7 @@ impl FileList {
 }
 
 /// A little-endian `u64` from 8 bytes.
-fn le_u64(b: &[u8]) -> u64 {
+pub(super) fn le_u64(b: &[u8]) -> u64 {
     u64::from_le_bytes(b.try_into().expect("8 bytes"))
 }
 
