@@ -43,14 +43,13 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use shale_core::tree::DirRef;
 
+use crate::ranges::add_range;
 use crate::state::SetAttr;
 
 /// The first bytes of a log.
 const MAGIC: &[u8; 8] = b"SHALEIL1";
 /// Length and check of a frame.
 const FRAME_HEAD: usize = 12;
-/// Ranges kept per file before they are merged into one.
-const MAX_RANGES: usize = 256;
 
 /// What a log applies to.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -434,29 +433,6 @@ impl Frames<'_> {
     }
 }
 
-/// Adds `start..end` to sorted, disjoint `ranges`, merging what touches.
-fn add_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
-    // The common case: appending to the last range (a file written in order).
-    if let Some(last) = ranges.last_mut() {
-        if last.0 <= start && start <= last.1 {
-            last.1 = last.1.max(end);
-            return;
-        }
-    }
-    let first = ranges.partition_point(|r| r.1 < start);
-    let last = ranges.partition_point(|r| r.0 <= end);
-    let (mut s, mut e) = (start, end);
-    if first < last {
-        s = s.min(ranges[first].0);
-        e = e.max(ranges[last - 1].1);
-    }
-    ranges.splice(first..last, [(s, e)]);
-    if ranges.len() > MAX_RANGES {
-        let whole = (ranges[0].0, ranges[ranges.len() - 1].1);
-        *ranges = vec![whole];
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -468,22 +444,6 @@ mod tests {
             files: 2,
             entries: 3,
         }
-    }
-
-    #[test]
-    fn ranges_merge_where_they_touch() {
-        let mut r = Vec::new();
-        add_range(&mut r, 10, 20);
-        add_range(&mut r, 20, 30);
-        assert_eq!(r, vec![(10, 30)]);
-        add_range(&mut r, 0, 5);
-        add_range(&mut r, 40, 50);
-        assert_eq!(r, vec![(0, 5), (10, 30), (40, 50)]);
-        add_range(&mut r, 4, 41);
-        assert_eq!(r, vec![(0, 50)]);
-        add_range(&mut r, 60, 61);
-        add_range(&mut r, 55, 56);
-        assert_eq!(r, vec![(0, 50), (55, 56), (60, 61)]);
     }
 
     #[test]

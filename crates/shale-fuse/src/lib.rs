@@ -21,6 +21,7 @@ mod commit;
 mod fs;
 mod inodes;
 mod journal;
+mod ranges;
 mod reader;
 mod recover;
 mod state;

@@ -2,8 +2,11 @@
 //!
 //! A file gets an upper file in `POOL/upper/<mount>/` on its first write
 //! (copied up from its chunks, unless truncated to nothing). A commit splits
-//! the upper file into chunks again, reusing the chunks of the part before
-//! the first byte written since the last commit.
+//! again only the parts written since the last commit: from the old chunk
+//! boundary before each change until the new cuts meet an old boundary
+//! followed by an untouched chunk. The result is the one splitting the
+//! whole file would give, at a cost that follows the bytes written, not the
+//! file's size.
 //!
 //! An upper file's descriptor is opened when it is made and let go of when
 //! the mount holds too many ([`OpenUppers`]; `State::limit_upper_fds`), and
@@ -13,6 +16,7 @@
 
 use std::fs::File;
 use std::io::Read;
+use std::ops::ControlFlow;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -22,6 +26,8 @@ use shale_core::store::blobs::BlobWriter;
 use shale_core::store::chunker::ChunkParams;
 use shale_core::tree::ChunkRef;
 use shale_core::Pool;
+
+use crate::ranges::{add_range, touches};
 
 /// How many upper-file descriptors a mount holds open (clones share it).
 #[derive(Clone, Debug, Default)]
@@ -50,8 +56,9 @@ pub struct Upper {
     /// Whether `known` was cut by content (the file was larger than one
     /// chunk), so that its inner boundaries can be reused.
     known_by_content: bool,
-    /// The first byte changed since `known` was right.
-    dirty_from: u64,
+    /// The byte ranges changed since `known` was right (sorted, disjoint;
+    /// they may reach past `size` after a truncation).
+    written: Vec<(u64, u64)>,
 }
 
 impl Drop for Upper {
@@ -103,7 +110,7 @@ impl Upper {
             size: 0,
             known: Vec::new(),
             known_by_content: false,
-            dirty_from: 0,
+            written: Vec::new(),
         })
     }
 
@@ -126,7 +133,6 @@ impl Upper {
         up.size = size;
         up.known = chunks.to_vec();
         up.known_by_content = size > pool.chunking().max() as u64;
-        up.dirty_from = size;
         Ok(up)
     }
 
@@ -171,23 +177,30 @@ impl Upper {
 
     /// Writes `data` at `offset`.
     pub fn write(&mut self, offset: u64, data: &[u8]) -> std::io::Result<()> {
+        if data.is_empty() {
+            return Ok(());
+        }
         self.file()?.write_all_at(data, offset)?;
-        self.size = self.size.max(offset + data.len() as u64);
-        self.dirty_from = self.dirty_from.min(offset);
+        let end = offset + data.len() as u64;
+        // A write past the end also changes the hole before it (zeros now).
+        add_range(&mut self.written, offset.min(self.size), end);
+        self.size = self.size.max(end);
         Ok(())
     }
 
     /// Sets the length.
     pub fn truncate(&mut self, size: u64) -> std::io::Result<()> {
         self.file()?.set_len(size)?;
+        if size != self.size {
+            add_range(&mut self.written, size.min(self.size), size.max(self.size));
+        }
         self.size = size;
-        self.dirty_from = self.dirty_from.min(size);
         Ok(())
     }
 
     /// Whether bytes changed since the chunks were last computed.
     pub fn changed(&self) -> bool {
-        self.dirty_from < self.size || self.known_size() != self.size
+        !self.written.is_empty() || self.known_size() != self.size
     }
 
     fn known_size(&self) -> u64 {
@@ -200,36 +213,22 @@ impl Upper {
         if !self.changed() {
             return Ok(self.known.clone());
         }
-        let mut out = Vec::new();
-        let mut start = 0u64;
-        if self.known_by_content && self.size > params.max() as u64 {
-            // Inner boundaries before the first changed byte still hold; the
-            // last known chunk ended at the old end of file, not a boundary.
-            let inner = &self.known[..self.known.len().saturating_sub(1)];
-            for c in inner {
-                if start + c.len as u64 > self.dirty_from {
-                    break;
-                }
-                out.push(*c);
-                start += c.len as u64;
-            }
-        }
         let file = self
             .file_once()
             .map_err(|e| shale_core::Error::io(&self.path, e))?;
-        let reader = ReadAt {
-            file: &file,
-            pos: start,
-            end: self.size,
-        };
-        let mut sink = |data: Vec<u8>| {
-            out.push(w.put_chunk(&data)?);
-            Ok(())
-        };
-        if start > 0 {
-            params.chunk_all(reader, &self.path, &mut sink)?;
+        let mut out = Vec::new();
+        if self.known_by_content && self.size > params.max() as u64 {
+            self.rechunk_written(&file, w, params, &mut out)?;
         } else {
-            params.chunk_stream(reader, self.size, &self.path, &mut sink)?;
+            let reader = ReadAt {
+                file: &file,
+                pos: 0,
+                end: self.size,
+            };
+            params.chunk_stream(reader, self.size, &self.path, |data| {
+                out.push(w.put_chunk(&data)?);
+                Ok(())
+            })?;
         }
         let total: u64 = out.iter().map(|c| c.len as u64).sum();
         if total != self.size {
@@ -244,10 +243,70 @@ impl Upper {
         Ok(out)
     }
 
+    /// Appends to `out` the chunks of a file whose `known` chunks were cut
+    /// by content: each known chunk no write touched is kept; from the start
+    /// of each touched one, the file is split again until a new cut lands
+    /// on the start of a kept chunk. From a cut on, content-defined cuts
+    /// depend only on the bytes that follow, so the result is what
+    /// splitting the whole file would give.
+    fn rechunk_written(
+        &self,
+        file: &File,
+        w: &BlobWriter,
+        params: ChunkParams,
+        out: &mut Vec<ChunkRef>,
+    ) -> shale_core::Result<()> {
+        let n = self.known.len();
+        let mut starts = Vec::with_capacity(n + 1);
+        starts.push(0u64);
+        for c in &self.known {
+            starts.push(starts[starts.len() - 1] + c.len as u64);
+        }
+        // The last known chunk ends at the old end of file, which is a cut
+        // only if the file still ends there.
+        let keep = |j: usize| {
+            let (start, end) = (starts[j], starts[j + 1]);
+            let last_holds = j + 1 < n || end == self.size;
+            end <= self.size && last_holds && !touches(&self.written, start, end)
+        };
+        let mut j = 0;
+        loop {
+            while j < n && keep(j) {
+                out.push(self.known[j]);
+                j += 1;
+            }
+            let pos = starts[j];
+            if pos >= self.size {
+                return Ok(());
+            }
+            let reader = ReadAt {
+                file,
+                pos,
+                end: self.size,
+            };
+            let (mut at, mut met) = (pos, None);
+            params.chunk_while(reader, &self.path, |data| {
+                at += data.len() as u64;
+                out.push(w.put_chunk(&data)?);
+                match starts.binary_search(&at) {
+                    Ok(k) if k < n && keep(k) => {
+                        met = Some(k);
+                        Ok(ControlFlow::Break(()))
+                    }
+                    _ => Ok(ControlFlow::Continue(())),
+                }
+            })?;
+            match met {
+                Some(k) => j = k,
+                None => return Ok(()),
+            }
+        }
+    }
+
     /// Records that `chunks` (from [`Upper::chunks`]) are committed.
     pub fn committed(&mut self, chunks: Vec<ChunkRef>, params: ChunkParams) {
         self.known_by_content = self.size > params.max() as u64;
-        self.dirty_from = self.size;
+        self.written.clear();
         self.known = chunks;
     }
 }
@@ -274,4 +333,104 @@ pub fn upper_dir(pool_root: &Path) -> std::io::Result<PathBuf> {
     let dir = base.join(format!("{pid}-{start}"));
     shale_core::private::create_dir_all(&dir)?;
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator (xorshift64).
+    struct Rng(u64);
+
+    impl Rng {
+        fn below(&mut self, n: u64) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0 % n.max(1)
+        }
+
+        fn bytes(&mut self, n: usize) -> Vec<u8> {
+            (0..n).map(|_| self.below(256) as u8).collect()
+        }
+    }
+
+    /// What splitting all of `data` gives, stored through `w`.
+    fn split_whole(data: &[u8], w: &BlobWriter, params: ChunkParams) -> Vec<ChunkRef> {
+        let mut out = Vec::new();
+        params
+            .chunk_stream(data, data.len() as u64, Path::new("model"), |c| {
+                out.push(w.put_chunk(&c).unwrap());
+                Ok(())
+            })
+            .unwrap();
+        out
+    }
+
+    fn setup(dir: &Path) -> (Pool, ChunkParams) {
+        let pool = Pool::init(&dir.join("pool")).unwrap();
+        (pool, ChunkParams::new(16 << 10).unwrap())
+    }
+
+    #[test]
+    fn committing_writes_splits_as_splitting_the_whole_file_would() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, params) = setup(dir.path());
+        let w = pool.blobs().writer("test").unwrap();
+        let mut rng = Rng(0x5eed);
+        let mut model = rng.bytes(1 << 20);
+        let mut up = Upper::create(dir.path().join("up"), &OpenUppers::default()).unwrap();
+        up.write(0, &model).unwrap();
+        for round in 0..60 {
+            for _ in 0..=rng.below(3) {
+                let size = model.len() as u64;
+                if rng.below(6) == 0 {
+                    let to = rng.below(size + (200 << 10)) as usize;
+                    up.truncate(to as u64).unwrap();
+                    model.resize(to, 0);
+                } else {
+                    let at = rng.below(size + (100 << 10)) as usize;
+                    let len = 1 + rng.below(80 << 10) as usize;
+                    let data = rng.bytes(len);
+                    up.write(at as u64, &data).unwrap();
+                    if model.len() < at + data.len() {
+                        model.resize(at + data.len(), 0);
+                    }
+                    model[at..at + data.len()].copy_from_slice(&data);
+                }
+            }
+            let chunks = up.chunks(&w, params).unwrap();
+            assert_eq!(chunks, split_whole(&model, &w, params), "round {round}");
+            up.committed(chunks, params);
+            assert!(!up.changed());
+        }
+    }
+
+    #[test]
+    fn a_commit_reads_only_around_what_was_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let (pool, params) = setup(dir.path());
+        let w = pool.blobs().writer("test").unwrap();
+        let mut rng = Rng(7);
+        let model = rng.bytes(4 << 20);
+        let mut up = Upper::create(dir.path().join("up"), &OpenUppers::default()).unwrap();
+        up.write(0, &model).unwrap();
+        let before = up.chunks(&w, params).unwrap();
+        up.committed(before.clone(), params);
+        // Bytes changed behind the upper file's back, far from the edit,
+        // are not read: the chunks there are the ones already known.
+        up.file()
+            .unwrap()
+            .write_all_at(&[0; 4096], 3 << 20)
+            .unwrap();
+        up.write(100_000, b"edited").unwrap();
+        let after = up.chunks(&w, params).unwrap();
+        let tail = |c: &[ChunkRef]| c[c.len() - 20..].to_vec();
+        assert_eq!(tail(&after), tail(&before));
+        let new = after.iter().filter(|c| !before.contains(c)).count();
+        assert!(
+            (1..=4).contains(&new),
+            "{new} new chunks for one small edit"
+        );
+    }
 }

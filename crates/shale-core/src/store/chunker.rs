@@ -7,6 +7,7 @@
 //! one index row, and pay nothing for boundary search.
 
 use std::io::Read;
+use std::ops::ControlFlow;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -95,13 +96,29 @@ impl ChunkParams {
         path: &Path,
         mut sink: impl FnMut(Vec<u8>) -> Result<()>,
     ) -> Result<()> {
+        self.chunk_while(reader, path, |data| {
+            sink(data).map(|()| ControlFlow::Continue(()))
+        })
+    }
+
+    /// Like [`chunk_all`](Self::chunk_all), stopping (without reading
+    /// further chunks) as soon as `sink` says [`ControlFlow::Break`]: for
+    /// re-chunking part of a file until its old boundaries are met again.
+    pub fn chunk_while<R: Read>(
+        &self,
+        reader: R,
+        path: &Path,
+        mut sink: impl FnMut(Vec<u8>) -> Result<ControlFlow<()>>,
+    ) -> Result<()> {
         let chunks = fastcdc::v2020::StreamCDC::new(reader, self.min(), self.avg, self.max());
         for chunk in chunks {
             let chunk = chunk.map_err(|e| match e {
                 fastcdc::v2020::Error::IoError(io) => Error::io(path, io),
                 other => Error::io(path, std::io::Error::other(format!("chunker: {other:?}"))),
             })?;
-            sink(chunk.data)?;
+            if sink(chunk.data)?.is_break() {
+                break;
+            }
         }
         Ok(())
     }

@@ -1,0 +1,67 @@
+//! Sets of byte ranges: what was written to a file since a point.
+
+/// Ranges kept per file before they are merged into one.
+const MAX_RANGES: usize = 256;
+
+/// Adds `start..end` to sorted, disjoint `ranges`, merging what touches.
+pub fn add_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
+    // The common case: appending to the last range (a file written in order).
+    if let Some(last) = ranges.last_mut() {
+        if last.0 <= start && start <= last.1 {
+            last.1 = last.1.max(end);
+            return;
+        }
+    }
+    let first = ranges.partition_point(|r| r.1 < start);
+    let last = ranges.partition_point(|r| r.0 <= end);
+    let (mut s, mut e) = (start, end);
+    if first < last {
+        s = s.min(ranges[first].0);
+        e = e.max(ranges[last - 1].1);
+    }
+    ranges.splice(first..last, [(s, e)]);
+    if ranges.len() > MAX_RANGES {
+        let whole = (ranges[0].0, ranges[ranges.len() - 1].1);
+        *ranges = vec![whole];
+    }
+}
+
+/// Whether any of sorted, disjoint `ranges` overlaps `start..end`.
+pub fn touches(ranges: &[(u64, u64)], start: u64, end: u64) -> bool {
+    let i = ranges.partition_point(|r| r.1 <= start);
+    ranges.get(i).is_some_and(|r| r.0 < end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_merge_where_they_touch() {
+        let mut r = Vec::new();
+        add_range(&mut r, 10, 20);
+        add_range(&mut r, 20, 30);
+        assert_eq!(r, vec![(10, 30)]);
+        add_range(&mut r, 0, 5);
+        add_range(&mut r, 40, 50);
+        assert_eq!(r, vec![(0, 5), (10, 30), (40, 50)]);
+        add_range(&mut r, 4, 41);
+        assert_eq!(r, vec![(0, 50)]);
+        add_range(&mut r, 60, 61);
+        add_range(&mut r, 55, 56);
+        assert_eq!(r, vec![(0, 50), (55, 56), (60, 61)]);
+    }
+
+    #[test]
+    fn touches_means_overlaps() {
+        let r = vec![(10, 20), (30, 40)];
+        assert!(!touches(&r, 0, 10));
+        assert!(touches(&r, 0, 11));
+        assert!(touches(&r, 19, 25));
+        assert!(!touches(&r, 20, 30));
+        assert!(touches(&r, 20, 31));
+        assert!(touches(&r, 35, 36));
+        assert!(!touches(&r, 40, 100));
+        assert!(!touches(&[], 0, 100));
+    }
+}
