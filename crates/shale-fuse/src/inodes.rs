@@ -96,6 +96,14 @@ impl ChunkList {
             .saturating_sub(1)
     }
 
+    /// Where the last chunk ends: the bytes the chunks hold.
+    pub fn end(&self) -> u64 {
+        match (self.starts.last(), self.refs.last()) {
+            (Some(s), Some(c)) => s + c.len as u64,
+            _ => 0,
+        }
+    }
+
     /// Where chunk `i` starts.
     pub fn start(&self, i: usize) -> u64 {
         self.starts.get(i).copied().unwrap_or(0)

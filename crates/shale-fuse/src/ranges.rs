@@ -3,8 +3,19 @@
 /// Ranges kept per file before they are merged into one.
 const MAX_RANGES: usize = 256;
 
-/// Adds `start..end` to sorted, disjoint `ranges`, merging what touches.
+/// Adds `start..end` to sorted, disjoint `ranges`, merging what touches;
+/// past [`MAX_RANGES`] they become one range over them all (for ranges
+/// that may grow: what to look at again, never what is held).
 pub fn add_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
+    insert_range(ranges, start, end);
+    if ranges.len() > MAX_RANGES {
+        let whole = (ranges[0].0, ranges[ranges.len() - 1].1);
+        *ranges = vec![whole];
+    }
+}
+
+/// Adds `start..end` to sorted, disjoint `ranges`, merging what touches.
+pub fn insert_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
     // The common case: appending to the last range (a file written in order).
     if let Some(last) = ranges.last_mut() {
         if last.0 <= start && start <= last.1 {
@@ -20,9 +31,13 @@ pub fn add_range(ranges: &mut Vec<(u64, u64)>, start: u64, end: u64) {
         e = e.max(ranges[last - 1].1);
     }
     ranges.splice(first..last, [(s, e)]);
-    if ranges.len() > MAX_RANGES {
-        let whole = (ranges[0].0, ranges[ranges.len() - 1].1);
-        *ranges = vec![whole];
+}
+
+/// Cuts `ranges` at `end`: what lies past it goes.
+pub fn clip(ranges: &mut Vec<(u64, u64)>, end: u64) {
+    ranges.retain(|r| r.0 < end);
+    if let Some(last) = ranges.last_mut() {
+        last.1 = last.1.min(end);
     }
 }
 
@@ -50,6 +65,28 @@ mod tests {
         add_range(&mut r, 60, 61);
         add_range(&mut r, 55, 56);
         assert_eq!(r, vec![(0, 50), (55, 56), (60, 61)]);
+    }
+
+    #[test]
+    fn ranges_are_cut_at_an_end() {
+        let mut r = vec![(0, 10), (20, 30), (40, 50)];
+        clip(&mut r, 25);
+        assert_eq!(r, vec![(0, 10), (20, 25)]);
+        clip(&mut r, 20);
+        assert_eq!(r, vec![(0, 10)]);
+        clip(&mut r, 0);
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn many_ranges_become_one_only_where_allowed() {
+        let (mut merged, mut kept) = (Vec::new(), Vec::new());
+        for i in 0..=MAX_RANGES as u64 {
+            add_range(&mut merged, i * 10, i * 10 + 1);
+            insert_range(&mut kept, i * 10, i * 10 + 1);
+        }
+        assert_eq!(merged, vec![(0, MAX_RANGES as u64 * 10 + 1)]);
+        assert_eq!(kept.len(), MAX_RANGES + 1);
     }
 
     #[test]

@@ -1,7 +1,6 @@
 //! Reading file data: answered at once where the bytes are at hand, on a
 //! reader thread where they must be fetched.
 
-use std::os::unix::fs::FileExt;
 use std::sync::MutexGuard;
 
 use fuser::ReplyData;
@@ -65,8 +64,8 @@ impl ShaleFs {
                 reply.data(&m[from..to])
             }
             Ok(Kind::File(Data::Upper(u))) => {
-                let (file, file_size) = match u.file() {
-                    Ok(f) => (f, u.size),
+                let view = match u.view(true) {
+                    Ok(v) => v,
                     Err(e) => {
                         tracing::error!("opening an upper file: {e}");
                         return reply.error(e.into());
@@ -74,18 +73,16 @@ impl ShaleFs {
                 };
                 st.limit_upper_fds(ino);
                 drop(st);
+                let cache = self.chunks.clone();
                 self.readers.spawn(move || {
-                    let len = (file_size.saturating_sub(offset)).min(size as u64) as usize;
-                    let mut buf = vec![0u8; len];
-                    let mut done = 0;
-                    while done < len {
-                        match file.read_at(&mut buf[done..], offset + done as u64) {
-                            Ok(0) => break,
-                            Ok(n) => done += n,
-                            Err(e) => return reply.error(e.into()),
+                    let mut buf = vec![0u8; size as usize];
+                    match view.read_full(&mut buf, offset, &cache) {
+                        Ok(n) => reply.data(&buf[..n]),
+                        Err(e) => {
+                            tracing::error!("reading an upper file: {e}");
+                            reply.error(e.into())
                         }
                     }
-                    reply.data(&buf[..done])
                 });
             }
             Ok(_) => reply.error(fuser::Errno::EISDIR),

@@ -156,7 +156,7 @@ impl State {
                     Data::Upper(up)
                 }
                 Kind::File(Data::Chunks { chunks, size }) => if keep {
-                    Upper::copy_up(path, &self.open_uppers, &pool, &chunks.refs, *size)
+                    Upper::over(path, &self.open_uppers, pool, chunks.clone(), *size)
                 } else {
                     Upper::create(path, &self.open_uppers)
                 }
