@@ -319,9 +319,9 @@ impl State {
                 continue;
             }
             // Open, or written through a handle the kernel opened without
-            // asking (so perhaps open): copying it up again at its next
-            // write would cost the whole file. Kept until it is closed and
-            // a commit interval passes without a write.
+            // asking (so perhaps open): its next writes and reads would
+            // start over from its chunks. Kept until it is closed and a
+            // commit interval passes without a write.
             i.written_unheld = false;
             self.lingering.insert(ino, chunks.clone());
             if let Some(Kind::File(Data::Upper(u))) = self.table.get_mut(ino).map(|i| &mut i.kind) {
