@@ -243,3 +243,53 @@ fn a_tree_fsyncd_before_kill_9_during_an_untar_is_there_after_the_next_mount() {
         "no intent log is left"
     );
 }
+
+/// Edits a file in place (argv 1) and the same edits to a copy outside the
+/// mount (argv 2): writes at offsets across it and one past its end, each
+/// `fsync`'d before the next.
+const EDIT_IN_PLACE: &str = r#"
+import os, random, sys
+rng = random.Random(9)
+fds = [os.open(p, os.O_WRONLY) for p in sys.argv[1:3]]
+size = os.fstat(fds[1]).st_size
+for i in range(40):
+    at = size + 1000 if i == 20 else rng.randrange(0, size)
+    data = rng.randbytes(rng.choice([4096, 65536, 200000]))
+    for fd in fds:
+        os.pwrite(fd, data, at)
+        os.fsync(fd)
+    size = os.fstat(fds[1]).st_size
+"#;
+
+#[test]
+fn in_place_edits_of_a_large_file_fsyncd_before_kill_9_are_there_after() {
+    let Some((env, m, _guard)) = volume_ws_and_mount_point() else {
+        return;
+    };
+    // Committed before the mount: its upper file starts empty, and what is
+    // not written is read from its chunks.
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("big.bin"), noise(5, 8 << 20)).unwrap();
+    env.ok(&["volume", "import", "ws", &env.s("src")]);
+    let model = env.path("model.bin");
+    fs::copy(src.join("big.bin"), &model).unwrap();
+    let server = serve(&env, &m);
+    let mut edit = Command::new("python3");
+    edit.arg("-c")
+        .arg(EDIT_IN_PLACE)
+        .arg(env.path("mnt/ws/big.bin"))
+        .arg(&model);
+    assert!(edit.status().unwrap().success());
+    kill(server);
+    let out = env.run(&["unmount", &m]);
+    assert!(out.status.success(), "{out:?}");
+    env.ok(&["verify", "--read-data"]);
+    env.ok(&["mount", &m]);
+    let back = fs::read(env.path("mnt/ws/big.bin")).unwrap();
+    env.ok(&["unmount", &m]);
+    assert!(
+        back == fs::read(&model).unwrap(),
+        "the file differs from its model"
+    );
+}

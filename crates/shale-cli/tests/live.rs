@@ -435,6 +435,47 @@ fn content_of(name: &str) -> Vec<u8> {
 }
 
 #[test]
+fn snapshots_of_a_large_file_edited_in_place_hold_the_edits_made_before_each() {
+    let Some((env, m)) = volume_ws_and_mount_point() else {
+        return;
+    };
+    // Committed before the mount: written in place, its upper file holds
+    // only the edits, the rest read from its chunks.
+    let mut model = noise(21, 6 << 20);
+    write(&env.path("src/big.bin"), &model);
+    env.ok(&["volume", "import", "ws", &env.s("src")]);
+    env.ok(&["mount", &m, "--commit-interval", "3600"]);
+    let _guard = Mounted(env.path("mnt"));
+    let live = env.path("mnt/ws/big.bin");
+    let file = fs::OpenOptions::new().write(true).open(&live).unwrap();
+    let mut edit = |model: &mut Vec<u8>, at: usize, seed: u64, len: usize| {
+        let data = noise(seed, len);
+        file.write_all_at(&data, at as u64).unwrap();
+        model[at..at + len].copy_from_slice(&data);
+    };
+    edit(&mut model, 1 << 20, 1, 65536);
+    edit(&mut model, 5_000_000, 2, 4096);
+    env.ok(&["snapshot", "create", "ws", "s1"]);
+    let at_s1 = model.clone();
+    // Later writes, one over an earlier edit, do not leak into s1.
+    edit(&mut model, (1 << 20) + 30_000, 3, 200_000);
+    edit(&mut model, 100, 4, 10);
+    env.ok(&["snapshot", "create", "ws", "s2"]);
+    let at_s2 = model.clone();
+    edit(&mut model, 3 << 20, 5, 65536);
+    drop(file);
+    let read = |rel: &str| fs::read(env.path(rel)).unwrap();
+    assert!(read("mnt/ws/.snapshot/s1/big.bin") == at_s1, "s1");
+    assert!(read("mnt/ws/.snapshot/s2/big.bin") == at_s2, "s2");
+    assert!(read("mnt/ws/big.bin") == model, "the live file");
+    env.ok(&["unmount", &m]);
+    env.ok(&["verify", "--read-data"]);
+    env.ok(&["mount", &m]);
+    assert!(read("mnt/ws/big.bin") == model, "after a remount");
+    env.ok(&["unmount", &m]);
+}
+
+#[test]
 fn snapshot_clone_restore_and_import_while_written() {
     let Some((env, m)) = volume_ws_and_mount_point() else {
         return;
