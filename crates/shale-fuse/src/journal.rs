@@ -257,6 +257,11 @@ impl Journal {
         self.header.root
     }
 
+    /// Bytes in the file and recorded for it.
+    pub fn len(&self) -> u64 {
+        self.written + self.pending.len() as u64
+    }
+
     /// Whether the log names `ino` already.
     pub fn knows(&self, ino: u64) -> bool {
         self.known.contains(&ino)

@@ -329,6 +329,27 @@ mod tests {
     }
 
     #[test]
+    fn rewriting_a_range_with_fsync_keeps_the_log_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut st = crate::state::tests::one_volume(dir.path());
+        let f = create(&mut st, ROOT, b"db");
+        let log = journal::path_of(st.pool.root(), "v");
+        let page = vec![7u8; 1 << 20];
+        let first = st.vols["v"].committed;
+        let mut longest = 0;
+        for _ in 0..100 {
+            write(&mut st, f, 0, &page);
+            st.fsync(f).unwrap();
+            longest = longest.max(std::fs::metadata(&log).map_or(0, |m| m.len()));
+        }
+        assert!(
+            longest <= crate::state::LOG_FILE_MAX + (2 << 20),
+            "the log reached {longest} bytes"
+        );
+        assert_ne!(st.vols["v"].committed, first, "an fsync committed");
+    }
+
+    #[test]
     fn a_stopped_mounts_log_brings_back_what_fsync_made_durable() {
         let dir = tempfile::tempdir().unwrap();
         let mut st = crate::state::tests::one_volume(dir.path());

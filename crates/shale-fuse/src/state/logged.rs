@@ -12,6 +12,12 @@ use crate::journal::{self, Header, Journal, Op};
 /// place for the same reason).
 const LOG_DATA_MAX: u64 = 16 << 20;
 
+/// An `fsync` that finds the log longer than this commits instead, which
+/// starts it again: a program that rewrites and `fsync`s the same range
+/// (a database's pages) would otherwise grow it by every write until the
+/// next commit, and a crash would replay them all.
+pub(crate) const LOG_FILE_MAX: u64 = 64 << 20;
+
 impl State {
     /// The time the change being applied uses: one for all it does, and the
     /// one the log records, so that applying the log again gives the same
@@ -164,7 +170,7 @@ impl State {
         let Some(j) = self.journal_mut(volume) else {
             return Ok(false);
         };
-        if j.broken {
+        if j.broken || j.len() > LOG_FILE_MAX {
             return Ok(false);
         }
         let written = j.take_written(ino);

@@ -6,6 +6,8 @@ mod data;
 mod handles;
 mod logged;
 use data::{memory_budget, upper_fd_cap};
+#[cfg(test)]
+pub(crate) use logged::LOG_FILE_MAX;
 
 pub use attrs::SetAttr;
 mod names;
