@@ -41,6 +41,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
 use shale_core::tree::DirRef;
 
 use crate::ranges::add_range;
@@ -151,13 +152,16 @@ pub enum Op {
         kill_suidgid: bool,
     },
     /// File `ino` is `size` bytes long, holds `ranges` (offset, bytes)
-    /// where it was written, and has `mode` and `mtime_ns`.
+    /// where it was written, and has `mode` and `mtime_ns`. (The bytes are
+    /// a `ByteBuf`: postcard writes them in one copy, where a `Vec<u8>`
+    /// went byte by byte, at 43% of the server's time in an `fsync` of
+    /// 1 MiB; the encoding is the same.)
     Data {
         ino: u64,
         size: u64,
         mode: u32,
         mtime_ns: i64,
-        ranges: Vec<(u64, Vec<u8>)>,
+        ranges: Vec<(u64, ByteBuf)>,
     },
 }
 
@@ -452,6 +456,16 @@ mod tests {
     }
 
     #[test]
+    fn data_is_encoded_as_a_vec_of_bytes_was() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let plain = postcard::to_allocvec(&vec![(7u64, bytes.clone())]).unwrap();
+        let buf = postcard::to_allocvec(&vec![(7u64, ByteBuf::from(bytes))]).unwrap();
+        assert_eq!(plain, buf);
+        let back: Vec<(u64, ByteBuf)> = postcard::from_bytes(&plain).unwrap();
+        assert_eq!(back[0].1.len(), 256);
+    }
+
+    #[test]
     fn a_log_reads_back_up_to_a_torn_record() {
         let dir = tempfile::tempdir().unwrap();
         let path = path_of(dir.path(), "v");
@@ -475,7 +489,7 @@ mod tests {
             size: 3,
             mode: 0o644,
             mtime_ns: 8,
-            ranges: vec![(0, b"abc".to_vec())],
+            ranges: vec![(0, ByteBuf::from(b"abc".to_vec()))],
         };
         j.push(8, data.clone());
         j.flush().unwrap();

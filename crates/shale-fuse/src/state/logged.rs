@@ -221,7 +221,7 @@ impl State {
                 // Committed since it was written: nothing new.
                 Data::Chunks { .. } => continue,
             };
-            ranges.push((s, bytes));
+            ranges.push((s, serde_bytes::ByteBuf::from(bytes)));
         }
         let op = Op::Data {
             ino,
