@@ -448,7 +448,7 @@ fn snapshots_of_a_large_file_edited_in_place_hold_the_edits_made_before_each() {
     let _guard = Mounted(env.path("mnt"));
     let live = env.path("mnt/ws/big.bin");
     let file = fs::OpenOptions::new().write(true).open(&live).unwrap();
-    let mut edit = |model: &mut Vec<u8>, at: usize, seed: u64, len: usize| {
+    let edit = |model: &mut Vec<u8>, at: usize, seed: u64, len: usize| {
         let data = noise(seed, len);
         file.write_all_at(&data, at as u64).unwrap();
         model[at..at + len].copy_from_slice(&data);
