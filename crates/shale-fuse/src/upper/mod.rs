@@ -212,7 +212,8 @@ impl Upper {
         let from = offset.min(self.size);
         add_range(&mut self.written, from, end);
         self.size = self.size.max(end);
-        self.now_present(from, end)
+        self.now_present(from, end);
+        Ok(())
     }
 
     /// Sets the length.
@@ -227,25 +228,28 @@ impl Upper {
             clip(&mut lower.present, size);
         }
         if size > old {
-            self.now_present(old, size)
+            self.now_present(old, size);
         } else {
             self.settle();
-            Ok(())
         }
+        Ok(())
     }
 
     /// Records that the upper file holds `start..end`; past
-    /// [`MAX_PRESENT`] ranges, fills in every gap.
-    fn now_present(&mut self, start: u64, end: u64) -> std::io::Result<()> {
+    /// [`MAX_PRESENT`] ranges, fills in every gap. (A fill that fails, the
+    /// chunks out of reach, fails nothing: the write is done, the list of
+    /// ranges stays right, and the next write tries again.)
+    fn now_present(&mut self, start: u64, end: u64) {
         let Some(lower) = &mut self.lower else {
-            return Ok(());
+            return;
         };
         insert_range(&mut lower.present, start, end);
         if lower.present.len() > MAX_PRESENT {
-            self.fill()?;
+            if let Err(e) = self.fill() {
+                tracing::warn!("filling in {}: {e}", self.path.display());
+            }
         }
         self.settle();
-        Ok(())
     }
 
     /// Drops `lower` once the upper file holds every byte the chunks would
