@@ -104,6 +104,17 @@ impl ChunkList {
         }
     }
 
+    /// Where chunk `i` starts, or for the index past the last, where the
+    /// chunks end: chunk `i` is `boundary(i)..boundary(i + 1)`.
+    pub fn boundary(&self, i: usize) -> u64 {
+        self.starts.get(i).copied().unwrap_or_else(|| self.end())
+    }
+
+    /// The chunk that starts at `offset`, if one does.
+    pub fn starting_at(&self, offset: u64) -> Option<usize> {
+        self.starts.binary_search(&offset).ok()
+    }
+
     /// Where chunk `i` starts.
     pub fn start(&self, i: usize) -> u64 {
         self.starts.get(i).copied().unwrap_or(0)

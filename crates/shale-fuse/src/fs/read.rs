@@ -74,16 +74,14 @@ impl ShaleFs {
                 st.limit_upper_fds(ino);
                 drop(st);
                 let cache = self.chunks.clone();
-                self.readers.spawn(move || {
-                    let mut buf = vec![0u8; size as usize];
-                    match view.read_full(&mut buf, offset, &cache) {
-                        Ok(n) => reply.data(&buf[..n]),
+                self.readers
+                    .spawn(move || match view.read(offset, size, &cache) {
+                        Ok(data) => reply.data(&data),
                         Err(e) => {
                             tracing::error!("reading an upper file: {e}");
                             reply.error(e.into())
                         }
-                    }
-                });
+                    });
             }
             Ok(_) => reply.error(fuser::Errno::EISDIR),
             Err(e) => reply.error(super::errno(e)),

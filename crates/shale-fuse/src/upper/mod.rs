@@ -356,27 +356,22 @@ impl Upper {
         params: ChunkParams,
         out: &mut Vec<ChunkRef>,
     ) -> shale_core::Result<()> {
-        let known = &self.known.refs;
-        let n = known.len();
-        let mut starts = Vec::with_capacity(n + 1);
-        starts.push(0u64);
-        for c in known {
-            starts.push(starts[starts.len() - 1] + c.len as u64);
-        }
+        let known = &self.known;
+        let n = known.refs.len();
         // The last known chunk ends at the old end of file, which is a cut
         // only if the file still ends there.
         let keep = |j: usize| {
-            let (start, end) = (starts[j], starts[j + 1]);
+            let (start, end) = (known.boundary(j), known.boundary(j + 1));
             let last_holds = j + 1 < n || end == self.size;
             end <= self.size && last_holds && !touches(&self.written, start, end)
         };
         let mut j = 0;
         loop {
             while j < n && keep(j) {
-                out.push(known[j]);
+                out.push(known.refs[j]);
                 j += 1;
             }
-            let pos = starts[j];
+            let pos = known.boundary(j);
             if pos >= self.size {
                 return Ok(());
             }
@@ -390,8 +385,8 @@ impl Upper {
             params.chunk_while(reader, &self.path, |data| {
                 at += data.len() as u64;
                 out.push(w.put_chunk(&data)?);
-                match starts.binary_search(&at) {
-                    Ok(k) if k < n && keep(k) => {
+                match known.starting_at(at) {
+                    Some(k) if keep(k) => {
                         met = Some(k);
                         Ok(ControlFlow::Break(()))
                     }

@@ -69,8 +69,17 @@ impl UpperView {
         Ok(n)
     }
 
+    /// Up to `len` bytes from `offset` (fewer only at the end of the file).
+    pub fn read(&self, offset: u64, len: u32, cache: &ChunkCache) -> std::io::Result<Vec<u8>> {
+        let len = self.size.saturating_sub(offset).min(len as u64) as usize;
+        let mut buf = vec![0u8; len];
+        let n = self.read_full(&mut buf, offset, cache)?;
+        buf.truncate(n);
+        Ok(buf)
+    }
+
     /// Fills `buf` from `offset`, short only at the end of the file.
-    pub fn read_full(
+    pub(super) fn read_full(
         &self,
         buf: &mut [u8],
         offset: u64,
