@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use serde_bytes::ByteBuf;
 use shale_core::{Error, Pool};
 
 use crate::journal::{self, Op};
@@ -181,10 +182,34 @@ fn apply_op(
     inos: &HashMap<u64, u64>,
     op: &Op,
 ) -> Result<Option<(u64, u64)>, Errno> {
-    let here = |ino: &u64| inos.get(ino).copied().ok_or(libc::ESTALE);
-    let made = |ino: &u64, new: u64| Ok(Some((*ino, new)));
     match op {
-        Op::Ident { ino, parent, name } => made(ino, st.child(here(parent)?, name)?),
+        Op::Ident { .. }
+        | Op::Create { .. }
+        | Op::Mkdir { .. }
+        | Op::Mknod { .. }
+        | Op::Symlink { .. } => make(st, inos, op).map(Some),
+        Op::Data {
+            ino,
+            size,
+            mode,
+            mtime_ns,
+            ranges,
+        } => apply_data(st, here(inos, ino)?, *size, (*mode, *mtime_ns), ranges).map(|()| None),
+        _ => change(st, inos, op).map(|()| None),
+    }
+}
+
+/// The inode here of inode `ino` of the log.
+fn here(inos: &HashMap<u64, u64>, ino: &u64) -> Result<u64, Errno> {
+    inos.get(ino).copied().ok_or(libc::ESTALE)
+}
+
+/// Applies a change that names or makes an inode: (its number in the log,
+/// and here).
+fn make(st: &mut State, inos: &HashMap<u64, u64>, op: &Op) -> Result<(u64, u64), Errno> {
+    let here = |ino: &u64| here(inos, ino);
+    let (ino, new) = match op {
+        Op::Ident { ino, parent, name } => (ino, st.child(here(parent)?, name)?),
         Op::Create {
             ino,
             parent,
@@ -195,7 +220,7 @@ fn apply_op(
         } => {
             let (new, fh) = st.create(here(parent)?, name, *mode, (*uid, *gid), false)?;
             st.release(fh);
-            made(ino, new)
+            (ino, new)
         }
         Op::Mkdir {
             ino,
@@ -204,7 +229,7 @@ fn apply_op(
             mode,
             uid,
             gid,
-        } => made(ino, st.mkdir(here(parent)?, name, *mode, (*uid, *gid))?),
+        } => (ino, st.mkdir(here(parent)?, name, *mode, (*uid, *gid))?),
         Op::Mknod {
             ino,
             parent,
@@ -213,7 +238,7 @@ fn apply_op(
             rdev,
             uid,
             gid,
-        } => made(
+        } => (
             ino,
             st.mknod(here(parent)?, name, *mode, *rdev, (*uid, *gid))?,
         ),
@@ -224,10 +249,19 @@ fn apply_op(
             target,
             uid,
             gid,
-        } => made(ino, st.symlink(here(parent)?, name, target, (*uid, *gid))?),
-        Op::Link { ino, parent, name } => st.link(here(ino)?, here(parent)?, name).map(|_| None),
-        Op::Unlink { parent, name } => st.unlink(here(parent)?, name).map(|_| None),
-        Op::Rmdir { parent, name } => st.rmdir(here(parent)?, name).map(|_| None),
+        } => (ino, st.symlink(here(parent)?, name, target, (*uid, *gid))?),
+        _ => return Err(libc::EINVAL),
+    };
+    Ok((*ino, new))
+}
+
+/// Applies a change to inodes that exist.
+fn change(st: &mut State, inos: &HashMap<u64, u64>, op: &Op) -> Result<(), Errno> {
+    let here = |ino: &u64| here(inos, ino);
+    match op {
+        Op::Link { ino, parent, name } => st.link(here(ino)?, here(parent)?, name).map(drop),
+        Op::Unlink { parent, name } => st.unlink(here(parent)?, name).map(drop),
+        Op::Rmdir { parent, name } => st.rmdir(here(parent)?, name).map(drop),
         Op::Rename {
             parent,
             name,
@@ -236,49 +270,49 @@ fn apply_op(
             flags,
         } => st
             .rename(here(parent)?, name, here(newparent)?, newname, *flags)
-            .map(|_| None),
-        Op::SetAttr { ino, set } => st.set_attr(here(ino)?, set).map(|_| None),
+            .map(drop),
+        Op::SetAttr { ino, set } => st.set_attr(here(ino)?, set).map(drop),
         Op::Fallocate {
             ino,
             offset,
             length,
             mode,
-        } => st
-            .fallocate(here(ino)?, *offset, *length, *mode)
-            .map(|_| None),
+        } => st.fallocate(here(ino)?, *offset, *length, *mode).map(drop),
         Op::SetXattr {
             ino,
             name,
             value,
             flags,
-        } => st.set_xattr(here(ino)?, name, value, *flags).map(|_| None),
-        Op::RemoveXattr { ino, name } => st.remove_xattr(here(ino)?, name).map(|_| None),
+        } => st.set_xattr(here(ino)?, name, value, *flags).map(drop),
+        Op::RemoveXattr { ino, name } => st.remove_xattr(here(ino)?, name).map(drop),
         Op::DropPrivileges { ino, kill_suidgid } => {
-            st.drop_privileges(here(ino)?, *kill_suidgid).map(|_| None)
+            st.drop_privileges(here(ino)?, *kill_suidgid).map(drop)
         }
-        Op::Data {
-            ino,
-            size,
-            mode,
-            mtime_ns,
-            ranges,
-        } => {
-            let ino = here(ino)?;
-            for (offset, bytes) in ranges {
-                let w = Write {
-                    ino,
-                    append: false,
-                    held: true,
-                };
-                st.write(w, *offset, bytes)?;
-            }
-            if st.file_size(ino)? != *size {
-                st.truncate(ino, *size)?;
-            }
-            st.set_written_meta(ino, *mode, *mtime_ns)?;
-            Ok(None)
-        }
+        _ => Err(libc::EINVAL),
     }
+}
+
+/// Applies what `fsync` logged of file `ino`: its bytes where written, its
+/// size, and its (mode, mtime).
+fn apply_data(
+    st: &mut State,
+    ino: u64,
+    size: u64,
+    (mode, mtime_ns): (u32, i64),
+    ranges: &[(u64, ByteBuf)],
+) -> Result<(), Errno> {
+    for (offset, bytes) in ranges {
+        let w = Write {
+            ino,
+            append: false,
+            held: true,
+        };
+        st.write(w, *offset, bytes)?;
+    }
+    if st.file_size(ino)? != size {
+        st.truncate(ino, size)?;
+    }
+    st.set_written_meta(ino, mode, mtime_ns)
 }
 
 #[cfg(test)]
