@@ -268,6 +268,15 @@ pub(crate) fn print_pool_info(cli: &Cli, r: &PoolReport) {
         r.encryption.as_deref().unwrap_or("none")
     );
     println!(
+        "format:            version {}{}",
+        r.format_version,
+        if r.format_version >= shale_core::pool::POOL_VERSION {
+            " (in-place edits stored as deltas)"
+        } else {
+            " (made by an older release: in-place edits stored as whole chunks)"
+        }
+    );
+    println!(
         "chunk size:        {} average",
         format_size(r.chunk_size as u64)
     );

@@ -634,16 +634,32 @@ fn pools_are_found_created_and_versioned() {
     fails(&env, &["pool", "init"], "already exists");
     let info = env.json(&["pool", "info"]);
     assert_eq!(info["volumes"], 0);
-    assert_eq!(info["format_version"], 1);
+    assert_eq!(info["format_version"], 3);
     // the same chunk size as a pool created by first use
     assert_eq!(info["chunk_size"], 128 * 1024);
 
-    // a pool from a future Shale is refused with advice
+    // a pool made before deltas (format 1) is read and written as before;
+    // format 2 is an encrypted pool's
     let desc = env.pool().join("pool.json");
-    let text = fs::read_to_string(&desc)
-        .unwrap()
-        .replace("\"version\": 1", "\"version\": 99");
-    fs::write(&desc, text).unwrap();
+    let set_version = |from: u32, to: u32| {
+        let text = fs::read_to_string(&desc).unwrap().replace(
+            &format!("\"version\": {from}"),
+            &format!("\"version\": {to}"),
+        );
+        fs::write(&desc, text).unwrap();
+    };
+    set_version(3, 1);
+    env.ok(&["volume", "create", "older"]);
+    assert_eq!(env.json(&["pool", "info"])["format_version"], 1);
+    set_version(1, 2);
+    fails(
+        &env,
+        &["volume", "list"],
+        "its version and encryption disagree",
+    );
+
+    // a pool from a future Shale is refused with advice
+    set_version(2, 99);
     fails(&env, &["volume", "list"], "format version 99");
     fails(&env, &["volume", "list"], "upgrade shale");
 

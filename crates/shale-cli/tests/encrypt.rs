@@ -92,7 +92,7 @@ fn the_store_holds_no_name_content_or_content_id() {
     assert_eq!(leaks(&env), Vec::<String>::new());
     let info = env.json(&["pool", "info"]);
     assert!(info["encryption"].as_str().unwrap().contains("AES-256-GCM"));
-    assert_eq!(info["format_version"], 2);
+    assert_eq!(info["format_version"], 3);
 
     // The same scan finds them in a plain pool: it can fail.
     let plain = Env::new_plain();

@@ -217,6 +217,7 @@ impl State {
         let mut kids = dir.children.iter().peekable();
         loop {
             let base_name = cursor.peek()?.map(|e| e.name.clone());
+            builder.near(cursor.take_loaded());
             match (kids.peek(), base_name) {
                 (None, None) => break,
                 (Some((name, slot)), base)

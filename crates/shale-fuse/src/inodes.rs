@@ -11,6 +11,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use shale_core::tree::{ChunkRef, Content, DirRef, Entry, Special};
+use shale_core::ObjectId;
 
 use crate::upper::Upper;
 
@@ -113,6 +114,18 @@ impl ChunkList {
     /// The chunk that starts at `offset`, if one does.
     pub fn starting_at(&self, offset: u64) -> Option<usize> {
         self.starts.binary_search(&offset).ok()
+    }
+
+    /// The ids of the chunks holding bytes `start..end`, and of one more
+    /// on each side: what a chunk cut there after an edit was most likely
+    /// made from (the bases of its delta).
+    pub fn near(&self, start: u64, end: u64) -> Vec<ObjectId> {
+        if self.refs.is_empty() {
+            return Vec::new();
+        }
+        let first = self.find(start).saturating_sub(1);
+        let last = (self.find(end.saturating_sub(1)) + 1).min(self.refs.len() - 1);
+        self.refs[first..=last].iter().map(|c| c.id).collect()
     }
 
     /// Where chunk `i` starts.

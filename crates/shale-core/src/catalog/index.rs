@@ -123,6 +123,23 @@ impl Catalog {
         })
     }
 
+    /// Where every blob stored as a delta is (`gc` keeps their bases).
+    pub fn delta_blobs(&self) -> Result<Vec<BlobLocation>> {
+        self.read(|db| {
+            db.query_all(
+                "SELECT p.name, b.id, b.\"offset\", b.stored_len, b.raw_len, b.kind, b.compression \
+                 FROM blobs b JOIN packs p ON p.id = b.pack WHERE b.compression = ?1",
+                args![Compression::Delta as i64],
+                |r| {
+                    Ok(BlobLocation {
+                        pack: r.id(0)?,
+                        head: head_from_row(r.id(1)?, r, 2)?,
+                    })
+                },
+            )
+        })
+    }
+
     /// The index ids of the blobs of the kind of blob `id` in its pack,
     /// with that pack's catalog key (empty if the index does not know
     /// `id`): [`Catalog::locate_pack_of`] without the entries, for callers

@@ -24,6 +24,7 @@ use crate::id::ObjectId;
 use crate::names::check_name;
 use crate::pool::Pool;
 use crate::store::blobs::BlobWriter;
+use crate::store::pack::Compression;
 use crate::tree::{load_node, Content, Node};
 
 /// What one update did.
@@ -67,15 +68,20 @@ impl Sender<'_> {
     /// Copies one blob; between plain pools, or pools sharing a master
     /// key, as stored (no recompression, no re-sealing), otherwise as
     /// plaintext, sealed again (or for the first time, or no longer) by
-    /// the destination.
+    /// the destination. A blob stored as a delta is sent whole: its bases
+    /// may be nowhere else in what is sent.
     fn copy(&mut self, id: &ObjectId) -> Result<()> {
         let as_stored = self.source.blobs().keys() == self.dest.blobs().keys();
-        let written = if as_stored {
-            let (head, stored) = self.source.blobs().get_stored(id)?;
-            let n = stored.len() as u64;
-            self.writer.put_stored(&head, &stored)?.then_some(n)
-        } else {
-            self.copy_plaintext(id)?
+        let stored = match as_stored {
+            true => Some(self.source.blobs().get_stored(id)?),
+            false => None,
+        };
+        let written = match stored {
+            Some((head, stored)) if head.compression != Compression::Delta => {
+                let n = stored.len() as u64;
+                self.writer.put_stored(&head, &stored)?.then_some(n)
+            }
+            _ => self.copy_plaintext(id)?,
         };
         if let Some(n) = written {
             self.report.objects += 1;

@@ -258,6 +258,20 @@ fn reseal_one(
             crate::store::blobs::zstd_decompress(&stored, head.raw_len as usize)
                 .map_err(|e| Error::corrupt(what(), format!("cannot decompress: {e}")))?,
         ),
+        // A delta names its bases by content id, which the new keys do
+        // not change; its record, opened under the old key, names the
+        // blob it rebuilds.
+        Compression::Delta => {
+            let content =
+                crate::store::blobs::delta_id(&stored).map_err(|e| Error::corrupt(what(), e))?;
+            if old.index_id(&content) != head.id {
+                return Err(Error::corrupt(
+                    what(),
+                    "its delta record names another blob",
+                ));
+            }
+            return Ok((new.index_id(&content), stored));
+        }
     };
     let content = ObjectId::of(plain.as_deref().unwrap_or(&stored));
     if old.index_id(&content) != head.id {

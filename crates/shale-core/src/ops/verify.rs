@@ -19,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::pool::Pool;
 use crate::progress::{self, Event, Progress};
-use crate::store::pack;
+use crate::store::pack::{self, Compression};
 use crate::tree::{load_node, Content, Node};
 
 /// What to check.
@@ -99,7 +99,6 @@ impl Checker<'_> {
     /// Reads every indexed pack and re-hashes each blob in it.
     fn read_packs(&mut self, report: &mut VerifyReport) -> Result<()> {
         let store = self.pool.store.clone();
-        let keys = store.keys();
         for (rowid, name) in self.pool.catalog().packs()? {
             let heads = self.pool.catalog().blobs_in_pack(rowid)?;
             let key = pack::key(&name);
@@ -133,7 +132,7 @@ impl Checker<'_> {
             );
             progress::check(&self.progress)?;
             for h in heads {
-                if let Err(e) = crate::store::blobs::check_in_pack(keys, &h, &name, &data) {
+                if let Err(e) = crate::store::blobs::check_in_pack(&store, &h, &name, &data) {
                     self.bad_blobs.insert(h.id, e.to_string());
                 }
             }
@@ -165,31 +164,53 @@ impl Checker<'_> {
         if let Some(known) = self.chunks.get(id) {
             return Ok(known.clone());
         }
-        let problem = if let Some(e) = self.bad_blob(id) {
-            Some(e)
-        } else {
-            match self.location(id)? {
-                None => Some(format!("object {id} is missing from the pool")),
-                Some(loc) => match self.pack_size(&loc.pack) {
-                    None => Some(format!(
-                        "object {id} in pack {} is corrupt: its pack is missing",
-                        loc.pack
-                    )),
-                    Some(size) if loc.head.offset + loc.head.stored_len as u64 > size => {
-                        Some(format!(
-                            "object {id} in pack {} is corrupt: its pack is truncated",
-                            loc.pack
-                        ))
-                    }
-                    Some(_) => None,
-                },
-            }
+        let problem = match self.bad_blob(id) {
+            Some(e) => Some(e),
+            None => self.stored_problem(id, true)?,
         };
         if let Some(e) = &problem {
             self.damaged.insert(*id, ("data", e.clone()));
         }
         self.chunks.insert(*id, problem.clone());
         Ok(problem)
+    }
+
+    /// What is wrong with where blob `id` is stored, if anything; with
+    /// `bases`, for a blob stored as a delta, with where its bases are
+    /// stored too (they are whole, so no deeper).
+    fn stored_problem(&mut self, id: &ObjectId, bases: bool) -> Result<Option<String>> {
+        let Some(loc) = self.location(id)? else {
+            return Ok(Some(format!("object {id} is missing from the pool")));
+        };
+        let why = match self.pack_size(&loc.pack) {
+            None => Some("its pack is missing"),
+            Some(size) if loc.head.offset + loc.head.stored_len as u64 > size => {
+                Some("its pack is truncated")
+            }
+            Some(_) => None,
+        };
+        if let Some(why) = why {
+            return Ok(Some(format!(
+                "object {id} in pack {} is corrupt: {why}",
+                loc.pack
+            )));
+        }
+        if !bases || loc.head.compression != Compression::Delta {
+            return Ok(None);
+        }
+        let record = match self.pool.blobs().delta_bases(&loc) {
+            Ok(b) => b,
+            Err(e) if is_damage(&e) => return Ok(Some(e.to_string())),
+            Err(e) => return Err(e),
+        };
+        for base in record {
+            if let Some(p) = self.stored_problem(&base, false)? {
+                return Ok(Some(format!(
+                    "object {id} is a delta of a damaged blob: {p}"
+                )));
+            }
+        }
+        Ok(None)
     }
 
     /// Pass 1: whether anything under directory node `id` is damaged.

@@ -16,11 +16,12 @@ use std::time::Instant;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::catalog::BlobLocation;
 use crate::error::{Error, Result};
 use crate::pool::Pool;
 use crate::progress::{self, Event, Progress};
 use crate::size::format_size;
-use crate::store::pack;
+use crate::store::pack::{self, Compression};
 use crate::tree::{lookup, read_dir, split_path, Content, Entry};
 
 /// What warming did.
@@ -119,21 +120,33 @@ impl Pool {
     }
 
     /// The cache windows (pack key, window number) that `chunks` lie in,
-    /// in pack order.
+    /// in pack order. A chunk stored as a delta brings the windows of its
+    /// bases too: a read rebuilds it from them.
     fn windows_of(
         &self,
         chunks: &BTreeSet<crate::id::ObjectId>,
         window: u64,
     ) -> Result<Vec<(String, u64)>> {
         let mut windows = BTreeSet::new();
-        for id in chunks {
-            let loc = self.store.location(id)?.ok_or(Error::MissingObject(*id))?;
+        let mut add = |loc: &BlobLocation| {
             let key = pack::key(&loc.pack);
             let first = loc.head.offset / window;
             let last = (loc.head.offset + u64::from(loc.head.stored_len).max(1) - 1) / window;
             for w in first..=last {
                 windows.insert((key.clone(), w));
             }
+        };
+        let locate = |id| self.store.location(id)?.ok_or(Error::MissingObject(*id));
+        let mut bases = BTreeSet::new();
+        for id in chunks {
+            let loc = locate(id)?;
+            if loc.head.compression == Compression::Delta {
+                bases.extend(self.store.delta_bases(&loc)?);
+            }
+            add(&loc);
+        }
+        for id in &bases {
+            add(&locate(id)?);
         }
         Ok(windows.into_iter().collect())
     }

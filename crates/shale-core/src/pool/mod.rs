@@ -32,12 +32,14 @@ use crate::store::objects::{LocalDir, ObjectStore, Remote, StoreLocation};
 
 mod remote;
 
-/// The newest pool format version this build reads and writes: 2 for an
-/// encrypted pool (sealed packs and catalog copy), 1 for a plain one
-/// (which every release since the first reads).
-pub const POOL_VERSION: u32 = 2;
-/// The version of a plain pool.
+/// The pool format version this build writes: 3, which may store blobs
+/// as deltas of others (in-place edits), plain or encrypted. It also reads
+/// and writes 1 (plain) and 2 (encrypted), storing every blob whole there.
+pub const POOL_VERSION: u32 = 3;
+/// The version of a plain pool made before deltas.
 const PLAIN_VERSION: u32 = 1;
+/// The version of an encrypted pool made before deltas.
+const SEALED_VERSION: u32 = 2;
 const POOL_FILE: &str = "pool.json";
 /// The catalog's file name in a pool directory (or an object-store pool's cache).
 pub const CATALOG_FILE: &str = "catalog.db";
@@ -77,11 +79,7 @@ impl PoolDescription {
         let encryption = settings.encrypt.as_ref().map(|_| Encryption::current());
         PoolDescription {
             format: FORMAT_NAME.into(),
-            version: if encryption.is_some() {
-                POOL_VERSION
-            } else {
-                PLAIN_VERSION
-            },
+            version: POOL_VERSION,
             id: blake3::hash(seed.as_bytes()).to_hex()[..32].to_string(),
             created,
             chunking: settings.chunking,
@@ -93,6 +91,11 @@ impl PoolDescription {
 }
 
 impl PoolDescription {
+    /// Whether blobs may be stored as deltas of others (format 3).
+    pub fn deltas(&self) -> bool {
+        self.version >= POOL_VERSION
+    }
+
     /// The URL (without password) of the PostgreSQL catalog, for a pool
     /// whose catalog is shared.
     pub fn shared_catalog(&self) -> Option<&str> {
@@ -264,10 +267,13 @@ impl Pool {
         catalog: Catalog,
         keys: Option<Arc<PoolKeys>>,
     ) -> Pool {
+        let deltas = description.deltas();
         Pool {
             root: root.to_path_buf(),
             description,
-            store: BlobStore::new(Arc::new(objects), Arc::new(catalog)).with_keys(keys),
+            store: BlobStore::new(Arc::new(objects), Arc::new(catalog))
+                .with_keys(keys)
+                .with_deltas(deltas),
             remote: None,
             options: PoolOptions::default(),
         }
@@ -478,7 +484,7 @@ fn parse_description(text: &[u8], what: &str, root: &Path) -> Result<PoolDescrip
         return Err(Error::corrupt(what, "not a Shale pool description"));
     }
     let version = value.get("version").cloned().unwrap_or_default();
-    if !matches!(version.as_u64(), Some(v) if v == PLAIN_VERSION as u64 || v == POOL_VERSION as u64)
+    if !matches!(version.as_u64(), Some(v) if (PLAIN_VERSION as u64..=POOL_VERSION as u64).contains(&v))
     {
         return Err(Error::UnsupportedFormat {
             path: root.to_path_buf(),
@@ -494,8 +500,8 @@ fn parse_description(text: &[u8], what: &str, root: &Path) -> Result<PoolDescrip
     let description: PoolDescription =
         serde_json::from_value(value).map_err(|e| Error::corrupt(what, e.to_string()))?;
     match (&description.encryption, description.version) {
-        (Some(e), POOL_VERSION) => e.check(what)?,
-        (None, PLAIN_VERSION) => {}
+        (Some(e), SEALED_VERSION | POOL_VERSION) => e.check(what)?,
+        (None, PLAIN_VERSION | POOL_VERSION) => {}
         _ => return Err(Error::corrupt(what, "its version and encryption disagree")),
     }
     ChunkParams::new(description.chunking.avg as u64)

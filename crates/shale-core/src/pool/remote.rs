@@ -60,10 +60,13 @@ impl Pool {
         let keys = choose(candidates, &catalog, &name)?;
         let catalog = Arc::new(catalog);
         crate::coord::leases::start_heartbeat(&catalog);
+        let deltas = description.deltas();
         Ok(Pool {
             root: cache,
             description,
-            store: BlobStore::new(remote.clone(), catalog).with_keys(keys),
+            store: BlobStore::new(remote.clone(), catalog)
+                .with_keys(keys)
+                .with_deltas(deltas),
             remote: Some((remote, name)),
             options: options.clone(),
         })
@@ -154,10 +157,13 @@ impl Pool {
         let json = serde_json::to_vec_pretty(&description)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
         remote.put(POOL_FILE, &json)?;
+        let deltas = description.deltas();
         Ok(Pool {
             root: cache,
             description,
-            store: BlobStore::new(remote.clone(), Arc::new(catalog)).with_keys(keys),
+            store: BlobStore::new(remote.clone(), Arc::new(catalog))
+                .with_keys(keys)
+                .with_deltas(deltas),
             remote: Some((remote, name)),
             options: options.clone(),
         })

@@ -62,6 +62,9 @@ pub enum Compression {
     None = 0,
     /// A zstd frame.
     Zstd = 1,
+    /// A delta record: the blob as copies of other blobs' bytes and new
+    /// bytes (pool format 3; see `blobs/delta.rs`).
+    Delta = 2,
 }
 
 impl Compression {
@@ -70,6 +73,7 @@ impl Compression {
         match b {
             0 => Some(Compression::None),
             1 => Some(Compression::Zstd),
+            2 => Some(Compression::Delta),
             _ => None,
         }
     }

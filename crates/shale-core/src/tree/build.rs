@@ -2,6 +2,7 @@
 
 use super::node::{encode, Child, DirRef, Entry, Node};
 use crate::error::Result;
+use crate::id::ObjectId;
 use crate::store::blobs::BlobWriter;
 use crate::store::pack::BlobKind;
 
@@ -32,7 +33,7 @@ fn is_boundary(level: u8, name: &[u8], target: u32) -> bool {
     word.is_multiple_of(target)
 }
 
-fn store_node(w: &BlobWriter, node: &Node) -> Result<crate::id::ObjectId> {
+fn store_node(w: &BlobWriter, node: &Node) -> Result<ObjectId> {
     w.put(BlobKind::Tree, &encode(node))
 }
 
@@ -43,6 +44,9 @@ pub struct DirBuilder<'a> {
     leaf: Vec<Entry>,
     leaves: Vec<Child>,
     count: u64,
+    /// Leaves of the directory's last version that the current leaf's
+    /// entries come from: the bases of its delta (see [`DirBuilder::near`]).
+    bases: Vec<ObjectId>,
 }
 
 impl<'a> DirBuilder<'a> {
@@ -53,7 +57,16 @@ impl<'a> DirBuilder<'a> {
             leaf: Vec::new(),
             leaves: Vec::new(),
             count: 0,
+            bases: Vec::new(),
         }
+    }
+
+    /// Notes leaves of the directory's last version whose entries come
+    /// next: a leaf written again after a small change (a large file's
+    /// chunk list with one chunk edited) is then stored as a delta of them
+    /// where the pool allows it.
+    pub fn near(&mut self, leaves: Vec<ObjectId>) {
+        self.bases.extend(leaves);
     }
 
     /// Adds the next entry; its name must sort after every earlier one.
@@ -86,7 +99,13 @@ impl<'a> DirBuilder<'a> {
         let bytes = leaf.iter().map(Entry::bytes).sum();
         let files = leaf.iter().map(Entry::files).sum();
         let entries = leaf.len() as u64;
-        let node = store_node(self.writer, &Node::Leaf(leaf))?;
+        let node = self
+            .writer
+            .put_near(BlobKind::Tree, &encode(&Node::Leaf(leaf)), &self.bases)?;
+        // The last leaf noted may hold the next entries too.
+        let last = self.bases.pop();
+        self.bases.clear();
+        self.bases.extend(last);
         self.leaves.push(Child {
             first,
             node,

@@ -59,6 +59,8 @@ pub struct DirCursor<'a> {
     store: &'a BlobStore,
     leaves: std::vec::IntoIter<ObjectId>,
     current: std::collections::VecDeque<Entry>,
+    /// Leaves read since [`DirCursor::take_loaded`] last asked.
+    loaded: Vec<ObjectId>,
 }
 
 impl<'a> DirCursor<'a> {
@@ -72,6 +74,7 @@ impl<'a> DirCursor<'a> {
             store,
             leaves: leaves.into_iter(),
             current: Default::default(),
+            loaded: Vec::new(),
         })
     }
 
@@ -79,11 +82,20 @@ impl<'a> DirCursor<'a> {
     pub fn peek(&mut self) -> Result<Option<&Entry>> {
         while self.current.is_empty() {
             match self.leaves.next() {
-                Some(leaf) => self.current = leaf_entries(self.store, &leaf)?.into(),
+                Some(leaf) => {
+                    self.current = leaf_entries(self.store, &leaf)?.into();
+                    self.loaded.push(leaf);
+                }
                 None => return Ok(None),
             }
         }
         Ok(self.current.front())
+    }
+
+    /// The leaves read since the last call: what a new version of the
+    /// directory is made from (see [`DirBuilder::near`](super::DirBuilder::near)).
+    pub fn take_loaded(&mut self) -> Vec<ObjectId> {
+        std::mem::take(&mut self.loaded)
     }
 
     /// Takes the next entry.

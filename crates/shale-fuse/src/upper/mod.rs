@@ -28,6 +28,7 @@ use std::sync::{Arc, Mutex};
 
 use shale_core::store::blobs::BlobWriter;
 use shale_core::store::chunker::ChunkParams;
+use shale_core::store::pack::BlobKind;
 use shale_core::tree::ChunkRef;
 use shale_core::Pool;
 
@@ -383,8 +384,13 @@ impl Upper {
             };
             let (mut at, mut met) = (pos, None);
             params.chunk_while(reader, &self.path, |data| {
+                let bases = known.near(at, at + data.len() as u64);
                 at += data.len() as u64;
-                out.push(w.put_chunk(&data)?);
+                let id = w.put_near(BlobKind::Data, &data, &bases)?;
+                out.push(ChunkRef {
+                    id,
+                    len: data.len() as u32,
+                });
                 match known.starting_at(at) {
                     Some(k) if keep(k) => {
                         met = Some(k);

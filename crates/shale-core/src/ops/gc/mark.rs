@@ -4,7 +4,7 @@
 
 use std::collections::HashSet;
 
-use crate::catalog::{self, now_ns};
+use crate::catalog::{self, now_ns, BlobLocation};
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::pool::Pool;
@@ -45,6 +45,19 @@ impl Marks {
         }
         Ok(())
     }
+
+    /// Adds the bases of the marked blobs stored as deltas (`deltas`: where
+    /// every delta is). Bases are always stored whole, so one pass is all.
+    pub(super) fn add_bases(&mut self, pool: &Pool, deltas: &[BlobLocation]) -> Result<()> {
+        for loc in deltas {
+            if self.blobs.contains(&loc.head.id) {
+                let bases = pool.store.delta_bases(loc)?;
+                self.blobs
+                    .extend(bases.iter().map(|b| pool.store.index_id(b)));
+            }
+        }
+        Ok(())
+    }
 }
 
 /// The roots (volumes and snapshots) of the pool now.
@@ -81,13 +94,16 @@ impl Pool {
         let time = now_ns();
         let roots = roots(self)?;
         let mut marks = Marks::default();
+        let unreadable = |e: Error| {
+            Error::InvalidArgument(format!(
+                "gc stopped, nothing was freed: it cannot read every tree ({e}); run `shale verify`"
+            ))
+        };
         for root in &roots {
-            marks.walk(self, root).map_err(|e| {
-                Error::InvalidArgument(format!(
-                    "gc stopped, nothing was freed: it cannot read every tree ({e}); run `shale verify`"
-                ))
-            })?;
+            marks.walk(self, root).map_err(unreadable)?;
         }
+        let deltas = self.catalog().delta_blobs()?;
+        marks.add_bases(self, &deltas).map_err(unreadable)?;
         Ok(Mark { time, roots, marks })
     }
 
@@ -130,6 +146,9 @@ impl Pool {
                 rescued.walk(self, &root)?;
             }
         }
+        // Deltas committed since the mark may build on blobs it condemned.
+        let deltas = self.catalog().delta_blobs()?;
+        rescued.add_bases(self, &deltas)?;
         let doomed = condemned
             .blobs
             .into_iter()

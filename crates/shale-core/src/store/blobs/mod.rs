@@ -9,6 +9,7 @@
 //! the state change that uses them (after [`BlobWriter::finish`]); a crash
 //! before that leaves them unreferenced, for `gc`.
 
+mod delta;
 mod writer;
 
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use crate::id::ObjectId;
 use crate::store::locations::LocationCache;
 use crate::store::objects::ObjectStore;
 use crate::store::pack::{self, Compression, EntryHead};
+use delta::Delta;
 
 pub use writer::{BlobWriter, Prepared, WriteStats};
 
@@ -47,6 +49,8 @@ pub struct BlobStore {
     /// An encrypted pool's keys: blobs are then indexed by keyed id and
     /// sealed (see `crypt/sealing.rs`).
     keys: Option<Arc<PoolKeys>>,
+    /// Whether new blobs may be stored as deltas of others (pool format 3).
+    deltas: bool,
 }
 
 impl BlobStore {
@@ -57,7 +61,16 @@ impl BlobStore {
             catalog,
             locations: Arc::default(),
             keys: None,
+            deltas: false,
         }
+    }
+
+    /// This store, storing blobs written with
+    /// [`BlobWriter::put_near`] as deltas of their bases where that pays
+    /// (only in pools of format 3: older releases cannot read them).
+    pub fn with_deltas(mut self, deltas: bool) -> Self {
+        self.deltas = deltas;
+        self
     }
 
     /// This store, sealing and opening blobs with an encrypted pool's keys.
@@ -98,12 +111,50 @@ impl BlobStore {
 
     /// Reads, decompresses and checks one blob.
     pub fn get(&self, id: &ObjectId) -> Result<Vec<u8>> {
-        match self.get_once(id, false) {
+        self.get_as(id, Role::Blob)
+    }
+
+    fn get_as(&self, id: &ObjectId, role: Role) -> Result<Vec<u8>> {
+        match self.get_once(id, false, role) {
             // `gc` may have moved the blob to a new pack since we learnt
             // where it was: look it up again once.
-            Err(Error::Corrupt { reason, .. }) if reason == PACK_MISSING => self.get_once(id, true),
+            Err(Error::Corrupt { reason, .. }) if reason == PACK_MISSING => {
+                self.get_once(id, true, role)
+            }
             other => other,
         }
+    }
+
+    /// A blob and, when it is stored as a delta, its record: what a new
+    /// blob built on it needs (see [`delta::Base`]).
+    fn get_for_base(&self, id: &ObjectId) -> Result<(Vec<u8>, Option<Delta>)> {
+        let loc = self.locate(id, false)?;
+        let record = match loc.head.compression {
+            Compression::Delta => Some(self.delta_record(&loc)?),
+            Compression::None | Compression::Zstd => None,
+        };
+        Ok((self.get(id)?, record))
+    }
+
+    /// The record of a blob stored as a delta at `loc`.
+    fn delta_record(&self, loc: &BlobLocation) -> Result<Delta> {
+        let what = || format!("object {} in pack {}", loc.head.id, loc.pack);
+        let stored = self.objects.get_range(
+            &pack::key(&loc.pack),
+            loc.head.offset,
+            loc.head.stored_len as usize,
+        )?;
+        let stored = match self.keys() {
+            Some(k) => k.open_blob(&loc.head.id, stored, &what())?,
+            None => stored,
+        };
+        Delta::decode(&stored).map_err(|e| Error::corrupt(what(), e))
+    }
+
+    /// The content ids of the bases of the blob stored as a delta at
+    /// `loc` (what `gc` must keep while the blob lives).
+    pub fn delta_bases(&self, loc: &BlobLocation) -> Result<Vec<ObjectId>> {
+        Ok(self.delta_record(loc)?.bases)
     }
 
     /// Reads, decompresses and checks one blob if that needs no waiting:
@@ -117,7 +168,7 @@ impl BlobStore {
             loc.head.offset,
             loc.head.stored_len as usize,
         )?;
-        self.decode(&loc, stored, id).ok()
+        self.decode(&loc, stored, id, Role::Base).ok()
     }
 
     /// Where a blob is, if the index knows it (remembered per pack, as
@@ -187,7 +238,7 @@ impl BlobStore {
         Ok((loc.head, stored))
     }
 
-    fn get_once(&self, id: &ObjectId, fresh: bool) -> Result<Vec<u8>> {
+    fn get_once(&self, id: &ObjectId, fresh: bool, role: Role) -> Result<Vec<u8>> {
         let loc = self.locate(id, fresh)?;
         let key = pack::key(&loc.pack);
         let what = || format!("object {id} in pack {}", loc.pack);
@@ -204,12 +255,24 @@ impl BlobStore {
                 }
                 other => other,
             })?;
-        self.decode(&loc, stored, id)
+        self.decode(&loc, stored, id, role)
     }
 
     /// A blob read from its pack, decoded for the reader of content id
-    /// `id` (see [`decode_blob`]).
-    fn decode(&self, loc: &BlobLocation, stored: Vec<u8>, id: &ObjectId) -> Result<Vec<u8>> {
+    /// `id` (see [`decode_blob`]); a delta's bases are read if `role`
+    /// allows a delta.
+    fn decode(
+        &self,
+        loc: &BlobLocation,
+        stored: Vec<u8>,
+        id: &ObjectId,
+        role: Role,
+    ) -> Result<Vec<u8>> {
+        let fetch = |base: &ObjectId| self.get_as(base, Role::Base);
+        let bases: Bases<'_> = match role {
+            Role::Blob => Some(&fetch),
+            Role::Base => None,
+        };
         decode_blob(
             self.keys(),
             &loc.head,
@@ -217,6 +280,7 @@ impl BlobStore {
             stored,
             id,
             Rehash::UnlessSealed,
+            bases,
         )
     }
 
@@ -227,6 +291,21 @@ impl BlobStore {
         Ok(BlobWriter::new(self.clone(), session))
     }
 }
+
+/// What a blob is read as.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Role {
+    /// A blob a caller asked for: it may be a delta.
+    Blob,
+    /// The base of a delta (or a read that must not wait): it must be
+    /// stored whole, which bounds a read to one level of indirection
+    /// (and a damaged pool cannot make it loop).
+    Base,
+}
+
+/// Reads the bases of a delta by content id; None where a blob must be
+/// stored whole.
+type Bases<'a> = Option<&'a dyn Fn(&ObjectId) -> Result<Vec<u8>>>;
 
 /// Whether [`decode_blob`] hashes the plaintext again.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -252,6 +331,7 @@ fn decode_blob(
     stored: Vec<u8>,
     name: &ObjectId,
     rehash: Rehash,
+    bases: Bases<'_>,
 ) -> Result<Vec<u8>> {
     let what = || format!("object {name} in pack {pack}");
     let stored = match keys {
@@ -262,6 +342,19 @@ fn decode_blob(
         Compression::None => stored,
         Compression::Zstd => zstd_decompress(&stored, head.raw_len as usize)
             .map_err(|e| Error::corrupt(what(), format!("cannot decompress: {e}")))?,
+        Compression::Delta => {
+            let Some(fetch) = bases else {
+                return Err(Error::corrupt(
+                    what(),
+                    "it is a delta where only a whole blob may be",
+                ));
+            };
+            let delta = Delta::decode(&stored).map_err(|e| Error::corrupt(what(), e))?;
+            let bases = delta.bases.iter().map(fetch).collect::<Result<Vec<_>>>()?;
+            delta
+                .apply(&bases, head.raw_len as usize)
+                .map_err(|e| Error::corrupt(what(), e))?
+        }
     };
     let checked = keys.is_some() && rehash == Rehash::UnlessSealed;
     let hash_ok = || {
@@ -296,10 +389,16 @@ pub(crate) fn zstd_decompress(stored: &[u8], len: usize) -> std::io::Result<Vec<
     })
 }
 
-/// Checks one indexed blob inside the bytes of its whole pack (`keys`: an
-/// encrypted pool's).
+/// The content id of the blob a delta record rebuilds (for `pool rekey`,
+/// which moves records without rebuilding them).
+pub fn delta_id(record: &[u8]) -> std::result::Result<ObjectId, String> {
+    Delta::decode(record).map(|d| d.id)
+}
+
+/// Checks one indexed blob of `store` inside the bytes of its whole pack
+/// (a delta's bases are read from the store).
 pub fn check_in_pack(
-    keys: Option<&PoolKeys>,
+    store: &BlobStore,
     head: &EntryHead,
     pack: &ObjectId,
     data: &[u8],
@@ -314,7 +413,17 @@ pub fn check_in_pack(
             "its pack is truncated",
         ));
     };
-    decode_blob(keys, head, pack, stored.to_vec(), &head.id, Rehash::Always).map(|_| ())
+    let fetch = |base: &ObjectId| store.get_as(base, Role::Base);
+    decode_blob(
+        store.keys(),
+        head,
+        pack,
+        stored.to_vec(),
+        &head.id,
+        Rehash::Always,
+        Some(&fetch),
+    )
+    .map(|_| ())
 }
 
 #[cfg(test)]

@@ -11,6 +11,7 @@ use std::sync::mpsc::{sync_channel, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use super::delta::{self, Base};
 use super::{
     decode_blob, BlobStore, Rehash, MIN_COMPRESS, PACK_MAX_BLOBS, PACK_TARGET, SAMPLE, ZSTD_LEVEL,
 };
@@ -19,6 +20,10 @@ use crate::coord::session::Session;
 use crate::error::{Error, Result};
 use crate::id::ObjectId;
 use crate::store::pack::{self, BlobKind, Compression, EntryHead};
+
+/// Blobs shorter than this are always stored whole: a delta would save
+/// too little to be worth a second read.
+const MIN_DELTA: usize = 4 << 10;
 
 /// Counters of one writing session.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -281,6 +286,70 @@ impl BlobWriter {
         self.append(ix, kind, compression, data.len() as u32, stored)
     }
 
+    /// Stores a blob like [`put`](Self::put), as a delta of `bases` (the
+    /// content ids of blobs it was made from, such as the chunks an
+    /// in-place edit rewrote) when the pool allows deltas and the delta
+    /// takes at most half what the whole blob would. A base that cannot
+    /// be read is left out (the blob is then stored whole).
+    pub fn put_near(&self, kind: BlobKind, data: &[u8], bases: &[ObjectId]) -> Result<ObjectId> {
+        let id = ObjectId::of(data);
+        if !self.store.deltas || bases.is_empty() || data.len() < MIN_DELTA {
+            self.put_with_id(id, kind, data)?;
+            return Ok(id);
+        }
+        let Some(ix) = self.claim(id)? else {
+            return Ok(id);
+        };
+        let (compression, compressed) = encode(kind, data);
+        let whole = compressed.as_ref().map_or(data.len(), Vec::len);
+        let record = match self.delta_of(id, data, bases) {
+            Some(r) if r.len() <= whole / 2 => r,
+            _ => {
+                let (compression, stored) = self.seal(&ix, compression, compressed, data)?;
+                let stored = stored.as_deref().unwrap_or(data);
+                self.append(ix, kind, compression, data.len() as u32, stored)?;
+                return Ok(id);
+            }
+        };
+        let stored = match self.store.keys() {
+            Some(keys) => keys.seal_blob(&ix, &record)?,
+            None => record,
+        };
+        self.append(ix, kind, Compression::Delta, data.len() as u32, &stored)?;
+        Ok(id)
+    }
+
+    /// The delta record of `data` against whichever of `bases` the pool
+    /// holds (indexed and not condemned: `gc` keeps what a committed delta
+    /// names); None if none can be read.
+    fn delta_of(&self, id: ObjectId, data: &[u8], bases: &[ObjectId]) -> Option<Vec<u8>> {
+        let mut read = Vec::new();
+        for base in bases {
+            if *base == id || read.iter().any(|(b, _)| b == base) {
+                continue;
+            }
+            if !self.store.has(base).unwrap_or(false) {
+                continue;
+            }
+            match self.store.get_for_base(base) {
+                Ok(found) => read.push((*base, found)),
+                Err(e) => tracing::debug!("delta base {base} left out: {e}"),
+            }
+        }
+        if read.is_empty() {
+            return None;
+        }
+        let bases: Vec<Base<'_>> = read
+            .iter()
+            .map(|(id, (bytes, record))| Base {
+                id: *id,
+                bytes,
+                delta: record.as_ref(),
+            })
+            .collect();
+        Some(delta::diff(id, data, &bases).encode())
+    }
+
     /// Counts a blob and, unless the pool or this session has it, claims
     /// it for this session: its index id when the caller must write it.
     fn claim(&self, id: ObjectId) -> Result<Option<ObjectId>> {
@@ -304,6 +373,17 @@ impl BlobWriter {
         data: &[u8],
     ) -> Result<(Compression, Option<Vec<u8>>)> {
         let (compression, compressed) = encode(kind, data);
+        self.seal(ix, compression, compressed, data)
+    }
+
+    /// Seals a blob's stored form in an encrypted pool.
+    fn seal(
+        &self,
+        ix: &ObjectId,
+        compression: Compression,
+        compressed: Option<Vec<u8>>,
+        data: &[u8],
+    ) -> Result<(Compression, Option<Vec<u8>>)> {
         let Some(keys) = self.store.keys() else {
             return Ok((compression, compressed));
         };
@@ -381,6 +461,7 @@ impl BlobWriter {
             stored.to_vec(),
             &head.id,
             Rehash::Always,
+            None,
         )
         .map_err(|e| Error::corrupt(format!("object {} as received", head.id), e.to_string()))?;
         self.state().pending.insert(head.id);
