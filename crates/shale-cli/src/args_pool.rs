@@ -55,6 +55,12 @@ pub enum PoolCmd {
     /// machines of a shared pool too). For a full revocation: a removed
     /// key's holder who kept the old master key reads none of it then.
     Rekey,
+    /// Raise a pool made by an older release to the format this one
+    /// writes (version 3), from which in-place edits through a mount are
+    /// stored as deltas of the chunks they change. Releases before it
+    /// cannot open the pool afterwards: upgrade once every machine that
+    /// uses the pool runs this release.
+    Upgrade,
     /// Make this machine the one working on an object-store pool with an
     /// SQLite catalog (used from one machine at a time; a pool with a
     /// PostgreSQL catalog needs no attach).

@@ -113,6 +113,7 @@ pub fn run(cli: &Cli) -> Result<()> {
         Command::Pool(PoolCmd::Key(cmd)) => crate::keys::key(cli, cmd),
         Command::Pool(PoolCmd::Rekey) => crate::keys::rekey(cli),
         Command::Pool(PoolCmd::FixPermissions) => fix_permissions(cli),
+        Command::Pool(PoolCmd::Upgrade) => upgrade(cli),
         Command::Volume(cmd) => crate::volume::volume(cli, cmd),
         Command::Snapshot(cmd) => crate::volume::snapshot(cli, cmd),
         Command::Diff(args) => diff(cli, args),
@@ -248,6 +249,24 @@ fn fix_permissions(cli: &Cli) -> Result<()> {
     Ok(())
 }
 
+fn upgrade(cli: &Cli) -> Result<()> {
+    let pool = Pool::open_spec(&pool_spec(cli)?, &cli.options)?;
+    let from = pool.upgrade_format()?;
+    let to = shale_core::pool::POOL_VERSION;
+    if cli.json {
+        print_json(&json!({"path": pool.name(), "from": from, "to": to}));
+    } else if !cli.quiet && from == to {
+        println!("{} is at format version {to} already", pool.name());
+    } else if !cli.quiet {
+        println!(
+            "{}: format version {from} -> {to}; in-place edits are stored as deltas from now on, \
+             and releases before format {to} cannot open it",
+            pool.name()
+        );
+    }
+    Ok(())
+}
+
 fn pool_info(cli: &Cli) -> Result<()> {
     print_pool_info(cli, &open(cli)?.report(true)?);
     Ok(())
@@ -273,7 +292,7 @@ pub(crate) fn print_pool_info(cli: &Cli, r: &PoolReport) {
         if r.format_version >= shale_core::pool::POOL_VERSION {
             " (in-place edits stored as deltas)"
         } else {
-            " (made by an older release: in-place edits stored as whole chunks)"
+            " (made by an older release: in-place edits stored as whole chunks until `shale pool upgrade`)"
         }
     );
     println!(

@@ -651,6 +651,16 @@ fn pools_are_found_created_and_versioned() {
     set_version(3, 1);
     env.ok(&["volume", "create", "older"]);
     assert_eq!(env.json(&["pool", "info"])["format_version"], 1);
+    assert!(env
+        .ok(&["pool", "info"])
+        .contains("until `shale pool upgrade`"));
+    let up = env.json(&["pool", "upgrade"]);
+    assert_eq!((up["from"].as_u64(), up["to"].as_u64()), (Some(1), Some(3)));
+    assert!(env
+        .ok(&["pool", "upgrade"])
+        .contains("at format version 3 already"));
+    assert_eq!(env.json(&["volume", "list"])[0]["name"], "older");
+    set_version(3, 1);
     set_version(1, 2);
     fails(
         &env,

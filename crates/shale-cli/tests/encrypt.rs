@@ -3,6 +3,7 @@
 //!
 //! The pool is local or in Garage as `SHALE_TEST_STORE` says.
 
+use std::fs;
 use std::path::Path;
 use std::process::Output;
 
@@ -93,6 +94,13 @@ fn the_store_holds_no_name_content_or_content_id() {
     let info = env.json(&["pool", "info"]);
     assert!(info["encryption"].as_str().unwrap().contains("AES-256-GCM"));
     assert_eq!(info["format_version"], 3);
+    // An encrypted pool made before deltas (version 2) is raised to 3.
+    let desc = env.pool().join("pool.json");
+    let text = fs::read_to_string(&desc).unwrap();
+    fs::write(&desc, text.replace("\"version\": 3", "\"version\": 2")).unwrap();
+    assert_eq!(env.json(&["pool", "info"])["format_version"], 2);
+    assert_eq!(env.json(&["pool", "upgrade"])["from"], 2);
+    assert_eq!(env.json(&["pool", "info"])["format_version"], 3);
 
     // The same scan finds them in a plain pool: it can fail.
     let plain = Env::new_plain();

@@ -47,9 +47,29 @@ pub fn touches(ranges: &[(u64, u64)], start: u64, end: u64) -> bool {
     ranges.get(i).is_some_and(|r| r.0 < end)
 }
 
+/// How many bytes of `start..end` sorted, disjoint `ranges` cover.
+pub fn covered(ranges: &[(u64, u64)], start: u64, end: u64) -> u64 {
+    let i = ranges.partition_point(|r| r.1 <= start);
+    ranges[i..]
+        .iter()
+        .take_while(|r| r.0 < end)
+        .map(|r| r.1.min(end) - r.0.max(start))
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn covered_counts_the_overlap() {
+        let r = vec![(10, 20), (30, 40), (50, 60)];
+        assert_eq!(covered(&r, 0, 100), 30);
+        assert_eq!(covered(&r, 15, 35), 10);
+        assert_eq!(covered(&r, 20, 30), 0);
+        assert_eq!(covered(&r, 55, 56), 1);
+        assert_eq!(covered(&[], 0, 10), 0);
+    }
 
     #[test]
     fn ranges_merge_where_they_touch() {

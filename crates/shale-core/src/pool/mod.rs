@@ -31,6 +31,7 @@ use crate::store::chunker::ChunkParams;
 use crate::store::objects::{LocalDir, ObjectStore, Remote, StoreLocation};
 
 mod remote;
+mod upgrade;
 
 /// The pool format version this build writes: 3, which may store blobs
 /// as deltas of others (in-place edits), plain or encrypted. It also reads
@@ -251,11 +252,7 @@ impl Pool {
         // pool.json is written last: a pool is complete once it exists.
         let json = serde_json::to_vec_pretty(&description)
             .map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let tmp = root.join("tmp").join(POOL_FILE);
-        crate::private::write(&tmp, json).at(&tmp)?;
-        fs::File::open(&tmp).and_then(|f| f.sync_all()).at(&tmp)?;
-        fs::rename(&tmp, root.join(POOL_FILE)).at(root.join(POOL_FILE))?;
-        fs::File::open(root).and_then(|f| f.sync_all()).at(root)?;
+        upgrade::write_description(root, &json)?;
         Ok(Pool::local(root, description, objects, catalog, keys))
     }
 

@@ -33,7 +33,7 @@ use shale_core::tree::ChunkRef;
 use shale_core::Pool;
 
 use crate::inodes::ChunkList;
-use crate::ranges::{add_range, clip, insert_range, touches};
+use crate::ranges::{add_range, clip, covered, insert_range, touches};
 use crate::reader::ChunkCache;
 
 mod view;
@@ -384,8 +384,14 @@ impl Upper {
             };
             let (mut at, mut met) = (pos, None);
             params.chunk_while(reader, &self.path, |data| {
-                let bases = known.near(at, at + data.len() as u64);
-                at += data.len() as u64;
+                let (from, to) = (at, at + data.len() as u64);
+                // A chunk mostly written anew is stored whole, without
+                // looking for what little it shares.
+                let bases = match covered(&self.written, from, to) * 2 < to - from {
+                    true => known.near(from, to),
+                    false => Vec::new(),
+                };
+                at = to;
                 let id = w.put_near(BlobKind::Data, &data, &bases)?;
                 out.push(ChunkRef {
                     id,
