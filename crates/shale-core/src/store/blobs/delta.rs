@@ -353,6 +353,52 @@ mod tests {
         assert!(d.bases.is_empty());
     }
 
+    /// An edit of `old`: bytes overwritten, inserted or removed at `at`.
+    fn edit(old: &[u8], kind: u8, at: usize, len: usize, seed: u64) -> Vec<u8> {
+        let at = at % (old.len() + 1);
+        let new = crate::test_noise(seed, len);
+        let mut out = old.to_vec();
+        match kind % 3 {
+            0 => {
+                let end = (at + len).min(out.len());
+                out.splice(at..end, new);
+            }
+            1 => {
+                out.splice(at..at, new);
+            }
+            _ => {
+                let end = (at + len).min(out.len());
+                out.drain(at..end);
+            }
+        }
+        out
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(64))]
+        /// Whatever the edits, a delta rebuilds the blob, one built on a
+        /// delta copies only from whole blobs, and an edit of a few bytes
+        /// stays small.
+        #[test]
+        fn deltas_rebuild_what_they_describe(
+            edits in proptest::collection::vec((0u8..3, 0usize..70_000, 0usize..3_000, 0u64..1000), 1..4),
+            size in 1_000usize..70_000,
+        ) {
+            let whole = crate::test_noise(99, size);
+            let first = edits.iter().fold(whole.clone(), |b, &(k, at, len, seed)| edit(&b, k, at, len, seed));
+            let d1 = diff(ObjectId::of(&first), &first, &[base(&whole, None)]);
+            let store = [(ObjectId::of(&whole), &whole[..])];
+            proptest::prop_assert!(rebuild(&d1, &store, first.len()) == first);
+            let (k, at, len, seed) = edits[0];
+            let second = edit(&first, k.wrapping_add(1), at / 2, len, seed + 1);
+            let d2 = diff(ObjectId::of(&second), &second, &[base(&first, Some(&d1))]);
+            proptest::prop_assert!(d2.bases.iter().all(|b| *b == ObjectId::of(&whole)));
+            proptest::prop_assert!(rebuild(&d2, &store, second.len()) == second);
+            let changed: usize = edits.iter().map(|e| e.2).sum::<usize>() + len;
+            proptest::prop_assert!(literal(&d2) <= changed + 2 * (edits.len() + 1) * BLOCK);
+        }
+    }
+
     #[test]
     fn damaged_records_are_refused() {
         let d = Delta {
