@@ -4,10 +4,13 @@
 
 mod attr;
 mod dir;
+mod names;
 mod plus;
 mod read;
+mod write;
+mod xattr;
 
-use attr::{attr, entry, ns_of, reply_empty, reply_entry, statfs, ttl};
+use attr::{attr, ns_of, reply_empty, reply_entry, statfs, ttl};
 use dir::list_plus;
 use plus::PlusAdvisor;
 
@@ -18,17 +21,17 @@ use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, SystemTime};
 
 use fuser::{
-    BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
-    IoctlFlags, KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr,
-    ReplyCreate, ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl,
-    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    BsdFileFlags, Errno, FileHandle, Filesystem, FopenFlags, INodeNo, InitFlags, IoctlFlags,
+    KernelConfig, LockOwner, OpenAccMode, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 
 use crate::busy_poll::{BusyPoll, Linger};
 use crate::inodes::{Kind, Owner};
 use crate::journal::Op;
 use crate::reader::ChunkCache;
-use crate::state::{SetAttr, State, Write};
+use crate::state::{SetAttr, State};
 use crate::workers::Workers;
 
 /// How long the kernel may cache names and attributes in a live volume.
@@ -253,24 +256,7 @@ impl Filesystem for ShaleFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        let parent = parent.0;
-        let (_next, mut st) = self.start();
-        let (uid, gid) = (req.uid(), req.gid());
-        let (name, mode, rdev) = (name.as_bytes(), mode & !umask, rdev.into());
-        let r = st.logged(
-            parent,
-            |st| st.mknod(parent, name, mode, rdev, (uid, gid)),
-            |&ino| Op::Mknod {
-                ino,
-                parent,
-                name: name.to_vec(),
-                mode,
-                rdev,
-                uid,
-                gid,
-            },
-        );
-        reply_entry(&mut st, r, reply)
+        self.mknod_op(req, parent, name, mode & !umask, rdev, reply)
     }
 
     fn mkdir(
@@ -282,53 +268,15 @@ impl Filesystem for ShaleFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        let parent = parent.0;
-        let (_next, mut st) = self.start();
-        let (uid, gid) = (req.uid(), req.gid());
-        let (name, mode) = (name.as_bytes(), mode & !umask);
-        let r = st.logged(
-            parent,
-            |st| st.mkdir(parent, name, mode, (uid, gid)),
-            |&ino| Op::Mkdir {
-                ino,
-                parent,
-                name: name.to_vec(),
-                mode,
-                uid,
-                gid,
-            },
-        );
-        reply_entry(&mut st, r, reply)
+        self.mkdir_op(req, parent, name, mode & !umask, reply)
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let parent = parent.0;
-        let (_next, mut st) = self.start();
-        let name = name.as_bytes();
-        let r = st.logged(
-            parent,
-            |st| st.unlink(parent, name),
-            |_| Op::Unlink {
-                parent,
-                name: name.to_vec(),
-            },
-        );
-        reply_empty(r, reply)
+        self.unlink_op(parent, name, reply)
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let parent = parent.0;
-        let (_next, mut st) = self.start();
-        let name = name.as_bytes();
-        let r = st.logged(
-            parent,
-            |st| st.rmdir(parent, name),
-            |_| Op::Rmdir {
-                parent,
-                name: name.to_vec(),
-            },
-        );
-        reply_empty(r, reply)
+        self.rmdir_op(parent, name, reply)
     }
 
     fn symlink(
@@ -339,23 +287,7 @@ impl Filesystem for ShaleFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        let parent = parent.0;
-        let (_next, mut st) = self.start();
-        let (uid, gid) = (req.uid(), req.gid());
-        let (name, target) = (link_name.as_bytes(), target.as_os_str().as_bytes());
-        let r = st.logged(
-            parent,
-            |st| st.symlink(parent, name, target, (uid, gid)),
-            |&ino| Op::Symlink {
-                ino,
-                parent,
-                name: name.to_vec(),
-                target: target.to_vec(),
-                uid,
-                gid,
-            },
-        );
-        reply_entry(&mut st, r, reply)
+        self.symlink_op(req, parent, link_name, target, reply)
     }
 
     fn rename(
@@ -368,21 +300,7 @@ impl Filesystem for ShaleFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        let (parent, newparent) = (parent.0, newparent.0);
-        let (_next, mut st) = self.start();
-        let (name, newname) = (name.as_bytes(), newname.as_bytes());
-        let r = st.logged(
-            parent,
-            |st| st.rename(parent, name, newparent, newname, flags.bits()),
-            |_| Op::Rename {
-                parent,
-                name: name.to_vec(),
-                newparent,
-                newname: newname.to_vec(),
-                flags: flags.bits(),
-            },
-        );
-        reply_empty(r, reply)
+        self.rename_op(parent, name, newparent, newname, flags, reply)
     }
 
     fn link(
@@ -393,19 +311,7 @@ impl Filesystem for ShaleFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        let (ino, newparent) = (ino.0, newparent.0);
-        let (_next, mut st) = self.start();
-        let name = newname.as_bytes();
-        let r = st.logged(
-            newparent,
-            |st| st.link(ino, newparent, name).map(|()| ino),
-            |_| Op::Link {
-                ino,
-                parent: newparent,
-                name: name.to_vec(),
-            },
-        );
-        reply_entry(&mut st, r, reply)
+        self.link_op(ino, newparent, newname, reply)
     }
 
     /// Where the kernel can, it is told to open files without asking (the
@@ -445,40 +351,7 @@ impl Filesystem for ShaleFs {
         _flags: i32,
         reply: ReplyCreate,
     ) {
-        let parent = parent.0;
-        let (_next, mut st) = self.start();
-        let (uid, gid) = (req.uid(), req.gid());
-        let (name, mode, direct) = (name.as_bytes(), mode & !umask, self.direct_writes);
-        let r = st
-            .logged(
-                parent,
-                |st| st.create(parent, name, mode, (uid, gid), direct),
-                |&(ino, _)| Op::Create {
-                    ino,
-                    parent,
-                    name: name.to_vec(),
-                    mode,
-                    uid,
-                    gid,
-                },
-            )
-            .and_then(|(ino, fh)| Ok((entry(&mut st, ino)?, fh)));
-        // A file created here is written through this handle without the
-        // kernel's page cache: the kernel then neither copies each write
-        // into its cache nor asks for `security.capability` before each
-        // (a round trip: 5.3 requests a file where there were 6.7, when
-        // `cp -r` copies small files in). Other opens of the file use the
-        // page cache as usual; the kernel drops their pages a direct write
-        // overlaps.
-        let flags = if self.direct_writes {
-            FopenFlags::FOPEN_KEEP_CACHE | FopenFlags::FOPEN_DIRECT_IO
-        } else {
-            FopenFlags::FOPEN_KEEP_CACHE
-        };
-        match r {
-            Ok(((ttl, a), fh)) => reply.created(&ttl, &a, Generation(0), FileHandle(fh), flags),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.create_op(req, parent, name, mode & !umask, reply)
     }
 
     fn read(
@@ -509,42 +382,7 @@ impl Filesystem for ShaleFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        let (ino, fh) = (ino.0, fh.0);
-        let (_next, mut st) = self.start();
-        let (held, direct) = st.write_handle(fh);
-        // A direct write: the kernel left clearing privileges to us.
-        let mut mode_changed = false;
-        if direct {
-            let kill_suidgid = write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID);
-            match st.drop_privileges(ino, kill_suidgid) {
-                Ok(dropped) => {
-                    if dropped.any {
-                        st.record_now(ino, Op::DropPrivileges { ino, kill_suidgid });
-                    }
-                    mode_changed = dropped.mode;
-                }
-                Err(e) => return reply.error(errno(e)),
-            }
-        }
-        // The kernel checked the file was opened for writing.
-        let w = Write {
-            ino,
-            append: flags.0 & libc::O_APPEND != 0,
-            held,
-        };
-        let r = st.write(w, offset, data);
-        drop(st);
-        if mode_changed {
-            // Attributes only (a negative offset); nothing the kernel does
-            // for it calls back into the mount.
-            if let Some(n) = self.notifier.get() {
-                let _ = n.inval_inode(INodeNo(ino), -1, 0);
-            }
-        }
-        match r {
-            Ok(n) => reply.written(n),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.write_op((ino.0, fh.0), offset, data, write_flags, flags, reply)
     }
 
     fn flush(
@@ -601,22 +439,7 @@ impl Filesystem for ShaleFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        let ino = ino.0;
-        let (Ok(offset), Ok(length)) = (i64::try_from(offset), i64::try_from(length)) else {
-            return reply.error(Errno::EINVAL);
-        };
-        let (_next, mut st) = self.start();
-        let r = st.logged(
-            ino,
-            |st| st.fallocate(ino, offset, length, mode),
-            |_| Op::Fallocate {
-                ino,
-                offset,
-                length,
-                mode,
-            },
-        );
-        reply_empty(r, reply)
+        self.fallocate_op(ino, offset, length, mode, reply)
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
@@ -754,57 +577,18 @@ impl Filesystem for ShaleFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        let ino = ino.0;
-        let (_next, mut st) = self.start();
-        let name = name.as_bytes();
-        let r = st.logged(
-            ino,
-            |st| st.set_xattr(ino, name, value, flags),
-            |_| Op::SetXattr {
-                ino,
-                name: name.to_vec(),
-                value: value.to_vec(),
-                flags,
-            },
-        );
-        reply_empty(r, reply)
+        self.setxattr_op(ino, name, value, flags, reply)
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        let ino = ino.0;
-        let (_next, st) = self.start();
-        let value = st.get_xattr(ino, name.as_bytes());
-        match value {
-            Ok(v) if size == 0 => reply.size(v.len() as u32),
-            Ok(v) if v.len() > size as usize => reply.error(Errno::ERANGE),
-            Ok(v) => reply.data(&v),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.getxattr_op(ino, name, size, reply)
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        let ino = ino.0;
-        let (_next, st) = self.start();
-        match st.list_xattrs(ino) {
-            Ok(names) if size == 0 => reply.size(names.len() as u32),
-            Ok(names) if names.len() > size as usize => reply.error(Errno::ERANGE),
-            Ok(names) => reply.data(&names),
-            Err(e) => reply.error(errno(e)),
-        }
+        self.listxattr_op(ino, size, reply)
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let ino = ino.0;
-        let (_next, mut st) = self.start();
-        let name = name.as_bytes();
-        let r = st.logged(
-            ino,
-            |st| st.remove_xattr(ino, name),
-            |_| Op::RemoveXattr {
-                ino,
-                name: name.to_vec(),
-            },
-        );
-        reply_empty(r, reply)
+        self.removexattr_op(ino, name, reply)
     }
 }
