@@ -275,6 +275,62 @@ fn a_store_outage_under_a_mount_keeps_the_writes_until_it_ends() {
     );
 }
 
+/// A file edited in place through a mount is stored as deltas of its old
+/// chunks (pool format 3): warming it fetches those too, so a cold mount
+/// on another machine reads it with the store stopped.
+#[test]
+fn warming_an_edited_file_brings_the_chunks_its_deltas_copy_from() {
+    if !fuse_usable() {
+        eprintln!("skipped: needs /dev/fuse and root");
+        return;
+    }
+    let Some(mut g) = Garage::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let (writer, reader) = (dir.path().join("cache-w"), dir.path().join("cache-r"));
+    let url = format!("s3://{BUCKET}/warm-deltas");
+    let src = dir.path().join("src");
+    let mut model = noise(7, 2 << 20);
+    write(&src.join("ckpt.bin"), &model);
+    ok(&g, &url, &writer, &["pool", "init"]);
+    ok(&g, &url, &writer, &["volume", "create", "ds"]);
+    ok(
+        &g,
+        &url,
+        &writer,
+        &["volume", "import", "ds", src.to_str().unwrap()],
+    );
+    let mnt = dir.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let m = mnt.to_str().unwrap();
+    let rw = ["mount", m, "--volume", "ds", "--commit-interval", "3600"];
+    ok(&g, &url, &writer, &rw);
+    {
+        let _guard = Mounted(mnt.clone());
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(mnt.join("ckpt.bin"))
+            .unwrap();
+        // A few bytes in every 64 KiB: every chunk is cut again, and each
+        // is stored as a delta of the ones it replaces.
+        for at in (0..model.len()).step_by(65536) {
+            std::os::unix::fs::FileExt::write_all_at(&file, b"edit", at as u64).unwrap();
+            model[at..at + 4].copy_from_slice(b"edit");
+        }
+        drop(file);
+        ok(&g, &url, &writer, &["unmount", m]);
+    }
+    ok(&g, &url, &writer, &["snapshot", "create", "ds", "v1"]);
+    ok(&g, &url, &reader, &["pool", "attach"]);
+    ok(&g, &url, &reader, &["cache", "warm", "ds@v1"]);
+    ok(&g, &url, &reader, &["mount", m, "--volume", "ds@v1"]);
+    let _guard = Mounted(mnt.clone());
+    g.stop();
+    let read = std::fs::read(mnt.join("ckpt.bin"));
+    g.resume();
+    assert!(read.unwrap() == model, "the edited file as written");
+    ok(&g, &url, &reader, &["unmount", m]);
+}
+
 #[test]
 fn a_warmed_cache_serves_a_cold_mount_with_the_store_stopped() {
     if !fuse_usable() {
