@@ -1,6 +1,7 @@
 //! Content identifiers: the BLAKE3 hash of an object's plaintext.
 
 use std::fmt;
+use std::hash::Hasher;
 
 use serde::{Deserialize, Serialize};
 
@@ -59,5 +60,29 @@ mod tests {
         assert_eq!(ObjectId::from_hex(&id.to_hex()), Some(id));
         assert_eq!(ObjectId::from_hex("zz"), None);
         assert_eq!(id.short().len(), 12);
+    }
+}
+
+/// A [`Hasher`] for `u64` keys that are already hashes (an id's first
+/// bytes, a block's hash): it passes them through, so a table keyed by
+/// them hashes nothing again.
+#[derive(Default)]
+pub(crate) struct PassThrough(u64);
+
+impl Hasher for PassThrough {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is called for a `u64` key; any other key still
+        // hashes (poorly) rather than panicking.
+        for b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
     }
 }

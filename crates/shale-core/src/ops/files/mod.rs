@@ -15,12 +15,12 @@
 //! that shuffle.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::id::ObjectId;
+use crate::id::{ObjectId, PassThrough};
 use crate::pool::Pool;
 use crate::tree::{each_leaf_view, lookup, split_path, ChunkRef, Content, Entry};
 
@@ -155,7 +155,7 @@ impl Pool {
     pub fn file_groups(&self, files: &FileList) -> Result<Vec<u32>> {
         let blobs = self.blobs();
         // Packs met hold about as many chunks as there are files.
-        let mut group_of: HashMap<u64, u32, BuildHasherDefault<Prefix>> =
+        let mut group_of: HashMap<u64, u32, BuildHasherDefault<PassThrough>> =
             HashMap::with_capacity_and_hasher(files.len(), Default::default());
         let mut packs: HashMap<i64, u32> = HashMap::new();
         let mut out: Vec<u32> = Vec::with_capacity(files.len());
@@ -200,28 +200,6 @@ fn prefix(id: &ObjectId) -> u64 {
     let mut first = [0; 8];
     first.copy_from_slice(&id.0[..8]);
     u64::from_le_bytes(first)
-}
-
-/// A [`Hasher`] for keys that are [`prefix`]es: it passes them through.
-#[derive(Default)]
-struct Prefix(u64);
-
-impl Hasher for Prefix {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        // Only `write_u64` is called for a `u64` key; any other key still
-        // hashes (poorly) rather than panicking.
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 /// `name` below `rel` (a path relative to where the listing started).

@@ -15,11 +15,11 @@
 //! ([`Base::delta`]), so a read costs one level of indirection at most.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
 use serde::{Deserialize, Serialize};
 
-use crate::id::ObjectId;
+use crate::id::{ObjectId, PassThrough};
 
 /// Magic and version at the start of a delta record.
 const MAGIC: &[u8; 3] = b"SD\x01";
@@ -225,7 +225,7 @@ impl Builder {
 }
 
 /// The bases' bytes at every 32nd offset, by a hash of the 32 bytes there.
-struct BlockIndex(HashMap<u64, (usize, usize), BuildHasherDefault<Premixed>>);
+struct BlockIndex(HashMap<u64, (usize, usize), BuildHasherDefault<PassThrough>>);
 
 impl BlockIndex {
     fn new(bases: &[Base<'_>]) -> Self {
@@ -255,26 +255,6 @@ fn block_hash(block: &[u8]) -> u64 {
             .wrapping_mul(K)
             .rotate_left(29)
     })
-}
-
-/// A hasher for keys that are already hashes.
-#[derive(Default)]
-struct Premixed(u64);
-
-impl Hasher for Premixed {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.0 = self.0.rotate_left(8) ^ u64::from(*b);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n;
-    }
 }
 
 #[cfg(test)]
