@@ -80,14 +80,7 @@ impl Pool {
         let name = location.url();
         let cache = s3pool::cache_dir(location, options)?;
         let remote = s3pool::connect(location, &cache, options)?;
-        if s3pool::get_optional(remote.as_ref(), POOL_FILE)?.is_some() {
-            return Err(Error::PoolExists(PathBuf::from(&name)));
-        }
-        if !remote.list("")?.is_empty() {
-            return Err(Error::InvalidArgument(format!(
-                "cannot create a pool at {name}: objects already exist under that prefix"
-            )));
-        }
+        refuse_taken_prefix(remote.as_ref(), &name)?;
         // A cache left from an earlier pool at this URL is stale.
         if cache.exists() {
             fs::remove_dir_all(&cache).at(&cache)?;
@@ -101,27 +94,7 @@ impl Pool {
         }
         crate::private::create_root(&cache, Access::Owner, None).at(&cache)?;
         crate::private::create_dir_all(&cache.join("tmp")).at(&cache)?;
-        // Recorded for the record (and other machines' users): what this
-        // pool was created with, given or from the environment.
-        let env = |k: &str| {
-            options
-                .store
-                .get(k)
-                .filter(|_| location.kind == crate::store::objects::StoreKind::S3)
-                .map(str::to_string)
-        };
-        let store = StoreSettings {
-            kind: location.kind.name().into(),
-            endpoint: location
-                .endpoint
-                .clone()
-                .or_else(|| env("AWS_ENDPOINT_URL")),
-            region: location.region.clone().or_else(|| env("AWS_REGION")),
-            catalog: match &settings.catalog {
-                Some(url) => crate::catalog::without_password(url),
-                None => "sqlite".into(),
-            },
-        };
+        let store = store_settings(location, settings, options);
         let description = PoolDescription::new(&name, settings, Some(store));
         let keys = match &settings.encrypt {
             Some(key) => Some(keys::create(
@@ -134,15 +107,7 @@ impl Pool {
         };
         let seal = keys.as_deref().map(|k| (k, description.id.as_str()));
         let catalog = match &settings.catalog {
-            Some(url) => {
-                if !crate::catalog::is_postgres_url(url) {
-                    return Err(Error::InvalidArgument(format!(
-                        "{}: a catalog is a PostgreSQL URL (postgres://USER@HOST[:PORT]/DATABASE)",
-                        crate::catalog::without_password(url)
-                    )));
-                }
-                Catalog::create_postgres(url, &description.id, options)?.with_lease(options.lease)
-            }
+            Some(url) => create_postgres_catalog(url, &description.id, options)?,
             None => {
                 let catalog = Catalog::create(&cache.join(CATALOG_FILE))?;
                 s3pool::take_ownership(remote.as_ref(), &cache)?;
@@ -257,4 +222,56 @@ fn download(
         name,
         Some((&**last, description.id.as_str())),
     )
+}
+
+/// Refuses to create a pool where one exists or other objects already lie.
+fn refuse_taken_prefix(remote: &dyn ObjectStore, name: &str) -> Result<()> {
+    if s3pool::get_optional(remote, POOL_FILE)?.is_some() {
+        return Err(Error::PoolExists(PathBuf::from(name)));
+    }
+    if !remote.list("")?.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "cannot create a pool at {name}: objects already exist under that prefix"
+        )));
+    }
+    Ok(())
+}
+
+/// What a new object-store pool records about its store, given or from
+/// the environment, for the record (and other machines' users).
+fn store_settings(
+    location: &StoreLocation,
+    settings: &PoolSettings,
+    options: &PoolOptions,
+) -> StoreSettings {
+    let env = |k: &str| {
+        options
+            .store
+            .get(k)
+            .filter(|_| location.kind == crate::store::objects::StoreKind::S3)
+            .map(str::to_string)
+    };
+    StoreSettings {
+        kind: location.kind.name().into(),
+        endpoint: location
+            .endpoint
+            .clone()
+            .or_else(|| env("AWS_ENDPOINT_URL")),
+        region: location.region.clone().or_else(|| env("AWS_REGION")),
+        catalog: match &settings.catalog {
+            Some(url) => crate::catalog::without_password(url),
+            None => "sqlite".into(),
+        },
+    }
+}
+
+/// Creates the PostgreSQL catalog of a new pool, refusing any other URL.
+fn create_postgres_catalog(url: &str, pool_id: &str, options: &PoolOptions) -> Result<Catalog> {
+    if !crate::catalog::is_postgres_url(url) {
+        return Err(Error::InvalidArgument(format!(
+            "{}: a catalog is a PostgreSQL URL (postgres://USER@HOST[:PORT]/DATABASE)",
+            crate::catalog::without_password(url)
+        )));
+    }
+    Ok(Catalog::create_postgres(url, pool_id, options)?.with_lease(options.lease))
 }

@@ -1,10 +1,11 @@
-//! The routes of `/api/v1` and their handlers: volumes and snapshots here,
+//! The routes of `/api/v1` and their handlers: the pool and volumes here,
 //! the rest in the submodules.
 
 mod files;
 pub(crate) mod jobs;
 mod mirrors;
 mod records;
+mod snapshots;
 
 use std::sync::Arc;
 
@@ -92,21 +93,21 @@ pub fn router_with(pool: Arc<Pool>, jobs: Arc<Jobs>, places: SyncPlaces) -> Rout
         .route("/api/v1/volumes/{name}/lineage", get(lineage))
         .route(
             "/api/v1/volumes/{name}/snapshots",
-            get(list_snapshots).post(create_snapshot),
+            get(snapshots::list_snapshots).post(snapshots::create_snapshot),
         )
         .route(
             "/api/v1/volumes/{name}/snapshots/{snapshot}",
-            get(snapshot).delete(delete_snapshot),
+            get(snapshots::snapshot).delete(snapshots::delete_snapshot),
         )
         .route(
             "/api/v1/volumes/{name}/snapshots/{snapshot}/lineage",
-            get(snapshot_lineage),
+            get(snapshots::snapshot_lineage),
         )
         .route(
             "/api/v1/volumes/{name}/snapshots/{snapshot}/restore",
-            post(restore),
+            post(snapshots::restore),
         )
-        .route("/api/v1/snapshots", get(all_snapshots))
+        .route("/api/v1/snapshots", get(snapshots::all_snapshots))
         .route("/api/v1/volumes/{name}/files", get(files::list))
         .route(
             "/api/v1/volumes/{name}/files/{*path}",
@@ -435,19 +436,6 @@ async fn resize_volume(
     .await
 }
 
-async fn snapshot_lineage(
-    State(pool): State<Arc<Pool>>,
-    caller: Caller,
-    Params((name, snapshot)): Params<(String, String)>,
-) -> Answer {
-    blocking(&pool, move |p| {
-        caller.check_volume(p, &name)?;
-        let l = p.lineage(&format!("{name}@{snapshot}"))?;
-        to_json(scoped_lineage(p, &caller, l)).map(Json)
-    })
-    .await
-}
-
 /// The body of `POST …/clone`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -514,144 +502,6 @@ async fn lineage(
         caller.check_volume(p, &name)?;
         to_json(scoped_lineage(p, &caller, p.lineage(&name)?)).map(Json)
     })
-    .await
-}
-
-async fn list_snapshots(
-    State(pool): State<Arc<Pool>>,
-    caller: Caller,
-    Params(name): Params<String>,
-    QueryOf(q): QueryOf<SpaceQuery>,
-) -> Answer {
-    blocking(&pool, move |p| {
-        caller.check_volume(p, &name)?;
-        // As the CLI: a volume deleted with --keep-snapshots still has them.
-        let mut snaps = p.list_snapshots(Some(&name))?;
-        if q.space {
-            for s in &mut snaps {
-                s.used_bytes = Some(p.exclusive_bytes(&s.volume, Some(&s.name))?);
-            }
-        }
-        to_json(snaps).map(Json)
-    })
-    .await
-}
-
-/// Every snapshot the caller sees, oldest first.
-async fn all_snapshots(
-    State(pool): State<Arc<Pool>>,
-    caller: Caller,
-    QueryOf(q): QueryOf<SpaceQuery>,
-) -> Answer {
-    blocking(&pool, move |p| {
-        let mut all = p.list_snapshots(None)?;
-        let mut seen = std::collections::HashMap::new();
-        all.retain(|s| {
-            *seen
-                .entry(s.volume.clone())
-                .or_insert_with(|| caller.sees(p, &s.volume))
-        });
-        if q.space {
-            for s in &mut all {
-                s.used_bytes = Some(p.exclusive_bytes(&s.volume, Some(&s.name))?);
-            }
-        }
-        all.sort_by(|a, b| a.created.cmp(&b.created));
-        to_json(all).map(Json)
-    })
-    .await
-}
-
-/// The body of `POST …/snapshots` (optional).
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct NewSnapshot {
-    name: Option<String>,
-}
-
-async fn create_snapshot(
-    State(pool): State<Arc<Pool>>,
-    caller: Caller,
-    Params(name): Params<String>,
-    Body(body): Body<Option<NewSnapshot>>,
-) -> Changed {
-    let snap = body.unwrap_or_default().name;
-    let action = format!("snapshot {name}");
-    change(
-        &pool,
-        caller,
-        Role::Write,
-        StatusCode::CREATED,
-        action,
-        move |p, c| {
-            c.check_volume(p, &name)?;
-            to_json(p.create_snapshot(&name, snap.as_deref())?)
-        },
-    )
-    .await
-}
-
-async fn snapshot(
-    State(pool): State<Arc<Pool>>,
-    caller: Caller,
-    Params((name, snapshot)): Params<(String, String)>,
-) -> Answer {
-    blocking(&pool, move |p| {
-        caller.check_volume(p, &name)?;
-        let found = p
-            .list_snapshots(Some(&name))?
-            .into_iter()
-            .find(|s| s.name == snapshot);
-        match found {
-            Some(s) => to_json(s).map(Json),
-            None => Err(shale_core::Error::SnapshotNotFound {
-                volume: name,
-                name: snapshot,
-            }
-            .into()),
-        }
-    })
-    .await
-}
-
-async fn delete_snapshot(
-    State(pool): State<Arc<Pool>>,
-    caller: Caller,
-    Params((name, snapshot)): Params<(String, String)>,
-) -> Changed {
-    let action = format!("delete snapshot {name}@{snapshot}");
-    change(
-        &pool,
-        caller,
-        Role::Write,
-        StatusCode::OK,
-        action,
-        move |p, c| {
-            c.check_volume(p, &name)?;
-            p.delete_snapshot(&name, &snapshot)?;
-            Ok(json!({ "deleted": format!("{name}@{snapshot}") }))
-        },
-    )
-    .await
-}
-
-async fn restore(
-    State(pool): State<Arc<Pool>>,
-    caller: Caller,
-    Params((name, snapshot)): Params<(String, String)>,
-) -> Changed {
-    let action = format!("restore {name}@{snapshot}");
-    change(
-        &pool,
-        caller,
-        Role::Write,
-        StatusCode::OK,
-        action,
-        move |p, c| {
-            c.check_volume(p, &name)?;
-            to_json(p.restore_snapshot(&name, &snapshot)?)
-        },
-    )
     .await
 }
 
