@@ -2,72 +2,34 @@
 //! another pool through `shale serve` give the same output, exit status and
 //! errors (timestamps aside); commands that need the pool say so.
 
-use std::net::TcpStream;
-use std::process::{Child, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 
 mod common;
 use common::Env;
 
+/// A pool served by `shale serve`, and the environment that made it.
 struct Served {
     env: Env,
-    server: Child,
-    url: String,
-    token: String,
+    server: common::Served,
 }
 
 impl Served {
     fn start() -> Served {
         let env = Env::new();
-        let token = env.json(&["token", "create", "--role", "admin"])["token"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let server = env
-            .command()
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        let start = Instant::now();
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                start.elapsed() < Duration::from_secs(30),
-                "the server did not start"
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Served {
-            env,
-            server,
-            url: format!("http://127.0.0.1:{port}"),
-            token,
-        }
+        let server = env.serve();
+        Served { env, server }
     }
 
     /// `shale --server URL ARGS`, with the token in the environment and no pool.
     fn run(&self, args: &[&str]) -> Output {
         std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
             .env_remove("SHALE_POOL")
-            .env("SHALE_TOKEN", &self.token)
+            .env("SHALE_TOKEN", &self.server.token)
             .arg("--server")
-            .arg(&self.url)
+            .arg(&self.server.url)
             .args(args)
             .output()
             .unwrap()
-    }
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
     }
 }
 
@@ -236,7 +198,7 @@ fn pool_info_gc_and_tokens_through_the_server() {
     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
         .args([
             "--server",
-            &served.url,
+            &served.server.url,
             "--token",
             made["token"].as_str().unwrap(),
             "volume",
@@ -257,14 +219,14 @@ fn commands_that_need_the_pool_say_so_and_a_token_is_required() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("not through --server"));
     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
         .env_remove("SHALE_TOKEN")
-        .args(["--server", &served.url, "volume", "list"])
+        .args(["--server", &served.server.url, "volume", "list"])
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("--server needs a token"));
     let out = std::process::Command::new(assert_cmd::cargo::cargo_bin("shale"))
         .args([
             "--server",
-            &served.url,
+            &served.server.url,
             "--token",
             "shale_wrong",
             "volume",

@@ -50,26 +50,7 @@ fn tokens_and_the_server_from_the_command_line() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("use admin, write or read"));
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let server = env
-        .command()
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let start = Instant::now();
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "the server did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let (server, port) = common::spawn_server(env.command(), &[], Stdio::piped());
     let (status, body) = get(port, "/api/v1/volumes", Some(&token));
     assert!(status.contains("200"), "{status} {body}");
     assert!(body.contains("\"imagenet\""), "{body}");

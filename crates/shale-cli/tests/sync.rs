@@ -604,26 +604,16 @@ fn the_server_runs_what_policies_and_saved_syncs_have_due() {
         "--every",
         "1h",
     ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
-    let mut server = Command::new(assert_cmd::cargo::cargo_bin("shale"))
+    let mut shale = Command::new(assert_cmd::cargo::cargo_bin("shale"));
+    shale
         .env_remove("SHALE_POOL")
         .arg("--pool")
-        .arg(t.path("pool"))
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--run-schedules",
-            "1s",
-        ])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+        .arg(t.path("pool"));
+    let (mut server, _) = common::spawn_server(
+        shale,
+        &["--run-schedules", "1s"],
+        std::process::Stdio::null(),
+    );
     let start = std::time::Instant::now();
     let done = loop {
         let snaps: Value =

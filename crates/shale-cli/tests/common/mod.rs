@@ -399,7 +399,7 @@ impl Env {
     }
 
     /// Starts `shale serve` on the pool.
-    fn serve(&self) -> Served {
+    pub fn serve(&self) -> Served {
         serve_with(|| self.command())
     }
 
@@ -435,15 +435,31 @@ pub fn serve_with(command: impl Fn() -> Command) -> Served {
         String::from_utf8_lossy(&out.stderr)
     );
     let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (server, port) = spawn_server(command(), &[], std::process::Stdio::null());
+    Served {
+        server,
+        url: format!("http://127.0.0.1:{port}"),
+        token: made["token"].as_str().unwrap().to_string(),
+    }
+}
+
+/// Starts `COMMAND serve --listen 127.0.0.1:PORT EXTRA…` on a free port,
+/// its stderr going to `stderr`, and waits until it takes connections.
+pub fn spawn_server(
+    mut command: Command,
+    extra: &[&str],
+    stderr: std::process::Stdio,
+) -> (std::process::Child, u16) {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap()
         .port();
-    let server = command()
+    let server = command
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
+        .args(extra)
         .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
+        .stderr(stderr)
         .spawn()
         .unwrap();
     let start = std::time::Instant::now();
@@ -451,11 +467,7 @@ pub fn serve_with(command: impl Fn() -> Command) -> Served {
         assert!(start.elapsed().as_secs() < 30, "shale serve did not start");
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    Served {
-        server,
-        url: format!("http://127.0.0.1:{port}"),
-        token: made["token"].as_str().unwrap().to_string(),
-    }
+    (server, port)
 }
 
 /// Asserts that two trees are the same: names, contents, symlinks (`diff -r`).
