@@ -589,10 +589,14 @@ fn snapshot_clone_restore_and_import_while_written() {
     let d = env.ok(&["diff", "ws@s1", "ws"]);
     assert!(d.contains("out/"), "{d}");
 
-    // a restore is seen by the mount at once
+    // a restore is seen by the mount at once, names the kernel was told
+    // are absent too
     fs::write(ws.join("marker"), b"after").unwrap();
+    fs::rename(ws.join("marker"), ws.join("marker.moved")).unwrap();
+    assert!(!ws.join("marker").exists());
     env.ok(&["snapshot", "restore", "ws", "s1"]);
     assert_eq!(fs::read(ws.join("marker")).unwrap(), b"before");
+    assert!(!ws.join("marker.moved").exists());
     drop(writer);
     for name in names(&ws.join("out")) {
         let (got, full) = (
@@ -604,6 +608,7 @@ fn snapshot_clone_restore_and_import_while_written() {
 
     // an import into the mounted volume replaces what the mount shows
     write(&env.path("src/imported.txt"), b"from import");
+    assert!(!ws.join("incoming").exists());
     env.ok(&["volume", "import", "ws", &env.s("src"), "--to", "incoming"]);
     assert_eq!(
         fs::read(ws.join("incoming/imported.txt")).unwrap(),

@@ -401,15 +401,16 @@ impl State {
             Err(_) => {
                 // Deleted: every inode of it is detached.
                 self.vols.remove(volume);
-                return if root == fuser::INodeNo::ROOT.0 {
-                    Vec::new()
-                } else {
-                    vec![(fuser::INodeNo::ROOT.0, volume.as_bytes().to_vec())]
-                };
+                let mut forget = self.take_absent();
+                if root != fuser::INodeNo::ROOT.0 {
+                    forget.push((fuser::INodeNo::ROOT.0, volume.as_bytes().to_vec()));
+                }
+                return forget;
             }
         };
         let generation = vol.generation + 1;
-        let mut forget = Vec::new();
+        // Names the kernel keeps as absent may exist now.
+        let mut forget = self.take_absent();
         if let Some(r) = self.table.get_mut(root) {
             if let Some(d) = r.dir_mut() {
                 forget.extend(d.children.keys().map(|n| (root, n.clone())));

@@ -49,6 +49,46 @@ pub(super) fn ttl(st: &State, ino: u64) -> Duration {
     }
 }
 
+/// How long the kernel may keep `name`'s absence from directory `parent`
+/// (a negative entry), or `None` for it to ask again each time. Absences
+/// last in snapshots; in live volumes only the kernel's own requests add
+/// names, and a reload by another process makes the kernel forget the
+/// absences it keeps ([`State::remember_absent`]). The pool root and
+/// `.snapshot` directories change under other processes: never kept.
+pub(super) fn absent_ttl(st: &mut State, parent: u64, name: &[u8]) -> Option<Duration> {
+    let p = st.table.get(parent)?;
+    if !matches!(p.kind, Kind::Dir(_)) {
+        return None;
+    }
+    match p.owner {
+        Owner::Snapshot => Some(FROZEN_TTL),
+        Owner::Live { .. } => st.remember_absent(parent, name).then_some(TTL),
+        Owner::None => None,
+    }
+}
+
+/// A negative entry: `name` is not there, for `ttl`.
+pub(super) fn reply_absent(ttl: Duration, reply: ReplyEntry) {
+    let none = FileAttr {
+        ino: INodeNo(0),
+        size: 0,
+        blocks: 0,
+        atime: UNIX_EPOCH,
+        mtime: UNIX_EPOCH,
+        ctime: UNIX_EPOCH,
+        crtime: UNIX_EPOCH,
+        kind: FileType::RegularFile,
+        perm: 0,
+        nlink: 0,
+        uid: 0,
+        gid: 0,
+        rdev: 0,
+        blksize: 0,
+        flags: 0,
+    };
+    reply.entry(&ttl, &none, Generation(0));
+}
+
 /// The attributes of an inode.
 pub(super) fn attr(st: &mut State, ino: u64) -> Result<FileAttr, Errno> {
     let is_tree_dir = matches!(st.inode(ino)?.kind, Kind::Dir(_));

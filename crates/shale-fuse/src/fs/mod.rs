@@ -157,6 +157,11 @@ impl Filesystem for ShaleFs {
         let parent = parent.0;
         let (_next, mut st) = self.start();
         let r = st.child(parent, name.as_bytes());
+        if r == Err(libc::ENOENT) {
+            if let Some(ttl) = attr::absent_ttl(&mut st, parent, name.as_bytes()) {
+                return attr::reply_absent(ttl, reply);
+            }
+        }
         let file = r.is_ok_and(|ino| st.inode(ino).is_ok_and(|i| i.dir().is_none()));
         reply_entry(&mut st, r, reply);
         drop(st);

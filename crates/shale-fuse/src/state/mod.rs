@@ -158,7 +158,13 @@ pub struct State {
     pub commit_asked: bool,
     /// The time the change being applied uses (see [`State::logged`]).
     clock: Option<i64>,
+    /// Names the kernel was told are absent from live directories, for
+    /// some time (see [`State::remember_absent`]).
+    absent: HashSet<(u64, Vec<u8>)>,
 }
+
+/// Most absent names told to the kernel between two reloads of volumes.
+const ABSENT_CAP: usize = 16_384;
 
 /// Maps a core error to an errno, logging what is not a plain "not found".
 pub fn errno(e: &Error) -> Errno {
@@ -255,6 +261,7 @@ impl State {
             commit_soon: None,
             commit_asked: false,
             clock: None,
+            absent: HashSet::new(),
         };
         match target {
             Target::Pool => {
@@ -356,6 +363,23 @@ impl State {
             return Ok(Ok(None));
         }
         Ok(shale_core::coord::mounts::claim_writer(&self.pool, volume, &self.holder)?.map(Some))
+    }
+
+    /// Records that the kernel will be told `name` is not in the live
+    /// directory `dir`, so that a reload of the volume (a restore, an
+    /// import, another mount's commit) can make it forget that; false when
+    /// too many are recorded already (then the kernel is not told to keep it).
+    pub fn remember_absent(&mut self, dir: u64, name: &[u8]) -> bool {
+        if self.absent.len() >= ABSENT_CAP && !self.absent.contains(&(dir, name.to_vec())) {
+            return false;
+        }
+        self.absent.insert((dir, name.to_vec()));
+        true
+    }
+
+    /// The absent names told to the kernel so far, for it to forget.
+    pub fn take_absent(&mut self) -> Vec<(u64, Vec<u8>)> {
+        self.absent.drain().collect()
     }
 
     /// A new file handle number.
