@@ -370,10 +370,11 @@ impl State {
     /// import, another mount's commit) can make it forget that; false when
     /// too many are recorded already (then the kernel is not told to keep it).
     pub fn remember_absent(&mut self, dir: u64, name: &[u8]) -> bool {
-        if self.absent.len() >= ABSENT_CAP && !self.absent.contains(&(dir, name.to_vec())) {
+        let key = (dir, name.to_vec());
+        if self.absent.len() >= ABSENT_CAP && !self.absent.contains(&key) {
             return false;
         }
-        self.absent.insert((dir, name.to_vec()));
+        self.absent.insert(key);
         true
     }
 

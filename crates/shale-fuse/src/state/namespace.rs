@@ -283,6 +283,20 @@ impl State {
             }
             return Ok(out);
         }
+        self.merge_changes(ino, base, children, &mut out)?;
+        Ok(out)
+    }
+
+    /// Adds to `out` the names of directory `ino`: those the mount looked
+    /// up or changed (`children`) merged, in name order, with the rest of
+    /// its tree (`base`).
+    fn merge_changes(
+        &mut self,
+        ino: u64,
+        base: Option<DirRef>,
+        children: std::collections::BTreeMap<Vec<u8>, Slot>,
+        out: &mut Listing,
+    ) -> Result<(), Errno> {
         let base_entries = match base {
             Some(b) => self.entries(&b.tree).map_err(|e| errno(&e))?,
             None => Vec::new(),
@@ -312,7 +326,7 @@ impl State {
                 out.push((placeholder_ino(ino, &e.name), entry_type(&e), e.name));
             }
         }
-        Ok(out)
+        Ok(())
     }
 
     /// Number of subdirectories of a directory inode (for `nlink`).
